@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the runtime built by create_app, sessions, the verified callback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.errors import Unauthorized
+from app.services.intake import Delivery, Intake
+from app.services.policy import PolicyCache
+from app.settings import Settings
+from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
+
+MAX_CALLBACK_BYTES = 256 * 1024
+
+
+@dataclass
+class Runtime:
+    """Everything a request needs that lives as long as the process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    verifier: SignatureVerifier
+    policies: PolicyCache
+    intake: Intake
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent."""
+    async with runtime.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def signed_delivery(request: Request, runtime: RuntimeDep) -> Delivery:
+    """The raw callback body, its signature checked against the configured Sinch apps."""
+    body = await request.body()
+    now = datetime.now(UTC)
+    signed = SignedRequest(
+        method=request.method,
+        path=runtime.settings.signed_path,
+        body=body,
+        headers=request.headers,
+    )
+    content_type = request.headers.get("content-type")
+    try:
+        app_key = runtime.verifier.verify(signed, now=now)
+    except SignatureError as exc:
+        rejected = Delivery(body, content_type, exc.app_key, now, signature=exc.failure.value)
+        await runtime.intake.reject(rejected)
+        raise Unauthorized(
+            _REJECTION_DETAIL[exc.failure.value],
+            code=exc.failure.value,
+            headers={"WWW-Authenticate": "Application"},
+        ) from None
+    return Delivery(body, content_type, app_key, now)
+
+
+_REJECTION_DETAIL = {
+    "missing_authorization": "The Authorization header is missing.",
+    "malformed_authorization": "The Authorization header is not 'Application <key>:<signature>'.",
+    "unknown_application": "The application key is not configured.",
+    "missing_timestamp": "The x-timestamp header is missing.",
+    "malformed_timestamp": "The x-timestamp header is not an ISO-8601 timestamp.",
+    "stale_timestamp": "The x-timestamp header is outside the accepted window.",
+    "bad_signature": "The signature does not match the request.",
+}
+
+DeliveryDep = Annotated[Delivery, Depends(signed_delivery)]

@@ -1,0 +1,160 @@
+"""AppError hierarchy and the RFC 9457 problem+json rendering shared by every endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger()
+
+
+class AppError(Exception):
+    """An expected failure with a stable machine-readable `code`."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Unauthorized(AppError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(AppError):
+    status, code, title = 422, "validation_error", "Validation failed"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "unavailable", "Service unavailable"
+
+
+def problem(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request_id: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://verifyguard.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_for(error: AppError, request_id: str | None = None) -> JSONResponse:
+    return problem(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        request_id=request_id,
+        errors=error.errors,
+        headers=error.headers,
+    )
+
+
+def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as [{loc, msg}] with the location joined into a readable path."""
+    out = []
+    for err in raw:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        out.append({"loc": ".".join(loc), "msg": err.get("msg", "invalid")})
+    return out
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return problem_for(exc, _request_id(request))
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['loc'] or 'body'}: {e['msg']}" for e in errors)
+        return problem(
+            status=422,
+            code="validation_error",
+            title="Validation failed",
+            detail=detail,
+            request_id=_request_id(request),
+            errors=errors,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(
+            status=exc.status_code,
+            code=code,
+            title=str(exc.detail) if exc.status_code != 404 else "Not found",
+            detail=str(exc.detail),
+            request_id=_request_id(request),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request.crashed", path=request.url.path)
+        return problem(
+            status=500,
+            code="internal_error",
+            title="Internal error",
+            detail="An unexpected error occurred; it has been logged.",
+            request_id=_request_id(request),
+        )
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

@@ -1,0 +1,45 @@
+"""structlog set-up: JSON outside development, request ids bound per request, numbers masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_NUMBER = re.compile(r"\+\d{7,15}")
+
+
+def mask_number(number: str | None) -> str | None:
+    """+46700000000 → +4670****000: enough to recognise a range, not to dial."""
+    if not number:
+        return number
+    if len(number) <= 7:
+        return number[:2] + "*" * max(0, len(number) - 2)
+    return number[:5] + "****" + number[-3:]
+
+
+def _mask_values(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str) and "+" in value:
+            event[key] = _NUMBER.sub(lambda m: mask_number(m.group()) or "", value)
+    return event
+
+
+def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _mask_values,
+        structlog.processors.format_exc_info if json_logs else structlog.dev.set_exc_info,
+        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(),
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,87 @@
+"""create_app(settings): wires settings, database, policy and intake into a FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import FastAPI
+
+from app.api import admin, audit, callbacks, health
+from app.api.deps import Runtime
+from app.api.middleware import RequestIdMiddleware
+from app.devapp import load_or_create_dev_app
+from app.errors import install_error_handlers
+from app.logs import configure_logging
+from app.services.aggregates import Aggregator
+from app.services.intake import Intake
+from app.services.policy import PolicyCache
+from app.services.starter import install_starter_policy
+from app.settings import Settings
+from app.sinch.signature import SignatureVerifier, decode_secret
+from app.store.base import create_engine, create_sessionmaker
+from app.store.counters import SqlCounters
+from app.store.migrate import require_head
+
+log = structlog.get_logger()
+
+
+def sinch_apps(settings: Settings) -> dict[str, bytes]:
+    """Configured apps; in development with none configured, the local development app."""
+    apps = settings.app_secrets()
+    if not apps and settings.environment == "development":
+        key, secret = load_or_create_dev_app(settings.dev_app_file)
+        log.info("devapp.ready", key=key, file=str(settings.dev_app_file))
+        apps = {key: decode_secret(secret)}
+    return apps
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
+    aggregator = Aggregator(SqlCounters(settings.counter_bucket_seconds))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
+        policies=policies,
+        intake=Intake(engine=engine, settings=settings, policies=policies, aggregator=aggregator),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings)
+        app.state.runtime = runtime
+        try:
+            await require_head(runtime.engine)
+            await install_starter_policy(runtime.engine, now=datetime.now(UTC))
+            async with runtime.engine.connect() as conn:
+                await runtime.policies.current(conn)
+            log.info("app.started", callback_path=settings.callback_path)
+            yield
+        finally:
+            await runtime.intake.drain()
+            await runtime.engine.dispose()
+
+    app = FastAPI(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(audit.router)
+    app.add_api_route(
+        settings.callback_path,
+        callbacks.sinch_event,
+        methods=["POST"],
+        tags=["sinch"],
+        summary="Receive a Sinch Verification event",
+    )
+    return app

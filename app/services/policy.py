@@ -1,0 +1,51 @@
+"""The live policy: loaded from the store, compiled once per change, shared by all requests.
+
+Each request reads the policy version inside its own transaction; a different version
+than the one compiled here means another worker (or this one) changed it: reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.rules.engine import CompiledPolicy, compile_policy
+from app.rules.model import Action, Policy
+from app.store import policy as policy_store
+
+
+class PolicyCache:
+    def __init__(self, *, default_action: Action, timezone: str) -> None:
+        self._default_action = default_action
+        self._timezone = timezone
+        self._compiled: CompiledPolicy | None = None
+        self._version = -1
+        self._lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> CompiledPolicy | None:
+        """The last compiled policy, for use when the database cannot be reached."""
+        return self._compiled
+
+    async def current(self, conn: AsyncConnection) -> CompiledPolicy:
+        version = await policy_store.policy_version(conn)
+        if self._compiled is not None and version == self._version:
+            return self._compiled
+        async with self._lock:
+            if self._compiled is None or version != self._version:
+                policy = await self.load(conn)
+                self._compiled = compile_policy(policy, version=version)
+                self._version = version
+        return self._compiled
+
+    async def load(self, conn: AsyncConnection) -> Policy:
+        rows = await policy_store.load_policy_rows(conn)
+        return Policy.model_validate(
+            {
+                "rules": rows["rules"],
+                "lists": rows["lists"],
+                "default_action": rows["default_action"] or self._default_action,
+                "timezone": self._timezone,
+            }
+        )

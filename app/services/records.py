@@ -1,0 +1,145 @@
+"""Rows the intake stores: inbox entries, decided verifications, shadow matches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from app.rules.engine import Decision
+from app.rules.facts import Facts, facts_to_json
+from app.sinch.events import VerificationRequestEvent
+from app.store.inbox import verification_stub
+
+if TYPE_CHECKING:
+    from app.services.intake import Delivery
+
+
+def callback_row(
+    delivery: Delivery,
+    status: int,
+    *,
+    dedupe_key: str | None = None,
+    error_code: str | None = None,
+    payload: dict[str, Any] | None = None,
+    body_limit: int | None = None,
+) -> dict[str, Any]:
+    payload = payload or {}
+    ident, event = payload.get("id"), payload.get("event")
+    body = delivery.body if body_limit is None else delivery.body[:body_limit]
+    return {
+        "received_at": delivery.received_at,
+        "app_key": delivery.app_key,
+        "event": event[:64] if isinstance(event, str) else _event_of(dedupe_key),
+        "verification_id": ident[:128] if isinstance(ident, str) else _id_of(dedupe_key),
+        "dedupe_key": dedupe_key,
+        "signature": delivery.signature,
+        "http_status": status,
+        "error_code": error_code,
+        "content_type": (delivery.content_type or "")[:255] or None,
+        "raw_body": body,
+    }
+
+
+def _event_of(dedupe_key: str | None) -> str | None:
+    return dedupe_key.split(":", 1)[0] if dedupe_key else None
+
+
+def _id_of(dedupe_key: str | None) -> str | None:
+    parts = dedupe_key.split(":") if dedupe_key else []
+    return parts[1] or None if len(parts) > 1 else None
+
+
+def request_row(
+    event: VerificationRequestEvent,
+    delivery: Delivery,
+    facts: Facts,
+    decision: Decision,
+    answer: dict[str, Any],
+    *,
+    callback_id: int | None,
+    elapsed_ms: float,
+) -> dict[str, Any]:
+    price, rate = event.price, event.rate
+    return verification_stub(event.id, delivery.received_at) | {
+        "app_key": delivery.app_key,
+        "method": event.method,
+        "number": facts.number or event.identity.endpoint,
+        "country": facts.country,
+        "calling_code": facts.calling_code,
+        "number_type": facts.number_type,
+        "number_valid": facts.valid,
+        "price_amount": price.amount if price else None,
+        "price_currency": price.currency_id if price else None,
+        "rate_amount": rate.amount if rate else None,
+        "rate_currency": rate.currency_id if rate else None,
+        "reference": event.reference,
+        "custom": event.custom,
+        "requested_at": delivery.received_at,
+        "request_callback_id": callback_id,
+        **decision_fields(decision, answer, delivery.received_at, elapsed_ms),
+        "decision": decision_document(decision, facts),
+    }
+
+
+def decision_fields(
+    decision: Decision, answer: dict[str, Any], now: datetime, elapsed_ms: float
+) -> dict[str, Any]:
+    return {
+        "action": decision.action,
+        "reason": decision.reason,
+        "decided_by": decision.mode,
+        "rule_id": decision.rule_id,
+        "rule_name": decision.rule,
+        "rule_revision": decision.rule_revision,
+        "shadow_deny": any(m.action == "deny" for m in decision.shadow),
+        "answer": answer,
+        "decided_at": now,
+        "decision_ms": round(elapsed_ms, 3),
+    }
+
+
+def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]:
+    """The decision as stored: enough to explain it and to replay it."""
+    document = decision.model_dump(mode="json")
+    if facts is not None:
+        document["facts"] = facts_to_json(facts)
+    return document
+
+
+def fallback_row(
+    event: VerificationRequestEvent,
+    delivery: Delivery,
+    decision: Decision,
+    answer: dict[str, Any],
+    callback_id: int | None,
+    elapsed_ms: float,
+) -> dict[str, Any]:
+    price = event.price
+    return verification_stub(event.id, delivery.received_at) | {
+        "app_key": delivery.app_key,
+        "method": event.method,
+        "number": event.identity.endpoint,
+        "price_amount": price.amount if price else None,
+        "price_currency": price.currency_id if price else None,
+        "reference": event.reference,
+        "custom": event.custom,
+        "requested_at": delivery.received_at,
+        "request_callback_id": callback_id,
+        **decision_fields(decision, answer, delivery.received_at, elapsed_ms),
+        "decision": decision_document(decision, None),
+    }
+
+
+def match_rows(verification_id: str, decision: Decision, now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "verification_id": verification_id,
+            "rule_id": match.rule_id,
+            "rule_name": match.rule,
+            "rule_revision": match.rule_revision,
+            "action": match.action,
+            "reason": match.reason,
+            "matched_at": now,
+        }
+        for match in decision.shadow
+    ]

@@ -1,0 +1,119 @@
+"""All configuration: one Settings object from VERIFYGUARD_* environment variables or `.env`."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.sinch.signature import decode_secret
+
+Action = Literal["allow", "deny"]
+
+
+class AnswerDefaults(BaseModel):
+    """Per-method settings sent with every allow, unless a rule overrides them."""
+
+    sms_code_type: Literal["Numeric", "Alpha", "Alphanumeric"] | None = "Numeric"
+    sms_expiry: str | None = Field(default="00:05:00", pattern=r"^\d{2}:\d{2}:\d{2}$")
+    sms_code_length: int | None = Field(default=None, ge=4, le=10)
+    flashcall_dial_timeout: int | None = Field(default=None, ge=5, le=120)
+    flashcall_interception_timeout: int | None = Field(default=None, ge=5, le=120)
+    flashcall_cli: str | None = None
+    callout_locale: str | None = "en-US"
+    whatsapp_code_type: Literal["Numeric", "Alpha", "Alphanumeric"] | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VERIFYGUARD_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./verifyguard.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    redis_url: str | None = None
+    sinch_apps: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    dev_app_file: Path = Path(".verifyguard-dev-app.json")
+    callback_path: str = "/sinch/verification/events"
+    callback_signed_path: str | None = None
+    timestamp_tolerance_seconds: int = Field(default=900, ge=0)
+    store_rejected_callbacks: bool = True
+    default_action: Action = "allow"
+    fallback_action: Action = "deny"
+    decision_deadline_ms: int = Field(default=400, ge=10, le=10_000)
+    answers: AnswerDefaults = Field(default_factory=AnswerDefaults)
+    timezone: str = "UTC"
+    counter_bucket_seconds: int = Field(default=60, ge=1, le=3600)
+    bootstrap_token: SecretStr | None = None
+    mask_numbers_for_auditors: bool = True
+    log_json: bool | None = None
+    log_level: str = "INFO"
+
+    @field_validator("sinch_apps", mode="before")
+    @classmethod
+    def _parse_apps(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("sinch_apps")
+    @classmethod
+    def _check_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key, secret in value.items():
+            try:
+                decode_secret(secret.get_secret_value())
+            except ValueError:
+                raise ValueError(f"secret of Sinch application {key!r} is not base64") from None
+        return value
+
+    @field_validator("callback_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.environment == "production" and not self.sinch_apps:
+            raise ValueError("VERIFYGUARD_SINCH_APPS must name at least one app in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def signed_path(self) -> str:
+        """The path Sinch signed; differs from the served path behind a rewriting proxy."""
+        return self.callback_signed_path or self.callback_path
+
+    @property
+    def timestamp_tolerance(self) -> timedelta | None:
+        seconds = self.timestamp_tolerance_seconds
+        return timedelta(seconds=seconds) if seconds else None
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else self.environment != "development"
+
+    def app_secrets(self) -> dict[str, bytes]:
+        return {k: decode_secret(v.get_secret_value()) for k, v in self.sinch_apps.items()}

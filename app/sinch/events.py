@@ -1,0 +1,76 @@
+"""Pydantic models of the events Sinch POSTs to the callback URL (unknown fields are kept)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+REQUEST_EVENT = "VerificationRequestEvent"
+RESULT_EVENT = "VerificationResultEvent"
+SMS_DELIVERED_EVENT = "VerificationSmsDeliveredEvent"
+
+KNOWN_METHODS = ("sms", "flashcall", "callout", "whatsapp", "seamless")
+
+
+def canonical_method(value: object) -> object:
+    """Sinch writes `flashCall` in older docs and `flashcall` on the wire: compare lowercase."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Method = Annotated[str, BeforeValidator(canonical_method), Field(min_length=1, max_length=32)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+
+class Identity(_Wire):
+    type: str = "number"
+    endpoint: str = Field(min_length=1, max_length=64)
+
+
+class Money(_Wire):
+    currency_id: str | None = Field(default=None, alias="currencyId", max_length=8)
+    amount: float | None = None
+
+
+class EventEnvelope(_Wire):
+    """What every event shares; enough to dispatch and deduplicate."""
+
+    id: str = Field(min_length=1, max_length=128)
+    event: str = Field(min_length=1, max_length=64)
+
+
+class VerificationRequestEvent(_Wire):
+    id: str = Field(min_length=1, max_length=128)
+    event: Literal["VerificationRequestEvent"]
+    method: Method
+    identity: Identity
+    price: Money | None = None
+    rate: Money | None = None
+    reference: str | None = Field(default=None, max_length=4096)
+    custom: str | None = Field(default=None, max_length=4096)
+    accept_language: list[str] | None = Field(default=None, alias="acceptLanguage")
+
+
+class VerificationResultEvent(_Wire):
+    id: str = Field(min_length=1, max_length=128)
+    event: Literal["VerificationResultEvent"]
+    method: Method
+    identity: Identity | None = None
+    status: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(default=None, max_length=256)
+    source: str | None = Field(default=None, max_length=256)
+    reference: str | None = Field(default=None, max_length=4096)
+    custom: str | None = Field(default=None, max_length=4096)
+
+
+class VerificationSmsDeliveredEvent(_Wire):
+    id: str = Field(min_length=1, max_length=128)
+    event: Literal["VerificationSmsDeliveredEvent"]
+    method: Method = "sms"
+    identity: Identity | None = None
+    sms_result: str = Field(alias="smsResult", min_length=1, max_length=64)
+    reference: str | None = Field(default=None, max_length=4096)
+    custom: str | None = Field(default=None, max_length=4096)

@@ -1,0 +1,228 @@
+"""Tables: the callback inbox, verifications, counters, policy (rules, lists), tokens, audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.store.base import Base
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class CallbackRow(Base):
+    """The inbox: every POST to the callback path, signed or not, exactly as received."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime]
+    app_key: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str | None] = mapped_column(String(64))
+    verification_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(256), unique=True)
+    signature: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int] = mapped_column(SmallInteger)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VerificationRow(Base):
+    """One Sinch verification: the request, our decision, and how it ended."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    app_key: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(32))
+    number: Mapped[str | None] = mapped_column(String(32))
+    country: Mapped[str | None] = mapped_column(String(2))
+    calling_code: Mapped[int | None] = mapped_column(Integer)
+    number_type: Mapped[str | None] = mapped_column(String(32))
+    number_valid: Mapped[bool | None] = mapped_column(Boolean)
+    price_amount: Mapped[float | None] = mapped_column(Float)
+    price_currency: Mapped[str | None] = mapped_column(String(8))
+    rate_amount: Mapped[float | None] = mapped_column(Float)
+    rate_currency: Mapped[str | None] = mapped_column(String(8))
+    reference: Mapped[str | None] = mapped_column(String(1024))
+    custom: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime | None]
+    request_callback_id: Mapped[int | None] = mapped_column(BigId)
+    action: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(16))
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    rule_name: Mapped[str | None] = mapped_column(String(100))
+    rule_revision: Mapped[int | None] = mapped_column(Integer)
+    shadow_deny: Mapped[bool] = mapped_column(Boolean, default=False)
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    decided_at: Mapped[datetime | None]
+    decision_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str | None] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(String(256))
+    status_source: Mapped[str | None] = mapped_column(String(256))
+    result_at: Mapped[datetime | None]
+    sms_result: Mapped[str | None] = mapped_column(String(64))
+    sms_delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_verifications_requested_at", "requested_at"),
+        Index("ix_verifications_number_requested_at", "number", "requested_at"),
+        Index("ix_verifications_reference", "reference"),
+        Index("ix_verifications_country_requested_at", "country", "requested_at"),
+        Index("ix_verifications_rule_name_requested_at", "rule_name", "requested_at"),
+    )
+
+
+class VerificationMatchRow(Base):
+    """Shadow rules that would have matched a verification ("would-have" matches)."""
+
+    __tablename__ = "verification_matches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    verification_id: Mapped[str] = mapped_column(String(128), index=True)
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    rule_name: Mapped[str] = mapped_column(String(100))
+    rule_revision: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(64))
+    matched_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_verification_matches_rule_name_matched_at", "rule_name", "matched_at"),
+    )
+
+
+class CounterRow(Base):
+    """Velocity and conversion counters: one row per counter key and time bucket."""
+
+    __tablename__ = "counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    allowed: Mapped[int] = mapped_column(Integer, default=0)
+    spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    allowed_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_counters_bucket", "bucket"),)
+
+
+class RuleRow(Base):
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class RuleRevisionRow(Base):
+    """Immutable history of every rule change (kept after the rule is deleted)."""
+
+    __tablename__ = "rule_revisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(Integer)
+    rule_name: Mapped[str] = mapped_column(String(100))
+    revision: Mapped[int] = mapped_column(Integer)
+    change: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    token_id: Mapped[int | None] = mapped_column(Integer)
+    changed_at: Mapped[datetime]
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (UniqueConstraint("rule_id", "revision"),)
+
+
+class ListRow(Base):
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class ListEntryRow(Base):
+    __tablename__ = "list_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    value: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("list_id", "value"),)
+
+
+class PolicyStateRow(Base):
+    """A single row whose version is bumped by every policy change; workers reload on change."""
+
+    __tablename__ = "policy_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    default_action: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class AuditLogRow(Base):
+    """Who asked what of the audit and admin APIs."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    token_id: Mapped[int | None] = mapped_column(Integer)
+    token_name: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[int] = mapped_column(SmallInteger)

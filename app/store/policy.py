@@ -1,0 +1,155 @@
+"""Reads of the live policy: its version, rules, lists and list entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
+
+state = PolicyStateRow.__table__
+rules = RuleRow.__table__
+lists = ListRow.__table__
+entries = ListEntryRow.__table__
+
+
+async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> int:
+    stmt = select(state.c.version).where(state.c.id == 1)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | None) -> int:
+    """Mark the policy changed; every worker reloads it on its next request."""
+    stmt = (
+        update(state)
+        .where(state.c.id == 1)
+        .values(version=state.c.version + 1, updated_at=now, updated_by=actor)
+        .returning(state.c.version)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def load_policy_rows(conn: AsyncConnection) -> dict[str, Any]:
+    """Everything needed to build the Policy model, as plain dicts."""
+    version_row = (await conn.execute(select(state).where(state.c.id == 1))).mappings().one()
+    rule_rows = (
+        await conn.execute(select(rules).order_by(rules.c.priority, rules.c.name))
+    ).mappings()
+    list_rows = (await conn.execute(select(lists).order_by(lists.c.name))).mappings().all()
+    entry_rows = (await conn.execute(select(entries).order_by(entries.c.id))).mappings().all()
+    by_list: dict[int, list[dict[str, Any]]] = {row["id"]: [] for row in list_rows}
+    for entry in entry_rows:
+        by_list.setdefault(entry["list_id"], []).append(
+            {"value": entry["value"], "note": entry["note"], "expires_at": entry["expires_at"]}
+        )
+    return {
+        "version": int(version_row["version"]),
+        "default_action": version_row["default_action"],
+        "rules": [
+            {**row["document"], "id": row["id"], "revision": row["revision"]} for row in rule_rows
+        ],
+        "lists": [
+            {
+                "name": row["name"],
+                "kind": row["kind"],
+                "description": row["description"],
+                "entries": by_list[row["id"]],
+            }
+            for row in list_rows
+        ],
+    }
+
+
+revisions = RuleRevisionRow.__table__
+
+
+async def rule_count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(rules))).scalar_one())
+
+
+async def insert_rule(
+    conn: AsyncConnection, *, document: dict[str, Any], now: datetime, actor: str | None
+) -> int:
+    stmt = insert(rules).values(
+        **_rule_columns(document), revision=1, created_at=now, updated_at=now, updated_by=actor
+    )
+    return int((await conn.execute(stmt.returning(rules.c.id))).scalar_one())
+
+
+async def update_rule(
+    conn: AsyncConnection,
+    *,
+    rule_id: int,
+    document: dict[str, Any],
+    revision: int,
+    now: datetime,
+    actor: str | None,
+) -> None:
+    stmt = (
+        update(rules)
+        .where(rules.c.id == rule_id)
+        .values(**_rule_columns(document), revision=revision, updated_at=now, updated_by=actor)
+    )
+    await conn.execute(stmt)
+
+
+async def delete_rule(conn: AsyncConnection, rule_id: int) -> None:
+    await conn.execute(delete(rules).where(rules.c.id == rule_id))
+
+
+async def add_revision(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(insert(revisions).values(**row))
+
+
+async def next_revision(conn: AsyncConnection, rule_id: int) -> int:
+    stmt = select(func.max(revisions.c.revision)).where(revisions.c.rule_id == rule_id)
+    return int((await conn.execute(stmt)).scalar_one_or_none() or 0) + 1
+
+
+async def replace_lists(
+    conn: AsyncConnection, *, named_lists: list[dict[str, Any]], now: datetime, actor: str | None
+) -> None:
+    """Drop every list and write the given ones (policy import)."""
+    await conn.execute(delete(entries))
+    await conn.execute(delete(lists))
+    for named in named_lists:
+        stmt = insert(lists).values(
+            name=named["name"],
+            kind=named["kind"],
+            description=named.get("description", ""),
+            created_at=now,
+        )
+        list_id = (await conn.execute(stmt.returning(lists.c.id))).scalar_one()
+        rows = [
+            {
+                "list_id": list_id,
+                "value": entry["value"],
+                "note": entry.get("note", ""),
+                "expires_at": entry.get("expires_at"),
+                "created_at": now,
+                "created_by": actor,
+            }
+            for entry in named.get("entries", [])
+        ]
+        if rows:
+            await conn.execute(insert(entries), rows)
+
+
+async def set_default_action(conn: AsyncConnection, action: str | None) -> None:
+    await conn.execute(update(state).where(state.c.id == 1).values(default_action=action))
+
+
+def _rule_columns(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": document["name"],
+        "priority": document["priority"],
+        "mode": document["mode"],
+        "action": document["action"],
+        "reason": document["reason"],
+        "document": document,
+    }

@@ -1,0 +1,44 @@
+"""API tokens: stored as SHA-256 hashes, never in clear."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import ApiTokenRow
+
+tokens = ApiTokenRow.__table__
+
+
+async def add_token(
+    conn: AsyncConnection, *, name: str, role: str, token_hash: str, now: datetime
+) -> int:
+    stmt = insert(tokens).values(name=name, role=role, token_hash=token_hash, created_at=now)
+    return int((await conn.execute(stmt.returning(tokens.c.id))).scalar_one())
+
+
+async def find_active(conn: AsyncConnection, token_hash: str) -> dict[str, Any] | None:
+    stmt = select(tokens.c.id, tokens.c.name, tokens.c.role).where(
+        tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None)
+    )
+    row = (await conn.execute(stmt)).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+async def list_tokens(conn: AsyncConnection) -> list[dict[str, Any]]:
+    stmt = select(
+        tokens.c.id, tokens.c.name, tokens.c.role, tokens.c.created_at, tokens.c.revoked_at
+    ).order_by(tokens.c.id)
+    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def revoke(conn: AsyncConnection, token_id: int, *, now: datetime) -> bool:
+    stmt = (
+        update(tokens)
+        .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return (await conn.execute(stmt)).rowcount > 0
