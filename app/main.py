@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import structlog
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from app.api import admin, audit, callbacks, health
 from app.api.deps import Runtime
@@ -15,7 +16,7 @@ from app.api.middleware import RequestIdMiddleware
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.logs import configure_logging
-from app.services.aggregates import Aggregator
+from app.services.aggregates import Aggregator, CounterBackend
 from app.services.intake import Intake
 from app.services.policy import PolicyCache
 from app.services.starter import install_starter_policy
@@ -24,6 +25,7 @@ from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
 from app.store.counters import SqlCounters
 from app.store.migrate import require_head
+from app.store.redis_counters import RedisCounters
 
 log = structlog.get_logger()
 
@@ -38,16 +40,28 @@ def sinch_apps(settings: Settings) -> dict[str, bytes]:
     return apps
 
 
+def counter_backend(settings: Settings) -> CounterBackend:
+    """Redis when configured (shared by every worker and host), else the SQL database."""
+    if settings.redis_url:
+        return RedisCounters(
+            Redis.from_url(settings.redis_url),
+            bucket_seconds=settings.counter_bucket_seconds,
+            retention_seconds=settings.counter_retention_seconds,
+        )
+    return SqlCounters(settings.counter_bucket_seconds)
+
+
 def build_runtime(settings: Settings) -> Runtime:
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
-    aggregator = Aggregator(SqlCounters(settings.counter_bucket_seconds))
+    aggregator = Aggregator(counter_backend(settings))
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=create_sessionmaker(engine),
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
         policies=policies,
+        aggregator=aggregator,
         intake=Intake(engine=engine, settings=settings, policies=policies, aggregator=aggregator),
     )
 
@@ -69,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runtime.intake.drain()
+            await runtime.aggregator.close()
             await runtime.engine.dispose()
 
     app = FastAPI(title="VerifyGuard", version="0.1.0", lifespan=lifespan)

@@ -53,12 +53,16 @@ def postgres_database() -> Iterator[str]:
         _missing("postgres")
     assert POSTGRES_URL is not None
     name = f"vg_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
+    admin_url = POSTGRES_URL
 
     async def run(sql: str) -> None:
-        async with admin.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
+        admin = create_engine(admin_url)
+        try:
+            async with admin.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(sql))
+        finally:
+            await admin.dispose()
 
     try:
         asyncio.run(run(f'CREATE DATABASE "{name}"'))
@@ -69,7 +73,6 @@ def postgres_database() -> Iterator[str]:
     upgrade(url)
     yield url
     asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    asyncio.run(admin.dispose())
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import Unauthorized
+from app.services.aggregates import Aggregator
 from app.services.intake import Delivery, Intake
 from app.services.policy import PolicyCache
 from app.settings import Settings
@@ -28,6 +29,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     verifier: SignatureVerifier
     policies: PolicyCache
+    aggregator: Aggregator
     intake: Intake
 
 

@@ -6,7 +6,8 @@ count this attempt before reading, so concurrent attempts see distinct totals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,24 +31,36 @@ class CounterBackend(Protocol):
         self,
         conn: AsyncConnection,
         *,
-        keys: Any,
-        queries: Any,
-        now: Any,
+        keys: Iterable[str],
+        queries: Sequence[WindowQuery],
+        now: datetime,
         spend_micros: int,
+        hold_allowed: bool = False,
     ) -> dict[WindowQuery, float]: ...
 
-    async def record_allowed(
-        self, conn: AsyncConnection, *, keys: Any, now: Any, spend_micros: int
+    async def settle(
+        self,
+        conn: AsyncConnection,
+        *,
+        keys: Iterable[str],
+        now: datetime,
+        spend_micros: int,
+        allowed: bool,
     ) -> None: ...
 
     async def record_success(
-        self, conn: AsyncConnection, *, keys: Any, requested_at: Any
+        self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
     ) -> None: ...
 
 
 class Aggregator:
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
+
+    async def close(self) -> None:
+        redis = getattr(self.backend, "redis", None)
+        if redis is not None:
+            await redis.aclose()
 
     async def observe(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
@@ -68,16 +81,21 @@ class Aggregator:
             queries=list(wanted),
             now=facts.now,
             spend_micros=to_micros(facts.price_amount),
+            hold_allowed=_counts_allowed(policy),
         )
         return {spec.id: values[q] for q, specs in wanted.items() for spec in specs}
 
-    async def allowed(self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts) -> None:
-        if any(spec.measure.startswith("allowed") for spec in policy.aggregates):
-            await self.backend.record_allowed(
+    async def settle(
+        self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts, *, allowed: bool
+    ) -> None:
+        """Tell allowed-only counters how the attempt was decided."""
+        if _counts_allowed(policy):
+            await self.backend.settle(
                 conn,
                 keys=_keys(policy, facts),
                 now=facts.now,
                 spend_micros=to_micros(facts.price_amount),
+                allowed=allowed,
             )
 
     async def succeeded(
@@ -101,6 +119,10 @@ class Aggregator:
         await self.backend.record_success(
             conn, keys=_keys(policy, facts), requested_at=verification["requested_at"]
         )
+
+
+def _counts_allowed(policy: CompiledPolicy) -> bool:
+    return any(spec.measure.startswith("allowed") for spec in policy.aggregates)
 
 
 def _keys(policy: CompiledPolicy, facts: Facts) -> set[str]:

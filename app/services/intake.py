@@ -160,8 +160,7 @@ class Intake:
             policy = await self._policies.current(conn)
             facts = await self._facts(conn, policy, event, delivery)
             decision = evaluate(policy, facts)
-            if decision.action == "allow":
-                await self._aggregator.allowed(conn, policy, facts)
+            await self._aggregator.settle(conn, policy, facts, allowed=decision.action == "allow")
             answer = build_answer(
                 method=event.method, decision=decision, defaults=self._settings.answers
             )
@@ -304,11 +303,12 @@ class Intake:
     async def _unknown(self, delivery: Delivery, payload: dict[str, Any], event: str) -> Reply:
         """Never fail on an event type we do not know: keep it and say 200."""
         digest = hashlib.sha256(delivery.body).hexdigest()[:32]
-        ident = payload.get("id") if isinstance(payload.get("id"), str) else ""
+        raw_id = payload.get("id")
+        ident = raw_id if isinstance(raw_id, str) else ""
         row = callback_row(delivery, 200, dedupe_key=f"{event[:64]}:{ident[:128]}:{digest}")
         async with self._engine.begin() as conn:
             duplicate = await inbox.claim_callback(conn, row) is None
-        log.info("callback.unknown_event", event=event[:64])
+        log.info("callback.unknown_event", event_type=event[:64])
         return Reply(duplicate=duplicate)
 
 

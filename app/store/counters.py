@@ -11,9 +11,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import CounterRow
@@ -28,7 +28,7 @@ COLUMNS: dict[str, str] = {
     "successes": "successes",
 }
 MICROS = 1_000_000
-counters = CounterRow.__table__
+counters = cast(Table, CounterRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +69,39 @@ class SqlCounters:
         queries: Sequence[WindowQuery],
         now: datetime,
         spend_micros: int,
+        hold_allowed: bool = False,
     ) -> dict[WindowQuery, float]:
-        """Count this attempt under every key, then read every window (this attempt included)."""
+        """Count this attempt under every key, then read every window (this attempt included).
+
+        Allowed-only windows count this attempt as if allowed: the limit is about whether
+        allowing it would exceed the maximum. Row locks make `hold_allowed` moot here.
+        """
         ordered = sorted(set(keys))
         if not ordered:
             return {}
         await self._add(conn, ordered, self.clock.bucket(now), attempts=1, spend=spend_micros)
-        return await self._read(conn, queries, now)
+        values = await self._read(conn, queries, now)
+        for query in values:
+            if query.measure == "allowed":
+                values[query] += 1
+            elif query.measure == "allowed_spend":
+                values[query] += spend_micros / MICROS
+        return values
 
-    async def record_allowed(
-        self, conn: AsyncConnection, *, keys: Iterable[str], now: datetime, spend_micros: int
+    async def settle(
+        self,
+        conn: AsyncConnection,
+        *,
+        keys: Iterable[str],
+        now: datetime,
+        spend_micros: int,
+        allowed: bool,
     ) -> None:
+        """The decision is made: count the attempt as allowed if it was."""
         ordered = sorted(set(keys))
-        if ordered:
-            await self._add(
-                conn, ordered, self.clock.bucket(now), allowed=1, allowed_spend=spend_micros
-            )
+        if ordered and allowed:
+            bucket = self.clock.bucket(now)
+            await self._add(conn, ordered, bucket, allowed=1, allowed_spend=spend_micros)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
@@ -117,9 +134,11 @@ class SqlCounters:
             [{"key": key, "bucket": bucket, **values} for key in keys]
         )
         changed = {name: counters.c[name] + stmt.excluded[name] for name, v in values.items() if v}
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=["key", "bucket"], set_=changed or values)
-        )
+        if changed:
+            stmt = stmt.on_conflict_do_update(index_elements=["key", "bucket"], set_=changed)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["key", "bucket"])
+        await conn.execute(stmt)
 
     async def _read(
         self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime

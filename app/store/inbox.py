@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, insert, select
+from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import insert_for
 
-callbacks = CallbackRow.__table__
-verifications = VerificationRow.__table__
-matches = VerificationMatchRow.__table__
+callbacks = cast(Table, CallbackRow.__table__)
+verifications = cast(Table, VerificationRow.__table__)
+matches = cast(Table, VerificationMatchRow.__table__)
 
 PENDING = "PENDING"
 

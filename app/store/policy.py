@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
 
-state = PolicyStateRow.__table__
-rules = RuleRow.__table__
-lists = ListRow.__table__
-entries = ListEntryRow.__table__
+state = cast(Table, PolicyStateRow.__table__)
+rules = cast(Table, RuleRow.__table__)
+lists = cast(Table, ListRow.__table__)
+entries = cast(Table, ListEntryRow.__table__)
 
 
 async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> int:
@@ -65,7 +65,7 @@ async def load_policy_rows(conn: AsyncConnection) -> dict[str, Any]:
     }
 
 
-revisions = RuleRevisionRow.__table__
+revisions = cast(Table, RuleRevisionRow.__table__)
 
 
 async def rule_count(conn: AsyncConnection) -> int:

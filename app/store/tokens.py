@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import ApiTokenRow
 
-tokens = ApiTokenRow.__table__
+tokens = cast(Table, ApiTokenRow.__table__)
 
 
 async def add_token(

@@ -1,0 +1,134 @@
+"""Velocity and conversion counters in Redis: one hash per counter key and bucket.
+
+Each call is one Lua script, so counting an attempt and reading its windows is atomic:
+concurrent attempts on one key see distinct totals, on every worker and host. Attempts
+still being decided count as allowed ("pending") until settled, so an allowed-only limit
+cannot be overrun by a burst either. Needs a single Redis primary (keys are built in Lua).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.store.counters import MICROS, BucketClock, WindowQuery
+
+_FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as", "successes": "su"}
+
+_OBSERVE = """
+local prefix, bucket, size, ttl, spend, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local nkeys = tonumber(ARGV[7])
+for i = 1, nkeys do
+  local k = prefix .. ARGV[7 + i] .. ':' .. bucket
+  redis.call('HINCRBY', k, 'a', 1)
+  if spend > 0 then redis.call('HINCRBY', k, 's', spend) end
+  if hold then
+    redis.call('HINCRBY', k, 'p', 1)
+    if spend > 0 then redis.call('HINCRBY', k, 'ps', spend) end
+  end
+  redis.call('EXPIRE', k, ttl)
+end
+local out = {}
+local base = 8 + nkeys
+local nq = tonumber(ARGV[base])
+for q = 0, nq - 1 do
+  local at = base + q * 3
+  local key, since, field = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local total = 0
+  for b = since, bucket, size do
+    local k = prefix .. key .. ':' .. b
+    local v = redis.call('HMGET', k, field, 'p', 'ps')
+    total = total + (tonumber(v[1]) or 0)
+    if field == 'al' then total = total + (tonumber(v[2]) or 0) end
+    if field == 'as' then total = total + (tonumber(v[3]) or 0) end
+  end
+  out[q + 1] = tostring(total)
+end
+return out
+"""
+
+_SETTLE = """
+local prefix, bucket, ttl, spend, allowed = ARGV[1], ARGV[2], tonumber(ARGV[3]),
+  tonumber(ARGV[4]), ARGV[5] == '1'
+for i = 6, #ARGV do
+  local k = prefix .. ARGV[i] .. ':' .. bucket
+  redis.call('HINCRBY', k, 'p', -1)
+  if spend > 0 then redis.call('HINCRBY', k, 'ps', -spend) end
+  if allowed then
+    redis.call('HINCRBY', k, 'al', 1)
+    if spend > 0 then redis.call('HINCRBY', k, 'as', spend) end
+  end
+  redis.call('EXPIRE', k, ttl)
+end
+return 1
+"""
+
+_SUCCESS = """
+local prefix, bucket, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local k = prefix .. ARGV[i] .. ':' .. bucket
+  redis.call('HINCRBY', k, 'su', 1)
+  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end
+end
+return 1
+"""
+
+
+class RedisCounters:
+    """Same semantics as SqlCounters; the `conn` argument is accepted and unused."""
+
+    def __init__(
+        self, redis: Redis, *, bucket_seconds: int, retention_seconds: int, prefix: str = "vg:c:"
+    ) -> None:
+        self.redis = redis
+        self.clock = BucketClock(bucket_seconds)
+        self.ttl = retention_seconds + 2 * bucket_seconds
+        self.prefix = prefix
+        self._observe = redis.register_script(_OBSERVE)
+        self._settle = redis.register_script(_SETTLE)
+        self._success = redis.register_script(_SUCCESS)
+
+    async def observe(
+        self,
+        conn: Any,
+        *,
+        keys: Iterable[str],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        spend_micros: int,
+        hold_allowed: bool = False,
+    ) -> dict[WindowQuery, float]:
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
+        args += [spend_micros, "1" if hold_allowed else "0", len(ordered), *ordered, len(queries)]
+        for q in queries:
+            args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
+        raw = await self._observe(args=args)
+        return {q: _value(q, int(v)) for q, v in zip(queries, raw, strict=True)}
+
+    async def settle(
+        self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
+    ) -> None:
+        ordered = sorted(set(keys))
+        if ordered:
+            bucket = self.clock.bucket(now)
+            args = [self.prefix, bucket, self.ttl, spend_micros, "1" if allowed else "0", *ordered]
+            await self._settle(args=args)
+
+    async def record_success(
+        self, conn: Any, *, keys: Iterable[str], requested_at: datetime
+    ) -> None:
+        ordered = sorted(set(keys))
+        if ordered:
+            bucket = self.clock.bucket(requested_at)
+            await self._success(args=[self.prefix, bucket, self.ttl, *ordered])
+
+
+def _value(query: WindowQuery, raw: int) -> float:
+    return raw / MICROS if query.measure in ("spend", "allowed_spend") else float(raw)

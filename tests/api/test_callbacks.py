@@ -1,0 +1,251 @@
+"""The callback endpoint through the real HTTP stack, with real signatures, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.sinch import samples
+from app.store.models import CallbackRow, VerificationRow
+from tests.support import SinchSender
+
+MOBILE_SE = "+46701234567"
+PREMIUM_GB = "+449090000123"
+
+
+async def _count(engine: AsyncEngine, table: Any, *where: Any) -> int:
+    async with engine.connect() as conn:
+        stmt = select(func.count()).select_from(table)
+        for clause in where:
+            stmt = stmt.where(clause)
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def _verification(engine: AsyncEngine, ident: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(VerificationRow.__table__).where(VerificationRow.id == ident)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return dict(row)
+
+
+async def test_request_event_is_allowed_with_sms_defaults(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE, reference="signup-42")
+    response = await sinch.post(event)
+    assert response.status_code == 200
+    assert response.json() == {
+        "action": "allow",
+        "sms": {"codeType": "Numeric", "expiry": "00:05:00"},
+    }
+    stored = await _verification(engine, event["id"])
+    assert stored["action"] == "allow"
+    assert stored["country"] == "SE" and stored["number_type"] == "mobile"
+    assert stored["reference"] == "signup-42"
+    assert stored["price_amount"] == 0.0453 and stored["price_currency"] == "EUR"
+    assert stored["answer"] == response.json()
+    assert stored["decision"]["trace"], "every decision carries its trace"
+
+
+async def test_premium_rate_number_is_denied_by_starter_policy(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=PREMIUM_GB)
+    response = await sinch.post(event)
+    assert response.json() == {"action": "deny"}
+    stored = await _verification(engine, event["id"])
+    assert stored["reason"] == "number_type_blocked"
+    assert stored["rule_name"] and stored["rule_revision"] == 1
+
+
+async def test_method_object_follows_the_event_method(sinch: SinchSender) -> None:
+    cases = {
+        "flashCall": "flashCall",
+        "flashcall": "flashCall",
+        "callout": "callout",
+        "whatsapp": "whatsapp",
+    }
+    for method, key in cases.items():
+        response = await sinch.post(samples.request_event(number=MOBILE_SE, method=method))
+        body = response.json()
+        assert body["action"] == "allow"
+        if key == "flashCall":
+            assert set(body) == {"action"}, "no flash-call defaults configured: no empty object"
+        else:
+            assert key in body or key == "whatsapp"
+    seamless = await sinch.post(samples.request_event(number=MOBILE_SE, method="seamless"))
+    assert seamless.json() == {"action": "allow"}
+
+
+async def test_callout_answer_carries_locale(sinch: SinchSender) -> None:
+    response = await sinch.post(samples.request_event(number=MOBILE_SE, method="callout"))
+    assert response.json() == {"action": "allow", "callout": {"speech": {"locale": "en-US"}}}
+
+
+async def test_unsigned_or_badly_signed_callbacks_get_401(
+    sinch: SinchSender, client: AsyncClient, engine: AsyncEngine
+) -> None:
+    body = json.dumps(samples.request_event(number=MOBILE_SE)).encode()
+    missing = await client.post(
+        sinch.path, content=body, headers={"content-type": "application/json"}
+    )
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["code"] == "missing_authorization"
+
+    bad_key = await sinch.post(body, key="00000000-0000-0000-0000-000000000000")
+    assert bad_key.json()["code"] == "unknown_application"
+
+    headers = sinch.headers(body)
+    tampered = await client.post(
+        sinch.path, content=body.replace(b"+4670", b"+4671"), headers=headers
+    )
+    assert tampered.status_code == 401 and tampered.json()["code"] == "bad_signature"
+
+    stale = await sinch.post(body, now=datetime.now(UTC) - timedelta(hours=1))
+    assert stale.json()["code"] == "stale_timestamp"
+
+    wrong_path = await sinch.post(body, signed_path="/elsewhere")
+    assert wrong_path.json()["code"] == "bad_signature"
+
+    assert await _count(engine, VerificationRow.__table__) == 0, "no decision on a bad signature"
+    rejected = await _count(engine, CallbackRow.__table__, CallbackRow.http_status == 401)
+    assert rejected == 5
+
+
+async def test_malformed_json_is_400_and_body_kept(sinch: SinchSender, engine: AsyncEngine) -> None:
+    response = await sinch.post(b'{"id": "x", "event": ')
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_json"
+    async with engine.connect() as conn:
+        raw = (await conn.execute(select(CallbackRow.raw_body))).scalar_one()
+    assert raw == b'{"id": "x", "event": '
+
+
+async def test_missing_field_is_400_naming_it(sinch: SinchSender, engine: AsyncEngine) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    del event["identity"]
+    response = await sinch.post(event)
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["code"] == "invalid_event"
+    assert [e["loc"] for e in problem["errors"]] == ["identity"]
+    assert (
+        await _count(engine, CallbackRow.__table__, CallbackRow.error_code == "invalid_event") == 1
+    )
+    assert await _count(engine, VerificationRow.__table__) == 0
+
+
+async def test_missing_event_field_is_400(sinch: SinchSender) -> None:
+    response = await sinch.post({"id": "abc"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"loc": "event", "msg": "Field required"}]
+
+
+async def test_unknown_event_is_stored_and_acknowledged(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    response = await sinch.post({"id": "v1", "event": "VerificationSomethingNewEvent", "x": 1})
+    assert response.status_code == 200
+    stored = await _count(
+        engine, CallbackRow.__table__, CallbackRow.event == "VerificationSomethingNewEvent"
+    )
+    assert stored == 1
+
+
+async def test_unknown_fields_are_accepted_and_raw_body_kept(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE) | {"brandNew": {"nested": True}}
+    event["identity"]["verified"] = False
+    response = await sinch.post(event)
+    assert response.json()["action"] == "allow"
+    async with engine.connect() as conn:
+        raw = (await conn.execute(select(CallbackRow.raw_body))).scalar_one()
+    assert json.loads(raw)["brandNew"] == {"nested": True}
+
+
+async def test_result_and_delivery_join_their_verification(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    ident = event["id"]
+    await sinch.post(event)
+    delivered = await sinch.post(samples.delivered_event(verification_id=ident, number=MOBILE_SE))
+    result = await sinch.post(samples.result_event(verification_id=ident, number=MOBILE_SE))
+    assert delivered.status_code == 200 and delivered.content == b""
+    assert result.status_code == 200 and result.content == b""
+    stored = await _verification(engine, ident)
+    assert stored["sms_result"] == "Successful"
+    assert stored["status"] == "SUCCESSFUL" and stored["status_source"] == "intercepted"
+    assert stored["action"] == "allow"
+
+
+async def test_result_before_request_still_joins(sinch: SinchSender, engine: AsyncEngine) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    ident = event["id"]
+    early = samples.result_event(
+        verification_id=ident, number=MOBILE_SE, status="FAIL", reason="Expired"
+    )
+    assert (await sinch.post(early)).status_code == 200
+    assert (await sinch.post(event)).json()["action"] == "allow"
+    stored = await _verification(engine, ident)
+    assert stored["status"] == "FAIL" and stored["status_reason"] == "Expired"
+    assert stored["action"] == "allow" and stored["country"] == "SE"
+
+
+async def test_late_pending_never_overwrites_a_final_status(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    await sinch.post(event)
+    await sinch.post(samples.result_event(verification_id=event["id"], number=MOBILE_SE))
+    await sinch.post(
+        samples.result_event(verification_id=event["id"], number=MOBILE_SE, status="PENDING")
+    )
+    assert (await _verification(engine, event["id"]))["status"] == "SUCCESSFUL"
+
+
+async def test_duplicate_request_returns_same_answer_and_is_stored_once(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    first = await sinch.post(event)
+    second = await sinch.post(event)
+    assert first.json() == second.json()
+    assert (
+        await _count(engine, CallbackRow.__table__, CallbackRow.verification_id == event["id"]) == 1
+    )
+
+
+async def test_concurrent_duplicates_are_decided_once(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    responses = await asyncio.gather(*(sinch.post(event) for _ in range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1
+    assert (
+        await _count(engine, CallbackRow.__table__, CallbackRow.verification_id == event["id"]) == 1
+    )
+    assert await _count(engine, VerificationRow.__table__) == 1
+
+
+async def test_duplicate_result_is_stored_once(sinch: SinchSender, engine: AsyncEngine) -> None:
+    event = samples.result_event(verification_id="v-dup", number=MOBILE_SE)
+    await asyncio.gather(*(sinch.post(event) for _ in range(4)))
+    assert await _count(engine, CallbackRow.__table__, CallbackRow.verification_id == "v-dup") == 1
