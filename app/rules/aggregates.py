@@ -1,0 +1,99 @@
+"""Aggregate specs: which counters (key, window, measure) a policy's conditions need.
+
+The shell computes each spec's value before evaluation and hands it over in
+`Facts.aggregates` under `AggregateSpec.id`; the engine itself never counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from app.rules.conditions import Conversion, Keyed, Velocity
+from app.rules.facts import Facts
+from app.rules.model import Condition, walk
+
+Measure = Literal["attempts", "spend", "successes", "allowed_attempts", "allowed_spend"]
+_PREFIXES = {"number": "number", "country": "country", "calling_code": "cc"}
+_PREFIXES |= {"reference": "ref", "application": "app", "global": "global"}
+
+
+@dataclass(frozen=True, slots=True)
+class CounterKey:
+    """What attempts are counted under: a fact (`number`, `country`, …) or a number range.
+
+    A velocity and a conversion over the same key share one counter.
+    """
+
+    key: str
+    digits: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The first part of the counter key: "number", "range9", "cc", …"""
+        if self.key == "range":
+            return f"range{self.digits}"
+        return _PREFIXES[self.key]
+
+    def value(self, facts: Facts) -> str | None:
+        """The concrete counter for this attempt, e.g. "country:SE"; None if the fact is missing."""
+        if self.key == "global":
+            return "global"
+        fact = self._fact(facts)
+        return None if fact is None else f"{self.name}:{fact}"
+
+    def _fact(self, facts: Facts) -> str | None:
+        if self.key == "range":
+            number = facts.number
+            return None if number is None else number[: 1 + (self.digits or 0)]
+        value = getattr(facts, self.key)
+        return None if value is None or value == "" else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateSpec:
+    """One number the engine needs: `measure` under a counter key over the last window."""
+
+    key: str
+    digits: int | None
+    window_seconds: int
+    measure: Measure
+
+    @property
+    def counter_key(self) -> CounterKey:
+        return CounterKey(self.key, self.digits)
+
+    @property
+    def id(self) -> str:
+        """Stable name used in `Facts.aggregates`, e.g. "attempts:range9:3600"."""
+        return f"{self.measure}:{self.counter_key.name}:{self.window_seconds}"
+
+    def key_value(self, facts: Facts) -> str | None:
+        return self.counter_key.value(facts)
+
+
+def _spec(keyed: Keyed, measure: Measure) -> AggregateSpec:
+    return AggregateSpec(keyed.key, keyed.digits, keyed.window_seconds, measure)
+
+
+def velocity_spec(condition: Velocity) -> AggregateSpec:
+    spec = condition.velocity
+    measure: Measure = spec.measure
+    if spec.only_allowed:
+        measure = "allowed_attempts" if spec.measure == "attempts" else "allowed_spend"
+    return _spec(spec, measure)
+
+
+def conversion_specs(condition: Conversion) -> tuple[AggregateSpec, AggregateSpec]:
+    """(attempts, successes) for a conversion condition."""
+    return _spec(condition.conversion, "attempts"), _spec(condition.conversion, "successes")
+
+
+def specs_for(condition: Condition) -> Iterator[AggregateSpec]:
+    """Every aggregate a condition tree reads."""
+    for node in walk(condition):
+        if isinstance(node, Velocity):
+            yield velocity_spec(node)
+        elif isinstance(node, Conversion):
+            yield from conversion_specs(node)

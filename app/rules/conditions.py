@@ -1,0 +1,211 @@
+"""Condition models: the tree a rule's `when` is made of, validated when a policy is loaded.
+
+A condition is a JSON object told apart by its one key: `all`, `any`, `not`, `field`,
+`in_list`, `velocity` or `conversion`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from app.rules.durations import format_duration, parse_duration
+from app.rules.fields import (
+    KINDS,
+    LIST_OPS,
+    ORDER_OPS,
+    STRING_OPS,
+    FieldName,
+    Op,
+    Scalar,
+    normalise_scalar,
+)
+
+CounterKeyName = Literal[
+    "number", "range", "country", "calling_code", "reference", "application", "global"
+]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class AllOf(Frozen):
+    """Holds when every condition holds (an empty list holds)."""
+
+    all: list[Condition]
+
+
+class AnyOf(Frozen):
+    """Holds when at least one condition holds (an empty list does not)."""
+
+    any: list[Condition]
+
+
+class Not(Frozen):
+    """Holds when the inner condition does not."""
+
+    not_: Condition = Field(alias="not")
+
+
+class FieldCondition(Frozen):
+    """Compare one fact. `regex` uses `re.search` (anchor with ^…$ for a full match);
+    `starts_with` takes a list of prefixes; `present` takes true or false."""
+
+    field: FieldName
+    op: Op
+    value: Scalar | list[Scalar]
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: Any, info: ValidationInfo) -> Any:
+        field, op = info.data.get("field"), info.data.get("op")
+        if field is None or op is None:
+            return value
+        return check_value(field, op, value)
+
+
+def check_value(field: str, op: str, value: Any) -> Any:
+    """The normalised value for `field op value`; ValueError naming the field otherwise."""
+    if op == "present":
+        if not isinstance(value, bool):
+            raise ValueError(f"op 'present' on field {field!r} takes true or false")
+        return value
+    if op in STRING_OPS and KINDS[field] != "str":
+        raise ValueError(f"op {op!r} needs a text field; {field!r} is {KINDS[field]}")
+    if op in ORDER_OPS and KINDS[field] not in ("int", "float"):
+        raise ValueError(f"op {op!r} needs a numeric field; {field!r} is {KINDS[field]}")
+    if op in LIST_OPS:
+        if not isinstance(value, list):
+            raise ValueError(f"op {op!r} on field {field!r} takes a list of values")
+        if op == "starts_with":
+            return [_text(field, item) for item in value]
+        return [normalise_scalar(field, item) for item in value]
+    if isinstance(value, list):
+        raise ValueError(f"op {op!r} on field {field!r} takes a single value, not a list")
+    if op == "regex":
+        return _pattern(field, value)
+    return normalise_scalar(field, value)
+
+
+def _text(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"field {field!r}: starts_with takes non-empty strings, got {value!r}")
+    return str(normalise_scalar(field, value)) if field != "number" else value
+
+
+def _pattern(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"op 'regex' on field {field!r} takes a pattern string")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex for field {field!r}: {exc}") from exc
+    return value
+
+
+class InList(Frozen):
+    """Holds when the number is in the named list (exact number, or starts with a prefix)."""
+
+    in_list: str = Field(min_length=1, max_length=100)
+
+
+class Keyed(Frozen):
+    """A counter key and window shared by velocity and conversion conditions."""
+
+    key: CounterKeyName
+    digits: int | None = Field(default=None, ge=1, le=15)
+    window: str
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> str:
+        if not isinstance(value, str | int):
+            raise ValueError("window is a duration like '1h' or a number of seconds")
+        return format_duration(parse_duration(value))
+
+    @model_validator(mode="after")
+    def _digits(self) -> Keyed:
+        if self.key == "range" and self.digits is None:
+            raise ValueError("key 'range' needs digits (leading digits of the number)")
+        if self.key != "range" and self.digits is not None:
+            raise ValueError(f"digits only applies to key 'range', not {self.key!r}")
+        return self
+
+    @property
+    def window_seconds(self) -> int:
+        return parse_duration(self.window)
+
+
+class VelocitySpec(Keyed):
+    """Attempts (or spend) per key over the window, this attempt included, above `max`."""
+
+    max: int | float = Field(ge=0)
+    measure: Literal["attempts", "spend"] = "attempts"
+    only_allowed: bool = False
+
+
+class ConversionSpec(Keyed):
+    """Share of attempts that ended SUCCESSFUL, below `below`, once `min_attempts` is reached."""
+
+    min_attempts: int = Field(ge=1)
+    below: float = Field(gt=0, le=1)
+
+
+class Velocity(Frozen):
+    velocity: VelocitySpec
+
+
+class Conversion(Frozen):
+    conversion: ConversionSpec
+
+
+_TAGS = ("all", "any", "not", "field", "in_list", "velocity", "conversion")
+_CLASS_TAGS: dict[type[BaseModel], str] = {
+    AllOf: "all",
+    AnyOf: "any",
+    Not: "not",
+    FieldCondition: "field",
+    InList: "in_list",
+    Velocity: "velocity",
+    Conversion: "conversion",
+}
+
+
+def condition_tag(value: Any) -> str | None:
+    """Which kind of condition `value` is: the first known key present."""
+    if isinstance(value, dict):
+        return next((tag for tag in _TAGS if tag in value), None)
+    return _CLASS_TAGS.get(type(value))
+
+
+Condition = Annotated[
+    Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[Not, Tag("not")]
+    | Annotated[FieldCondition, Tag("field")]
+    | Annotated[InList, Tag("in_list")]
+    | Annotated[Velocity, Tag("velocity")]
+    | Annotated[Conversion, Tag("conversion")],
+    Discriminator(
+        condition_tag,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition has one of the keys: " + ", ".join(_TAGS),
+    ),
+]
+
+for _model in (AllOf, AnyOf, Not):
+    _model.model_rebuild()

@@ -1,0 +1,68 @@
+"""The Decision: what was answered, which rule decided, shadow matches and the trace.
+
+It is stored as-is (`model_dump(mode="json")`), so it must stay JSON-able and replayable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, JsonValue
+
+from app.rules.conditions import Frozen
+from app.rules.model import Action, AnswerOverrides
+
+DecidedBy = Literal["enforce", "default", "fallback"]
+
+
+class ConditionTrace(Frozen):
+    """One condition as evaluated: held or not, the actual value against the expected one."""
+
+    condition: str
+    held: bool
+    actual: JsonValue = None
+    expected: JsonValue = None
+    text: str
+    depth: int = 0
+
+
+class TraceEntry(Frozen):
+    """One rule as evaluated (or skipped because the attempt was out of its scope)."""
+
+    rule: str
+    rule_id: int | None = None
+    mode: Literal["enforce", "shadow"]
+    matched: bool
+    skipped: str | None = None
+    conditions: list[ConditionTrace] = Field(default_factory=list)
+
+
+class RuleMatch(Frozen):
+    """A rule that matched; for shadow rules, what it would have answered."""
+
+    rule: str
+    rule_id: int | None = None
+    rule_revision: int | None = None
+    action: Action
+    reason: str
+
+
+class Decision(Frozen):
+    """The engine's answer for one attempt; `mode` says what decided it."""
+
+    action: Action
+    reason: str
+    mode: DecidedBy
+    rule: str | None = None
+    rule_id: int | None = None
+    rule_revision: int | None = None
+    answer: AnswerOverrides | None = None
+    shadow: list[RuleMatch] = Field(default_factory=list)
+    trace: list[TraceEntry] = Field(default_factory=list)
+    aggregates: dict[str, float] = Field(default_factory=dict)
+    policy_version: int | str | None = None
+
+    @classmethod
+    def fallback(cls, action: Action, reason: str = "fallback") -> Decision:
+        """The decision recorded when the engine could not run (internal failure, deadline)."""
+        return cls(action=action, reason=reason, mode="fallback")

@@ -1,0 +1,169 @@
+"""The engine: compile a policy once per change, then `evaluate(compiled, facts) -> Decision`.
+
+Pure and deterministic: the clock and the aggregates arrive inside the facts; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from app.rules.aggregates import AggregateSpec, CounterKey, specs_for
+from app.rules.decision import ConditionTrace, Decision, RuleMatch, TraceEntry
+from app.rules.facts import Facts, facts_from_json
+from app.rules.lists import CompiledList, compile_list
+from app.rules.model import Action, AnswerOverrides, Policy, Rule
+from app.rules.nodes import Env, Node, compile_condition
+from app.rules.render import render
+
+__all__ = [
+    "CompiledPolicy",
+    "CompiledRule",
+    "Decision",
+    "RuleMatch",
+    "TraceEntry",
+    "compile_policy",
+    "evaluate",
+    "replay",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule: Rule
+    node: Node
+    applications: frozenset[str] | None
+    methods: frozenset[str] | None
+
+    def out_of_scope(self, facts: Facts) -> str | None:
+        """Why the attempt is outside this rule's scope, or None when it is inside."""
+        if self.methods is not None and facts.method not in self.methods:
+            return f"method {facts.method} not in {render(sorted(self.methods))}"
+        if self.applications is not None and facts.application not in self.applications:
+            return f"application {render(facts.application)} not in scope"
+        return None
+
+    def match(self) -> RuleMatch:
+        rule = self.rule
+        return RuleMatch(
+            rule=rule.name,
+            rule_id=rule.id,
+            rule_revision=rule.revision,
+            action=rule.action,
+            reason=rule.reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """A policy ready to evaluate: active rules by (priority, name), lists as lookups."""
+
+    policy: Policy
+    rules: tuple[CompiledRule, ...]
+    lists: Mapping[str, CompiledList]
+    aggregates: frozenset[AggregateSpec]
+    counter_keys: frozenset[CounterKey]
+    zone: ZoneInfo
+    default_action: Action
+    version: int | str | None
+
+
+def compile_policy(policy: Policy, *, version: int | str | None = None) -> CompiledPolicy:
+    """Compile once per policy change; rules with mode `off` are left out entirely."""
+    active = sorted(
+        (rule for rule in policy.rules if rule.mode != "off"),
+        key=lambda rule: (rule.priority, rule.name),
+    )
+    specs = frozenset(spec for rule in active for spec in specs_for(rule.when))
+    return CompiledPolicy(
+        policy=policy,
+        rules=tuple(_compile_rule(rule) for rule in active),
+        lists={named.name: compile_list(named) for named in policy.lists},
+        aggregates=specs,
+        counter_keys=frozenset(spec.counter_key for spec in specs),
+        zone=ZoneInfo(policy.timezone),
+        default_action=policy.default_action,
+        version=version,
+    )
+
+
+def _compile_rule(rule: Rule) -> CompiledRule:
+    scope = rule.scope
+    return CompiledRule(
+        rule=rule,
+        node=compile_condition(rule.when),
+        applications=frozenset(scope.applications) if scope and scope.applications else None,
+        methods=frozenset(scope.methods) if scope and scope.methods else None,
+    )
+
+
+def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
+    """Enforce rules in order, first match decides; shadow rules all run, deciding nothing."""
+    env = Env(facts=facts, local=facts.now.astimezone(compiled.zone), lists=compiled.lists)
+    trace: list[TraceEntry] = []
+    shadow: list[RuleMatch] = []
+    decided: CompiledRule | None = None
+    for rule in compiled.rules:
+        enforce = rule.rule.mode == "enforce"
+        if enforce and decided is not None:
+            continue
+        entry = _run(rule, env)
+        trace.append(entry)
+        if entry.matched and enforce:
+            decided = rule
+        elif entry.matched:
+            shadow.append(rule.match())
+    return _decision(compiled, facts, decided, shadow, trace)
+
+
+def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
+    rule = compiled.rule
+    mode = "enforce" if rule.mode == "enforce" else "shadow"
+    skipped = compiled.out_of_scope(env.facts)
+    conditions: list[ConditionTrace] = []
+    matched = skipped is None and compiled.node.run(env, conditions, 0)
+    return TraceEntry(
+        rule=rule.name,
+        rule_id=rule.id,
+        mode=mode,
+        matched=matched,
+        skipped=skipped,
+        conditions=conditions,
+    )
+
+
+def _decision(
+    compiled: CompiledPolicy,
+    facts: Facts,
+    decided: CompiledRule | None,
+    shadow: list[RuleMatch],
+    trace: list[TraceEntry],
+) -> Decision:
+    common: dict[str, Any] = {
+        "shadow": shadow,
+        "trace": trace,
+        "aggregates": dict(facts.aggregates),
+        "policy_version": compiled.version,
+    }
+    if decided is None:
+        return Decision(action=compiled.default_action, reason="default", mode="default", **common)
+    rule = decided.rule
+    answer: AnswerOverrides | None = rule.answer if rule.action == "allow" else None
+    return Decision(
+        action=rule.action,
+        reason=rule.reason,
+        mode="enforce",
+        rule=rule.name,
+        rule_id=rule.id,
+        rule_revision=rule.revision,
+        answer=answer,
+        **common,
+    )
+
+
+def replay(compiled: CompiledPolicy, stored_facts: Facts | Mapping[str, Any]) -> Decision:
+    """Re-run a stored attempt (its facts, clock and aggregates) against `compiled`."""
+    facts = stored_facts if isinstance(stored_facts, Facts) else facts_from_json(stored_facts)
+    return evaluate(compiled, facts)

@@ -1,0 +1,155 @@
+"""Facts: everything the engine may look at for one attempt, derived once, JSON round-trippable.
+
+Number facts come from libphonenumber; the clock and the aggregates arrive from the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from app.rules.fields import NUMBER_TYPES, WEEKDAYS, canonical_method
+
+_TYPE_NAMES: dict[int, str] = {
+    getattr(PhoneNumberType, name.upper()): name for name in NUMBER_TYPES
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberFacts:
+    """What libphonenumber says about one endpoint; all None/False when it cannot parse it."""
+
+    e164: str | None
+    country: str | None
+    calling_code: int | None
+    number_type: str | None
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """One attempt as the engine sees it. `aggregates` holds values by AggregateSpec.id."""
+
+    method: str
+    number: str | None
+    country: str | None
+    calling_code: int | None
+    number_type: str | None
+    valid: bool
+    price_amount: float | None
+    price_currency: str | None
+    rate_amount: float | None
+    rate_currency: str | None
+    reference: str | None
+    custom: str | None
+    application: str | None
+    now: datetime
+    aggregates: Mapping[str, float] = field(default_factory=dict)
+
+    def with_aggregates(self, aggregates: Mapping[str, float]) -> Facts:
+        """A copy with `aggregates` added (they win over values already present)."""
+        return dataclasses.replace(self, aggregates={**self.aggregates, **aggregates})
+
+    def value(self, name: str, local: datetime) -> object:
+        """The fact called `name`; `local` is `now` in the policy's timezone."""
+        if name == "local_hour":
+            return local.hour
+        if name == "weekday":
+            return WEEKDAYS[local.weekday()]
+        return getattr(self, name)
+
+
+@lru_cache(maxsize=65_536)
+def number_facts(endpoint: str) -> NumberFacts:
+    """Parse an E.164 endpoint (a leading '+' is required; no default region)."""
+    text = endpoint.strip()
+    if not text.startswith("+"):
+        return NumberFacts(None, None, None, None, False)
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except NumberParseException:
+        return NumberFacts(None, None, None, None, False)
+    valid = bool(phonenumbers.is_valid_number(parsed))
+    calling_code = int(parsed.country_code or 0)
+    return NumberFacts(
+        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        country=_country(parsed, calling_code),
+        calling_code=calling_code,
+        number_type=_TYPE_NAMES.get(phonenumbers.number_type(parsed), "unknown"),
+        valid=valid,
+    )
+
+
+def _country(parsed: Any, calling_code: int) -> str | None:
+    """The number's region, or for an invalid number its calling code's main region."""
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None:
+        region = phonenumbers.region_code_for_country_code(calling_code)
+    return region if isinstance(region, str) and region.isalpha() and region != "ZZ" else None
+
+
+def derive_facts(
+    *,
+    method: str,
+    endpoint: str,
+    price_amount: float | None,
+    price_currency: str | None,
+    rate_amount: float | None,
+    rate_currency: str | None,
+    reference: str | None,
+    custom: str | None,
+    application: str | None,
+    now: datetime,
+    aggregates: Mapping[str, float] | None = None,
+) -> Facts:
+    """Facts for one attempt. A naive `now` is taken to be UTC."""
+    number = number_facts(endpoint)
+    return Facts(
+        method=canonical_method(method),
+        number=number.e164,
+        country=number.country,
+        calling_code=number.calling_code,
+        number_type=number.number_type,
+        valid=number.valid,
+        price_amount=price_amount,
+        price_currency=price_currency.upper() if price_currency else None,
+        rate_amount=rate_amount,
+        rate_currency=rate_currency.upper() if rate_currency else None,
+        reference=reference,
+        custom=custom,
+        application=application.strip().lower() if application else None,
+        now=_utc(now),
+        aggregates=dict(aggregates or {}),
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def facts_to_json(facts: Facts) -> dict[str, Any]:
+    """A JSON-able document of `facts`, for storing with the decision."""
+    document = {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts)}
+    document["now"] = facts.now.isoformat()
+    document["aggregates"] = dict(facts.aggregates)
+    return document
+
+
+def facts_from_json(document: Mapping[str, Any]) -> Facts:
+    """The inverse of `facts_to_json`; unknown keys are ignored, missing ones are None."""
+    names = {f.name for f in dataclasses.fields(Facts)}
+    values: dict[str, Any] = {name: document.get(name) for name in names}
+    values["now"] = _utc(datetime.fromisoformat(str(document["now"])))
+    values["valid"] = bool(document.get("valid", False))
+    values["method"] = str(document.get("method") or "")
+    values["aggregates"] = {k: float(v) for k, v in (document.get("aggregates") or {}).items()}
+    return Facts(**values)

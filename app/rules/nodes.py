@@ -1,0 +1,205 @@
+"""Compiled conditions: each node evaluates itself against the facts and writes its trace.
+
+Built once per policy (regexes compiled, value lists turned into sets). Every node runs
+all its children, so the trace shows each condition; a missing fact makes a leaf false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_spec
+from app.rules.conditions import FieldCondition
+from app.rules.decision import ConditionTrace
+from app.rules.facts import Facts
+from app.rules.lists import CompiledList
+from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity
+from app.rules.render import as_json, compare, describe, operand, render
+
+_MEASURE_WORDS = {
+    "attempts": "velocity",
+    "spend": "spend",
+    "allowed_attempts": "allowed velocity",
+    "allowed_spend": "allowed spend",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    facts: Facts
+    local: datetime
+    lists: Mapping[str, CompiledList]
+
+
+class Node(Protocol):
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNode:
+    """`all`, `any` or `not` (a one-child group whose result is negated)."""
+
+    kind: str
+    children: tuple[Node, ...]
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        mark = len(out)
+        results = [child.run(env, out, depth + 1) for child in self.children]
+        if self.kind == "not":
+            held = not results[0]
+            text = f"not ({render(results[0])}): {render(held)}"
+        else:
+            held = all(results) if self.kind == "all" else any(results)
+            text = f"{self.kind} of {len(results)}: {sum(results)} held: {render(held)}"
+        out.insert(mark, ConditionTrace(condition=self.kind, held=held, text=text, depth=depth))
+        return held
+
+
+@dataclass(frozen=True, slots=True)
+class FieldNode:
+    condition: FieldCondition
+    prepared: Any
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        cond = self.condition
+        actual = env.facts.value(cond.field, env.local)
+        held = compare(cond.op, actual, self.prepared)
+        what = describe(cond.op, cond.value)
+        trace = ConditionTrace(
+            condition=f"{cond.field} {what}",
+            held=held,
+            actual=as_json(actual),
+            expected=as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value],
+            text=f"{cond.field} {render(actual)} {what}: {render(held)}",
+            depth=depth,
+        )
+        out.append(trace)
+        return held
+
+
+@dataclass(frozen=True, slots=True)
+class ListNode:
+    name: str
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        number = env.facts.number
+        compiled = env.lists.get(self.name)
+        entry = compiled.match(number, env.facts.now) if compiled is not None else None
+        held = entry is not None
+        via = f" (entry {entry})" if entry is not None and entry != number else ""
+        text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
+        trace = ConditionTrace(
+            condition=f"in_list {self.name}",
+            held=held,
+            actual=number,
+            expected=self.name,
+            text=text,
+            depth=depth,
+        )
+        out.append(trace)
+        return held
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityNode:
+    """Holds when the aggregate, this attempt included, is above `max`."""
+
+    spec: AggregateSpec
+    max: float
+    window: str
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        value = self._value(env.facts)
+        held = value is not None and value > self.max
+        head = f"{_key_name(self.spec)} {_MEASURE_WORDS[self.spec.measure]}"
+        tail = f"in {self.window} > max {render(self.max)}"
+        shown = "(no count)" if value is None else render(value)
+        out.append(
+            ConditionTrace(
+                condition=f"{head} {tail}",
+                held=held,
+                actual=value,
+                expected=self.max,
+                text=f"{head} {shown} {tail}: {render(held)}",
+                depth=depth,
+            )
+        )
+        return held
+
+    def _value(self, facts: Facts) -> float | None:
+        """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
+        value = facts.aggregates.get(self.spec.id)
+        if value is None or self.spec.key_value(facts) is None:
+            return None
+        if self.spec.measure == "allowed_attempts":
+            return value + 1
+        if self.spec.measure == "allowed_spend":
+            return value + (facts.price_amount or 0.0)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionNode:
+    """Holds when attempts >= min_attempts and successes / attempts < below."""
+
+    attempts: AggregateSpec
+    successes: AggregateSpec
+    min_attempts: int
+    below: float
+    window: str
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        aggregates = env.facts.aggregates
+        attempts, successes = aggregates.get(self.attempts.id), aggregates.get(self.successes.id)
+        if self.attempts.key_value(env.facts) is None:
+            attempts = None
+        head = f"{_key_name(self.attempts)} conversion"
+        rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
+        if attempts is None or successes is None:
+            ratio, held, shown = None, False, "(no count)"
+        else:
+            ratio = successes / attempts if attempts else 0.0
+            held = attempts >= self.min_attempts and ratio < self.below
+            shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
+        text = f"{head} {shown} {rule}: {render(held)}"
+        trace = ConditionTrace(
+            condition=f"{head} {rule}",
+            held=held,
+            actual=None if ratio is None else round(ratio, 6),
+            expected=self.below,
+            text=text,
+            depth=depth,
+        )
+        out.append(trace)
+        return held
+
+
+def _key_name(spec: AggregateSpec) -> str:
+    return f"range{spec.digits}" if spec.key == "range" else spec.key
+
+
+def compile_condition(condition: Condition) -> Node:
+    """The evaluable node for a validated condition tree."""
+    if isinstance(condition, AllOf):
+        return _group("all", condition.all)
+    if isinstance(condition, AnyOf):
+        return _group("any", condition.any)
+    if isinstance(condition, Not):
+        return GroupNode("not", (compile_condition(condition.not_),))
+    if isinstance(condition, FieldCondition):
+        return FieldNode(condition, operand(condition.op, condition.value))
+    if isinstance(condition, InList):
+        return ListNode(condition.in_list)
+    if isinstance(condition, Velocity):
+        spec = condition.velocity
+        return VelocityNode(velocity_spec(condition), float(spec.max), spec.window)
+    attempts, successes = conversion_specs(condition)
+    spec_c = condition.conversion
+    return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)
+
+
+def _group(kind: str, items: Sequence[Condition]) -> GroupNode:
+    return GroupNode(kind, tuple(compile_condition(item) for item in items))

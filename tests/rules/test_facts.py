@@ -1,0 +1,111 @@
+"""Facts from real numbers (libphonenumber) and their JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from app.rules.facts import derive_facts, facts_from_json, facts_to_json, number_facts
+
+from .factories import NOW, make_facts
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "country", "calling_code", "number_type"),
+    [
+        ("+46701234567", "SE", 46, "mobile"),
+        ("+447400123456", "GB", 44, "mobile"),
+        ("+12015550123", "US", 1, "fixed_line_or_mobile"),
+        ("+4915123456789", "DE", 49, "mobile"),
+        ("+5511961234567", "BR", 55, "mobile"),
+        ("+2348031234567", "NG", 234, "mobile"),
+        ("+449090901234", "GB", 44, "premium_rate"),
+        ("+448001234567", "GB", 44, "toll_free"),
+    ],
+)
+def test_valid_numbers(endpoint: str, country: str, calling_code: int, number_type: str) -> None:
+    facts = number_facts(endpoint)
+    assert (facts.e164, facts.valid) == (endpoint, True)
+    assert (facts.country, facts.calling_code, facts.number_type) == (
+        country,
+        calling_code,
+        number_type,
+    )
+
+
+def test_formatting_is_normalised_to_e164() -> None:
+    assert number_facts(" +46 70-123 45 67 ").e164 == "+46701234567"
+
+
+@pytest.mark.parametrize("endpoint", ["46701234567", "", "+", "+999123", "hello", "+abc"])
+def test_unparseable_numbers(endpoint: str) -> None:
+    facts = number_facts(endpoint)
+    assert (facts.e164, facts.valid, facts.country, facts.number_type) == (None, False, None, None)
+
+
+def test_parseable_but_invalid_number_keeps_its_country() -> None:
+    facts = number_facts("+4470")
+    assert (facts.e164, facts.valid, facts.country, facts.number_type) == (
+        "+4470",
+        False,
+        "GB",
+        "unknown",
+    )
+
+
+def test_non_geographic_number_has_no_country() -> None:
+    facts = number_facts("+883510012345")
+    assert (facts.valid, facts.country, facts.calling_code) == (True, None, 883)
+
+
+def test_derive_facts_normalises() -> None:
+    facts = derive_facts(
+        method="flashCall",
+        endpoint="+46701234567",
+        price_amount=0.1,
+        price_currency="eur",
+        rate_amount=None,
+        rate_currency=None,
+        reference=None,
+        custom=None,
+        application=" ABC-Key ",
+        now=datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    )
+    assert (facts.method, facts.price_currency, facts.application) == (
+        "flashcall",
+        "EUR",
+        "abc-key",
+    )
+    assert facts.now == datetime(2024, 1, 1, 10, tzinfo=UTC)
+    assert facts.now.tzinfo is UTC
+    assert facts.aggregates == {}
+
+
+def test_naive_now_is_taken_as_utc() -> None:
+    facts = make_facts()
+    naive = derive_facts(
+        method="sms",
+        endpoint="+46701234567",
+        price_amount=None,
+        price_currency=None,
+        rate_amount=None,
+        rate_currency=None,
+        reference=None,
+        custom=None,
+        application=None,
+        now=NOW.replace(tzinfo=None),
+    )
+    assert naive.now == facts.now
+
+
+def test_with_aggregates_merges() -> None:
+    facts = make_facts(aggregates={"a": 1.0}).with_aggregates({"b": 2.0})
+    assert facts.aggregates == {"a": 1.0, "b": 2.0}
+
+
+def test_facts_json_round_trip() -> None:
+    facts = make_facts(aggregates={"attempts:number:3600": 3.0})
+    document = json.loads(json.dumps(facts_to_json(facts)))
+    assert facts_from_json(document) == facts
