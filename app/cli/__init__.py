@@ -17,6 +17,7 @@ cli.add_typer(lists.app, name="lists")
 cli.add_typer(tokens.app, name="tokens")
 cli.add_typer(audit.app, name="audit")
 cli.command("simulate")(simulate.simulate)
+cli.command("emulate")(simulate.emulate)
 cli.command("purge")(purge.purge)
 
 

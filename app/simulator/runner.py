@@ -1,0 +1,110 @@
+"""Play a list of attempts against a callback as Sinch would, in real time, and count answers.
+
+Request events go out on schedule with bounded concurrency; an allowed attempt later gets its
+SMS receipt and result event, after its simulated delay divided by `time_scale`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from app.simulator.callback import CallbackTarget, action_of
+from app.simulator.report import Tally
+from app.simulator.scenarios import Attempt
+from app.sinch import samples
+
+Progress = Callable[[Tally, float], None]
+RECEIPT_AFTER = 4.0  # simulated seconds from request to the SMS delivery receipt
+
+
+class Runner:
+    """One run: `play` returns the tally once every event has been sent."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: CallbackTarget,
+        time_scale: float = 60.0,
+        concurrency: int = 32,
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._scale = time_scale
+        self._slots = asyncio.Semaphore(concurrency)
+        self.tally = Tally()
+
+    async def play(self, attempts: Sequence[Attempt], *, progress: Progress | None = None) -> Tally:
+        started = time.monotonic()
+        reporter = asyncio.create_task(self._report(progress, started)) if progress else None
+        tasks: list[asyncio.Task[None]] = []
+        for attempt in attempts:
+            delay = started + attempt.at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._attempt(attempt)))
+        await asyncio.gather(*tasks)
+        if reporter is not None and progress is not None:
+            reporter.cancel()
+            progress(self.tally, time.monotonic() - started)
+        return self.tally
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        ident = str(uuid.uuid4())
+        event = samples.request_event(
+            number=attempt.number,
+            method=attempt.method,
+            verification_id=ident,
+            price=attempt.price,
+            currency=attempt.currency,
+        )
+        response = await self._send(event)
+        action = action_of(response) if response is not None else None
+        self.tally.record(attempt, action)
+        if action == "allow":
+            await self._follow_up(attempt, ident)
+
+    async def _follow_up(self, attempt: Attempt, ident: str) -> None:
+        outcome = attempt.outcome
+        waited = 0.0
+        if outcome.sms_result is not None:
+            waited = min(RECEIPT_AFTER, outcome.after)
+            await asyncio.sleep(waited / self._scale)
+            receipt = samples.delivered_event(
+                verification_id=ident, number=attempt.number, sms_result=outcome.sms_result
+            )
+            await self._follow_up_send(receipt)
+        await asyncio.sleep((outcome.after - waited) / self._scale)
+        result = samples.result_event(
+            verification_id=ident,
+            number=attempt.number,
+            status=outcome.status,
+            method=attempt.method,
+            reason=outcome.reason,
+            source="intercepted" if outcome.status == "SUCCESSFUL" else None,
+        )
+        await self._follow_up_send(result)
+
+    async def _follow_up_send(self, event: dict[str, Any]) -> None:
+        response = await self._send(event)
+        self.tally.followups_sent += 1
+        if response is None or not response.is_success:
+            self.tally.followup_errors += 1
+
+    async def _send(self, event: dict[str, Any]) -> httpx.Response | None:
+        async with self._slots:
+            try:
+                return await self._target.post(self._client, event)
+            except httpx.HTTPError:
+                return None
+
+    async def _report(self, progress: Progress, started: float) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            progress(self.tally, time.monotonic() - started)

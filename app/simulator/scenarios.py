@@ -1,0 +1,182 @@
+"""Labelled attempt streams: ordinary sign-ups and three kinds of pumping, reproducible by seed.
+
+`at` is real seconds after the start (the guard's velocity windows see real time); only the
+wait for a result is simulated time, compressed by the runner.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.simulator import catalog
+from app.simulator.outcomes import Label, Outcome, outcome
+
+SCENARIOS = ("normal", "range-pumping", "number-abuse", "slow-pumping", "mixed")
+ATTACKS = ("range-pumping", "number-abuse", "slow-pumping")
+METHOD_PRICE = {"sms": 1.0, "flashcall": 0.6, "callout": 1.5, "whatsapp": 0.8}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One verification attempt Sinch will ask about, with its label and its fate."""
+
+    at: float
+    scenario: str
+    label: Label
+    number: str
+    method: str
+    price: float
+    outcome: Outcome
+    currency: str = "EUR"
+
+
+Stream = Callable[[random.Random, float, float], list[Attempt]]
+
+
+def generate(scenario: str, *, duration: float, rate: float, seed: int) -> list[Attempt]:
+    """Every attempt of `scenario`, sorted by time. Each attack runs over normal traffic."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    names = ["normal", *(ATTACKS if scenario == "mixed" else [scenario])]
+    attempts: list[Attempt] = []
+    for name in dict.fromkeys(names):
+        rng = random.Random(f"{seed}:{name}")  # noqa: S311 - reproducible, not secret
+        attempts.extend(STREAMS[name](rng, duration, rate))
+    return sorted(attempts, key=lambda a: (a.at, a.number))
+
+
+def _attempt(
+    rng: random.Random,
+    *,
+    at: float,
+    scenario: str,
+    label: Label,
+    number: str,
+    method: str,
+    base_price: float,
+) -> Attempt:
+    return Attempt(
+        at=round(at, 4),
+        scenario=scenario,
+        label=label,
+        number=number,
+        method=method,
+        price=round(base_price * METHOD_PRICE[method], 4),
+        outcome=outcome(rng, label=label, method=method),
+    )
+
+
+def _poisson(rng: random.Random, rate: float, duration: float, start: float = 0.0) -> list[float]:
+    times, t = [], start + rng.expovariate(rate)
+    while t < duration:
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def normal(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """Sign-ups from 15 countries; a user whose code did not work may try once more."""
+    attempts: list[Attempt] = []
+    for at in _poisson(rng, rate, duration):
+        span = catalog.pick(rng, catalog.LEGIT)
+        method = rng.choices(list(METHOD_PRICE), weights=[85, 7, 5, 3])[0]
+        first = _attempt(
+            rng,
+            at=at,
+            scenario="normal",
+            label="legit",
+            number=span.number(rng),
+            method=method,
+            base_price=span.price,
+        )
+        attempts.append(first)
+        retry_at = at + rng.uniform(5.0, 20.0)
+        if first.outcome.status != "SUCCESSFUL" and rng.random() < 0.5 and retry_at < duration:
+            attempts.append(
+                _attempt(
+                    rng,
+                    at=retry_at,
+                    scenario="normal",
+                    label="legit",
+                    number=first.number,
+                    method="sms",
+                    base_price=span.price,
+                )
+            )
+    return attempts
+
+
+def range_pumping(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """Bursts of consecutive numbers, rotating over one premium-rate block and two
+    high-cost mobile blocks; each block is walked onwards from burst to burst."""
+    targets = [catalog.pick(rng, catalog.PUMPED_PREMIUM), *rng.sample(catalog.PUMPED_MOBILE, 2)]
+    size = max(10, round(3 * rate))
+    starts = [t for t in range(3, int(duration), 12) if t < duration]
+    blocks = [span.block(rng, size * (len(starts) // 3 + 1)) for span in targets]
+    attempts: list[Attempt] = []
+    for k, start in enumerate(starts):
+        span, block = targets[k % 3], blocks[k % 3]
+        numbers = block[(k // 3) * size : (k // 3 + 1) * size]
+        spread = rng.uniform(2.0, 4.0)
+        for i, number in enumerate(numbers):
+            at = start + spread * i / len(numbers) + rng.uniform(0.0, 0.05)
+            if at < duration:
+                method = rng.choices(["sms", "callout"], weights=[80, 20])[0]
+                attempts.append(
+                    _attempt(
+                        rng,
+                        at=at,
+                        scenario="range-pumping",
+                        label="fraud",
+                        number=number,
+                        method=method,
+                        base_price=span.price,
+                    )
+                )
+    return attempts
+
+
+def number_abuse(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """One number asked for code after code, all run long (SMS bombing or a paid line)."""
+    span = catalog.pick(rng, catalog.HAMMERED)
+    number = span.number(rng)
+    return [
+        _attempt(
+            rng,
+            at=at,
+            scenario="number-abuse",
+            label="fraud",
+            number=number,
+            method="sms",
+            base_price=span.price,
+        )
+        for at in _poisson(rng, max(0.2, rate / 10), duration)
+    ]
+
+
+def slow_pumping(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """Random numbers of one small country at a trickle: no number or block repeats enough
+    to trip a velocity rule; only its conversion (nobody ever verifies) gives it away."""
+    span = catalog.pick(rng, catalog.SMALL_COUNTRIES)
+    return [
+        _attempt(
+            rng,
+            at=at,
+            scenario="slow-pumping",
+            label="fraud",
+            number=span.number(rng),
+            method="sms",
+            base_price=span.price,
+        )
+        for at in _poisson(rng, max(1 / 30, rate / 50), duration)
+    ]
+
+
+STREAMS: dict[str, Stream] = {
+    "normal": normal,
+    "range-pumping": range_pumping,
+    "number-abuse": number_abuse,
+    "slow-pumping": slow_pumping,
+}
