@@ -127,7 +127,8 @@ class Emulator:
             and (method is None or v.method == _method(method))
             and (reference is None or v.reference == reference)
         ]
-        return sorted(found, key=lambda v: v.created_at, reverse=True)
+        # reversed first: among equal timestamps the later start comes first
+        return sorted(reversed(found), key=lambda v: v.created_at, reverse=True)
 
     def latest(self, **criteria: str) -> Verification:
         found = self.find(**criteria)
