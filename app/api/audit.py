@@ -1,7 +1,137 @@
-"""/audit endpoints."""
+"""/audit endpoints: look-ups, search, timeline, export and stats, for auditors and admins.
+
+Each request runs in one transaction that commits before the response starts (so an
+export's rows stream on connections of their own); refused queries are logged too.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.api.audit_schemas import (
+    ExportQuery,
+    SearchQuery,
+    StatsQuery,
+    StatsRead,
+    Timeline,
+    VerificationPage,
+    VerificationRead,
+    e164,
+)
+from app.api.auth import AuditorDep
+from app.api.deps import RuntimeDep, get_session
+from app.errors import AppError
+from app.services import audit, audit_export, audit_stats
+from app.services.audit import AuditContext
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+async def audit_trail(
+    request: Request, runtime: RuntimeDep, principal: AuditorDep
+) -> AsyncIterator[AuditContext]:
+    """Who asks what; a query that fails is logged after its transaction rolled back."""
+    ctx = audit.audit_context(
+        principal=principal,
+        settings=runtime.settings,
+        method=request.method,
+        path=request.url.path,
+        query=dict(request.query_params),
+        now=datetime.now(UTC),
+    )
+    try:
+        yield ctx
+    except Exception as exc:
+        await audit.record_refusal(engine=runtime.engine, ctx=ctx, status=_status(exc))
+        raise
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, AppError):
+        return exc.status
+    return 422 if isinstance(exc, RequestValidationError) else 500
+
+
+Ctx = Annotated[AuditContext, Depends(audit_trail)]
+
+
+async def audit_connection(
+    ctx: Ctx, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
+) -> AsyncConnection:
+    """The request's transaction, opened once the caller is known (SQLite has one connection);
+    committed as the handler returns, before the response starts."""
+    return await session.connection()
+
+
+Conn = Annotated[AsyncConnection, Depends(audit_connection)]
+
+
+@router.get("/verifications", response_model=VerificationPage)
+async def search_verifications(
+    q: Annotated[SearchQuery, Query()], conn: Conn, ctx: Ctx
+) -> dict[str, Any]:
+    """Search verifications, newest first, one page at a time."""
+    return await audit.search(
+        conn=conn, ctx=ctx, filters=q.to_filter(), cursor=q.cursor, limit=q.limit
+    )
+
+
+@router.get("/verifications/id/{verification_id}", response_model=VerificationRead)
+async def verification_by_id(verification_id: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+    """Look up a verification by its Sinch id."""
+    return await audit.lookup(conn=conn, ctx=ctx, verification_id=verification_id)
+
+
+@router.get("/verifications/reference/{reference:path}", response_model=VerificationRead)
+async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+    """Look up the newest verification with this reference."""
+    return await audit.lookup(conn=conn, ctx=ctx, reference=reference)
+
+
+@router.get("/verifications/{method}/number/{endpoint}", response_model=VerificationRead)
+async def verification_by_number(
+    method: str, endpoint: str, conn: Conn, ctx: Ctx
+) -> dict[str, Any]:
+    """Look up the newest verification of this method for this number."""
+    return await audit.lookup(conn=conn, ctx=ctx, method=method.lower(), number=e164(endpoint))
+
+
+@router.get("/verifications/{verification_id}/timeline", response_model=Timeline)
+async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+    """Everything about one verification: callbacks as received, decision, trace, results."""
+    return await audit.timeline(conn=conn, ctx=ctx, verification_id=verification_id)
+
+
+@router.get("/export", response_class=StreamingResponse)
+async def export_verifications(
+    q: Annotated[ExportQuery, Query()], conn: Conn, ctx: Ctx, runtime: RuntimeDep
+) -> StreamingResponse:
+    """Export the matching verifications as CSV or NDJSON, streamed newest first."""
+    out = await audit_export.export(
+        conn=conn, connect=runtime.engine.connect, ctx=ctx, filters=q.to_filter(), fmt=q.format
+    )
+    disposition = {"Content-Disposition": f'attachment; filename="{out.filename}"'}
+    return StreamingResponse(out.chunks, media_type=out.media_type, headers=disposition)
+
+
+@router.get("/stats", response_model=StatsRead)
+async def verification_stats(
+    q: Annotated[StatsQuery, Query()], conn: Conn, ctx: Ctx
+) -> dict[str, Any]:
+    """Attempts, decisions, outcomes and spend per time bucket and group."""
+    return await audit_stats.stats(
+        conn=conn,
+        ctx=ctx,
+        filters=q.to_filter(),
+        bucket=q.bucket,
+        group_by=q.group_by,
+        range_digits=q.range_digits,
+        top=q.top,
+    )

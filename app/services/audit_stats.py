@@ -1,0 +1,132 @@
+"""Audit statistics: attempts, decisions, outcomes and spend per time bucket and group.
+
+Spend is reported per currency (Sinch prices in the account's currency, but nothing stops
+two applications from using two). Without `since`, the window is the last 24 hours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import BadRequest
+from app.services.audit import AuditContext, record
+from app.services.audit_view import mask_deep
+from app.store import audit_stats as store
+from app.store.audit import AuditFilter
+from app.store.audit_stats import Bucket, GroupBy
+
+__all__ = ["Bucket", "GroupBy", "stats"]
+
+DEFAULT_WINDOW = timedelta(hours=24)
+MAX_BUCKETS = 10_000
+_WIDTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+_COUNTS = ("attempts", "allowed", "denied", "shadow_would_deny", "completed", "successful")
+_SHADOW_COUNTS = ("matches", "would_deny", "would_deny_allowed", "would_deny_successful")
+
+
+async def stats(
+    *,
+    conn: AsyncConnection,
+    ctx: AuditContext,
+    filters: AuditFilter,
+    bucket: Bucket | None,
+    group_by: GroupBy | None,
+    range_digits: int,
+    top: int,
+) -> dict[str, Any]:
+    """Stats over the filtered window, plus the top denied number ranges and shadow rules."""
+    await record(conn, ctx=ctx)
+    window = _window(filters, now=ctx.at, bucket=bucket)
+    cells = await store.grouped(conn, window, bucket=bucket, group_by=group_by)
+    ranges = await store.top_denied_ranges(conn, window, digits=range_digits, limit=top)
+    shadow = await store.shadow_rules(conn, window)
+    result = {
+        "since": window.since,
+        "until": window.until,
+        "bucket": bucket,
+        "groupBy": group_by,
+        "rows": sorted(_merge(cells, ("bucket", "grp")), key=_order),
+        "totals": (_merge(cells, ()) or [_finish(_rename(_empty()))])[0],
+        "topDeniedRanges": [{"range": r["range"], "denied": int(r["denied"])} for r in ranges],
+        "shadowRules": _merge(shadow, ("rule",), _SHADOW_COUNTS, ("spend_would_save",)),
+    }
+    return result if ctx.reveal else mask_deep(result)
+
+
+def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> AuditFilter:
+    until = filters.until or now
+    since = filters.since or until - DEFAULT_WINDOW
+    if since >= until:
+        raise BadRequest("since must be before until.", code="empty_window")
+    if bucket is not None and (until - since) / _WIDTH[bucket] > MAX_BUCKETS:
+        detail = f"More than {MAX_BUCKETS} {bucket} buckets: narrow the window or widen the bucket."
+        raise BadRequest(detail, code="too_many_buckets")
+    return dataclasses.replace(filters, since=since, until=until)
+
+
+def _merge(
+    rows: Iterable[dict[str, Any]],
+    keys: tuple[str, ...],
+    counts: tuple[str, ...] = _COUNTS,
+    spends: tuple[str, ...] = ("spend_allowed", "spend_denied"),
+) -> list[dict[str, Any]]:
+    """Fold per-currency rows into one per key: counts summed, spend as {currency: amount}."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(_key(name, row.get(name)) for name in keys)
+        cell = merged.setdefault(key, _empty(dict(zip(keys, key, strict=True)), counts, spends))
+        for name in counts:
+            cell[name] += int(row[name] or 0)
+        for name in spends:
+            if row[name] is not None:
+                by_currency = cell[name]
+                currency = row["currency"] or "unknown"
+                by_currency[currency] = round(by_currency.get(currency, 0.0) + row[name], 6)
+    return [_finish(_rename(cell)) for cell in merged.values()]
+
+
+def _key(name: str, value: Any) -> Any:
+    if name != "bucket" or value is None:
+        return value
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _empty(
+    keys: dict[str, Any] | None = None,
+    counts: tuple[str, ...] = _COUNTS,
+    spends: tuple[str, ...] = ("spend_allowed", "spend_denied"),
+) -> dict[str, Any]:
+    cell: dict[str, Any] = dict(keys or {})
+    cell.update({name: 0 for name in counts})
+    cell.update({name: {} for name in spends})
+    return cell
+
+
+def _finish(cell: dict[str, Any]) -> dict[str, Any]:
+    if "allowed" in cell:
+        allowed = cell["allowed"]
+        cell["conversionRate"] = round(cell["successful"] / allowed, 4) if allowed else None
+    return cell
+
+
+def _rename(cell: dict[str, Any]) -> dict[str, Any]:
+    renamed = {_camel(name): value for name, value in cell.items()}
+    if "grp" in renamed:
+        renamed["group"] = renamed.pop("grp")
+    return renamed
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _order(row: dict[str, Any]) -> tuple[Any, ...]:
+    bucket = row.get("bucket")
+    return (bucket is not None, bucket, str(row.get("group")))
