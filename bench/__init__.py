@@ -1,0 +1,1 @@
+"""`make bench`: VerifyGuard against a bare FastAPI + asyncpg baseline, same load, same box."""

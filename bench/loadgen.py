@@ -1,0 +1,166 @@
+"""The load generator: pre-signed requests over keep-alive HTTP/1.1 connections, either as
+fast as the server answers (closed loop) or at a fixed offered rate (open loop, latency
+counted from each request's scheduled time so a slow server cannot hide its queue).
+Run as its own process; prints "start", "end", then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.payloads import signed_requests
+
+
+@dataclass(slots=True)
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    allowed: int = 0
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            if not ordered:
+                return None
+            return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+        return {
+            "requests": len(ordered),
+            "errors": self.errors,
+            "allowed": self.allowed,
+            "elapsed_s": round(elapsed, 3),
+            "rps": round(len(ordered) / elapsed, 1) if elapsed else 0.0,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999),
+            "max_ms": round(1000 * ordered[-1], 2) if ordered else None,
+        }
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length) if length else b""
+    return head[9:12] + b" " + body
+
+
+class Load:
+    """Shared state of one phase: the requests to hand out and the results."""
+
+    def __init__(self, requests: list[bytes]) -> None:
+        self.requests = requests
+        self.next = 0
+        self.results = Results()
+
+    def take(self) -> bytes:
+        request = self.requests[self.next % len(self.requests)]
+        self.next += 1
+        return request
+
+    def record(self, reply: bytes, latency: float) -> None:
+        if reply.startswith(b"200"):
+            self.results.latencies.append(latency)
+            self.results.allowed += b'"allow"' in reply
+        else:
+            self.results.errors += 1
+
+
+async def closed_loop(load: Load, host: str, port: int, connections: int, until: float) -> None:
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        while time.perf_counter() < until:
+            sent = time.perf_counter()
+            reply = await _exchange(reader, writer, load.take())
+            load.record(reply, time.perf_counter() - sent)
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+async def open_loop(
+    load: Load, host: str, port: int, connections: int, rate: float, until: float
+) -> None:
+    queue: asyncio.Queue[float | None] = asyncio.Queue()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        while (scheduled := await queue.get()) is not None:
+            reply = await _exchange(reader, writer, load.take())
+            load.record(reply, time.perf_counter() - scheduled)
+        writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start, sent = time.perf_counter(), 0
+    while (now := time.perf_counter()) < until:
+        due = int((now - start) * rate) + 1
+        for i in range(sent, due):
+            queue.put_nowait(start + i / rate)
+        sent = due
+        await asyncio.sleep(max(0.0, start + sent / rate - time.perf_counter()))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    count = int(args.max_rps * (args.duration + args.warmup))
+    requests = signed_requests(
+        count, host=f"{args.host}:{args.port}", path=args.path, key=args.key,
+        secret=args.secret, seed=args.seed,
+    )  # fmt: skip
+    load = Load(requests)
+    if args.warmup:
+        await closed_loop(load, args.host, args.port, 8, time.perf_counter() + args.warmup)
+    load.results = Results()
+    print("start", flush=True)
+    started = time.perf_counter()
+    until = started + args.duration
+    if args.rate:
+        await open_loop(load, args.host, args.port, args.connections, args.rate, until)
+    else:
+        await closed_loop(load, args.host, args.port, args.connections, until)
+    elapsed = time.perf_counter() - started
+    print("end", flush=True)
+    summary = load.results.summary(elapsed)
+    summary["reused_requests"] = max(0, load.next - len(requests))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/sinch/verification/events")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--duration", type=float, default=12.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=0.0, help="offered req/s; 0: closed loop")
+    parser.add_argument("--max-rps", type=float, default=2500.0, help="requests to pre-sign per s")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

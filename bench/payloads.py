@@ -1,0 +1,36 @@
+"""Pre-signed HTTP/1.1 requests: distinct verification ids and realistic numbers, so the
+guard decides every one and no velocity rule dominates.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime
+
+from app.simulator.catalog import LEGIT, pick
+from app.sinch import samples
+from app.sinch.signature import callback_headers
+
+
+def signed_requests(
+    count: int, *, host: str, path: str, key: str, secret: str, seed: int
+) -> list[bytes]:
+    """`count` complete POSTs (request line, headers, body), keep-alive, signed now."""
+    rng = random.Random(seed)  # noqa: S311 - load shape, not secrets
+    now = datetime.now(UTC)
+    requests: list[bytes] = []
+    for _ in range(count):
+        span = pick(rng, LEGIT)
+        event = samples.request_event(
+            number=span.number(rng),
+            verification_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            price=span.price,
+        )
+        body = json.dumps(event, separators=(",", ":")).encode()
+        headers = callback_headers(key=key, secret_b64=secret, body=body, path=path, now=now)
+        head = [f"POST {path} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        requests.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    return requests

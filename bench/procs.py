@@ -1,0 +1,89 @@
+"""Processes for a bench run: a uvicorn server on loopback, and CPU time read from /proc."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def uvicorn_server(
+    factory: str, *, port: int, env: Mapping[str, str], log: Path, cwd: Path, app_dir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """One uvicorn worker serving `factory` (module:function) until the block ends; `cwd`
+    keeps a developer's `.env` out, `app_dir` is where `factory` is imported from."""
+    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
+    command += ["--app-dir", str(app_dir)]
+    command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level"]
+    command += ["warning", "--loop", "uvloop", "--http", "httptools"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            command, env={**os.environ, **env}, cwd=cwd, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_listening(port, process)
+            yield process
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()  # it had its graceful shutdown; the figures are already taken
+        process.wait(timeout=15)
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see its log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each local process named postgres (the server and its backends)."""
+    usage: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                usage[int(entry.name)] = cpu_seconds(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return usage
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two snapshots by the processes alive at the second one."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())

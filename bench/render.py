@@ -1,0 +1,74 @@
+"""The bench table: one row per target and load, the machine it ran on, and the ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("target", 24, "target"),
+    ("load", 14, "load"),
+    ("rps", 9, "req/s"),
+    ("p50_ms", 9, "p50 ms"),
+    ("p99_ms", 9, "p99 ms"),
+    ("p999_ms", 10, "p99.9 ms"),
+    ("errors", 7, "errors"),
+    ("server_cpu", 11, "app CPU"),
+    ("postgres_cpu", 9, "pg CPU"),
+)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        machine(),
+        "".join(
+            f"{title:>{width}}" if i else f"{title:<{width}}"
+            for i, (_, width, title) in enumerate(COLUMNS)
+        ),
+    ]
+    for row in rows:
+        load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else "closed, 64 conn"
+        cells = {**row, "load": load}
+        lines.append(
+            "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
+        )
+    lines += _ratios(rows)
+    return "\n".join(lines)
+
+
+def _cell(value: Any, width: int, index: int) -> str:
+    text = "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text:<{width}}" if index == 0 else f"{text:>{width}}"
+
+
+def _ratios(rows: list[dict[str, Any]]) -> list[str]:
+    closed = {row["target"]: row for row in rows if not row["offered_rps"]}
+    base = closed.get("baseline (postgres)")
+    lines = []
+    for name, row in closed.items():
+        if base is None or row is base or not base["rps"]:
+            continue
+        lines.append(
+            f"{name} / baseline: {row['rps'] / base['rps']:.2f}x the throughput, "
+            f"{_ratio(row['p99_ms'], base['p99_ms'])} the p99 (closed loop)"
+        )
+    return lines
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.1f}x" if value and base else "n/a"
