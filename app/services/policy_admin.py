@@ -16,6 +16,16 @@ def rule_document(rule: Rule) -> dict[str, Any]:
     return rule.model_dump(mode="json", exclude={"id", "revision"}, exclude_none=True)
 
 
+def stored_document(loaded: dict[str, Any]) -> dict[str, Any]:
+    """A rule from `load_policy_rows` without its id and revision: as `rule_document` gives."""
+    return {k: v for k, v in loaded.items() if k not in ("id", "revision")}
+
+
+async def lock_policy(conn: AsyncConnection) -> None:
+    """Serialise policy changes (PostgreSQL row lock on the policy state until commit)."""
+    await store.policy_version(conn, for_update=True)
+
+
 async def replace_policy(
     conn: AsyncConnection,
     *,
@@ -29,6 +39,7 @@ async def replace_policy(
     Rules are matched by name: unchanged ones keep their revision, changed ones get a new
     revision, missing ones are deleted (with a revision recording the deletion).
     """
+    await lock_policy(conn)
     current = await store.load_policy_rows(conn)
     existing = {rule["name"]: rule for rule in current["rules"]}
     for rule in policy.rules:
@@ -58,16 +69,36 @@ async def _put_rule(
 ) -> None:
     if before is None:
         rule_id = await store.insert_rule(conn, document=document, now=now, actor=actor)
-        await _revision(conn, rule_id, 1, "created", None, document, now, actor, token_id)
+        await record_revision(
+            conn,
+            rule_id=rule_id,
+            revision=1,
+            change="created",
+            before=None,
+            after=document,
+            now=now,
+            actor=actor,
+            token_id=token_id,
+        )
         return
-    old = {k: v for k, v in before.items() if k not in ("id", "revision")}
+    old = stored_document(before)
     if old == document:
         return
     revision = await store.next_revision(conn, before["id"])
     await store.update_rule(
         conn, rule_id=before["id"], document=document, revision=revision, now=now, actor=actor
     )
-    await _revision(conn, before["id"], revision, "updated", old, document, now, actor, token_id)
+    await record_revision(
+        conn,
+        rule_id=before["id"],
+        revision=revision,
+        change="updated",
+        before=old,
+        after=document,
+        now=now,
+        actor=actor,
+        token_id=token_id,
+    )
 
 
 async def remove_rule(
@@ -78,14 +109,25 @@ async def remove_rule(
     actor: str | None,
     token_id: int | None,
 ) -> None:
-    old = {k: v for k, v in before.items() if k not in ("id", "revision")}
+    old = stored_document(before)
     revision = await store.next_revision(conn, before["id"])
     await store.delete_rule(conn, before["id"])
-    await _revision(conn, before["id"], revision, "deleted", old, None, now, actor, token_id)
+    await record_revision(
+        conn,
+        rule_id=before["id"],
+        revision=revision,
+        change="deleted",
+        before=old,
+        after=None,
+        now=now,
+        actor=actor,
+        token_id=token_id,
+    )
 
 
-async def _revision(
+async def record_revision(
     conn: AsyncConnection,
+    *,
     rule_id: int,
     revision: int,
     change: str,
@@ -95,6 +137,7 @@ async def _revision(
     actor: str | None,
     token_id: int | None,
 ) -> None:
+    """Append an immutable revision: who changed the rule, when, and from what to what."""
     name = (after or before or {}).get("name", "")
     await store.add_revision(
         conn,

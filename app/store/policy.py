@@ -1,4 +1,7 @@
-"""Reads of the live policy: its version, rules, lists and list entries."""
+"""The live policy in SQL: its version, rules and their revisions, whole-list replacement.
+
+Single lists and their entries are in `app.store.lists`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import pg_fastpath
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
 
 state = cast(Table, PolicyStateRow.__table__)
@@ -17,6 +21,8 @@ entries = cast(Table, ListEntryRow.__table__)
 
 
 async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> int:
+    if conn.dialect.name == "postgresql" and not for_update:
+        return await pg_fastpath.policy_version(conn)
     stmt = select(state.c.version).where(state.c.id == 1)
     if for_update:
         stmt = stmt.with_for_update()
@@ -73,12 +79,53 @@ async def rule_count(conn: AsyncConnection) -> int:
 
 
 async def insert_rule(
-    conn: AsyncConnection, *, document: dict[str, Any], now: datetime, actor: str | None
+    conn: AsyncConnection,
+    *,
+    document: dict[str, Any],
+    now: datetime,
+    actor: str | None,
+    rule_id: int | None = None,
+    revision: int = 1,
 ) -> int:
-    stmt = insert(rules).values(
-        **_rule_columns(document), revision=1, created_at=now, updated_at=now, updated_by=actor
-    )
+    """Insert a rule; `rule_id` brings a deleted rule back under its old id."""
+    values = {**_rule_columns(document), "revision": revision}
+    if rule_id is not None:
+        values["id"] = rule_id
+    stmt = insert(rules).values(**values, created_at=now, updated_at=now, updated_by=actor)
     return int((await conn.execute(stmt.returning(rules.c.id))).scalar_one())
+
+
+async def rule_rows(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every rule row, in evaluation order."""
+    stmt = select(rules).order_by(rules.c.priority, rules.c.name)
+    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def rule_row(conn: AsyncConnection, rule_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(select(rules).where(rules.c.id == rule_id))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def rule_id_by_name(conn: AsyncConnection, name: str) -> int | None:
+    stmt = select(rules.c.id).where(rules.c.name == name)
+    found = (await conn.execute(stmt)).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+async def revision_rows(conn: AsyncConnection, rule_id: int) -> list[dict[str, Any]]:
+    """A rule's history, newest first (kept after the rule is deleted)."""
+    stmt = (
+        select(revisions)
+        .where(revisions.c.rule_id == rule_id)
+        .order_by(revisions.c.revision.desc())
+    )
+    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def revision_row(conn: AsyncConnection, rule_id: int, revision: int) -> dict[str, Any] | None:
+    stmt = select(revisions).where(revisions.c.rule_id == rule_id, revisions.c.revision == revision)
+    row = (await conn.execute(stmt)).mappings().first()
+    return dict(row) if row is not None else None
 
 
 async def update_rule(

@@ -1,0 +1,73 @@
+"""/admin/policy (export and import as JSON or YAML) and /admin/evaluate (a dry run)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from app.api.admin_deps import ConnDep, NowDep, PolicyDocument
+from app.api.admin_schemas import EvaluateRequest, EvaluateResult, ImportResult
+from app.api.auth import AdminDep, AuditorDep
+from app.api.deps import RuntimeDep
+from app.services import policy_io
+from app.services.evaluate import evaluate_event
+
+router = APIRouter()
+POLICY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Policy"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        }
+    }
+}
+
+
+@router.get("/policy")
+async def export_policy(
+    _: AuditorDep, conn: ConnDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
+) -> Response:
+    """Export the whole policy (rules, lists, default action) as JSON or YAML."""
+    document = await policy_io.export_policy(conn, default_action=runtime.settings.default_action)
+    if format == "yaml":
+        return Response(policy_io.dump_document(document, "yaml"), media_type="application/yaml")
+    return JSONResponse(document)
+
+
+@router.put("/policy", response_model=ImportResult, openapi_extra=POLICY_BODY)
+async def import_policy(
+    document: PolicyDocument,
+    by: AdminDep,
+    conn: ConnDep,
+    now: NowDep,
+    runtime: RuntimeDep,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Replace the whole policy atomically (JSON or YAML body); an invalid one changes nothing."""
+    return await policy_io.import_policy(
+        conn,
+        document=document,
+        by=by,
+        now=now,
+        default_action=runtime.settings.default_action,
+        dry_run=dry_run,
+    )
+
+
+@router.post("/evaluate", response_model=EvaluateResult)
+async def evaluate(
+    body: EvaluateRequest, _: AuditorDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Decide a request event against the live or a candidate policy; counts and stores nothing."""
+    return await evaluate_event(
+        conn,
+        event=body.event,
+        candidate=body.policy,
+        application=body.application,
+        now=body.at or now,
+        policies=runtime.policies,
+        counters=runtime.aggregator.backend,
+        settings=runtime.settings,
+    )

@@ -1,0 +1,161 @@
+"""Request and response bodies of the /admin API; rules and lists reuse the policy models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
+
+from app.rules.conditions import Frozen
+from app.rules.decision import DecidedBy, RuleMatch, TraceEntry
+from app.rules.model import Action, ListEntry, Mode, NamedList, Policy, Rule
+from app.sinch.events import VerificationRequestEvent
+
+
+class RuleCreate(Rule):
+    """A new rule. `id` and `revision` are assigned by the server (ignored if sent)."""
+
+
+class RuleUpdate(Rule):
+    """A rule's whole new document. A `revision`, if sent, must be the current one (409)."""
+
+
+class RulePatch(Frozen):
+    """Change some fields only: `mode: off` disables a rule, `enforce` or `shadow` enables it."""
+
+    mode: Mode | None = None
+    priority: int | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RulePatch:
+        if not self.changes():
+            raise ValueError("send at least one of mode, priority, description")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class RuleRead(Rule):
+    id: int
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str | None
+
+
+class RevisionRead(BaseModel):
+    """One immutable change of a rule: who, when, and the document before and after."""
+
+    rule_id: int
+    rule_name: str
+    revision: int
+    change: str
+    actor: str | None
+    token_id: int | None
+    changed_at: datetime
+    before: dict[str, JsonValue] | None
+    after: dict[str, JsonValue] | None
+
+
+class ListCreate(NamedList):
+    """A new named list, optionally with its first entries."""
+
+
+class ListSummary(BaseModel):
+    name: str
+    kind: str
+    description: str
+    created_at: datetime
+    entries: int
+    active_entries: int
+
+
+class EntryRead(BaseModel):
+    value: str
+    note: str
+    expires_at: datetime | None
+    active: bool
+    created_at: datetime
+    created_by: str | None
+
+
+class ListRead(BaseModel):
+    name: str
+    kind: str
+    description: str
+    created_at: datetime
+    entries: list[EntryRead]
+
+
+class EntriesAdd(Frozen):
+    """Entries to add; `note` and `expires_at` here apply to entries that set neither."""
+
+    entries: list[ListEntry] = Field(min_length=1)
+    note: str | None = None
+    expires_at: AwareDatetime | None = None
+
+    def resolved(self) -> list[ListEntry]:
+        defaults = {"note": self.note, "expires_at": self.expires_at}
+        return [
+            entry.model_copy(
+                update={
+                    k: v
+                    for k, v in defaults.items()
+                    if v is not None and k not in entry.model_fields_set
+                }
+            )
+            for entry in self.entries
+        ]
+
+
+class EntriesRemove(Frozen):
+    values: list[str] = Field(min_length=1)
+
+
+class EntriesAdded(BaseModel):
+    added: int
+    updated: int
+
+
+class EntriesRemoved(BaseModel):
+    removed: int
+
+
+class EvaluateRequest(BaseModel):
+    """A request event to decide; `policy` is a candidate to try instead of the live one."""
+
+    event: VerificationRequestEvent
+    policy: Policy | None = None
+    application: str | None = Field(default=None, description="Sinch application key")
+    at: AwareDatetime | None = Field(default=None, description="Decide as of this time")
+
+
+class EvaluateResult(BaseModel):
+    action: Action
+    reason: str
+    mode: DecidedBy
+    rule: str | None
+    rule_id: int | None
+    rule_revision: int | None
+    shadow: list[RuleMatch]
+    trace: list[TraceEntry]
+    answer: dict[str, JsonValue]
+    aggregates: dict[str, float]
+    policy_version: int | str | None
+    facts: dict[str, JsonValue]
+    candidate: bool
+
+
+class ImportResult(BaseModel):
+    """What a policy import changed (or, with dry_run, would change)."""
+
+    version: int
+    changed: bool
+    dry_run: bool
+    created: list[str]
+    updated: list[str]
+    deleted: list[str]
+    lists_changed: bool
+    default_action_changed: bool

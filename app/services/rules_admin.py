@@ -1,0 +1,229 @@
+"""Rule administration: create, update, change mode or priority, delete, list and restore revisions.
+
+Every change locks the policy, leaves a revision naming its author and bumps the version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import Conflict, NotFound, Unprocessable, validation_errors
+from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Rule
+from app.services.policy_admin import lock_policy, record_revision, rule_document
+from app.services.tokens import Principal
+from app.store import lists as list_store
+from app.store import policy as store
+
+
+def rule_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored rule as the API shows it: its document plus id, revision and who changed it."""
+    return {
+        **row["document"],
+        "id": row["id"],
+        "revision": row["revision"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "updated_by": row["updated_by"],
+    }
+
+
+async def list_rules(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [rule_view(row) for row in await store.rule_rows(conn)]
+
+
+async def get_rule(conn: AsyncConnection, *, rule_id: int) -> dict[str, Any]:
+    return rule_view(await _existing(conn, rule_id))
+
+
+async def create_rule(
+    conn: AsyncConnection, *, rule: Rule, by: Principal, now: datetime
+) -> dict[str, Any]:
+    await lock_policy(conn)
+    await _check(conn, rule, rule_id=None)
+    document = rule_document(rule)
+    rule_id = await store.insert_rule(conn, document=document, now=now, actor=by.name)
+    await _record(conn, rule_id, 1, "created", None, document, by=by, now=now)
+    return await _done(conn, rule_id, by=by, now=now)
+
+
+async def update_rule(
+    conn: AsyncConnection,
+    *,
+    rule_id: int,
+    rule: Rule,
+    by: Principal,
+    now: datetime,
+    expected_revision: int | None = None,
+) -> dict[str, Any]:
+    """Replace a rule's document; `expected_revision` guards against lost updates."""
+    await lock_policy(conn)
+    row = await _existing(conn, rule_id)
+    if expected_revision is not None and expected_revision != row["revision"]:
+        raise Conflict(
+            f"rule {rule_id} is at revision {row['revision']}, not {expected_revision}",
+            code="revision_mismatch",
+        )
+    await _check(conn, rule, rule_id=rule_id)
+    return await _change(conn, row, rule_document(rule), "updated", by=by, now=now)
+
+
+async def patch_rule(
+    conn: AsyncConnection,
+    *,
+    rule_id: int,
+    changes: Mapping[str, Any],
+    by: Principal,
+    now: datetime,
+) -> dict[str, Any]:
+    """Change some top-level fields (mode, priority, description); mode `off` disables."""
+    await lock_policy(conn)
+    row = await _existing(conn, rule_id)
+    rule = validated_rule({**row["document"], **changes})
+    return await _change(conn, row, rule_document(rule), "updated", by=by, now=now)
+
+
+async def delete_rule(conn: AsyncConnection, *, rule_id: int, by: Principal, now: datetime) -> None:
+    await lock_policy(conn)
+    row = await _existing(conn, rule_id)
+    revision = await store.next_revision(conn, rule_id)
+    await store.delete_rule(conn, rule_id)
+    await _record(conn, rule_id, revision, "deleted", row["document"], None, by=by, now=now)
+    await store.bump_version(conn, now=now, actor=by.name)
+
+
+async def list_revisions(conn: AsyncConnection, *, rule_id: int) -> list[dict[str, Any]]:
+    rows = await store.revision_rows(conn, rule_id)
+    if not rows:
+        raise NotFound(f"no rule {rule_id} and no history of one", code="rule_not_found")
+    return rows
+
+
+async def restore_revision(
+    conn: AsyncConnection, *, rule_id: int, revision: int, by: Principal, now: datetime
+) -> dict[str, Any]:
+    """Make an earlier revision current again, as a new revision; revives a deleted rule."""
+    await lock_policy(conn)
+    old = await store.revision_row(conn, rule_id, revision)
+    if old is None:
+        raise NotFound(f"rule {rule_id} has no revision {revision}", code="revision_not_found")
+    if old["after"] is None:
+        raise Unprocessable(
+            f"revision {revision} records the rule's deletion; restore an earlier one",
+            code="revision_is_deletion",
+        )
+    rule = validated_rule(old["after"])
+    await _check(conn, rule, rule_id=rule_id)
+    document = rule_document(rule)
+    row = await store.rule_row(conn, rule_id)
+    if row is not None:
+        return await _change(conn, row, document, "restored", by=by, now=now)
+    number = await store.next_revision(conn, rule_id)
+    await store.insert_rule(
+        conn, document=document, now=now, actor=by.name, rule_id=rule_id, revision=number
+    )
+    await _record(conn, rule_id, number, "restored", None, document, by=by, now=now)
+    return await _done(conn, rule_id, by=by, now=now)
+
+
+def validated_rule(document: Mapping[str, Any]) -> Rule:
+    try:
+        return Rule.model_validate(document)
+    except ValidationError as exc:
+        errors = validation_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise Unprocessable(detail, errors=errors) from None
+
+
+async def _existing(conn: AsyncConnection, rule_id: int) -> dict[str, Any]:
+    row = await store.rule_row(conn, rule_id)
+    if row is None:
+        raise NotFound(f"no rule {rule_id}", code="rule_not_found")
+    return row
+
+
+async def _check(conn: AsyncConnection, rule: Rule, *, rule_id: int | None) -> None:
+    """The rule's name is free and every list it refers to exists."""
+    holder = await store.rule_id_by_name(conn, rule.name)
+    if holder is not None and holder != rule_id:
+        raise Conflict(
+            f"rule {holder} is already named {rule.name!r}",
+            code="rule_name_taken",
+            errors=[{"loc": "name", "msg": f"a rule named {rule.name!r} exists (id {holder})"}],
+        )
+    errors = [
+        {"loc": loc, "msg": f"unknown list {name!r}"}
+        for loc, name in list_references(rule.when, "when")
+        if await list_store.list_row(conn, name) is None
+    ]
+    if errors:
+        raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
+
+
+def list_references(condition: Condition, loc: str) -> Iterator[tuple[str, str]]:
+    """(location, list name) of every `in_list` in a condition tree."""
+    if isinstance(condition, InList):
+        yield f"{loc}.in_list", condition.in_list
+    elif isinstance(condition, AllOf | AnyOf):
+        key = "all" if isinstance(condition, AllOf) else "any"
+        children = condition.all if isinstance(condition, AllOf) else condition.any
+        for index, child in enumerate(children):
+            yield from list_references(child, f"{loc}.{key}.{index}")
+    elif isinstance(condition, Not):
+        yield from list_references(condition.not_, f"{loc}.not")
+
+
+async def _change(
+    conn: AsyncConnection,
+    row: Mapping[str, Any],
+    document: dict[str, Any],
+    change: str,
+    *,
+    by: Principal,
+    now: datetime,
+) -> dict[str, Any]:
+    """Store a new document for an existing rule; an identical one changes nothing."""
+    if document == row["document"]:
+        return rule_view(row)
+    rule_id = int(row["id"])
+    revision = await store.next_revision(conn, rule_id)
+    await store.update_rule(
+        conn, rule_id=rule_id, document=document, revision=revision, now=now, actor=by.name
+    )
+    await _record(conn, rule_id, revision, change, row["document"], document, by=by, now=now)
+    return await _done(conn, rule_id, by=by, now=now)
+
+
+async def _record(
+    conn: AsyncConnection,
+    rule_id: int,
+    revision: int,
+    change: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    by: Principal,
+    now: datetime,
+) -> None:
+    await record_revision(
+        conn,
+        rule_id=rule_id,
+        revision=revision,
+        change=change,
+        before=before,
+        after=after,
+        now=now,
+        actor=by.name,
+        token_id=by.token_id,
+    )
+
+
+async def _done(
+    conn: AsyncConnection, rule_id: int, *, by: Principal, now: datetime
+) -> dict[str, Any]:
+    await store.bump_version(conn, now=now, actor=by.name)
+    return await get_rule(conn, rule_id=rule_id)
