@@ -5,6 +5,7 @@ callback with signed events, so an application can be developed offline.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from app.simulator.callback import CallbackTarget
 from app.simulator.lifecycle import METHODS, ApiError, Clock, Emulator, Verification
 
 BASE = "/verification/v1"
+log = logging.getLogger("uvicorn.error")
 router = APIRouter()
 
 
@@ -62,6 +64,10 @@ async def _body(request: Request) -> dict[str, Any]:
 async def start(request: Request) -> dict[str, Any]:
     """Start a verification; the request event goes to VerifyGuard before this returns."""
     verification = await _emulator(request).start(await _body(request))
+    if verification.secret:  # what the phone would show; there is no phone here
+        log.info(
+            "verification %s %s: %s", verification.id, verification.method, verification.secret
+        )
     return _started(verification, str(request.base_url).rstrip("/"))
 
 
