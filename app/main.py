@@ -16,7 +16,7 @@ from app.api.middleware import RequestIdMiddleware
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.logs import configure_logging
-from app.services.aggregates import Aggregator, CounterBackend
+from app.services.aggregates import Aggregator, CounterBackend, counting_scope
 from app.services.intake import Intake
 from app.services.policy import PolicyCache
 from app.services.starter import install_starter_policy
@@ -52,17 +52,32 @@ def counter_backend(settings: Settings) -> CounterBackend:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    url, pool_size = settings.database_url, settings.database_pool_size
+    # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
+    engine = create_engine(url, pool_size=max(2, pool_size // 4))
+    counter_engine = None
+    if not settings.is_sqlite:
+        counter_engine = create_engine(url, pool_size=pool_size, autocommit=True)
+    counting = counting_scope(engine, counter_engine)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
+    intake = Intake(
+        engine=engine,
+        counting=counting,
+        settings=settings,
+        policies=policies,
+        aggregator=aggregator,
+    )
     return Runtime(
         settings=settings,
         engine=engine,
+        counter_engine=counter_engine,
+        counting=counting,
         sessions=create_sessionmaker(engine),
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
         policies=policies,
         aggregator=aggregator,
-        intake=Intake(engine=engine, settings=settings, policies=policies, aggregator=aggregator),
+        intake=intake,
     )
 
 
@@ -85,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.intake.drain()
             await runtime.aggregator.close()
             await runtime.engine.dispose()
+            if runtime.counter_engine is not None:
+                await runtime.counter_engine.dispose()
 
     app = FastAPI(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

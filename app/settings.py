@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./verifyguard.db"
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     redis_url: str | None = None
     sinch_apps: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     dev_app_file: Path = Path(".verifyguard-dev-app.json")

@@ -116,6 +116,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "dev_app_file": tmp_path / "dev-app.json",
         "log_json": True,
         "log_level": "WARNING",
+        # Generous: a loaded CI machine must not turn decisions into fallbacks. Tests of the
+        # deadline itself set their own.
+        "decision_deadline_ms": 5000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import Unauthorized
-from app.services.aggregates import Aggregator
+from app.services.aggregates import Aggregator, Counting
 from app.services.intake import Delivery, Intake
 from app.services.policy import PolicyCache
 from app.settings import Settings
@@ -26,6 +26,8 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine
+    counter_engine: AsyncEngine | None
+    counting: Counting
     sessions: async_sessionmaker[AsyncSession]
     verifier: SignatureVerifier
     policies: PolicyCache
@@ -33,7 +35,8 @@ class Runtime:
     intake: Intake
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs plain `def` dependencies in a thread pool.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -1,16 +1,18 @@
 """Aggregates for the rules engine: which counters a policy needs, bumped and read per attempt.
 
-The backend is SQL (inside the request's transaction) or Redis (atomic scripts); both
-count this attempt before reading, so concurrent attempts see distinct totals.
+The backend is SQL (autocommit statements, one tiny transaction each) or Redis (atomic
+scripts); both count this attempt before reading, so concurrent attempts see distinct
+totals. Attempts still being decided count as allowed until settled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
@@ -26,6 +28,16 @@ _MEASURES: dict[str, Measure] = {
 }
 
 
+Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+"""Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
+
+
+def counting_scope(engine: AsyncEngine, counter_engine: AsyncEngine | None) -> Counting:
+    if counter_engine is not None:
+        return counter_engine.connect
+    return engine.begin
+
+
 class CounterBackend(Protocol):
     async def observe(
         self,
@@ -37,6 +49,16 @@ class CounterBackend(Protocol):
         spend_micros: int,
         hold_allowed: bool = False,
     ) -> dict[WindowQuery, float]: ...
+
+    async def forget(
+        self,
+        conn: AsyncConnection,
+        *,
+        keys: Iterable[str],
+        now: datetime,
+        spend_micros: int,
+        hold_allowed: bool = False,
+    ) -> None: ...
 
     async def settle(
         self,
@@ -54,6 +76,8 @@ class CounterBackend(Protocol):
 
 
 class Aggregator:
+    """Maps a compiled policy's aggregate specs onto counter keys; `conn` is AUTOCOMMIT."""
+
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
 
@@ -65,31 +89,50 @@ class Aggregator:
     async def observe(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
     ) -> dict[str, float]:
-        """Count this attempt under the policy's counter keys; return values by spec id."""
+        """Count this attempt under the policy's counter keys; return values by spec id.
+
+        Allowed-only values exclude this attempt: the engine adds it when comparing.
+        """
         if not policy.aggregates:
             return {}
-        keys = _keys(policy, facts)
         wanted: dict[WindowQuery, list[AggregateSpec]] = {}
         for spec in policy.aggregates:
             key = spec.key_value(facts)
             if key is not None:
                 query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
                 wanted.setdefault(query, []).append(spec)
+        spend = to_micros(facts.price_amount)
         values = await self.backend.observe(
             conn,
-            keys=keys,
+            keys=_keys(policy, facts),
             queries=list(wanted),
             now=facts.now,
-            spend_micros=to_micros(facts.price_amount),
-            hold_allowed=_counts_allowed(policy),
+            spend_micros=spend,
+            hold_allowed=counts_allowed(policy),
         )
-        return {spec.id: values[q] for q, specs in wanted.items() for spec in specs}
+        own = {"allowed": 1.0, "allowed_spend": spend / 1_000_000}
+        return {
+            spec.id: values[q] - own.get(q.measure, 0.0)
+            for q, specs in wanted.items()
+            for spec in specs
+        }
+
+    async def forget(self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts) -> None:
+        """Undo `observe` for a redelivered attempt."""
+        if policy.aggregates:
+            await self.backend.forget(
+                conn,
+                keys=_keys(policy, facts),
+                now=facts.now,
+                spend_micros=to_micros(facts.price_amount),
+                hold_allowed=counts_allowed(policy),
+            )
 
     async def settle(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts, *, allowed: bool
     ) -> None:
         """Tell allowed-only counters how the attempt was decided."""
-        if _counts_allowed(policy):
+        if counts_allowed(policy):
             await self.backend.settle(
                 conn,
                 keys=_keys(policy, facts),
@@ -121,7 +164,7 @@ class Aggregator:
         )
 
 
-def _counts_allowed(policy: CompiledPolicy) -> bool:
+def counts_allowed(policy: CompiledPolicy) -> bool:
     return any(spec.measure.startswith("allowed") for spec in policy.aggregates)
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.rules.engine import Decision
 from app.rules.facts import Facts, facts_to_json
+from app.services.deliveries import Delivery
 from app.sinch.events import VerificationRequestEvent
 from app.store.inbox import verification_stub
-
-if TYPE_CHECKING:
-    from app.services.intake import Delivery
 
 
 def callback_row(

@@ -49,8 +49,12 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine tuned per backend: SQLite gets WAL, a busy timeout and a single writer."""
+def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
+    """An engine tuned per backend: SQLite gets WAL, a busy timeout and a single writer.
+
+    `autocommit` (PostgreSQL only) gives a separate pool whose statements commit one by one,
+    for counters that must not hold row locks across a request.
+    """
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and a queue in asyncio beats
         # threads fighting over the file lock with second-long busy waits.
@@ -59,9 +63,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_timeout=10
-    )
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    # A fixed pool: overflow connections would be opened and closed under load, and a
+    # connection costs far more than a short wait in the pool's queue.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=10, **options)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

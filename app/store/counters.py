@@ -1,23 +1,26 @@
-"""Velocity and conversion counters in SQL: bucketed rows, upserted atomically per attempt.
+"""Velocity and conversion counters in SQL: one row per counter key and time bucket.
 
-A window of W seconds covers the ceil(W / bucket) most recent buckets, the current one
-included. The upsert takes the row lock of the current bucket until commit, so concurrent
-attempts on one key are counted one after another: a burst cannot slip past a limit.
+Run on an AUTOCOMMIT connection: each upsert is its own tiny transaction, so a hot key
+(a country, `global`) is locked only while PostgreSQL applies one statement, never across
+the request. The upsert returns the bucket's new totals, so concurrent attempts on one key
+see distinct counts: a burst cannot slip past a limit. A window of W seconds covers the
+ceil(W / bucket) most recent buckets, the current one included.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Table, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import pg_fastpath
 from app.store.models import CounterRow
-from app.store.upsert import insert_for
+from app.store.upsert import cached, upsert
 
 Measure = Literal["attempts", "allowed", "spend", "allowed_spend", "successes"]
 COLUMNS: dict[str, str] = {
@@ -27,8 +30,19 @@ COLUMNS: dict[str, str] = {
     "allowed_spend": "allowed_spend_micros",
     "successes": "successes",
 }
+# Attempts still being decided count as allowed until settled.
+PENDING = {"allowed": "pending", "allowed_spend_micros": "pending_spend_micros"}
 MICROS = 1_000_000
 counters = cast(Table, CounterRow.__table__)
+_VALUE_COLUMNS = (
+    "attempts",
+    "allowed",
+    "pending",
+    "spend_micros",
+    "allowed_spend_micros",
+    "pending_spend_micros",
+    "successes",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,7 @@ class BucketClock:
 
 
 class SqlCounters:
-    """Counters kept in the verifications database, inside the request's transaction."""
+    """Counters kept in the main database; `conn` must be in AUTOCOMMIT mode."""
 
     def __init__(self, bucket_seconds: int) -> None:
         self.clock = BucketClock(bucket_seconds)
@@ -71,22 +85,68 @@ class SqlCounters:
         spend_micros: int,
         hold_allowed: bool = False,
     ) -> dict[WindowQuery, float]:
-        """Count this attempt under every key, then read every window (this attempt included).
-
-        Allowed-only windows count this attempt as if allowed: the limit is about whether
-        allowing it would exceed the maximum. Row locks make `hold_allowed` moot here.
-        """
+        """Count this attempt under every key, then read every window (this attempt included)."""
         ordered = sorted(set(keys))
         if not ordered:
             return {}
-        await self._add(conn, ordered, self.clock.bucket(now), attempts=1, spend=spend_micros)
-        values = await self._read(conn, queries, now)
-        for query in values:
-            if query.measure == "allowed":
-                values[query] += 1
-            elif query.measure == "allowed_spend":
-                values[query] += spend_micros / MICROS
-        return values
+        held = 1 if hold_allowed else 0
+        deltas = {
+            "attempts": 1,
+            "spend_micros": spend_micros,
+            "pending": held,
+            "pending_spend_micros": spend_micros * held,
+        }
+        if conn.dialect.name == "postgresql":
+            rows = await self._observe_pg(conn, ordered, queries, now, deltas)
+            return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
+        current = await self._add(conn, ordered, self.clock.bucket(now), deltas)
+        older = await self._older(conn, queries, now)
+        return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
+
+    async def _observe_pg(
+        self,
+        conn: AsyncConnection,
+        keys: list[str],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        deltas: Mapping[str, int],
+    ) -> dict[str, dict[str, Any]]:
+        """Count and read in one statement (PostgreSQL): one round trip, no lock held after."""
+        pairs = tuple(self._pairs(queries, now))
+        return await pg_fastpath.count_and_read(
+            conn,
+            keys=keys,
+            bucket=self.clock.bucket(now),
+            columns=_VALUE_COLUMNS,
+            deltas=deltas,
+            since={w: self.clock.oldest(now, w) for w, _ in pairs},
+            pairs=pairs,
+        )
+
+    def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> list[tuple[int, str]]:
+        """(window, column) pairs whose window reaches back before the current bucket."""
+        current = self.clock.bucket(now)
+        pairs = sorted({(q.window_seconds, c) for q in queries for c in _columns(q.measure)})
+        return [(w, c) for w, c in pairs if self.clock.oldest(now, w) < current]
+
+    async def forget(
+        self,
+        conn: AsyncConnection,
+        *,
+        keys: Iterable[str],
+        now: datetime,
+        spend_micros: int,
+        hold_allowed: bool = False,
+    ) -> None:
+        """Undo `observe` (the attempt turned out to be a redelivery)."""
+        held = 1 if hold_allowed else 0
+        deltas = {
+            "attempts": -1,
+            "spend_micros": -spend_micros,
+            "pending": -held,
+            "pending_spend_micros": -spend_micros * held,
+        }
+        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), deltas)
 
     async def settle(
         self,
@@ -97,76 +157,129 @@ class SqlCounters:
         spend_micros: int,
         allowed: bool,
     ) -> None:
-        """The decision is made: count the attempt as allowed if it was."""
-        ordered = sorted(set(keys))
-        if ordered and allowed:
-            bucket = self.clock.bucket(now)
-            await self._add(conn, ordered, bucket, allowed=1, allowed_spend=spend_micros)
+        """The attempt is decided: it stops being pending, and counts as allowed if it was."""
+        won = 1 if allowed else 0
+        deltas = {
+            "pending": -1,
+            "pending_spend_micros": -spend_micros,
+            "allowed": won,
+            "allowed_spend_micros": spend_micros * won,
+        }
+        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), deltas)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
     ) -> None:
         """A verification ended SUCCESSFUL: credit the bucket of its request."""
-        ordered = sorted(set(keys))
-        if ordered:
-            await self._add(conn, ordered, self.clock.bucket(requested_at), successes=1)
+        bucket = self.clock.bucket(requested_at)
+        await self._add(conn, sorted(set(keys)), bucket, {"successes": 1})
 
-    async def _add(
+    async def peek(
         self,
         conn: AsyncConnection,
-        keys: Sequence[str],
-        bucket: int,
         *,
-        attempts: int = 0,
-        allowed: int = 0,
-        spend: int = 0,
-        allowed_spend: int = 0,
-        successes: int = 0,
-    ) -> None:
-        values = {
-            "attempts": attempts,
-            "allowed": allowed,
-            "spend_micros": spend,
-            "allowed_spend_micros": allowed_spend,
-            "successes": successes,
-        }
-        stmt = insert_for(conn, counters).values(
-            [{"key": key, "bucket": bucket, **values} for key in keys]
-        )
-        changed = {name: counters.c[name] + stmt.excluded[name] for name, v in values.items() if v}
-        if changed:
-            stmt = stmt.on_conflict_do_update(index_elements=["key", "bucket"], set_=changed)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["key", "bucket"])
-        await conn.execute(stmt)
-
-    async def _read(
-        self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        spend_micros: int,
     ) -> dict[WindowQuery, float]:
+        """Read every window without counting: what `Aggregator.observe` would report.
+
+        Stored totals plus this attempt (one attempt, its spend); allowed-only windows
+        leave it out, as the engine adds it itself. For dry runs (/admin/evaluate).
+        """
         if not queries:
             return {}
-        pairs = sorted({(q.window_seconds, COLUMNS[q.measure]) for q in queries})
-        columns: list[Any] = [counters.c.key]
-        for window, column in pairs:
-            since = self.clock.oldest(now, window)
-            columns.append(
-                func.sum(case((counters.c.bucket >= since, counters.c[column]), else_=0)).label(
-                    f"{column}_{window}"
-                )
-            )
-        oldest = min(self.clock.oldest(now, window) for window, _ in pairs)
-        stmt = (
-            select(*columns)
-            .where(
-                counters.c.key.in_(sorted({q.key for q in queries})), counters.c.bucket >= oldest
-            )
-            .group_by(counters.c.key)
+        bucket = await self._bucket(conn, sorted({q.key for q in queries}), now)
+        older = await self._older(conn, queries, now)
+        own = {"attempts": 1, "spend_micros": spend_micros}
+        return {
+            q: _value(q, _plus(bucket.get(q.key, {}), own), older.get(q.key, {})) for q in queries
+        }
+
+    async def _bucket(
+        self, conn: AsyncConnection, keys: Sequence[str], now: datetime
+    ) -> dict[str, dict[str, int]]:
+        """The current bucket's totals by key (read only)."""
+        stmt = select(counters).where(
+            counters.c.key.in_(keys), counters.c.bucket == self.clock.bucket(now)
         )
-        rows = {row[0]: row._mapping for row in await conn.execute(stmt)}
-        out: dict[WindowQuery, float] = {}
-        for q in queries:
-            column = COLUMNS[q.measure]
-            raw = rows[q.key][f"{column}_{q.window_seconds}"] if q.key in rows else 0
-            value = float(raw or 0)
-            out[q] = value / MICROS if column.endswith("micros") else value
-        return out
+        return {row.key: dict(row._mapping) for row in await conn.execute(stmt)}
+
+    async def _add(
+        self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
+    ) -> dict[str, dict[str, int]]:
+        """Upsert the deltas into (key, bucket) rows; return the rows' new totals by key."""
+        if not keys:
+            return {}
+        changed = tuple(name for name in _VALUE_COLUMNS if deltas.get(name))
+        stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
+        params: dict[str, Any] = {"bucket": bucket}
+        params.update({name: deltas.get(name, 0) for name in _VALUE_COLUMNS})
+        params.update({f"key_{i}": key for i, key in enumerate(keys)})
+        result = await conn.execute(stmt, params)
+        return {row[0]: dict(row._mapping) for row in result}
+
+    async def _older(
+        self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
+    ) -> dict[str, dict[str, int]]:
+        """Totals of the buckets before the current one, per key and (column, window)."""
+        current = self.clock.bucket(now)
+        pairs = self._pairs(queries, now)
+        if not pairs:
+            return {}
+        key_list = sorted({q.key for q in queries})
+        stmt = cached(("older", tuple(pairs), len(key_list)), lambda: _older(pairs, len(key_list)))
+        params: dict[str, Any] = {f"since_{w}": self.clock.oldest(now, w) for w, _ in pairs}
+        params.update({f"key_{i}": key for i, key in enumerate(key_list)})
+        params["oldest"] = min(params[f"since_{w}"] for w, _ in pairs)
+        params["current"] = current
+        return {row[0]: dict(row._mapping) for row in await conn.execute(stmt, params)}
+
+
+def _older(pairs: list[tuple[int, str]], count: int) -> Any:
+    """Per-key sums of each (window, column) over the buckets before the current one."""
+    columns: list[Any] = [counters.c.key]
+    for window, column in pairs:
+        inside = counters.c.bucket >= bindparam(f"since_{window}")
+        total = func.sum(case((inside, counters.c[column]), else_=0))
+        columns.append(total.label(f"{column}_{window}"))
+    keys: list[Any] = [bindparam(f"key_{i}") for i in range(count)]
+    return (
+        select(*columns)
+        .where(
+            counters.c.key.in_(keys),
+            counters.c.bucket >= bindparam("oldest"),
+            counters.c.bucket < bindparam("current"),
+        )
+        .group_by(counters.c.key)
+    )
+
+
+def _upsert(count: int, changed: tuple[str, ...]) -> Any:
+    """INSERT of `count` keys for one bucket, adding the deltas of `changed` on conflict."""
+    return upsert(
+        counters,
+        ("key", "bucket", *_VALUE_COLUMNS),
+        conflict=["key", "bucket"],
+        update={name: f"counters.{name} + excluded.{name}" for name in changed},
+        returning=("key", *_VALUE_COLUMNS),
+        rows=count,
+        shared=("bucket", *_VALUE_COLUMNS),
+    )
+
+
+def _columns(measure: Measure) -> tuple[str, ...]:
+    column = COLUMNS[measure]
+    return (column, PENDING[column]) if column in PENDING else (column,)
+
+
+def _value(query: WindowQuery, current: Mapping[str, Any], older: Mapping[str, Any]) -> float:
+    total = 0
+    for column in _columns(query.measure):
+        total += int(current.get(column) or 0)
+        total += int(older.get(f"{column}_{query.window_seconds}") or 0)
+    return total / MICROS if query.measure in ("spend", "allowed_spend") else float(total)
+
+
+def _plus(row: Mapping[str, Any], own: Mapping[str, int]) -> dict[str, int]:
+    return {name: int(row.get(name) or 0) + own.get(name, 0) for name in _VALUE_COLUMNS}

@@ -9,8 +9,9 @@ from typing import Any, cast
 from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import pg_fastpath
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
-from app.store.upsert import insert_for
+from app.store.upsert import cached, insert_for, upsert
 
 callbacks = cast(Table, CallbackRow.__table__)
 verifications = cast(Table, VerificationRow.__table__)
@@ -19,12 +20,27 @@ matches = cast(Table, VerificationMatchRow.__table__)
 PENDING = "PENDING"
 
 
+CLAIM_COLUMNS = (
+    "received_at",
+    "app_key",
+    "event",
+    "verification_id",
+    "dedupe_key",
+    "signature",
+    "http_status",
+    "error_code",
+    "content_type",
+    "raw_body",
+)
+
+
 async def claim_callback(conn: AsyncConnection, row: dict[str, Any]) -> int | None:
     """Insert an inbox row; None when its dedupe key was already stored (a redelivery)."""
-    stmt = insert_for(conn, callbacks).values(**row)
-    if row.get("dedupe_key") is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    result = await conn.execute(stmt.returning(callbacks.c.id))
+    stmt = cached(
+        "claim",
+        lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=["dedupe_key"], returning=["id"]),
+    )
+    result = await conn.execute(stmt, row)
     return result.scalar_one_or_none()
 
 
@@ -34,6 +50,8 @@ async def add_callback(conn: AsyncConnection, row: dict[str, Any]) -> None:
 
 
 async def stored_answer(conn: AsyncConnection, verification_id: str) -> dict[str, Any] | None:
+    if conn.dialect.name == "postgresql":
+        return await pg_fastpath.stored_answer(conn, verification_id)
     stmt = select(verifications.c.answer).where(verifications.c.id == verification_id)
     value = (await conn.execute(stmt)).scalar_one_or_none()
     return value if isinstance(value, dict) else None
@@ -41,9 +59,13 @@ async def stored_answer(conn: AsyncConnection, verification_id: str) -> dict[str
 
 async def upsert_request(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """Store a decided request; a result that arrived first already made the row."""
-    stmt = insert_for(conn, verifications).values(**row)
-    update = {k: stmt.excluded[k] for k in row if k not in ("id", "created_at")}
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+    columns = tuple(sorted(row))
+    update = {c: f"excluded.{c}" for c in columns if c not in ("id", "created_at")}
+    stmt = cached(
+        ("request", columns),
+        lambda: upsert(verifications, columns, conflict=["id"], update=update),
+    )
+    await conn.execute(stmt, row)
 
 
 async def add_shadow_matches(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -93,3 +115,30 @@ async def upsert_delivery(conn: AsyncConnection, row: dict[str, Any]) -> None:
 
 def verification_stub(verification_id: str, now: datetime) -> dict[str, Any]:
     return {"id": verification_id, "created_at": now, "shadow_deny": False, "degraded": False}
+
+
+async def store_decision(
+    conn: AsyncConnection,
+    *,
+    claim: dict[str, Any],
+    verification: dict[str, Any],
+    shadow: Sequence[dict[str, Any]],
+) -> int | None:
+    """Claim the inbox row and store the decided verification with its shadow matches.
+
+    Returns the inbox id, or None for a redelivery (nothing written). On PostgreSQL this is
+    one atomic statement; elsewhere, statements inside the caller's transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        return await pg_fastpath.store_decision(
+            conn,
+            claim_columns=CLAIM_COLUMNS,
+            claim=claim,
+            verification=verification,
+            shadow=shadow,
+        )
+    callback_id = await claim_callback(conn, claim)
+    if callback_id is not None:
+        await upsert_request(conn, verification | {"request_callback_id": callback_id})
+        await add_shadow_matches(conn, shadow)
+    return callback_id

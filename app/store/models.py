@@ -122,8 +122,10 @@ class CounterRow(Base):
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     allowed: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
     spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     allowed_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     successes: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_counters_bucket", "bucket"),)

@@ -51,27 +51,14 @@ end
 return out
 """
 
-_SETTLE = """
-local prefix, bucket, ttl, spend, allowed = ARGV[1], ARGV[2], tonumber(ARGV[3]),
-  tonumber(ARGV[4]), ARGV[5] == '1'
-for i = 6, #ARGV do
+_ADD = """
+local prefix, bucket, ttl, nfields = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 5 + nfields * 2, #ARGV do
   local k = prefix .. ARGV[i] .. ':' .. bucket
-  redis.call('HINCRBY', k, 'p', -1)
-  if spend > 0 then redis.call('HINCRBY', k, 'ps', -spend) end
-  if allowed then
-    redis.call('HINCRBY', k, 'al', 1)
-    if spend > 0 then redis.call('HINCRBY', k, 'as', spend) end
+  for f = 0, nfields - 1 do
+    local delta = tonumber(ARGV[6 + f * 2])
+    if delta ~= 0 then redis.call('HINCRBY', k, ARGV[5 + f * 2], delta) end
   end
-  redis.call('EXPIRE', k, ttl)
-end
-return 1
-"""
-
-_SUCCESS = """
-local prefix, bucket, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 4, #ARGV do
-  local k = prefix .. ARGV[i] .. ':' .. bucket
-  redis.call('HINCRBY', k, 'su', 1)
   if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end
 end
 return 1
@@ -89,8 +76,7 @@ class RedisCounters:
         self.ttl = retention_seconds + 2 * bucket_seconds
         self.prefix = prefix
         self._observe = redis.register_script(_OBSERVE)
-        self._settle = redis.register_script(_SETTLE)
-        self._success = redis.register_script(_SUCCESS)
+        self._script = redis.register_script(_ADD)
 
     async def observe(
         self,
@@ -112,22 +98,55 @@ class RedisCounters:
         raw = await self._observe(args=args)
         return {q: _value(q, int(v)) for q, v in zip(queries, raw, strict=True)}
 
+    async def peek(
+        self, conn: Any, *, queries: Sequence[WindowQuery], now: datetime, spend_micros: int
+    ) -> dict[WindowQuery, float]:
+        """Read every window without counting, as `SqlCounters.peek` (observe with no keys)."""
+        if not queries:
+            return {}
+        args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
+        args += [0, "0", 0, len(queries)]
+        for q in queries:
+            args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
+        raw = await self._observe(args=args)
+        own = {"attempts": 1, "spend": spend_micros}
+        return {
+            q: _value(q, int(v) + own.get(q.measure, 0)) for q, v in zip(queries, raw, strict=True)
+        }
+
+    async def forget(
+        self,
+        conn: Any,
+        *,
+        keys: Iterable[str],
+        now: datetime,
+        spend_micros: int,
+        hold_allowed: bool = False,
+    ) -> None:
+        """Undo `observe` (the attempt turned out to be a redelivery)."""
+        held = 1 if hold_allowed else 0
+        deltas = {"a": -1, "s": -spend_micros, "p": -held, "ps": -spend_micros * held}
+        await self._add(keys, self.clock.bucket(now), deltas)
+
     async def settle(
         self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
     ) -> None:
-        ordered = sorted(set(keys))
-        if ordered:
-            bucket = self.clock.bucket(now)
-            args = [self.prefix, bucket, self.ttl, spend_micros, "1" if allowed else "0", *ordered]
-            await self._settle(args=args)
+        """The attempt is decided: it stops being pending, and counts as allowed if it was."""
+        won = 1 if allowed else 0
+        deltas = {"p": -1, "ps": -spend_micros, "al": won, "as": spend_micros * won}
+        await self._add(keys, self.clock.bucket(now), deltas)
 
     async def record_success(
         self, conn: Any, *, keys: Iterable[str], requested_at: datetime
     ) -> None:
+        await self._add(keys, self.clock.bucket(requested_at), {"su": 1})
+
+    async def _add(self, keys: Iterable[str], bucket: int, deltas: dict[str, int]) -> None:
         ordered = sorted(set(keys))
         if ordered:
-            bucket = self.clock.bucket(requested_at)
-            await self._success(args=[self.prefix, bucket, self.ttl, *ordered])
+            fields = [item for pair in deltas.items() for item in pair]
+            args = [self.prefix, bucket, self.ttl, len(deltas), *fields, *ordered]
+            await self._script(args=args)
 
 
 def _value(query: WindowQuery, raw: int) -> float:

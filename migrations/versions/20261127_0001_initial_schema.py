@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 07:01:38.439106
+Create Date: 2026-11-27 07:14:02.141291
 """
 
 from collections.abc import Sequence
@@ -82,8 +82,10 @@ def upgrade() -> None:
         sa.Column("bucket", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("allowed", sa.Integer(), nullable=False),
+        sa.Column("pending", sa.Integer(), nullable=False),
         sa.Column("spend_micros", sa.BigInteger(), nullable=False),
         sa.Column("allowed_spend_micros", sa.BigInteger(), nullable=False),
+        sa.Column("pending_spend_micros", sa.BigInteger(), nullable=False),
         sa.Column("successes", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", "bucket", name=op.f("pk_counters")),
     )

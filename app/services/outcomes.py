@@ -1,0 +1,101 @@
+"""Result, SMS-delivered and unknown events: stored once, joined to their verification."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.services.aggregates import Aggregator, Counting
+from app.services.deliveries import Delivery, Reply
+from app.services.policy import PolicyCache
+from app.services.records import callback_row
+from app.sinch.events import (
+    RESULT_EVENT,
+    SMS_DELIVERED_EVENT,
+    VerificationResultEvent,
+    VerificationSmsDeliveredEvent,
+)
+from app.store import inbox
+
+log = structlog.get_logger()
+SUCCESSFUL = "SUCCESSFUL"
+
+
+class Outcomes:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        counting: Counting,
+        policies: PolicyCache,
+        aggregator: Aggregator,
+    ) -> None:
+        self._engine = engine
+        self._counting = counting
+        self._policies = policies
+        self._aggregator = aggregator
+
+    async def result(self, delivery: Delivery, event: VerificationResultEvent) -> Reply:
+        key = f"{RESULT_EVENT}:{event.id}:{event.status}:{event.reason or ''}:{event.source or ''}"
+        async with self._engine.begin() as conn:
+            if (
+                await inbox.claim_callback(conn, callback_row(delivery, 200, dedupe_key=key))
+                is None
+            ):
+                return Reply(duplicate=True)
+            known = await inbox.verification_keys(conn, event.id)
+            await inbox.upsert_result(conn, result_fields(event, delivery.received_at))
+        if event.status == SUCCESSFUL and _first_success(known):
+            assert known is not None
+            async with self._counting() as conn:
+                policy = await self._policies.current(conn)
+                await self._aggregator.succeeded(conn, policy, known)
+        return Reply()
+
+    async def delivered(self, delivery: Delivery, event: VerificationSmsDeliveredEvent) -> Reply:
+        key = f"{SMS_DELIVERED_EVENT}:{event.id}:{event.sms_result}"
+        row = inbox.verification_stub(event.id, delivery.received_at) | {
+            "sms_result": event.sms_result,
+            "sms_delivered_at": delivery.received_at,
+        }
+        async with self._engine.begin() as conn:
+            if (
+                await inbox.claim_callback(conn, callback_row(delivery, 200, dedupe_key=key))
+                is None
+            ):
+                return Reply(duplicate=True)
+            await inbox.upsert_delivery(conn, row)
+        return Reply()
+
+    async def unknown(self, delivery: Delivery, payload: dict[str, Any], event: str) -> Reply:
+        """Never fail on an event type we do not know: keep it and say 200."""
+        digest = hashlib.sha256(delivery.body).hexdigest()[:32]
+        raw_id = payload.get("id")
+        ident = raw_id if isinstance(raw_id, str) else ""
+        row = callback_row(delivery, 200, dedupe_key=f"{event[:64]}:{ident[:128]}:{digest}")
+        async with self._engine.begin() as conn:
+            duplicate = await inbox.claim_callback(conn, row) is None
+        log.info("callback.unknown_event", event_type=event[:64])
+        return Reply(duplicate=duplicate)
+
+
+def _first_success(known: dict[str, Any] | None) -> bool:
+    """Credit conversions once, and only for attempts we decided (we know their keys)."""
+    return known is not None and known["status"] != SUCCESSFUL and known["requested_at"] is not None
+
+
+def result_fields(event: VerificationResultEvent, now: datetime) -> dict[str, Any]:
+    return inbox.verification_stub(event.id, now) | {
+        "method": event.method,
+        "number": event.identity.endpoint if event.identity else None,
+        "reference": event.reference,
+        "custom": event.custom,
+        "status": event.status,
+        "status_reason": event.reason,
+        "status_source": event.source,
+        "result_at": now,
+    }
