@@ -8,7 +8,6 @@ import secrets
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 _PREFIX = secrets.token_hex(4)
 _SEQUENCE = itertools.count(1)
 
