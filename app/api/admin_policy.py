@@ -68,6 +68,6 @@ async def evaluate(
         application=body.application,
         now=body.at or now,
         policies=runtime.policies,
-        counters=runtime.aggregator.backend,
+        aggregator=runtime.aggregator,
         settings=runtime.settings,
     )

@@ -139,7 +139,7 @@ async def _evaluate(
                 application=application,
                 now=moment,
                 policies=policies,
-                counters=aggregator.backend,
+                aggregator=aggregator,
                 settings=settings,
             )
     except OSError as exc:

@@ -74,6 +74,15 @@ class CounterBackend(Protocol):
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
     ) -> None: ...
 
+    async def peek(
+        self,
+        conn: AsyncConnection,
+        *,
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        spend_micros: int,
+    ) -> dict[WindowQuery, float]: ...
+
 
 class Aggregator:
     """Maps a compiled policy's aggregate specs onto counter keys; `conn` is AUTOCOMMIT."""
@@ -95,12 +104,7 @@ class Aggregator:
         """
         if not policy.aggregates:
             return {}
-        wanted: dict[WindowQuery, list[AggregateSpec]] = {}
-        for spec in policy.aggregates:
-            key = spec.key_value(facts)
-            if key is not None:
-                query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
-                wanted.setdefault(query, []).append(spec)
+        wanted = _wanted(policy, facts)
         spend = to_micros(facts.price_amount)
         values = await self.backend.observe(
             conn,
@@ -116,6 +120,18 @@ class Aggregator:
             for q, specs in wanted.items()
             for spec in specs
         }
+
+    async def peek(
+        self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
+    ) -> dict[str, float]:
+        """What `observe` would return, counting nothing (for dry runs)."""
+        wanted = _wanted(policy, facts)
+        if not wanted:
+            return {}
+        values = await self.backend.peek(
+            conn, queries=list(wanted), now=facts.now, spend_micros=to_micros(facts.price_amount)
+        )
+        return {spec.id: values[q] for q, specs in wanted.items() for spec in specs}
 
     async def forget(self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts) -> None:
         """Undo `observe` for a redelivered attempt."""
@@ -162,6 +178,17 @@ class Aggregator:
         await self.backend.record_success(
             conn, keys=_keys(policy, facts), requested_at=verification["requested_at"]
         )
+
+
+def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[AggregateSpec]]:
+    """The window each of the policy's aggregates reads for this attempt."""
+    wanted: dict[WindowQuery, list[AggregateSpec]] = {}
+    for spec in policy.aggregates:
+        key = spec.key_value(facts)
+        if key is not None:
+            query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
+            wanted.setdefault(query, []).append(spec)
+    return wanted
 
 
 def counts_allowed(policy: CompiledPolicy) -> bool:
