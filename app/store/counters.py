@@ -215,7 +215,9 @@ class SqlCounters:
         stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
         params: dict[str, Any] = {"bucket": bucket}
         params.update({name: deltas.get(name, 0) for name in _VALUE_COLUMNS})
-        params.update({f"key_{i}": key for i, key in enumerate(keys)})
+        # upsert() names a lone row's parameters after the column, else `<column>_<row>`.
+        names = ["key"] if len(keys) == 1 else [f"key_{i}" for i in range(len(keys))]
+        params.update(zip(names, keys, strict=True))
         result = await conn.execute(stmt, params)
         return {row[0]: dict(row._mapping) for row in result}
 

@@ -1,0 +1,157 @@
+"""Velocity and conversion aggregates through the real endpoint, under concurrent bursts.
+
+The same assertions run with counters in SQLite, in PostgreSQL and in Redis: a burst of
+simultaneous attempts on one number cannot slip past a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+
+from app.main import create_app
+from app.rules.model import Policy
+from app.services.policy_admin import replace_policy
+from app.sinch import samples
+from tests.conftest import make_settings
+from tests.support import SinchSender
+
+
+def _policy(*rules: dict[str, Any]) -> Policy:
+    return Policy.model_validate({"rules": list(rules), "default_action": "allow"})
+
+
+NUMBER_LIMIT = {
+    "name": "number-velocity",
+    "action": "deny",
+    "reason": "number_velocity",
+    "when": {"velocity": {"key": "number", "window": "1h", "max": 5}},
+}
+ALLOWED_LIMIT = {
+    "name": "allowed-velocity",
+    "action": "deny",
+    "reason": "number_velocity",
+    "when": {"velocity": {"key": "number", "window": "1h", "max": 3, "only_allowed": True}},
+}
+SPEND_LIMIT = {
+    "name": "range-spend",
+    "action": "deny",
+    "reason": "spend_cap",
+    "when": {
+        "velocity": {"key": "range", "digits": 6, "window": "1d", "max": 0.35, "measure": "spend"}
+    },
+}
+CONVERSION = {
+    "name": "conversion",
+    "mode": "shadow",
+    "action": "deny",
+    "reason": "low_conversion",
+    "when": {"conversion": {"key": "number", "window": "1h", "min_attempts": 3, "below": 0.5}},
+}
+
+
+@pytest.fixture(params=["sql", pytest.param("redis", marks=pytest.mark.redis)])
+def counters(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sql":
+        return None
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture
+async def guard(
+    database_url: str, tmp_path: Path, counters: str | None
+) -> AsyncIterator[SinchSender]:
+    settings = make_settings(database_url, tmp_path, redis_url=counters)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield SinchSender(http, path=settings.callback_path)
+
+
+async def _install(sender: SinchSender, policy: Policy) -> None:
+    runtime = sender.client.app.state.runtime  # type: ignore[attr-defined]
+    async with runtime.engine.begin() as conn:
+        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+
+
+def _number() -> str:
+    # A fresh valid Swedish mobile per test: Redis keeps counters across tests.
+    return f"+4670{random.randint(1_000_000, 9_999_999)}"
+
+
+async def _burst(sender: SinchSender, number: str, count: int, **event: Any) -> Counter[str]:
+    events = [samples.request_event(number=number, **event) for _ in range(count)]
+    responses = await asyncio.gather(*(sender.post(e) for e in events))
+    assert {r.status_code for r in responses} == {200}
+    return Counter(r.json()["action"] for r in responses)
+
+
+async def test_concurrent_burst_cannot_pass_a_number_limit(guard: SinchSender) -> None:
+    await _install(guard, _policy(NUMBER_LIMIT))
+    actions = await _burst(guard, _number(), 20)
+    assert actions == Counter(allow=5, deny=15)
+
+
+async def test_allowed_only_limit_holds_under_a_burst(guard: SinchSender) -> None:
+    await _install(guard, _policy(ALLOWED_LIMIT))
+    number = _number()
+    assert await _burst(guard, number, 12) == Counter(allow=3, deny=9)
+    # Denied attempts did not use the allowance: still nothing more is allowed.
+    assert await _burst(guard, number, 2) == Counter(deny=2)
+
+
+async def test_spend_cap_counts_prices_across_a_range(guard: SinchSender) -> None:
+    await _install(guard, _policy(SPEND_LIMIT))
+    prefix = f"+467{random.randint(100, 999)}"
+    numbers = [f"{prefix}{random.randint(10_000, 99_999)}" for _ in range(8)]
+    events = [samples.request_event(number=n, price=0.1) for n in numbers]
+    responses = await asyncio.gather(*(guard.post(e) for e in events))
+    assert Counter(r.json()["action"] for r in responses) == Counter(allow=3, deny=5)
+
+
+async def test_redelivery_is_not_counted_twice(guard: SinchSender) -> None:
+    await _install(guard, _policy(NUMBER_LIMIT))
+    number = _number()
+    event = samples.request_event(number=number)
+    for _ in range(6):
+        assert (await guard.post(event)).json()["action"] == "allow"
+    assert await _burst(guard, number, 5) == Counter(allow=4, deny=1)
+
+
+async def test_conversion_counts_successes_and_shows_in_the_trace(guard: SinchSender) -> None:
+    await _install(guard, _policy(CONVERSION))
+    number = _number()
+    first = samples.request_event(number=number)
+    await guard.post(first)
+    await guard.post(samples.result_event(verification_id=first["id"], number=number))
+    # A repeated SUCCESSFUL result must not be credited twice.
+    await guard.post(samples.result_event(verification_id=first["id"], number=number, source="manual"))
+    for _ in range(2):
+        await guard.post(samples.request_event(number=number))
+    runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
+    probe = samples.request_event(number=number)
+    await guard.post(probe)
+    async with runtime.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from app.store.models import VerificationRow
+
+        row = (
+            await conn.execute(select(VerificationRow.decision).where(VerificationRow.id == probe["id"]))
+        ).scalar_one()
+    assert row["aggregates"]["successes:number:3600"] == 1
+    assert row["aggregates"]["attempts:number:3600"] == 4
+    assert [m["rule"] for m in row["shadow"]] == ["conversion"], "1/4 = 0.25 < 0.5: would deny"
+    text = " ".join(c["text"] for entry in row["trace"] for c in entry["conditions"])
+    assert "1/4" in text
