@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.rules.conditions import field_path
+
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger()
 
@@ -105,7 +107,8 @@ def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
     """Pydantic errors as [{loc, msg}] with the location joined into a readable path."""
     out = []
     for err in raw:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        path = field_path(tuple(err.get("loc", ())))
+        loc = [str(part) for part in path if part not in ("body",)]
         out.append({"loc": ".".join(loc), "msg": err.get("msg", "invalid")})
     return out
 

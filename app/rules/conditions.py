@@ -185,6 +185,27 @@ _CLASS_TAGS: dict[type[BaseModel], str] = {
 }
 
 
+CONDITION_TAGS = frozenset(_TAGS)
+
+
+def field_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """An error location without the union tags pydantic inserts for conditions.
+
+    `when.velocity.velocity.window` (tag, then field) becomes `when.velocity.window`.
+    """
+    out: list[int | str] = []
+    tag_dropped = False
+    for part in loc:
+        previous = out[-1] if out else None
+        in_slot = previous in ("when", "not") or isinstance(previous, int)
+        if part in CONDITION_TAGS and in_slot and not tag_dropped:
+            tag_dropped = True
+            continue
+        tag_dropped = False
+        out.append(part)
+    return tuple(out)
+
+
 def condition_tag(value: Any) -> str | None:
     """Which kind of condition `value` is: the first known key present."""
     if isinstance(value, dict):
