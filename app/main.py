@@ -106,9 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(health.router)
-    app.include_router(admin.router)
-    app.include_router(audit.router)
+    # The callback route first: routes are matched in order, and it is the hot one.
     app.add_api_route(
         settings.callback_path,
         callbacks.sinch_event,
@@ -116,4 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["sinch"],
         summary="Receive a Sinch Verification event",
     )
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(audit.router)
     return app
