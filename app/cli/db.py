@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import typer
 
+from app.services.starter import install_starter_policy
 from app.settings import Settings
 from app.store.base import create_engine
 from app.store.migrate import current_revision, head_revision
@@ -21,6 +23,17 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
     settings = Settings()
     alembic_upgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}: {_redacted(settings.database_url)}")
+    if revision == "head" and asyncio.run(_install_starter(settings.database_url)):
+        typer.echo("starter policy installed (see `verifyguard rules list`)")
+
+
+async def _install_starter(url: str) -> bool:
+    """A fresh database gets the starter policy, so the CLI sees what the server will use."""
+    engine = create_engine(url)
+    try:
+        return await install_starter_policy(engine, now=datetime.now(UTC))
+    finally:
+        await engine.dispose()
 
 
 @app.command()
