@@ -15,7 +15,10 @@ from app.rules.model import Rule
         ({"velocity": {"key": "number", "window": "soon", "max": 5}}, "when.velocity.window"),
         ({"field": "country", "op": "lt", "value": "SE"}, "when.value"),
         ({"not": {"field": "country", "op": "lt", "value": "SE"}}, "when.not.value"),
-        ({"all": [{"in_list": "x"}, {"field": "nope", "op": "eq", "value": 1}]}, "when.all.1.field"),
+        (
+            {"all": [{"in_list": "x"}, {"field": "nope", "op": "eq", "value": 1}]},
+            "when.all.1.field",
+        ),
     ],
 )
 def test_error_location_is_the_written_path(when: dict[str, object], expected: str) -> None:

@@ -136,7 +136,9 @@ async def test_conversion_counts_successes_and_shows_in_the_trace(guard: SinchSe
     await guard.post(first)
     await guard.post(samples.result_event(verification_id=first["id"], number=number))
     # A repeated SUCCESSFUL result must not be credited twice.
-    await guard.post(samples.result_event(verification_id=first["id"], number=number, source="manual"))
+    await guard.post(
+        samples.result_event(verification_id=first["id"], number=number, source="manual")
+    )
     for _ in range(2):
         await guard.post(samples.request_event(number=number))
     runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
@@ -148,7 +150,9 @@ async def test_conversion_counts_successes_and_shows_in_the_trace(guard: SinchSe
         from app.store.models import VerificationRow
 
         row = (
-            await conn.execute(select(VerificationRow.decision).where(VerificationRow.id == probe["id"]))
+            await conn.execute(
+                select(VerificationRow.decision).where(VerificationRow.id == probe["id"])
+            )
         ).scalar_one()
     assert row["aggregates"]["successes:number:3600"] == 1
     assert row["aggregates"]["attempts:number:3600"] == 4

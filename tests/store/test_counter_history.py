@@ -27,7 +27,9 @@ async def _fill_history(engine: AsyncEngine, now: datetime) -> None:
     async with engine.begin() as conn:
         for k in range(HISTORY_KEYS):
             for b in range(HISTORY_BUCKETS):
-                rows.append({"key": f"number:+4670{k:07d}", "bucket": current - 60 * (b + 1), "attempts": 1})
+                rows.append(
+                    {"key": f"number:+4670{k:07d}", "bucket": current - 60 * (b + 1), "attempts": 1}
+                )
             if len(rows) >= 30_000:
                 await conn.execute(insert(counters), rows)
                 rows.clear()
@@ -53,10 +55,14 @@ async def _check(url: str) -> tuple[str, dict[str, float]]:
     now = datetime.now(UTC)
     await _fill_history(engine, now)
     async with engine.begin() as conn:
-        plan = "\n".join(str(row) for row in await conn.execute(text(_window_read_sql(conn.dialect.name, now))))
+        plan = "\n".join(
+            str(row) for row in await conn.execute(text(_window_read_sql(conn.dialect.name, now)))
+        )
         sql = SqlCounters(60)
         queries = [WindowQuery("number:+46700000007", 3600, "attempts")]
-        values = await sql.observe(conn, keys=["number:+46700000007"], queries=queries, now=now, spend_micros=0)
+        values = await sql.observe(
+            conn, keys=["number:+46700000007"], queries=queries, now=now, spend_micros=0
+        )
     await engine.dispose()
     return plan, {q.key: v for q, v in values.items()}
 
