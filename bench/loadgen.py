@@ -115,23 +115,27 @@ async def open_loop(
     await asyncio.gather(*workers)
 
 
+async def _phase(load: Load, args: argparse.Namespace, until: float) -> None:
+    if args.rate:
+        await open_loop(load, args.host, args.port, args.connections, args.rate, until)
+    else:
+        await closed_loop(load, args.host, args.port, args.connections, until)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    count = int(args.max_rps * (args.duration + args.warmup))
+    count = int((args.rate or args.max_rps) * (args.duration + args.warmup) * 1.1) + 100
     requests = signed_requests(
         count, host=f"{args.host}:{args.port}", path=args.path, key=args.key,
         secret=args.secret, seed=args.seed,
     )  # fmt: skip
     load = Load(requests)
     if args.warmup:
-        await closed_loop(load, args.host, args.port, 8, time.perf_counter() + args.warmup)
+        await _phase(load, args, time.perf_counter() + args.warmup)
     load.results = Results()
     print("start", flush=True)
     started = time.perf_counter()
     until = started + args.duration
-    if args.rate:
-        await open_loop(load, args.host, args.port, args.connections, args.rate, until)
-    else:
-        await closed_loop(load, args.host, args.port, args.connections, until)
+    await _phase(load, args, until)
     elapsed = time.perf_counter() - started
     print("end", flush=True)
     summary = load.results.summary(elapsed)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=0.0, help="offered req/s; 0: closed loop")
-    parser.add_argument("--max-rps", type=float, default=2500.0, help="requests to pre-sign per s")
+    parser.add_argument("--max-rps", type=float, default=4000.0, help="closed loop: pre-sign per s")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ COLUMNS = (
     ("p50_ms", 9, "p50 ms"),
     ("p99_ms", 9, "p99 ms"),
     ("p999_ms", 10, "p99.9 ms"),
+    ("denied", 8, "denied"),
     ("errors", 7, "errors"),
     ("server_cpu", 11, "app CPU"),
     ("postgres_cpu", 9, "pg CPU"),
@@ -43,7 +44,7 @@ def render(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else "closed, 64 conn"
-        cells = {**row, "load": load}
+        cells = {**row, "load": load, "denied": row["requests"] - row["allowed"]}
         lines.append(
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )

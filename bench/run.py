@@ -91,7 +91,7 @@ def _drive(pid: int, port: int, *, rate: float, args: argparse.Namespace) -> dic
     command = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--key", KEY]
     command += ["--secret", SECRET, "--duration", str(duration), "--rate", str(rate)]
     command += ["--connections", str(args.connections), "--seed", str(uuid.uuid4().int % 10**9)]
-    command += ["--max-rps", str(rate * 1.2 if rate else args.max_rps)]
+    command += ["--max-rps", str(args.max_rps)]
     loadgen = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
     assert loadgen.stdout is not None
     _expect(loadgen.stdout.readline(), "start")
