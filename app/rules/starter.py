@@ -69,13 +69,52 @@ STARTER: dict[str, Any] = {
         },
         {
             "name": "range-velocity",
-            "description": "More than 20 attempts within an hour for numbers sharing their "
-            "first 8 digits: a block of 1,000 numbers for 11-digit numbers (SE, US), "
-            "10,000 for 12-digit ones (GB, DE mobiles). Pumping walks such blocks.",
+            "description": "More than 20 allowed attempts within an hour for numbers sharing "
+            "their first 8 digits: a block of 1,000 numbers for 11-digit numbers (SE, US), "
+            "10,000 for 12-digit ones (GB, DE mobiles). Pumping walks such blocks. Only "
+            "allowed attempts count, so one hammered (and denied) number cannot fill its "
+            "block and lock out its neighbours.",
             "priority": 50,
             "action": "deny",
             "reason": "range_velocity",
-            "when": {"velocity": {"key": "range", "digits": 8, "window": "1h", "max": 20}},
+            "when": {
+                "velocity": {
+                    "key": "range",
+                    "digits": 8,
+                    "window": "1h",
+                    "max": 20,
+                    "only_allowed": True,
+                }
+            },
+        },
+        {
+            "name": "high-cost-range-velocity",
+            "description": "Where an attempt costs 0.20 or more, more than 5 attempts within "
+            "an hour for one 8-digit block: high-cost mobile ranges are what pumping sells.",
+            "priority": 51,
+            "action": "deny",
+            "reason": "range_velocity",
+            "when": {
+                "all": [
+                    {"field": "price_amount", "op": "ge", "value": 0.2},
+                    {"velocity": {"key": "range", "digits": 8, "window": "1h", "max": 5}},
+                ]
+            },
+        },
+        {
+            "name": "high-cost-country-velocity",
+            "description": "Where an attempt costs 0.20 or more, more than 30 attempts within "
+            "an hour to one country: slow pumping spreads over random numbers of a small, "
+            "expensive country, under any per-number or per-block limit.",
+            "priority": 52,
+            "action": "deny",
+            "reason": "country_velocity",
+            "when": {
+                "all": [
+                    {"field": "price_amount", "op": "ge", "value": 0.2},
+                    {"velocity": {"key": "country", "window": "1h", "max": 30}},
+                ]
+            },
         },
         {
             "name": "country-conversion",
@@ -100,6 +139,7 @@ STARTER: dict[str, Any] = {
 
 def starter_policy() -> Policy:
     """A valid policy: allowlist (0), blocklist (1), invalid numbers (10), blocked number
-    types (20), price ceiling 0.50 (30), 5/h per number (40), 20/h per 8-digit range (50),
+    types (20), price ceiling 0.50 (30), 5/h per number (40), 20 allowed/h per 8-digit range
+    (50); where an attempt costs 0.20 or more, 5/h per range (51) and 30/h per country (52);
     and a shadow per-country conversion breaker (60). Anything else is allowed."""
     return Policy.model_validate(STARTER)

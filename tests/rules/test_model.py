@@ -206,7 +206,7 @@ def test_policy_json_round_trip() -> None:
             "window": "1h",
             "max": 20,
             "measure": "attempts",
-            "only_allowed": False,
+            "only_allowed": True,
         }
     }
     assert Policy.model_validate_json(policy.model_dump_json()) == policy

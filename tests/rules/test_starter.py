@@ -18,6 +18,7 @@ def test_starter_policy_is_valid_and_documented() -> None:
         "price_ceiling",
         "number_velocity",
         "range_velocity",
+        "country_velocity",
         "low_conversion",
     }
     assert all(rule.description for rule in policy.rules)
@@ -59,3 +60,14 @@ def test_starter_allowlist_wins_over_everything() -> None:
         type(starter_policy()).model_validate(policy), make_facts(endpoint="+449090901234")
     )
     assert (decision.action, decision.reason) == ("allow", "allowlisted")
+
+
+def test_starter_holds_high_cost_blocks_to_five_an_hour() -> None:
+    facts = make_facts(endpoint="+998901234567", price_amount=0.24)
+    fifth = facts.with_aggregates({"attempts:range8:3600": 5, "allowed_attempts:range8:3600": 4})
+    sixth = facts.with_aggregates({"attempts:range8:3600": 6, "allowed_attempts:range8:3600": 5})
+    assert decide(starter_policy(), fifth).action == "allow"
+    assert (decide(starter_policy(), sixth).action, decide(starter_policy(), sixth).rule) == (
+        "deny",
+        "high-cost-range-velocity",
+    )

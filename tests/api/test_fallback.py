@@ -1,0 +1,116 @@
+"""A request event is never answered with a 5xx: failures and missed deadlines fall back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.main import create_app
+from app.sinch import samples
+from app.store.counters import BucketClock
+from app.store.models import CounterRow, VerificationRow
+from tests.conftest import make_settings
+from tests.support import SinchSender
+
+NUMBER = "+46701234567"
+
+
+async def _stored(engine: AsyncEngine, ident: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        stmt = select(VerificationRow.__table__).where(VerificationRow.id == ident)
+        return dict((await conn.execute(stmt)).mappings().one())
+
+
+async def test_internal_failure_answers_and_records_the_fallback(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE counters"))  # counting now fails
+    event = samples.request_event(number=NUMBER)
+    try:
+        response = await sinch.post(event)
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(CounterRow.__table__.create)
+    assert response.status_code == 200
+    assert response.json() == {"action": "deny"}
+    await sinch.client.app.state.runtime.intake.drain()  # type: ignore[attr-defined]
+    stored = await _stored(engine, event["id"])
+    assert (stored["action"], stored["reason"], stored["decided_by"]) == ("deny", "fallback", "fallback")
+    assert stored["answer"] == {"action": "deny"}
+    again = await sinch.post(event)
+    assert again.json() == {"action": "deny"}, "a redelivery gets what Sinch was told"
+
+
+async def test_missed_deadline_answers_the_fallback_in_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        database_url, tmp_path, decision_deadline_ms=300, fallback_action="allow"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://guard.test") as http:
+            sinch = SinchSender(http, path=settings.callback_path)
+            await sinch.post(samples.request_event(number=NUMBER))  # warm the policy cache
+            blocker, release = await _block_counters(runtime, database_url)
+            try:
+                event = samples.request_event(number=NUMBER)
+                started = time.perf_counter()
+                response = await sinch.post(event)
+                elapsed = time.perf_counter() - started
+            finally:
+                await release()
+            assert response.status_code == 200
+            assert response.json()["action"] == "allow"
+            assert elapsed < 0.3 + 0.5, f"answered after {elapsed:.3f}s"
+            await runtime.intake.drain()
+            stored = await _stored(runtime.engine, event["id"])
+            assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
+            assert stored["answer"]["action"] == "allow"
+            del blocker
+
+
+async def _block_counters(runtime: Any, database_url: str) -> tuple[Any, Any]:
+    """Hold a lock the next decision must wait for: a row lock (PostgreSQL) or the write lock."""
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        path = database_url.split("///", 1)[1]
+        raw = sqlite3.connect(path, timeout=5)
+        raw.execute("BEGIN IMMEDIATE")
+
+        async def release_sqlite() -> None:
+            raw.rollback()
+            raw.close()
+            await asyncio.sleep(0.5)
+
+        return raw, release_sqlite
+    bucket = BucketClock(60).bucket(datetime.now(UTC))
+    conn = await runtime.engine.connect()
+    tx = await conn.begin()
+    await conn.execute(
+        text(
+            "INSERT INTO counters (key, bucket, attempts, allowed, pending, spend_micros, "
+            "allowed_spend_micros, pending_spend_micros, successes) "
+            "VALUES (:k, :b, 0, 0, 0, 0, 0, 0, 0) ON CONFLICT (key, bucket) "
+            "DO UPDATE SET attempts = counters.attempts"
+        ),
+        {"k": f"number:{NUMBER}", "b": bucket},
+    )
+
+    async def release_pg() -> None:
+        await tx.rollback()
+        await conn.close()
+        await asyncio.sleep(0.5)
+
+    return conn, release_pg
