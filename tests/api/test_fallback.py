@@ -43,7 +43,11 @@ async def test_internal_failure_answers_and_records_the_fallback(
     assert response.json() == {"action": "deny"}
     await sinch.client.app.state.runtime.intake.drain()  # type: ignore[attr-defined]
     stored = await _stored(engine, event["id"])
-    assert (stored["action"], stored["reason"], stored["decided_by"]) == ("deny", "fallback", "fallback")
+    assert (stored["action"], stored["reason"], stored["decided_by"]) == (
+        "deny",
+        "fallback",
+        "fallback",
+    )
     assert stored["answer"] == {"action": "deny"}
     again = await sinch.post(event)
     assert again.json() == {"action": "deny"}, "a redelivery gets what Sinch was told"
