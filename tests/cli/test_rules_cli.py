@@ -52,7 +52,7 @@ def test_import_export_import_round_trip(
     assert "no changes: the policy already matches (version 1)" in again.output
     valid = run("rules", "validate", exported)
     assert valid.exit_code == 0
-    assert "8 rules (7 enforce, 1 shadow, 0 off), 2 lists, default allow" in valid.output
+    assert "10 rules (9 enforce, 1 shadow, 0 off), 2 lists, default allow" in valid.output
 
 
 def test_json_edit_updates_one_rule(database: Path, starter_file: Path, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_validate_names_the_invalid_field_and_changes_nothing(
     )
     result = run("rules", "validate", bad)
     assert result.exit_code == 1
-    assert "rules.0.when.field.value" in result.output and "numeric field" in result.output
+    assert "rules.0.when.value" in result.output and "numeric field" in result.output
     assert run("rules", "import", bad).exit_code == 1
     assert run("rules", "list").output.count("\n") == 1, "only the header: nothing imported"
 
