@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.devapp import load_or_create_dev_app
 from app.settings import Settings
 from app.store.base import create_engine
 
@@ -26,3 +27,15 @@ def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
             await engine.dispose()
 
     return asyncio.run(runner())
+
+
+def callback_credentials(
+    settings: Settings, key: str | None, secret: str | None
+) -> tuple[str, str]:
+    """Given ones, else the first configured Sinch app, else the local development app."""
+    if key and secret:
+        return key, secret
+    if settings.sinch_apps:
+        first_key, first_secret = next(iter(settings.sinch_apps.items()))
+        return first_key, first_secret.get_secret_value()
+    return load_or_create_dev_app(settings.dev_app_file)

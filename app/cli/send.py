@@ -9,7 +9,7 @@ from enum import StrEnum
 import httpx
 import typer
 
-from app.devapp import load_or_create_dev_app
+from app.cli.common import callback_credentials
 from app.settings import Settings
 from app.sinch import samples
 from app.sinch.signature import callback_headers
@@ -35,7 +35,7 @@ def send(
 ) -> None:
     """Send a signed sample event to a running VerifyGuard, as Sinch would."""
     settings = Settings()
-    key, secret = _credentials(settings, key, secret)
+    key, secret = callback_credentials(settings, key, secret)
     ident = verification_id or samples.new_verification_id()
     if event is EventKind.request:
         payload = samples.request_event(
@@ -62,12 +62,3 @@ def send(
     typer.echo(f"-> {response.status_code} {response.text or '(empty body)'}")
     if response.status_code >= 400:
         raise typer.Exit(1)
-
-
-def _credentials(settings: Settings, key: str | None, secret: str | None) -> tuple[str, str]:
-    if key and secret:
-        return key, secret
-    if settings.sinch_apps:
-        first_key, first_secret = next(iter(settings.sinch_apps.items()))
-        return first_key, first_secret.get_secret_value()
-    return load_or_create_dev_app(settings.dev_app_file)

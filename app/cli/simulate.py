@@ -15,7 +15,7 @@ import httpx
 import typer
 import uvicorn
 
-from app.devapp import load_or_create_dev_app
+from app.cli.common import callback_credentials
 from app.settings import Settings
 from app.simulator.callback import CallbackTarget
 from app.simulator.report import RunInfo, Tally, progress_line, render, report
@@ -49,7 +49,7 @@ def simulate(
 ) -> None:
     """Play Sinch against a running VerifyGuard: labelled legit and fraud attempts, a report."""
     settings = Settings()
-    key, secret = _credentials(settings, key, secret)
+    key, secret = callback_credentials(settings, key, secret)
     target = CallbackTarget.at(
         url, path=settings.callback_path, signed_path=settings.signed_path, key=key, secret=secret
     )
@@ -73,7 +73,7 @@ def emulate(
 ) -> None:
     """Serve a local Sinch Verification REST API (start, report, status) calling VerifyGuard."""
     settings = Settings()
-    key, secret = _credentials(settings, key, secret)
+    key, secret = callback_credentials(settings, key, secret)
     target = CallbackTarget.at(
         url, path=settings.callback_path, signed_path=settings.signed_path, key=key, secret=secret
     )
@@ -116,13 +116,3 @@ def _check_reachable(url: str) -> None:
     except httpx.HTTPError as exc:
         typer.secho(f"could not reach VerifyGuard at {url}: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-
-
-def _credentials(settings: Settings, key: str | None, secret: str | None) -> tuple[str, str]:
-    """Given ones, else the first configured Sinch app, else the local development app."""
-    if key and secret:
-        return key, secret
-    if settings.sinch_apps:
-        first_key, first_secret = next(iter(settings.sinch_apps.items()))
-        return first_key, first_secret.get_secret_value()
-    return load_or_create_dev_app(settings.dev_app_file)
