@@ -7,9 +7,10 @@ that GROUP BY can repeat the exact select expression.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.audit import AuditFilter, conditions, matches, verifications
@@ -22,6 +23,7 @@ _SQLITE_FORMAT = {
     "hour": "%Y-%m-%dT%H:00:00",
     "day": "%Y-%m-%dT00:00:00",
 }
+MATCH_SLACK = timedelta(minutes=5)
 FINAL = ("SUCCESSFUL", "FAIL", "DENIED", "ABORTED", "ERROR")
 
 
@@ -45,7 +47,8 @@ def group_expr(group_by: GroupBy) -> ColumnElement[Any]:
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.sum(case((condition, 1), else_=0))
+    """COUNT(*) FILTER (WHERE …): PostgreSQL and SQLite ≥ 3.30; cheaper than SUM(CASE …)."""
+    return func.count().filter(condition)
 
 
 def _measures() -> list[ColumnElement[Any]]:
@@ -58,8 +61,8 @@ def _measures() -> list[ColumnElement[Any]]:
         _count(and_(allowed, c.shadow_deny.is_(True))).label("shadow_would_deny"),
         _count(c.status.in_(FINAL)).label("completed"),
         _count(c.status == "SUCCESSFUL").label("successful"),
-        func.sum(case((allowed, c.price_amount))).label("spend_allowed"),
-        func.sum(case((denied, c.price_amount))).label("spend_denied"),
+        func.sum(c.price_amount).filter(allowed).label("spend_allowed"),
+        func.sum(c.price_amount).filter(denied).label("spend_denied"),
     ]
 
 
@@ -93,6 +96,16 @@ async def top_denied_ranges(
     return [dict(row) for row in (await conn.execute(stmt)).mappings()]
 
 
+def _matched_within(f: AuditFilter) -> list[ColumnElement[bool]]:
+    """Matches are stamped with their request's time: narrow them first, then join by id."""
+    out: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        out.append(matches.c.matched_at >= f.since - MATCH_SLACK)
+    if f.until is not None:
+        out.append(matches.c.matched_at < f.until + MATCH_SLACK)
+    return out
+
+
 async def shadow_rules(conn: AsyncConnection, f: AuditFilter) -> list[dict[str, Any]]:
     """Per shadow rule and currency: matches, extra denies, their spend and later successes."""
     c, m = verifications.c, matches.c
@@ -104,11 +117,11 @@ async def shadow_rules(conn: AsyncConnection, f: AuditFilter) -> list[dict[str, 
             func.count().label("matches"),
             _count(m.action == "deny").label("would_deny"),
             _count(extra).label("would_deny_allowed"),
-            func.sum(case((extra, c.price_amount))).label("spend_would_save"),
+            func.sum(c.price_amount).filter(extra).label("spend_would_save"),
             _count(and_(extra, c.status == "SUCCESSFUL")).label("would_deny_successful"),
         )
         .select_from(matches.join(verifications, m.verification_id == c.id))
-        .where(*conditions(f))
+        .where(*conditions(f), *_matched_within(f))
         .group_by(*keys)
     )
     return [dict(row) for row in (await conn.execute(stmt)).mappings()]
