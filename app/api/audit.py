@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.audit_schemas import (
     ExportQuery,
@@ -26,7 +26,7 @@ from app.api.audit_schemas import (
     e164,
 )
 from app.api.auth import AuditorDep
-from app.api.deps import RuntimeDep, get_session
+from app.api.deps import RuntimeDep, SessionDep
 from app.errors import AppError
 from app.services import audit, audit_export, audit_stats
 from app.services.audit import AuditContext
@@ -62,9 +62,7 @@ def _status(exc: Exception) -> int:
 Ctx = Annotated[AuditContext, Depends(audit_trail)]
 
 
-async def audit_connection(
-    ctx: Ctx, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
-) -> AsyncConnection:
+async def audit_connection(ctx: Ctx, session: SessionDep) -> AsyncConnection:
     """The request's transaction, opened once the caller is known (SQLite has one connection);
     committed as the handler returns, before the response starts."""
     return await session.connection()

@@ -50,7 +50,9 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction ends (commits) when the handler returns, before the
+# response is sent; the default scope would commit only after the response went out.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def signed_delivery(request: Request, runtime: RuntimeDep) -> Delivery:
