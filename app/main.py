@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.api import admin, audit, callbacks, health
+from app.api import admin, audit, callbacks, health, metrics
 from app.api.deps import Runtime
 from app.api.middleware import RequestIdMiddleware
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.logs import configure_logging
+from app.services import retention
 from app.services.aggregates import Aggregator, CounterBackend, counting_scope
 from app.services.intake import Intake
 from app.services.policy import PolicyCache
@@ -53,11 +55,14 @@ def counter_backend(settings: Settings) -> CounterBackend:
 
 def build_runtime(settings: Settings) -> Runtime:
     url, pool_size = settings.database_url, settings.database_pool_size
+    timeout = settings.database_connect_timeout_seconds
     # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
-    engine = create_engine(url, pool_size=max(2, pool_size // 4))
+    engine = create_engine(url, pool_size=max(2, pool_size // 4), connect_timeout=timeout)
     counter_engine = None
     if not settings.is_sqlite:
-        counter_engine = create_engine(url, pool_size=pool_size, autocommit=True)
+        counter_engine = create_engine(
+            url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
+        )
     counting = counting_scope(engine, counter_engine)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
@@ -67,6 +72,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         policies=policies,
         aggregator=aggregator,
+        engines=[e for e in (engine, counter_engine) if e is not None],
     )
     return Runtime(
         settings=settings,
@@ -81,6 +87,25 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
 
+def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
+    """Automatic retention, when VERIFYGUARD_RETENTION_DAYS or ..._ANONYMIZE_AFTER_DAYS is set."""
+    settings = runtime.settings
+    if not (settings.retention_days or settings.anonymize_after_days):
+        return None
+    key = settings.anonymize_key.get_secret_value().encode() if settings.anonymize_key else None
+    work = retention.run_periodically(
+        runtime.engine,
+        interval=settings.retention_interval_seconds,
+        retention_days=settings.retention_days,
+        counter_retention=timedelta(seconds=settings.counter_retention_seconds),
+        anonymize_after_days=settings.anonymize_after_days,
+        key=key,
+        now=lambda: datetime.now(UTC),
+        paused=lambda: runtime.intake.outage.down,
+    )
+    return asyncio.create_task(work, name="verifyguard-retention")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
@@ -89,15 +114,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings)
         app.state.runtime = runtime
+        retention: asyncio.Task[None] | None = None
         try:
             await require_head(runtime.engine)
             await install_starter_policy(runtime.engine, now=datetime.now(UTC))
             async with runtime.engine.connect() as conn:
                 await runtime.policies.current(conn)
+            await runtime.intake.start()
+            retention = retention_task(runtime)
             log.info("app.started", callback_path=settings.callback_path)
             yield
         finally:
-            await runtime.intake.drain()
+            if retention is not None:
+                retention.cancel()
+            await runtime.intake.close()
+            log.info("app.stopped", spool_depth=runtime.intake.outage.spool.depth)
             await runtime.aggregator.close()
             await runtime.engine.dispose()
             if runtime.counter_engine is not None:
@@ -115,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Receive a Sinch Verification event",
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
     return app

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.sinch.signature import decode_secret
 
 Action = Literal["allow", "deny"]
+OutageMode = Literal["spool", "fallback"]
 
 
 class AnswerDefaults(BaseModel):
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
     mask_numbers_for_auditors: bool = True
     log_json: bool | None = None
     log_level: str = "INFO"
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    outage_mode: OutageMode = "spool"
+    spool_dir: Path = Path("spool")
+    outage_probe_interval_ms: int = Field(default=1000, ge=20, le=60_000)
+    retention_days: int | None = Field(default=None, ge=1)
+    anonymize_after_days: int | None = Field(default=None, ge=1)
+    anonymize_key: SecretStr | None = None
+    retention_interval_seconds: int = Field(default=3600, ge=1)
 
     @field_validator("sinch_apps", mode="before")
     @classmethod
@@ -96,6 +105,12 @@ class Settings(BaseSettings):
     def _check_production(self) -> Settings:
         if self.environment == "production" and not self.sinch_apps:
             raise ValueError("VERIFYGUARD_SINCH_APPS must name at least one app in production")
+        return self
+
+    @model_validator(mode="after")
+    def _check_anonymize(self) -> Settings:
+        if self.anonymize_after_days is not None and self.anonymize_key is None:
+            raise ValueError("VERIFYGUARD_ANONYMIZE_AFTER_DAYS needs VERIFYGUARD_ANONYMIZE_KEY")
         return self
 
     @property

@@ -114,6 +114,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "database_url": database_url,
         "sinch_apps": {TEST_APP_KEY: TEST_APP_SECRET},
         "dev_app_file": tmp_path / "dev-app.json",
+        "spool_dir": tmp_path / "spool",
         "log_json": True,
         "log_level": "WARNING",
         # Generous: a loaded CI machine must not turn decisions into fallbacks. Tests of the

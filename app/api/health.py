@@ -1,17 +1,22 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+Ready is 200 while VerifyGuard can answer Sinch: `ready`, or `degraded` while it runs on
+its spool (database away, or the spool still being replayed). 503 names what is missing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app.api.deps import RuntimeDep
 from app.store.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
+CHECK_SECONDS = 2.0
 
 
 @router.get("/healthz")
@@ -22,21 +27,28 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
-    """Database reachable, schema at head, policy loaded."""
+    """Database reachable, schema at head, policy loaded; `degraded` while on the spool."""
+    outage = runtime.intake.outage
+    policy_loaded = runtime.policies.loaded is not None
+    state = {"policy_loaded": policy_loaded, "spool_depth": outage.spool.depth}
+    if outage.down:
+        if not policy_loaded and runtime.settings.outage_mode == "spool":
+            return _not_ready("database unreachable and no policy loaded", state)
+        reason = f"database unreachable: answering in {runtime.settings.outage_mode} mode"
+        return {"status": "degraded", "reason": reason, **state}
     try:
-        async with runtime.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        revision = await current_revision(runtime.engine)
+        revision = await asyncio.wait_for(current_revision(runtime.engine), CHECK_SECONDS)
     except Exception as exc:
-        return _not_ready(f"database unreachable: {type(exc).__name__}")
+        return _not_ready(f"database unreachable: {type(exc).__name__}", state)
     if revision != head_revision():
-        return _not_ready(f"schema at {revision}, expected {head_revision()}")
-    return {
-        "status": "ready",
-        "schema": revision,
-        "policy_loaded": runtime.policies.loaded is not None,
-    }
+        return _not_ready(f"schema at {revision}, expected {head_revision()}", state)
+    if not policy_loaded:
+        return _not_ready("no policy loaded", state)
+    if outage.spool.depth:
+        reason = "replaying the spool into the database"
+        return {"status": "degraded", "reason": reason, "schema": revision, **state}
+    return {"status": "ready", "schema": revision, **state}
 
 
-def _not_ready(reason: str) -> JSONResponse:
-    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+def _not_ready(reason: str, state: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason, **state}, status_code=503)

@@ -2,13 +2,15 @@
 
 Counters run on autocommit statements first (no lock held across the request); the
 inbox claim, the verification row and shadow matches are then written in one transaction
-that commits before the answer leaves. A redelivery's count is taken back.
+that commits before the answer leaves. A redelivery's count is taken back. Without the
+database (an outage, a missed deadline) the answer is spooled first (resilience/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -21,7 +23,10 @@ from app.services.aggregates import Aggregator, Counting, counts_allowed
 from app.services.answers import build_answer
 from app.services.deliveries import Delivery, Reply
 from app.services.policy import PolicyCache
-from app.services.records import callback_row, fallback_row, match_rows, request_row
+from app.services.records import callback_row, match_rows, request_row
+from app.services.reporting import decision_made
+from app.services.resilience import Outage
+from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
@@ -38,30 +43,56 @@ class Decider:
         settings: Settings,
         policies: PolicyCache,
         aggregator: Aggregator,
+        outage: Outage,
     ) -> None:
         self._engine = engine
         self._counting = counting
         self._settings = settings
         self._policies = policies
         self._aggregator = aggregator
-        self._deadline = settings.decision_deadline_ms / 1000
-        self._background: set[asyncio.Task[None]] = set()
+        self._outage = outage
+        self._late: set[asyncio.Task[Reply]] = set()
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
-        """The answer within the deadline; on any failure, the configured fallback.
+        """The answer within the deadline; without the database, from memory or the fallback.
 
         A late decision is not cancelled mid-statement (that would cost the connection):
-        it runs on, sees it is late before storing, and the fallback is stored instead.
+        it runs on, sees it is late before storing, and the spooled answer is stored instead.
         """
         started = time.perf_counter()
+        if self._outage.down:
+            return await self._outage.decide(delivery, event, _facts(event, delivery), started)
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
+        # The deadline runs from receipt: time spent queueing before this point counts.
+        queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
         try:
-            return await asyncio.wait_for(asyncio.shield(work), self._deadline)
+            budget = self._outage.budget - max(0.0, queued)
+            return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
             late.set()
-            log.warning("decision.fallback", verification_id=event.id, error=repr(exc))
-            return self._fallback(delivery, event, started, after=work)
+            return await self._failed(delivery, event, started, work, exc)
+
+    async def _failed(
+        self,
+        delivery: Delivery,
+        event: VerificationRequestEvent,
+        started: float,
+        work: asyncio.Task[Reply],
+        exc: Exception,
+    ) -> Reply:
+        """A lost connection opens the breaker; a missed deadline or a bug gets the fallback."""
+        self._late.add(work)
+        work.add_done_callback(self._forget_late)
+        facts = _facts(event, delivery)
+        if work.done() and is_outage(exc):
+            self._outage.trip(exc, "decide")
+            return await self._outage.decide(delivery, event, facts, started)
+        if not work.done():
+            self._outage.suspect()
+        log.warning("decision.fallback", verification_id=event.id, error=repr(exc)[:300])
+        cause = "error" if work.done() else "deadline"
+        return await self._outage.fallback(delivery, event, facts, started, cause=cause)
 
     async def _decide(
         self,
@@ -84,14 +115,13 @@ class Decider:
                 raise TimeoutError("decided after the deadline")
             reply = await self._store(conn, delivery, event, facts, decision, answer, started)
             await self._settle(conn, policy, facts, decision, reply)
-        if not reply.duplicate:
-            log.info(
-                "decision.made",
-                verification_id=event.id,
-                action=decision.action,
-                reason=decision.reason,
-                rule=decision.rule,
-            )
+        if late.is_set():
+            return reply  # Sinch was told something else already; that is what is reported
+        if reply.duplicate:
+            action = str((reply.body or {}).get("action", ""))
+            decision_made(event.id, decision, started, outcome="duplicate", action=action)
+        else:
+            decision_made(event.id, decision, started, outcome="decided")
         return reply
 
     async def _store(
@@ -139,50 +169,15 @@ class Decider:
             answer = {"action": self._settings.fallback_action}
         return Reply(body=answer, duplicate=True)
 
-    def _fallback(
-        self,
-        delivery: Delivery,
-        event: VerificationRequestEvent,
-        started: float,
-        *,
-        after: asyncio.Task[Reply],
-    ) -> Reply:
-        decision = Decision.fallback(self._settings.fallback_action)
-        answer = build_answer(
-            method=event.method, decision=decision, defaults=self._settings.answers
-        )
-        elapsed = (time.perf_counter() - started) * 1000
-        task = asyncio.create_task(
-            self._record_fallback(delivery, event, decision, answer, elapsed, after)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return Reply(body=answer)
-
-    async def _record_fallback(
-        self,
-        delivery: Delivery,
-        event: VerificationRequestEvent,
-        decision: Decision,
-        answer: dict[str, Any],
-        elapsed: float,
-        after: asyncio.Task[Reply],
-    ) -> None:
-        """Record what Sinch was told, once the late decision (if any) has finished."""
-        await asyncio.gather(after, return_exceptions=True)
-        try:
-            async with self._engine.begin() as conn:
-                row = callback_row(delivery, 200, dedupe_key=f"{REQUEST_EVENT}:{event.id}")
-                callback_id = await inbox.claim_callback(conn, row)
-                record = fallback_row(event, delivery, decision, answer, callback_id, elapsed)
-                await inbox.upsert_request(conn, record)
-        except Exception:
-            log.exception("decision.fallback_store_failed", verification_id=event.id)
+    def _forget_late(self, task: asyncio.Task[Reply]) -> None:
+        self._late.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late decision failing is expected, not news
 
     async def drain(self) -> None:
-        """Wait for background writes (fallback records) before shutdown."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait for late decisions to finish (they store nothing) before shutdown."""
+        if self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)
 
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:

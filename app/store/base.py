@@ -49,11 +49,18 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    autocommit: bool = False,
+    connect_timeout: float | None = None,
+) -> AsyncEngine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and a single writer.
 
     `autocommit` (PostgreSQL only) gives a separate pool whose statements commit one by one,
-    for counters that must not hold row locks across a request.
+    for counters that must not hold row locks across a request. `connect_timeout` (seconds)
+    makes a connection attempt to an unreachable server fail fast instead of after 60 s.
     """
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and a queue in asyncio beats
@@ -64,6 +71,8 @@ def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) ->
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    if connect_timeout is not None:
+        options["connect_args"] = {"timeout": connect_timeout}
     # A fixed pool: overflow connections would be opened and closed under load, and a
     # connection costs far more than a short wait in the pool's queue.
     return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=10, **options)

@@ -1,0 +1,76 @@
+"""What a spool entry holds: the delivery as received, and for a request event its decision.
+
+A `decision` entry is a request event answered without its decision stored (during an
+outage, or a fallback); a `callback` entry is any other callback, replayed through intake.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.rules.decision import Decision
+from app.rules.facts import Facts, facts_from_json, facts_to_json
+from app.services.deliveries import Delivery
+
+DECISION = "decision"
+CALLBACK = "callback"
+
+
+def delivery_to_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "body": base64.b64encode(delivery.body).decode("ascii"),
+        "content_type": delivery.content_type,
+        "app_key": delivery.app_key,
+        "received_at": delivery.received_at.isoformat(),
+        "signature": delivery.signature,
+    }
+
+
+def delivery_from_json(document: dict[str, Any]) -> Delivery:
+    return Delivery(
+        body=base64.b64decode(document["body"]),
+        content_type=document["content_type"],
+        app_key=document["app_key"],
+        received_at=datetime.fromisoformat(document["received_at"]),
+        signature=document["signature"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledDecision:
+    """A request event and what Sinch was told.
+
+    `degraded`: decided without the database (stored marked so, and counted on replay, as
+    the database never saw it); otherwise a fallback the database may have counted already.
+    """
+
+    delivery: Delivery
+    facts: Facts
+    decision: Decision
+    answer: dict[str, Any]
+    elapsed_ms: float
+    degraded: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "delivery": delivery_to_json(self.delivery),
+            "facts": facts_to_json(self.facts),
+            "decision": self.decision.model_dump(mode="json"),
+            "answer": self.answer,
+            "elapsed_ms": self.elapsed_ms,
+            "degraded": self.degraded,
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> SpooledDecision:
+        return cls(
+            delivery=delivery_from_json(document["delivery"]),
+            facts=facts_from_json(document["facts"]),
+            decision=Decision.model_validate(document["decision"]),
+            answer=document["answer"],
+            elapsed_ms=float(document["elapsed_ms"]),
+            degraded=bool(document["degraded"]),
+        )

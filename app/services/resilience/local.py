@@ -1,0 +1,38 @@
+"""Deciding without the database: the last compiled policy and in-process counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.rules.decision import Decision
+from app.rules.engine import evaluate
+from app.rules.facts import Facts
+from app.services.aggregates import Aggregator, counts_allowed
+from app.services.policy import PolicyCache
+from app.services.resilience.local_counters import MemoryCounters
+from app.settings import Settings
+
+
+class LocalDecider:
+    """The rules engine as usual; velocity from what this process saw during the outage."""
+
+    def __init__(self, *, settings: Settings, policies: PolicyCache) -> None:
+        self._settings = settings
+        self._policies = policies
+        self.counters = MemoryCounters(
+            settings.counter_bucket_seconds, settings.counter_retention_seconds
+        )
+        self._aggregator = Aggregator(self.counters)
+
+    async def decide(self, facts: Facts) -> tuple[Decision, Facts]:
+        """In `fallback` mode, or before any policy was loaded, the configured fallback."""
+        policy = self._policies.loaded
+        if policy is None or self._settings.outage_mode == "fallback":
+            return Decision.fallback(self._settings.fallback_action), facts
+        no_conn: Any = None
+        facts = facts.with_aggregates(await self._aggregator.observe(no_conn, policy, facts))
+        decision = evaluate(policy, facts)
+        if counts_allowed(policy):
+            allowed = decision.action == "allow"
+            await self._aggregator.settle(no_conn, policy, facts, allowed=allowed)
+        return decision, facts

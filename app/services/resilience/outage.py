@@ -1,0 +1,255 @@
+"""Surviving a database outage: a circuit breaker, answers from memory, the spool, replay.
+
+A connection failure opens the breaker (`down`): request events are decided from the
+in-memory policy and local counters, and every callback is spooled before it is answered.
+A background probe closes the breaker; the spool is then replayed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import metrics
+from app.rules.decision import Decision
+from app.rules.facts import Facts
+from app.services.aggregates import Aggregator, Counting
+from app.services.answers import build_answer
+from app.services.deliveries import Delivery, Reply
+from app.services.policy import PolicyCache
+from app.services.reporting import decision_made
+from app.services.resilience.entries import (
+    CALLBACK,
+    DECISION,
+    SpooledDecision,
+    delivery_to_json,
+)
+from app.services.resilience.errors import is_outage
+from app.services.resilience.local import LocalDecider
+from app.services.resilience.replay import Replayer
+from app.settings import Settings
+from app.sinch.events import VerificationRequestEvent
+from app.store import recovery
+from app.store.spool import Spool
+
+log = structlog.get_logger()
+RESERVE = 0.1  # of the deadline, kept for deciding locally and writing the spool
+
+
+class Outage:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engines: list[AsyncEngine],
+        counting: Counting,
+        policies: PolicyCache,
+        aggregator: Aggregator,
+    ) -> None:
+        self.settings = settings
+        self.down = False
+        deadline = settings.decision_deadline_ms / 1000
+        self.budget = max(deadline - RESERVE, deadline / 2)
+        self.spool = Spool(settings.spool_dir / "spool.db")
+        self.local = LocalDecider(settings=settings, policies=policies)
+        self.replayer = Replayer(
+            spool=self.spool, counting=counting, policies=policies, aggregator=aggregator
+        )
+        self._engines = engines
+        self._interval = settings.outage_probe_interval_ms / 1000
+        self._probe = recovery.probe_engine(
+            settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+        )
+        self._kick = asyncio.Event()
+        self._check = False
+        self._replaying = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the spool; what a previous run left in it is replayed in the background."""
+        await self.spool.open()
+        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        metrics.DATABASE_UP.set(1)
+        if self.spool.depth:
+            log.warning("spool.found", depth=self.spool.depth)
+        self._task = asyncio.create_task(self._supervise(), name="verifyguard-outage")
+        self._kick.set()
+
+    async def close(self, *, flush_within: float = 10.0) -> None:
+        """Stop probing, make a last attempt to replay the spool, and close it."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self.spool.depth and await recovery.ping(self._probe, within=1.0):
+            with contextlib.suppress(Exception):
+                if self.down:
+                    await self._recover()
+                await asyncio.wait_for(self.replay(), flush_within)
+        if self.spool.depth:
+            log.warning("spool.left", depth=self.spool.depth)
+        await self.spool.close()
+        await self._probe.dispose()
+
+    def trip(self, error: BaseException, operation: str) -> None:
+        """The database failed us: open the breaker (the probe will close it)."""
+        metrics.DATABASE_ERRORS.labels(operation).inc()
+        if not self.down:
+            self.down = True
+            metrics.DATABASE_UP.set(0)
+            log.warning("database.down", operation=operation, error=repr(error)[:300])
+        self._kick.set()
+
+    def suspect(self) -> None:
+        """Something was slow: probe now, and open the breaker if the probe fails."""
+        self._check = True
+        self._kick.set()
+
+    async def decide(
+        self, delivery: Delivery, event: VerificationRequestEvent, facts: Facts, started: float
+    ) -> Reply:
+        """While down: decide from memory, spool, then answer."""
+        decision, facts = await self.local.decide(facts)
+        if decision.mode == "fallback":
+            metrics.FALLBACKS.labels("outage").inc()
+            outcome = "fallback"
+        else:
+            metrics.DEGRADED.inc()
+            outcome = "degraded"
+        reply = await self._answer(delivery, event, facts, decision, started, degraded=True)
+        decision_made(event.id, decision, started, outcome=outcome)
+        return reply
+
+    async def fallback(
+        self,
+        delivery: Delivery,
+        event: VerificationRequestEvent,
+        facts: Facts,
+        started: float,
+        *,
+        cause: str,
+    ) -> Reply:
+        """A missed deadline or an internal failure: the fallback, spooled, then answered."""
+        decision = Decision.fallback(self.settings.fallback_action)
+        metrics.FALLBACKS.labels(cause).inc()
+        reply = await self._answer(delivery, event, facts, decision, started, degraded=False)
+        decision_made(event.id, decision, started, outcome="fallback")
+        return reply
+
+    async def keep(
+        self, delivery: Delivery, store: Callable[[], Awaitable[Reply]], spooled: Reply
+    ) -> tuple[Reply, bool]:
+        """Store a non-request callback, or spool it (and answer `spooled`) when we cannot.
+
+        While the spool holds entries, new ones join its tail, so a verification's events
+        reach the database in the order they came.
+        """
+        if self.down or self.spool.depth:
+            await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
+            return spooled, True
+        work = asyncio.ensure_future(store())
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self.budget), False
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            if work.done():
+                self.trip(exc, "callback")
+            else:  # slow, not (yet) failed: probe, and let the late store finish or fail
+                work.add_done_callback(_consume)
+                self.suspect()
+        await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
+        return spooled, True
+
+    async def flush(self) -> None:
+        """Replay now, unless the database is known to be down."""
+        if not self.down and self.spool.depth:
+            await self.replay()
+
+    async def replay(self) -> int:
+        """Write the spool to the database now (one replay at a time)."""
+        async with self._replaying:
+            try:
+                return await self.replayer.run()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                self.trip(exc, "replay")
+                return 0
+
+    async def _answer(
+        self,
+        delivery: Delivery,
+        event: VerificationRequestEvent,
+        facts: Facts,
+        decision: Decision,
+        started: float,
+        *,
+        degraded: bool,
+    ) -> Reply:
+        answer = build_answer(
+            method=event.method, decision=decision, defaults=self.settings.answers
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        entry = SpooledDecision(delivery, facts, decision, answer, elapsed, degraded)
+        try:
+            await self._append(DECISION, entry.to_json())
+        except Exception:
+            # Never a 5xx to Sinch on a request event, even when the disk fails us too.
+            log.exception("spool.write_failed")
+        return Reply(body=answer)
+
+    async def _append(self, kind: str, payload: dict[str, Any]) -> None:
+        await self.spool.append(kind, payload)
+        metrics.SPOOL_WRITES.labels(kind).inc()
+        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        if not self.down:
+            self._kick.set()
+
+    async def _supervise(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._interval)
+            self._kick.clear()
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("outage.supervisor_failed")
+
+    async def _tick(self) -> None:
+        if self.down or self._check:
+            self._check = False
+            if not await recovery.ping(self._probe, within=max(0.2, min(1.0, self._interval))):
+                if not self.down:
+                    self.trip(TimeoutError("the database probe failed"), "probe")
+                return
+            if self.down:
+                await self._recover()
+        if self.spool.depth:
+            replayed = await self.replay()
+            if replayed:
+                log.info("spool.replayed", entries=replayed, depth=self.spool.depth)
+
+    async def _recover(self) -> None:
+        """Fresh pools first (the old connections died with the outage), then reopen."""
+        for engine in self._engines:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(engine.dispose(), 5.0)
+        self.local.counters.clear()
+        self.down = False
+        metrics.DATABASE_UP.set(1)
+        log.warning("database.up", spool_depth=self.spool.depth)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a late task's exception, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

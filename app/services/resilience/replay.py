@@ -1,0 +1,123 @@
+"""Replay: the spool written to the database, oldest first, each entry exactly once.
+
+The inbox dedupe keys make an entry idempotent, and an entry leaves the spool only after
+its transaction committed, so a crash mid-replay means replaying it again, harmlessly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import metrics
+from app.services.aggregates import Aggregator, Counting, counts_allowed
+from app.services.deliveries import Delivery, Reply
+from app.services.policy import PolicyCache
+from app.services.records import callback_row, match_rows, request_row
+from app.services.resilience.entries import DECISION, SpooledDecision, delivery_from_json
+from app.services.resilience.errors import is_outage
+from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
+from app.store import inbox, recovery
+from app.store.spool import Spool, SpoolEntry
+
+log = structlog.get_logger()
+BATCH = 200
+ATTEMPTS = 3
+Store = Callable[[Delivery], Awaitable[Reply]]
+
+
+class Replayer:
+    def __init__(
+        self, *, spool: Spool, counting: Counting, policies: PolicyCache, aggregator: Aggregator
+    ) -> None:
+        self._spool = spool
+        self._counting = counting
+        self._policies = policies
+        self._aggregator = aggregator
+        self._failures: dict[int, int] = {}
+        self.callbacks: Store | None = None  # set by intake: stores a non-request callback
+
+    async def run(self) -> int:
+        """Replay until the spool is empty, or an entry fails; raises on an outage error."""
+        replayed = 0
+        while batch := await self._spool.head(BATCH):
+            done: list[int] = []
+            try:
+                for entry in batch:
+                    if not await self._attempt(entry):
+                        return replayed + len(done)
+                    done.append(entry.seq)
+            finally:
+                if done:
+                    await self._spool.remove(done)
+                    metrics.SPOOL_DEPTH.set(self._spool.depth)
+            replayed += len(done)
+        return replayed
+
+    async def _attempt(self, entry: SpoolEntry) -> bool:
+        """True once the entry is in the database; a repeatedly failing one is parked."""
+        try:
+            outcome = await self._apply(entry)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            failures = self._failures[entry.seq] = self._failures.get(entry.seq, 0) + 1
+            log.exception("spool.replay_failed", seq=entry.seq, failures=failures)
+            if failures < ATTEMPTS:
+                return False
+            await self._spool.park(entry, repr(exc))
+            metrics.SPOOL_PARKED.inc()
+            metrics.SPOOL_DEPTH.set(self._spool.depth)
+            return False
+        self._failures.pop(entry.seq, None)
+        metrics.SPOOL_REPLAYED.labels(entry.kind, outcome).inc()
+        return True
+
+    async def _apply(self, entry: SpoolEntry) -> str:
+        if entry.kind == DECISION:
+            return await self._decision(SpooledDecision.from_json(entry.payload))
+        assert self.callbacks is not None, "intake sets the callback store"
+        reply = await self.callbacks(delivery_from_json(entry.payload["delivery"]))
+        return "duplicate" if reply.duplicate else "stored"
+
+    async def _decision(self, spooled: SpooledDecision) -> str:
+        delivery, facts, decision = spooled.delivery, spooled.facts, spooled.decision
+        event = VerificationRequestEvent.model_validate_json(delivery.body)
+        row = request_row(
+            event,
+            delivery,
+            facts,
+            decision,
+            spooled.answer,
+            callback_id=None,
+            elapsed_ms=spooled.elapsed_ms,
+        ) | {"degraded": spooled.degraded}
+        key = f"{REQUEST_EVENT}:{event.id}"
+        async with self._counting() as conn:
+            stored = await inbox.store_decision(
+                conn,
+                claim=callback_row(delivery, 200, dedupe_key=key),
+                verification=row,
+                shadow=match_rows(event.id, decision, delivery.received_at),
+            )
+            if stored is None:
+                await self._supersede(conn, key, delivery, row)
+                return "duplicate"
+            if spooled.degraded:  # decided without the database: it was never counted there
+                policy = await self._policies.current(conn)
+                await self._aggregator.observe(conn, policy, facts)
+                if counts_allowed(policy):
+                    allowed = decision.action == "allow"
+                    await self._aggregator.settle(conn, policy, facts, allowed=allowed)
+        return "stored"
+
+    async def _supersede(
+        self, conn: AsyncConnection, key: str, delivery: Delivery, row: dict[str, Any]
+    ) -> None:
+        """This delivery's late decision was stored after all: keep what Sinch was told."""
+        found = await recovery.claimed(conn, key)
+        if found is not None and found[1] == delivery.received_at:
+            await inbox.upsert_request(conn, row | {"request_callback_id": found[0]})

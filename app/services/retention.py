@@ -1,0 +1,164 @@
+"""Retention: purge old verifications (in batches) and old counter buckets; replace old numbers
+with a keyed hash (HMAC-SHA256) that keeps the range, so old audit data stops being personal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import metrics
+from app.store import retention as store
+from app.store.counters import BucketClock
+
+log = structlog.get_logger()
+RANGE_CHARS = 7  # "+467012": calling code and the first digits survive anonymisation
+
+
+@dataclass
+class Purged:
+    dry_run: bool = False
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            self.rows[name] = self.rows.get(name, 0) + count
+
+
+def pseudonym(number: str, key: bytes) -> str:
+    """`+467012#<24 hex>`: the same number always gives the same token, under one key."""
+    digest = hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"{number[:RANGE_CHARS]}{store.ANONYMIZED}{digest}"
+
+
+async def purge(
+    engine: AsyncEngine,
+    *,
+    older_than: timedelta,
+    counter_retention: timedelta,
+    now: datetime,
+    dry_run: bool = False,
+    batch: int = 1000,
+) -> Purged:
+    """Delete verifications created before now - older_than, with their callbacks and matches;
+    callbacks received before it; counter buckets older than the counters' retention."""
+    before = now - older_than
+    oldest_bucket = BucketClock(1).bucket(now - counter_retention)
+    result = Purged(dry_run=dry_run)
+    if dry_run:
+        async with engine.connect() as conn:
+            result.add(await store.count_old(conn, before, oldest_bucket))
+        return result
+    while True:
+        async with engine.begin() as conn:
+            ids = await store.old_verifications(conn, before, batch)
+            if ids:
+                result.add(await store.delete_verifications(conn, ids))
+        if len(ids) < batch:
+            break
+    while True:
+        async with engine.begin() as conn:
+            gone = await store.delete_callbacks(
+                conn, await store.old_callbacks(conn, before, batch)
+            )
+        result.add({"callbacks": gone})
+        if gone < batch:
+            break
+    async with engine.begin() as conn:
+        result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
+    for table, count in result.rows.items():
+        metrics.RETENTION_ROWS.labels(table, "deleted").inc(count)
+    return result
+
+
+async def anonymize(
+    engine: AsyncEngine,
+    *,
+    older_than: timedelta,
+    key: bytes,
+    now: datetime,
+    dry_run: bool = False,
+    batch: int = 500,
+) -> int:
+    """Replace numbers of verifications created before now - older_than, everywhere stored."""
+    before, done = now - older_than, 0
+    if dry_run:
+        async with engine.connect() as conn:
+            return await store.count_to_anonymize(conn, before)
+    while True:
+        async with engine.begin() as conn:
+            rows = await store.numbers_to_anonymize(conn, before, batch)
+            if rows:
+                tokens = {row["id"]: (row["number"], pseudonym(row["number"], key)) for row in rows}
+                await store.set_numbers(conn, [_anonymized(row, tokens) for row in rows])
+                bodies = await store.bodies_of(conn, list(tokens))
+                if bodies:
+                    await store.set_bodies(conn, [_redacted(body, tokens) for body in bodies])
+        done += len(rows)
+        if len(rows) < batch:
+            break
+    metrics.RETENTION_ROWS.labels("verifications", "anonymized").inc(done)
+    return done
+
+
+def _anonymized(row: dict[str, Any], tokens: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    number, token = tokens[row["id"]]
+    decision = row["decision"]
+    if decision is not None:
+        decision = json.loads(json.dumps(decision).replace(number, token))
+    return {"vid": row["id"], "new_number": token, "new_decision": decision}
+
+
+def _redacted(body: dict[str, Any], tokens: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The number as stored and as Sinch sent it (`identity.endpoint`) become the token."""
+    number, token = tokens[body["verification_id"]]
+    raw: bytes = body["raw_body"]
+    try:
+        payload = json.loads(raw)
+        endpoint = payload["identity"]["endpoint"]
+    except (ValueError, KeyError, TypeError):
+        endpoint = None
+    for secret in (number, endpoint):
+        if isinstance(secret, str) and secret:
+            raw = raw.replace(secret.encode(), token.encode())
+    return {"cid": body["id"], "new_body": raw}
+
+
+async def run_periodically(
+    engine: AsyncEngine,
+    *,
+    interval: float,
+    retention_days: int | None,
+    counter_retention: timedelta,
+    anonymize_after_days: int | None,
+    key: bytes | None,
+    now: Callable[[], datetime],
+    paused: Callable[[], bool],
+) -> None:
+    """The automatic retention task of the app: every `interval` seconds, unless paused."""
+    while True:
+        await asyncio.sleep(interval)
+        if paused():
+            continue
+        try:
+            if retention_days:
+                older = timedelta(days=retention_days)
+                purged = await purge(
+                    engine, older_than=older, counter_retention=counter_retention, now=now()
+                )
+                log.info("retention.purged", **purged.rows)
+            if anonymize_after_days and key:
+                older = timedelta(days=anonymize_after_days)
+                count = await anonymize(engine, older_than=older, key=key, now=now())
+                log.info("retention.anonymized", verifications=count)
+        except Exception:
+            log.exception("retention.failed")

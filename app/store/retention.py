@@ -1,0 +1,129 @@
+"""Retention queries: old verifications with their callbacks and matches, old counter buckets,
+and numbers to replace with a keyed hash. Each call is one batch, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import CallbackRow, CounterRow, VerificationMatchRow, VerificationRow
+
+verifications = cast(Table, VerificationRow.__table__)
+callbacks = cast(Table, CallbackRow.__table__)
+matches = cast(Table, VerificationMatchRow.__table__)
+counters = cast(Table, CounterRow.__table__)
+ANONYMIZED = "#"  # an anonymised number is `<first digits>#<keyed hash>`
+
+
+async def old_verifications(conn: AsyncConnection, before: datetime, limit: int) -> list[str]:
+    stmt = (
+        select(verifications.c.id)
+        .where(verifications.c.created_at < before)
+        .order_by(verifications.c.created_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def delete_verifications(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, int]:
+    """Delete verifications, their shadow matches and every callback about them."""
+    gone = {
+        "matches": await _delete(conn, delete(matches).where(matches.c.verification_id.in_(ids))),
+        "callbacks": await _delete(
+            conn, delete(callbacks).where(callbacks.c.verification_id.in_(ids))
+        ),
+    }
+    gone["verifications"] = await _delete(
+        conn, delete(verifications).where(verifications.c.id.in_(ids))
+    )
+    return gone
+
+
+async def old_callbacks(conn: AsyncConnection, before: datetime, limit: int) -> list[int]:
+    """Callbacks received before `before` (rejected, unparseable, or of purged verifications)."""
+    stmt = select(callbacks.c.id).where(callbacks.c.received_at < before).limit(limit)
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def delete_callbacks(conn: AsyncConnection, ids: Sequence[int]) -> int:
+    return await _delete(conn, delete(callbacks).where(callbacks.c.id.in_(ids)))
+
+
+async def delete_counters(conn: AsyncConnection, before_bucket: int) -> int:
+    return await _delete(conn, delete(counters).where(counters.c.bucket < before_bucket))
+
+
+async def count_old(conn: AsyncConnection, before: datetime, before_bucket: int) -> dict[str, int]:
+    """What a purge would delete (for --dry-run)."""
+    old = select(verifications.c.id).where(verifications.c.created_at < before)
+    about_old = callbacks.c.verification_id.in_(old) | (callbacks.c.received_at < before)
+    queries = {
+        "verifications": select(func.count()).select_from(old.subquery()),
+        "matches": select(func.count()).where(matches.c.verification_id.in_(old)),
+        "callbacks": select(func.count()).where(about_old),
+        "counters": select(func.count()).where(counters.c.bucket < before_bucket),
+    }
+    return {name: int((await conn.execute(q)).scalar_one()) for name, q in queries.items()}
+
+
+def _to_anonymize(before: datetime) -> Any:
+    cols = verifications.c
+    return (
+        cols.created_at < before,
+        cols.number.is_not(None),
+        cols.number.not_like(f"%{ANONYMIZED}%"),
+    )
+
+
+async def count_to_anonymize(conn: AsyncConnection, before: datetime) -> int:
+    stmt = select(func.count()).select_from(verifications).where(*_to_anonymize(before))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def numbers_to_anonymize(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    cols = verifications.c
+    stmt = (
+        select(cols.id, cols.number, cols.decision)
+        .where(*_to_anonymize(before))
+        .order_by(cols.created_at)
+        .limit(limit)
+    )
+    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def set_numbers(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """rows: {"vid", "new_number", "new_decision"}."""
+    stmt = (
+        update(verifications)
+        .where(verifications.c.id == bindparam("vid"))
+        .values(number=bindparam("new_number"), decision=bindparam("new_decision"))
+    )
+    await conn.execute(stmt, list(rows))
+
+
+async def bodies_of(conn: AsyncConnection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    stmt = select(callbacks.c.id, callbacks.c.verification_id, callbacks.c.raw_body).where(
+        callbacks.c.verification_id.in_(ids)
+    )
+    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def set_bodies(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """rows: {"cid", "new_body"}."""
+    stmt = (
+        update(callbacks)
+        .where(callbacks.c.id == bindparam("cid"))
+        .values(raw_body=bindparam("new_body"))
+    )
+    await conn.execute(stmt, list(rows))
+
+
+async def _delete(conn: AsyncConnection, stmt: Any) -> int:
+    return int((await conn.execute(stmt)).rowcount or 0)

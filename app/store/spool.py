@@ -1,0 +1,202 @@
+"""The spool: a durable local journal (SQLite, WAL, synchronous=FULL) of what the database lacks.
+
+One writer thread owns the file; appends waiting together share one transaction (one
+fsync), so a burst during an outage costs one disk flush, not one per callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "kind TEXT NOT NULL, payload TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+    "payload TEXT NOT NULL, error TEXT)",
+)
+_GROUP = 512
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Job:
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    work: Callable[[sqlite3.Connection], Any] | None = None
+    append: tuple[str, str] | None = None
+
+
+class Spool:
+    """Append, read the oldest entries, remove them once the database has them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.depth = 0
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="verifyguard-spool", daemon=True)
+        self._thread.start()
+        self.depth = await self._submit(_count)
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def append(self, kind: str, payload: dict[str, Any]) -> int:
+        """Durable (fsynced) when this returns; the entry's sequence number."""
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, append=(kind, json.dumps(payload)))
+        self._jobs.put(job)
+        seq: int = await job.future
+        self.depth += 1
+        return seq
+
+    async def head(self, limit: int) -> list[SpoolEntry]:
+        """The oldest `limit` entries, in the order they were written."""
+
+        def read(db: sqlite3.Connection) -> list[SpoolEntry]:
+            rows = db.execute("SELECT seq, kind, payload FROM spool ORDER BY seq LIMIT ?", (limit,))
+            return [SpoolEntry(seq, kind, json.loads(payload)) for seq, kind, payload in rows]
+
+        return await self._submit(read)
+
+    async def remove(self, seqs: Sequence[int]) -> None:
+        def delete(db: sqlite3.Connection) -> int:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+            return _count(db)
+
+        self.depth = await self._submit(delete)
+
+    async def park(self, entry: SpoolEntry, error: str) -> None:
+        """Set aside an entry that keeps failing, so it cannot block the ones behind it."""
+
+        def move(db: sqlite3.Connection) -> int:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT OR REPLACE INTO dead (seq, kind, payload, error) VALUES (?, ?, ?, ?)",
+                    (entry.seq, entry.kind, json.dumps(entry.payload), error[:2000]),
+                )
+                db.execute("DELETE FROM spool WHERE seq = ?", (entry.seq,))
+            return _count(db)
+
+        self.depth = await self._submit(move)
+
+    async def parked(self) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT count(*) FROM dead").fetchone()[0])
+
+        return await self._submit(count)
+
+    async def _submit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise RuntimeError("the spool is not open")
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, work=work)
+        self._jobs.put(job)
+        result: T = await job.future
+        return result
+
+    def _run(self) -> None:
+        db = _connect(self.path)
+        held: _Job | None = None
+        stop = False
+        try:
+            while not stop:
+                job = held or self._jobs.get()
+                held = None
+                if job is None:
+                    break
+                batch = [job]
+                while job.append is not None and len(batch) < _GROUP:
+                    try:
+                        following = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None:
+                        stop = True
+                    elif following.append is None:
+                        held = following  # runs next, after this group is written
+                    else:
+                        batch.append(following)
+                        continue
+                    break
+                _execute(db, batch)
+        finally:
+            db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=10000")
+    for statement in _SCHEMA:
+        db.execute(statement)
+    return db
+
+
+def _execute(db: sqlite3.Connection, batch: list[_Job]) -> None:
+    try:
+        if batch[0].append is None:
+            assert batch[0].work is not None
+            results: list[Any] = [batch[0].work(db)]
+        else:
+            results = _append_all(db, [job.append for job in batch if job.append])
+    except Exception as exc:
+        for job in batch:
+            _resolve(job, None, exc)
+        return
+    for job, result in zip(batch, results, strict=True):
+        _resolve(job, result, None)
+
+
+def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+
+def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> list[int]:
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        seqs = []
+        for kind, payload in rows:
+            cursor = db.execute("INSERT INTO spool (kind, payload) VALUES (?, ?)", (kind, payload))
+            seqs.append(int(cursor.lastrowid or 0))
+    return seqs
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
