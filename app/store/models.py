@@ -86,7 +86,28 @@ class VerificationRow(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (
-        Index("ix_verifications_requested_at", "requested_at"),
+        # Search pages and stats scan a time range; on PostgreSQL the covering columns
+        # let stats read the index alone.
+        Index(
+            "ix_verifications_requested_at_id",
+            "requested_at",
+            "id",
+            postgresql_include=[
+                "action",
+                "status",
+                "shadow_deny",
+                "price_amount",
+                "price_currency",
+                "country",
+                "method",
+                "reason",
+                "rule_name",
+                "decided_by",
+                "number",
+            ],
+        ),
+        Index("ix_verifications_status_requested_at", "status", "requested_at"),
+        Index("ix_verifications_reason_requested_at", "reason", "requested_at"),
         Index("ix_verifications_number_requested_at", "number", "requested_at"),
         Index("ix_verifications_reference", "reference"),
         Index("ix_verifications_country_requested_at", "country", "requested_at"),

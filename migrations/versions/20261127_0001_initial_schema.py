@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 07:14:02.141291
+Create Date: 2026-11-27 07:53:50.350932
 """
 
 from collections.abc import Sequence
@@ -230,10 +230,33 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_verifications_number_requested_at", ["number", "requested_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_verifications_reason_requested_at", ["reason", "requested_at"], unique=False
+        )
         batch_op.create_index("ix_verifications_reference", ["reference"], unique=False)
-        batch_op.create_index("ix_verifications_requested_at", ["requested_at"], unique=False)
+        batch_op.create_index(
+            "ix_verifications_requested_at_id",
+            ["requested_at", "id"],
+            unique=False,
+            postgresql_include=[
+                "action",
+                "status",
+                "shadow_deny",
+                "price_amount",
+                "price_currency",
+                "country",
+                "method",
+                "reason",
+                "rule_name",
+                "decided_by",
+                "number",
+            ],
+        )
         batch_op.create_index(
             "ix_verifications_rule_name_requested_at", ["rule_name", "requested_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_verifications_status_requested_at", ["status", "requested_at"], unique=False
         )
 
     op.create_table(
@@ -264,9 +287,26 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("list_entries")
     with op.batch_alter_table("verifications", schema=None) as batch_op:
+        batch_op.drop_index("ix_verifications_status_requested_at")
         batch_op.drop_index("ix_verifications_rule_name_requested_at")
-        batch_op.drop_index("ix_verifications_requested_at")
+        batch_op.drop_index(
+            "ix_verifications_requested_at_id",
+            postgresql_include=[
+                "action",
+                "status",
+                "shadow_deny",
+                "price_amount",
+                "price_currency",
+                "country",
+                "method",
+                "reason",
+                "rule_name",
+                "decided_by",
+                "number",
+            ],
+        )
         batch_op.drop_index("ix_verifications_reference")
+        batch_op.drop_index("ix_verifications_reason_requested_at")
         batch_op.drop_index("ix_verifications_number_requested_at")
         batch_op.drop_index("ix_verifications_country_requested_at")
 
