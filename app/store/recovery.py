@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.store.models import CallbackRow
@@ -15,24 +15,36 @@ from app.store.models import CallbackRow
 callbacks = cast(Table, CallbackRow.__table__)
 
 
-def probe_engine(url: str, *, connect_timeout: float) -> AsyncEngine:
-    """An engine outside the request pools: a probe never waits behind stuck requests."""
-    args = {} if url.startswith("sqlite") else {"connect_args": {"timeout": connect_timeout}}
-    return create_async_engine(url, poolclass=NullPool, **args)
+class Prober:
+    """`SELECT 1` on a connection of its own, outside the request pools.
 
+    A probe that overruns is not cancelled (that would leak its connection half-open): it
+    runs on, bounded by the connect and command timeouts, and the next ping awaits it.
+    """
 
-async def ping(engine: AsyncEngine, *, within: float) -> bool:
-    """`SELECT 1` answered within `within` seconds; any failure means no."""
+    def __init__(self, url: str, *, connect_timeout: float) -> None:
+        args: dict[str, Any] = {}
+        if not url.startswith("sqlite"):
+            args["connect_args"] = {"timeout": connect_timeout, "command_timeout": 5.0}
+        self._engine = create_async_engine(url, poolclass=NullPool, **args)
+        self._probe: asyncio.Task[None] | None = None
 
-    async def select_one() -> None:
-        async with engine.connect() as conn:
+    async def ping(self, *, within: float) -> bool:
+        """True if the database answered within `within` seconds."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._select_one())
+        done, _ = await asyncio.wait({self._probe}, timeout=within)
+        return bool(done) and self._probe.exception() is None
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            await asyncio.wait({self._probe})
+            self._probe.exception()
+        await self._engine.dispose()
+
+    async def _select_one(self) -> None:
+        async with self._engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-
-    try:
-        await asyncio.wait_for(select_one(), within)
-    except Exception:
-        return False
-    return True
 
 
 async def claimed(conn: AsyncConnection, dedupe_key: str) -> tuple[int, datetime] | None:

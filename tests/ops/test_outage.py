@@ -121,6 +121,8 @@ async def test_spool_survives_a_restart(proxy: FaultProxy, pg_url: str, tmp_path
         receipt = samples.result_event(verification_id=events[0]["id"], number="+46701000000")
         assert (await sinch.post(receipt)).status_code == 200
         assert app.state.runtime.intake.outage.spool.depth == len(events) + 1
+        ready = await sinch.client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
     # Shut down while the database was away: the spool is left for the next start.
     await proxy.restore()
     async with guard(url, tmp_path) as (app, _sinch):

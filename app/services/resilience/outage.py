@@ -30,7 +30,7 @@ from app.services.resilience.entries import (
     SpooledDecision,
     delivery_to_json,
 )
-from app.services.resilience.errors import is_outage
+from app.services.resilience.errors import is_outage, retrieve
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
 from app.settings import Settings
@@ -63,11 +63,12 @@ class Outage:
         )
         self._engines = engines
         self._interval = settings.outage_probe_interval_ms / 1000
-        self._probe = recovery.probe_engine(
+        self._prober = recovery.Prober(
             settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
         )
         self._kick = asyncio.Event()
         self._check = False
+        self._stopping = False
         self._replaying = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,21 +76,24 @@ class Outage:
         """Open the spool; what a previous run left in it is replayed in the background."""
         await self.spool.open()
         metrics.SPOOL_DEPTH.set(self.spool.depth)
-        metrics.DATABASE_UP.set(1)
         if self.spool.depth:
             log.warning("spool.found", depth=self.spool.depth)
         self._task = asyncio.create_task(self._supervise(), name="verifyguard-outage")
         self._kick.set()
 
     async def close(self, *, flush_within: float = 10.0) -> None:
-        """Stop probing, make a last attempt to replay the spool, and close it."""
+        """Stop probing (a running probe or replay may finish), a last replay, close the spool."""
         if self._task is None:
             return
+        self._stopping = True
+        self._kick.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._task), flush_within)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        if self.spool.depth and await recovery.ping(self._probe, within=1.0):
+        if self.spool.depth and await self._prober.ping(within=1.0):
             with contextlib.suppress(Exception):
                 if self.down:
                     await self._recover()
@@ -97,7 +101,7 @@ class Outage:
         if self.spool.depth:
             log.warning("spool.left", depth=self.spool.depth)
         await self.spool.close()
-        await self._probe.dispose()
+        await self._prober.close()
 
     def trip(self, error: BaseException, operation: str) -> None:
         """The database failed us: open the breaker (the probe will close it)."""
@@ -118,12 +122,8 @@ class Outage:
     ) -> Reply:
         """While down: decide from memory, spool, then answer."""
         decision, facts = await self.local.decide(facts)
-        if decision.mode == "fallback":
-            metrics.FALLBACKS.labels("outage").inc()
-            outcome = "fallback"
-        else:
-            metrics.DEGRADED.inc()
-            outcome = "degraded"
+        outcome = "fallback" if decision.mode == "fallback" else "degraded"
+        (metrics.FALLBACKS.labels("outage") if outcome == "fallback" else metrics.DEGRADED).inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=True)
         decision_made(event.id, decision, started, outcome=outcome)
         return reply
@@ -164,7 +164,7 @@ class Outage:
             if work.done():
                 self.trip(exc, "callback")
             else:  # slow, not (yet) failed: probe, and let the late store finish or fail
-                work.add_done_callback(_consume)
+                work.add_done_callback(retrieve)
                 self.suspect()
         await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
         return spooled, True
@@ -215,10 +215,12 @@ class Outage:
             self._kick.set()
 
     async def _supervise(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             self._kick.clear()
+            if self._stopping:
+                return
             try:
                 await self._tick()
             except Exception:
@@ -227,29 +229,21 @@ class Outage:
     async def _tick(self) -> None:
         if self.down or self._check:
             self._check = False
-            if not await recovery.ping(self._probe, within=max(0.2, min(1.0, self._interval))):
+            if not await self._prober.ping(within=max(0.2, min(1.0, self._interval))):
                 if not self.down:
                     self.trip(TimeoutError("the database probe failed"), "probe")
                 return
             if self.down:
                 await self._recover()
-        if self.spool.depth:
-            replayed = await self.replay()
-            if replayed:
-                log.info("spool.replayed", entries=replayed, depth=self.spool.depth)
+        if self.spool.depth and (replayed := await self.replay()):
+            log.info("spool.replayed", entries=replayed, depth=self.spool.depth)
 
     async def _recover(self) -> None:
         """Fresh pools first (the old connections died with the outage), then reopen."""
         for engine in self._engines:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(engine.dispose(), 5.0)
+                await engine.dispose()
         self.local.counters.clear()
         self.down = False
         metrics.DATABASE_UP.set(1)
         log.warning("database.up", spool_depth=self.spool.depth)
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    """Retrieve a late task's exception, so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()

@@ -1,0 +1,122 @@
+"""Replaying the spool into the database, on SQLite and PostgreSQL: once, in order, counted."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.rules.facts import derive_facts
+from app.services.deliveries import Delivery
+from app.services.resilience import Outage
+from app.services.resilience.entries import (
+    CALLBACK,
+    DECISION,
+    SpooledDecision,
+    delivery_to_json,
+)
+from app.sinch import samples
+from app.store.models import CallbackRow, CounterRow, VerificationRow
+from app.store.spool import Spool
+from tests.conftest import make_settings
+from tests.ops.outage import guard, settled
+from tests.support import TEST_APP_KEY, SinchSender
+
+NUMBER = "+46701234567"
+
+
+def _delivery(event: dict[str, Any]) -> Delivery:
+    return Delivery(json.dumps(event).encode(), "application/json", TEST_APP_KEY, datetime.now(UTC))
+
+
+def _outage(app: Any) -> Outage:
+    outage: Outage = app.state.runtime.intake.outage
+    return outage
+
+
+async def _spooled_decision(outage: Outage, event: dict[str, Any]) -> SpooledDecision:
+    """What the outage path spools: decided from memory, marked degraded."""
+    delivery = _delivery(event)
+    facts = derive_facts(
+        method="sms",
+        endpoint=NUMBER,
+        price_amount=0.0453,
+        price_currency="EUR",
+        rate_amount=0.0,
+        rate_currency="EUR",
+        reference=None,
+        custom=None,
+        application=TEST_APP_KEY,
+        now=delivery.received_at,
+    )
+    decision, facts = await outage.local.decide(facts)
+    return SpooledDecision(delivery, facts, decision, {"action": decision.action}, 1.0, True)
+
+
+async def _scalar(engine: AsyncEngine, stmt: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(stmt)).scalar_one()
+
+
+async def test_a_spooled_decision_is_stored_and_counted_exactly_once(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    outage = _outage(client.app)  # type: ignore[attr-defined]
+    event = samples.request_event(number=NUMBER)
+    entry = (await _spooled_decision(outage, event)).to_json()
+    await outage.spool.append(DECISION, entry)
+    await outage.spool.append(DECISION, entry)  # as if a crash came before the delete
+    assert await outage.replay() == 2
+    assert outage.spool.depth == 0
+    row = VerificationRow.__table__.c
+    stored = await _scalar(engine, select(row.degraded).where(row.id == event["id"]))
+    assert stored is True
+    claims = select(func.count()).where(CallbackRow.__table__.c.verification_id == event["id"])
+    assert await _scalar(engine, claims) == 1
+    counters = CounterRow.__table__.c
+    attempts = select(func.sum(counters.attempts)).where(counters.key == f"number:{NUMBER}")
+    assert await _scalar(engine, attempts) == 1, "counted once, though replayed twice"
+
+
+async def test_a_redelivery_stored_first_is_not_overwritten_by_the_replay(
+    client: AsyncClient, engine: AsyncEngine, sinch: SinchSender
+) -> None:
+    outage = _outage(client.app)  # type: ignore[attr-defined]
+    event = samples.request_event(number=NUMBER)
+    spooled = await _spooled_decision(outage, event)
+    forged = SpooledDecision(
+        spooled.delivery, spooled.facts, spooled.decision, {"action": "other"}, 1.0, True
+    )
+    sinch_response = await sinch.post(event)  # a redelivery, stored before the replay
+    await outage.spool.append(DECISION, forged.to_json())
+    await outage.replay()
+    row = VerificationRow.__table__.c
+    stored = await _scalar(engine, select(row.answer).where(row.id == event["id"]))
+    assert stored == sinch_response.json()
+
+
+async def test_what_a_previous_run_left_is_replayed_on_start_in_order(
+    database_url: str, tmp_path: Path
+) -> None:
+    request = samples.request_event(number=NUMBER)
+    result = samples.result_event(verification_id=request["id"], number=NUMBER)
+    async with guard(database_url, tmp_path) as (app, _sinch):
+        spooled = await _spooled_decision(_outage(app), request)
+    spool = Spool(make_settings(database_url, tmp_path).spool_dir / "spool.db")
+    await spool.open()
+    await spool.append(DECISION, spooled.to_json())
+    await spool.append(CALLBACK, {"delivery": delivery_to_json(_delivery(result))})
+    await spool.close()
+    async with guard(database_url, tmp_path) as (app, _sinch):
+        await settled(app)
+        engine = app.state.runtime.engine
+        row = VerificationRow.__table__.c
+        stmt = select(row.status, row.degraded, row.action).where(row.id == request["id"])
+        async with engine.connect() as conn:
+            status, degraded, action = (await conn.execute(stmt)).one()
+    assert (status, degraded, action) == ("SUCCESSFUL", True, spooled.decision.action)
