@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.store.models import CallbackRow
@@ -33,6 +33,7 @@ class Prober:
         """True if the database answered within `within` seconds."""
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._select_one())
+            self._probe.add_done_callback(_retrieve)
         done, _ = await asyncio.wait({self._probe}, timeout=within)
         return bool(done) and self._probe.exception() is None
 
@@ -47,6 +48,15 @@ class Prober:
             await conn.execute(text("SELECT 1"))
 
 
+async def returned(engine: AsyncEngine, *, within: float) -> None:
+    """Wait (up to `within` seconds) until no connection of `engine` is checked out."""
+    checked_out = getattr(engine.sync_engine.pool, "checkedout", lambda: 0)
+    for _ in range(int(within / 0.05)):
+        if not checked_out():
+            return
+        await asyncio.sleep(0.05)
+
+
 async def claimed(conn: AsyncConnection, dedupe_key: str) -> tuple[int, datetime] | None:
     """The inbox row holding `dedupe_key`: its id and when its delivery was received."""
     stmt = select(callbacks.c.id, callbacks.c.received_at).where(
@@ -54,3 +64,9 @@ async def claimed(conn: AsyncConnection, dedupe_key: str) -> tuple[int, datetime
     )
     row = (await conn.execute(stmt)).one_or_none()
     return (int(row.id), row.received_at) if row is not None else None
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A failed probe is an answer, not an error to report."""
+    if not task.cancelled():
+        task.exception()

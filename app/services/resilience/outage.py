@@ -71,6 +71,7 @@ class Outage:
         self._stopping = False
         self._replaying = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._late: set[asyncio.Future[Reply]] = set()
 
     async def start(self) -> None:
         """Open the spool; what a previous run left in it is replayed in the background."""
@@ -87,11 +88,10 @@ class Outage:
             return
         self._stopping = True
         self._kick.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._task), flush_within)
+        # Late stores hold connections: they return them before the pools close.
+        pending: set[asyncio.Future[Any]] = {self._task, *self._late}
+        await asyncio.wait(pending, timeout=flush_within)
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
         self._task = None
         if self.spool.depth and await self._prober.ping(within=1.0):
             with contextlib.suppress(Exception):
@@ -104,16 +104,15 @@ class Outage:
         await self._prober.close()
 
     def trip(self, error: BaseException, operation: str) -> None:
-        """The database failed us: open the breaker (the probe will close it)."""
         metrics.DATABASE_ERRORS.labels(operation).inc()
-        if not self.down:
+        if not self.down:  # open the breaker; the probe closes it
             self.down = True
             metrics.DATABASE_UP.set(0)
             log.warning("database.down", operation=operation, error=repr(error)[:300])
         self._kick.set()
 
     def suspect(self) -> None:
-        """Something was slow: probe now, and open the breaker if the probe fails."""
+        """Something was slow: probe now (a failed probe opens the breaker)."""
         self._check = True
         self._kick.set()
 
@@ -164,18 +163,19 @@ class Outage:
             if work.done():
                 self.trip(exc, "callback")
             else:  # slow, not (yet) failed: probe, and let the late store finish or fail
+                self._late.add(work)
+                work.add_done_callback(self._late.discard)
                 work.add_done_callback(retrieve)
                 self.suspect()
         await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
         return spooled, True
 
     async def flush(self) -> None:
-        """Replay now, unless the database is known to be down."""
         if not self.down and self.spool.depth:
             await self.replay()
 
     async def replay(self) -> int:
-        """Write the spool to the database now (one replay at a time)."""
+        """Write the spool to the database now (one replay at a time; flush() unless down)."""
         async with self._replaying:
             try:
                 return await self.replayer.run()
@@ -239,8 +239,9 @@ class Outage:
             log.info("spool.replayed", entries=replayed, depth=self.spool.depth)
 
     async def _recover(self) -> None:
-        """Fresh pools first (the old connections died with the outage), then reopen."""
+        """Fresh pools (old connections died), once late work gave its connections back."""
         for engine in self._engines:
+            await recovery.returned(engine, within=5.0)
             with contextlib.suppress(Exception):
                 await engine.dispose()
         self.local.counters.clear()
