@@ -85,10 +85,12 @@ class Decider:
         self._late.add(work)
         work.add_done_callback(self._forget_late)
         facts = _facts(event, delivery)
-        if work.done() and is_outage(exc):
+        # A timeout is no proof of an outage (a saturated process times out too): the
+        # probe, on its own thread and loop, tells a slow database from a busy process.
+        if work.done() and is_outage(exc) and not isinstance(exc, TimeoutError):
             self._outage.trip(exc, "decide")
             return await self._outage.decide(delivery, event, facts, started)
-        if not work.done():
+        if not work.done() or isinstance(exc, TimeoutError):
             self._outage.suspect()
         log.warning("decision.fallback", verification_id=event.id, error=repr(exc)[:300])
         cause = "error" if work.done() else "deadline"

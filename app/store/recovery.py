@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from datetime import datetime
 from typing import Any, cast
 
@@ -16,10 +18,12 @@ callbacks = cast(Table, CallbackRow.__table__)
 
 
 class Prober:
-    """`SELECT 1` on a connection of its own, outside the request pools.
+    """`SELECT 1` on a connection of its own, from a thread with its own event loop.
 
-    A probe that overruns is not cancelled (that would leak its connection half-open): it
-    runs on, bounded by the connect and command timeouts, and the next ping awaits it.
+    The thread keeps a saturated request loop from making a healthy database look slow:
+    overload must not be mistaken for an outage. A probe that overruns is not cancelled
+    (that would leak its connection half-open): it runs on, bounded by the connect and
+    command timeouts, and the next ping waits on it.
     """
 
     def __init__(self, url: str, *, connect_timeout: float) -> None:
@@ -28,16 +32,32 @@ class Prober:
             args["connect_args"] = {"timeout": connect_timeout, "command_timeout": 5.0}
         self._engine = create_async_engine(url, poolclass=NullPool, **args)
         self._probe: asyncio.Task[None] | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="db-probe", daemon=True)
+        self._thread.start()
+        self._asked: concurrent.futures.Future[bool] | None = None
 
     async def ping(self, *, within: float) -> bool:
-        """True if the database answered within `within` seconds."""
+        """True if the database answered within `within` seconds (timed in the probe thread)."""
+        if self._asked is None or self._asked.done():
+            self._asked = asyncio.run_coroutine_threadsafe(self._ping(within), self._loop)
+        return await asyncio.shield(asyncio.wrap_future(self._asked))
+
+    async def close(self) -> None:
+        done = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
+        await asyncio.wrap_future(done)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 5)
+        self._loop.close()
+
+    async def _ping(self, within: float) -> bool:
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._select_one())
             self._probe.add_done_callback(_retrieve)
         done, _ = await asyncio.wait({self._probe}, timeout=within)
         return bool(done) and self._probe.exception() is None
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         if self._probe is not None:
             await asyncio.wait({self._probe})
             self._probe.exception()
