@@ -209,9 +209,19 @@ class SqlCounters:
         self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
     ) -> dict[str, dict[str, int]]:
         """Upsert the deltas into (key, bucket) rows; return the rows' new totals by key."""
-        if not keys:
-            return {}
         changed = tuple(name for name in _VALUE_COLUMNS if deltas.get(name))
+        if not keys or not changed:
+            return {}
+        if conn.dialect.name == "postgresql":
+            return await pg_fastpath.count_and_read(
+                conn,
+                keys=keys,
+                bucket=bucket,
+                columns=_VALUE_COLUMNS,
+                deltas=deltas,
+                since={},
+                pairs=(),
+            )
         stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
         params: dict[str, Any] = {"bucket": bucket}
         params.update({name: deltas.get(name, 0) for name in _VALUE_COLUMNS})

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, cast
 
+from pydantic_core import to_json
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -133,7 +134,7 @@ async def store_decision(
     args = [claim.get(c) for c in claim_columns]
     # request_callback_id is not a parameter: it is the id the claim returns.
     args += [_encode(c, verification.get(c)) for c in columns if c != "request_callback_id"]
-    args.append(json.dumps([{k: m[k] for k in _MATCH_FIELDS} for m in shadow]))
+    args.append(to_json([{k: m[k] for k in _MATCH_FIELDS} for m in shadow]).decode())
     apg = await driver(conn)
     found = await apg.fetchval(_store_sql(claim_columns, columns), *args)
     return int(found) if found is not None else None
@@ -141,7 +142,7 @@ async def store_decision(
 
 def _encode(column: str, value: Any) -> Any:
     if value is not None and isinstance(verifications.c[column].type, JSON):
-        return json.dumps(value)
+        return to_json(value).decode()  # pydantic-core's encoder: several times json.dumps
     return value
 
 
