@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.decision import Decision
 from app.rules.engine import CompiledPolicy, evaluate
-from app.rules.facts import Facts, derive_facts
+from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counting, counts_allowed
 from app.services.answers import build_answer
 from app.services.deliveries import Delivery, Reply
+from app.services.event_facts import event_facts
 from app.services.policy import PolicyCache
 from app.services.records import callback_row, match_rows, request_row
 from app.services.reporting import decision_made
@@ -183,16 +184,4 @@ class Decider:
 
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
-    price, rate = event.price, event.rate
-    return derive_facts(
-        method=event.method,
-        endpoint=event.identity.endpoint,
-        price_amount=price.amount if price else None,
-        price_currency=price.currency_id if price else None,
-        rate_amount=rate.amount if rate else None,
-        rate_currency=rate.currency_id if rate else None,
-        reference=event.reference,
-        custom=event.custom,
-        application=delivery.app_key,
-        now=delivery.received_at,
-    )
+    return event_facts(event, application=delivery.app_key, now=delivery.received_at)

@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.engine import CompiledPolicy, compile_policy, evaluate
-from app.rules.facts import Facts, derive_facts, facts_to_json
+from app.rules.facts import facts_to_json
 from app.rules.model import Policy
 from app.services.aggregates import Aggregator
 from app.services.answers import build_answer
+from app.services.event_facts import event_facts
 from app.services.policy import PolicyCache
 from app.settings import Settings
 from app.sinch.events import VerificationRequestEvent
@@ -53,22 +54,3 @@ async def _policy(
     if "timezone" not in candidate.model_fields_set:
         candidate = candidate.model_copy(update={"timezone": settings.timezone})
     return compile_policy(candidate, version="candidate")
-
-
-def event_facts(
-    event: VerificationRequestEvent, *, application: str | None, now: datetime
-) -> Facts:
-    """Facts as the intake derives them for a request event from `application`."""
-    price, rate = event.price, event.rate
-    return derive_facts(
-        method=event.method,
-        endpoint=event.identity.endpoint,
-        price_amount=price.amount if price else None,
-        price_currency=price.currency_id if price else None,
-        rate_amount=rate.amount if rate else None,
-        rate_currency=rate.currency_id if rate else None,
-        reference=event.reference,
-        custom=event.custom,
-        application=application,
-        now=now,
-    )
