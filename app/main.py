@@ -49,6 +49,7 @@ def counter_backend(settings: Settings) -> CounterBackend:
             Redis.from_url(settings.redis_url),
             bucket_seconds=settings.counter_bucket_seconds,
             retention_seconds=settings.counter_retention_seconds,
+            prefix=f"{settings.redis_prefix}c:",
         )
     return SqlCounters(settings.counter_bucket_seconds)
 

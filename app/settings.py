@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./verifyguard.db"
     database_pool_size: int = Field(default=20, ge=1, le=200)
     redis_url: str | None = None
+    redis_prefix: str = Field(default="vg:", min_length=1, max_length=64)
     sinch_apps: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     dev_app_file: Path = Path(".verifyguard-dev-app.json")
     callback_path: str = "/sinch/verification/events"

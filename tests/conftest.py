@@ -120,6 +120,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         # Generous: a loaded CI machine must not turn decisions into fallbacks. Tests of the
         # deadline itself set their own.
         "decision_deadline_ms": 5000,
+        # Redis outlives a test run: each test counts under keys of its own.
+        "redis_prefix": f"vgtest:{uuid.uuid4().hex[:12]}:",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
