@@ -140,7 +140,13 @@ class Decider:
         elapsed = (time.perf_counter() - started) * 1000
         callback_id = await inbox.store_decision(
             conn,
-            claim=callback_row(delivery, 200, dedupe_key=f"{REQUEST_EVENT}:{event.id}"),
+            claim=callback_row(
+                delivery,
+                200,
+                event=REQUEST_EVENT,
+                verification_id=event.id,
+                dedupe_key=f"{REQUEST_EVENT}:{event.id}",
+            ),
             verification=request_row(
                 event, delivery, facts, decision, answer, callback_id=None, elapsed_ms=elapsed
             ),

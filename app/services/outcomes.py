@@ -41,11 +41,11 @@ class Outcomes:
 
     async def result(self, delivery: Delivery, event: VerificationResultEvent) -> Reply:
         key = f"{RESULT_EVENT}:{event.id}:{event.status}:{event.reason or ''}:{event.source or ''}"
+        claim = callback_row(
+            delivery, 200, event=RESULT_EVENT, verification_id=event.id, dedupe_key=key
+        )
         async with self._engine.begin() as conn:
-            if (
-                await inbox.claim_callback(conn, callback_row(delivery, 200, dedupe_key=key))
-                is None
-            ):
+            if await inbox.claim_callback(conn, claim) is None:
                 return Reply(duplicate=True)
             known = await inbox.verification_keys(conn, event.id)
             await inbox.upsert_result(conn, result_fields(event, delivery.received_at))
@@ -62,11 +62,11 @@ class Outcomes:
             "sms_result": event.sms_result,
             "sms_delivered_at": delivery.received_at,
         }
+        claim = callback_row(
+            delivery, 200, event=SMS_DELIVERED_EVENT, verification_id=event.id, dedupe_key=key
+        )
         async with self._engine.begin() as conn:
-            if (
-                await inbox.claim_callback(conn, callback_row(delivery, 200, dedupe_key=key))
-                is None
-            ):
+            if await inbox.claim_callback(conn, claim) is None:
                 return Reply(duplicate=True)
             await inbox.upsert_delivery(conn, row)
         return Reply()
@@ -76,7 +76,10 @@ class Outcomes:
         digest = hashlib.sha256(delivery.body).hexdigest()[:32]
         raw_id = payload.get("id")
         ident = raw_id if isinstance(raw_id, str) else ""
-        row = callback_row(delivery, 200, dedupe_key=f"{event[:64]}:{ident[:128]}:{digest}")
+        dedupe_key = f"{event[:64]}:{ident[:128]}:{digest}"
+        row = callback_row(
+            delivery, 200, event=event, verification_id=ident or None, dedupe_key=dedupe_key
+        )
         async with self._engine.begin() as conn:
             duplicate = await inbox.claim_callback(conn, row) is None
         log.info("callback.unknown_event", event_type=event[:64])

@@ -16,19 +16,25 @@ def callback_row(
     delivery: Delivery,
     status: int,
     *,
+    event: str | None = None,
+    verification_id: str | None = None,
     dedupe_key: str | None = None,
     error_code: str | None = None,
     payload: dict[str, Any] | None = None,
     body_limit: int | None = None,
 ) -> dict[str, Any]:
+    """An inbox row; `event` and `verification_id` default to the payload's, when given."""
     payload = payload or {}
-    ident, event = payload.get("id"), payload.get("event")
+    if event is None and isinstance(payload.get("event"), str):
+        event = payload["event"]
+    if verification_id is None and isinstance(payload.get("id"), str):
+        verification_id = payload["id"]
     body = delivery.body if body_limit is None else delivery.body[:body_limit]
     return {
         "received_at": delivery.received_at,
         "app_key": delivery.app_key,
-        "event": event[:64] if isinstance(event, str) else _event_of(dedupe_key),
-        "verification_id": ident[:128] if isinstance(ident, str) else _id_of(dedupe_key),
+        "event": event[:64] if event else None,
+        "verification_id": verification_id[:128] if verification_id else None,
         "dedupe_key": dedupe_key,
         "signature": delivery.signature,
         "http_status": status,
@@ -36,15 +42,6 @@ def callback_row(
         "content_type": (delivery.content_type or "")[:255] or None,
         "raw_body": body,
     }
-
-
-def _event_of(dedupe_key: str | None) -> str | None:
-    return dedupe_key.split(":", 1)[0] if dedupe_key else None
-
-
-def _id_of(dedupe_key: str | None) -> str | None:
-    parts = dedupe_key.split(":") if dedupe_key else []
-    return parts[1] or None if len(parts) > 1 else None
 
 
 def request_row(

@@ -99,7 +99,9 @@ class Replayer:
         async with self._counting() as conn:
             stored = await inbox.store_decision(
                 conn,
-                claim=callback_row(delivery, 200, dedupe_key=key),
+                claim=callback_row(
+                    delivery, 200, event=REQUEST_EVENT, verification_id=event.id, dedupe_key=key
+                ),
                 verification=row,
                 shadow=match_rows(event.id, decision, delivery.received_at),
             )
