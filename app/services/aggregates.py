@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
-from app.store.counters import Measure, WindowQuery, to_micros
+from app.store.buckets import Measure, WindowQuery, to_micros
 
 _MEASURES: dict[str, Measure] = {
     "attempts": "attempts",

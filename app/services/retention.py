@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
 from app.store import retention as store
-from app.store.counters import BucketClock
+from app.store.buckets import BucketClock
 
 log = structlog.get_logger()
 RANGE_CHARS = 7  # "+467012": calling code and the first digits survive anonymisation

@@ -3,70 +3,32 @@
 Run on an AUTOCOMMIT connection: each upsert is its own tiny transaction, so a hot key
 (a country, `global`) is locked only while PostgreSQL applies one statement, never across
 the request. The upsert returns the bucket's new totals, so concurrent attempts on one key
-see distinct counts: a burst cannot slip past a limit. A window of W seconds covers the
-ceil(W / bucket) most recent buckets, the current one included.
+see distinct counts: a burst cannot slip past a limit.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
+from app.store.buckets import (
+    COLUMNS,
+    MICROS,
+    PENDING,
+    VALUE_COLUMNS,
+    BucketClock,
+    Measure,
+    WindowQuery,
+)
 from app.store.models import CounterRow
 from app.store.upsert import cached, upsert
 
-Measure = Literal["attempts", "allowed", "spend", "allowed_spend", "successes"]
-COLUMNS: dict[str, str] = {
-    "attempts": "attempts",
-    "allowed": "allowed",
-    "spend": "spend_micros",
-    "allowed_spend": "allowed_spend_micros",
-    "successes": "successes",
-}
-# Attempts still being decided count as allowed until settled.
-PENDING = {"allowed": "pending", "allowed_spend_micros": "pending_spend_micros"}
-MICROS = 1_000_000
 counters = cast(Table, CounterRow.__table__)
-_VALUE_COLUMNS = (
-    "attempts",
-    "allowed",
-    "pending",
-    "spend_micros",
-    "allowed_spend_micros",
-    "pending_spend_micros",
-    "successes",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowQuery:
-    key: str
-    window_seconds: int
-    measure: Measure
-
-
-def to_micros(amount: float | None) -> int:
-    return round(amount * MICROS) if amount else 0
-
-
-class BucketClock:
-    def __init__(self, bucket_seconds: int) -> None:
-        self.size = bucket_seconds
-
-    def bucket(self, moment: datetime) -> int:
-        epoch = int(moment.timestamp())
-        return epoch - epoch % self.size
-
-    def oldest(self, now: datetime, window_seconds: int) -> int:
-        buckets = max(1, math.ceil(window_seconds / self.size))
-        return self.bucket(now) - (buckets - 1) * self.size
 
 
 class SqlCounters:
@@ -117,7 +79,7 @@ class SqlCounters:
             conn,
             keys=keys,
             bucket=self.clock.bucket(now),
-            columns=_VALUE_COLUMNS,
+            columns=VALUE_COLUMNS,
             deltas=deltas,
             since={w: self.clock.oldest(now, w) for w, _ in pairs},
             pairs=pairs,
@@ -209,7 +171,7 @@ class SqlCounters:
         self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
     ) -> dict[str, dict[str, int]]:
         """Upsert the deltas into (key, bucket) rows; return the rows' new totals by key."""
-        changed = tuple(name for name in _VALUE_COLUMNS if deltas.get(name))
+        changed = tuple(name for name in VALUE_COLUMNS if deltas.get(name))
         if not keys or not changed:
             return {}
         if conn.dialect.name == "postgresql":
@@ -217,14 +179,14 @@ class SqlCounters:
                 conn,
                 keys=keys,
                 bucket=bucket,
-                columns=_VALUE_COLUMNS,
+                columns=VALUE_COLUMNS,
                 deltas=deltas,
                 since={},
                 pairs=(),
             )
         stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
         params: dict[str, Any] = {"bucket": bucket}
-        params.update({name: deltas.get(name, 0) for name in _VALUE_COLUMNS})
+        params.update({name: deltas.get(name, 0) for name in VALUE_COLUMNS})
         # upsert() names a lone row's parameters after the column, else `<column>_<row>`.
         names = ["key"] if len(keys) == 1 else [f"key_{i}" for i in range(len(keys))]
         params.update(zip(names, keys, strict=True))
@@ -271,12 +233,12 @@ def _upsert(count: int, changed: tuple[str, ...]) -> Any:
     """INSERT of `count` keys for one bucket, adding the deltas of `changed` on conflict."""
     return upsert(
         counters,
-        ("key", "bucket", *_VALUE_COLUMNS),
+        ("key", "bucket", *VALUE_COLUMNS),
         conflict=["key", "bucket"],
         update={name: f"counters.{name} + excluded.{name}" for name in changed},
-        returning=("key", *_VALUE_COLUMNS),
+        returning=("key", *VALUE_COLUMNS),
         rows=count,
-        shared=("bucket", *_VALUE_COLUMNS),
+        shared=("bucket", *VALUE_COLUMNS),
     )
 
 
@@ -294,4 +256,4 @@ def _value(query: WindowQuery, current: Mapping[str, Any], older: Mapping[str, A
 
 
 def _plus(row: Mapping[str, Any], own: Mapping[str, int]) -> dict[str, int]:
-    return {name: int(row.get(name) or 0) + own.get(name, 0) for name in _VALUE_COLUMNS}
+    return {name: int(row.get(name) or 0) + own.get(name, 0) for name in VALUE_COLUMNS}

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.store.counters import MICROS, BucketClock, WindowQuery
+from app.store.buckets import MICROS, BucketClock, WindowQuery
 
 _FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as", "successes": "su"}
 

@@ -14,7 +14,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.base import create_engine
-from app.store.counters import SqlCounters, WindowQuery, counters
+from app.store.buckets import WindowQuery
+from app.store.counters import SqlCounters, counters
 
 HISTORY_KEYS = 1_500
 HISTORY_BUCKETS = 100

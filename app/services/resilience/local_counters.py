@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.store.counters import COLUMNS, MICROS, PENDING, BucketClock, WindowQuery
+from app.store.buckets import COLUMNS, MICROS, PENDING, BucketClock, WindowQuery
 
 _Row = dict[str, int]
 
