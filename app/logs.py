@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import structlog
+from pydantic_core import to_json
 
 _NUMBER = re.compile(r"\+\d{7,15}")
 
@@ -28,6 +29,11 @@ def _mask_values(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
     return event
 
 
+def _json(event: Any, **_: Any) -> str:
+    """pydantic-core's encoder: one log line per callback is on the hot path."""
+    return to_json(event, fallback=str).decode()
+
+
 def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -35,7 +41,9 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_values,
         structlog.processors.format_exc_info if json_logs else structlog.dev.set_exc_info,
-        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(),
+        structlog.processors.JSONRenderer(serializer=_json)
+        if json_logs
+        else structlog.dev.ConsoleRenderer(),
     ]
     structlog.configure(
         processors=processors,
