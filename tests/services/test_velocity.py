@@ -159,3 +159,21 @@ async def test_conversion_counts_successes_and_shows_in_the_trace(guard: SinchSe
     assert [m["rule"] for m in row["shadow"]] == ["conversion"], "1/4 = 0.25 < 0.5: would deny"
     text = " ".join(c["text"] for entry in row["trace"] for c in entry["conditions"])
     assert "1/4" in text
+
+
+DENY_FLAGGED = {
+    "name": "flagged",
+    "priority": 1,
+    "action": "deny",
+    "reason": "flagged_reference",
+    "when": {"field": "reference", "op": "eq", "value": "flagged"},
+}
+
+
+async def test_denied_attempts_do_not_use_an_allowed_only_allowance(guard: SinchSender) -> None:
+    await _install(guard, _policy(DENY_FLAGGED, ALLOWED_LIMIT))
+    number = _number()
+    assert await _burst(guard, number, 5, reference="flagged") == Counter(deny=5)
+    # Settled as denied, those five are not counted as allowed: three more are allowed.
+    assert await _burst(guard, number, 3) == Counter(allow=3)
+    assert await _burst(guard, number, 1) == Counter(deny=1)
