@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
-from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
+from app.store.buckets import Measure, WindowQuery, to_micros
 
 _MEASURES: dict[str, Measure] = {
     "attempts": "attempts",
@@ -156,21 +156,6 @@ class Aggregator:
                 spend_micros=to_micros(facts.price_amount),
                 allowed=allowed,
             )
-
-    def settle_deltas(
-        self, policy: CompiledPolicy, facts: Facts, *, allowed: bool
-    ) -> CounterDeltas | None:
-        """The settle as deltas a store statement can apply itself (SQL counters only)."""
-        deltas = getattr(self.backend, "settle_deltas", None)
-        if deltas is None or not counts_allowed(policy):
-            return None
-        settled: CounterDeltas = deltas(
-            keys=_keys(policy, facts),
-            now=facts.now,
-            spend_micros=to_micros(facts.price_amount),
-            allowed=allowed,
-        )
-        return settled
 
     async def succeeded(
         self, conn: AsyncConnection, policy: CompiledPolicy, verification: Mapping[str, Any]

@@ -31,7 +31,6 @@ from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
-from app.store.buckets import CounterDeltas
 
 log = structlog.get_logger()
 
@@ -117,16 +116,8 @@ class Decider:
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
             if late.is_set():
                 raise TimeoutError("decided after the deadline")
-            # On PostgreSQL the attempt is settled by the store statement itself.
-            folded = None
-            if conn.dialect.name == "postgresql":
-                allowed = decision.action == "allow"
-                folded = self._aggregator.settle_deltas(policy, facts, allowed=allowed)
-            reply = await self._store(
-                conn, delivery, event, facts, decision, answer, started, settle=folded
-            )
-            if reply.duplicate or folded is None:
-                await self._settle(conn, policy, facts, decision, reply)
+            reply = await self._store(conn, delivery, event, facts, decision, answer, started)
+            await self._settle(conn, policy, facts, decision, reply)
         if late.is_set():
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
@@ -145,8 +136,6 @@ class Decider:
         decision: Decision,
         answer: dict[str, Any],
         started: float,
-        *,
-        settle: CounterDeltas | None = None,
     ) -> Reply:
         elapsed = (time.perf_counter() - started) * 1000
         callback_id = await inbox.store_decision(
@@ -162,7 +151,6 @@ class Decider:
                 event, delivery, facts, decision, answer, callback_id=None, elapsed_ms=elapsed
             ),
             shadow=match_rows(event.id, decision, delivery.received_at),
-            settle=settle,
         )
         if callback_id is None:
             return await self._repeat(conn, event.id)

@@ -22,7 +22,6 @@ from app.store.buckets import (
     PENDING,
     VALUE_COLUMNS,
     BucketClock,
-    CounterDeltas,
     Measure,
     WindowQuery,
 )
@@ -121,13 +120,6 @@ class SqlCounters:
         allowed: bool,
     ) -> None:
         """The attempt is decided: it stops being pending, and counts as allowed if it was."""
-        settled = self.settle_deltas(keys=keys, now=now, spend_micros=spend_micros, allowed=allowed)
-        await self._add(conn, settled.keys, settled.bucket, settled.deltas)
-
-    def settle_deltas(
-        self, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
-    ) -> CounterDeltas:
-        """What `settle` adds, for a caller that applies it inside its own statement."""
         won = 1 if allowed else 0
         deltas = {
             "pending": -1,
@@ -135,7 +127,7 @@ class SqlCounters:
             "allowed": won,
             "allowed_spend_micros": spend_micros * won,
         }
-        return CounterDeltas(tuple(sorted(set(keys))), self.clock.bucket(now), deltas)
+        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), deltas)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime

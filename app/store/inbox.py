@@ -10,7 +10,6 @@ from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
-from app.store.buckets import CounterDeltas
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import cached, insert_for, upsert
 
@@ -124,7 +123,6 @@ async def store_decision(
     claim: dict[str, Any],
     verification: dict[str, Any],
     shadow: Sequence[dict[str, Any]],
-    settle: CounterDeltas | None = None,
 ) -> int | None:
     """Claim the inbox row and store the decided verification with its shadow matches.
 
@@ -138,10 +136,7 @@ async def store_decision(
             claim=claim,
             verification=verification,
             shadow=shadow,
-            settle=settle,
         )
-    if settle is not None:
-        raise ValueError("settling counters in the store statement is PostgreSQL only")
     callback_id = await claim_callback(conn, claim)
     if callback_id is not None:
         await upsert_request(conn, verification | {"request_callback_id": callback_id})
