@@ -101,30 +101,6 @@ def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]
     return document
 
 
-def fallback_row(
-    event: VerificationRequestEvent,
-    delivery: Delivery,
-    decision: Decision,
-    answer: dict[str, Any],
-    callback_id: int | None,
-    elapsed_ms: float,
-) -> dict[str, Any]:
-    price = event.price
-    return verification_stub(event.id, delivery.received_at) | {
-        "app_key": delivery.app_key,
-        "method": event.method,
-        "number": event.identity.endpoint,
-        "price_amount": price.amount if price else None,
-        "price_currency": price.currency_id if price else None,
-        "reference": event.reference,
-        "custom": event.custom,
-        "requested_at": delivery.received_at,
-        "request_callback_id": callback_id,
-        **decision_fields(decision, answer, delivery.received_at, elapsed_ms),
-        "decision": decision_document(decision, None),
-    }
-
-
 def match_rows(verification_id: str, decision: Decision, now: datetime) -> list[dict[str, Any]]:
     return [
         {

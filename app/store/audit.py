@@ -6,7 +6,6 @@ that arrive later (newer) never shift a page that was already handed out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -200,8 +199,3 @@ async def rule_revision(
 async def log_query(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """Record who asked what of the audit API."""
     await conn.execute(insert(AuditLogRow).values(**row))
-
-
-async def logged_queries(conn: AsyncConnection, limit: int = 100) -> Sequence[dict[str, Any]]:
-    stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
