@@ -17,7 +17,7 @@ from app.api.middleware import RequestIdMiddleware
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.logs import configure_logging
-from app.services import retention
+from app.services import retention, stats_rollup
 from app.services.aggregates import Aggregator, CounterBackend, counting_scope
 from app.services.intake import Intake
 from app.services.policy import PolicyCache
@@ -107,6 +107,20 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
     return asyncio.create_task(work, name="verifyguard-retention")
 
 
+def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
+    """The hourly stats rollup, kept current in the background (stats queries do it too)."""
+    interval = runtime.settings.stats_rollup_interval_seconds
+    if not interval:
+        return None
+    work = stats_rollup.run_periodically(
+        runtime.engine,
+        interval=interval,
+        now=lambda: datetime.now(UTC),
+        paused=lambda: runtime.intake.outage.down,
+    )
+    return asyncio.create_task(work, name="verifyguard-stats-rollup")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
@@ -115,19 +129,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings)
         app.state.runtime = runtime
-        retention: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None] | None] = []
         try:
             await require_head(runtime.engine)
             await install_starter_policy(runtime.engine, now=datetime.now(UTC))
             async with runtime.engine.connect() as conn:
                 await runtime.policies.current(conn)
             await runtime.intake.start()
-            retention = retention_task(runtime)
+            background = [retention_task(runtime), rollup_task(runtime)]
             log.info("app.started", callback_path=settings.callback_path)
             yield
         finally:
-            if retention is not None:
-                retention.cancel()
+            for task in background:
+                if task is not None:
+                    task.cancel()
             await runtime.intake.close()
             log.info("app.stopped", spool_depth=runtime.intake.outage.spool.depth)
             await runtime.aggregator.close()

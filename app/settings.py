@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     anonymize_after_days: int | None = Field(default=None, ge=1)
     anonymize_key: SecretStr | None = None
     retention_interval_seconds: int = Field(default=3600, ge=1)
+    stats_rollup_interval_seconds: int = Field(default=300, ge=0)  # 0: only when queried
 
     @field_validator("sinch_apps", mode="before")
     @classmethod

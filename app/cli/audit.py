@@ -1,4 +1,4 @@
-"""`verifyguard audit`: show, search, export and stats straight from the database.
+"""`verifyguard audit`: show, search, export and stats straight from the database; rollup.
 
 Each command is logged in the audit log as `cli:<user>`; numbers are whole unless --mask.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.common import run_in_transaction
 from app.errors import AppError
-from app.services import audit, audit_export, audit_stats
+from app.services import audit, audit_export, audit_stats, stats_rollup
 from app.services.audit import AuditContext, AuditFilter
 from app.services.tokens import Principal
 
@@ -201,3 +202,11 @@ def stats(
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
         render.stats(result)
+
+
+@app.command()
+def rollup() -> None:
+    """Roll up every settled hour for stats now (the server does it every few minutes)."""
+    started = time.perf_counter()
+    rolled = _run(lambda conn: stats_rollup.roll_settled(conn, now=datetime.now(UTC)))
+    typer.echo(f"rolled up {rolled} hours in {time.perf_counter() - started:.1f} s")

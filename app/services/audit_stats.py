@@ -17,6 +17,7 @@ from app.errors import BadRequest
 from app.services.audit import AuditContext, record
 from app.services.audit_view import mask_deep
 from app.store import audit_stats as store
+from app.store import stats_rollup as rollup
 from app.store.audit import AuditFilter
 from app.store.audit_stats import Bucket, GroupBy
 
@@ -42,9 +43,12 @@ async def stats(
     """Stats over the filtered window, plus the top denied number ranges and shadow rules."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
-    cells = await store.grouped(conn, window, bucket=bucket, group_by=group_by)
+    cells: list[dict[str, Any]] = []
+    shadow: list[dict[str, Any]] = []
+    for part, rolled in await _parts(conn, window, bucket=bucket, now=ctx.at):
+        cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
+        shadow += await store.shadow_rules(conn, part, rolled=rolled)
     ranges = await store.top_denied_ranges(conn, window, digits=range_digits, limit=top)
-    shadow = await store.shadow_rules(conn, window)
     result = {
         "since": window.since,
         "until": window.until,
@@ -56,6 +60,27 @@ async def stats(
         "shadowRules": _merge(shadow, ("rule",), _SHADOW_COUNTS, ("spend_would_save",)),
     }
     return result if ctx.reveal else mask_deep(result)
+
+
+async def _parts(
+    conn: AsyncConnection, window: AuditFilter, *, bucket: Bucket | None, now: datetime
+) -> list[tuple[AuditFilter, bool]]:
+    """The window as (part, rolled) pieces: its settled whole hours from the hourly rollup
+    (refreshed first), the edges and the last, unsettled hours from the rows themselves."""
+    since, until = window.since, window.until
+    assert since is not None
+    assert until is not None
+    first = rollup.ceil_hour(since)
+    last = min(rollup.floor_hour(until), rollup.settled_until(now))
+    if not store.rollable(window, bucket) or first >= last:
+        return [(window, False)]
+    await rollup.refresh(conn, first, last)
+    pieces = [(since, first, False), (first, last, True), (last, until, False)]
+    return [
+        (dataclasses.replace(window, since=start, until=end), rolled)
+        for start, end, rolled in pieces
+        if start < end
+    ]
 
 
 def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> AuditFilter:

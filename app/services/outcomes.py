@@ -19,7 +19,7 @@ from app.sinch.events import (
     VerificationResultEvent,
     VerificationSmsDeliveredEvent,
 )
-from app.store import inbox
+from app.store import inbox, stats_rollup
 
 log = structlog.get_logger()
 SUCCESSFUL = "SUCCESSFUL"
@@ -49,6 +49,8 @@ class Outcomes:
                 return Reply(duplicate=True)
             known = await inbox.verification_keys(conn, event.id)
             await inbox.upsert_result(conn, result_fields(event, delivery.received_at))
+            if known is not None:
+                await stats_rollup.mark_late(conn, known["requested_at"])
         if event.status == SUCCESSFUL and _first_success(known):
             assert known is not None
             async with self._counting() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
 from app.store import retention as store
+from app.store import stats_rollup
 from app.store.buckets import BucketClock
 
 log = structlog.get_logger()
@@ -75,6 +76,7 @@ async def purge(
             break
     async with engine.begin() as conn:
         result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
+        await stats_rollup.forget_before(conn, before)
     for table, count in result.rows.items():
         metrics.RETENTION_ROWS.labels(table, "deleted").inc(count)
     return result

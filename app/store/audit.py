@@ -77,7 +77,7 @@ def conditions(f: AuditFilter) -> list[ColumnElement[bool]]:
     if f.number_prefix is not None:
         out.extend(_prefix(f.number_prefix))
     if f.status is not None:
-        out.append(_status(f.status))
+        out.append(status_is(verifications.c.status, f.status))
     out.extend(_rule(f.rule, f.mode))
     return out
 
@@ -100,8 +100,8 @@ def _next_prefix(prefix: str) -> str | None:
     return head[:-1] + str(int(head[-1]) + 1)
 
 
-def _status(status: str) -> ColumnElement[bool]:
-    column = verifications.c.status
+def status_is(column: ColumnElement[Any], status: str) -> ColumnElement[bool]:
+    """A verification with no result yet is PENDING."""
     if status == "PENDING":
         return or_(column.is_(None), column == status)
     return column == status

@@ -7,13 +7,18 @@ that GROUP BY can repeat the exact select expression.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, select
+from sqlalchemy import ColumnElement, Integer, Table, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from app.store.audit import AuditFilter, conditions, matches, verifications
+from app.store.audit import AuditFilter, conditions, matches, status_is, verifications
+from app.store.models import StatsHourRow, StatsShadowHourRow
+
+rollup = cast(Table, StatsHourRow.__table__)
+shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
 
 Bucket = Literal["minute", "hour", "day"]
 GroupBy = Literal["country", "method", "rule", "reason"]
@@ -25,19 +30,35 @@ _SQLITE_FORMAT = {
 }
 MATCH_SLACK = timedelta(minutes=5)
 FINAL = ("SUCCESSFUL", "FAIL", "DENIED", "ABORTED", "ERROR")
+MEASURES = (
+    "attempts",
+    "allowed",
+    "denied",
+    "shadow_would_deny",
+    "completed",
+    "successful",
+    "spend_allowed",
+    "spend_denied",
+)
+SHADOW_MEASURES = (
+    "matches",
+    "would_deny",
+    "would_deny_allowed",
+    "would_deny_successful",
+    "spend_would_save",
+)
 
 
-def bucket_expr(dialect: str, bucket: Bucket) -> ColumnElement[Any]:
-    """The start of the requested_at bucket (a naive UTC timestamp or an ISO string)."""
-    at = verifications.c.requested_at
+def bucket_expr(dialect: str, bucket: Bucket, at: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The start of the bucket holding `at` (a naive UTC timestamp or an ISO string)."""
     if dialect == "postgresql":
         utc = func.timezone(literal_column("'UTC'"), at)
         return func.date_trunc(literal_column(f"'{bucket}'"), utc)
     return func.strftime(literal_column(f"'{_SQLITE_FORMAT[bucket]}'"), at)
 
 
-def group_expr(group_by: GroupBy) -> ColumnElement[Any]:
-    c = verifications.c
+def group_expr(c: ReadOnlyColumnCollection[str, Any], group_by: GroupBy) -> ColumnElement[Any]:
+    """The grouping column; works on `verifications` and on `stats_hourly` alike."""
     if group_by == "rule":
         return func.coalesce(c.rule_name, c.decided_by)
     column: ColumnElement[Any] = {"country": c.country, "method": c.method, "reason": c.reason}[
@@ -51,8 +72,8 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.count().filter(condition)
 
 
-def _measures() -> list[ColumnElement[Any]]:
-    c = verifications.c
+def measures(c: ReadOnlyColumnCollection[str, Any]) -> list[ColumnElement[Any]]:
+    """The counts and spend of a set of verifications (also what `stats_hourly` stores)."""
     allowed, denied = c.action == "allow", c.action == "deny"
     return [
         func.count().label("attempts"),
@@ -66,17 +87,60 @@ def _measures() -> list[ColumnElement[Any]]:
     ]
 
 
+def _rolled_measures() -> list[ColumnElement[Any]]:
+    return [func.sum(rollup.c[name]).label(name) for name in MEASURES]
+
+
+def rollable(f: AuditFilter, bucket: Bucket | None) -> bool:
+    """Whether `stats_hourly` can answer: hour or coarser buckets, filters on its dimensions."""
+    per_row = (f.number, f.number_prefix)
+    return bucket != "minute" and all(v is None for v in per_row) and f.mode != "shadow"
+
+
+def _rolled_conditions(table: Table, f: AuditFilter) -> list[ColumnElement[bool]]:
+    c = table.c
+    out: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        out.append(c.hour >= f.since)
+    if f.until is not None:
+        out.append(c.hour < f.until)
+    equalities = (
+        (c.country, f.country),
+        (c.method, f.method),
+        (c.action, f.action),
+        (c.reason, f.reason),
+        (c.app_key, f.application),
+        (c.rule_name, f.rule),
+    )
+    out.extend(column == value for column, value in equalities if value is not None)
+    if f.mode == "enforce":
+        out.append(c.decided_by == "enforce")
+    if f.status is not None:
+        out.append(status_is(c.status, f.status))
+    return out
+
+
 async def grouped(
-    conn: AsyncConnection, f: AuditFilter, *, bucket: Bucket | None, group_by: GroupBy | None
+    conn: AsyncConnection,
+    f: AuditFilter,
+    *,
+    bucket: Bucket | None,
+    group_by: GroupBy | None,
+    rolled: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per (bucket, group, currency) with the counts and spend of that cell."""
-    keys: list[ColumnElement[Any]] = [verifications.c.price_currency.label("currency")]
+    """One row per (bucket, group, currency) with the counts and spend of that cell; from
+    `verifications`, or with `rolled` from `stats_hourly` (hour-aligned, refreshed window)."""
+    table, at = (rollup, rollup.c.hour) if rolled else (verifications, verifications.c.requested_at)
+    keys: list[ColumnElement[Any]] = [table.c.price_currency.label("currency")]
     if bucket is not None:
-        keys.append(bucket_expr(conn.dialect.name, bucket).label("bucket"))
+        keys.append(bucket_expr(conn.dialect.name, bucket, at).label("bucket"))
     if group_by is not None:
-        keys.append(group_expr(group_by).label("grp"))
-    stmt = select(*keys, *_measures()).where(*conditions(f)).group_by(*keys)
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+        keys.append(group_expr(table.c, group_by).label("grp"))
+    if rolled:
+        stmt = select(*keys, *_rolled_measures()).where(*_rolled_conditions(rollup, f))
+    else:
+        stmt = select(*keys, *measures(table.c)).where(*conditions(f))
+    return [dict(row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]
 
 
 async def top_denied_ranges(
@@ -88,7 +152,8 @@ async def top_denied_ranges(
     denied = func.count().label("denied")
     stmt = (
         select(prefix.label("range"), denied)
-        .where(*conditions(f), c.action == "deny", c.number.is_not(None))
+        # A literal, not a parameter, so that the partial index on denied rows applies.
+        .where(*conditions(f), c.action == literal_column("'deny'"), c.number.is_not(None))
         .group_by(prefix)
         .order_by(denied.desc(), prefix)
         .limit(limit)
@@ -96,32 +161,50 @@ async def top_denied_ranges(
     return [dict(row) for row in (await conn.execute(stmt)).mappings()]
 
 
-def _matched_within(f: AuditFilter) -> list[ColumnElement[bool]]:
+def matched_within(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
     """Matches are stamped with their request's time: narrow them first, then join by id."""
     out: list[ColumnElement[bool]] = []
-    if f.since is not None:
-        out.append(matches.c.matched_at >= f.since - MATCH_SLACK)
-    if f.until is not None:
-        out.append(matches.c.matched_at < f.until + MATCH_SLACK)
+    if since is not None:
+        out.append(matches.c.matched_at >= since - MATCH_SLACK)
+    if until is not None:
+        out.append(matches.c.matched_at < until + MATCH_SLACK)
     return out
 
 
-async def shadow_rules(conn: AsyncConnection, f: AuditFilter) -> list[dict[str, Any]]:
-    """Per shadow rule and currency: matches, extra denies, their spend and later successes."""
-    c, m = verifications.c, matches.c
+def shadow_measures(
+    c: ReadOnlyColumnCollection[str, Any], m: ReadOnlyColumnCollection[str, Any]
+) -> list[ColumnElement[Any]]:
+    """Per shadow rule: matches, extra denies, their spend and later successes (also what
+    `stats_shadow_hourly` stores)."""
     extra = and_(m.action == "deny", c.action == "allow")
-    keys = (m.rule_name.label("rule"), c.price_currency.label("currency"))
-    stmt = (
-        select(
-            *keys,
-            func.count().label("matches"),
-            _count(m.action == "deny").label("would_deny"),
-            _count(extra).label("would_deny_allowed"),
-            func.sum(c.price_amount).filter(extra).label("spend_would_save"),
-            _count(and_(extra, c.status == "SUCCESSFUL")).label("would_deny_successful"),
+    return [
+        func.count().label("matches"),
+        _count(m.action == "deny").label("would_deny"),
+        _count(extra).label("would_deny_allowed"),
+        _count(and_(extra, c.status == "SUCCESSFUL")).label("would_deny_successful"),
+        func.sum(c.price_amount).filter(extra).label("spend_would_save"),
+    ]
+
+
+def matched_with_verification() -> Any:
+    return matches.join(verifications, matches.c.verification_id == verifications.c.id)
+
+
+async def shadow_rules(
+    conn: AsyncConnection, f: AuditFilter, *, rolled: bool = False
+) -> list[dict[str, Any]]:
+    """Per shadow rule and currency, from the matches or with `rolled` from their rollup."""
+    if rolled:
+        r = shadow_rollup.c
+        keys = (r.shadow_rule.label("rule"), r.price_currency.label("currency"))
+        sums = [func.sum(r[name]).label(name) for name in SHADOW_MEASURES]
+        stmt = select(*keys, *sums).where(*_rolled_conditions(shadow_rollup, f))
+    else:
+        c, m = verifications.c, matches.c
+        keys = (m.rule_name.label("rule"), c.price_currency.label("currency"))
+        stmt = (
+            select(*keys, *shadow_measures(c, m))
+            .select_from(matched_with_verification())
+            .where(*conditions(f), *matched_within(f.since, f.until))
         )
-        .select_from(matches.join(verifications, m.verification_id == c.id))
-        .where(*conditions(f), *_matched_within(f))
-        .group_by(*keys)
-    )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [dict(row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]

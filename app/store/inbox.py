@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store import pg_fastpath
+from app.store import pg_fastpath, stats_rollup
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import cached, insert_for, upsert
 
@@ -130,15 +130,18 @@ async def store_decision(
     one atomic statement; elsewhere, statements inside the caller's transaction.
     """
     if conn.dialect.name == "postgresql":
-        return await pg_fastpath.store_decision(
+        callback_id = await pg_fastpath.store_decision(
             conn,
             claim_columns=CLAIM_COLUMNS,
             claim=claim,
             verification=verification,
             shadow=shadow,
         )
-    callback_id = await claim_callback(conn, claim)
+    else:
+        callback_id = await claim_callback(conn, claim)
+        if callback_id is not None:
+            await upsert_request(conn, verification | {"request_callback_id": callback_id})
+            await add_shadow_matches(conn, shadow)
     if callback_id is not None:
-        await upsert_request(conn, verification | {"request_callback_id": callback_id})
-        await add_shadow_matches(conn, shadow)
+        await stats_rollup.mark_late(conn, verification.get("requested_at"))
     return callback_id

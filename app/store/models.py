@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -112,6 +113,23 @@ class VerificationRow(Base):
         Index("ix_verifications_reference", "reference"),
         Index("ix_verifications_country_requested_at", "country", "requested_at"),
         Index("ix_verifications_rule_name_requested_at", "rule_name", "requested_at"),
+        # The top denied number ranges read the denied rows alone (a small share).
+        Index(
+            "ix_verifications_denied_requested_at",
+            "requested_at",
+            postgresql_include=[
+                "number",
+                "app_key",
+                "country",
+                "method",
+                "reason",
+                "rule_name",
+                "decided_by",
+                "status",
+            ],
+            postgresql_where=text("action = 'deny'"),
+            sqlite_where=text("action = 'deny'"),
+        ),
     )
 
 
@@ -131,6 +149,78 @@ class VerificationMatchRow(Base):
 
     __table_args__ = (
         Index("ix_verification_matches_rule_name_matched_at", "rule_name", "matched_at"),
+    )
+
+
+class StatsHourRow(Base):
+    """Audit statistics rolled up per hour and dimension, for windows too long to scan.
+
+    Rows are derived from `verifications` (see app/store/stats_rollup.py); an hour is rolled
+    once it is settled, and rolled again when a late write marks it dirty.
+    """
+
+    __tablename__ = "stats_hourly"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(index=True)
+    app_key: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    method: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    rule_name: Mapped[str | None] = mapped_column(String(100))
+    decided_by: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(32))
+    price_currency: Mapped[str | None] = mapped_column(String(8))
+    attempts: Mapped[int] = mapped_column(Integer)
+    allowed: Mapped[int] = mapped_column(Integer)
+    denied: Mapped[int] = mapped_column(Integer)
+    shadow_would_deny: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer)
+    successful: Mapped[int] = mapped_column(Integer)
+    spend_allowed: Mapped[float | None] = mapped_column(Float)
+    spend_denied: Mapped[float | None] = mapped_column(Float)
+
+
+class StatsShadowHourRow(Base):
+    """Shadow-rule matches rolled up per hour, shadow rule and dimension (see StatsHourRow)."""
+
+    __tablename__ = "stats_shadow_hourly"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(index=True)
+    shadow_rule: Mapped[str] = mapped_column(String(100))
+    app_key: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    method: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    rule_name: Mapped[str | None] = mapped_column(String(100))
+    decided_by: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(32))
+    price_currency: Mapped[str | None] = mapped_column(String(8))
+    matches: Mapped[int] = mapped_column(Integer)
+    would_deny: Mapped[int] = mapped_column(Integer)
+    would_deny_allowed: Mapped[int] = mapped_column(Integer)
+    would_deny_successful: Mapped[int] = mapped_column(Integer)
+    spend_would_save: Mapped[float | None] = mapped_column(Float)
+
+
+class StatsHourStateRow(Base):
+    """Which hours `stats_hourly` holds, and which a late write made stale (dirty)."""
+
+    __tablename__ = "stats_hours"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    dirty: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index(
+            "ix_stats_hours_dirty",
+            "hour",
+            postgresql_where=text("dirty"),
+            sqlite_where=text("dirty"),
+        ),
     )
 
 

@@ -25,6 +25,7 @@ import asyncpg
 from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
+from app.services.stats_rollup import roll_settled
 from app.settings import Settings
 
 TOKEN = "bench-admin-token"  # noqa: S105 - a local benchmark app
@@ -94,6 +95,19 @@ def cases(picks: list[dict[str, Any]], now: datetime) -> dict[str, dict[str, Par
             "30 days, country=NG, day": lambda: (
                 st,
                 {"bucket": "day", "country": "NG", "since": day(31)},
+            ),
+            # Filters and buckets the hourly rollup cannot answer: a scan of the rows.
+            "6.9 days, minute buckets (rows)": lambda: (
+                st,
+                {"bucket": "minute", "since": day(6.9)},
+            ),
+            "30 days, status=FAIL, day": lambda: (
+                st,
+                {"bucket": "day", "status": "FAIL", "since": day(31)},
+            ),
+            "30 days, number_prefix=+234803 (rows)": lambda: (
+                st,
+                {"number_prefix": "+234803", "since": day(31)},
             ),
         },
     }
@@ -187,6 +201,11 @@ async def run(url: str, repeat: int) -> None:
         async with AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http:
             count = await _count(url)
             print(f"audit benchmark: {count:,} verifications, {repeat} requests per line (ms)")
+            started = time.perf_counter()
+            async with app.state.runtime.engine.begin() as conn:
+                hours = await roll_settled(conn, now=datetime.now(UTC))
+            took = time.perf_counter() - started
+            print(f"stats rollup: {hours} hours rolled up in {took:.1f} s (0 if already rolled)")
             for group, named in cases(picks, datetime.now(UTC)).items():
                 print(group)
                 for name, make in named.items():

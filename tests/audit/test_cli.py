@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.store.base import create_engine
+from app.store.stats_rollup import settled_until
 from tests.audit.rows import BASE, audit_log, insert_rows, minutes, row
 
 
@@ -94,3 +96,14 @@ def test_stats_prints_tables(cli_db: str) -> None:
     assert "number_velocity" in out and "TOTAL" in out
     data = json.loads(_invoke("stats", *window, "--bucket", "hour", "--json"))
     assert data["totals"]["attempts"] == 2 and data["totals"]["denied"] == 1
+
+
+def test_rollup_rolls_the_settled_hours_once(cli_db: str) -> None:
+    _seed(cli_db, [row(requested_at=BASE + minutes(m)) for m in (5, 65, 185)])
+    hours = {(settled_until(datetime.now(UTC)) - BASE) // timedelta(hours=1)}
+    out = _invoke("rollup")
+    hours.add((settled_until(datetime.now(UTC)) - BASE) // timedelta(hours=1))
+    assert int(out.split()[2]) in hours  # every settled hour since the first request
+    assert _invoke("rollup").startswith("rolled up 0 hours")
+    totals = json.loads(_invoke("stats", "-f", "since=2026-03-02T00:00:00Z", "--json"))
+    assert totals["totals"]["attempts"] == 3

@@ -20,7 +20,7 @@ from app.services.records import callback_row, match_rows, request_row
 from app.services.resilience.entries import DECISION, SpooledDecision, delivery_from_json
 from app.services.resilience.errors import is_outage
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
-from app.store import inbox, recovery
+from app.store import inbox, recovery, stats_rollup
 from app.store.spool import Spool, SpoolEntry
 
 log = structlog.get_logger()
@@ -123,3 +123,4 @@ class Replayer:
         found = await recovery.claimed(conn, key)
         if found is not None and found[1] == delivery.received_at:
             await inbox.upsert_request(conn, row | {"request_callback_id": found[0]})
+            await stats_rollup.mark_late(conn, row["requested_at"])

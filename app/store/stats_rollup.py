@@ -1,0 +1,210 @@
+"""The hourly statistics rollup: `stats_hourly` rows derived from `verifications`.
+
+An hour is rolled (aggregated once, per dimension) when a stats query or the background
+roller first needs it, and only once it is settled: it ended more than SETTLE ago, when its
+verifications have their results. `stats_hours` records which hours are rolled. A write that
+touches an older verification (a replayed request, a very late result) marks its hour dirty,
+and the next refresh rolls that hour again; a purge forgets the hours it reached.
+
+The claim on an hour is its `stats_hours` row (INSERT … ON CONFLICT DO NOTHING), so two
+workers refreshing at once never roll an hour twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, delete, func, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.audit_stats import (
+    MEASURES,
+    SHADOW_MEASURES,
+    matched_with_verification,
+    matched_within,
+    measures,
+    shadow_measures,
+)
+from app.store.models import (
+    StatsHourRow,
+    StatsHourStateRow,
+    StatsShadowHourRow,
+    VerificationMatchRow,
+    VerificationRow,
+)
+from app.store.upsert import insert_for
+
+verifications = cast(Table, VerificationRow.__table__)
+matches = cast(Table, VerificationMatchRow.__table__)
+rollup = cast(Table, StatsHourRow.__table__)
+shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
+hours = cast(Table, StatsHourStateRow.__table__)
+
+SETTLE = timedelta(hours=1)  # an hour is rolled once it ended this long ago
+LATE = timedelta(minutes=30)  # a write to a verification older than this marks its hour dirty
+HOUR = timedelta(hours=1)
+DIMENSIONS = (
+    "app_key",
+    "country",
+    "method",
+    "action",
+    "reason",
+    "rule_name",
+    "decided_by",
+    "status",
+    "price_currency",
+)
+
+
+def floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(at: datetime) -> datetime:
+    floor = floor_hour(at)
+    return floor if floor == at else floor + HOUR
+
+
+def settled_until(now: datetime) -> datetime:
+    """Hours that end at or before this instant can be rolled."""
+    return floor_hour(now - SETTLE)
+
+
+async def mark_late(
+    conn: AsyncConnection, requested_at: datetime | None, now: datetime | None = None
+) -> None:
+    """Called by every write of a verification; costs nothing unless the verification is old."""
+    if requested_at is None or requested_at >= (now or datetime.now(UTC)) - LATE:
+        return
+    stmt = insert_for(conn, hours).values(hour=floor_hour(requested_at), dirty=True)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["hour"], set_={"dirty": True}))
+
+
+async def forget_before(conn: AsyncConnection, before: datetime) -> None:
+    """After a purge of rows created before `before`: those hours are rolled again on demand
+    (from what is left). The margin covers rows requested a little after their creation."""
+    edge = floor_hour(before) + 2 * HOUR
+    for table in (rollup, shadow_rollup):
+        await conn.execute(delete(table).where(table.c.hour < edge))
+    await conn.execute(delete(hours).where(hours.c.hour < edge))
+
+
+async def refresh(conn: AsyncConnection, since: datetime, until: datetime) -> int:
+    """Make the rollup exact for the hours in [since, until) (hour-aligned, settled):
+    roll dirty hours again and missing hours for the first time. Returns the hours rolled."""
+    dirty = await _take_dirty(conn, since, until)
+    if dirty:
+        for table in (rollup, shadow_rollup):
+            await conn.execute(delete(table).where(table.c.hour.in_(dirty)))
+        await _roll(conn, dirty)
+    earliest = await earliest_request(conn)
+    if earliest is None:
+        return len(dirty)
+    start = max(since, floor_hour(earliest))
+    known = await _known_hours(conn, start, until)
+    missing = [hour for hour in _hours(start, until) if hour not in known]
+    claimed = await _claim(conn, missing)
+    await _roll(conn, claimed)
+    return len(dirty) + len(claimed)
+
+
+async def earliest_request(conn: AsyncConnection) -> datetime | None:
+    value = (await conn.execute(select(func.min(verifications.c.requested_at)))).scalar()
+    if isinstance(value, str):  # SQLite returns the aggregate untyped
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return cast(datetime | None, value)
+
+
+async def _take_dirty(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:
+    stmt = (
+        update(hours)
+        .where(hours.c.dirty.is_(True), hours.c.hour >= since, hours.c.hour < until)
+        .values(dirty=False)
+        .returning(hours.c.hour)
+    )
+    return sorted((await conn.execute(stmt)).scalars())
+
+
+async def _known_hours(conn: AsyncConnection, since: datetime, until: datetime) -> set[datetime]:
+    stmt = select(hours.c.hour).where(hours.c.hour >= since, hours.c.hour < until)
+    return set((await conn.execute(stmt)).scalars())
+
+
+async def _claim(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[datetime]:
+    """Claim hours nobody rolled yet; a concurrent refresh waits here, then claims nothing."""
+    claimed: list[datetime] = []
+    for start in range(0, len(wanted), 1000):
+        batch = [{"hour": hour, "dirty": False} for hour in wanted[start : start + 1000]]
+        stmt = (
+            insert_for(conn, hours)
+            .values(batch)
+            .on_conflict_do_nothing(index_elements=["hour"])
+            .returning(hours.c.hour)
+        )
+        claimed.extend((await conn.execute(stmt)).scalars())
+    return sorted(claimed)
+
+
+async def _roll(conn: AsyncConnection, claimed: Sequence[datetime]) -> None:
+    """Aggregate the verifications of the claimed hours, one statement per run of hours."""
+    for since, until in _runs(claimed):
+        await conn.execute(_roll_statement(conn.dialect.name, since, until))
+        await conn.execute(_roll_shadow_statement(conn.dialect.name, since, until))
+
+
+def _roll_statement(dialect: str, since: datetime, until: datetime) -> Any:
+    c = verifications.c
+    hour = _hour_of(dialect, c.requested_at).label("hour")
+    dims = [c[name] for name in DIMENSIONS]
+    query = (
+        select(hour, *dims, *measures(c))
+        .where(c.requested_at >= since, c.requested_at < until)
+        .group_by(hour, *dims)
+    )
+    return insert(rollup).from_select(["hour", *DIMENSIONS, *MEASURES], query)
+
+
+def _roll_shadow_statement(dialect: str, since: datetime, until: datetime) -> Any:
+    c, m = verifications.c, matches.c
+    hour = _hour_of(dialect, c.requested_at).label("hour")
+    dims = [c[name] for name in DIMENSIONS]
+    query = (
+        select(hour, m.rule_name, *dims, *shadow_measures(c, m))
+        .select_from(matched_with_verification())
+        .where(c.requested_at >= since, c.requested_at < until, *matched_within(since, until))
+        .group_by(hour, m.rule_name, *dims)
+    )
+    names = ["hour", "shadow_rule", *DIMENSIONS, *SHADOW_MEASURES]
+    return insert(shadow_rollup).from_select(names, query)
+
+
+def _hour_of(dialect: str, at: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The start of the hour, in the column's own storage form (timestamptz; SQLite text)."""
+    if dialect == "postgresql":
+        return func.date_trunc(literal_column("'hour'"), at, literal_column("'UTC'"))
+    return func.strftime(literal_column("'%Y-%m-%d %H:00:00.000000'"), at)
+
+
+def _hours(since: datetime, until: datetime) -> Iterator[datetime]:
+    hour = since
+    while hour < until:
+        yield hour
+        hour += HOUR
+
+
+def _runs(sorted_hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
+    """[(since, until)] covering consecutive hours."""
+    start: datetime | None = None
+    end: datetime | None = None
+    for hour in sorted_hours:
+        if start is None or end is None:
+            start, end = hour, hour + HOUR
+        elif hour == end:
+            end = hour + HOUR
+        else:
+            yield start, end
+            start, end = hour, hour + HOUR
+    if start is not None and end is not None:
+        yield start, end
