@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from app.store.models import (
     AuditLogRow,
@@ -65,20 +66,39 @@ def conditions(f: AuditFilter) -> list[ColumnElement[bool]]:
         out.append(c.requested_at >= f.since)
     if f.until is not None:
         out.append(c.requested_at < f.until)
+    if f.number is not None:
+        out.append(c.number == f.number)
+    if f.number_prefix is not None:
+        out.extend(_prefix(f.number_prefix))
+    out.extend(dimension_conditions(c, f))
+    if f.mode == "shadow":
+        shadow = matches.c.verification_id == c.id
+        if f.rule is not None:
+            shadow = and_(shadow, matches.c.rule_name == f.rule)
+        out.append(exists().where(shadow))
+    return out
+
+
+def dimension_conditions(
+    c: ReadOnlyColumnCollection[str, Any], f: AuditFilter
+) -> list[ColumnElement[bool]]:
+    """The filters on columns that verifications and the stats rollups share (all but the
+    time, the number and a shadow rule)."""
     equalities = (
-        (c.number, f.number),
         (c.country, f.country),
         (c.method, f.method),
         (c.action, f.action),
         (c.reason, f.reason),
         (c.app_key, f.application),
     )
-    out.extend(column == value for column, value in equalities if value is not None)
-    if f.number_prefix is not None:
-        out.extend(_prefix(f.number_prefix))
+    out = [column == value for column, value in equalities if value is not None]
     if f.status is not None:
-        out.append(status_is(verifications.c.status, f.status))
-    out.extend(_rule(f.rule, f.mode))
+        out.append(status_is(c.status, f.status))
+    if f.mode != "shadow":
+        if f.mode == "enforce":
+            out.append(c.decided_by == "enforce")
+        if f.rule is not None:
+            out.append(c.rule_name == f.rule)
     return out
 
 
@@ -105,21 +125,6 @@ def status_is(column: ColumnElement[Any], status: str) -> ColumnElement[bool]:
     if status == "PENDING":
         return or_(column.is_(None), column == status)
     return column == status
-
-
-def _rule(rule: str | None, mode: str | None) -> list[ColumnElement[bool]]:
-    c = verifications.c
-    if mode == "shadow":
-        shadow = matches.c.verification_id == c.id
-        if rule is not None:
-            shadow = and_(shadow, matches.c.rule_name == rule)
-        return [exists().where(shadow)]
-    out: list[ColumnElement[bool]] = []
-    if mode == "enforce":
-        out.append(c.decided_by == "enforce")
-    if rule is not None:
-        out.append(c.rule_name == rule)
-    return out
 
 
 def after(cursor: Cursor) -> ColumnElement[bool]:

@@ -14,7 +14,13 @@ from sqlalchemy import ColumnElement, Integer, Table, and_, func, literal_column
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from app.store.audit import AuditFilter, conditions, matches, status_is, verifications
+from app.store.audit import (
+    AuditFilter,
+    conditions,
+    dimension_conditions,
+    matches,
+    verifications,
+)
 from app.store.models import StatsHourRow, StatsShadowHourRow
 
 rollup = cast(Table, StatsHourRow.__table__)
@@ -98,25 +104,13 @@ def rollable(f: AuditFilter, bucket: Bucket | None) -> bool:
 
 
 def _rolled_conditions(table: Table, f: AuditFilter) -> list[ColumnElement[bool]]:
+    """A filter on a rollup: hour-aligned times (see rollable) and the shared dimensions."""
     c = table.c
-    out: list[ColumnElement[bool]] = []
+    out = dimension_conditions(c, f)
     if f.since is not None:
         out.append(c.hour >= f.since)
     if f.until is not None:
         out.append(c.hour < f.until)
-    equalities = (
-        (c.country, f.country),
-        (c.method, f.method),
-        (c.action, f.action),
-        (c.reason, f.reason),
-        (c.app_key, f.application),
-        (c.rule_name, f.rule),
-    )
-    out.extend(column == value for column, value in equalities if value is not None)
-    if f.mode == "enforce":
-        out.append(c.decided_by == "enforce")
-    if f.status is not None:
-        out.append(status_is(c.status, f.status))
     return out
 
 

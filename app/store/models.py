@@ -152,14 +152,8 @@ class VerificationMatchRow(Base):
     )
 
 
-class StatsHourRow(Base):
-    """Audit statistics rolled up per hour and dimension, for windows too long to scan.
-
-    Rows are derived from `verifications` (see app/store/stats_rollup.py); an hour is rolled
-    once it is settled, and rolled again when a late write marks it dirty.
-    """
-
-    __tablename__ = "stats_hourly"
+class _HourDimensions:
+    """The columns both rollups group by: the hour, then what a stats filter can name."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     hour: Mapped[datetime] = mapped_column(index=True)
@@ -172,6 +166,17 @@ class StatsHourRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str | None] = mapped_column(String(32))
     price_currency: Mapped[str | None] = mapped_column(String(8))
+
+
+class StatsHourRow(_HourDimensions, Base):
+    """Audit statistics rolled up per hour and dimension, for windows too long to scan.
+
+    Rows are derived from `verifications` (see app/store/stats_rollup.py); an hour is rolled
+    once it is settled, and rolled again when a late write marks it dirty.
+    """
+
+    __tablename__ = "stats_hourly"
+
     attempts: Mapped[int] = mapped_column(Integer)
     allowed: Mapped[int] = mapped_column(Integer)
     denied: Mapped[int] = mapped_column(Integer)
@@ -182,23 +187,12 @@ class StatsHourRow(Base):
     spend_denied: Mapped[float | None] = mapped_column(Float)
 
 
-class StatsShadowHourRow(Base):
+class StatsShadowHourRow(_HourDimensions, Base):
     """Shadow-rule matches rolled up per hour, shadow rule and dimension (see StatsHourRow)."""
 
     __tablename__ = "stats_shadow_hourly"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    hour: Mapped[datetime] = mapped_column(index=True)
     shadow_rule: Mapped[str] = mapped_column(String(100))
-    app_key: Mapped[str | None] = mapped_column(String(64))
-    country: Mapped[str | None] = mapped_column(String(2))
-    method: Mapped[str | None] = mapped_column(String(32))
-    action: Mapped[str | None] = mapped_column(String(8))
-    reason: Mapped[str | None] = mapped_column(String(64))
-    rule_name: Mapped[str | None] = mapped_column(String(100))
-    decided_by: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str | None] = mapped_column(String(32))
-    price_currency: Mapped[str | None] = mapped_column(String(8))
     matches: Mapped[int] = mapped_column(Integer)
     would_deny: Mapped[int] = mapped_column(Integer)
     would_deny_allowed: Mapped[int] = mapped_column(Integer)

@@ -196,15 +196,10 @@ def _hours(since: datetime, until: datetime) -> Iterator[datetime]:
 
 def _runs(sorted_hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
     """[(since, until)] covering consecutive hours."""
-    start: datetime | None = None
-    end: datetime | None = None
+    runs: list[list[datetime]] = []
     for hour in sorted_hours:
-        if start is None or end is None:
-            start, end = hour, hour + HOUR
-        elif hour == end:
-            end = hour + HOUR
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + HOUR
         else:
-            yield start, end
-            start, end = hour, hour + HOUR
-    if start is not None and end is not None:
-        yield start, end
+            runs.append([hour, hour + HOUR])
+    return ((since, until) for since, until in runs)
