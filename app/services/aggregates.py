@@ -7,7 +7,7 @@ totals. Attempts still being decided count as allowed until settled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,6 +28,8 @@ _MEASURES: dict[str, Measure] = {
 }
 
 
+_ALLOWED = frozenset({"allowed_attempts", "allowed_spend"})
+
 Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
 
@@ -47,7 +49,7 @@ class CounterBackend(Protocol):
         queries: Sequence[WindowQuery],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> dict[WindowQuery, float]: ...
 
     async def forget(
@@ -57,7 +59,7 @@ class CounterBackend(Protocol):
         keys: Iterable[str],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> None: ...
 
     async def settle(
@@ -112,7 +114,7 @@ class Aggregator:
             queries=list(wanted),
             now=facts.now,
             spend_micros=spend,
-            hold_allowed=counts_allowed(policy),
+            held=_held(policy, facts),
         )
         own = {"allowed": 1.0, "allowed_spend": spend / 1_000_000}
         return {
@@ -141,17 +143,18 @@ class Aggregator:
                 keys=_keys(policy, facts),
                 now=facts.now,
                 spend_micros=to_micros(facts.price_amount),
-                hold_allowed=counts_allowed(policy),
+                held=_held(policy, facts),
             )
 
     async def settle(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts, *, allowed: bool
     ) -> None:
         """Tell allowed-only counters how the attempt was decided."""
-        if counts_allowed(policy):
+        held = _held(policy, facts)
+        if held:
             await self.backend.settle(
                 conn,
-                keys=_keys(policy, facts),
+                keys=held,
                 now=facts.now,
                 spend_micros=to_micros(facts.price_amount),
                 allowed=allowed,
@@ -192,7 +195,14 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[Aggr
 
 
 def counts_allowed(policy: CompiledPolicy) -> bool:
-    return any(spec.measure.startswith("allowed") for spec in policy.aggregates)
+    return any(spec.measure in _ALLOWED for spec in policy.aggregates)
+
+
+def _held(policy: CompiledPolicy, facts: Facts) -> set[str]:
+    """The keys an attempt is held pending under until decided: those an allowed-only
+    aggregate reads. Other keys never need settling (and a hot key is not written twice)."""
+    held = (spec.key_value(facts) for spec in policy.aggregates if spec.measure in _ALLOWED)
+    return {key for key in held if key is not None}
 
 
 def _keys(policy: CompiledPolicy, facts: Facts) -> set[str]:

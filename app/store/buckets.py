@@ -55,3 +55,14 @@ class BucketClock:
     def oldest(self, now: datetime, window_seconds: int) -> int:
         buckets = max(1, math.ceil(window_seconds / self.size))
         return self.bucket(now) - (buckets - 1) * self.size
+
+
+def settle_deltas(spend_micros: int, *, allowed: bool) -> dict[str, int]:
+    """What settling a held attempt adds to a key: no longer pending; allowed if it was."""
+    won = 1 if allowed else 0
+    return {
+        "pending": -1,
+        "pending_spend_micros": -spend_micros,
+        "allowed": won,
+        "allowed_spend_micros": spend_micros * won,
+    }

@@ -8,7 +8,7 @@ see distinct counts: a burst cannot slip past a limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from app.store.buckets import (
     BucketClock,
     Measure,
     WindowQuery,
+    settle_deltas,
 )
 from app.store.models import CounterRow
 from app.store.upsert import cached, upsert
@@ -45,45 +46,34 @@ class SqlCounters:
         queries: Sequence[WindowQuery],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> dict[WindowQuery, float]:
-        """Count this attempt under every key, then read every window (this attempt included)."""
+        """Count this attempt under every key (pending under the `held` ones, until settled),
+        then read every window (this attempt included)."""
         ordered = sorted(set(keys))
         if not ordered:
             return {}
-        held = 1 if hold_allowed else 0
-        deltas = {
-            "attempts": 1,
-            "spend_micros": spend_micros,
-            "pending": held,
-            "pending_spend_micros": spend_micros * held,
-        }
+        deltas = {"attempts": 1, "spend_micros": spend_micros}
+        pending = _pending(spend_micros)
+        hold = sorted(set(held))
         if conn.dialect.name == "postgresql":
-            rows = await self._observe_pg(conn, ordered, queries, now, deltas)
+            pairs = tuple(self._pairs(queries, now))
+            rows = await pg_fastpath.count_and_read(
+                conn,
+                keys=ordered,
+                bucket=self.clock.bucket(now),
+                columns=VALUE_COLUMNS,
+                deltas=deltas,
+                since={w: self.clock.oldest(now, w) for w, _ in pairs},
+                pairs=pairs,
+                held=hold,
+                held_deltas=pending,
+            )
             return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
-        current = await self._add(conn, ordered, self.clock.bucket(now), deltas)
+        bucket = self.clock.bucket(now)
+        current = await self._add(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
         older = await self._older(conn, queries, now)
         return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
-
-    async def _observe_pg(
-        self,
-        conn: AsyncConnection,
-        keys: list[str],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        deltas: Mapping[str, int],
-    ) -> dict[str, dict[str, Any]]:
-        """Count and read in one statement (PostgreSQL): one round trip, no lock held after."""
-        pairs = tuple(self._pairs(queries, now))
-        return await pg_fastpath.count_and_read(
-            conn,
-            keys=keys,
-            bucket=self.clock.bucket(now),
-            columns=VALUE_COLUMNS,
-            deltas=deltas,
-            since={w: self.clock.oldest(now, w) for w, _ in pairs},
-            pairs=pairs,
-        )
 
     def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> list[tuple[int, str]]:
         """(window, column) pairs whose window reaches back before the current bucket."""
@@ -98,17 +88,15 @@ class SqlCounters:
         keys: Iterable[str],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> None:
         """Undo `observe` (the attempt turned out to be a redelivery)."""
-        held = 1 if hold_allowed else 0
-        deltas = {
-            "attempts": -1,
-            "spend_micros": -spend_micros,
-            "pending": -held,
-            "pending_spend_micros": -spend_micros * held,
-        }
-        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), deltas)
+        deltas = {"attempts": -1, "spend_micros": -spend_micros}
+        pending = {name: -delta for name, delta in _pending(spend_micros).items()}
+        bucket = self.clock.bucket(now)
+        await self._add(
+            conn, sorted(set(keys)), bucket, deltas, held=sorted(set(held)), held_deltas=pending
+        )
 
     async def settle(
         self,
@@ -119,15 +107,10 @@ class SqlCounters:
         spend_micros: int,
         allowed: bool,
     ) -> None:
-        """The attempt is decided: it stops being pending, and counts as allowed if it was."""
-        won = 1 if allowed else 0
-        deltas = {
-            "pending": -1,
-            "pending_spend_micros": -spend_micros,
-            "allowed": won,
-            "allowed_spend_micros": spend_micros * won,
-        }
-        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), deltas)
+        """The attempt is decided: under the keys it was held pending under, it stops being
+        pending, and counts as allowed if it was."""
+        settled = settle_deltas(spend_micros, allowed=allowed)
+        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), settled)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
@@ -168,13 +151,20 @@ class SqlCounters:
         return {row.key: dict(row._mapping) for row in await conn.execute(stmt)}
 
     async def _add(
-        self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
+        self,
+        conn: AsyncConnection,
+        keys: Sequence[str],
+        bucket: int,
+        deltas: Mapping[str, int],
+        *,
+        held: Sequence[str] = (),
+        held_deltas: Mapping[str, int] | None = None,
     ) -> dict[str, dict[str, int]]:
-        """Upsert the deltas into (key, bucket) rows; return the rows' new totals by key."""
-        changed = tuple(name for name in VALUE_COLUMNS if deltas.get(name))
-        if not keys or not changed:
-            return {}
+        """Upsert the deltas into (key, bucket) rows, plus `held_deltas` into the `held` keys'
+        rows; return the rows' new totals by key."""
         if conn.dialect.name == "postgresql":
+            if not keys or not any(deltas.values()):
+                return {}
             return await pg_fastpath.count_and_read(
                 conn,
                 keys=keys,
@@ -183,7 +173,20 @@ class SqlCounters:
                 deltas=deltas,
                 since={},
                 pairs=(),
+                held=held,
+                held_deltas=held_deltas,
             )
+        totals = await self._upsert(conn, keys, bucket, deltas)
+        if held and held_deltas:
+            totals |= await self._upsert(conn, held, bucket, held_deltas)
+        return totals
+
+    async def _upsert(
+        self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
+    ) -> dict[str, dict[str, int]]:
+        changed = tuple(name for name in VALUE_COLUMNS if deltas.get(name))
+        if not keys or not changed:
+            return {}
         stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
         params: dict[str, Any] = {"bucket": bucket}
         params.update({name: deltas.get(name, 0) for name in VALUE_COLUMNS})
@@ -240,6 +243,11 @@ def _upsert(count: int, changed: tuple[str, ...]) -> Any:
         rows=count,
         shared=("bucket", *VALUE_COLUMNS),
     )
+
+
+def _pending(spend_micros: int) -> dict[str, int]:
+    """What holding an attempt pending adds to a key."""
+    return {"pending": 1, "pending_spend_micros": spend_micros}
 
 
 def _columns(measure: Measure) -> tuple[str, ...]:

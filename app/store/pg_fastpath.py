@@ -39,17 +39,28 @@ async def policy_version(conn: AsyncConnection) -> int:
 
 @cache
 def _count_sql(
-    columns: tuple[str, ...], changed: tuple[str, ...], pairs: tuple[tuple[int, str], ...]
+    columns: tuple[str, ...],
+    changed: tuple[str, ...],
+    pairs: tuple[tuple[int, str], ...],
+    held: tuple[str, ...] = (),
 ) -> str:
-    """$1 keys, $2 bucket, $3.. one delta per column, then $oldest and one `since` per window."""
-    deltas = ", ".join(f"${3 + i}::bigint" for i in range(len(columns)))
-    update = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in changed)
+    """$1 keys, $2 bucket, $3.. one delta per column, then $oldest and one `since` per window,
+    then (if `held` columns) the held keys and one more delta per held column, added to the
+    held keys only."""
+    deltas = [f"${3 + i}::bigint" for i in range(len(columns))]
+    base = 3 + len(columns)
+    windows = sorted({w for w, _ in pairs})
+    after = base + 1 + len(windows) if pairs else base
+    for j, column in enumerate(held):
+        extra = f"CASE WHEN k = ANY(${after}::text[]) THEN ${after + 1 + j}::bigint ELSE 0 END"
+        deltas[columns.index(column)] += f" + {extra}"
+    update = ", ".join(
+        f"{c} = counters.{c} + excluded.{c}" for c in columns if c in changed or c in held
+    )
     names = ", ".join(columns)
     picked = [f"up.{c}" for c in columns]
     older = ""
     if pairs:
-        base = 3 + len(columns)
-        windows = sorted({w for w, _ in pairs})
         since = {w: f"${base + 1 + i}" for i, w in enumerate(windows)}
         sums = ", ".join(
             f"sum(CASE WHEN bucket >= {since[w]}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
@@ -63,7 +74,7 @@ def _count_sql(
         picked += [f"older.{c}_{w}" for w, c in pairs]
     return (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
-        f"SELECT k, $2::bigint, {deltas} FROM unnest($1::text[]) AS k "
+        f"SELECT k, $2::bigint, {', '.join(deltas)} FROM unnest($1::text[]) AS k "
         f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
         f"SELECT up.key, {', '.join(picked)} FROM up{older}"
     )
@@ -78,14 +89,21 @@ async def count_and_read(
     deltas: Mapping[str, int],
     since: Mapping[int, int],
     pairs: tuple[tuple[int, str], ...],
+    held: Sequence[str] = (),
+    held_deltas: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Add the deltas to each key's current bucket; return its totals and older window sums."""
+    """Add the deltas to each key's current bucket (and `held_deltas` to the `held` keys);
+    return its totals and older window sums."""
     changed = tuple(c for c in columns if deltas.get(c))
-    sql = _count_sql(columns, changed, pairs)
+    extra = held_deltas or {}
+    held_columns = tuple(c for c in columns if extra.get(c)) if held else ()
+    sql = _count_sql(columns, changed, pairs, held_columns)
     args: list[Any] = [list(keys), bucket, *(deltas.get(c, 0) for c in columns)]
     if pairs:
         windows = sorted(since)
         args += [min(since.values()), *(since[w] for w in windows)]
+    if held_columns:
+        args += [list(held), *(extra[c] for c in held_columns)]
     apg = await driver(conn)
     return {row["key"]: dict(row) for row in await apg.fetch(sql, *args)}
 

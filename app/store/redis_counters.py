@@ -8,7 +8,7 @@ cannot be overrun by a burst either. Needs a single Redis primary (keys are buil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,21 +19,21 @@ from app.store.buckets import MICROS, BucketClock, WindowQuery
 _FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as", "successes": "su"}
 
 _OBSERVE = """
-local prefix, bucket, size, ttl, spend, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
-local nkeys = tonumber(ARGV[7])
+local prefix, bucket, size, ttl, spend = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]), tonumber(ARGV[5])
+local nkeys = tonumber(ARGV[6])
 for i = 1, nkeys do
-  local k = prefix .. ARGV[7 + i] .. ':' .. bucket
+  local k = prefix .. ARGV[5 + 2 * i] .. ':' .. bucket
   redis.call('HINCRBY', k, 'a', 1)
   if spend > 0 then redis.call('HINCRBY', k, 's', spend) end
-  if hold then
+  if ARGV[6 + 2 * i] == '1' then
     redis.call('HINCRBY', k, 'p', 1)
     if spend > 0 then redis.call('HINCRBY', k, 'ps', spend) end
   end
   redis.call('EXPIRE', k, ttl)
 end
 local out = {}
-local base = 8 + nkeys
+local base = 7 + 2 * nkeys
 local nq = tonumber(ARGV[base])
 for q = 0, nq - 1 do
   local at = base + q * 3
@@ -86,13 +86,17 @@ class RedisCounters:
         queries: Sequence[WindowQuery],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> dict[WindowQuery, float]:
         ordered = sorted(set(keys))
         if not ordered:
             return {}
         args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
-        args += [spend_micros, "1" if hold_allowed else "0", len(ordered), *ordered, len(queries)]
+        hold = set(held)
+        args += [spend_micros, len(ordered)]
+        for key in ordered:
+            args += [key, "1" if key in hold else "0"]
+        args.append(len(queries))
         for q in queries:
             args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
         raw = await self._observe(args=args)
@@ -105,7 +109,7 @@ class RedisCounters:
         if not queries:
             return {}
         args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
-        args += [0, "0", 0, len(queries)]
+        args += [0, 0, len(queries)]
         for q in queries:
             args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
         raw = await self._observe(args=args)
@@ -121,17 +125,18 @@ class RedisCounters:
         keys: Iterable[str],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> None:
         """Undo `observe` (the attempt turned out to be a redelivery)."""
-        held = 1 if hold_allowed else 0
-        deltas = {"a": -1, "s": -spend_micros, "p": -held, "ps": -spend_micros * held}
-        await self._add(keys, self.clock.bucket(now), deltas)
+        bucket = self.clock.bucket(now)
+        await self._add(keys, bucket, {"a": -1, "s": -spend_micros})
+        await self._add(held, bucket, {"p": -1, "ps": -spend_micros})
 
     async def settle(
         self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
     ) -> None:
-        """The attempt is decided: it stops being pending, and counts as allowed if it was."""
+        """The attempt is decided: under the keys it was held pending under, it stops being
+        pending, and counts as allowed if it was."""
         won = 1 if allowed else 0
         deltas = {"p": -1, "ps": -spend_micros, "al": won, "as": spend_micros * won}
         await self._add(keys, self.clock.bucket(now), deltas)

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
 
 from app.main import create_app
 from app.rules.model import Policy
 from app.services.policy_admin import replace_policy
 from app.sinch import samples
+from app.store.models import CounterRow, VerificationRow
 from tests.conftest import make_settings
 from tests.support import SinchSender
 
@@ -145,10 +147,6 @@ async def test_conversion_counts_successes_and_shows_in_the_trace(guard: SinchSe
     probe = samples.request_event(number=number)
     await guard.post(probe)
     async with runtime.engine.connect() as conn:
-        from sqlalchemy import select
-
-        from app.store.models import VerificationRow
-
         row = (
             await conn.execute(
                 select(VerificationRow.decision).where(VerificationRow.id == probe["id"])
@@ -177,3 +175,34 @@ async def test_denied_attempts_do_not_use_an_allowed_only_allowance(guard: Sinch
     # Settled as denied, those five are not counted as allowed: three more are allowed.
     assert await _burst(guard, number, 3) == Counter(allow=3)
     assert await _burst(guard, number, 1) == Counter(deny=1)
+
+
+COUNTRY_LIMIT = {
+    "name": "country-velocity",
+    "action": "deny",
+    "reason": "country_velocity",
+    "when": {"velocity": {"key": "country", "window": "1h", "max": 1000}},
+}
+
+
+async def test_only_keys_of_allowed_only_limits_are_held_and_settled(
+    guard: SinchSender, counters: str | None
+) -> None:
+    """A hot key (the country) is written once per attempt; the number, which an allowed-only
+    limit reads, is held pending and settled."""
+    if counters is not None:
+        pytest.skip("reads the SQL counter rows")
+    await _install(guard, _policy(ALLOWED_LIMIT, COUNTRY_LIMIT))
+    number = _number()
+    assert await _burst(guard, number, 5) == Counter(allow=3, deny=2)
+    runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
+    async with runtime.engine.connect() as conn:
+        rows = {
+            row.key: row
+            for row in await conn.execute(
+                select(CounterRow).where(CounterRow.key.in_([f"number:{number}", "country:SE"]))
+            )
+        }
+    held, hot = rows[f"number:{number}"], rows["country:SE"]
+    assert (held.attempts, held.allowed, held.pending) == (5, 3, 0)
+    assert (hot.attempts, hot.allowed, hot.pending) == (5, 0, 0)

@@ -7,11 +7,11 @@ this process saw during the outage; they are emptied when the database returns.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.store.buckets import COLUMNS, MICROS, PENDING, BucketClock, WindowQuery
+from app.store.buckets import COLUMNS, MICROS, PENDING, BucketClock, WindowQuery, settle_deltas
 
 _Row = dict[str, int]
 
@@ -35,12 +35,11 @@ class MemoryCounters:
         queries: Sequence[WindowQuery],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> dict[WindowQuery, float]:
-        held = 1 if hold_allowed else 0
-        deltas = {"attempts": 1, "spend_micros": spend_micros}
-        deltas |= {"pending": held, "pending_spend_micros": spend_micros * held}
-        self._add(keys, self.clock.bucket(now), deltas)
+        bucket = self.clock.bucket(now)
+        self._add(keys, bucket, {"attempts": 1, "spend_micros": spend_micros})
+        self._add(held, bucket, {"pending": 1, "pending_spend_micros": spend_micros})
         return {q: self._window(q, now) for q in queries}
 
     async def peek(
@@ -56,20 +55,16 @@ class MemoryCounters:
         keys: Iterable[str],
         now: datetime,
         spend_micros: int,
-        hold_allowed: bool = False,
+        held: Collection[str] = (),
     ) -> None:
-        held = 1 if hold_allowed else 0
-        deltas = {"attempts": -1, "spend_micros": -spend_micros}
-        deltas |= {"pending": -held, "pending_spend_micros": -spend_micros * held}
-        self._add(keys, self.clock.bucket(now), deltas)
+        bucket = self.clock.bucket(now)
+        self._add(keys, bucket, {"attempts": -1, "spend_micros": -spend_micros})
+        self._add(held, bucket, {"pending": -1, "pending_spend_micros": -spend_micros})
 
     async def settle(
         self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
     ) -> None:
-        won = 1 if allowed else 0
-        deltas = {"pending": -1, "pending_spend_micros": -spend_micros}
-        deltas |= {"allowed": won, "allowed_spend_micros": spend_micros * won}
-        self._add(keys, self.clock.bucket(now), deltas)
+        self._add(keys, self.clock.bucket(now), settle_deltas(spend_micros, allowed=allowed))
 
     async def record_success(
         self, conn: Any, *, keys: Iterable[str], requested_at: datetime
