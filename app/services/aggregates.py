@@ -7,8 +7,9 @@ totals. Attempts still being decided count as allowed until settled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
-from app.store.buckets import Measure, WindowQuery, to_micros
+from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
 
 _MEASURES: dict[str, Measure] = {
     "attempts": "attempts",
@@ -35,9 +36,19 @@ Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 def counting_scope(engine: AsyncEngine, counter_engine: AsyncEngine | None) -> Counting:
-    if counter_engine is not None:
-        return counter_engine.connect
-    return engine.begin
+    if counter_engine is None:
+        return engine.begin
+    # Requests queue for a connection in arrival order. The pool's own queue lets a newcomer
+    # take a connection just released to a waiter, which then waits again at the back: under
+    # load a few unlucky requests wait for hundreds of milliseconds.
+    gate = asyncio.Semaphore(counter_engine.pool.size())  # type: ignore[attr-defined]
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[AsyncConnection]:
+        async with gate, counter_engine.connect() as conn:
+            yield conn
+
+    return connect
 
 
 class CounterBackend(Protocol):
@@ -159,6 +170,20 @@ class Aggregator:
                 spend_micros=to_micros(facts.price_amount),
                 allowed=allowed,
             )
+
+    def settled_in_store(
+        self, policy: CompiledPolicy, facts: Facts, *, allowed: bool
+    ) -> CounterDeltas | None:
+        """The settle as deltas the store statement applies itself, when the counters live in
+        the same (SQL) database and the attempt is held under some key; else None."""
+        settled = getattr(self.backend, "settled", None)
+        held = _held(policy, facts)
+        if settled is None or not held:
+            return None
+        deltas: CounterDeltas = settled(
+            keys=held, now=facts.now, spend_micros=to_micros(facts.price_amount), allowed=allowed
+        )
+        return deltas
 
     async def succeeded(
         self, conn: AsyncConnection, policy: CompiledPolicy, verification: Mapping[str, Any]

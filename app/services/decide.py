@@ -31,6 +31,7 @@ from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
+from app.store.buckets import CounterDeltas
 
 log = structlog.get_logger()
 
@@ -116,8 +117,16 @@ class Decider:
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
             if late.is_set():
                 raise TimeoutError("decided after the deadline")
-            reply = await self._store(conn, delivery, event, facts, decision, answer, started)
-            await self._settle(conn, policy, facts, decision, reply)
+            # On PostgreSQL the store statement settles the attempt itself.
+            folded = None
+            if conn.dialect.name == "postgresql":
+                allowed = decision.action == "allow"
+                folded = self._aggregator.settled_in_store(policy, facts, allowed=allowed)
+            reply = await self._store(
+                conn, delivery, event, facts, decision, answer, started, settle=folded
+            )
+            if reply.duplicate or folded is None:
+                await self._settle(conn, policy, facts, decision, reply)
         if late.is_set():
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
@@ -136,6 +145,8 @@ class Decider:
         decision: Decision,
         answer: dict[str, Any],
         started: float,
+        *,
+        settle: CounterDeltas | None,
     ) -> Reply:
         elapsed = (time.perf_counter() - started) * 1000
         callback_id = await inbox.store_decision(
@@ -151,6 +162,7 @@ class Decider:
                 event, delivery, facts, decision, answer, callback_id=None, elapsed_ms=elapsed
             ),
             shadow=match_rows(event.id, decision, delivery.received_at),
+            settle=settle,
         )
         if callback_id is None:
             return await self._repeat(conn, event.id)

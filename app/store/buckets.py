@@ -7,6 +7,7 @@ included. Spend is kept in integer micros of the currency.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -55,6 +56,15 @@ class BucketClock:
     def oldest(self, now: datetime, window_seconds: int) -> int:
         buckets = max(1, math.ceil(window_seconds / self.size))
         return self.bucket(now) - (buckets - 1) * self.size
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDeltas:
+    """Deltas to add to the counters of some keys in one bucket (e.g. settling an attempt)."""
+
+    keys: tuple[str, ...]
+    bucket: int
+    deltas: Mapping[str, int]
 
 
 def settle_deltas(spend_micros: int, *, allowed: bool) -> dict[str, int]:

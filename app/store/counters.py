@@ -22,6 +22,7 @@ from app.store.buckets import (
     PENDING,
     VALUE_COLUMNS,
     BucketClock,
+    CounterDeltas,
     Measure,
     WindowQuery,
     settle_deltas,
@@ -109,8 +110,15 @@ class SqlCounters:
     ) -> None:
         """The attempt is decided: under the keys it was held pending under, it stops being
         pending, and counts as allowed if it was."""
-        settled = settle_deltas(spend_micros, allowed=allowed)
-        await self._add(conn, sorted(set(keys)), self.clock.bucket(now), settled)
+        settled = self.settled(keys=keys, now=now, spend_micros=spend_micros, allowed=allowed)
+        await self._add(conn, settled.keys, settled.bucket, settled.deltas)
+
+    def settled(
+        self, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
+    ) -> CounterDeltas:
+        """What `settle` adds, for a statement that applies it itself (the PostgreSQL store)."""
+        deltas = settle_deltas(spend_micros, allowed=allowed)
+        return CounterDeltas(tuple(sorted(set(keys))), self.clock.bucket(now), deltas)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime

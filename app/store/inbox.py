@@ -10,6 +10,7 @@ from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath, stats_rollup
+from app.store.buckets import CounterDeltas
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import cached, insert_for, upsert
 
@@ -123,8 +124,10 @@ async def store_decision(
     claim: dict[str, Any],
     verification: dict[str, Any],
     shadow: Sequence[dict[str, Any]],
+    settle: CounterDeltas | None = None,
 ) -> int | None:
-    """Claim the inbox row and store the decided verification with its shadow matches.
+    """Claim the inbox row and store the decided verification with its shadow matches;
+    on PostgreSQL, `settle` is added to the counters in the same statement (if claimed).
 
     Returns the inbox id, or None for a redelivery (nothing written). On PostgreSQL this is
     one atomic statement; elsewhere, statements inside the caller's transaction.
@@ -136,8 +139,11 @@ async def store_decision(
             claim=claim,
             verification=verification,
             shadow=shadow,
+            settle=settle,
         )
     else:
+        if settle is not None:
+            raise ValueError("settling counters in the store statement is PostgreSQL only")
         callback_id = await claim_callback(conn, claim)
         if callback_id is not None:
             await upsert_request(conn, verification | {"request_callback_id": callback_id})

@@ -19,10 +19,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import JSON
 
+from app.store.buckets import CounterDeltas
 from app.store.models import VerificationRow
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 verifications = cast(Table, VerificationRow.__table__)
+SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
 _MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
 
 
@@ -114,7 +116,7 @@ def _pg_type(column: str) -> str:
 
 
 @cache
-def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...]) -> str:
+def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...], settle: bool) -> str:
     """Claim the inbox row; only if claimed, upsert the verification and its shadow matches."""
     claim = ", ".join(f"${i + 1}" for i in range(len(claim_columns)))
     params = iter(range(len(claim_columns) + 1, 10_000))
@@ -125,6 +127,14 @@ def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...]) -> str:
     update = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("id", "created_at"))
     matches = f"${next(params)}"
     received = f"${claim_columns.index('received_at') + 1}"
+    settled = ""
+    if settle:  # $keys, $bucket, then one delta per SETTLE_COLUMNS, only if claimed
+        keys, bucket = f"${next(params)}", f"${next(params)}"
+        adds = ", ".join(f"{c} = {c} + ${next(params)}::bigint" for c in SETTLE_COLUMNS)
+        settled = (
+            f", s AS (UPDATE counters SET {adds} WHERE key = ANY({keys}::text[]) "
+            f"AND bucket = {bucket}::bigint AND EXISTS (SELECT 1 FROM claim))"
+        )
     return (
         f"WITH claim AS (INSERT INTO callbacks ({', '.join(claim_columns)}) VALUES ({claim}) "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id), "
@@ -134,8 +144,8 @@ def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...]) -> str:
         "(verification_id, rule_id, rule_name, rule_revision, action, reason, matched_at) "
         f"SELECT v.id, r.rule_id, r.rule_name, r.rule_revision, r.action, r.reason, {received} "
         f"FROM v, json_to_recordset({matches}::json) AS r(rule_id int, rule_name text, "
-        "rule_revision int, action text, reason text)) "
-        "SELECT id FROM claim"
+        "rule_revision int, action text, reason text))"
+        f"{settled} SELECT id FROM claim"
     )
 
 
@@ -146,15 +156,24 @@ async def store_decision(
     claim: Mapping[str, Any],
     verification: Mapping[str, Any],
     shadow: Sequence[Mapping[str, Any]],
+    settle: CounterDeltas | None = None,
 ) -> int | None:
-    """One atomic statement; the inbox id, or None for a redelivery (nothing written)."""
+    """One atomic statement; the inbox id, or None for a redelivery (nothing written).
+
+    `settle`, if given, is added to its counters in the same statement (when claimed): only
+    the keys an allowed-only limit reads, which are not the hot ones.
+    """
     columns = tuple(sorted({*verification, "request_callback_id"}))
     args = [claim.get(c) for c in claim_columns]
     # request_callback_id is not a parameter: it is the id the claim returns.
     args += [_encode(c, verification.get(c)) for c in columns if c != "request_callback_id"]
     args.append(to_json([{k: m[k] for k in _MATCH_FIELDS} for m in shadow]).decode())
+    if settle is not None:
+        args += [list(settle.keys), settle.bucket]
+        args += [settle.deltas.get(c, 0) for c in SETTLE_COLUMNS]
     apg = await driver(conn)
-    found = await apg.fetchval(_store_sql(claim_columns, columns), *args)
+    sql = _store_sql(claim_columns, columns, settle is not None)
+    found = await apg.fetchval(sql, *args)
     return int(found) if found is not None else None
 
 
