@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import JSON
 
-from app.store.buckets import CounterDeltas
+from app.store.buckets import VALUE_COLUMNS, CounterDeltas
 from app.store.models import VerificationRow
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -68,10 +68,13 @@ def _count_sql(
             f"sum(CASE WHEN bucket >= {since[w]}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
             for w, c in pairs
         )
+        # Per key (LATERAL), so that even the generic plan of this prepared statement reads
+        # each key's own buckets through the primary key, whatever the table grows to; a
+        # key = ANY(...) form let it pick the bucket index and read every key's rows.
         older = (
-            f" LEFT JOIN (SELECT key, {sums} FROM counters WHERE key = ANY($1::text[]) "
-            f"AND bucket >= ${base}::bigint AND bucket < $2::bigint GROUP BY key) AS older "
-            "USING (key)"
+            f" LEFT JOIN LATERAL (SELECT {sums} FROM counters "
+            f"WHERE counters.key = up.key AND bucket >= ${base}::bigint "
+            "AND bucket < $2::bigint) AS older ON true"
         )
         picked += [f"older.{c}_{w}" for w, c in pairs]
     return (
@@ -129,11 +132,17 @@ def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...], settle:
     received = f"${claim_columns.index('received_at') + 1}"
     settled = ""
     if settle:  # $keys, $bucket, then one delta per SETTLE_COLUMNS, only if claimed
+        # An upsert, not an UPDATE … WHERE key = ANY(…): its conflict check always probes the
+        # primary key, where a generic plan of the UPDATE could scan the bucket's every row.
         keys, bucket = f"${next(params)}", f"${next(params)}"
-        adds = ", ".join(f"{c} = {c} + ${next(params)}::bigint" for c in SETTLE_COLUMNS)
+        delta = {c: f"${next(params)}::bigint" for c in SETTLE_COLUMNS}
+        values = ", ".join(delta.get(c, "0") for c in VALUE_COLUMNS)
+        adds = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in SETTLE_COLUMNS)
         settled = (
-            f", s AS (UPDATE counters SET {adds} WHERE key = ANY({keys}::text[]) "
-            f"AND bucket = {bucket}::bigint AND EXISTS (SELECT 1 FROM claim))"
+            f", s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
+            f"SELECT k, {bucket}::bigint, {values} FROM unnest({keys}::text[]) AS k "
+            "WHERE EXISTS (SELECT 1 FROM claim) "
+            f"ON CONFLICT (key, bucket) DO UPDATE SET {adds})"
         )
     return (
         f"WITH claim AS (INSERT INTO callbacks ({', '.join(claim_columns)}) VALUES ({claim}) "

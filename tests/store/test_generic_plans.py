@@ -1,0 +1,97 @@
+"""The hot path's prepared statements keep reading counters by key as history grows.
+
+asyncpg prepares each statement once per connection, and after five executions PostgreSQL
+may switch to a generic plan, chosen without the parameters' values. Such a plan for
+`key = ANY($1) AND bucket …`, made from statistics taken while the table was small, picked
+the bucket index, so every attempt read all keys' rows of its window. Here the statements a
+real request event runs are captured, then planned generically in that state: none may
+read counters through the bucket index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import event, insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.sinch import samples
+from app.store.counters import SqlCounters, counters
+from tests.support import SinchSender
+
+pytestmark = pytest.mark.postgres
+
+
+async def _history(engine: AsyncEngine, now: datetime) -> None:
+    """A young, busy table: analysed (by autovacuum) while it held a few dozen rows, then
+    30,000 numbers counted within the current bucket."""
+    current = SqlCounters(60).clock.bucket(now)
+
+    def rows(first: int, count: int) -> list[dict[str, Any]]:
+        return [
+            {"key": f"number:+4670{k:07d}", "bucket": current, "attempts": 1}
+            for k in range(first, first + count)
+        ]
+
+    async with engine.begin() as conn:
+        await conn.execute(insert(counters), rows(0, 60))
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE counters"))
+    async with engine.begin() as conn:
+        for start in range(60, 30_060, 5_000):
+            await conn.execute(insert(counters), rows(start, 5_000))
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "ARRAY[" + ",".join(_literal(v) for v in value) + "]::text[]" if value else "'{}'"
+    if isinstance(value, bytes):
+        return "'\\x" + value.hex() + "'::bytea"
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def test_counter_statements_read_by_key_under_a_generic_plan(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("generic plans are PostgreSQL's")
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    await _history(engine, datetime.now(UTC))
+    captured: list[tuple[str, tuple[Any, ...]]] = []
+
+    def capture(record: Any) -> None:
+        if "counters" in record.query:
+            captured.append((record.query, record.args))
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(capture)
+
+    event.listen(runtime.counter_engine.sync_engine, "connect", on_connect)
+    await runtime.counter_engine.dispose()  # new connections, with the logger
+    # The starter policy counts number, range and country and holds the range (allowed-only).
+    response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
+    assert response.status_code == 200 and response.json()["action"] == "allow"
+    assert len(captured) >= 2, "the counting and the store statements"
+
+    async with engine.connect() as conn:
+        apg = (await conn.get_raw_connection()).driver_connection
+        await apg.execute("SET plan_cache_mode = force_generic_plan")
+        for query, args in captured:
+            await apg.execute(f"PREPARE probe AS {query}")
+            literals = ",".join(_literal(a) for a in args)
+            rows = await apg.fetch(f"EXPLAIN EXECUTE probe({literals})")
+            await apg.execute("DEALLOCATE probe")
+            plan = "\n".join(r[0] for r in rows)
+            assert "ix_counters_bucket" not in plan, plan
+            assert "Seq Scan on counters" not in plan, plan
