@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from app.rules.aggregates import AggregateSpec, CounterKey, specs_for
@@ -120,11 +120,12 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
 
 def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
     rule = compiled.rule
-    mode = "enforce" if rule.mode == "enforce" else "shadow"
+    mode: Literal["enforce", "shadow"] = "enforce" if rule.mode == "enforce" else "shadow"
     skipped = compiled.out_of_scope(env.facts)
     conditions: list[ConditionTrace] = []
     matched = skipped is None and compiled.node.run(env, conditions, 0)
-    return TraceEntry(
+    # Built from the engine's own values: model_construct skips re-validating them.
+    return TraceEntry.model_construct(
         rule=rule.name,
         rule_id=rule.id,
         mode=mode,

@@ -54,7 +54,10 @@ class GroupNode:
         else:
             held = all(results) if self.kind == "all" else any(results)
             text = f"{self.kind} of {len(results)}: {sum(results)} held: {render(held)}"
-        out.insert(mark, ConditionTrace(condition=self.kind, held=held, text=text, depth=depth))
+        out.insert(
+            mark,
+            ConditionTrace.model_construct(condition=self.kind, held=held, text=text, depth=depth),
+        )
         return held
 
 
@@ -68,7 +71,7 @@ class FieldNode:
         actual = env.facts.value(cond.field, env.local)
         held = compare(cond.op, actual, self.prepared)
         what = describe(cond.op, cond.value)
-        trace = ConditionTrace(
+        trace = ConditionTrace.model_construct(
             condition=f"{cond.field} {what}",
             held=held,
             actual=as_json(actual),
@@ -91,7 +94,7 @@ class ListNode:
         held = entry is not None
         via = f" (entry {entry})" if entry is not None and entry != number else ""
         text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
-        trace = ConditionTrace(
+        trace = ConditionTrace.model_construct(
             condition=f"in_list {self.name}",
             held=held,
             actual=number,
@@ -118,7 +121,7 @@ class VelocityNode:
         tail = f"in {self.window} > max {render(self.max)}"
         shown = "(no count)" if value is None else render(value)
         out.append(
-            ConditionTrace(
+            ConditionTrace.model_construct(
                 condition=f"{head} {tail}",
                 held=held,
                 actual=value,
@@ -165,7 +168,7 @@ class ConversionNode:
             held = attempts >= self.min_attempts and ratio < self.below
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
         text = f"{head} {shown} {rule}: {render(held)}"
-        trace = ConditionTrace(
+        trace = ConditionTrace.model_construct(
             condition=f"{head} {rule}",
             held=held,
             actual=None if ratio is None else round(ratio, 6),
