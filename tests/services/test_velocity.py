@@ -185,13 +185,10 @@ COUNTRY_LIMIT = {
 }
 
 
-async def test_only_keys_of_allowed_only_limits_are_held_and_settled(
-    guard: SinchSender, counters: str | None
-) -> None:
+@pytest.mark.parametrize("counters", ["sql"], indirect=True)  # reads the SQL counter rows
+async def test_only_keys_of_allowed_only_limits_are_held_and_settled(guard: SinchSender) -> None:
     """A hot key (the country) is written once per attempt; the number, which an allowed-only
     limit reads, is held pending and settled."""
-    if counters is not None:
-        pytest.skip("reads the SQL counter rows")
     await _install(guard, _policy(ALLOWED_LIMIT, COUNTRY_LIMIT))
     number = _number()
     assert await _burst(guard, number, 5) == Counter(allow=3, deny=2)

@@ -22,7 +22,10 @@ from app.sinch import samples
 from app.store.counters import SqlCounters, counters
 from tests.support import SinchSender
 
-pytestmark = pytest.mark.postgres
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
 
 
 async def _history(engine: AsyncEngine, now: datetime) -> None:
@@ -62,10 +65,8 @@ def _literal(value: Any) -> str:
 
 
 async def test_counter_statements_read_by_key_under_a_generic_plan(
-    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine, database_url: str
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("generic plans are PostgreSQL's")
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     await _history(engine, datetime.now(UTC))
     captured: list[tuple[str, tuple[Any, ...]]] = []
