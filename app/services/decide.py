@@ -117,11 +117,9 @@ class Decider:
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
             if late.is_set():
                 raise TimeoutError("decided after the deadline")
-            # On PostgreSQL the store statement settles the attempt itself.
-            folded = None
-            if conn.dialect.name == "postgresql":
-                allowed = decision.action == "allow"
-                folded = self._aggregator.settled_in_store(policy, facts, allowed=allowed)
+            # With SQL counters the store settles the attempt (if claimed) itself.
+            allowed = decision.action == "allow"
+            folded = self._aggregator.settled_in_store(policy, facts, allowed=allowed)
             reply = await self._store(
                 conn, delivery, event, facts, decision, answer, started, settle=folded
             )

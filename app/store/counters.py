@@ -72,7 +72,7 @@ class SqlCounters:
             )
             return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
         bucket = self.clock.bucket(now)
-        current = await self._add(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
+        current = await add_rows(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
         older = await self._older(conn, queries, now)
         return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
 
@@ -95,7 +95,7 @@ class SqlCounters:
         deltas = {"attempts": -1, "spend_micros": -spend_micros}
         pending = {name: -delta for name, delta in _pending(spend_micros).items()}
         bucket = self.clock.bucket(now)
-        await self._add(
+        await add_rows(
             conn, sorted(set(keys)), bucket, deltas, held=sorted(set(held)), held_deltas=pending
         )
 
@@ -111,7 +111,7 @@ class SqlCounters:
         """The attempt is decided: under the keys it was held pending under, it stops being
         pending, and counts as allowed if it was."""
         settled = self.settled(keys=keys, now=now, spend_micros=spend_micros, allowed=allowed)
-        await self._add(conn, settled.keys, settled.bucket, settled.deltas)
+        await add_rows(conn, settled.keys, settled.bucket, settled.deltas)
 
     def settled(
         self, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
@@ -125,7 +125,7 @@ class SqlCounters:
     ) -> None:
         """A verification ended SUCCESSFUL: credit the bucket of its request."""
         bucket = self.clock.bucket(requested_at)
-        await self._add(conn, sorted(set(keys)), bucket, {"successes": 1})
+        await add_rows(conn, sorted(set(keys)), bucket, {"successes": 1})
 
     async def peek(
         self,
@@ -158,52 +158,6 @@ class SqlCounters:
         )
         return {row.key: dict(row._mapping) for row in await conn.execute(stmt)}
 
-    async def _add(
-        self,
-        conn: AsyncConnection,
-        keys: Sequence[str],
-        bucket: int,
-        deltas: Mapping[str, int],
-        *,
-        held: Sequence[str] = (),
-        held_deltas: Mapping[str, int] | None = None,
-    ) -> dict[str, dict[str, int]]:
-        """Upsert the deltas into (key, bucket) rows, plus `held_deltas` into the `held` keys'
-        rows; return the rows' new totals by key."""
-        if conn.dialect.name == "postgresql":
-            if not keys or not any(deltas.values()):
-                return {}
-            return await pg_fastpath.count_and_read(
-                conn,
-                keys=keys,
-                bucket=bucket,
-                columns=VALUE_COLUMNS,
-                deltas=deltas,
-                since={},
-                pairs=(),
-                held=held,
-                held_deltas=held_deltas,
-            )
-        totals = await self._upsert(conn, keys, bucket, deltas)
-        if held and held_deltas:
-            totals |= await self._upsert(conn, held, bucket, held_deltas)
-        return totals
-
-    async def _upsert(
-        self, conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
-    ) -> dict[str, dict[str, int]]:
-        changed = tuple(name for name in VALUE_COLUMNS if deltas.get(name))
-        if not keys or not changed:
-            return {}
-        stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
-        params: dict[str, Any] = {"bucket": bucket}
-        params.update({name: deltas.get(name, 0) for name in VALUE_COLUMNS})
-        # upsert() names a lone row's parameters after the column, else `<column>_<row>`.
-        names = ["key"] if len(keys) == 1 else [f"key_{i}" for i in range(len(keys))]
-        params.update(zip(names, keys, strict=True))
-        result = await conn.execute(stmt, params)
-        return {row[0]: dict(row._mapping) for row in result}
-
     async def _older(
         self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
     ) -> dict[str, dict[str, int]]:
@@ -219,6 +173,53 @@ class SqlCounters:
         params["oldest"] = min(params[f"since_{w}"] for w, _ in pairs)
         params["current"] = current
         return {row[0]: dict(row._mapping) for row in await conn.execute(stmt, params)}
+
+
+async def add_rows(
+    conn: AsyncConnection,
+    keys: Sequence[str],
+    bucket: int,
+    deltas: Mapping[str, int],
+    *,
+    held: Sequence[str] = (),
+    held_deltas: Mapping[str, int] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Upsert the deltas into (key, bucket) rows, plus `held_deltas` into the `held` keys'
+    rows; return the rows' new totals by key."""
+    if conn.dialect.name == "postgresql":
+        if not keys or not any(deltas.values()):
+            return {}
+        return await pg_fastpath.count_and_read(
+            conn,
+            keys=keys,
+            bucket=bucket,
+            columns=VALUE_COLUMNS,
+            deltas=deltas,
+            since={},
+            pairs=(),
+            held=held,
+            held_deltas=held_deltas,
+        )
+    totals = await _upsert_rows(conn, keys, bucket, deltas)
+    if held and held_deltas:
+        totals |= await _upsert_rows(conn, held, bucket, held_deltas)
+    return totals
+
+
+async def _upsert_rows(
+    conn: AsyncConnection, keys: Sequence[str], bucket: int, deltas: Mapping[str, int]
+) -> dict[str, dict[str, int]]:
+    changed = tuple(name for name in VALUE_COLUMNS if deltas.get(name))
+    if not keys or not changed:
+        return {}
+    stmt = cached(("counters", len(keys), changed), lambda: _upsert(len(keys), changed))
+    params: dict[str, Any] = {"bucket": bucket}
+    params.update({name: deltas.get(name, 0) for name in VALUE_COLUMNS})
+    # upsert() names a lone row's parameters after the column, else `<column>_<row>`.
+    names = ["key"] if len(keys) == 1 else [f"key_{i}" for i in range(len(keys))]
+    params.update(zip(names, keys, strict=True))
+    result = await conn.execute(stmt, params)
+    return {row[0]: dict(row._mapping) for row in result}
 
 
 def _older(pairs: list[tuple[int, str]], count: int) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store import pg_fastpath, stats_rollup
+from app.store import counters, pg_fastpath, stats_rollup
 from app.store.buckets import CounterDeltas
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import cached, insert_for, upsert
@@ -126,8 +126,8 @@ async def store_decision(
     shadow: Sequence[dict[str, Any]],
     settle: CounterDeltas | None = None,
 ) -> int | None:
-    """Claim the inbox row and store the decided verification with its shadow matches;
-    on PostgreSQL, `settle` is added to the counters in the same statement (if claimed).
+    """Claim the inbox row and store the decided verification with its shadow matches, and
+    add `settle` to its counters (only if claimed; on PostgreSQL in the same statement).
 
     Returns the inbox id, or None for a redelivery (nothing written). On PostgreSQL this is
     one atomic statement; elsewhere, statements inside the caller's transaction.
@@ -142,12 +142,12 @@ async def store_decision(
             settle=settle,
         )
     else:
-        if settle is not None:
-            raise ValueError("settling counters in the store statement is PostgreSQL only")
         callback_id = await claim_callback(conn, claim)
         if callback_id is not None:
             await upsert_request(conn, verification | {"request_callback_id": callback_id})
             await add_shadow_matches(conn, shadow)
+            if settle is not None:
+                await counters.add_rows(conn, settle.keys, settle.bucket, settle.deltas)
     if callback_id is not None:
         await stats_rollup.mark_late(conn, verification.get("requested_at"))
     return callback_id
