@@ -142,9 +142,21 @@ class SqlCounters:
         """
         if not queries:
             return {}
-        bucket = await self._bucket(conn, sorted({q.key for q in queries}), now)
-        older = await self._older(conn, queries, now)
         own = {"attempts": 1, "spend_micros": spend_micros}
+        keys = sorted({q.key for q in queries})
+        if conn.dialect.name == "postgresql":
+            pairs = tuple(self._pairs(queries, now))
+            rows = await pg_fastpath.read_windows(
+                conn,
+                keys=keys,
+                bucket=self.clock.bucket(now),
+                columns=VALUE_COLUMNS,
+                since={w: self.clock.oldest(now, w) for w, _ in pairs},
+                pairs=pairs,
+            )
+            return {q: _value(q, _plus(rows[q.key], own), rows[q.key]) for q in queries}
+        bucket = await self._bucket(conn, keys, now)
+        older = await self._older(conn, queries, now)
         return {
             q: _value(q, _plus(bucket.get(q.key, {}), own), older.get(q.key, {})) for q in queries
         }

@@ -113,6 +113,46 @@ async def count_and_read(
     return {row["key"]: dict(row) for row in await apg.fetch(sql, *args)}
 
 
+@cache
+def _read_sql(
+    columns: tuple[str, ...], windows: tuple[int, ...], pairs: tuple[tuple[int, str], ...]
+) -> str:
+    """$1 keys, $2 current bucket, $3 oldest bucket, then one `since` per window: per key, the
+    current bucket's totals and each (window, column) sum over the older buckets."""
+    since = {w: f"${4 + i}" for i, w in enumerate(windows)}
+    current = [f"coalesce(sum({c}) FILTER (WHERE bucket = $2::bigint), 0) AS {c}" for c in columns]
+    older = [
+        f"coalesce(sum({c}) FILTER (WHERE bucket >= {since[w]}::bigint "
+        f"AND bucket < $2::bigint), 0) AS {c}_{w}"
+        for w, c in pairs
+    ]
+    # The aggregate inside the LATERAL keeps it a per-key subquery (a plain one would be
+    # pulled up into a join, free to read the window of every key through the bucket index).
+    return (
+        "SELECT k AS key, w.* FROM unnest($1::text[]) AS k "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(current + older)} FROM counters "
+        "WHERE counters.key = k AND bucket >= $3::bigint AND bucket <= $2::bigint) AS w"
+    )
+
+
+async def read_windows(
+    conn: AsyncConnection,
+    *,
+    keys: Sequence[str],
+    bucket: int,
+    columns: tuple[str, ...],
+    since: Mapping[int, int],
+    pairs: tuple[tuple[int, str], ...],
+) -> dict[str, dict[str, Any]]:
+    """Read what `count_and_read` returns, counting nothing (per key, by primary key)."""
+    windows = tuple(sorted(since))
+    oldest = min(since.values(), default=bucket)
+    sql = _read_sql(columns, windows, pairs)
+    apg = await driver(conn)
+    args = [list(keys), bucket, oldest, *(since[w] for w in windows)]
+    return {row["key"]: dict(row) for row in await apg.fetch(sql, *args)}
+
+
 def _pg_type(column: str) -> str:
     kind = verifications.c[column].type
     return "json" if isinstance(kind, JSON) else str(kind.compile(dialect=_PG))

@@ -11,6 +11,7 @@ read counters through the bucket index.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,13 @@ from httpx import AsyncClient
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.settings import Settings
 from app.sinch import samples
 from app.store.counters import SqlCounters, counters
+from tests.conftest import make_settings
 from tests.support import SinchSender
+
+TOKEN = "generic-plans-admin-token"
 
 pytestmark = [
     pytest.mark.postgres,
@@ -64,11 +69,13 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def test_counter_statements_read_by_key_under_a_generic_plan(
-    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
-) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    await _history(engine, datetime.now(UTC))
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path, bootstrap_token=TOKEN)
+
+
+def _capture(*engines: AsyncEngine) -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements on counters run by new connections of these engines (query, args)."""
     captured: list[tuple[str, tuple[Any, ...]]] = []
 
     def capture(record: Any) -> None:
@@ -78,17 +85,18 @@ async def test_counter_statements_read_by_key_under_a_generic_plan(
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(capture)
 
-    event.listen(runtime.counter_engine.sync_engine, "connect", on_connect)
-    await runtime.counter_engine.dispose()  # new connections, with the logger
-    # The starter policy counts number, range and country and holds the range (allowed-only).
-    response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
-    assert response.status_code == 200 and response.json()["action"] == "allow"
-    assert len(captured) >= 2, "the counting and the store statements"
+    for engine in engines:
+        event.listen(engine.sync_engine, "connect", on_connect)
+    return captured
 
+
+async def _generic_plans(
+    engine: AsyncEngine, statements: list[tuple[str, tuple[Any, ...]]]
+) -> None:
     async with engine.connect() as conn:
         apg = (await conn.get_raw_connection()).driver_connection
         await apg.execute("SET plan_cache_mode = force_generic_plan")
-        for query, args in captured:
+        for query, args in list(statements):  # this connection may be capturing too
             await apg.execute(f"PREPARE probe AS {query}")
             literals = ",".join(_literal(a) for a in args)
             rows = await apg.fetch(f"EXPLAIN EXECUTE probe({literals})")
@@ -96,3 +104,32 @@ async def test_counter_statements_read_by_key_under_a_generic_plan(
             plan = "\n".join(r[0] for r in rows)
             assert "ix_counters_bucket" not in plan, plan
             assert "Seq Scan on counters" not in plan, plan
+
+
+async def test_counter_statements_read_by_key_under_a_generic_plan(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    await _history(engine, datetime.now(UTC))
+    captured = _capture(runtime.counter_engine)
+    await runtime.counter_engine.dispose()  # new connections, with the logger
+    # The starter policy counts number, range and country and holds the range (allowed-only).
+    response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
+    assert response.status_code == 200 and response.json()["action"] == "allow"
+    assert len(captured) >= 2, "the counting and the store statements"
+    await _generic_plans(engine, captured)
+
+
+async def test_a_dry_run_reads_counters_by_key_under_a_generic_plan(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    await _history(engine, datetime.now(UTC))
+    captured = _capture(runtime.engine)
+    await runtime.engine.dispose()
+    event_ = samples.request_event(number="+46701234567", price=0.05)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    response = await client.post("/admin/evaluate", json={"event": event_}, headers=headers)
+    assert response.status_code == 200 and response.json()["action"] == "allow"
+    assert captured, "the dry run read the counters"
+    await _generic_plans(engine, captured)
