@@ -5,9 +5,10 @@ It is stored as-is (`model_dump(mode="json")`), so it must stay JSON-able and re
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, JsonValue
+from pydantic import ConfigDict, Field, JsonValue
 
 from app.rules.conditions import Frozen
 from app.rules.model import Action, AnswerOverrides
@@ -15,26 +16,38 @@ from app.rules.model import Action, AnswerOverrides
 DecidedBy = Literal["enforce", "default", "fallback"]
 
 
-class ConditionTrace(Frozen):
+# The trace records are plain slotted dataclasses, not models: the engine builds ~25 per
+# decision from its own values, and a model (even through model_construct) cost ~5x as much.
+# Pydantic still validates them when a stored decision is read, and serializes them.
+_TRACE_CONFIG = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionTrace:
     """One condition as evaluated: held or not, the actual value against the expected one."""
+
+    __pydantic_config__ = _TRACE_CONFIG
 
     condition: str
     held: bool
+    text: str
     actual: JsonValue = None
     expected: JsonValue = None
-    text: str
     depth: int = 0
 
 
-class TraceEntry(Frozen):
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
     """One rule as evaluated (or skipped because the attempt was out of its scope)."""
 
+    __pydantic_config__ = _TRACE_CONFIG
+
     rule: str
-    rule_id: int | None = None
     mode: Literal["enforce", "shadow"]
     matched: bool
+    rule_id: int | None = None
     skipped: str | None = None
-    conditions: list[ConditionTrace] = Field(default_factory=list)
+    conditions: list[ConditionTrace] = field(default_factory=list)
 
 
 class RuleMatch(Frozen):

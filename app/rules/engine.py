@@ -124,8 +124,7 @@ def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
     skipped = compiled.out_of_scope(env.facts)
     conditions: list[ConditionTrace] = []
     matched = skipped is None and compiled.node.run(env, conditions, 0)
-    # Built from the engine's own values: model_construct skips re-validating them.
-    return TraceEntry.model_construct(
+    return TraceEntry(
         rule=rule.name,
         rule_id=rule.id,
         mode=mode,

@@ -56,7 +56,7 @@ class GroupNode:
             text = f"{self.kind} of {len(results)}: {sum(results)} held: {render(held)}"
         out.insert(
             mark,
-            ConditionTrace.model_construct(condition=self.kind, held=held, text=text, depth=depth),
+            ConditionTrace(condition=self.kind, held=held, text=text, depth=depth),
         )
         return held
 
@@ -71,7 +71,7 @@ class FieldNode:
         actual = env.facts.value(cond.field, env.local)
         held = compare(cond.op, actual, self.prepared)
         what = describe(cond.op, cond.value)
-        trace = ConditionTrace.model_construct(
+        trace = ConditionTrace(
             condition=f"{cond.field} {what}",
             held=held,
             actual=as_json(actual),
@@ -94,7 +94,7 @@ class ListNode:
         held = entry is not None
         via = f" (entry {entry})" if entry is not None and entry != number else ""
         text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
-        trace = ConditionTrace.model_construct(
+        trace = ConditionTrace(
             condition=f"in_list {self.name}",
             held=held,
             actual=number,
@@ -121,7 +121,7 @@ class VelocityNode:
         tail = f"in {self.window} > max {render(self.max)}"
         shown = "(no count)" if value is None else render(value)
         out.append(
-            ConditionTrace.model_construct(
+            ConditionTrace(
                 condition=f"{head} {tail}",
                 held=held,
                 actual=value,
@@ -168,7 +168,7 @@ class ConversionNode:
             held = attempts >= self.min_attempts and ratio < self.below
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
         text = f"{head} {shown} {rule}: {render(held)}"
-        trace = ConditionTrace.model_construct(
+        trace = ConditionTrace(
             condition=f"{head} {rule}",
             held=held,
             actual=None if ratio is None else round(ratio, 6),

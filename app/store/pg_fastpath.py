@@ -29,7 +29,10 @@ _MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
 
 
 async def driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under a SQLAlchemy one."""
+    """The asyncpg connection under a SQLAlchemy one (no greenlet switch when it is live)."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        return sync.connection.driver_connection
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
