@@ -238,6 +238,8 @@ class CounterRow(Base):
 
 class RuleRow(Base):
     __tablename__ = "rules"
+    # Never reuse an id on SQLite either: revisions outlive a deleted rule.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

@@ -152,3 +152,18 @@ async def test_deleted_rule_keeps_history_and_can_be_restored(
     assert back.status_code == 200
     assert back.json()["id"] == rule["id"] and back.json()["revision"] == 3
     assert (await client.get(url, headers=admin)).json()["name"] == "sweden-block"
+
+
+async def test_a_rule_created_after_the_newest_was_deleted_gets_a_fresh_id(
+    client: AsyncClient, admin: dict[str, str]
+) -> None:
+    """Ids are never reused (SQLite would reuse the largest rowid once its row is gone):
+    the deleted rule's history stays its own and the new rule starts at revision 1."""
+    first = await _create(client, admin)
+    assert (await client.delete(f"/admin/rules/{first['id']}", headers=admin)).status_code == 204
+    second = await _create(client, admin, name="sweden-block-2")
+    assert second["id"] != first["id"] and second["revision"] == 1
+    history = (await client.get(f"/admin/rules/{first['id']}/revisions", headers=admin)).json()
+    assert [r["change"] for r in history] == ["deleted", "created"]
+    mine = (await client.get(f"/admin/rules/{second['id']}/revisions", headers=admin)).json()
+    assert [(r["change"], r["rule_name"]) for r in mine] == [("created", "sweden-block-2")]

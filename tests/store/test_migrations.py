@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -45,3 +47,39 @@ def test_downgrade_to_base_then_upgrade_round_trips(database_url: str) -> None:
     upgrade(database_url)
     assert asyncio.run(_revision(database_url)) == head_revision()
     assert asyncio.run(_read_diff(database_url)) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_upgrade_never_hands_a_deleted_rules_id_to_a_new_rule(database_url: str) -> None:
+    """Before 0003 SQLite reused the largest rule id once its rule was deleted; after it, a
+    new rule gets an id above every id a rule ever had, deleted ones included."""
+    downgrade(database_url, "0002")
+    path = database_url.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM rule_revisions")
+        db.execute("DELETE FROM rules")
+        for rule_id in (1, 2):  # rule 2 was the newest, then deleted: only its history stays
+            db.execute(
+                "INSERT INTO rule_revisions (rule_id, rule_name, revision, change, changed_at) "
+                "VALUES (?, ?, 1, 'created', '2026-11-27 10:00:00')",
+                (rule_id, f"rule-{rule_id}"),
+            )
+        db.execute(
+            "INSERT INTO rules (id, name, priority, mode, action, reason, document, revision, "
+            "created_at, updated_at) VALUES (1, 'rule-1', 1, 'enforce', 'deny', 'r', '{}', 1, "
+            "'2026-11-27 10:00:00', '2026-11-27 10:00:00')"
+        )
+    upgrade(database_url)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO rules (name, priority, mode, action, reason, document, revision, "
+            "created_at, updated_at) VALUES ('rule-3', 1, 'enforce', 'deny', 'r', '{}', 1, "
+            "'2026-11-27 11:00:00', '2026-11-27 11:00:00')"
+        )
+        db.execute("DELETE FROM rules WHERE name = 'rule-3'")
+        new_id = db.execute(
+            "INSERT INTO rules (name, priority, mode, action, reason, document, revision, "
+            "created_at, updated_at) VALUES ('rule-4', 1, 'enforce', 'deny', 'r', '{}', 1, "
+            "'2026-11-27 11:00:00', '2026-11-27 11:00:00') RETURNING id"
+        ).fetchone()[0]
+    assert new_id == 4
