@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
+from app.services.policy import PolicyCache
 from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
 
 _MEASURES: dict[str, Measure] = {
@@ -127,12 +128,35 @@ class Aggregator:
             spend_micros=spend,
             held=_held(policy, facts),
         )
-        own = {"allowed": 1.0, "allowed_spend": spend / 1_000_000}
-        return {
-            spec.id: values[q] - own.get(q.measure, 0.0)
-            for q, specs in wanted.items()
-            for spec in specs
-        }
+        return _by_spec(wanted, values, spend)
+
+    async def observe_live(
+        self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
+    ) -> tuple[CompiledPolicy, dict[str, float]]:
+        """`observe` under the live policy: that policy and the values.
+
+        With SQL counters the attempt is counted under the policy compiled last only if that
+        is still the current version, read by the counting statement itself (on PostgreSQL a
+        request saves a round trip); after a change, the policy is reloaded and counted under.
+        """
+        cached = policies.loaded
+        if_current = getattr(self.backend, "observe_if_current", None)
+        if cached is not None and isinstance(cached.version, int) and if_current is not None:
+            wanted = _wanted(cached, facts)
+            spend = to_micros(facts.price_amount)
+            values, _ = await if_current(
+                conn,
+                version=cached.version,
+                keys=_keys(cached, facts),
+                queries=list(wanted),
+                now=facts.now,
+                spend_micros=spend,
+                held=_held(cached, facts),
+            )
+            if values is not None:
+                return cached, _by_spec(wanted, values, spend)
+        policy = await policies.current(conn)
+        return policy, await self.observe(conn, policy, facts)
 
     async def peek(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
@@ -217,6 +241,20 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[Aggr
             query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
             wanted.setdefault(query, []).append(spec)
     return wanted
+
+
+def _by_spec(
+    wanted: Mapping[WindowQuery, list[AggregateSpec]],
+    values: Mapping[WindowQuery, float],
+    spend_micros: int,
+) -> dict[str, float]:
+    """Values by spec id; allowed-only ones without this attempt (the engine adds it)."""
+    own = {"allowed": 1.0, "allowed_spend": spend_micros / 1_000_000}
+    return {
+        spec.id: values[q] - own.get(q.measure, 0.0)
+        for q, specs in wanted.items()
+        for spec in specs
+    }
 
 
 def counts_allowed(policy: CompiledPolicy) -> bool:

@@ -106,9 +106,9 @@ class Decider:
         late: asyncio.Event,
     ) -> Reply:
         async with self._counting() as conn:
-            policy = await self._policies.current(conn)
             facts = _facts(event, delivery)
-            facts = facts.with_aggregates(await self._aggregator.observe(conn, policy, facts))
+            policy, values = await self._aggregator.observe_live(conn, self._policies, facts)
+            facts = facts.with_aggregates(values)
             decision = evaluate(policy, facts)
             answer = build_answer(
                 method=event.method, decision=decision, defaults=self._settings.answers

@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
+from app.store import policy as policy_store
 from app.store.buckets import (
     COLUMNS,
     MICROS,
@@ -51,15 +52,53 @@ class SqlCounters:
     ) -> dict[WindowQuery, float]:
         """Count this attempt under every key (pending under the `held` ones, until settled),
         then read every window (this attempt included)."""
+        values, _ = await self._observe(conn, keys, queries, now, spend_micros, held, None)
+        assert values is not None  # counted whatever the policy version
+        return values
+
+    async def observe_if_current(
+        self,
+        conn: AsyncConnection,
+        *,
+        version: int,
+        keys: Iterable[str],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        spend_micros: int,
+        held: Collection[str] = (),
+    ) -> tuple[dict[WindowQuery, float] | None, int]:
+        """`observe`, only if the policy is still at `version` (on PostgreSQL, read by the
+        counting statement itself): (values, version), or (None, the current version) with
+        nothing counted."""
+        values, current = await self._observe(conn, keys, queries, now, spend_micros, held, version)
+        assert current is not None
+        return (values if current == version else None), current
+
+    async def _observe(
+        self,
+        conn: AsyncConnection,
+        keys: Iterable[str],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        spend_micros: int,
+        held: Collection[str],
+        if_version: int | None,
+    ) -> tuple[dict[WindowQuery, float] | None, int | None]:
         ordered = sorted(set(keys))
+        postgres = conn.dialect.name == "postgresql"
+        if if_version is not None and (not ordered or not postgres):
+            # Read first (on SQLite the read and the count share the request's transaction).
+            version = await policy_store.policy_version(conn)
+            if version != if_version:
+                return None, version
         if not ordered:
-            return {}
+            return {}, if_version
         deltas = {"attempts": 1, "spend_micros": spend_micros}
         pending = _pending(spend_micros)
         hold = sorted(set(held))
-        if conn.dialect.name == "postgresql":
+        if postgres:
             pairs = tuple(self._pairs(queries, now))
-            rows = await pg_fastpath.count_and_read(
+            rows, seen = await pg_fastpath.count_and_read(
                 conn,
                 keys=ordered,
                 bucket=self.clock.bucket(now),
@@ -69,12 +108,17 @@ class SqlCounters:
                 pairs=pairs,
                 held=hold,
                 held_deltas=pending,
+                if_version=if_version,
             )
-            return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
+            if seen != if_version:
+                return None, seen
+            values = {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
+            return values, seen
         bucket = self.clock.bucket(now)
         current = await add_rows(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
         older = await self._older(conn, queries, now)
-        return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
+        values = {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
+        return values, if_version
 
     def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> list[tuple[int, str]]:
         """(window, column) pairs whose window reaches back before the current bucket."""
@@ -201,7 +245,7 @@ async def add_rows(
     if conn.dialect.name == "postgresql":
         if not keys or not any(deltas.values()):
             return {}
-        return await pg_fastpath.count_and_read(
+        rows, _ = await pg_fastpath.count_and_read(
             conn,
             keys=keys,
             bucket=bucket,
@@ -212,6 +256,7 @@ async def add_rows(
             held=held,
             held_deltas=held_deltas,
         )
+        return rows
     totals = await _upsert_rows(conn, keys, bucket, deltas)
     if held and held_deltas:
         totals |= await _upsert_rows(conn, held, bucket, held_deltas)

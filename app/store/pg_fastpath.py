@@ -1,9 +1,9 @@
 """PostgreSQL hot path: the callback's statements on the raw asyncpg connection.
 
-SQLAlchemy costs ~130 µs of CPU per statement over asyncpg; a request event needs three
-statements (policy version; count and read windows; store the decision), so on
-PostgreSQL they bypass it. Each is a single statement on an autocommit connection, so
-each is atomic and holds no lock after it returns.
+SQLAlchemy costs ~130 µs of CPU per statement over asyncpg; a request event needs two
+statements (count and read windows, if the policy version is the one compiled; store the
+decision), so on PostgreSQL they bypass it. Each is a single statement on an autocommit
+connection, so each is atomic and holds no lock after it returns.
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ async def driver(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
+_VERSION = "SELECT version FROM policy_state WHERE id = 1"
+
+
 async def policy_version(conn: AsyncConnection) -> int:
     apg = await driver(conn)
-    return int(await apg.fetchval("SELECT version FROM policy_state WHERE id = 1"))
+    return int(await apg.fetchval(_VERSION))
 
 
 @cache
@@ -48,10 +51,15 @@ def _count_sql(
     changed: tuple[str, ...],
     pairs: tuple[tuple[int, str], ...],
     held: tuple[str, ...] = (),
+    if_version: bool = False,
 ) -> str:
     """$1 keys, $2 bucket, $3.. one delta per column, then $oldest and one `since` per window,
     then (if `held` columns) the held keys and one more delta per held column, added to the
-    held keys only."""
+    held keys only.
+
+    With `if_version`, a last parameter: count only if the policy is still at that version;
+    the rows then start with the version read (one row with no key when nothing was counted).
+    """
     deltas = [f"${3 + i}::bigint" for i in range(len(columns))]
     base = 3 + len(columns)
     windows = sorted({w for w, _ in pairs})
@@ -80,11 +88,18 @@ def _count_sql(
             "AND bucket < $2::bigint) AS older ON true"
         )
         picked += [f"older.{c}_{w}" for w, c in pairs]
+    source, where = "up", ""
+    if if_version:
+        # Both reads of the version see the statement's one snapshot: counted iff current.
+        expected = after + len(held) + 1 if held else after
+        where = f" WHERE ({_VERSION}) = ${expected}::integer"
+        source = f"({_VERSION}) AS pv LEFT JOIN up ON true"
+        picked.insert(0, "pv.version AS policy_version")
     return (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
-        f"SELECT k, $2::bigint, {', '.join(deltas)} FROM unnest($1::text[]) AS k "
+        f"SELECT k, $2::bigint, {', '.join(deltas)} FROM unnest($1::text[]) AS k{where} "
         f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
-        f"SELECT up.key, {', '.join(picked)} FROM up{older}"
+        f"SELECT up.key, {', '.join(picked)} FROM {source}{older}"
     )
 
 
@@ -99,21 +114,30 @@ async def count_and_read(
     pairs: tuple[tuple[int, str], ...],
     held: Sequence[str] = (),
     held_deltas: Mapping[str, int] | None = None,
-) -> dict[str, dict[str, Any]]:
+    if_version: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], int | None]:
     """Add the deltas to each key's current bucket (and `held_deltas` to the `held` keys);
-    return its totals and older window sums."""
+    return its totals and older window sums.
+
+    With `if_version`, only if the policy is still at that version, read in the same
+    statement: ({}, the current version) when it is not. Otherwise the version is None.
+    """
     changed = tuple(c for c in columns if deltas.get(c))
     extra = held_deltas or {}
     held_columns = tuple(c for c in columns if extra.get(c)) if held else ()
-    sql = _count_sql(columns, changed, pairs, held_columns)
+    sql = _count_sql(columns, changed, pairs, held_columns, if_version is not None)
     args: list[Any] = [list(keys), bucket, *(deltas.get(c, 0) for c in columns)]
     if pairs:
         windows = sorted(since)
         args += [min(since.values()), *(since[w] for w in windows)]
     if held_columns:
         args += [list(held), *(extra[c] for c in held_columns)]
+    if if_version is not None:
+        args.append(if_version)
     apg = await driver(conn)
-    return {row["key"]: dict(row) for row in await apg.fetch(sql, *args)}
+    rows = await apg.fetch(sql, *args)
+    version = int(rows[0]["policy_version"]) if if_version is not None else None
+    return {row["key"]: dict(row) for row in rows if row["key"] is not None}, version
 
 
 @cache
@@ -229,8 +253,11 @@ async def store_decision(
     return int(found) if found is not None else None
 
 
+_JSON_COLUMNS = frozenset(c.name for c in verifications.c if isinstance(c.type, JSON))
+
+
 def _encode(column: str, value: Any) -> Any:
-    if value is not None and isinstance(verifications.c[column].type, JSON):
+    if value is not None and column in _JSON_COLUMNS:
         return to_json(value).decode()  # pydantic-core's encoder: several times json.dumps
     return value
 

@@ -203,3 +203,40 @@ async def test_only_keys_of_allowed_only_limits_are_held_and_settled(guard: Sinc
     held, hot = rows[f"number:{number}"], rows["country:SE"]
     assert (held.attempts, held.allowed, held.pending) == (5, 3, 0)
     assert (hot.attempts, hot.allowed, hot.pending) == (5, 0, 0)
+
+
+RANGE_LIMIT = {
+    "name": "range-velocity",
+    "action": "deny",
+    "reason": "range_velocity",
+    "when": {"velocity": {"key": "range", "digits": 7, "window": "1h", "max": 1000}},
+}
+
+
+@pytest.mark.parametrize("counters", ["sql"], indirect=True)  # reads the SQL counter rows
+async def test_an_attempt_is_counted_only_under_the_current_policy(guard: SinchSender) -> None:
+    """The counting statement counts only if the policy version is the one this worker
+    compiled: after another worker changed the policy, the attempt is counted under the new
+    policy's keys alone (nothing under the stale ones) and decided by the new policy."""
+    number = _number()
+    await _install(guard, _policy(NUMBER_LIMIT))
+    assert await _burst(guard, number, 1) == Counter(allow=1)  # compiled and counted: v1
+    # Changed behind the worker's back, as another process would: its cache still holds v1.
+    await _install(guard, _policy(RANGE_LIMIT, {**NUMBER_LIMIT, "mode": "off"}))
+    response = await guard.post(samples.request_event(number=number))
+    assert response.json()["action"] == "allow"
+    runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
+    keys = [f"number:{number}", f"range7:{number[:8]}"]
+    async with runtime.engine.connect() as conn:
+        rows = {
+            row.key: row.attempts
+            for row in await conn.execute(select(CounterRow).where(CounterRow.key.in_(keys)))
+        }
+        stored = (
+            await conn.execute(
+                select(VerificationRow.decision).where(VerificationRow.number == number)
+            )
+        ).scalars()
+        versions = sorted(document["policy_version"] for document in stored)
+    assert rows == {keys[0]: 1, keys[1]: 1}
+    assert versions[1] == versions[0] + 1
