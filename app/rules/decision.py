@@ -6,9 +6,9 @@ It is stored as-is (`model_dump(mode="json")`), so it must stay JSON-able and re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, JsonValue
+from pydantic import ConfigDict, Field
 
 from app.rules.conditions import Frozen
 from app.rules.model import Action, AnswerOverrides
@@ -31,8 +31,10 @@ class ConditionTrace:
     condition: str
     held: bool
     text: str
-    actual: JsonValue = None
-    expected: JsonValue = None
+    # JSON values the engine made (render.as_json); typed Any, as pydantic checks a JsonValue
+    # against every JSON type each time it serializes one.
+    actual: Any = None
+    expected: Any = None
     depth: int = 0
 
 
