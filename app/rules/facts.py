@@ -76,20 +76,21 @@ def number_facts(endpoint: str) -> NumberFacts:
         parsed = phonenumbers.parse(text, None)
     except NumberParseException:
         return NumberFacts(None, None, None, None, False)
-    valid = bool(phonenumbers.is_valid_number(parsed))
+    # The region once: for a calling code shared by several regions (+1, +44, +7) finding it
+    # matches the number against each one's patterns, and is_valid_number would do it again.
+    region = phonenumbers.region_code_for_number(parsed)
     calling_code = int(parsed.country_code or 0)
     return NumberFacts(
         e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
-        country=_country(parsed, calling_code),
+        country=_country(region, calling_code),
         calling_code=calling_code,
         number_type=_TYPE_NAMES.get(phonenumbers.number_type(parsed), "unknown"),
-        valid=valid,
+        valid=region is not None and phonenumbers.is_valid_number_for_region(parsed, region),
     )
 
 
-def _country(parsed: Any, calling_code: int) -> str | None:
+def _country(region: str | None, calling_code: int) -> str | None:
     """The number's region, or for an invalid number its calling code's main region."""
-    region = phonenumbers.region_code_for_number(parsed)
     if region is None:
         region = phonenumbers.region_code_for_country_code(calling_code)
     return region if isinstance(region, str) and region.isalpha() and region != "ZZ" else None
