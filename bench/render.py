@@ -9,7 +9,7 @@ from typing import Any
 
 COLUMNS = (
     ("target", 24, "target"),
-    ("load", 14, "load"),
+    ("load", 18, "load"),
     ("rps", 9, "req/s"),
     ("p50_ms", 9, "p50 ms"),
     ("p99_ms", 9, "p99 ms"),
@@ -43,13 +43,21 @@ def render(rows: list[dict[str, Any]]) -> str:
         ),
     ]
     for row in rows:
-        load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else "closed, 64 conn"
+        load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else f"closed, {driver(row)}"
         cells = {**row, "load": load, "denied": row["requests"] - row["allowed"]}
         lines.append(
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )
     lines += _ratios(rows)
+    lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU)")
     return "\n".join(lines)
+
+
+def driver(row: dict[str, Any]) -> str:
+    """Which load generator drove a closed-loop row, and its CPU (cores) when known."""
+    name = str(row.get("driver", "python"))
+    cpu = row.get("driver_cpu")
+    return f"{name} {cpu:g}" if cpu is not None else name
 
 
 def _cell(value: Any, width: int, index: int) -> str:

@@ -24,11 +24,12 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from app.store.migrate import upgrade
-from bench import procs
+from bench import procs, wrk
 from bench.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "0b0c7a54-bench-4c1e-9d2f-5c7a1e000001"
+CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
 
 
@@ -83,7 +84,19 @@ def measure(
     with procs.uvicorn_server(
         target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
     ) as server:
+        if not rate and _use_wrk(args):
+            return wrk.closed_loop(
+                server.pid, port, workdir=workdir, key=KEY, secret=SECRET, path=CALLBACK_PATH,
+                duration=args.duration, connections=args.connections, max_rps=args.max_rps,
+                seed=uuid.uuid4().int % 10**9,
+            )  # fmt: skip
         return _drive(server.pid, port, rate=rate, args=args)
+
+
+def _use_wrk(args: argparse.Namespace) -> bool:
+    if args.driver == "wrk" and not wrk.available():
+        raise SystemExit("--driver wrk: wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)")
+    return args.driver == "wrk" or (args.driver == "auto" and wrk.available())
 
 
 def _drive(pid: int, port: int, *, rate: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +116,7 @@ def _drive(pid: int, port: int, *, rate: float, args: argparse.Namespace) -> dic
     result["server_cpu"] = round((procs.cpu_seconds(pid) - cpu) / wall, 2)
     result["postgres_cpu"] = round(procs.cpu_used(db_cpu, procs.postgres_cpu()) / wall, 2)
     result["offered_rps"] = rate or None
+    result["driver"] = "python"
     return result
 
 
@@ -148,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="fixed offered req/s")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--max-rps", type=float, default=4000.0, help="requests pre-signed per s")
+    parser.add_argument(
+        "--driver",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="closed loop: wrk (auto: if on PATH) or the Python load generator",
+    )
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
