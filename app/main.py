@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from app.api.deps import Runtime
 from app.api.middleware import RequestIdMiddleware
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
+from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.services import retention, stats_rollup
 from app.services.aggregates import Aggregator, CounterBackend, counting_scope
@@ -108,14 +108,6 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
     return asyncio.create_task(work, name="verifyguard-retention")
 
 
-def freeze_startup_objects() -> None:
-    """Move what startup allocated (modules, libphonenumber metadata, the compiled policy)
-    out of the garbage collector's reach: full collections then scan only what requests
-    allocate, instead of pausing every request for tens of milliseconds."""
-    gc.collect()
-    gc.freeze()
-
-
 def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
     """The hourly stats rollup, kept current in the background (stats queries do it too)."""
     interval = runtime.settings.stats_rollup_interval_seconds
@@ -146,11 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await runtime.policies.current(conn)
             await runtime.intake.start()
             background = [retention_task(runtime), rollup_task(runtime)]
-            freeze_startup_objects()
-            log.info("app.started", callback_path=settings.callback_path)
-            yield
+            with server_gc():
+                log.info("app.started", callback_path=settings.callback_path)
+                yield
         finally:
-            gc.unfreeze()  # an app made and dropped in-process (tests) leaves nothing behind
             for task in background:
                 if task is not None:
                     task.cancel()

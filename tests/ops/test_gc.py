@@ -1,0 +1,26 @@
+"""The collector while the app serves: startup frozen, collections rarer; restored after."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+
+from app.gc_settings import SERVER_THRESHOLDS
+from app.main import create_app
+from tests.conftest import make_settings
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_serving_freezes_startup_and_raises_thresholds_then_restores(
+    database_url: str, tmp_path: Path
+) -> None:
+    before = gc.get_threshold()
+    assert before != SERVER_THRESHOLDS
+    app = create_app(make_settings(database_url, tmp_path))
+    async with app.router.lifespan_context(app):
+        assert gc.get_threshold() == SERVER_THRESHOLDS
+        assert gc.get_freeze_count() > 10_000  # modules, metadata, the compiled policy
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
