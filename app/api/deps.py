@@ -55,7 +55,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def signed_delivery(request: Request, runtime: RuntimeDep) -> Delivery:
+async def signed_delivery(request: Request, runtime: Runtime) -> Delivery:
     """The raw callback body, its signature checked against the configured Sinch apps."""
     body = await request.body()
     now = datetime.now(UTC)
@@ -88,5 +88,3 @@ _REJECTION_DETAIL = {
     "stale_timestamp": "The x-timestamp header is outside the accepted window.",
     "bad_signature": "The signature does not match the request.",
 }
-
-DeliveryDep = Annotated[Delivery, Depends(signed_delivery)]
