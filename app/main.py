@@ -25,7 +25,7 @@ from app.services.policy import PolicyCache
 from app.services.starter import install_starter_policy
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
-from app.store.base import create_engine, create_sessionmaker
+from app.store.base import create_engine, create_sessionmaker, open_pool
 from app.store.counters import SqlCounters
 from app.store.migrate import require_head
 from app.store.redis_counters import RedisCounters
@@ -137,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with runtime.engine.connect() as conn:
                 await runtime.policies.current(conn)
             await runtime.intake.start()
+            if runtime.counter_engine is not None:
+                await open_pool(runtime.counter_engine, settings.database_pool_size)
             background = [retention_task(runtime), rollup_task(runtime)]
             with server_gc():
                 log.info("app.started", callback_path=settings.callback_path)
