@@ -17,6 +17,7 @@ COLUMNS = (
     ("denied", 8, "denied"),
     ("errors", 7, "errors"),
     ("server_cpu", 11, "app CPU"),
+    ("cpu_per_request", 13, "app ms/req"),
     ("postgres_cpu", 9, "pg CPU"),
 )
 
@@ -45,6 +46,8 @@ def render(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else f"closed, {driver(row)}"
         cells = {**row, "load": load, "denied": row["requests"] - row["allowed"]}
+        if row.get("rps"):  # CPU time per answer: the figure that does not depend on the load
+            cells["cpu_per_request"] = round(1000 * row["server_cpu"] / row["rps"], 2)
         lines.append(
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )
