@@ -7,7 +7,7 @@ The shell computes each spec's value before evaluation and hands it over in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from app.rules.conditions import Conversion, Keyed, Velocity
@@ -28,13 +28,13 @@ class CounterKey:
 
     key: str
     digits: int | None = None
+    # The first part of the counter key: "number", "range9", "cc", … (derived once: the
+    # request path asks for it under every key of every attempt).
+    name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        """The first part of the counter key: "number", "range9", "cc", …"""
-        if self.key == "range":
-            return f"range{self.digits}"
-        return _PREFIXES[self.key]
+    def __post_init__(self) -> None:
+        name = f"range{self.digits}" if self.key == "range" else _PREFIXES[self.key]
+        object.__setattr__(self, "name", name)
 
     def value(self, facts: Facts) -> str | None:
         """The concrete counter for this attempt, e.g. "country:SE"; None if the fact is missing."""
@@ -59,15 +59,14 @@ class AggregateSpec:
     digits: int | None
     window_seconds: int
     measure: Measure
+    counter_key: CounterKey = field(init=False, repr=False, compare=False)
+    # Stable name used in `Facts.aggregates`, e.g. "attempts:range9:3600".
+    id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def counter_key(self) -> CounterKey:
-        return CounterKey(self.key, self.digits)
-
-    @property
-    def id(self) -> str:
-        """Stable name used in `Facts.aggregates`, e.g. "attempts:range9:3600"."""
-        return f"{self.measure}:{self.counter_key.name}:{self.window_seconds}"
+    def __post_init__(self) -> None:
+        counter_key = CounterKey(self.key, self.digits)
+        object.__setattr__(self, "counter_key", counter_key)
+        object.__setattr__(self, "id", f"{self.measure}:{counter_key.name}:{self.window_seconds}")
 
     def key_value(self, facts: Facts) -> str | None:
         return self.counter_key.value(facts)
