@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -118,17 +118,9 @@ class Aggregator:
         """
         if not policy.aggregates:
             return {}
-        wanted = _wanted(policy, facts)
-        spend = to_micros(facts.price_amount)
-        values = await self.backend.observe(
-            conn,
-            keys=_keys(policy, facts),
-            queries=list(wanted),
-            now=facts.now,
-            spend_micros=spend,
-            held=_held(policy, facts),
-        )
-        return _by_spec(wanted, values, spend)
+        wanted, attempt = _attempt(policy, facts)
+        values = await self.backend.observe(conn, **attempt)
+        return _by_spec(wanted, values, attempt["spend_micros"])
 
     async def observe_live(
         self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
@@ -142,19 +134,10 @@ class Aggregator:
         cached = policies.loaded
         if_current = getattr(self.backend, "observe_if_current", None)
         if cached is not None and isinstance(cached.version, int) and if_current is not None:
-            wanted = _wanted(cached, facts)
-            spend = to_micros(facts.price_amount)
-            values, _ = await if_current(
-                conn,
-                version=cached.version,
-                keys=_keys(cached, facts),
-                queries=list(wanted),
-                now=facts.now,
-                spend_micros=spend,
-                held=_held(cached, facts),
-            )
+            wanted, attempt = _attempt(cached, facts)
+            values = await if_current(conn, version=cached.version, **attempt)
             if values is not None:
-                return cached, _by_spec(wanted, values, spend)
+                return cached, _by_spec(wanted, values, attempt["spend_micros"])
         policy = await policies.current(conn)
         return policy, await self.observe(conn, policy, facts)
 
@@ -241,6 +224,31 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[Aggr
             query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
             wanted.setdefault(query, []).append(spec)
     return wanted
+
+
+class _Attempt(TypedDict):
+    """What a counter backend's observe is told about one attempt."""
+
+    keys: set[str]
+    queries: list[WindowQuery]
+    now: datetime
+    spend_micros: int
+    held: set[str]
+
+
+def _attempt(
+    policy: CompiledPolicy, facts: Facts
+) -> tuple[dict[WindowQuery, list[AggregateSpec]], _Attempt]:
+    """The windows the policy's aggregates read for this attempt, and observe's arguments."""
+    wanted = _wanted(policy, facts)
+    attempt = _Attempt(
+        keys=_keys(policy, facts),
+        queries=list(wanted),
+        now=facts.now,
+        spend_micros=to_micros(facts.price_amount),
+        held=_held(policy, facts),
+    )
+    return wanted, attempt
 
 
 def _by_spec(

@@ -4,7 +4,6 @@ with a keyed hash (HMAC-SHA256) that keeps the range, so old audit data stops be
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -17,6 +16,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
+from app.services.periodic import every
 from app.store import retention as store
 from app.store import stats_rollup
 from app.store.buckets import BucketClock
@@ -147,20 +147,17 @@ async def run_periodically(
     paused: Callable[[], bool],
 ) -> None:
     """The automatic retention task of the app: every `interval` seconds, unless paused."""
-    while True:
-        await asyncio.sleep(interval)
-        if paused():
-            continue
-        try:
-            if retention_days:
-                older = timedelta(days=retention_days)
-                purged = await purge(
-                    engine, older_than=older, counter_retention=counter_retention, now=now()
-                )
-                log.info("retention.purged", **purged.rows)
-            if anonymize_after_days and key:
-                older = timedelta(days=anonymize_after_days)
-                count = await anonymize(engine, older_than=older, key=key, now=now())
-                log.info("retention.anonymized", verifications=count)
-        except Exception:
-            log.exception("retention.failed")
+
+    async def run() -> None:
+        if retention_days:
+            older = timedelta(days=retention_days)
+            purged = await purge(
+                engine, older_than=older, counter_retention=counter_retention, now=now()
+            )
+            log.info("retention.purged", **purged.rows)
+        if anonymize_after_days and key:
+            older = timedelta(days=anonymize_after_days)
+            count = await anonymize(engine, older_than=older, key=key, now=now())
+            log.info("retention.anonymized", verifications=count)
+
+    await every(interval, run, paused=paused, failed="retention.failed")

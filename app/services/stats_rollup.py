@@ -6,13 +6,13 @@ query after an hour settles (or after an upgrade, when nothing is rolled yet).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.services.periodic import every
 from app.store import stats_rollup as store
 
 log = structlog.get_logger()
@@ -34,15 +34,11 @@ async def run_periodically(
     paused: Callable[[], bool],
 ) -> None:
     """The app's roller: every `interval` seconds, unless the database is down."""
-    while True:
-        await asyncio.sleep(interval)
-        if paused():
-            continue
-        try:
-            async with engine.begin() as conn:
-                rolled = await roll_settled(conn, now=now())
-        except Exception:
-            log.exception("stats.rollup_failed")
-        else:
-            if rolled:
-                log.info("stats.rolled", hours=rolled)
+
+    async def roll() -> None:
+        async with engine.begin() as conn:
+            rolled = await roll_settled(conn, now=now())
+        if rolled:
+            log.info("stats.rolled", hours=rolled)
+
+    await every(interval, roll, paused=paused, failed="stats.rollup_failed")

@@ -67,6 +67,11 @@ class CounterDeltas:
     deltas: Mapping[str, int]
 
 
+def pending_deltas(spend_micros: int) -> dict[str, int]:
+    """What holding an attempt pending (until decided) adds to a key."""
+    return {"pending": 1, "pending_spend_micros": spend_micros}
+
+
 def settle_deltas(spend_micros: int, *, allowed: bool) -> dict[str, int]:
     """What settling a held attempt adds to a key: no longer pending; allowed if it was."""
     won = 1 if allowed else 0

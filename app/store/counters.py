@@ -26,6 +26,7 @@ from app.store.buckets import (
     CounterDeltas,
     Measure,
     WindowQuery,
+    pending_deltas,
     settle_deltas,
 )
 from app.store.models import CounterRow
@@ -52,8 +53,8 @@ class SqlCounters:
     ) -> dict[WindowQuery, float]:
         """Count this attempt under every key (pending under the `held` ones, until settled),
         then read every window (this attempt included)."""
-        values, _ = await self._observe(conn, keys, queries, now, spend_micros, held, None)
-        assert values is not None  # counted whatever the policy version
+        values = await self._observe(conn, keys, queries, now, spend_micros, held, None)
+        assert values is not None  # no version to check: always counted
         return values
 
     async def observe_if_current(
@@ -66,13 +67,10 @@ class SqlCounters:
         now: datetime,
         spend_micros: int,
         held: Collection[str] = (),
-    ) -> tuple[dict[WindowQuery, float] | None, int]:
+    ) -> dict[WindowQuery, float] | None:
         """`observe`, only if the policy is still at `version` (on PostgreSQL, read by the
-        counting statement itself): (values, version), or (None, the current version) with
-        nothing counted."""
-        values, current = await self._observe(conn, keys, queries, now, spend_micros, held, version)
-        assert current is not None
-        return (values if current == version else None), current
+        counting statement itself); None, with nothing counted, if it is not."""
+        return await self._observe(conn, keys, queries, now, spend_micros, held, version)
 
     async def _observe(
         self,
@@ -83,22 +81,22 @@ class SqlCounters:
         spend_micros: int,
         held: Collection[str],
         if_version: int | None,
-    ) -> tuple[dict[WindowQuery, float] | None, int | None]:
+    ) -> dict[WindowQuery, float] | None:
         ordered = sorted(set(keys))
         postgres = conn.dialect.name == "postgresql"
-        if if_version is not None and (not ordered or not postgres):
-            # Read first (on SQLite the read and the count share the request's transaction).
-            version = await policy_store.policy_version(conn)
-            if version != if_version:
-                return None, version
+        # No counting statement to read the version in: read it first (on SQLite the read
+        # and the count share the request's transaction).
+        unread = if_version is not None and not (ordered and postgres)
+        if unread and await policy_store.policy_version(conn) != if_version:
+            return None
         if not ordered:
-            return {}, if_version
+            return {}
         deltas = {"attempts": 1, "spend_micros": spend_micros}
-        pending = _pending(spend_micros)
+        pending = pending_deltas(spend_micros)
         hold = sorted(set(held))
         if postgres:
             pairs = tuple(self._pairs(queries, now))
-            rows, seen = await pg_fastpath.count_and_read(
+            rows = await pg_fastpath.count_and_read(
                 conn,
                 keys=ordered,
                 bucket=self.clock.bucket(now),
@@ -110,15 +108,13 @@ class SqlCounters:
                 held_deltas=pending,
                 if_version=if_version,
             )
-            if seen != if_version:
-                return None, seen
-            values = {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
-            return values, seen
+            if rows is None:
+                return None
+            return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
         bucket = self.clock.bucket(now)
         current = await add_rows(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
         older = await self._older(conn, queries, now)
-        values = {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
-        return values, if_version
+        return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
 
     def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> list[tuple[int, str]]:
         """(window, column) pairs whose window reaches back before the current bucket."""
@@ -137,7 +133,7 @@ class SqlCounters:
     ) -> None:
         """Undo `observe` (the attempt turned out to be a redelivery)."""
         deltas = {"attempts": -1, "spend_micros": -spend_micros}
-        pending = {name: -delta for name, delta in _pending(spend_micros).items()}
+        pending = {name: -delta for name, delta in pending_deltas(spend_micros).items()}
         bucket = self.clock.bucket(now)
         await add_rows(
             conn, sorted(set(keys)), bucket, deltas, held=sorted(set(held)), held_deltas=pending
@@ -245,7 +241,7 @@ async def add_rows(
     if conn.dialect.name == "postgresql":
         if not keys or not any(deltas.values()):
             return {}
-        rows, _ = await pg_fastpath.count_and_read(
+        rows = await pg_fastpath.count_and_read(
             conn,
             keys=keys,
             bucket=bucket,
@@ -256,6 +252,7 @@ async def add_rows(
             held=held,
             held_deltas=held_deltas,
         )
+        assert rows is not None  # no version to check: always counted
         return rows
     totals = await _upsert_rows(conn, keys, bucket, deltas)
     if held and held_deltas:
@@ -309,11 +306,6 @@ def _upsert(count: int, changed: tuple[str, ...]) -> Any:
         rows=count,
         shared=("bucket", *VALUE_COLUMNS),
     )
-
-
-def _pending(spend_micros: int) -> dict[str, int]:
-    """What holding an attempt pending adds to a key."""
-    return {"pending": 1, "pending_spend_micros": spend_micros}
 
 
 def _columns(measure: Measure) -> tuple[str, ...]:

@@ -115,12 +115,12 @@ async def count_and_read(
     held: Sequence[str] = (),
     held_deltas: Mapping[str, int] | None = None,
     if_version: int | None = None,
-) -> tuple[dict[str, dict[str, Any]], int | None]:
+) -> dict[str, dict[str, Any]] | None:
     """Add the deltas to each key's current bucket (and `held_deltas` to the `held` keys);
     return its totals and older window sums.
 
     With `if_version`, only if the policy is still at that version, read in the same
-    statement: ({}, the current version) when it is not. Otherwise the version is None.
+    statement: None (nothing counted) when it is not.
     """
     changed = tuple(c for c in columns if deltas.get(c))
     extra = held_deltas or {}
@@ -136,8 +136,9 @@ async def count_and_read(
         args.append(if_version)
     apg = await driver(conn)
     rows = await apg.fetch(sql, *args)
-    version = int(rows[0]["policy_version"]) if if_version is not None else None
-    return {row["key"]: dict(row) for row in rows if row["key"] is not None}, version
+    if if_version is not None and rows[0]["policy_version"] != if_version:
+        return None
+    return {row["key"]: dict(row) for row in rows}
 
 
 @cache

@@ -11,7 +11,15 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.store.buckets import COLUMNS, MICROS, PENDING, BucketClock, WindowQuery, settle_deltas
+from app.store.buckets import (
+    COLUMNS,
+    MICROS,
+    PENDING,
+    BucketClock,
+    WindowQuery,
+    pending_deltas,
+    settle_deltas,
+)
 
 _Row = dict[str, int]
 
@@ -39,7 +47,7 @@ class MemoryCounters:
     ) -> dict[WindowQuery, float]:
         bucket = self.clock.bucket(now)
         self._add(keys, bucket, {"attempts": 1, "spend_micros": spend_micros})
-        self._add(held, bucket, {"pending": 1, "pending_spend_micros": spend_micros})
+        self._add(held, bucket, pending_deltas(spend_micros))
         return {q: self._window(q, now) for q in queries}
 
     async def peek(
@@ -59,7 +67,7 @@ class MemoryCounters:
     ) -> None:
         bucket = self.clock.bucket(now)
         self._add(keys, bucket, {"attempts": -1, "spend_micros": -spend_micros})
-        self._add(held, bucket, {"pending": -1, "pending_spend_micros": -spend_micros})
+        self._add(held, bucket, {k: -v for k, v in pending_deltas(spend_micros).items()})
 
     async def settle(
         self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
