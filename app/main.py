@@ -25,8 +25,9 @@ from app.services.policy import PolicyCache
 from app.services.starter import install_starter_policy
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
-from app.store.base import create_engine, create_sessionmaker, open_pool
+from app.store.base import create_engine, create_sessionmaker
 from app.store.counters import SqlCounters
+from app.store.held import HeldConnections
 from app.store.migrate import require_head
 from app.store.redis_counters import RedisCounters
 
@@ -60,12 +61,13 @@ def build_runtime(settings: Settings) -> Runtime:
     timeout = settings.database_connect_timeout_seconds
     # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
     engine = create_engine(url, pool_size=max(2, pool_size // 4), connect_timeout=timeout)
-    counter_engine = None
+    counter_engine, held = None, None
     if not settings.is_sqlite:
         counter_engine = create_engine(
             url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
         )
-    counting = counting_scope(engine, counter_engine)
+        held = HeldConnections(counter_engine, pool_size)
+    counting = counting_scope(engine, held)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
     intake = Intake(
@@ -80,6 +82,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         engine=engine,
         counter_engine=counter_engine,
+        held=held,
         counting=counting,
         sessions=create_sessionmaker(engine),
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
@@ -137,8 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with runtime.engine.connect() as conn:
                 await runtime.policies.current(conn)
             await runtime.intake.start()
-            if runtime.counter_engine is not None:
-                await open_pool(runtime.counter_engine, settings.database_pool_size)
+            if runtime.held is not None:
+                await runtime.held.open()
             background = [retention_task(runtime), rollup_task(runtime)]
             with server_gc():
                 log.info("app.started", callback_path=settings.callback_path)
@@ -150,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.intake.close()
             log.info("app.stopped", spool_depth=runtime.intake.outage.spool.depth)
             await runtime.aggregator.close()
+            if runtime.held is not None:
+                await runtime.held.close()
             await runtime.engine.dispose()
             if runtime.counter_engine is not None:
                 await runtime.counter_engine.dispose()

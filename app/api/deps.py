@@ -16,6 +16,7 @@ from app.services.intake import Delivery, Intake
 from app.services.policy import PolicyCache
 from app.settings import Settings
 from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
+from app.store.held import HeldConnections
 
 MAX_CALLBACK_BYTES = 256 * 1024
 
@@ -27,6 +28,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     counter_engine: AsyncEngine | None
+    held: HeldConnections | None
     counting: Counting
     sessions: async_sessionmaker[AsyncSession]
     verifier: SignatureVerifier

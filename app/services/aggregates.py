@@ -7,9 +7,8 @@ totals. Attempts still being decided count as allowed until settled.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
@@ -20,6 +19,7 @@ from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
 from app.services.policy import PolicyCache
 from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
+from app.store.held import HeldConnections
 
 _MEASURES: dict[str, Measure] = {
     "attempts": "attempts",
@@ -36,20 +36,10 @@ Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
 
 
-def counting_scope(engine: AsyncEngine, counter_engine: AsyncEngine | None) -> Counting:
-    if counter_engine is None:
-        return engine.begin
-    # Requests queue for a connection in arrival order. The pool's own queue lets a newcomer
-    # take a connection just released to a waiter, which then waits again at the back: under
-    # load a few unlucky requests wait for hundreds of milliseconds.
-    gate = asyncio.Semaphore(counter_engine.pool.size())  # type: ignore[attr-defined]
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[AsyncConnection]:
-        async with gate, counter_engine.connect() as conn:
-            yield conn
-
-    return connect
+def counting_scope(engine: AsyncEngine, held: HeldConnections | None) -> Counting:
+    """On PostgreSQL the held autocommit connections, lent in arrival order; on SQLite a
+    transaction of the one engine."""
+    return engine.begin if held is None else held.lend
 
 
 class CounterBackend(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,13 +89,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def open_pool(engine: AsyncEngine, connections: int) -> None:
-    """Open `connections` of the pool now: a burst right after a (re)start would otherwise
-    wait for them to be made one after another, and its first answers miss the deadline."""
-    opened = [engine.connect() for _ in range(connections)]
-    try:
-        await asyncio.gather(*(conn.start() for conn in opened))
-    finally:
-        await asyncio.gather(*(conn.close() for conn in opened), return_exceptions=True)

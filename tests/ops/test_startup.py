@@ -36,4 +36,6 @@ async def test_the_counting_pool_is_open_before_the_first_request(
     app = create_app(make_settings(database_url, tmp_path, database_pool_size=7))
     async with app.router.lifespan_context(app):
         pool = app.state.runtime.counter_engine.pool
-        assert (pool.checkedin(), pool.checkedout()) == (7, 0)
+        # All open, and held by the counting set (out of the engine's pool for good).
+        assert (pool.checkedin(), pool.checkedout()) == (0, 7)
+    assert pool.checkedout() == 0  # given back at shutdown

@@ -112,6 +112,7 @@ async def test_counter_statements_read_by_key_under_a_generic_plan(
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     await _history(engine, datetime.now(UTC))
     captured = _capture(runtime.counter_engine)
+    await runtime.held.close()
     await runtime.counter_engine.dispose()  # new connections, with the logger
     # The starter policy counts number, range and country and holds the range (allowed-only).
     response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
