@@ -63,6 +63,10 @@ class Unprocessable(AppError):
     status, code, title = 422, "validation_error", "Validation failed"
 
 
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
 class ServiceUnavailable(AppError):
     status, code, title = 503, "unavailable", "Service unavailable"
 
@@ -113,6 +117,18 @@ def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def crashed(request: Request) -> JSONResponse:
+    """The answer to an unexpected exception (called from its handler): logged, 500."""
+    log.exception("request.crashed", path=request.url.path)
+    return problem(
+        status=500,
+        code="internal_error",
+        title="Internal error",
+        detail="An unexpected error occurred; it has been logged.",
+        request_id=_request_id(request),
+    )
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -148,14 +164,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request.crashed", path=request.url.path)
-        return problem(
-            status=500,
-            code="internal_error",
-            title="Internal error",
-            detail="An unexpected error occurred; it has been logged.",
-            request_id=_request_id(request),
-        )
+        return crashed(request)
 
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)

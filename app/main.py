@@ -159,10 +159,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if runtime.counter_engine is not None:
                 await runtime.counter_engine.dispose()
 
-    app = FastAPI(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
+    app = callbacks.CallbackFirst(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
+    app.callback_path = settings.callback_path
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    # The callback route first: routes are matched in order, and it is the hot one.
+    # Served ahead of the router (CallbackFirst); declared for the OpenAPI document.
     app.add_api_route(
         settings.callback_path,
         callbacks.sinch_event,

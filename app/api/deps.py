@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NoReturn
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.errors import Unauthorized
+from app.errors import PayloadTooLarge, Unauthorized
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake import Delivery, Intake
 from app.services.policy import PolicyCache
@@ -18,7 +19,8 @@ from app.settings import Settings
 from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
 from app.store.held import HeldConnections
 
-MAX_CALLBACK_BYTES = 256 * 1024
+MAX_CALLBACK_BYTES = 256 * 1024  # Sinch's events are a few hundred bytes
+log = structlog.get_logger()
 
 
 @dataclass
@@ -59,7 +61,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 async def signed_delivery(request: Request, runtime: Runtime) -> Delivery:
     """The raw callback body, its signature checked against the configured Sinch apps."""
-    body = await request.body()
+    body = await _body(request, MAX_CALLBACK_BYTES)
     now = datetime.now(UTC)
     signed = SignedRequest(
         method=request.method,
@@ -79,6 +81,26 @@ async def signed_delivery(request: Request, runtime: Runtime) -> Delivery:
             headers={"WWW-Authenticate": "Application"},
         ) from None
     return Delivery(body, content_type, app_key, now)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) beyond `limit` bytes: by its Content-Length, or as it streams."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            _too_large(received, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> NoReturn:
+    log.warning("callback.too_large", bytes=size, limit=limit)
+    raise PayloadTooLarge(f"A callback body is at most {limit} bytes; this one has {size}+.")
 
 
 _REJECTION_DETAIL = {

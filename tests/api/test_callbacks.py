@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.deps import MAX_CALLBACK_BYTES
 from app.sinch import samples
 from app.store.models import CallbackRow, VerificationRow
 from tests.support import SinchSender
@@ -249,3 +252,65 @@ async def test_duplicate_result_is_stored_once(sinch: SinchSender, engine: Async
     event = samples.result_event(verification_id="v-dup", number=MOBILE_SE)
     await asyncio.gather(*(sinch.post(event) for _ in range(4)))
     assert await _count(engine, CallbackRow.__table__, CallbackRow.verification_id == "v-dup") == 1
+
+
+async def test_an_oversized_body_is_refused_with_413_and_nothing_stored(
+    sinch: SinchSender, client: AsyncClient, engine: AsyncEngine
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    event["padding"] = "x" * (MAX_CALLBACK_BYTES + 1)
+    body = json.dumps(event).encode()
+    declared = await sinch.post(body)
+    assert declared.status_code == 413
+    assert declared.headers["content-type"] == "application/problem+json"
+    assert declared.json()["code"] == "payload_too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    streamed = await client.post(sinch.path, content=chunks(), headers=sinch.headers(body))
+    assert streamed.status_code == 413 and streamed.json()["code"] == "payload_too_large"
+    assert await _count(engine, CallbackRow.__table__) == 0
+
+    event["padding"] = "x" * (MAX_CALLBACK_BYTES - len(json.dumps(event)) + len(event["padding"]))
+    at_limit = json.dumps(event).encode()
+    assert len(at_limit) == MAX_CALLBACK_BYTES
+    assert (await sinch.post(at_limit)).status_code == 200
+
+
+async def test_a_callback_carries_its_request_id(sinch: SinchSender, client: AsyncClient) -> None:
+    body = json.dumps(samples.request_event(number=MOBILE_SE)).encode()
+    answered = await sinch.post(body)
+    assert answered.status_code == 200 and answered.headers["x-request-id"]
+    headers = {**sinch.headers(body), "x-request-id": "sinch-trace-1"}
+    again = await client.post(sinch.path, content=body, headers=headers)
+    assert again.headers["x-request-id"] == "sinch-trace-1"
+    refused = await client.post(sinch.path, content=body, headers={"x-request-id": "r-2"})
+    assert refused.status_code == 401 and refused.json()["request_id"] == "r-2"
+
+
+async def test_a_crash_in_the_callback_is_a_logged_500_problem(
+    sinch: SinchSender, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort: the intake answers failures itself (fallback, 503), so only a bug
+    outside it gets here; it is still problem+json with the request id, not a dropped line."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    async def broken(_delivery: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runtime.intake, "receive", broken)
+    response = await sinch.post(samples.request_event(number=MOBILE_SE))
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["code"] == "internal_error"
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+async def test_other_methods_on_the_callback_path_are_405(
+    sinch: SinchSender, client: AsyncClient
+) -> None:
+    response = await client.get(sinch.path)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
