@@ -107,6 +107,8 @@ class SqlCounters:
                 held=hold,
                 held_deltas=pending,
                 if_version=if_version,
+                # A live decision: its synchronous store follows on this connection.
+                flush_later=if_version is not None,
             )
             if rows is None:
                 return None

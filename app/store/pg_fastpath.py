@@ -52,6 +52,7 @@ def _count_sql(
     pairs: tuple[tuple[int, str], ...],
     held: tuple[str, ...] = (),
     if_version: bool = False,
+    flush_later: bool = False,
 ) -> str:
     """$1 keys, $2 bucket, $3.. one delta per column, then $oldest and one `since` per window,
     then (if `held` columns) the held keys and one more delta per held column, added to the
@@ -88,13 +89,22 @@ def _count_sql(
             "AND bucket < $2::bigint) AS older ON true"
         )
         picked += [f"older.{c}_{w}" for w, c in pairs]
-    source, where = "up", ""
+    source, conditions = "up", []
+    if flush_later:
+        # This statement's transaction commits without waiting for its WAL to reach the disk
+        # (set_config(..., true) lasts until that commit). The hot rows it writes (one per
+        # country, say) stayed locked through each fsync, and concurrent attempts queued
+        # behind each other: ~0.9 ms per statement under load, ~0.16 ms so. Nothing answered
+        # is lost: the answer waits for the store's synchronous commit, which comes later on
+        # the same connection, and flushing it flushes this one.
+        conditions.append("set_config('synchronous_commit', 'off', true) IS NOT NULL")
     if if_version:
         # Both reads of the version see the statement's one snapshot: counted iff current.
         expected = after + len(held) + 1 if held else after
-        where = f" WHERE ({_VERSION}) = ${expected}::integer"
+        conditions.append(f"({_VERSION}) = ${expected}::integer")
         source = f"({_VERSION}) AS pv LEFT JOIN up ON true"
         picked.insert(0, "pv.version AS policy_version")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
         f"SELECT k, $2::bigint, {', '.join(deltas)} FROM unnest($1::text[]) AS k{where} "
@@ -115,17 +125,19 @@ async def count_and_read(
     held: Sequence[str] = (),
     held_deltas: Mapping[str, int] | None = None,
     if_version: int | None = None,
+    flush_later: bool = False,
 ) -> dict[str, dict[str, Any]] | None:
     """Add the deltas to each key's current bucket (and `held_deltas` to the `held` keys);
     return its totals and older window sums.
 
     With `if_version`, only if the policy is still at that version, read in the same
-    statement: None (nothing counted) when it is not.
+    statement: None (nothing counted) when it is not. With `flush_later`, the commit does not
+    wait for the disk: only for a count a synchronous store follows on this connection.
     """
     changed = tuple(c for c in columns if deltas.get(c))
     extra = held_deltas or {}
     held_columns = tuple(c for c in columns if extra.get(c)) if held else ()
-    sql = _count_sql(columns, changed, pairs, held_columns, if_version is not None)
+    sql = _count_sql(columns, changed, pairs, held_columns, if_version is not None, flush_later)
     args: list[Any] = [list(keys), bucket, *(deltas.get(c, 0) for c in columns)]
     if pairs:
         windows = sorted(since)
