@@ -80,12 +80,15 @@ def number_facts(endpoint: str) -> NumberFacts:
     # matches the number against each one's patterns, and is_valid_number would do it again.
     region = phonenumbers.region_code_for_number(parsed)
     calling_code = int(parsed.country_code or 0)
+    kind = phonenumbers.number_type(parsed)
     return NumberFacts(
         e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         country=_country(region, calling_code),
         calling_code=calling_code,
-        number_type=_TYPE_NAMES.get(phonenumbers.number_type(parsed), "unknown"),
-        valid=region is not None and phonenumbers.is_valid_number_for_region(parsed, region),
+        number_type=_TYPE_NAMES.get(kind, "unknown"),
+        # What is_valid_number_for_region(parsed, region) computes: the number matches one of
+        # its region's types (matching them again costs ~5 µs a number).
+        valid=region is not None and kind != phonenumbers.PhoneNumberType.UNKNOWN,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import phonenumbers
 import pytest
 
 from app.rules.facts import derive_facts, facts_from_json, facts_to_json, number_facts
@@ -109,3 +110,24 @@ def test_facts_json_round_trip() -> None:
     facts = make_facts(aggregates={"attempts:number:3600": 3.0})
     document = json.loads(json.dumps(facts_to_json(facts)))
     assert facts_from_json(document) == facts
+
+
+def test_validity_and_type_agree_with_libphonenumber_everywhere() -> None:
+    """number_facts derives validity from the type it found (no second match): the same
+    answer as is_valid_number / number_type, for every region's example numbers of every
+    type, and for numbers made invalid by a digit too many or too few."""
+    endpoints = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                endpoints |= {e164, e164 + "7", e164[:-1]}
+    assert len(endpoints) > 2_500
+    for endpoint in sorted(endpoints):
+        parsed = phonenumbers.parse(endpoint, None)
+        facts = number_facts.__wrapped__(endpoint)
+        assert facts.valid == phonenumbers.is_valid_number(parsed), endpoint
+        assert (facts.number_type == "unknown") == (
+            phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.UNKNOWN
+        ), endpoint
