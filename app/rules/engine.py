@@ -36,6 +36,7 @@ class CompiledRule:
     node: Node
     applications: frozenset[str] | None
     methods: frozenset[str] | None
+    matched: RuleMatch  # what it answers when it matches; frozen, built once
 
     def out_of_scope(self, facts: Facts) -> str | None:
         """Why the attempt is outside this rule's scope, or None when it is inside."""
@@ -44,16 +45,6 @@ class CompiledRule:
         if self.applications is not None and facts.application not in self.applications:
             return f"application {render(facts.application)} not in scope"
         return None
-
-    def match(self) -> RuleMatch:
-        rule = self.rule
-        return RuleMatch(
-            rule=rule.name,
-            rule_id=rule.id,
-            rule_revision=rule.revision,
-            action=rule.action,
-            reason=rule.reason,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +87,13 @@ def _compile_rule(rule: Rule) -> CompiledRule:
         node=compile_condition(rule.when),
         applications=frozenset(scope.applications) if scope and scope.applications else None,
         methods=frozenset(scope.methods) if scope and scope.methods else None,
+        matched=RuleMatch(
+            rule=rule.name,
+            rule_id=rule.id,
+            rule_revision=rule.revision,
+            action=rule.action,
+            reason=rule.reason,
+        ),
     )
 
 
@@ -114,7 +112,7 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
         if entry.matched and enforce:
             decided = rule
         elif entry.matched:
-            shadow.append(rule.match())
+            shadow.append(rule.matched)
     return _decision(compiled, facts, decided, shadow, trace)
 
 

@@ -7,7 +7,7 @@ all its children, so the trace shows each condition; a missing fact makes a leaf
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -65,18 +65,29 @@ class GroupNode:
 class FieldNode:
     condition: FieldCondition
     prepared: Any
+    # The trace's constant parts, rendered once per policy.
+    what: str = field(init=False)
+    label: str = field(init=False)
+    expected: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        cond = self.condition
+        what = describe(cond.op, cond.value)
+        object.__setattr__(self, "what", what)
+        object.__setattr__(self, "label", f"{cond.field} {what}")
+        expected = as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value]
+        object.__setattr__(self, "expected", expected)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        cond = self.condition
-        actual = env.facts.value(cond.field, env.local)
-        held = compare(cond.op, actual, self.prepared)
-        what = describe(cond.op, cond.value)
+        name = self.condition.field
+        actual = env.facts.value(name, env.local)
+        held = compare(self.condition.op, actual, self.prepared)
         trace = ConditionTrace(
-            condition=f"{cond.field} {what}",
+            condition=self.label,
             held=held,
             actual=as_json(actual),
-            expected=as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value],
-            text=f"{cond.field} {render(actual)} {what}: {render(held)}",
+            expected=self.expected,
+            text=f"{name} {render(actual)} {self.what}: {render(held)}",
             depth=depth,
         )
         out.append(trace)
@@ -86,6 +97,10 @@ class FieldNode:
 @dataclass(frozen=True, slots=True)
 class ListNode:
     name: str
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"in_list {self.name}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         number = env.facts.number
@@ -95,7 +110,7 @@ class ListNode:
         via = f" (entry {entry})" if entry is not None and entry != number else ""
         text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
         trace = ConditionTrace(
-            condition=f"in_list {self.name}",
+            condition=self.label,
             held=held,
             actual=number,
             expected=self.name,
@@ -113,20 +128,28 @@ class VelocityNode:
     spec: AggregateSpec
     max: float
     window: str
+    head: str = field(init=False)
+    tail: str = field(init=False)
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        head = f"{_key_name(self.spec)} {_MEASURE_WORDS[self.spec.measure]}"
+        tail = f"in {self.window} > max {render(self.max)}"
+        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "tail", tail)
+        object.__setattr__(self, "label", f"{head} {tail}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self._value(env.facts)
         held = value is not None and value > self.max
-        head = f"{_key_name(self.spec)} {_MEASURE_WORDS[self.spec.measure]}"
-        tail = f"in {self.window} > max {render(self.max)}"
         shown = "(no count)" if value is None else render(value)
         out.append(
             ConditionTrace(
-                condition=f"{head} {tail}",
+                condition=self.label,
                 held=held,
                 actual=value,
                 expected=self.max,
-                text=f"{head} {shown} {tail}: {render(held)}",
+                text=f"{self.head} {shown} {self.tail}: {render(held)}",
                 depth=depth,
             )
         )
@@ -153,14 +176,20 @@ class ConversionNode:
     min_attempts: int
     below: float
     window: str
+    head: str = field(init=False)
+    rule: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head", f"{_key_name(self.attempts)} conversion")
+        rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
+        object.__setattr__(self, "rule", rule)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         aggregates = env.facts.aggregates
         attempts, successes = aggregates.get(self.attempts.id), aggregates.get(self.successes.id)
         if self.attempts.key_value(env.facts) is None:
             attempts = None
-        head = f"{_key_name(self.attempts)} conversion"
-        rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
+        head, rule = self.head, self.rule
         if attempts is None or successes is None:
             ratio, held, shown = None, False, "(no count)"
         else:
