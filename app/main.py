@@ -60,7 +60,7 @@ def build_runtime(settings: Settings) -> Runtime:
     url, pool_size = settings.database_url, settings.database_pool_size
     timeout = settings.database_connect_timeout_seconds
     # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
-    engine = create_engine(url, pool_size=max(2, pool_size // 4), connect_timeout=timeout)
+    engine = create_engine(url, pool_size=max(4, pool_size // 4), connect_timeout=timeout)
     counter_engine, held = None, None
     if not settings.is_sqlite:
         counter_engine = create_engine(
