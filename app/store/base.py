@@ -71,8 +71,18 @@ def create_engine(
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    connect_args: dict[str, Any] = {}
     if connect_timeout is not None:
-        options["connect_args"] = {"timeout": connect_timeout}
+        connect_args["timeout"] = connect_timeout
+    if autocommit:
+        # The request path's prepared statements are planned once per connection. Left to
+        # choose, PostgreSQL re-planned the counting statement (a CTE of an upsert and a
+        # per-key LATERAL read) at every execution: its custom plans looked a little
+        # cheaper than the generic one, and planning it cost more than running it.
+        # tests/store/test_generic_plans.py checks that each generic plan reads by key.
+        connect_args["server_settings"] = {"plan_cache_mode": "force_generic_plan"}
+    if connect_args:
+        options["connect_args"] = connect_args
     # A fixed pool: overflow connections would be opened and closed under load, and a
     # connection costs far more than a short wait in the pool's queue.
     return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=10, **options)

@@ -134,3 +134,30 @@ async def test_a_dry_run_reads_counters_by_key_under_a_generic_plan(
     assert response.status_code == 200 and response.json()["action"] == "allow"
     assert captured, "the dry run read the counters"
     await _generic_plans(engine, captured)
+
+
+async def test_request_statements_are_planned_once_per_connection(
+    client: AsyncClient, sinch: SinchSender
+) -> None:
+    """Left to choose, PostgreSQL re-planned the counting statement at every execution (its
+    custom plans looked a little cheaper), and planning it cost more than running it. The
+    counting connections use the generic plans checked above, every time."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for n in range(8):  # more than the 5 custom plans PostgreSQL tries before choosing
+        event_ = samples.request_event(number=f"+4670123456{n}", price=0.05)
+        assert (await sinch.post(event_)).status_code == 200
+    plans = []
+    for _ in range(runtime.held.size):
+        async with runtime.held.lend() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE statement LIKE 'WITH %'"
+                )
+            )
+            plans += [tuple(row) for row in rows]
+    counting = [p for p in plans if "INSERT INTO counters" in p[0].split(")", 1)[0]]
+    storing = [p for p in plans if "INSERT INTO callbacks" in p[0].split(")", 1)[0]]
+    assert counting and storing
+    assert sum(p[1] for p in counting) >= 8 and sum(p[1] for p in storing) >= 8
+    assert all(p[2] == 0 for p in plans), plans
