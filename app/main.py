@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with runtime.engine.connect() as conn:
                 await runtime.policies.current(conn)
             await runtime.intake.start()
+            await runtime.aggregator.start()
             if runtime.held is not None:
                 await runtime.held.open()
             background = [retention_task(runtime), rollup_task(runtime)]

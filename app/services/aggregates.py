@@ -94,6 +94,12 @@ class Aggregator:
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
 
+    async def start(self) -> None:
+        """Let the backend prepare what it keeps (Redis: where its hour totals start)."""
+        start = getattr(self.backend, "start", None)
+        if start is not None:
+            await start()
+
     async def close(self) -> None:
         redis = getattr(self.backend, "redis", None)
         if redis is not None:
