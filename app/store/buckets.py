@@ -23,14 +23,6 @@ COLUMNS: dict[str, str] = {
 # Attempts still being decided count as allowed until settled.
 PENDING = {"allowed": "pending", "allowed_spend_micros": "pending_spend_micros"}
 MICROS = 1_000_000
-HOUR = 3600
-
-
-def hour_twin(key: str) -> str:
-    """The counter that totals `key`'s minutes by hour (PostgreSQL, Redis)."""
-    return f"{key}@h"
-
-
 VALUE_COLUMNS = (
     "attempts",
     "allowed",
@@ -57,11 +49,6 @@ class BucketClock:
     def __init__(self, bucket_seconds: int) -> None:
         self.size = bucket_seconds
 
-    @property
-    def hours(self) -> bool:
-        """Whether minutes tile an hour, so that hour totals can stand in for them."""
-        return self.size < HOUR and HOUR % self.size == 0
-
     def bucket(self, moment: datetime) -> int:
         epoch = int(moment.timestamp())
         return epoch - epoch % self.size
@@ -78,7 +65,6 @@ class CounterDeltas:
     keys: tuple[str, ...]
     bucket: int
     deltas: Mapping[str, int]
-    hour: int | None = None  # the hour rows' bucket, where the backend keeps them
 
 
 def pending_deltas(spend_micros: int) -> dict[str, int]:

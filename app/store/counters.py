@@ -15,11 +15,10 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store import pg_counters
+from app.store import pg_fastpath
 from app.store import policy as policy_store
 from app.store.buckets import (
     COLUMNS,
-    HOUR,
     MICROS,
     PENDING,
     VALUE_COLUMNS,
@@ -97,7 +96,7 @@ class SqlCounters:
         hold = sorted(set(held))
         if postgres:
             pairs = tuple(self._pairs(queries, now))
-            rows = await pg_counters.count_and_read(
+            rows = await pg_fastpath.count_and_read(
                 conn,
                 keys=ordered,
                 bucket=self.clock.bucket(now),
@@ -110,15 +109,12 @@ class SqlCounters:
                 if_version=if_version,
                 # A live decision: its synchronous store follows on this connection.
                 flush_later=if_version is not None,
-                hours=self.clock.hours,
             )
             if rows is None:
                 return None
             return {q: _value(q, rows.get(q.key, {}), rows.get(q.key, {})) for q in queries}
         bucket = self.clock.bucket(now)
-        current = await add_rows(
-            conn, ordered, bucket, deltas, held=hold, held_deltas=pending, hours=False
-        )  # SQLite: windows are read from the minutes
+        current = await add_rows(conn, ordered, bucket, deltas, held=hold, held_deltas=pending)
         older = await self._older(conn, queries, now)
         return {q: _value(q, current.get(q.key, {}), older.get(q.key, {})) for q in queries}
 
@@ -142,13 +138,7 @@ class SqlCounters:
         pending = {name: -delta for name, delta in pending_deltas(spend_micros).items()}
         bucket = self.clock.bucket(now)
         await add_rows(
-            conn,
-            sorted(set(keys)),
-            bucket,
-            deltas,
-            held=sorted(set(held)),
-            held_deltas=pending,
-            hours=self.clock.hours,
+            conn, sorted(set(keys)), bucket, deltas, held=sorted(set(held)), held_deltas=pending
         )
 
     async def settle(
@@ -163,25 +153,21 @@ class SqlCounters:
         """The attempt is decided: under the keys it was held pending under, it stops being
         pending, and counts as allowed if it was."""
         settled = self.settled(keys=keys, now=now, spend_micros=spend_micros, allowed=allowed)
-        await add_rows(
-            conn, settled.keys, settled.bucket, settled.deltas, hours=settled.hour is not None
-        )
+        await add_rows(conn, settled.keys, settled.bucket, settled.deltas)
 
     def settled(
         self, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
     ) -> CounterDeltas:
         """What `settle` adds, for a statement that applies it itself (the PostgreSQL store)."""
         deltas = settle_deltas(spend_micros, allowed=allowed)
-        bucket = self.clock.bucket(now)
-        hour = bucket - bucket % HOUR if self.clock.hours else None
-        return CounterDeltas(tuple(sorted(set(keys))), bucket, deltas, hour)
+        return CounterDeltas(tuple(sorted(set(keys))), self.clock.bucket(now), deltas)
 
     async def record_success(
         self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
     ) -> None:
         """A verification ended SUCCESSFUL: credit the bucket of its request."""
         bucket = self.clock.bucket(requested_at)
-        await add_rows(conn, sorted(set(keys)), bucket, {"successes": 1}, hours=self.clock.hours)
+        await add_rows(conn, sorted(set(keys)), bucket, {"successes": 1})
 
     async def peek(
         self,
@@ -202,7 +188,7 @@ class SqlCounters:
         keys = sorted({q.key for q in queries})
         if conn.dialect.name == "postgresql":
             pairs = tuple(self._pairs(queries, now))
-            rows = await pg_counters.read_windows(
+            rows = await pg_fastpath.read_windows(
                 conn,
                 keys=keys,
                 bucket=self.clock.bucket(now),
@@ -251,14 +237,13 @@ async def add_rows(
     *,
     held: Sequence[str] = (),
     held_deltas: Mapping[str, int] | None = None,
-    hours: bool,
 ) -> dict[str, dict[str, int]]:
     """Upsert the deltas into (key, bucket) rows, plus `held_deltas` into the `held` keys'
-    rows; return the rows' new totals by key. With `hours` (PostgreSQL), the hour rows too."""
+    rows; return the rows' new totals by key."""
     if conn.dialect.name == "postgresql":
         if not keys or not any(deltas.values()):
             return {}
-        rows = await pg_counters.count_and_read(
+        rows = await pg_fastpath.count_and_read(
             conn,
             keys=keys,
             bucket=bucket,
@@ -268,7 +253,6 @@ async def add_rows(
             pairs=(),
             held=held,
             held_deltas=held_deltas,
-            hours=hours,
         )
         assert rows is not None  # no version to check: always counted
         return rows

@@ -147,9 +147,7 @@ async def store_decision(
             await upsert_request(conn, verification | {"request_callback_id": callback_id})
             await add_shadow_matches(conn, shadow)
             if settle is not None:
-                await counters.add_rows(
-                    conn, settle.keys, settle.bucket, settle.deltas, hours=settle.hour is not None
-                )
+                await counters.add_rows(conn, settle.keys, settle.bucket, settle.deltas)
     if callback_id is not None:
         await stats_rollup.mark_late(conn, verification.get("requested_at"))
     return callback_id
