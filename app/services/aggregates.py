@@ -93,6 +93,8 @@ class Aggregator:
 
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
+        # SQL counters can count only if the policy is still current (see observe_live).
+        self._if_current = getattr(backend, "observe_if_current", None)
 
     async def start(self) -> None:
         """Let the backend prepare what it keeps (Redis: where its hour totals start)."""
@@ -127,8 +129,7 @@ class Aggregator:
         is still the current version, read by the counting statement itself (on PostgreSQL a
         request saves a round trip); after a change, the policy is reloaded and counted under.
         """
-        cached = policies.loaded
-        if_current = getattr(self.backend, "observe_if_current", None)
+        cached, if_current = policies.loaded, self._if_current
         if cached is not None and isinstance(cached.version, int) and if_current is not None:
             wanted, attempt = _attempt(cached, facts)
             values = await if_current(conn, version=cached.version, **attempt)

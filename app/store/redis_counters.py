@@ -25,7 +25,12 @@ _FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as"
 # attempts/s). Hours are trusted from the first whole hour after the marker: 0 where the
 # prefix held no counts when it was set (all hours), else the minute it was set, as minutes
 # counted before (by a version without hour hashes) have none, and are read as minutes.
-_READ = """
+_COMMON = """
+local function targets(prefix, key, bucket, ttl, hour)
+  local out = {{prefix .. key .. ':' .. bucket, ttl}}
+  if hour > 0 then out[2] = {prefix .. key .. ':h' .. (bucket - bucket % hour), ttl + hour} end
+  return out
+end
 local function read(k, field)
   local v = redis.call('HMGET', k, field, 'p', 'ps')
   local total = tonumber(v[1]) or 0
@@ -49,7 +54,7 @@ end
 """
 
 _OBSERVE = (
-    _READ
+    _COMMON
     + """
 local prefix, bucket, size, ttl, spend, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -58,11 +63,7 @@ local marker = prefix .. 'hours-from'
 if hour > 0 and nkeys > 0 then redis.call('SET', marker, bucket, 'NX') end
 for i = 1, nkeys do
   local key, held = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
-  local targets = {{prefix .. key .. ':' .. bucket, ttl}}
-  if hour > 0 then
-    targets[2] = {prefix .. key .. ':h' .. (bucket - bucket % hour), ttl + hour}
-  end
-  for _, target in ipairs(targets) do
+  for _, target in ipairs(targets(prefix, key, bucket, ttl, hour)) do
     local k = target[1]
     redis.call('HINCRBY', k, 'a', 1)
     if spend > 0 then redis.call('HINCRBY', k, 's', spend) end
@@ -90,15 +91,13 @@ return out
 """
 )
 
-_ADD = """
+_ADD = (
+    _COMMON
+    + """
 local prefix, bucket, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nfields = tonumber(ARGV[5])
 for i = 6 + nfields * 2, #ARGV do
-  local targets = {{prefix .. ARGV[i] .. ':' .. bucket, ttl}}
-  if hour > 0 then
-    targets[2] = {prefix .. ARGV[i] .. ':h' .. (bucket - bucket % hour), ttl + hour}
-  end
-  for _, target in ipairs(targets) do
+  for _, target in ipairs(targets(prefix, ARGV[i], bucket, ttl, hour)) do
     local k = target[1]
     for f = 0, nfields - 1 do
       local delta = tonumber(ARGV[7 + f * 2])
@@ -109,6 +108,7 @@ for i = 6 + nfields * 2, #ARGV do
 end
 return 1
 """
+)
 
 HOUR = 3600
 
