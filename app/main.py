@@ -18,11 +18,12 @@ from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
-from app.services import retention, stats_rollup
 from app.services.aggregates import Aggregator, CounterBackend, counting_scope
-from app.services.intake import Intake
-from app.services.policy import PolicyCache
-from app.services.starter import install_starter_policy
+from app.services.audit import retention
+from app.services.audit import rollup as stats_rollup
+from app.services.intake.dispatch import Intake
+from app.services.policy.cache import PolicyCache
+from app.services.policy.starter import install_starter_policy
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker

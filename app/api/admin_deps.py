@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep
 from app.errors import AppError, BadRequest, Unprocessable
-from app.services.policy_io import Format, load_document
+from app.services.policy.io import Format, load_document
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"", "application/json"})

@@ -17,7 +17,7 @@ from app.api.admin_schemas import (
     ListSummary,
 )
 from app.api.auth import AdminDep, AuditorDep
-from app.services import lists_admin
+from app.services.policy import lists as lists_admin
 
 router = APIRouter(prefix="/lists")
 CSV_BODY: dict[str, Any] = {

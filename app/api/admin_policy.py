@@ -11,8 +11,8 @@ from app.api.admin_deps import ConnDep, NowDep, PolicyDocument
 from app.api.admin_schemas import EvaluateRequest, EvaluateResult, ImportResult
 from app.api.auth import AdminDep, AuditorDep
 from app.api.deps import RuntimeDep
-from app.services import policy_io
-from app.services.evaluate import evaluate_event
+from app.services.policy import io as policy_io
+from app.services.policy.evaluate import evaluate_event
 
 router = APIRouter()
 POLICY_BODY: dict[str, Any] = {

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from app.api.admin_deps import ConnDep, NowDep
 from app.api.admin_schemas import RevisionRead, RuleCreate, RulePatch, RuleRead, RuleUpdate
 from app.api.auth import AdminDep, AuditorDep
-from app.services import rules_admin
+from app.services.policy import rules as rules_admin
 
 router = APIRouter(prefix="/rules")
 

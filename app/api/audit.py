@@ -28,8 +28,10 @@ from app.api.audit_schemas import (
 from app.api.auth import AuditorDep
 from app.api.deps import RuntimeDep, SessionDep
 from app.errors import AppError
-from app.services import audit, audit_export, audit_stats
-from app.services.audit import AuditContext
+from app.services.audit import export as audit_export
+from app.services.audit import queries as audit
+from app.services.audit import stats as audit_stats
+from app.services.audit.queries import AuditContext
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

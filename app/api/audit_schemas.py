@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from app.services.audit import AuditFilter
-from app.services.audit_stats import Bucket, GroupBy
+from app.services.audit.queries import AuditFilter
+from app.services.audit.stats import Bucket, GroupBy
 
 _DIGITS = r"^\+\d{1,15}$"
 

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import PayloadTooLarge, Unauthorized
 from app.services.aggregates import Aggregator, Counting
-from app.services.intake import Delivery, Intake
-from app.services.policy import PolicyCache
+from app.services.intake.dispatch import Delivery, Intake
+from app.services.policy.cache import PolicyCache
 from app.settings import Settings
 from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
 from app.store.held import HeldConnections

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cli.common import run_in_transaction
 from app.errors import AppError
-from app.services.policy_io import Format, load_document
+from app.services.policy.io import Format, load_document
 from app.services.tokens import Principal
 
 T = TypeVar("T")

@@ -23,8 +23,11 @@ from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.common import run_in_transaction
 from app.errors import AppError
-from app.services import audit, audit_export, audit_stats, stats_rollup
-from app.services.audit import AuditContext, AuditFilter
+from app.services.audit import export as audit_export
+from app.services.audit import queries as audit
+from app.services.audit import rollup as stats_rollup
+from app.services.audit import stats as audit_stats
+from app.services.audit.queries import AuditContext, AuditFilter
 from app.services.tokens import Principal
 
 app = typer.Typer(help="Look up, search, export and count verifications.", no_args_is_help=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from app.services.starter import install_starter_policy
+from app.services.policy.starter import install_starter_policy
 from app.settings import Settings
 from app.store.base import create_engine
 from app.store.migrate import current_revision, head_revision

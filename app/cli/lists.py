@@ -11,7 +11,7 @@ import typer
 from app.cli.admin_common import cli_actor, fail, now, run_change
 from app.rules.durations import parse_duration
 from app.rules.model import ListEntry, NamedList
-from app.services import lists_admin
+from app.services.policy import lists as lists_admin
 
 app = typer.Typer(help="Named lists (blocklists, allowlists, timed unblocks).")
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from app.services import retention
+from app.services.audit import retention
 from app.settings import Settings
 from app.store.base import create_engine
 

@@ -16,10 +16,11 @@ from app.cli.rules_output import print_decision, print_import, print_rules, summ
 from app.errors import AppError
 from app.main import counter_backend
 from app.rules.model import Policy
-from app.services import policy_io, rules_admin
 from app.services.aggregates import Aggregator
-from app.services.evaluate import evaluate_event
-from app.services.policy import PolicyCache
+from app.services.policy import io as policy_io
+from app.services.policy import rules as rules_admin
+from app.services.policy.cache import PolicyCache
+from app.services.policy.evaluate import evaluate_event
 from app.settings import Settings
 from app.sinch import samples
 from app.sinch.events import VerificationRequestEvent

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
-from app.services.policy import PolicyCache
+from app.services.policy.cache import PolicyCache
 from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
 from app.store.held import HeldConnections
 

@@ -25,7 +25,7 @@ import asyncpg
 from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
-from app.services.stats_rollup import roll_settled
+from app.services.audit.rollup import roll_settled
 from app.settings import Settings
 
 TOKEN = "bench-admin-token"  # noqa: S105 - a local benchmark app

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.services.audit_export import export_chunks
-from app.services.audit_view import EXPORT_FIELDS
+from app.services.audit.export import export_chunks
+from app.services.audit.view import EXPORT_FIELDS
 from app.store.audit import AuditFilter
 from tests.audit.rows import BASE, audit_log, insert_rows, minutes, row
 

@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.services import retention
+from app.services.audit import retention
 from app.sinch import samples
 from app.store import inbox, stats_rollup
 from app.store.models import StatsHourRow, StatsHourStateRow, VerificationMatchRow

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from app.cli import cli
 from app.rules.starter import starter_policy
-from app.services.policy_io import dump_document, export_document
+from app.services.policy.io import dump_document, export_document
 
 runner = CliRunner()
 

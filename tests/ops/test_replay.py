@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.facts import derive_facts
-from app.services.deliveries import Delivery
+from app.services.intake.deliveries import Delivery
 from app.services.resilience import Outage
 from app.services.resilience.entries import (
     CALLBACK,

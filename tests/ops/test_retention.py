@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.services import retention
+from app.services.audit import retention
 from app.sinch import samples
 from app.store.models import CallbackRow, CounterRow, VerificationMatchRow, VerificationRow
 from tests.support import SinchSender

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from app.main import create_app
 from app.rules.model import Policy
-from app.services.policy_admin import replace_policy
+from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.models import CounterRow, VerificationRow
 from tests.conftest import make_settings

@@ -13,7 +13,7 @@ from typing import Any
 
 from app.rules.decision import Decision
 from app.rules.facts import Facts, facts_from_json, facts_to_json
-from app.services.deliveries import Delivery
+from app.services.intake.deliveries import Delivery
 
 DECISION = "decision"
 CALLBACK = "callback"

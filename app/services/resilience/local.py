@@ -8,7 +8,7 @@ from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, counts_allowed
-from app.services.policy import PolicyCache
+from app.services.policy.cache import PolicyCache
 from app.services.resilience.local_counters import MemoryCounters
 from app.settings import Settings
 

@@ -20,10 +20,10 @@ from app import metrics
 from app.rules.decision import Decision
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counting
-from app.services.answers import build_answer
-from app.services.deliveries import Delivery, Reply
-from app.services.policy import PolicyCache
-from app.services.reporting import decision_made
+from app.services.intake.answers import build_answer
+from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.reporting import decision_made
+from app.services.policy.cache import PolicyCache
 from app.services.resilience.entries import (
     CALLBACK,
     DECISION,

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import metrics
 from app.services.aggregates import Aggregator, Counting, counts_allowed
-from app.services.deliveries import Delivery, Reply
-from app.services.policy import PolicyCache
-from app.services.records import callback_row, match_rows, request_row
+from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.records import callback_row, match_rows, request_row
+from app.services.policy.cache import PolicyCache
 from app.services.resilience.entries import DECISION, SpooledDecision, delivery_from_json
 from app.services.resilience.errors import is_outage
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.services.audit_view import iso, parse_body
+from app.services.audit.view import iso, parse_body
 from app.store import audit as store
 
 _KINDS = {

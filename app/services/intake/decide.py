@@ -20,12 +20,12 @@ from app.rules.decision import Decision
 from app.rules.engine import CompiledPolicy, evaluate
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counting, counts_allowed
-from app.services.answers import build_answer
-from app.services.deliveries import Delivery, Reply
-from app.services.event_facts import event_facts
-from app.services.policy import PolicyCache
-from app.services.records import callback_row, match_rows, request_row
-from app.services.reporting import decision_made
+from app.services.intake.answers import build_answer
+from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.event_facts import event_facts
+from app.services.intake.records import callback_row, match_rows, request_row
+from app.services.intake.reporting import decision_made
+from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.services.resilience.errors import is_outage
 from app.settings import Settings

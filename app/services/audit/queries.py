@@ -14,8 +14,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest, NotFound
-from app.services import audit_view as view
-from app.services.audit_timeline import timeline_events
+from app.services.audit import view
+from app.services.audit.timeline import timeline_events
 from app.services.tokens import Principal
 from app.settings import Settings
 from app.store import audit as store

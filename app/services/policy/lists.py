@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import Conflict, NotFound, Unprocessable
 from app.rules.model import E164, ListEntry, NamedList, Rule
-from app.services.list_csv import parse_entries
-from app.services.policy_admin import lock_policy
-from app.services.rules_admin import list_references
+from app.services.policy.admin import lock_policy
+from app.services.policy.list_csv import parse_entries
+from app.services.policy.rules import list_references
 from app.services.tokens import Principal
 from app.store import lists as store
 from app.store import policy as policy_store

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.rules.engine import Decision
 from app.rules.facts import Facts, facts_to_json
-from app.services.deliveries import Delivery
+from app.services.intake.deliveries import Delivery
 from app.sinch.events import VerificationRequestEvent
 from app.store.inbox import verification_stub
 

@@ -10,9 +10,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.aggregates import Aggregator, Counting
-from app.services.deliveries import Delivery, Reply
-from app.services.policy import PolicyCache
-from app.services.records import callback_row
+from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.records import callback_row
+from app.services.policy.cache import PolicyCache
 from app.sinch.events import (
     RESULT_EVENT,
     SMS_DELIVERED_EVENT,

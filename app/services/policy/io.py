@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import BadRequest, Unprocessable, validation_errors
 from app.rules.model import Action, NamedList, Policy
-from app.services.policy_admin import lock_policy, replace_policy, rule_document
+from app.services.policy.admin import lock_policy, replace_policy, rule_document
 from app.services.tokens import Principal
 from app.store import policy as store
 

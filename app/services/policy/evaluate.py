@@ -14,9 +14,9 @@ from app.rules.engine import CompiledPolicy, compile_policy, evaluate
 from app.rules.facts import facts_to_json
 from app.rules.model import Policy
 from app.services.aggregates import Aggregator
-from app.services.answers import build_answer
-from app.services.event_facts import event_facts
-from app.services.policy import PolicyCache
+from app.services.intake.answers import build_answer
+from app.services.intake.event_facts import event_facts
+from app.services.policy.cache import PolicyCache
 from app.settings import Settings
 from app.sinch.events import VerificationRequestEvent
 

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import metrics
 from app.errors import BadRequest, ServiceUnavailable
 from app.services.aggregates import Aggregator, Counting
-from app.services.decide import Decider
-from app.services.deliveries import Delivery, Reply
-from app.services.outcomes import Outcomes
-from app.services.policy import PolicyCache
-from app.services.records import callback_row
-from app.services.reporting import callback_received
+from app.services.intake.decide import Decider
+from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.outcomes import Outcomes
+from app.services.intake.records import callback_row
+from app.services.intake.reporting import callback_received
+from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.settings import Settings
 from app.sinch.events import (

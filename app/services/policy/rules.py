@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import Conflict, NotFound, Unprocessable, validation_errors
 from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Rule
-from app.services.policy_admin import lock_policy, record_revision, rule_document
+from app.services.policy.admin import lock_policy, record_revision, rule_document
 from app.services.tokens import Principal
 from app.store import lists as list_store
 from app.store import policy as store

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import BadRequest
-from app.services.audit import AuditContext, record
-from app.services.audit_view import mask_deep
+from app.services.audit.queries import AuditContext, record
+from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
 from app.store import stats_rollup as rollup
 from app.store.audit import AuditFilter

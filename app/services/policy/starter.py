@@ -8,7 +8,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.starter import starter_policy
-from app.services.policy_admin import replace_policy
+from app.services.policy.admin import replace_policy
 from app.store import policy as store
 
 log = structlog.get_logger()

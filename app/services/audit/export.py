@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.services.audit import AuditContext, record
-from app.services.audit_view import EXPORT_FIELDS, export_row
+from app.services.audit.queries import AuditContext, record
+from app.services.audit.view import EXPORT_FIELDS, export_row
 from app.store import audit as store
 from app.store.audit import AuditFilter, Cursor
 

@@ -1,0 +1,1 @@
+"""Reading what was stored: look-ups, search, timelines, export, statistics, retention."""

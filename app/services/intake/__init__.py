@@ -1,0 +1,1 @@
+"""Callback intake: parse, decide, store every Sinch event."""
