@@ -18,7 +18,7 @@ from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
-from app.services.aggregates import Aggregator, CounterBackend, counting_scope
+from app.services.aggregates import Aggregator, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
 from app.services.intake.dispatch import Intake
@@ -27,6 +27,7 @@ from app.services.policy.starter import install_starter_policy
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
+from app.store.counter_model import CounterBackend
 from app.store.counters import SqlCounters
 from app.store.held import HeldConnections
 from app.store.migrate import require_head

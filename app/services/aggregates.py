@@ -1,16 +1,17 @@
-"""Aggregates for the rules engine: which counters a policy needs, bumped and read per attempt.
+"""Aggregates for the rules engine: a policy's specs mapped onto the counter model.
 
-The backend is SQL (autocommit statements, one tiny transaction each) or Redis (atomic
-scripts); both count this attempt before reading, so concurrent attempts see distinct
-totals. Attempts still being decided count as allowed until settled.
+`observe` counts an attempt under the policy's counter keys and reads the windows its
+specs need (a `Counted`); `Counted` then decides, in one place, every later effect the
+attempt has on the counters: the settle once decided (applied by the decision's own store
+statement where the counters live in the same database), or taking the count back when the
+event turns out to be a redelivery. The meaning of each change is in store/counter_model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
-from typing import Any, Protocol, TypedDict
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,7 +19,18 @@ from app.rules.aggregates import AggregateSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
 from app.services.policy.cache import PolicyCache
-from app.store.buckets import CounterDeltas, Measure, WindowQuery, to_micros
+from app.store.counter_model import (
+    Attempt,
+    CounterBackend,
+    CounterDeltas,
+    Measure,
+    WindowQuery,
+    peeked,
+    succeeded,
+    to_micros,
+    value,
+    without_own,
+)
 from app.store.held import HeldConnections
 
 _MEASURES: dict[str, Measure] = {
@@ -28,12 +40,12 @@ _MEASURES: dict[str, Measure] = {
     "allowed_attempts": "allowed",
     "allowed_spend": "allowed_spend",
 }
-
-
-_ALLOWED = frozenset({"allowed_attempts", "allowed_spend"})
+_ALLOWED_ONLY = frozenset({"allowed_attempts", "allowed_spend"})
 
 Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
+
+Wanted = dict[WindowQuery, list[AggregateSpec]]
 
 
 def counting_scope(engine: AsyncEngine, held: HeldConnections | None) -> Counting:
@@ -42,152 +54,101 @@ def counting_scope(engine: AsyncEngine, held: HeldConnections | None) -> Countin
     return engine.begin if held is None else held.lend
 
 
-class CounterBackend(Protocol):
-    async def observe(
-        self,
-        conn: AsyncConnection,
-        *,
-        keys: Iterable[str],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        spend_micros: int,
-        held: Collection[str] = (),
-    ) -> dict[WindowQuery, float]: ...
+class Counted:
+    """One attempt, counted: the values its policy read, and what is left to do."""
 
-    async def forget(
-        self,
-        conn: AsyncConnection,
-        *,
-        keys: Iterable[str],
-        now: datetime,
-        spend_micros: int,
-        held: Collection[str] = (),
-    ) -> None: ...
+    __slots__ = ("_backend", "_in_store", "attempt", "policy", "values")
 
-    async def settle(
+    def __init__(
         self,
-        conn: AsyncConnection,
-        *,
-        keys: Iterable[str],
-        now: datetime,
-        spend_micros: int,
-        allowed: bool,
-    ) -> None: ...
+        backend: CounterBackend,
+        policy: CompiledPolicy,
+        attempt: Attempt,
+        values: dict[str, float],
+    ) -> None:
+        self._backend = backend
+        self.policy = policy
+        self.attempt = attempt
+        self.values = values
+        self._in_store: CounterDeltas | None = None
 
-    async def record_success(
-        self, conn: AsyncConnection, *, keys: Iterable[str], requested_at: datetime
-    ) -> None: ...
+    def settle_in_store(self, *, allowed: bool) -> CounterDeltas | None:
+        """The settle, for the decision's store statement to apply itself if it claims the
+        event; None where the counters live elsewhere or the attempt is held nowhere."""
+        if self._backend.capabilities.joins_store:
+            self._in_store = self.attempt.settled(allowed=allowed)
+        return self._in_store
 
-    async def peek(
-        self,
-        conn: AsyncConnection,
-        *,
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        spend_micros: int,
-    ) -> dict[WindowQuery, float]: ...
+    async def finish(self, conn: Any, *, allowed: bool, duplicate: bool = False) -> None:
+        """After the decision is stored: a redelivery takes its count (and hold) back;
+        otherwise the attempt is settled, unless the store statement did it."""
+        if duplicate:
+            changes = self.attempt.forgotten()
+        elif self._in_store is not None:
+            return
+        else:
+            settle = self.attempt.settled(allowed=allowed)
+            changes = (settle,) if settle is not None else ()
+        if changes:
+            await self._backend.apply(conn, changes)
 
 
 class Aggregator:
-    """Maps a compiled policy's aggregate specs onto counter keys; `conn` is AUTOCOMMIT."""
+    """Maps a compiled policy's aggregate specs onto counter keys and windows."""
 
     def __init__(self, backend: CounterBackend) -> None:
         self.backend = backend
-        # SQL counters can count only if the policy is still current (see observe_live).
-        self._if_current = getattr(backend, "observe_if_current", None)
 
     async def start(self) -> None:
-        """Let the backend prepare what it keeps (Redis: where its hour totals start)."""
-        start = getattr(self.backend, "start", None)
-        if start is not None:
-            await start()
+        await self.backend.start()
 
     async def close(self) -> None:
-        redis = getattr(self.backend, "redis", None)
-        if redis is not None:
-            await redis.aclose()
+        await self.backend.close()
 
-    async def observe(
-        self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
-    ) -> dict[str, float]:
-        """Count this attempt under the policy's counter keys; return values by spec id.
-
-        Allowed-only values exclude this attempt: the engine adds it when comparing.
-        """
+    async def observe(self, conn: Any, policy: CompiledPolicy, facts: Facts) -> Counted:
+        """Count this attempt under the policy's counter keys and read its windows."""
+        wanted, attempt = self._attempt(policy, facts)
         if not policy.aggregates:
-            return {}
-        wanted, attempt = _attempt(policy, facts)
-        values = await self.backend.observe(conn, **attempt)
-        return _by_spec(wanted, values, attempt["spend_micros"])
+            return Counted(self.backend, policy, attempt, {})
+        raw = await self.backend.observe(conn, attempt.counted(), list(wanted), facts.now)
+        assert raw is not None  # no version to check: always counted
+        return Counted(self.backend, policy, attempt, _by_spec(wanted, raw, attempt))
 
     async def observe_live(
         self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
-    ) -> tuple[CompiledPolicy, dict[str, float]]:
-        """`observe` under the live policy: that policy and the values.
+    ) -> Counted:
+        """`observe` under the live policy.
 
-        With SQL counters the attempt is counted under the policy compiled last only if that
-        is still the current version, read by the counting statement itself (on PostgreSQL a
-        request saves a round trip); after a change, the policy is reloaded and counted under.
+        Where the counters live beside the policy, the attempt is counted under the policy
+        compiled last only if that is still the current version, read by the counting
+        statement itself (on PostgreSQL a request saves a round trip); after a change, the
+        policy is reloaded and counted under.
         """
-        cached, if_current = policies.loaded, self._if_current
-        if cached is not None and isinstance(cached.version, int) and if_current is not None:
-            wanted, attempt = _attempt(cached, facts)
-            values = await if_current(conn, version=cached.version, **attempt)
-            if values is not None:
-                return cached, _by_spec(wanted, values, attempt["spend_micros"])
+        cached = policies.loaded
+        if (
+            cached is not None
+            and isinstance(cached.version, int)
+            and self.backend.capabilities.checks_policy_version
+        ):
+            wanted, attempt = self._attempt(cached, facts)
+            raw = await self.backend.observe(
+                conn, attempt.counted(), list(wanted), facts.now, if_version=cached.version
+            )
+            if raw is not None:
+                return Counted(self.backend, cached, attempt, _by_spec(wanted, raw, attempt))
         policy = await policies.current(conn)
-        return policy, await self.observe(conn, policy, facts)
+        return await self.observe(conn, policy, facts)
 
     async def peek(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts
     ) -> dict[str, float]:
-        """What `observe` would return, counting nothing (for dry runs)."""
+        """What `observe` would read, counting nothing (for dry runs)."""
         wanted = _wanted(policy, facts)
         if not wanted:
             return {}
-        values = await self.backend.peek(
-            conn, queries=list(wanted), now=facts.now, spend_micros=to_micros(facts.price_amount)
-        )
-        return {spec.id: values[q] for q, specs in wanted.items() for spec in specs}
-
-    async def forget(self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts) -> None:
-        """Undo `observe` for a redelivered attempt."""
-        if policy.aggregates:
-            await self.backend.forget(
-                conn,
-                keys=_keys(policy, facts),
-                now=facts.now,
-                spend_micros=to_micros(facts.price_amount),
-                held=_held(policy, facts),
-            )
-
-    async def settle(
-        self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts, *, allowed: bool
-    ) -> None:
-        """Tell allowed-only counters how the attempt was decided."""
-        held = _held(policy, facts)
-        if held:
-            await self.backend.settle(
-                conn,
-                keys=held,
-                now=facts.now,
-                spend_micros=to_micros(facts.price_amount),
-                allowed=allowed,
-            )
-
-    def settled_in_store(
-        self, policy: CompiledPolicy, facts: Facts, *, allowed: bool
-    ) -> CounterDeltas | None:
-        """The settle as deltas the store statement applies itself, when the counters live in
-        the same (SQL) database and the attempt is held under some key; else None."""
-        settled = getattr(self.backend, "settled", None)
-        held = _held(policy, facts)
-        if settled is None or not held:
-            return None
-        deltas: CounterDeltas = settled(
-            keys=held, now=facts.now, spend_micros=to_micros(facts.price_amount), allowed=allowed
-        )
-        return deltas
+        raw = await self.backend.read(conn, list(wanted), facts.now)
+        spend = to_micros(facts.price_amount)
+        return {spec.id: peeked(q, raw[q], spend) for q, specs in wanted.items() for spec in specs}
 
     async def succeeded(
         self, conn: AsyncConnection, policy: CompiledPolicy, verification: Mapping[str, Any]
@@ -207,14 +168,24 @@ class Aggregator:
             application=verification["app_key"],
             now=verification["requested_at"],
         )
-        await self.backend.record_success(
-            conn, keys=_keys(policy, facts), requested_at=verification["requested_at"]
+        change = succeeded(_keys(policy, facts), clock=self.backend.clock, requested_at=facts.now)
+        await self.backend.apply(conn, [change])
+
+    def _attempt(self, policy: CompiledPolicy, facts: Facts) -> tuple[Wanted, Attempt]:
+        """The windows the policy's aggregates read for this attempt, and the attempt."""
+        attempt = Attempt.of(
+            _keys(policy, facts),
+            _held(policy, facts),
+            clock=self.backend.clock,
+            now=facts.now,
+            spend=to_micros(facts.price_amount),
         )
+        return _wanted(policy, facts), attempt
 
 
-def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[AggregateSpec]]:
+def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
     """The window each of the policy's aggregates reads for this attempt."""
-    wanted: dict[WindowQuery, list[AggregateSpec]] = {}
+    wanted: Wanted = {}
     for spec in policy.aggregates:
         key = spec.key_value(facts)
         if key is not None:
@@ -223,53 +194,20 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> dict[WindowQuery, list[Aggr
     return wanted
 
 
-class _Attempt(TypedDict):
-    """What a counter backend's observe is told about one attempt."""
-
-    keys: set[str]
-    queries: list[WindowQuery]
-    now: datetime
-    spend_micros: int
-    held: set[str]
-
-
-def _attempt(
-    policy: CompiledPolicy, facts: Facts
-) -> tuple[dict[WindowQuery, list[AggregateSpec]], _Attempt]:
-    """The windows the policy's aggregates read for this attempt, and observe's arguments."""
-    wanted = _wanted(policy, facts)
-    attempt = _Attempt(
-        keys=_keys(policy, facts),
-        queries=list(wanted),
-        now=facts.now,
-        spend_micros=to_micros(facts.price_amount),
-        held=_held(policy, facts),
-    )
-    return wanted, attempt
-
-
-def _by_spec(
-    wanted: Mapping[WindowQuery, list[AggregateSpec]],
-    values: Mapping[WindowQuery, float],
-    spend_micros: int,
-) -> dict[str, float]:
+def _by_spec(wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt) -> dict[str, float]:
     """Values by spec id; allowed-only ones without this attempt (the engine adds it)."""
-    own = {"allowed": 1.0, "allowed_spend": spend_micros / 1_000_000}
+    spend = attempt.spend_micros
     return {
-        spec.id: values[q] - own.get(q.measure, 0.0)
+        spec.id: without_own(q, value(q, raw[q]), spend)
         for q, specs in wanted.items()
         for spec in specs
     }
 
 
-def counts_allowed(policy: CompiledPolicy) -> bool:
-    return any(spec.measure in _ALLOWED for spec in policy.aggregates)
-
-
 def _held(policy: CompiledPolicy, facts: Facts) -> set[str]:
     """The keys an attempt is held pending under until decided: those an allowed-only
     aggregate reads. Other keys never need settling (and a hot key is not written twice)."""
-    held = (spec.key_value(facts) for spec in policy.aggregates if spec.measure in _ALLOWED)
+    held = (spec.key_value(facts) for spec in policy.aggregates if spec.measure in _ALLOWED_ONLY)
     return {key for key in held if key is not None}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
-from app.store.buckets import CounterDeltas
+from app.store.counter_model import CounterDeltas
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.upsert import cached, insert_for, upsert
 
@@ -147,7 +147,7 @@ async def store_decision(
             await upsert_request(conn, verification | {"request_callback_id": callback_id})
             await add_shadow_matches(conn, shadow)
             if settle is not None:
-                await counters.add_rows(conn, settle.keys, settle.bucket, settle.deltas)
+                await counters.apply(conn, [settle])
     if callback_id is not None:
         await stats_rollup.mark_late(conn, verification.get("requested_at"))
     return callback_id

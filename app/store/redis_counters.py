@@ -1,22 +1,36 @@
-"""Velocity and conversion counters in Redis: one hash per counter key and bucket.
+"""The counter model in Redis: one hash per counter key and bucket, fields per column.
 
-Each call is one Lua script, so counting an attempt and reading its windows is atomic:
-concurrent attempts on one key see distinct totals, on every worker and host. Attempts
-still being decided count as allowed ("pending") until settled, so an allowed-only limit
-cannot be overrun by a burst either. Needs a single Redis primary (keys are built in Lua).
+Each call is one Lua script, so applying an attempt's changes and reading its windows is
+atomic: concurrent attempts on one key see distinct totals, on every worker and host.
+Needs a single Redis primary (keys are built in Lua).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
-from app.store.buckets import MICROS, BucketClock, WindowQuery
+from app.store.counter_model import (
+    READS,
+    BucketClock,
+    Capabilities,
+    CounterDeltas,
+    WindowQuery,
+)
 
-_FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as", "successes": "su"}
+# Short hash fields per column (the stored format: kept across versions).
+_FIELDS = {
+    "attempts": "a",
+    "spend_micros": "s",
+    "allowed": "al",
+    "allowed_spend_micros": "as",
+    "successes": "su",
+    "pending": "p",
+    "pending_spend_micros": "ps",
+}
 
 # Each minute's counts also go to their hour's hash (":h<hour start>"). A window is read
 # minute by minute up to its first whole hour, hour by hour while whole hours fit, then
@@ -25,96 +39,72 @@ _FIELDS = {"attempts": "a", "spend": "s", "allowed": "al", "allowed_spend": "as"
 # attempts/s). Hours are trusted from the first whole hour after the marker: 0 where the
 # prefix held no counts when it was set (all hours), else the minute it was set, as minutes
 # counted before (by a version without hour hashes) have none, and are read as minutes.
-_COMMON = """
-local function targets(prefix, key, bucket, ttl, hour)
+#
+# ARGV: prefix, bucket size, ttl, hour (0: no hour hashes), then the changes: their count,
+# and for each its bucket, key count, keys, field count, (field, delta) pairs; then the
+# reads: the current bucket, their count, and for each its key, first bucket, field count,
+# fields. Returns one total per read.
+_SCRIPT = """
+local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local marker = prefix .. 'hours-from'
+local at = 5
+local function take() local v = ARGV[at]; at = at + 1; return v end
+local function targets(key, bucket)
   local out = {{prefix .. key .. ':' .. bucket, ttl}}
   if hour > 0 then out[2] = {prefix .. key .. ':h' .. (bucket - bucket % hour), ttl + hour} end
   return out
 end
-local function read(k, field)
-  local v = redis.call('HMGET', k, field, 'p', 'ps')
-  local total = tonumber(v[1]) or 0
-  if field == 'al' then total = total + (tonumber(v[2]) or 0) end
-  if field == 'as' then total = total + (tonumber(v[3]) or 0) end
-  return total
-end
-local function window(prefix, key, since, bucket, size, hour, trusted, field)
-  local total, b = 0, since
-  while b <= bucket do
-    if hour > 0 and trusted and b % hour == 0 and b >= trusted and b + hour <= bucket + size then
-      total = total + read(prefix .. key .. ':h' .. b, field)
-      b = b + hour
-    else
-      total = total + read(prefix .. key .. ':' .. b, field)
-      b = b + size
+for _ = 1, tonumber(take()) do
+  local bucket, keys, deltas = tonumber(take()), {}, {}
+  for i = 1, tonumber(take()) do keys[i] = take() end
+  for i = 1, tonumber(take()) do deltas[i] = {take(), tonumber(take())} end
+  if hour > 0 and #keys > 0 then redis.call('SET', marker, bucket, 'NX') end
+  for _, key in ipairs(keys) do
+    for _, target in ipairs(targets(key, bucket)) do
+      for _, d in ipairs(deltas) do redis.call('HINCRBY', target[1], d[1], d[2]) end
+      if redis.call('TTL', target[1]) < 0 then redis.call('EXPIRE', target[1], target[2]) end
     end
+  end
+end
+local function read(k, fields)
+  local total = 0
+  for _, v in ipairs(redis.call('HMGET', k, unpack(fields))) do
+    total = total + (tonumber(v) or 0)
   end
   return total
 end
-"""
-
-_OBSERVE = (
-    _COMMON
-    + """
-local prefix, bucket, size, ttl, spend, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local nkeys = tonumber(ARGV[7])
-local marker = prefix .. 'hours-from'
-if hour > 0 and nkeys > 0 then redis.call('SET', marker, bucket, 'NX') end
-for i = 1, nkeys do
-  local key, held = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
-  for _, target in ipairs(targets(prefix, key, bucket, ttl, hour)) do
-    local k = target[1]
-    redis.call('HINCRBY', k, 'a', 1)
-    if spend > 0 then redis.call('HINCRBY', k, 's', spend) end
-    if held == '1' then
-      redis.call('HINCRBY', k, 'p', 1)
-      if spend > 0 then redis.call('HINCRBY', k, 'ps', spend) end
-    end
-    redis.call('EXPIRE', k, target[2])
-  end
-end
+local current = tonumber(take())
 local trusted = nil
 if hour > 0 then
   local from = tonumber(redis.call('GET', marker))
   if from then trusted = from - from % hour + hour end
 end
 local out = {}
-local base = 8 + 2 * nkeys
-local nq = tonumber(ARGV[base])
-for q = 0, nq - 1 do
-  local at = base + q * 3
-  local key, since, field = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
-  out[q + 1] = tostring(window(prefix, key, since, bucket, size, hour, trusted, field))
+for q = 1, tonumber(take()) do
+  local key, b, fields = take(), tonumber(take()), {}
+  for i = 1, tonumber(take()) do fields[i] = take() end
+  local total = 0
+  while b <= current do
+    if trusted and b % hour == 0 and b >= trusted and b + hour <= current + size then
+      total = total + read(prefix .. key .. ':h' .. b, fields)
+      b = b + hour
+    else
+      total = total + read(prefix .. key .. ':' .. b, fields)
+      b = b + size
+    end
+  end
+  out[q] = tostring(total)
 end
 return out
 """
-)
-
-_ADD = (
-    _COMMON
-    + """
-local prefix, bucket, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local nfields = tonumber(ARGV[5])
-for i = 6 + nfields * 2, #ARGV do
-  for _, target in ipairs(targets(prefix, ARGV[i], bucket, ttl, hour)) do
-    local k = target[1]
-    for f = 0, nfields - 1 do
-      local delta = tonumber(ARGV[7 + f * 2])
-      if delta ~= 0 then redis.call('HINCRBY', k, ARGV[6 + f * 2], delta) end
-    end
-    if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, target[2]) end
-  end
-end
-return 1
-"""
-)
 
 HOUR = 3600
 
 
 class RedisCounters:
-    """Same semantics as SqlCounters; the `conn` argument is accepted and unused."""
+    """Counters shared by every worker and host through one Redis primary."""
+
+    capabilities = Capabilities()
 
     def __init__(
         self, redis: Redis, *, bucket_seconds: int, retention_seconds: int, prefix: str = "vg:c:"
@@ -126,8 +116,7 @@ class RedisCounters:
         # Hour hashes only where minutes tile an hour exactly (any divisor of 3600 does).
         self.hour = HOUR if bucket_seconds < HOUR and HOUR % bucket_seconds == 0 else 0
         self.marker = f"{prefix}hours-from"
-        self._observe = redis.register_script(_OBSERVE)
-        self._script = redis.register_script(_ADD)
+        self._script = redis.register_script(_SCRIPT)
 
     async def start(self, now: datetime | None = None) -> None:
         """Set the marker, once for all workers and hosts: hour totals are trusted at once
@@ -141,81 +130,46 @@ class RedisCounters:
         value = self.clock.bucket(now or datetime.now(UTC)) if holds_counts else 0
         await self.redis.set(self.marker, value, nx=True)
 
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def apply(self, conn: Any, changes: Sequence[CounterDeltas]) -> None:
+        if any(c.keys for c in changes):
+            await self._run(changes, (), 0)
+
     async def observe(
         self,
         conn: Any,
-        *,
-        keys: Iterable[str],
+        changes: Sequence[CounterDeltas],
         queries: Sequence[WindowQuery],
         now: datetime,
-        spend_micros: int,
-        held: Collection[str] = (),
-    ) -> dict[WindowQuery, float]:
-        ordered = sorted(set(keys))
-        if not ordered:
-            return {}
-        args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
-        hold = set(held)
-        args += [spend_micros, self.hour, len(ordered)]
-        for key in ordered:
-            args += [key, "1" if key in hold else "0"]
-        args.append(len(queries))
-        for q in queries:
-            args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
-        raw = await self._observe(args=args)
-        return {q: _value(q, int(v)) for q, v in zip(queries, raw, strict=True)}
-
-    async def peek(
-        self, conn: Any, *, queries: Sequence[WindowQuery], now: datetime, spend_micros: int
-    ) -> dict[WindowQuery, float]:
-        """Read every window without counting, as `SqlCounters.peek` (observe with no keys)."""
-        if not queries:
-            return {}
-        args: list[Any] = [self.prefix, self.clock.bucket(now), self.clock.size, self.ttl]
-        args += [0, self.hour, 0, len(queries)]
-        for q in queries:
-            args += [q.key, self.clock.oldest(now, q.window_seconds), _FIELDS[q.measure]]
-        raw = await self._observe(args=args)
-        own = {"attempts": 1, "spend": spend_micros}
-        return {
-            q: _value(q, int(v) + own.get(q.measure, 0)) for q, v in zip(queries, raw, strict=True)
-        }
-
-    async def forget(
-        self,
-        conn: Any,
         *,
-        keys: Iterable[str],
-        now: datetime,
-        spend_micros: int,
-        held: Collection[str] = (),
-    ) -> None:
-        """Undo `observe` (the attempt turned out to be a redelivery)."""
-        bucket = self.clock.bucket(now)
-        await self._add(keys, bucket, {"a": -1, "s": -spend_micros})
-        await self._add(held, bucket, {"p": -1, "ps": -spend_micros})
+        if_version: int | None = None,
+    ) -> dict[WindowQuery, int] | None:
+        assert if_version is None, "Redis counters cannot check the policy version"
+        return await self._run(changes, queries, self.clock.bucket(now), now)
 
-    async def settle(
-        self, conn: Any, *, keys: Iterable[str], now: datetime, spend_micros: int, allowed: bool
-    ) -> None:
-        """The attempt is decided: under the keys it was held pending under, it stops being
-        pending, and counts as allowed if it was."""
-        won = 1 if allowed else 0
-        deltas = {"p": -1, "ps": -spend_micros, "al": won, "as": spend_micros * won}
-        await self._add(keys, self.clock.bucket(now), deltas)
+    async def read(
+        self, conn: Any, queries: Sequence[WindowQuery], now: datetime
+    ) -> dict[WindowQuery, int]:
+        return await self._run((), queries, self.clock.bucket(now), now) if queries else {}
 
-    async def record_success(
-        self, conn: Any, *, keys: Iterable[str], requested_at: datetime
-    ) -> None:
-        await self._add(keys, self.clock.bucket(requested_at), {"su": 1})
-
-    async def _add(self, keys: Iterable[str], bucket: int, deltas: dict[str, int]) -> None:
-        ordered = sorted(set(keys))
-        if ordered:
-            fields = [item for pair in deltas.items() for item in pair]
-            args = [self.prefix, bucket, self.ttl, self.hour, len(deltas), *fields, *ordered]
-            await self._script(args=args)
-
-
-def _value(query: WindowQuery, raw: int) -> float:
-    return raw / MICROS if query.measure in ("spend", "allowed_spend") else float(raw)
+    async def _run(
+        self,
+        changes: Sequence[CounterDeltas],
+        queries: Sequence[WindowQuery],
+        current: int,
+        now: datetime | None = None,
+    ) -> dict[WindowQuery, int]:
+        args: list[Any] = [self.prefix, self.clock.size, self.ttl, self.hour, len(changes)]
+        for change in changes:
+            deltas = [(_FIELDS[c], d) for c, d in change.deltas.items() if d]
+            args += [change.bucket, len(change.keys), *change.keys, len(deltas)]
+            args += [item for pair in deltas for item in pair]
+        args += [current, len(queries)]
+        for q in queries:
+            assert now is not None
+            fields = [_FIELDS[c] for c in READS[q.measure]]
+            args += [q.key, self.clock.oldest(now, q.window_seconds), len(fields), *fields]
+        raw = await self._script(args=args)
+        return {q: int(v) for q, v in zip(queries, raw, strict=True)}

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
 from app.sinch import samples
-from app.store.buckets import BucketClock
+from app.store.counter_model import BucketClock
 from app.store.models import CounterRow, VerificationRow
 from tests.conftest import make_settings
 from tests.support import SinchSender

@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.base import create_engine
-from app.store.buckets import WindowQuery
+from app.store.counter_model import Attempt, WindowQuery
 from app.store.counters import SqlCounters, counters
 
 HISTORY_KEYS = 1_500
@@ -61,10 +61,10 @@ async def _check(url: str) -> tuple[str, dict[str, float]]:
         )
         sql = SqlCounters(60)
         queries = [WindowQuery("number:+46700000007", 3600, "attempts")]
-        values = await sql.observe(
-            conn, keys=["number:+46700000007"], queries=queries, now=now, spend_micros=0
-        )
+        attempt = Attempt.of({"number:+46700000007"}, set(), clock=sql.clock, now=now, spend=0)
+        values = await sql.observe(conn, attempt.counted(), queries, now)
     await engine.dispose()
+    assert values is not None
     return plan, {q.key: v for q, v in values.items()}
 
 
@@ -74,4 +74,4 @@ def test_window_reads_use_the_primary_key_with_150k_rows_of_history(database_url
     assert "SCAN counters" not in plan.replace("SCAN counters USING", ""), plan
     assert "pk_counters" in plan or "USING INDEX sqlite_autoindex_counters_1 (key=?" in plan, plan
     # 59 older buckets of the last hour hold one attempt each, plus this attempt.
-    assert values == {"number:+46700000007": 60.0}
+    assert values == {"number:+46700000007": 60}

@@ -1,11 +1,14 @@
-"""Counter windows read the same on every backend, over days of attempts.
+"""Counter windows read the same on every backend (SQLite, PostgreSQL, Redis, memory).
 
-Redis keeps each minute's counts and, beside them, each hour's; a long window reads whole
-hours from the hour totals. PostgreSQL and SQLite read their minutes, with different
-statements. SQLite is the reference. Random attempts, settles, redeliveries and successes over 30 hours go to
-the reference and to the backend under test; every window (10 min, 1 h, 24 h; attempts,
-spend, allowed, allowed spend, successes) must read the same after each attempt, also
-when the hour totals start mid-run (an upgrade: minutes counted before have none).
+The counter model (store/counter_model.py) says what each change means; the backends only
+store changes and sum windows, each its own way: Redis keeps each minute's counts and,
+beside them, each hour's, and reads whole hours from the hour totals; PostgreSQL and SQLite
+read their minutes with different statements; memory keeps dicts. SQLite is the reference.
+Random attempts, settles, redeliveries and successes over 30 hours, with clock steps inside
+a bucket and across minutes and hours, go to the reference and to the backends under test;
+every window (10 min, 1 h, 24 h; attempts, spend, allowed, allowed spend, successes) must
+read the same after each attempt, also when Redis's hour totals start mid-run (an upgrade:
+minutes counted before have none).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import random
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +27,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.base import create_engine
-from app.store.buckets import Measure, WindowQuery
+from app.store.counter_model import Attempt, BucketClock, Measure, WindowQuery, succeeded
 from app.store.counters import SqlCounters
+from app.store.memory_counters import MemoryCounters
 from app.store.redis_counters import RedisCounters
 
 KEYS = ["number:+46701234567", "range8:+4670123", "country:SE", "global"]
@@ -33,19 +37,22 @@ MEASURES: tuple[Measure, ...] = ("attempts", "spend", "allowed", "allowed_spend"
 WINDOWS = (600, 3600, 86_400)
 QUERIES = [WindowQuery(k, w, m) for k in KEYS for w in WINDOWS for m in MEASURES]
 START = datetime(2026, 11, 20, 6, 17, 42, tzinfo=UTC)
-UPGRADES = [0, 7.5, 100]  # hours after START the hour totals start (0: fresh, 100: never)
+UPGRADES = [0, 7.5, 100]
+CLOCK = BucketClock(60)  # hours after START the hour totals start (0: fresh, 100: never)
 
 
 @dataclass
 class Side:
+    """A backend under test, with the connection its calls run on (None: no database)."""
+
     backend: Any
     engine: AsyncEngine | None = None
 
-    async def call(self, method: str, **kwargs: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if self.engine is None:
-            return await getattr(self.backend, method)(None, **kwargs)
+            return await getattr(self.backend, method)(None, *args, **kwargs)
         async with self.engine.begin() as conn:
-            return await getattr(self.backend, method)(conn, **kwargs)
+            return await getattr(self.backend, method)(conn, *args, **kwargs)
 
 
 @pytest.fixture
@@ -57,61 +64,104 @@ async def reference(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Side
     await engine.dispose()
 
 
+async def _everywhere(sides: Sequence[Side], method: str, *args: Any) -> list[Any]:
+    return [await side.call(method, *args) for side in sides]
+
+
+async def _upgrade(
+    sides: Sequence[Side], upgrade_at: Callable[[datetime], Awaitable[None]], moment: datetime
+) -> None:
+    """The old code counts, then the new one, within the upgrade's hour: that hour's totals
+    miss the first counts, so it must still be read minute by minute."""
+    attempt = Attempt.of(
+        set(KEYS), set(), clock=CLOCK, now=moment - timedelta(seconds=30), spend=50_000
+    )
+    await _everywhere(sides, "apply", attempt.counted())
+
+
 async def _drive(
     reference: Side,
-    subject: Side,
-    *,
-    upgraded_after_hours: float,
-    old_code: Callable[[bool], None],
-    upgrade_at: Callable[[datetime], Awaitable[None]],
+    *subjects: Side,
+    upgraded_after_hours: float = 100,
+    old_code: Callable[[bool], None] = lambda _active: None,
+    upgrade_at: Callable[[datetime], Awaitable[None]] | None = None,
+    seed: float | None = None,
 ) -> None:
-    rng = random.Random(upgraded_after_hours)
+    """A random history of attempts, settles, redeliveries, successes and reads, across
+    buckets and hours, through every side: each must read the windows the reference reads."""
+    rng = random.Random(upgraded_after_hours if seed is None else seed)
     hours_from = START + timedelta(hours=upgraded_after_hours)
     now, compared, long_reads, made = START, 0, 0, []
-    sides = (reference, subject)
+    sides = (reference, *subjects)
     old_code(bool(upgraded_after_hours))
-    if not upgraded_after_hours:
+    if not upgraded_after_hours and upgrade_at is not None:
         await upgrade_at(START)
     while now < START + timedelta(hours=30):
         step = timedelta(seconds=rng.choice([0, 5, 45, 70, 300, 1100, 2900]))
-        if now < hours_from <= now + step:
-            # The old code counts, then the new one, within the upgrade's hour: that hour's
-            # totals miss the first counts, so it must still be read minute by minute.
-            for side in sides:
-                await side.call(
-                    "observe", keys=KEYS, queries=[], now=hours_from - timedelta(seconds=30),
-                    spend_micros=50_000,
-                )  # fmt: skip
+        if upgrade_at is not None and now < hours_from <= now + step:
+            await _upgrade(sides, upgrade_at, hours_from)
             old_code(False)
             await upgrade_at(hours_from)
             step = hours_from - now
         now += step
         keys = rng.sample(KEYS, rng.randint(1, len(KEYS)))
-        held = [k for k in keys if rng.random() < 0.5]
+        held = {k for k in keys if rng.random() < 0.5}
         spend = rng.choice([0, 50_000, 220_000])
+        attempt = Attempt.of(set(keys), held, clock=CLOCK, now=now, spend=spend)
         queries = [q for q in QUERIES if q.key in keys]  # as the engine asks: its own keys
-        attempt = {"keys": keys, "now": now, "spend_micros": spend, "held": held}
-        expected = await reference.call("observe", queries=queries, **attempt)
-        got = await subject.call("observe", queries=queries, **attempt)
-        assert got == expected, (now, [q for q in queries if got[q] != expected[q]][:3])
+        expected, *got = await _everywhere(sides, "observe", attempt.counted(), queries, now)
+        for side, values in zip(subjects, got, strict=True):
+            wrong = [q for q in queries if values[q] != expected[q]][:3]
+            assert values == expected, (type(side.backend).__name__, now, wrong)
         compared += 1
-        long_reads += sum(1 for q in queries if q.window_seconds == 86_400 and got[q])
-        if rng.random() < 0.1:  # a redelivery: its count is taken back
-            for side in sides:
-                await side.call("forget", **attempt)
+        long_reads += sum(1 for q in queries if q.window_seconds == 86_400 and expected[q])
+        if rng.random() < 0.1:  # a redelivery: its count (and hold) is taken back
+            await _everywhere(sides, "apply", attempt.forgotten())
             continue
-        allowed = rng.random() < 0.7
-        for side in sides:
-            await side.call("settle", keys=held, now=now, spend_micros=spend, allowed=allowed)
+        settle = attempt.settled(allowed=rng.random() < 0.7)
+        if settle is not None:
+            await _everywhere(sides, "apply", [settle])
         made.append((now, keys))
         if rng.random() < 0.3:  # a result arrives for an earlier attempt
             requested_at, success_keys = rng.choice(made[-40:])
-            for side in sides:
-                await side.call("record_success", keys=success_keys, requested_at=requested_at)
+            credit = succeeded(set(success_keys), clock=CLOCK, requested_at=requested_at)
+            await _everywhere(sides, "apply", [credit])
         if rng.random() < 0.1:
-            peek = {"queries": QUERIES, "now": now, "spend_micros": spend}
-            assert await subject.call("peek", **peek) == await reference.call("peek", **peek)
+            expected, *got = await _everywhere(sides, "read", QUERIES, now)
+            assert all(values == expected for values in got)
     assert compared > 100 and long_reads > 1_000
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_memory_and_sqlite_read_the_same_windows(reference: Side, seed: int) -> None:
+    await _drive(reference, Side(MemoryCounters(60, retention_seconds=3 * 86_400)), seed=seed)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_every_backend_reads_the_same_windows(
+    reference: Side, database_url: str, redis_url: str
+) -> None:
+    """SQLite, PostgreSQL, Redis and memory through one random history: identical windows."""
+    engine = create_engine(database_url)
+    client = Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    redis = RedisCounters(client, bucket_seconds=60, retention_seconds=3 * 86_400, prefix=prefix)
+    await redis.start(START)
+    memory = MemoryCounters(60, retention_seconds=3 * 86_400)
+    try:
+        await _drive(reference, Side(SqlCounters(60), engine), Side(redis), Side(memory), seed=7)
+    finally:
+        await _drop(client, prefix)
+        await engine.dispose()
+
+
+async def _drop(client: Redis, prefix: str) -> None:
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.mark.redis
@@ -138,10 +188,7 @@ async def test_redis_windows_read_what_minutes_read(
             old_code=old_code, upgrade_at=upgrade_at,
         )  # fmt: skip
     finally:
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await _drop(client, prefix)
 
 
 @pytest.mark.postgres
@@ -151,13 +198,7 @@ async def test_postgres_windows_read_what_sqlite_reads(reference: Side, database
     sums under generic plans): over 30 hours they must read what SQLite reads."""
     engine = create_engine(database_url)
 
-    async def nothing(_moment: datetime) -> None:
-        return None
-
     try:
-        await _drive(
-            reference, Side(SqlCounters(60), engine), upgraded_after_hours=100,
-            old_code=lambda _active: None, upgrade_at=nothing,
-        )  # fmt: skip
+        await _drive(reference, Side(SqlCounters(60), engine))
     finally:
         await engine.dispose()

@@ -19,7 +19,7 @@ from app import metrics
 from app.services.periodic import every
 from app.store import retention as store
 from app.store import stats_rollup
-from app.store.buckets import BucketClock
+from app.store.counter_model import BucketClock
 
 log = structlog.get_logger()
 RANGE_CHARS = 7  # "+467012": calling code and the first digits survive anonymisation

@@ -17,9 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.decision import Decision
-from app.rules.engine import CompiledPolicy, evaluate
+from app.rules.engine import evaluate
 from app.rules.facts import Facts
-from app.services.aggregates import Aggregator, Counting, counts_allowed
+from app.services.aggregates import Aggregator, Counting
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
@@ -31,7 +31,7 @@ from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
-from app.store.buckets import CounterDeltas
+from app.store.counter_model import CounterDeltas
 
 log = structlog.get_logger()
 
@@ -107,9 +107,9 @@ class Decider:
     ) -> Reply:
         async with self._counting() as conn:
             facts = _facts(event, delivery)
-            policy, values = await self._aggregator.observe_live(conn, self._policies, facts)
-            facts = facts.with_aggregates(values)
-            decision = evaluate(policy, facts)
+            counted = await self._aggregator.observe_live(conn, self._policies, facts)
+            facts = facts.with_aggregates(counted.values)
+            decision = evaluate(counted.policy, facts)
             answer = build_answer(
                 method=event.method, decision=decision, defaults=self._settings.answers
             )
@@ -117,14 +117,12 @@ class Decider:
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
             if late.is_set():
                 raise TimeoutError("decided after the deadline")
-            # With SQL counters the store settles the attempt (if claimed) itself.
             allowed = decision.action == "allow"
-            folded = self._aggregator.settled_in_store(policy, facts, allowed=allowed)
+            settle = counted.settle_in_store(allowed=allowed)
             reply = await self._store(
-                conn, delivery, event, facts, decision, answer, started, settle=folded
+                conn, delivery, event, facts, decision, answer, started, settle=settle
             )
-            if reply.duplicate or folded is None:
-                await self._settle(conn, policy, facts, decision, reply)
+            await counted.finish(conn, allowed=allowed, duplicate=reply.duplicate)
         if late.is_set():
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
@@ -165,21 +163,6 @@ class Decider:
         if callback_id is None:
             return await self._repeat(conn, event.id)
         return Reply(body=answer)
-
-    async def _settle(
-        self,
-        conn: AsyncConnection,
-        policy: CompiledPolicy,
-        facts: Facts,
-        decision: Decision,
-        stored: Reply,
-    ) -> None:
-        """Release this attempt's counts: allowed if stored as allowed; undone if a repeat."""
-        if stored.duplicate:
-            await self._aggregator.forget(conn, policy, facts)
-        elif counts_allowed(policy):
-            allowed = decision.action == "allow"
-            await self._aggregator.settle(conn, policy, facts, allowed=allowed)
 
     async def _repeat(self, conn: AsyncConnection, verification_id: str) -> Reply:
         answer = await inbox.stored_answer(conn, verification_id)

@@ -7,10 +7,10 @@ from typing import Any
 from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
-from app.services.aggregates import Aggregator, counts_allowed
+from app.services.aggregates import Aggregator
 from app.services.policy.cache import PolicyCache
-from app.services.resilience.local_counters import MemoryCounters
 from app.settings import Settings
+from app.store.memory_counters import MemoryCounters
 
 
 class LocalDecider:
@@ -30,9 +30,8 @@ class LocalDecider:
         if policy is None or self._settings.outage_mode == "fallback":
             return Decision.fallback(self._settings.fallback_action), facts
         no_conn: Any = None
-        facts = facts.with_aggregates(await self._aggregator.observe(no_conn, policy, facts))
+        counted = await self._aggregator.observe(no_conn, policy, facts)
+        facts = facts.with_aggregates(counted.values)
         decision = evaluate(policy, facts)
-        if counts_allowed(policy):
-            allowed = decision.action == "allow"
-            await self._aggregator.settle(no_conn, policy, facts, allowed=allowed)
+        await counted.finish(no_conn, allowed=decision.action == "allow")
         return decision, facts

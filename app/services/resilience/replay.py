@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import metrics
-from app.services.aggregates import Aggregator, Counting, counts_allowed
+from app.services.aggregates import Aggregator, Counting
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.policy.cache import PolicyCache
@@ -110,10 +110,8 @@ class Replayer:
                 return "duplicate"
             if spooled.degraded:  # decided without the database: it was never counted there
                 policy = await self._policies.current(conn)
-                await self._aggregator.observe(conn, policy, facts)
-                if counts_allowed(policy):
-                    allowed = decision.action == "allow"
-                    await self._aggregator.settle(conn, policy, facts, allowed=allowed)
+                counted = await self._aggregator.observe(conn, policy, facts)
+                await counted.finish(conn, allowed=decision.action == "allow")
         return "stored"
 
     async def _supersede(

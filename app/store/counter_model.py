@@ -1,0 +1,220 @@
+"""The counter model: what a window is, what an attempt adds, what settling, forgetting and
+a success do, and what a read returns. Every backend (SQLite, PostgreSQL, Redis, memory)
+only stores `Change`s and sums columns over buckets; the meaning lives here.
+
+Counts are kept per counter key and time bucket, in integer columns (spend in micros of
+the currency). An attempt adds one attempt and its spend under each of its keys; under the
+keys an allowed-only limit reads it is also held *pending* until decided, and pending
+counts as allowed, so a burst cannot overrun such a limit while its attempts are being
+decided. Settling turns pending into allowed (or nothing, if denied); forgetting (a
+redelivery) takes the whole count back; a success is credited to the bucket of the
+attempt's request. A window of W seconds covers the ceil(W / bucket) most recent buckets,
+the current one included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+Measure = Literal["attempts", "allowed", "spend", "allowed_spend", "successes"]
+
+VALUE_COLUMNS = (
+    "attempts",
+    "allowed",
+    "pending",
+    "spend_micros",
+    "allowed_spend_micros",
+    "pending_spend_micros",
+    "successes",
+)
+"""Every counter row's integer columns, in storage order."""
+
+READS: dict[Measure, tuple[str, ...]] = {
+    "attempts": ("attempts",),
+    "allowed": ("allowed", "pending"),
+    "spend": ("spend_micros",),
+    "allowed_spend": ("allowed_spend_micros", "pending_spend_micros"),
+    "successes": ("successes",),
+}
+"""The columns a measure sums: attempts still being decided count as allowed."""
+
+MICROS = 1_000_000
+_MONEY: frozenset[Measure] = frozenset({"spend", "allowed_spend"})
+_ALLOWED_ONLY: frozenset[Measure] = frozenset({"allowed", "allowed_spend"})
+
+
+@dataclass(frozen=True, slots=True)
+class WindowQuery:
+    """One window to read: a key's measure over the last `window_seconds`."""
+
+    key: str
+    window_seconds: int
+    measure: Measure
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDeltas:
+    """A change: deltas to add to the counters of some keys in one bucket."""
+
+    keys: tuple[str, ...]
+    bucket: int
+    deltas: Mapping[str, int]
+
+
+class BucketClock:
+    """Buckets are `size` seconds long, aligned to the epoch."""
+
+    def __init__(self, bucket_seconds: int) -> None:
+        self.size = bucket_seconds
+
+    def bucket(self, moment: datetime) -> int:
+        epoch = int(moment.timestamp())
+        return epoch - epoch % self.size
+
+    def oldest(self, now: datetime, window_seconds: int) -> int:
+        """The first bucket of a window ending with the current one."""
+        buckets = max(1, math.ceil(window_seconds / self.size))
+        return self.bucket(now) - (buckets - 1) * self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request event as the counters see it: its keys, where it is held, its bucket."""
+
+    keys: tuple[str, ...]
+    held: tuple[str, ...]
+    bucket: int
+    spend_micros: int
+
+    @classmethod
+    def of(
+        cls, keys: set[str], held: set[str], *, clock: BucketClock, now: datetime, spend: int
+    ) -> Attempt:
+        """Keys sorted (backends lock rows in one order), held keys among them."""
+        return cls(tuple(sorted(keys)), tuple(sorted(held & keys)), clock.bucket(now), spend)
+
+    def counted(self) -> tuple[CounterDeltas, ...]:
+        """What counting the attempt adds."""
+        return self._changes(1)
+
+    def forgotten(self) -> tuple[CounterDeltas, ...]:
+        """What a redelivery takes back: the count, and the hold (it was never settled)."""
+        return self._changes(-1)
+
+    def settled(self, *, allowed: bool) -> CounterDeltas | None:
+        """What deciding it adds: no longer pending; allowed if it was. None if never held."""
+        if not self.held:
+            return None
+        won = 1 if allowed else 0
+        spend = self.spend_micros
+        deltas = {
+            "pending": -1,
+            "pending_spend_micros": -spend,
+            "allowed": won,
+            "allowed_spend_micros": spend * won,
+        }
+        return CounterDeltas(self.held, self.bucket, deltas)
+
+    def _changes(self, sign: int) -> tuple[CounterDeltas, ...]:
+        if not self.keys:
+            return ()
+        spend = sign * self.spend_micros
+        count = CounterDeltas(self.keys, self.bucket, {"attempts": sign, "spend_micros": spend})
+        if not self.held:
+            return (count,)
+        hold = CounterDeltas(
+            self.held, self.bucket, {"pending": sign, "pending_spend_micros": spend}
+        )
+        return (count, hold)
+
+
+def succeeded(keys: set[str], *, clock: BucketClock, requested_at: datetime) -> CounterDeltas:
+    """A verification ended SUCCESSFUL: credited to the bucket of its request."""
+    return CounterDeltas(tuple(sorted(keys)), clock.bucket(requested_at), {"successes": 1})
+
+
+def value(query: WindowQuery, total: int) -> float:
+    """What a read returns, from the sum of the measure's columns over the window."""
+    return total / MICROS if query.measure in _MONEY else float(total)
+
+
+def peeked(query: WindowQuery, total: int, spend_micros: int) -> float:
+    """What counting one more attempt would read, without counting it. Allowed-only
+    measures leave the attempt out: the engine adds it itself when comparing."""
+    if query.measure == "attempts":
+        total += 1
+    elif query.measure == "spend":
+        total += spend_micros
+    return value(query, total)
+
+
+def without_own(query: WindowQuery, read: float, spend_micros: int) -> float:
+    """An allowed-only read, less the attempt being decided (counted pending as allowed):
+    the engine adds it itself when comparing."""
+    if query.measure == "allowed":
+        return read - 1.0
+    if query.measure == "allowed_spend":
+        return read - spend_micros / MICROS
+    return read
+
+
+def to_micros(amount: float | None) -> int:
+    return round(amount * MICROS) if amount else 0
+
+
+def is_allowed_only(measure: Measure) -> bool:
+    return measure in _ALLOWED_ONLY
+
+
+def touched(changes: Sequence[CounterDeltas]) -> tuple[str, ...]:
+    """Every key the changes write, sorted (rows are locked in one order)."""
+    return tuple(sorted({key for change in changes for key in change.keys}))
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond storing changes and summing windows."""
+
+    checks_policy_version: bool = False
+    """`observe` can count only if the policy is still at a version (it lives beside it)."""
+    joins_store: bool = False
+    """Its changes can be applied by the decision's own store statement (same database)."""
+
+
+class CounterBackend(Protocol):
+    """Stores changes and sums columns over buckets; the model gives both their meaning.
+
+    `conn` is the request's counting connection (SQL backends); others ignore it. Reads
+    return, per query, the sum of `READS[measure]` over the window's buckets.
+    """
+
+    clock: BucketClock
+    capabilities: Capabilities
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def apply(self, conn: Any, changes: Sequence[CounterDeltas]) -> None: ...
+
+    async def observe(
+        self,
+        conn: Any,
+        changes: Sequence[CounterDeltas],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        *,
+        if_version: int | None = None,
+    ) -> dict[WindowQuery, int] | None:
+        """Apply the changes, then read the windows (them included), atomically: concurrent
+        attempts see distinct totals. With `if_version` (only where the capability says so),
+        nothing is applied and None returned unless the policy is still at that version."""
+        ...
+
+    async def read(
+        self, conn: Any, queries: Sequence[WindowQuery], now: datetime
+    ) -> dict[WindowQuery, int]: ...

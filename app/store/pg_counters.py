@@ -1,0 +1,260 @@
+"""The counter model on PostgreSQL: one statement applies an attempt's changes and reads
+its windows, on the raw asyncpg connection of an autocommit counting connection.
+
+SQLAlchemy costs ~130 µs of CPU per statement over asyncpg, so the hot path bypasses it.
+Each call is one statement in its own transaction: a hot key (a country, `global`) is
+locked only while PostgreSQL applies it, and the upsert returns the bucket's new totals,
+so concurrent attempts on one key see distinct counts. Parameters are numbered from one
+list of names (`_Binds`), from which the argument list is built too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.counter_model import (
+    READS,
+    VALUE_COLUMNS,
+    BucketClock,
+    CounterDeltas,
+    WindowQuery,
+    touched,
+)
+from app.store.pg_fastpath import driver
+
+_VERSION = "SELECT version FROM policy_state WHERE id = 1"
+
+
+class _Binds:
+    """`$n` placeholders numbered by first use of a name; `names` is the argument order."""
+
+    def __init__(self) -> None:
+        self.names: list[Hashable] = []
+
+    def __call__(self, name: Hashable, cast: str) -> str:
+        if name not in self.names:
+            self.names.append(name)
+        return f"${self.names.index(name) + 1}::{cast}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a counting statement's text depends on (its values are parameters)."""
+
+    changes: tuple[tuple[bool, tuple[str, ...]], ...]  # per change: all keys?, columns
+    pairs: tuple[tuple[int, str], ...]  # (window, column) sums over the older buckets
+    if_version: bool = False
+    flush_later: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    sql: str
+    names: tuple[Hashable, ...]
+
+
+def _delta(shape: _Shape, column: str, bind: _Binds) -> str:
+    """The delta a key gets in `column`: the sum of what each change gives it."""
+    terms = []
+    for i, (everywhere, columns) in enumerate(shape.changes):
+        if column not in columns:
+            continue
+        delta = bind(("delta", i, column), "bigint")
+        if everywhere:
+            terms.append(delta)
+        else:
+            keys = bind(("keys", i), "text[]")
+            terms.append(f"CASE WHEN k = ANY({keys}) THEN {delta} ELSE 0 END")
+    return " + ".join(terms) or "0"
+
+
+def _older(shape: _Shape, bind: _Binds) -> tuple[str, list[str]]:
+    """Per key (LATERAL), so that even the generic plan of this prepared statement reads
+    each key's own buckets through the primary key, whatever the table grows to; a
+    key = ANY(...) form let it pick the bucket index and read every key's rows."""
+    if not shape.pairs:
+        return "", []
+    oldest = bind("oldest", "bigint")
+    sums = ", ".join(
+        f"sum(CASE WHEN bucket >= {bind(('since', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
+        for w, c in shape.pairs
+    )
+    sql = (
+        f" LEFT JOIN LATERAL (SELECT {sums} FROM counters "
+        f"WHERE counters.key = up.key AND bucket >= {oldest} "
+        f"AND bucket < {bind('bucket', 'bigint')}) AS older ON true"
+    )
+    return sql, [f"older.{c}_{w}" for w, c in shape.pairs]
+
+
+@cache
+def _count_statement(shape: _Shape) -> _Statement:
+    """Upsert every touched key's current bucket, returning its totals and older sums.
+
+    With `if_version` the rows start with the policy version read (one row with no key when
+    nothing was counted): counted iff the version is the one given, in one snapshot."""
+    bind = _Binds()
+    keys, bucket = bind("keys", "text[]"), bind("bucket", "bigint")
+    deltas = [_delta(shape, c, bind) for c in VALUE_COLUMNS]
+    written = {c for _, columns in shape.changes for c in columns}
+    update = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in VALUE_COLUMNS if c in written)
+    names = ", ".join(VALUE_COLUMNS)
+    conditions, source, picked = [], "up", [f"up.{c}" for c in VALUE_COLUMNS]
+    if shape.flush_later:
+        # This statement's transaction commits without waiting for its WAL to reach the disk
+        # (set_config(..., true) lasts until that commit). The hot rows it writes stayed
+        # locked through each fsync, and concurrent attempts queued behind each other: ~0.9
+        # ms per statement under load, ~0.16 ms so. Nothing answered is lost: the answer
+        # waits for the store's synchronous commit on the same connection, which flushes it.
+        conditions.append("set_config('synchronous_commit', 'off', true) IS NOT NULL")
+    if shape.if_version:
+        conditions.append(f"({_VERSION}) = {bind('version', 'integer')}")
+        source = f"({_VERSION}) AS pv LEFT JOIN up ON true"
+        picked.insert(0, "pv.version AS policy_version")
+    older, sums = _older(shape, bind)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = (
+        f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
+        f"SELECT k, {bucket}, {', '.join(deltas)} FROM unnest({keys}) AS k{where} "
+        f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
+        f"SELECT up.key, {', '.join(picked + sums)} FROM {source}{older}"
+    )
+    return _Statement(sql, tuple(bind.names))
+
+
+@cache
+def _read_statement(pairs: tuple[tuple[int, str], ...]) -> _Statement:
+    """Per key, the current bucket's totals and each (window, column) sum over the older
+    buckets. The aggregate inside the LATERAL keeps it a per-key subquery (a plain one would
+    be pulled up into a join, free to read every key's window through the bucket index)."""
+    bind = _Binds()
+    keys, bucket, oldest = (
+        bind("keys", "text[]"),
+        bind("bucket", "bigint"),
+        bind("oldest", "bigint"),
+    )
+    current = [
+        f"coalesce(sum({c}) FILTER (WHERE bucket = {bucket}), 0) AS {c}" for c in VALUE_COLUMNS
+    ]
+    older = [
+        f"coalesce(sum({c}) FILTER (WHERE bucket >= {bind(('since', w), 'bigint')} "
+        f"AND bucket < {bucket}), 0) AS {c}_{w}"
+        for w, c in pairs
+    ]
+    sql = (
+        f"SELECT k AS key, w.* FROM unnest({keys}) AS k "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(current + older)} FROM counters "
+        f"WHERE counters.key = k AND bucket >= {oldest} AND bucket <= {bucket}) AS w"
+    )
+    return _Statement(sql, tuple(bind.names))
+
+
+class PgCounters:
+    """Counting and reading statements for one bucket clock."""
+
+    def __init__(self, clock: BucketClock) -> None:
+        self.clock = clock
+
+    async def observe(
+        self,
+        conn: AsyncConnection,
+        changes: Sequence[CounterDeltas],
+        queries: Sequence[WindowQuery],
+        now: datetime,
+        *,
+        if_version: int | None = None,
+    ) -> dict[WindowQuery, int] | None:
+        """Apply changes of one bucket and read the windows, in one statement."""
+        pairs = self._pairs(queries, now)
+        rows = await _count(conn, changes, pairs, self._since(pairs, now), if_version)
+        return None if rows is None else _sums(queries, rows)
+
+    async def read(
+        self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
+    ) -> dict[WindowQuery, int]:
+        pairs = self._pairs(queries, now)
+        values = self._since(pairs, now)
+        values["keys"] = sorted({q.key for q in queries})
+        values["bucket"] = self.clock.bucket(now)
+        values.setdefault("oldest", values["bucket"])
+        rows = await _fetch(conn, _read_statement(pairs), values)
+        return _sums(queries, {row["key"]: row for row in rows})
+
+    def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> tuple[tuple[int, str], ...]:
+        """(window, column) pairs whose window reaches back before the current bucket."""
+        current = self.clock.bucket(now)
+        pairs = sorted({(q.window_seconds, c) for q in queries for c in READS[q.measure]})
+        return tuple((w, c) for w, c in pairs if self.clock.oldest(now, w) < current)
+
+    def _since(self, pairs: Sequence[tuple[int, str]], now: datetime) -> dict[Hashable, Any]:
+        """Each window's first bucket, and the oldest of them."""
+        since = {w: self.clock.oldest(now, w) for w, _ in pairs}
+        values: dict[Hashable, Any] = {("since", w): s for w, s in since.items()}
+        if since:
+            values["oldest"] = min(since.values())
+        return values
+
+
+async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None:
+    """Apply changes, one statement per bucket."""
+    for bucket in sorted({c.bucket for c in changes}):
+        same = [c for c in changes if c.bucket == bucket and c.keys and any(c.deltas.values())]
+        if same:
+            await _count(conn, same, (), {}, None)
+
+
+async def _count(
+    conn: AsyncConnection,
+    changes: Sequence[CounterDeltas],
+    pairs: tuple[tuple[int, str], ...],
+    values: dict[Hashable, Any],
+    if_version: int | None,
+) -> dict[str, Any] | None:
+    """The rows a counting statement returns by key; None if the version had moved on."""
+    keys = touched(changes)
+    shape = _Shape(
+        tuple((c.keys == keys, _written(c)) for c in changes),
+        pairs,
+        if_version is not None,
+        # A live decision: its synchronous store follows on this connection.
+        flush_later=if_version is not None,
+    )
+    values["keys"], values["bucket"], values["version"] = list(keys), changes[0].bucket, if_version
+    for i, change in enumerate(changes):
+        values[("keys", i)] = list(change.keys)
+        values.update({("delta", i, c): d for c, d in change.deltas.items()})
+    rows = await _fetch(conn, _count_statement(shape), values)
+    if if_version is not None and rows[0]["policy_version"] != if_version:
+        return None
+    return {row["key"]: row for row in rows}
+
+
+def _written(change: CounterDeltas) -> tuple[str, ...]:
+    return tuple(c for c in VALUE_COLUMNS if change.deltas.get(c))
+
+
+async def _fetch(
+    conn: AsyncConnection, statement: _Statement, values: Mapping[Hashable, Any]
+) -> Any:
+    apg = await driver(conn)
+    return await apg.fetch(statement.sql, *(values.get(name, 0) for name in statement.names))
+
+
+def _sums(queries: Sequence[WindowQuery], rows: Mapping[str, Any]) -> dict[WindowQuery, int]:
+    """Each query's columns, over the current bucket and the older ones."""
+    out: dict[WindowQuery, int] = {}
+    for q in queries:
+        row = rows.get(q.key)
+        total = 0
+        if row is not None:
+            for column in READS[q.measure]:
+                total += int(row[column] or 0)
+                total += int(row.get(f"{column}_{q.window_seconds}") or 0)
+        out[q] = total
+    return out
