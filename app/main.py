@@ -13,15 +13,17 @@ from redis.asyncio import Redis
 
 from app.api import admin, audit, callbacks, health, metrics
 from app.api.deps import Runtime
-from app.api.middleware import RequestIdMiddleware
+from app.api.middleware import RequestIdMiddleware, RequestIds
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
+from app.metrics import Metrics
 from app.services.aggregates import Aggregator, CounterBackend, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
 from app.services.intake.dispatch import Intake
+from app.services.intake.reporting import Reporter
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.settings import Settings
@@ -71,12 +73,14 @@ def build_runtime(settings: Settings) -> Runtime:
     counting = counting_scope(engine, held)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
+    metrics = Metrics()
     intake = Intake(
         engine=engine,
         counting=counting,
         settings=settings,
         policies=policies,
         aggregator=aggregator,
+        reporter=Reporter(metrics=metrics),
         engines=[e for e in (engine, counter_engine) if e is not None],
     )
     return Runtime(
@@ -90,6 +94,7 @@ def build_runtime(settings: Settings) -> Runtime:
         policies=policies,
         aggregator=aggregator,
         intake=intake,
+        metrics=metrics,
     )
 
 
@@ -108,6 +113,7 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
         key=key,
         now=lambda: datetime.now(UTC),
         paused=lambda: runtime.intake.outage.down,
+        metrics=runtime.metrics,
     )
     return asyncio.create_task(work, name="verifyguard-retention")
 
@@ -161,10 +167,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if runtime.counter_engine is not None:
                 await runtime.counter_engine.dispose()
 
-    app = callbacks.CallbackFirst(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
-    app.callback_path = settings.callback_path
+    request_ids = RequestIds()
+    app = callbacks.CallbackFirst(
+        callback_path=settings.callback_path,
+        request_ids=request_ids,
+        title="VerifyGuard",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, ids=request_ids)
     # Served ahead of the router (CallbackFirst); declared for the OpenAPI document.
     app.add_api_route(
         settings.callback_path,

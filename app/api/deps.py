@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import PayloadTooLarge, Unauthorized
+from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
@@ -37,6 +38,7 @@ class Runtime:
     policies: PolicyCache
     aggregator: Aggregator
     intake: Intake
+    metrics: Metrics
 
 
 async def get_runtime(request: Request) -> Runtime:

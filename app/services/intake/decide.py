@@ -24,7 +24,7 @@ from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.records import callback_row, match_rows, request_row
-from app.services.intake.reporting import decision_made
+from app.services.intake.reporting import Reporter
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.services.resilience.errors import is_outage
@@ -46,6 +46,7 @@ class Decider:
         policies: PolicyCache,
         aggregator: Aggregator,
         outage: Outage,
+        reporter: Reporter,
     ) -> None:
         self._engine = engine
         self._counting = counting
@@ -53,6 +54,7 @@ class Decider:
         self._policies = policies
         self._aggregator = aggregator
         self._outage = outage
+        self._reporter = reporter
         self._late: set[asyncio.Task[Reply]] = set()
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
@@ -129,9 +131,11 @@ class Decider:
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
             action = str((reply.body or {}).get("action", ""))
-            decision_made(event.id, decision, started, outcome="duplicate", action=action)
+            self._reporter.decision_made(
+                event.id, decision, started, outcome="duplicate", action=action
+            )
         else:
-            decision_made(event.id, decision, started, outcome="decided")
+            self._reporter.decision_made(event.id, decision, started, outcome="decided")
         return reply
 
     async def _store(

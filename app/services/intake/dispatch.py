@@ -18,14 +18,13 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import metrics
 from app.errors import BadRequest, ServiceUnavailable
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.decide import Decider
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.records import callback_row
-from app.services.intake.reporting import callback_received
+from app.services.intake.reporting import Reporter
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.settings import Settings
@@ -67,16 +66,19 @@ class Intake:
         settings: Settings,
         policies: PolicyCache,
         aggregator: Aggregator,
+        reporter: Reporter,
         engines: list[AsyncEngine] | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        self._reporter = reporter
         self.outage = Outage(
             settings=settings,
             engines=engines or [engine],
             counting=counting,
             policies=policies,
             aggregator=aggregator,
+            reporter=reporter,
         )
         self.decider = Decider(
             engine=engine,
@@ -85,6 +87,7 @@ class Intake:
             policies=policies,
             aggregator=aggregator,
             outage=self.outage,
+            reporter=reporter,
         )
         self.outcomes = Outcomes(
             engine=engine, counting=counting, policies=policies, aggregator=aggregator
@@ -97,8 +100,7 @@ class Intake:
 
     async def reject(self, delivery: Delivery) -> None:
         """Keep a trace of a callback whose signature failed (no decision is made)."""
-        metrics.SIGNATURE_FAILURES.labels(delivery.signature).inc()
-        log.warning("callback.rejected", cause=delivery.signature, app_key=delivery.app_key)
+        self._reporter.rejected(delivery.signature, delivery.app_key)
         if not self._settings.store_rejected_callbacks or self.outage.down:
             return
         row = callback_row(delivery, 401, error_code=delivery.signature, body_limit=4096)
@@ -122,7 +124,9 @@ class Intake:
             log.exception("callback.store_failed")
             reply = Reply(status=503, error=ServiceUnavailable("The event could not be stored."))
         outcome = "spooled" if spooled else _outcome(reply)
-        callback_received(route.event, route.verification_id, reply.status, outcome, started)
+        self._reporter.callback_received(
+            route.event, route.verification_id, reply.status, outcome, started
+        )
         return reply
 
     async def drain(self) -> None:

@@ -16,13 +16,12 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import metrics
 from app.rules.decision import Decision
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
-from app.services.intake.reporting import decision_made
+from app.services.intake.reporting import Reporter
 from app.services.policy.cache import PolicyCache
 from app.services.resilience.entries import (
     CALLBACK,
@@ -51,15 +50,22 @@ class Outage:
         counting: Counting,
         policies: PolicyCache,
         aggregator: Aggregator,
+        reporter: Reporter,
     ) -> None:
         self.settings = settings
+        self._reporter = reporter
+        self._metrics = metrics = reporter.metrics
         self.down = False
         deadline = settings.decision_deadline_ms / 1000
         self.budget = max(deadline - RESERVE, deadline / 2)
         self.spool = Spool(settings.spool_dir / "spool.db")
         self.local = LocalDecider(settings=settings, policies=policies)
         self.replayer = Replayer(
-            spool=self.spool, counting=counting, policies=policies, aggregator=aggregator
+            spool=self.spool,
+            counting=counting,
+            policies=policies,
+            aggregator=aggregator,
+            metrics=metrics,
         )
         self._engines = engines
         self._interval = settings.outage_probe_interval_ms / 1000
@@ -76,7 +82,7 @@ class Outage:
     async def start(self) -> None:
         """Open the spool; what a previous run left in it is replayed in the background."""
         await self.spool.open()
-        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        self._metrics.spool_depth.set(self.spool.depth)
         if self.spool.depth:
             log.warning("spool.found", depth=self.spool.depth)
         self._task = asyncio.create_task(self._supervise(), name="verifyguard-outage")
@@ -104,10 +110,10 @@ class Outage:
         await self._prober.close()
 
     def trip(self, error: BaseException, operation: str) -> None:
-        metrics.DATABASE_ERRORS.labels(operation).inc()
+        self._metrics.database_errors.labels(operation).inc()
         if not self.down:  # open the breaker; the probe closes it
             self.down = True
-            metrics.DATABASE_UP.set(0)
+            self._metrics.database_up.set(0)
             log.warning("database.down", operation=operation, error=repr(error)[:300])
         self._kick.set()
 
@@ -122,9 +128,12 @@ class Outage:
         """While down: decide from memory, spool, then answer."""
         decision, facts = await self.local.decide(facts)
         outcome = "fallback" if decision.mode == "fallback" else "degraded"
-        (metrics.FALLBACKS.labels("outage") if outcome == "fallback" else metrics.DEGRADED).inc()
+        if outcome == "fallback":
+            self._metrics.fallbacks.labels("outage").inc()
+        else:
+            self._metrics.degraded.inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=True)
-        decision_made(event.id, decision, started, outcome=outcome)
+        self._reporter.decision_made(event.id, decision, started, outcome=outcome)
         return reply
 
     async def fallback(
@@ -138,9 +147,9 @@ class Outage:
     ) -> Reply:
         """A missed deadline or an internal failure: the fallback, spooled, then answered."""
         decision = Decision.fallback(self.settings.fallback_action)
-        metrics.FALLBACKS.labels(cause).inc()
+        self._metrics.fallbacks.labels(cause).inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=False)
-        decision_made(event.id, decision, started, outcome="fallback")
+        self._reporter.decision_made(event.id, decision, started, outcome="fallback")
         return reply
 
     async def keep(
@@ -209,8 +218,8 @@ class Outage:
 
     async def _append(self, kind: str, payload: dict[str, Any]) -> None:
         await self.spool.append(kind, payload)
-        metrics.SPOOL_WRITES.labels(kind).inc()
-        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        self._metrics.spool_writes.labels(kind).inc()
+        self._metrics.spool_depth.set(self.spool.depth)
         if not self.down:
             self._kick.set()
 
@@ -246,5 +255,5 @@ class Outage:
                 await engine.dispose()
         self.local.counters.clear()
         self.down = False
-        metrics.DATABASE_UP.set(1)
+        self._metrics.database_up.set(1)
         log.warning("database.up", spool_depth=self.spool.depth)

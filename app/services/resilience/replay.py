@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import metrics
+from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting, counts_allowed
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row, match_rows, request_row
@@ -31,9 +31,16 @@ Store = Callable[[Delivery], Awaitable[Reply]]
 
 class Replayer:
     def __init__(
-        self, *, spool: Spool, counting: Counting, policies: PolicyCache, aggregator: Aggregator
+        self,
+        *,
+        spool: Spool,
+        counting: Counting,
+        policies: PolicyCache,
+        aggregator: Aggregator,
+        metrics: Metrics,
     ) -> None:
         self._spool = spool
+        self._metrics = metrics
         self._counting = counting
         self._policies = policies
         self._aggregator = aggregator
@@ -53,7 +60,7 @@ class Replayer:
             finally:
                 if done:
                     await self._spool.remove(done)
-                    metrics.SPOOL_DEPTH.set(self._spool.depth)
+                    self._metrics.spool_depth.set(self._spool.depth)
             replayed += len(done)
         return replayed
 
@@ -69,11 +76,11 @@ class Replayer:
             if failures < ATTEMPTS:
                 return False
             await self._spool.park(entry, repr(exc))
-            metrics.SPOOL_PARKED.inc()
-            metrics.SPOOL_DEPTH.set(self._spool.depth)
+            self._metrics.spool_parked.inc()
+            self._metrics.spool_depth.set(self._spool.depth)
             return False
         self._failures.pop(entry.seq, None)
-        metrics.SPOOL_REPLAYED.labels(entry.kind, outcome).inc()
+        self._metrics.spool_replayed.labels(entry.kind, outcome).inc()
         return True
 
     async def _apply(self, entry: SpoolEntry) -> str:
