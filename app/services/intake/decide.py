@@ -32,6 +32,7 @@ from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
 from app.store.buckets import CounterDeltas
+from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
 
@@ -87,7 +88,8 @@ class Decider:
     ) -> Reply:
         """A lost connection opens the breaker; a missed deadline or a bug gets the fallback."""
         self._late.add(work)
-        work.add_done_callback(self._forget_late)
+        work.add_done_callback(self._late.discard)
+        work.add_done_callback(retrieve_exception)  # a late decision failing is expected
         facts = _facts(event, delivery)
         # A timeout is no proof of an outage (a saturated process times out too): the
         # probe, on its own thread and loop, tells a slow database from a busy process.
@@ -191,11 +193,6 @@ class Decider:
             # Claimed but never decided: the first delivery's answer was the fallback.
             answer = {"action": self._settings.fallback_action}
         return Reply(body=answer, duplicate=True)
-
-    def _forget_late(self, task: asyncio.Task[Reply]) -> None:
-        self._late.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a late decision failing is expected, not news
 
     async def drain(self) -> None:
         """Wait for late decisions to finish (they store nothing) before shutdown."""

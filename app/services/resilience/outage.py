@@ -29,13 +29,14 @@ from app.services.resilience.entries import (
     SpooledDecision,
     delivery_to_json,
 )
-from app.services.resilience.errors import is_outage, retrieve
+from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
 from app.settings import Settings
 from app.sinch.events import VerificationRequestEvent
 from app.store import recovery
 from app.store.spool import Spool
+from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
 RESERVE = 0.1  # of the deadline, kept for deciding locally and writing the spool
@@ -174,7 +175,7 @@ class Outage:
             else:  # slow, not (yet) failed: probe, and let the late store finish or fail
                 self._late.add(work)
                 work.add_done_callback(self._late.discard)
-                work.add_done_callback(retrieve)
+                work.add_done_callback(retrieve_exception)
                 self.suspect()
         await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
         return spooled, True
