@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import admin, audit, callbacks, health, metrics
 from app.api.deps import Runtime
@@ -19,20 +21,30 @@ from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.services.aggregates import Aggregator, CounterBackend, counting_scope
+from app.services.aggregates import Aggregator, CounterBackend, Counting, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
+from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
+from app.services.intake.routing import Router
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
+from app.services.resilience import Outage
+from app.services.resilience.local import LocalDecider
+from app.services.resilience.local_counters import MemoryCounters
+from app.services.resilience.replay import Replayer
+from app.services.resilience.replay import Store as ReplayStore
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
 from app.store.counters import SqlCounters
 from app.store.held import HeldConnections
 from app.store.migrate import require_head
+from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
+from app.store.spool import Spool
 
 log = structlog.get_logger()
 
@@ -60,29 +72,16 @@ def counter_backend(settings: Settings) -> CounterBackend:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    url, pool_size = settings.database_url, settings.database_pool_size
-    timeout = settings.database_connect_timeout_seconds
-    # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
-    engine = create_engine(url, pool_size=max(4, pool_size // 4), connect_timeout=timeout)
-    counter_engine, held = None, None
-    if not settings.is_sqlite:
-        counter_engine = create_engine(
-            url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
-        )
-        held = HeldConnections(counter_engine, pool_size)
+    """The composition root: every long-lived object, each handed what it needs."""
+    engine, counter_engine, held = _engines(settings)
     counting = counting_scope(engine, held)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
-    metrics = Metrics()
-    intake = Intake(
-        engine=engine,
-        counting=counting,
-        settings=settings,
-        policies=policies,
-        aggregator=aggregator,
-        reporter=Reporter(metrics=metrics),
-        engines=[e for e in (engine, counter_engine) if e is not None],
-    )
+    shared = _Shared(settings, engine, counting, policies, aggregator, Reporter(metrics=Metrics()))
+    outcomes = Outcomes(engine=engine, counting=counting, policies=policies, aggregator=aggregator)
+    router = Router(engine=engine, outcomes=outcomes)
+    engines = [e for e in (engine, counter_engine) if e is not None]
+    outage = _outage(shared, engines=engines, store=router.store)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -93,8 +92,88 @@ def build_runtime(settings: Settings) -> Runtime:
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
         policies=policies,
         aggregator=aggregator,
-        intake=intake,
-        metrics=metrics,
+        intake=_intake(shared, router=router, outage=outage),
+        outage=outage,
+        metrics=shared.reporter.metrics,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the intake and resilience services are built from."""
+
+    settings: Settings
+    engine: AsyncEngine
+    counting: Counting
+    policies: PolicyCache
+    aggregator: Aggregator
+    reporter: Reporter
+
+
+def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldConnections | None]:
+    """The engine for transactions; on PostgreSQL also the autocommit pool request events
+    run on, and the connections held open on it."""
+    url, pool_size = settings.database_url, settings.database_pool_size
+    timeout = settings.database_connect_timeout_seconds
+    engine = create_engine(url, pool_size=max(4, pool_size // 4), connect_timeout=timeout)
+    if settings.is_sqlite:
+        return engine, None, None
+    counter_engine = create_engine(
+        url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
+    )
+    return engine, counter_engine, HeldConnections(counter_engine, pool_size)
+
+
+def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) -> Outage:
+    """The breaker, with its local decider (counting in memory), spool, replay and probe."""
+    settings = shared.settings
+    spool = Spool(settings.spool_dir / "spool.db")
+    replayer = Replayer(
+        spool=spool,
+        counting=shared.counting,
+        policies=shared.policies,
+        aggregator=shared.aggregator,
+        metrics=shared.reporter.metrics,
+        store=store,
+    )
+    counters = MemoryCounters(settings.counter_bucket_seconds, settings.counter_retention_seconds)
+    local = LocalDecider(
+        settings=settings,
+        policies=shared.policies,
+        counters=counters,
+        aggregator=Aggregator(counters),
+    )
+    prober = Prober(
+        settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+    )
+    return Outage(
+        settings=settings,
+        engines=engines,
+        spool=spool,
+        local=local,
+        replayer=replayer,
+        prober=prober,
+        reporter=shared.reporter,
+    )
+
+
+def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
+    decider = Decider(
+        engine=shared.engine,
+        counting=shared.counting,
+        settings=shared.settings,
+        policies=shared.policies,
+        aggregator=shared.aggregator,
+        outage=outage,
+        reporter=shared.reporter,
+    )
+    return Intake(
+        engine=shared.engine,
+        settings=shared.settings,
+        router=router,
+        decider=decider,
+        outage=outage,
+        reporter=shared.reporter,
     )
 
 
@@ -112,7 +191,7 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
         anonymize_after_days=settings.anonymize_after_days,
         key=key,
         now=lambda: datetime.now(UTC),
-        paused=lambda: runtime.intake.outage.down,
+        paused=lambda: runtime.outage.down,
         metrics=runtime.metrics,
     )
     return asyncio.create_task(work, name="verifyguard-retention")
@@ -127,7 +206,7 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         runtime.engine,
         interval=interval,
         now=lambda: datetime.now(UTC),
-        paused=lambda: runtime.intake.outage.down,
+        paused=lambda: runtime.outage.down,
     )
     return asyncio.create_task(work, name="verifyguard-stats-rollup")
 
@@ -159,7 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if task is not None:
                     task.cancel()
             await runtime.intake.close()
-            log.info("app.stopped", spool_depth=runtime.intake.outage.spool.depth)
+            log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
             await runtime.aggregator.close()
             if runtime.held is not None:
                 await runtime.held.close()

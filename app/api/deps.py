@@ -16,6 +16,7 @@ from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
+from app.services.resilience import Outage
 from app.settings import Settings
 from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
 from app.store.held import HeldConnections
@@ -38,6 +39,7 @@ class Runtime:
     policies: PolicyCache
     aggregator: Aggregator
     intake: Intake
+    outage: Outage
     metrics: Metrics
 
 

@@ -44,7 +44,7 @@ async def test_liveness_and_readiness(client: AsyncClient) -> None:
 
 
 async def test_readiness_is_degraded_while_the_spool_holds_entries(client: AsyncClient) -> None:
-    outage = client.app.state.runtime.intake.outage  # type: ignore[attr-defined]
+    outage = client.app.state.runtime.outage  # type: ignore[attr-defined]
     await outage.spool.append("callback", {"delivery": {}})  # held until replayed
     body = (await client.get("/readyz")).json()
     assert (body["status"], body["spool_depth"]) == ("degraded", 1)

@@ -18,11 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.decision import Decision
 from app.rules.facts import Facts
-from app.services.aggregates import Aggregator, Counting
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.reporting import Reporter
-from app.services.policy.cache import PolicyCache
 from app.services.resilience.entries import (
     CALLBACK,
     DECISION,
@@ -48,31 +46,24 @@ class Outage:
         *,
         settings: Settings,
         engines: list[AsyncEngine],
-        counting: Counting,
-        policies: PolicyCache,
-        aggregator: Aggregator,
+        spool: Spool,
+        local: LocalDecider,
+        replayer: Replayer,
+        prober: recovery.Prober,
         reporter: Reporter,
     ) -> None:
         self.settings = settings
+        self.spool = spool
+        self.local = local
+        self._replayer = replayer
+        self._engines = engines
+        self._prober = prober
         self._reporter = reporter
-        self._metrics = metrics = reporter.metrics
+        self._metrics = reporter.metrics
         self.down = False
         deadline = settings.decision_deadline_ms / 1000
         self.budget = max(deadline - RESERVE, deadline / 2)
-        self.spool = Spool(settings.spool_dir / "spool.db")
-        self.local = LocalDecider(settings=settings, policies=policies)
-        self.replayer = Replayer(
-            spool=self.spool,
-            counting=counting,
-            policies=policies,
-            aggregator=aggregator,
-            metrics=metrics,
-        )
-        self._engines = engines
         self._interval = settings.outage_probe_interval_ms / 1000
-        self._prober = recovery.Prober(
-            settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
-        )
         self._kick = asyncio.Event()
         self._check = False
         self._stopping = False
@@ -188,7 +179,7 @@ class Outage:
         """Write the spool to the database now (one replay at a time; flush() unless down)."""
         async with self._replaying:
             try:
-                return await self.replayer.run()
+                return await self._replayer.run()
             except Exception as exc:
                 if not is_outage(exc):
                     raise

@@ -26,7 +26,7 @@ from app.store.spool import Spool, SpoolEntry
 log = structlog.get_logger()
 BATCH = 200
 ATTEMPTS = 3
-Store = Callable[[Delivery], Awaitable[Reply]]
+Store = Callable[[Delivery], Awaitable[Reply]]  # stores a callback as intake would
 
 
 class Replayer:
@@ -38,14 +38,15 @@ class Replayer:
         policies: PolicyCache,
         aggregator: Aggregator,
         metrics: Metrics,
+        store: Store,
     ) -> None:
         self._spool = spool
         self._metrics = metrics
+        self._store = store
         self._counting = counting
         self._policies = policies
         self._aggregator = aggregator
         self._failures: dict[int, int] = {}
-        self.callbacks: Store | None = None  # set by intake: stores a non-request callback
 
     async def run(self) -> int:
         """Replay until the spool is empty, or an entry fails; raises on an outage error."""
@@ -86,8 +87,7 @@ class Replayer:
     async def _apply(self, entry: SpoolEntry) -> str:
         if entry.kind == DECISION:
             return await self._decision(SpooledDecision.from_json(entry.payload))
-        assert self.callbacks is not None, "intake sets the callback store"
-        reply = await self.callbacks(delivery_from_json(entry.payload["delivery"]))
+        reply = await self._store(delivery_from_json(entry.payload["delivery"]))
         return "duplicate" if reply.duplicate else "stored"
 
     async def _decision(self, spooled: SpooledDecision) -> str:
