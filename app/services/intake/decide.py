@@ -2,8 +2,8 @@
 
 Counters run on autocommit statements first (no lock held across the request); the
 inbox claim, the verification row and shadow matches are then written in one transaction
-that commits before the answer leaves. A redelivery's count is taken back. Without the
-database (an outage, a missed deadline) the answer is spooled first (resilience/).
+that commits before the answer leaves. A redelivery's count is taken back. The deadline,
+late decisions and answering without the database: resilience/outage.py tells it whole.
 """
 
 from __future__ import annotations
@@ -59,11 +59,7 @@ class Decider:
         self._late: set[asyncio.Task[Reply]] = set()
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
-        """The answer within the deadline; without the database, from memory or the fallback.
-
-        A late decision is not cancelled mid-statement (that would cost the connection):
-        it runs on, sees it is late before storing, and the spooled answer is stored instead.
-        """
+        """The answer within the deadline; without the database, from memory or the fallback."""
         started = time.perf_counter()
         if self._outage.down:
             return await self._outage.decide(delivery, event, _facts(event, delivery), started)

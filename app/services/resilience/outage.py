@@ -1,8 +1,46 @@
-"""Surviving a database outage: a circuit breaker, answers from memory, the spool, replay.
+"""Answering every request event within `decision_deadline_ms`, and losing nothing, while
+the database is slow or away: the deadline, the fallback, the breaker, the spool and replay.
 
-A connection failure opens the breaker (`down`): request events are decided from the
-in-memory policy and local counters, and every callback is spooled before it is answered.
-A background probe closes the breaker; the spool is then replayed in order.
+The deadline. `Decider.decide` (intake/decide.py) runs the decision as a task and waits
+for it for `budget` (the deadline less RESERVE, at least half of it) less the time the
+event queued since it was received; the reserve pays for answering without the database.
+
+A late decision. When the wait ends without an answer (the deadline, or a failure other
+than a lost connection), the decision's `late` flag is set and Sinch gets the configured
+fallback action, written to the spool (a `decision` entry, not degraded) before the
+answer goes out. The decision task is not cancelled (that would cost its connection
+mid-statement): it runs on, sees `late` before storing and stores nothing, so the
+spooled fallback is what gets stored. The attempt may be counted already (on SQLite its
+counts roll back), so a replayed fallback is not counted. Shutdown and `Intake.drain`
+wait for late decisions to finish.
+
+The breaker. A decision or store that failed with a lost or refused connection opens it
+(`trip`, `down`); a timeout alone does not (a saturated process times out too): it asks
+for a probe (`suspect`), and a failed probe opens it. While down, request events are
+decided from the last loaded policy and counters in this process (LocalDecider; in
+`fallback` outage mode, or before any policy loaded, the fallback), spooled as degraded
+`decision` entries, then answered; other callbacks are spooled and answered as if stored.
+While the spool holds entries, other callbacks join its tail, so a verification's events
+reach the database in the order they came. A callback whose store is merely slow is
+spooled too; the slow store runs on (awaited at shutdown) and, if it succeeds, the
+entry's replay is a duplicate.
+
+The probe. A supervisor task probes (`SELECT 1` from a thread of its own, recovery.Prober)
+every `outage_probe_interval_ms` while down, and at once when asked. When the database
+answers it waits for late work to give its connections back, replaces the pools, forgets
+the local counters and closes the breaker. While up it replays the spool on every tick
+that finds entries (writing one while up kicks a tick; `Intake.drain` replays at once).
+
+Replay (replay.py) writes entries oldest first, one replay at a time; an entry leaves the
+spool once its transaction committed, and the inbox's dedupe keys make a repeat harmless.
+A degraded decision is stored marked so and counted then (the database never saw it).
+An entry that keeps failing is parked; an outage error stops the replay and trips.
+
+Supersede. A late decision may already be storing when its deadline passes: it is then
+stored, while Sinch was told the fallback. Replaying that fallback finds the request's
+inbox claim taken; when the claim is this same delivery's (same received_at), the stored
+verification is overwritten with the fallback, so the database keeps what Sinch was told.
+A claim by another delivery (a redelivery) wins: its answer was the one stored.
 """
 
 from __future__ import annotations
