@@ -41,7 +41,9 @@ class Intake:
     ) -> None:
         self._engine = engine
         self._settings = settings
-        self._router = router
+        # Bound once: the request-event path looks these up on every callback.
+        self._route = router.route
+        self._decide = decider.decide
         self._decider = decider
         self._outage = outage
         self._reporter = reporter
@@ -64,9 +66,9 @@ class Intake:
 
     async def receive(self, delivery: Delivery) -> Reply:
         started = time.perf_counter()
-        route = self._router.route(delivery)
+        route = self._route(delivery)
         if route.request is not None:
-            return await self._decider.decide(delivery, route.request)
+            return await self._decide(delivery, route.request)
         assert route.store is not None
         spooled = False
         try:

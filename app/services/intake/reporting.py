@@ -19,6 +19,7 @@ class Reporter:
 
     def __init__(self, *, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._seconds = metrics.decision_seconds
         self._requests: dict[str, Counter] = {}  # by outcome
         self._decisions: dict[tuple[str, str, str | None, str], Counter] = {}
 
@@ -36,7 +37,7 @@ class Reporter:
         A duplicate is answered what was stored (`action`), not what was just decided.
         """
         seconds = time.perf_counter() - started
-        self.metrics.decision_seconds.observe(seconds)
+        self._seconds.observe(seconds)
         self._request(outcome).inc()
         if outcome != "duplicate":
             self._decision(decision).inc()
