@@ -191,7 +191,7 @@ class Decider:
         return Reply(body=answer, duplicate=True)
 
     async def drain(self) -> None:
-        """Wait for late decisions to finish (they store nothing) before shutdown."""
+        """Wait for late decisions to finish (what they may still store: resilience/outage.py)."""
         if self._late:
             await asyncio.gather(*self._late, return_exceptions=True)
 

@@ -75,7 +75,7 @@ from app.store.spool import Spool
 from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
-RESERVE = 0.1  # of the deadline, kept for deciding locally and writing the spool
+RESERVE = 0.1  # seconds of the deadline kept for deciding locally and writing the spool
 
 
 class Outage:
