@@ -1,10 +1,12 @@
-"""create_app(settings): wires settings, database, policy and intake into a FastAPI app."""
+"""create_app(settings): the FastAPI app; build_runtime, its composition root, builds every
+long-lived object (engines, policy, counters, metrics, intake and its collaborators) once per
+app run and hands each what it needs through its constructor."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -214,45 +216,13 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings)
-        app.state.runtime = runtime
-        background: list[asyncio.Task[None] | None] = []
-        try:
-            await require_head(runtime.engine)
-            await install_starter_policy(runtime.engine, now=datetime.now(UTC))
-            async with runtime.engine.connect() as conn:
-                await runtime.policies.current(conn)
-            await runtime.intake.start()
-            await runtime.aggregator.start()
-            if runtime.held is not None:
-                await runtime.held.open()
-            background = [retention_task(runtime), rollup_task(runtime)]
-            with server_gc():
-                log.info("app.started", callback_path=settings.callback_path)
-                yield
-        finally:
-            for task in background:
-                if task is not None:
-                    task.cancel()
-            await runtime.intake.close()
-            log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
-            await runtime.aggregator.close()
-            if runtime.held is not None:
-                await runtime.held.close()
-            await runtime.engine.dispose()
-            if runtime.counter_engine is not None:
-                await runtime.counter_engine.dispose()
-
     request_ids = RequestIds()
     app = callbacks.CallbackFirst(
         callback_path=settings.callback_path,
         request_ids=request_ids,
         title="VerifyGuard",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
     )
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware, ids=request_ids)
@@ -269,3 +239,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(audit.router)
     return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Each run of the app builds its runtime, starts it, and stops it (even if starting failed)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings)
+        app.state.runtime = runtime
+        background: list[asyncio.Task[None] | None] = []
+        try:
+            background = await _start(runtime)
+            with server_gc():
+                log.info("app.started", callback_path=settings.callback_path)
+                yield
+        finally:
+            await _stop(runtime, background)
+
+    return lifespan
+
+
+async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
+    """Schema checked, starter policy and current policy loaded, intake and counters open;
+    the background jobs, started."""
+    await require_head(runtime.engine)
+    await install_starter_policy(runtime.engine, now=datetime.now(UTC))
+    async with runtime.engine.connect() as conn:
+        await runtime.policies.current(conn)
+    await runtime.intake.start()
+    await runtime.aggregator.start()
+    if runtime.held is not None:
+        await runtime.held.open()
+    return [retention_task(runtime), rollup_task(runtime)]
+
+
+async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -> None:
+    for task in background:
+        if task is not None:
+            task.cancel()
+    await runtime.intake.close()
+    log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
+    await runtime.aggregator.close()
+    if runtime.held is not None:
+        await runtime.held.close()
+    await runtime.engine.dispose()
+    if runtime.counter_engine is not None:
+        await runtime.counter_engine.dispose()
