@@ -11,7 +11,7 @@ from httpx import ASGITransport, AsyncClient
 from app.main import create_app
 from app.sinch import samples
 from tests.conftest import make_settings
-from tests.ops.test_probes import _sample
+from tests.ops.scrape import sample
 from tests.support import SinchSender
 
 NUMBER = "+46701234567"
@@ -39,13 +39,15 @@ async def test_two_apps_in_one_process_keep_separate_metrics(
         theirs = (await second.client.get("/metrics")).text
 
     decided = {"event": "request", "outcome": "decided"}
-    assert _sample(mine, "verifyguard_callbacks_total", **decided) == 1
-    assert _sample(mine, "verifyguard_decision_seconds_count") == 1
-    assert _sample(mine, "verifyguard_signature_failures_total", cause="bad_signature") == 1
-    assert _sample(theirs, "verifyguard_callbacks_total", **decided) == 0
-    assert _sample(theirs, "verifyguard_decision_seconds_count") == 0
-    assert _sample(theirs, "verifyguard_signature_failures_total", cause="bad_signature") == 0
+    assert sample(mine, "verifyguard_callbacks_total", **decided) == 1
+    assert sample(mine, "verifyguard_decision_seconds_count") == 1
+    assert sample(mine, "verifyguard_signature_failures_total", cause="bad_signature") == 1
+    assert sample(theirs, "verifyguard_callbacks_total", **decided) == 0
+    assert sample(theirs, "verifyguard_decision_seconds_count") == 0
+    assert sample(theirs, "verifyguard_signature_failures_total", cause="bad_signature") == 0
     assert "verifyguard_decisions_total{" not in theirs
+    for other in ("python_gc_objects_collected_total", "python_info"):  # as the default registry
+        assert other in mine and other in theirs
 
 
 async def test_request_ids_are_numbered_per_app(database_url: str, tmp_path: Path) -> None:
