@@ -1,37 +1,53 @@
-"""create_app(settings): wires settings, database, policy and intake into a FastAPI app."""
+"""create_app(settings): the FastAPI app; build_runtime, its composition root, builds every
+long-lived object (engines, policy, counters, metrics, intake and its collaborators) once per
+app run and hands each what it needs through its constructor."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import admin, audit, callbacks, health, metrics
 from app.api.deps import Runtime
-from app.api.middleware import RequestIdMiddleware
+from app.api.middleware import RequestIdMiddleware, RequestIds
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
-from app.services.aggregates import Aggregator, counting_scope
+from app.metrics import Metrics
+from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
+from app.services.intake.outcomes import Outcomes
+from app.services.intake.reporting import Reporter
+from app.services.intake.routing import Router
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
+from app.services.resilience import Outage
+from app.services.resilience.local import LocalDecider
+from app.services.resilience.replay import Replayer
+from app.services.resilience.replay import Store as ReplayStore
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
 from app.store.counter_model import CounterBackend
 from app.store.counters import SqlCounters
 from app.store.held import HeldConnections
+from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
+from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
+from app.store.spool import Spool
 
 log = structlog.get_logger()
 
@@ -59,27 +75,16 @@ def counter_backend(settings: Settings) -> CounterBackend:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    url, pool_size = settings.database_url, settings.database_pool_size
-    timeout = settings.database_connect_timeout_seconds
-    # On PostgreSQL request events run on the autocommit pool; transactions are for the rest.
-    engine = create_engine(url, pool_size=max(4, pool_size // 4), connect_timeout=timeout)
-    counter_engine, held = None, None
-    if not settings.is_sqlite:
-        counter_engine = create_engine(
-            url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
-        )
-        held = HeldConnections(counter_engine, pool_size)
+    """The composition root: every long-lived object, each handed what it needs."""
+    engine, counter_engine, held = _engines(settings)
     counting = counting_scope(engine, held)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
-    intake = Intake(
-        engine=engine,
-        counting=counting,
-        settings=settings,
-        policies=policies,
-        aggregator=aggregator,
-        engines=[e for e in (engine, counter_engine) if e is not None],
-    )
+    shared = _Shared(settings, engine, counting, policies, aggregator, Reporter(metrics=Metrics()))
+    outcomes = Outcomes(engine=engine, counting=counting, policies=policies, aggregator=aggregator)
+    router = Router(engine=engine, outcomes=outcomes)
+    engines = [e for e in (engine, counter_engine) if e is not None]
+    outage = _outage(shared, engines=engines, store=router.store)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -90,7 +95,88 @@ def build_runtime(settings: Settings) -> Runtime:
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
         policies=policies,
         aggregator=aggregator,
-        intake=intake,
+        intake=_intake(shared, router=router, outage=outage),
+        outage=outage,
+        metrics=shared.reporter.metrics,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the intake and resilience services are built from."""
+
+    settings: Settings
+    engine: AsyncEngine
+    counting: Counting
+    policies: PolicyCache
+    aggregator: Aggregator
+    reporter: Reporter
+
+
+def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldConnections | None]:
+    """The engine for transactions; on PostgreSQL also the autocommit pool request events
+    run on, and the connections held open on it."""
+    url, pool_size = settings.database_url, settings.database_pool_size
+    timeout = settings.database_connect_timeout_seconds
+    engine = create_engine(url, pool_size=max(4, pool_size // 4), connect_timeout=timeout)
+    if settings.is_sqlite:
+        return engine, None, None
+    counter_engine = create_engine(
+        url, pool_size=pool_size, autocommit=True, connect_timeout=timeout
+    )
+    return engine, counter_engine, HeldConnections(counter_engine, pool_size)
+
+
+def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) -> Outage:
+    """The breaker, with its local decider (counting in memory), spool, replay and probe."""
+    settings = shared.settings
+    spool = Spool(settings.spool_dir / "spool.db")
+    replayer = Replayer(
+        spool=spool,
+        counting=shared.counting,
+        policies=shared.policies,
+        aggregator=shared.aggregator,
+        metrics=shared.reporter.metrics,
+        store=store,
+    )
+    counters = MemoryCounters(settings.counter_bucket_seconds, settings.counter_retention_seconds)
+    local = LocalDecider(
+        settings=settings,
+        policies=shared.policies,
+        counters=counters,
+        aggregator=Aggregator(counters),
+    )
+    prober = Prober(
+        settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+    )
+    return Outage(
+        settings=settings,
+        engines=engines,
+        spool=spool,
+        local=local,
+        replayer=replayer,
+        prober=prober,
+        reporter=shared.reporter,
+    )
+
+
+def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
+    decider = Decider(
+        engine=shared.engine,
+        counting=shared.counting,
+        settings=shared.settings,
+        policies=shared.policies,
+        aggregator=shared.aggregator,
+        outage=outage,
+        reporter=shared.reporter,
+    )
+    return Intake(
+        engine=shared.engine,
+        settings=shared.settings,
+        router=router,
+        decider=decider,
+        outage=outage,
+        reporter=shared.reporter,
     )
 
 
@@ -108,7 +194,8 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
         anonymize_after_days=settings.anonymize_after_days,
         key=key,
         now=lambda: datetime.now(UTC),
-        paused=lambda: runtime.intake.outage.down,
+        paused=lambda: runtime.outage.down,
+        metrics=runtime.metrics,
     )
     return asyncio.create_task(work, name="verifyguard-retention")
 
@@ -122,7 +209,7 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         runtime.engine,
         interval=interval,
         now=lambda: datetime.now(UTC),
-        paused=lambda: runtime.intake.outage.down,
+        paused=lambda: runtime.outage.down,
     )
     return asyncio.create_task(work, name="verifyguard-stats-rollup")
 
@@ -130,42 +217,16 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings)
-        app.state.runtime = runtime
-        background: list[asyncio.Task[None] | None] = []
-        try:
-            await require_head(runtime.engine)
-            await install_starter_policy(runtime.engine, now=datetime.now(UTC))
-            async with runtime.engine.connect() as conn:
-                await runtime.policies.current(conn)
-            await runtime.intake.start()
-            await runtime.aggregator.start()
-            if runtime.held is not None:
-                await runtime.held.open()
-            background = [retention_task(runtime), rollup_task(runtime)]
-            with server_gc():
-                log.info("app.started", callback_path=settings.callback_path)
-                yield
-        finally:
-            for task in background:
-                if task is not None:
-                    task.cancel()
-            await runtime.intake.close()
-            log.info("app.stopped", spool_depth=runtime.intake.outage.spool.depth)
-            await runtime.aggregator.close()
-            if runtime.held is not None:
-                await runtime.held.close()
-            await runtime.engine.dispose()
-            if runtime.counter_engine is not None:
-                await runtime.counter_engine.dispose()
-
-    app = callbacks.CallbackFirst(title="VerifyGuard", version="0.1.0", lifespan=lifespan)
-    app.callback_path = settings.callback_path
+    request_ids = RequestIds()
+    app = callbacks.CallbackFirst(
+        callback_path=settings.callback_path,
+        request_ids=request_ids,
+        title="VerifyGuard",
+        version="0.1.0",
+        lifespan=_lifespan(settings),
+    )
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, ids=request_ids)
     # Served ahead of the router (CallbackFirst); declared for the OpenAPI document.
     app.add_api_route(
         settings.callback_path,
@@ -179,3 +240,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(audit.router)
     return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Each run of the app builds its runtime, starts it, and stops it (even if starting failed)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings)
+        app.state.runtime = runtime
+        background: list[asyncio.Task[None] | None] = []
+        try:
+            background = await _start(runtime)
+            with server_gc():
+                log.info("app.started", callback_path=settings.callback_path)
+                yield
+        finally:
+            await _stop(runtime, background)
+
+    return lifespan
+
+
+async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
+    """Schema checked, starter policy and current policy loaded, intake and counters open;
+    the background jobs, started."""
+    await require_head(runtime.engine)
+    await install_starter_policy(runtime.engine, now=datetime.now(UTC))
+    async with runtime.engine.connect() as conn:
+        await runtime.policies.current(conn)
+    await runtime.intake.start()
+    await runtime.aggregator.start()
+    if runtime.held is not None:
+        await runtime.held.open()
+    return [retention_task(runtime), rollup_task(runtime)]
+
+
+async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -> None:
+    for task in background:
+        if task is not None:
+            task.cancel()
+    await runtime.intake.close()
+    log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
+    await runtime.aggregator.close()
+    if runtime.held is not None:
+        await runtime.held.close()
+    await runtime.engine.dispose()
+    if runtime.counter_engine is not None:
+        await runtime.counter_engine.dispose()

@@ -1,75 +1,117 @@
 """Prometheus metrics, all prefixed `verifyguard_`; label values come from small closed sets.
 
-Rule names are the one label an admin chooses; a policy holds tens of rules, not thousands.
+Each app owns a `Metrics` (built by its composition root) on a registry of its own, so two
+apps in one process count separately. Rule names are the one label an admin chooses; a
+policy holds tens of rules, not thousands.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
-CALLBACKS = Counter(
-    "verifyguard_callbacks",
-    "Callbacks received, by event type and outcome.",
-    ["event", "outcome"],
-)
-DECISIONS = Counter(
-    "verifyguard_decisions",
-    "Request events decided, by answer, reason code, deciding rule and what decided.",
-    ["action", "reason", "rule", "mode"],
-)
-SIGNATURE_FAILURES = Counter(
-    "verifyguard_signature_failures",
-    "Callbacks rejected before anything was decided, by cause.",
-    ["cause"],
-)
-DECISION_SECONDS = Histogram(
-    "verifyguard_decision_seconds",
-    "Time from receiving a request event to its answer being ready.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.5),
-)
-FALLBACKS = Counter(
-    "verifyguard_fallback_answers",
-    "Request events answered with the configured fallback action, by cause.",
-    ["cause"],
-)
-DEGRADED = Counter(
-    "verifyguard_degraded_decisions",
-    "Request events decided without the database (in-memory policy, local counters).",
-)
-DATABASE_ERRORS = Counter(
-    "verifyguard_database_errors",
-    "Failures to reach or use the database, by operation.",
-    ["operation"],
-)
-DATABASE_UP = Gauge(
-    "verifyguard_database_up",
-    "1 while the database answers, 0 while VerifyGuard runs on its spool.",
-)
-SPOOL_DEPTH = Gauge(
-    "verifyguard_spool_depth",
-    "Entries in the local spool waiting to be written to the database.",
-)
-SPOOL_WRITES = Counter(
-    "verifyguard_spool_writes",
-    "Entries written to the local spool, by kind.",
-    ["kind"],
-)
-SPOOL_REPLAYED = Counter(
-    "verifyguard_spool_replayed",
-    "Spool entries written to the database, by kind and outcome (stored or duplicate).",
-    ["kind", "outcome"],
-)
-SPOOL_PARKED = Counter(
-    "verifyguard_spool_parked",
-    "Spool entries that kept failing to replay, set aside in the spool's dead table.",
-)
-RETENTION_ROWS = Counter(
-    "verifyguard_retention_rows",
-    "Rows deleted or anonymised by retention, by table and action.",
-    ["table", "action"],
-)
+DECISION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.5)
 
-DATABASE_UP.set(1)
+
+class Metrics:
+    """One app's metrics, and the registry `/metrics` renders."""
+
+    def __init__(self) -> None:
+        # The collectors the client's default registry holds, in its order.
+        self.registry = registry = CollectorRegistry()
+        GCCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        ProcessCollector(registry=registry)
+        self.callbacks = Counter(
+            "verifyguard_callbacks",
+            "Callbacks received, by event type and outcome.",
+            ["event", "outcome"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "verifyguard_decisions",
+            "Request events decided, by answer, reason code, deciding rule and what decided.",
+            ["action", "reason", "rule", "mode"],
+            registry=registry,
+        )
+        self.signature_failures = Counter(
+            "verifyguard_signature_failures",
+            "Callbacks rejected before anything was decided, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.decision_seconds = Histogram(
+            "verifyguard_decision_seconds",
+            "Time from receiving a request event to its answer being ready.",
+            buckets=DECISION_BUCKETS,
+            registry=registry,
+        )
+        self._outage_metrics(registry)
+        self.retention_rows = Counter(
+            "verifyguard_retention_rows",
+            "Rows deleted or anonymised by retention, by table and action.",
+            ["table", "action"],
+            registry=registry,
+        )
+        self.database_up.set(1)
+
+    def _outage_metrics(self, registry: CollectorRegistry) -> None:
+        self.fallbacks = Counter(
+            "verifyguard_fallback_answers",
+            "Request events answered with the configured fallback action, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.degraded = Counter(
+            "verifyguard_degraded_decisions",
+            "Request events decided without the database (in-memory policy, local counters).",
+            registry=registry,
+        )
+        self.database_errors = Counter(
+            "verifyguard_database_errors",
+            "Failures to reach or use the database, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.database_up = Gauge(
+            "verifyguard_database_up",
+            "1 while the database answers, 0 while VerifyGuard runs on its spool.",
+            registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "verifyguard_spool_depth",
+            "Entries in the local spool waiting to be written to the database.",
+            registry=registry,
+        )
+        self.spool_writes = Counter(
+            "verifyguard_spool_writes",
+            "Entries written to the local spool, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.spool_replayed = Counter(
+            "verifyguard_spool_replayed",
+            "Spool entries written to the database, by kind and outcome (stored or duplicate).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.spool_parked = Counter(
+            "verifyguard_spool_parked",
+            "Spool entries that kept failing to replay, set aside in the spool's dead table.",
+            registry=registry,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text format of this app's registry."""
+        return generate_latest(self.registry)
 
 
 def rule_label(rule: str | None) -> str:

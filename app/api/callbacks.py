@@ -9,12 +9,14 @@ The route is also declared to FastAPI, for the OpenAPI document and for other me
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import Runtime, signed_delivery
-from app.api.middleware import RequestIdMiddleware
+from app.api.middleware import RequestIdMiddleware, RequestIds
 from app.errors import AppError, crashed, problem_for
 
 
@@ -42,10 +44,12 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class CallbackFirst(FastAPI):
-    """FastAPI, with POSTs to the callback path served by `sinch_event` directly."""
+    """FastAPI, with POSTs to `callback_path` served by `sinch_event` directly."""
 
-    callback_path: str | None = None
-    _callback: ASGIApp = RequestIdMiddleware(_serve)
+    def __init__(self, *, callback_path: str, request_ids: RequestIds, **fastapi: Any) -> None:
+        super().__init__(**fastapi)
+        self.callback_path = callback_path
+        self._callback = RequestIdMiddleware(_serve, ids=request_ids)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -12,9 +12,11 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import PayloadTooLarge, Unauthorized
+from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
+from app.services.resilience import Outage
 from app.settings import Settings
 from app.sinch.signature import SignatureError, SignatureVerifier, SignedRequest
 from app.store.held import HeldConnections
@@ -37,6 +39,8 @@ class Runtime:
     policies: PolicyCache
     aggregator: Aggregator
     intake: Intake
+    outage: Outage
+    metrics: Metrics
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 async def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
     """Database reachable, schema at head, policy loaded; `degraded` while on the spool."""
-    outage = runtime.intake.outage
+    outage = runtime.outage
     policy_loaded = runtime.policies.loaded is not None
     state = {"policy_loaded": policy_loaded, "spool_depth": outage.spool.depth}
     if outage.down:

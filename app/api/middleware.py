@@ -8,27 +8,32 @@ import secrets
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_PREFIX = secrets.token_hex(4)
-_SEQUENCE = itertools.count(1)
 
+class RequestIds:
+    """One app's request ids: a random prefix per app start, then a sequence number."""
 
-def new_request_id() -> str:
-    """Unique per process start and request; cheaper than a uuid4 on the hot path."""
-    return f"{_PREFIX}-{next(_SEQUENCE):x}"
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._sequence = itertools.count(1)
+
+    def next(self) -> str:
+        """Unique per app start and request; cheaper than a uuid4 on the hot path."""
+        return f"{self._prefix}-{next(self._sequence):x}"
 
 
 class RequestIdMiddleware:
     header = b"x-request-id"
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, ids: RequestIds) -> None:
         self.app = app
+        self._ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(self.header, b"").decode("latin-1")[:64]
-        request_id = incoming or new_request_id()
+        request_id = incoming or self._ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

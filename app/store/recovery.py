@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from app.store.models import CallbackRow
+from app.store.tasks import retrieve_exception
 
 callbacks = cast(Table, CallbackRow.__table__)
 
@@ -53,14 +54,13 @@ class Prober:
     async def _ping(self, within: float) -> bool:
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._select_one())
-            self._probe.add_done_callback(_retrieve)
+            self._probe.add_done_callback(retrieve_exception)  # a failed probe is an answer
         done, _ = await asyncio.wait({self._probe}, timeout=within)
         return bool(done) and self._probe.exception() is None
 
     async def _close(self) -> None:
         if self._probe is not None:
             await asyncio.wait({self._probe})
-            self._probe.exception()
         await self._engine.dispose()
 
     async def _select_one(self) -> None:
@@ -84,9 +84,3 @@ async def claimed(conn: AsyncConnection, dedupe_key: str) -> tuple[int, datetime
     )
     row = (await conn.execute(stmt)).one_or_none()
     return (int(row.id), row.received_at) if row is not None else None
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    """A failed probe is an answer, not an error to report."""
-    if not task.cancelled():
-        task.exception()

@@ -44,7 +44,7 @@ async def guard(
 async def settled(app: FastAPI, within: float = 20.0) -> None:
     """Wait until the database is back and the spool replayed."""
     runtime = app.state.runtime
-    outage = runtime.intake.outage
+    outage = runtime.outage
     async with asyncio.timeout(within):
         while True:
             await runtime.intake.drain()

@@ -104,7 +104,7 @@ async def test_slow_database_under_load(proxy: FaultProxy, pg_url: str, tmp_path
         load.stop.set()
         await running
         await settled(app)
-        assert app.state.runtime.intake.outage.spool.depth == 0
+        assert app.state.runtime.outage.spool.depth == 0
     worst = load.worst("normal", "outage", "recovery")
     assert worst <= DEADLINE_MS / 1000 + MARGIN, f"an answer took {worst:.3f}s"
     stored = await _assert_nothing_lost(load, pg_url)
@@ -120,7 +120,7 @@ async def test_spool_survives_a_restart(proxy: FaultProxy, pg_url: str, tmp_path
         answers = [(await sinch.post(event)).json() for event in events]
         receipt = samples.result_event(verification_id=events[0]["id"], number="+46701000000")
         assert (await sinch.post(receipt)).status_code == 200
-        assert app.state.runtime.intake.outage.spool.depth == len(events) + 1
+        assert app.state.runtime.outage.spool.depth == len(events) + 1
         ready = await sinch.client.get("/readyz")
         assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
     # Shut down while the database was away: the spool is left for the next start.

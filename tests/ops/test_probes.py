@@ -12,26 +12,10 @@ from pathlib import Path
 from httpx import AsyncClient
 
 from app.sinch import samples
+from tests.ops.scrape import sample
 from tests.support import SinchSender
 
 NUMBER = "+46701234567"
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        series, _, value = line.rpartition(" ")
-        if series.startswith(name) and (
-            series == name or _labels(series) == wanted or (not labels and series == name)
-        ):
-            return float(value)
-    return 0.0
-
-
-def _labels(series: str) -> str:
-    found = re.findall(r'(\w+)="([^"]*)"', series)
-    return ",".join(f'{k}="{v}"' for k, v in sorted(found))
 
 
 async def test_liveness_and_readiness(client: AsyncClient) -> None:
@@ -44,7 +28,7 @@ async def test_liveness_and_readiness(client: AsyncClient) -> None:
 
 
 async def test_readiness_is_degraded_while_the_spool_holds_entries(client: AsyncClient) -> None:
-    outage = client.app.state.runtime.intake.outage  # type: ignore[attr-defined]
+    outage = client.app.state.runtime.outage  # type: ignore[attr-defined]
     await outage.spool.append("callback", {"delivery": {}})  # held until replayed
     body = (await client.get("/readyz")).json()
     assert (body["status"], body["spool_depth"]) == ("degraded", 1)
@@ -65,7 +49,7 @@ async def test_metrics_count_callbacks_decisions_and_signature_failures(
     after = response.text
 
     def delta(name: str, **labels: str) -> float:
-        return _sample(after, name, **labels) - _sample(before, name, **labels)
+        return sample(after, name, **labels) - sample(before, name, **labels)
 
     assert delta("verifyguard_callbacks_total", event="request", outcome="decided") == 2
     assert delta("verifyguard_callbacks_total", event="result", outcome="stored") == 1

@@ -35,7 +35,7 @@ def _delivery(event: dict[str, Any]) -> Delivery:
 
 
 def _outage(app: Any) -> Outage:
-    outage: Outage = app.state.runtime.intake.outage
+    outage: Outage = app.state.runtime.outage
     return outage
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import metrics
+from app.metrics import Metrics
 from app.services.periodic import every
 from app.store import retention as store
 from app.store import stats_rollup
@@ -49,9 +49,11 @@ async def purge(
     now: datetime,
     dry_run: bool = False,
     batch: int = 1000,
+    metrics: Metrics | None = None,
 ) -> Purged:
     """Delete verifications created before now - older_than, with their callbacks and matches;
-    callbacks received before it; counter buckets older than the counters' retention."""
+    callbacks received before it; counter buckets older than the counters' retention.
+    Counted in the app's `metrics` when given (the CLI runs without an app's)."""
     before = now - older_than
     oldest_bucket = BucketClock(1).bucket(now - counter_retention)
     result = Purged(dry_run=dry_run)
@@ -78,7 +80,8 @@ async def purge(
         result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
         await stats_rollup.forget_before(conn, before)
     for table, count in result.rows.items():
-        metrics.RETENTION_ROWS.labels(table, "deleted").inc(count)
+        if metrics is not None:
+            metrics.retention_rows.labels(table, "deleted").inc(count)
     return result
 
 
@@ -90,6 +93,7 @@ async def anonymize(
     now: datetime,
     dry_run: bool = False,
     batch: int = 500,
+    metrics: Metrics | None = None,
 ) -> int:
     """Replace numbers of verifications created before now - older_than, everywhere stored."""
     before, done = now - older_than, 0
@@ -108,7 +112,8 @@ async def anonymize(
         done += len(rows)
         if len(rows) < batch:
             break
-    metrics.RETENTION_ROWS.labels("verifications", "anonymized").inc(done)
+    if metrics is not None:
+        metrics.retention_rows.labels("verifications", "anonymized").inc(done)
     return done
 
 
@@ -145,6 +150,7 @@ async def run_periodically(
     key: bytes | None,
     now: Callable[[], datetime],
     paused: Callable[[], bool],
+    metrics: Metrics,
 ) -> None:
     """The automatic retention task of the app: every `interval` seconds, unless paused."""
 
@@ -152,12 +158,16 @@ async def run_periodically(
         if retention_days:
             older = timedelta(days=retention_days)
             purged = await purge(
-                engine, older_than=older, counter_retention=counter_retention, now=now()
+                engine,
+                older_than=older,
+                counter_retention=counter_retention,
+                now=now(),
+                metrics=metrics,
             )
             log.info("retention.purged", **purged.rows)
         if anonymize_after_days and key:
             older = timedelta(days=anonymize_after_days)
-            count = await anonymize(engine, older_than=older, key=key, now=now())
+            count = await anonymize(engine, older_than=older, key=key, now=now(), metrics=metrics)
             log.info("retention.anonymized", verifications=count)
 
     await every(interval, run, paused=paused, failed="retention.failed")

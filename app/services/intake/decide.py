@@ -1,9 +1,11 @@
 """Deciding a VerificationRequestEvent: facts, counters, the engine, then one transaction.
 
-Counters run on autocommit statements first (no lock held across the request); the
-inbox claim, the verification row and shadow matches are then written in one transaction
-that commits before the answer leaves. A redelivery's count is taken back. Without the
-database (an outage, a missed deadline) the answer is spooled first (resilience/).
+The attempt is counted and its windows read first (aggregates.py), then the inbox claim,
+the verification row, its shadow matches and the attempt's settle are stored, durably
+before the answer leaves. On PostgreSQL each is one autocommit statement (no lock held
+across the request); on SQLite both share one transaction. A redelivery's count is taken
+back. The deadline,
+late decisions and answering without the database: resilience/outage.py tells it whole.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.records import callback_row, match_rows, request_row
-from app.services.intake.reporting import decision_made
+from app.services.intake.reporting import Reporter
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.services.resilience.errors import is_outage
@@ -32,6 +34,7 @@ from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
 from app.store.counter_model import CounterDeltas
+from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
 
@@ -46,6 +49,7 @@ class Decider:
         policies: PolicyCache,
         aggregator: Aggregator,
         outage: Outage,
+        reporter: Reporter,
     ) -> None:
         self._engine = engine
         self._counting = counting
@@ -53,14 +57,11 @@ class Decider:
         self._policies = policies
         self._aggregator = aggregator
         self._outage = outage
+        self._reporter = reporter
         self._late: set[asyncio.Task[Reply]] = set()
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
-        """The answer within the deadline; without the database, from memory or the fallback.
-
-        A late decision is not cancelled mid-statement (that would cost the connection):
-        it runs on, sees it is late before storing, and the spooled answer is stored instead.
-        """
+        """The answer within the deadline; without the database, from memory or the fallback."""
         started = time.perf_counter()
         if self._outage.down:
             return await self._outage.decide(delivery, event, _facts(event, delivery), started)
@@ -85,7 +86,8 @@ class Decider:
     ) -> Reply:
         """A lost connection opens the breaker; a missed deadline or a bug gets the fallback."""
         self._late.add(work)
-        work.add_done_callback(self._forget_late)
+        work.add_done_callback(self._late.discard)
+        work.add_done_callback(retrieve_exception)  # a late decision failing is expected
         facts = _facts(event, delivery)
         # A timeout is no proof of an outage (a saturated process times out too): the
         # probe, on its own thread and loop, tells a slow database from a busy process.
@@ -127,9 +129,11 @@ class Decider:
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
             action = str((reply.body or {}).get("action", ""))
-            decision_made(event.id, decision, started, outcome="duplicate", action=action)
+            self._reporter.decision_made(
+                event.id, decision, started, outcome="duplicate", action=action
+            )
         else:
-            decision_made(event.id, decision, started, outcome="decided")
+            self._reporter.decision_made(event.id, decision, started, outcome="decided")
         return reply
 
     async def _store(
@@ -171,13 +175,8 @@ class Decider:
             answer = {"action": self._settings.fallback_action}
         return Reply(body=answer, duplicate=True)
 
-    def _forget_late(self, task: asyncio.Task[Reply]) -> None:
-        self._late.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a late decision failing is expected, not news
-
     async def drain(self) -> None:
-        """Wait for late decisions to finish (they store nothing) before shutdown."""
+        """Wait for late decisions to finish (what they may still store: resilience/outage.py)."""
         if self._late:
             await asyncio.gather(*self._late, return_exceptions=True)
 

@@ -6,50 +6,83 @@ import time
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
-from app import metrics
+from app.metrics import Metrics, rule_label
 from app.rules.decision import Decision
 
 log = structlog.get_logger()
 
 
-def decision_made(
-    verification_id: str, decision: Decision, started: float, *, outcome: str, action: str = ""
-) -> None:
-    """A request event answered; `outcome` is decided, degraded, fallback or duplicate.
+class Reporter:
+    """Reports callbacks to one app's metrics; label children are resolved once, then reused."""
 
-    A duplicate is answered what was stored (`action`), not what was just decided.
-    """
-    seconds = time.perf_counter() - started
-    metrics.DECISION_SECONDS.observe(seconds)
-    metrics.CALLBACKS.labels("request", outcome).inc()
-    if outcome != "duplicate":
-        rule = metrics.rule_label(decision.rule)
-        metrics.DECISIONS.labels(decision.action, decision.reason, rule, decision.mode).inc()
-    log.info(
-        "decision.made",
-        event_type="request",
-        verification_id=verification_id,
-        action=action or decision.action,
-        reason=decision.reason,
-        rule=decision.rule,
-        mode=decision.mode,
-        outcome=outcome,
-        latency_ms=round(seconds * 1000, 2),
-    )
+    def __init__(self, *, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._seconds = metrics.decision_seconds
+        self._requests: dict[str, Counter] = {}  # by outcome
+        self._decisions: dict[tuple[str, str, str | None, str], Counter] = {}
 
+    def decision_made(
+        self,
+        verification_id: str,
+        decision: Decision,
+        started: float,
+        *,
+        outcome: str,
+        action: str = "",
+    ) -> None:
+        """A request event answered; `outcome` is decided, degraded, fallback or duplicate.
 
-def callback_received(
-    event: str, verification_id: str | None, status: int, outcome: str, started: float
-) -> None:
-    """Any other callback (result, receipt, unknown or unparseable)."""
-    metrics.CALLBACKS.labels(event, outcome).inc()
-    fields: dict[str, Any] = {"latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-    log.info(
-        "callback.received",
-        event_type=event,
-        verification_id=verification_id,
-        status=status,
-        outcome=outcome,
-        **fields,
-    )
+        A duplicate is answered what was stored (`action`), not what was just decided.
+        """
+        seconds = time.perf_counter() - started
+        self._seconds.observe(seconds)
+        self._request(outcome).inc()
+        if outcome != "duplicate":
+            self._decision(decision).inc()
+        log.info(
+            "decision.made",
+            event_type="request",
+            verification_id=verification_id,
+            action=action or decision.action,
+            reason=decision.reason,
+            rule=decision.rule,
+            mode=decision.mode,
+            outcome=outcome,
+            latency_ms=round(seconds * 1000, 2),
+        )
+
+    def callback_received(
+        self, event: str, verification_id: str | None, status: int, outcome: str, started: float
+    ) -> None:
+        """Any other callback (result, receipt, unknown or unparseable)."""
+        self.metrics.callbacks.labels(event, outcome).inc()
+        fields: dict[str, Any] = {"latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        log.info(
+            "callback.received",
+            event_type=event,
+            verification_id=verification_id,
+            status=status,
+            outcome=outcome,
+            **fields,
+        )
+
+    def rejected(self, cause: str, app_key: str | None) -> None:
+        """A callback whose signature failed."""
+        self.metrics.signature_failures.labels(cause).inc()
+        log.warning("callback.rejected", cause=cause, app_key=app_key)
+
+    def _request(self, outcome: str) -> Counter:
+        child = self._requests.get(outcome)
+        if child is None:
+            child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
+        return child
+
+    def _decision(self, decision: Decision) -> Counter:
+        key = (decision.action, decision.reason, decision.rule, decision.mode)
+        child = self._decisions.get(key)
+        if child is None:
+            labels = (decision.action, decision.reason, rule_label(decision.rule), decision.mode)
+            child = self._decisions[key] = self.metrics.decisions.labels(*labels)
+        return child

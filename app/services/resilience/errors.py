@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from asyncpg.exceptions import (  # type: ignore[import-untyped]
     InterfaceError,
     PostgresConnectionError,
@@ -28,9 +25,3 @@ def is_outage(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-def retrieve(task: asyncio.Future[Any]) -> None:
-    """Retrieve a late task's exception, so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()

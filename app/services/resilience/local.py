@@ -16,13 +16,19 @@ from app.store.memory_counters import MemoryCounters
 class LocalDecider:
     """The rules engine as usual; velocity from what this process saw during the outage."""
 
-    def __init__(self, *, settings: Settings, policies: PolicyCache) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        policies: PolicyCache,
+        counters: MemoryCounters,
+        aggregator: Aggregator,
+    ) -> None:
+        """`aggregator` counts in `counters`, which the outage clears when the database returns."""
         self._settings = settings
         self._policies = policies
-        self.counters = MemoryCounters(
-            settings.counter_bucket_seconds, settings.counter_retention_seconds
-        )
-        self._aggregator = Aggregator(self.counters)
+        self.counters = counters
+        self._aggregator = aggregator
 
     async def decide(self, facts: Facts) -> tuple[Decision, Facts]:
         """In `fallback` mode, or before any policy was loaded, the configured fallback."""

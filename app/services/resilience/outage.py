@@ -1,8 +1,46 @@
-"""Surviving a database outage: a circuit breaker, answers from memory, the spool, replay.
+"""Answering every request event within `decision_deadline_ms`, and losing nothing, while
+the database is slow or away: the deadline, the fallback, the breaker, the spool and replay.
 
-A connection failure opens the breaker (`down`): request events are decided from the
-in-memory policy and local counters, and every callback is spooled before it is answered.
-A background probe closes the breaker; the spool is then replayed in order.
+The deadline. `Decider.decide` (intake/decide.py) runs the decision as a task and waits
+for it for `budget` (the deadline less RESERVE, at least half of it) less the time the
+event queued since it was received; the reserve pays for answering without the database.
+
+A late decision. When the wait ends without an answer (the deadline, or a failure other
+than a lost connection), the decision's `late` flag is set and Sinch gets the configured
+fallback action, written to the spool (a `decision` entry, not degraded) before the
+answer goes out. The decision task is not cancelled (that would cost its connection
+mid-statement): it runs on, sees `late` before storing and stores nothing, so the
+spooled fallback is what gets stored. The attempt may be counted already (on SQLite its
+counts roll back), so a replayed fallback is not counted. Shutdown and `Intake.drain`
+wait for late decisions to finish.
+
+The breaker. A decision or store that failed with a lost or refused connection opens it
+(`trip`, `down`); a timeout alone does not (a saturated process times out too): it asks
+for a probe (`suspect`), and a failed probe opens it. While down, request events are
+decided from the last loaded policy and counters in this process (LocalDecider; in
+`fallback` outage mode, or before any policy loaded, the fallback), spooled as degraded
+`decision` entries, then answered; other callbacks are spooled and answered as if stored.
+While the spool holds entries, other callbacks join its tail, so a verification's events
+reach the database in the order they came. A callback whose store is merely slow is
+spooled too; the slow store runs on (awaited at shutdown) and, if it succeeds, the
+entry's replay is a duplicate.
+
+The probe. A supervisor task probes (`SELECT 1` from a thread of its own, recovery.Prober)
+every `outage_probe_interval_ms` while down, and at once when asked. When the database
+answers it waits for late work to give its connections back, replaces the pools, forgets
+the local counters and closes the breaker. While up it replays the spool on every tick
+that finds entries (writing one while up kicks a tick; `Intake.drain` replays at once).
+
+Replay (replay.py) writes entries oldest first, one replay at a time; an entry leaves the
+spool once its transaction committed, and the inbox's dedupe keys make a repeat harmless.
+A degraded decision is stored marked so and counted then (the database never saw it).
+An entry that keeps failing is parked; an outage error stops the replay and trips.
+
+Supersede. A late decision may already be storing when its deadline passes: it is then
+stored, while Sinch was told the fallback. Replaying that fallback finds the request's
+inbox claim taken; when the claim is this same delivery's (same received_at), the stored
+verification is overwritten with the fallback, so the database keeps what Sinch was told.
+A claim by another delivery (a redelivery) wins: its answer was the one stored.
 """
 
 from __future__ import annotations
@@ -16,30 +54,28 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import metrics
 from app.rules.decision import Decision
 from app.rules.facts import Facts
-from app.services.aggregates import Aggregator, Counting
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
-from app.services.intake.reporting import decision_made
-from app.services.policy.cache import PolicyCache
+from app.services.intake.reporting import Reporter
 from app.services.resilience.entries import (
     CALLBACK,
     DECISION,
     SpooledDecision,
     delivery_to_json,
 )
-from app.services.resilience.errors import is_outage, retrieve
+from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
 from app.settings import Settings
 from app.sinch.events import VerificationRequestEvent
 from app.store import recovery
 from app.store.spool import Spool
+from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
-RESERVE = 0.1  # of the deadline, kept for deciding locally and writing the spool
+RESERVE = 0.1  # seconds of the deadline kept for deciding locally and writing the spool
 
 
 class Outage:
@@ -48,24 +84,24 @@ class Outage:
         *,
         settings: Settings,
         engines: list[AsyncEngine],
-        counting: Counting,
-        policies: PolicyCache,
-        aggregator: Aggregator,
+        spool: Spool,
+        local: LocalDecider,
+        replayer: Replayer,
+        prober: recovery.Prober,
+        reporter: Reporter,
     ) -> None:
         self.settings = settings
+        self.spool = spool
+        self.local = local
+        self._replayer = replayer
+        self._engines = engines
+        self._prober = prober
+        self._reporter = reporter
+        self._metrics = reporter.metrics
         self.down = False
         deadline = settings.decision_deadline_ms / 1000
         self.budget = max(deadline - RESERVE, deadline / 2)
-        self.spool = Spool(settings.spool_dir / "spool.db")
-        self.local = LocalDecider(settings=settings, policies=policies)
-        self.replayer = Replayer(
-            spool=self.spool, counting=counting, policies=policies, aggregator=aggregator
-        )
-        self._engines = engines
         self._interval = settings.outage_probe_interval_ms / 1000
-        self._prober = recovery.Prober(
-            settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
-        )
         self._kick = asyncio.Event()
         self._check = False
         self._stopping = False
@@ -76,7 +112,7 @@ class Outage:
     async def start(self) -> None:
         """Open the spool; what a previous run left in it is replayed in the background."""
         await self.spool.open()
-        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        self._metrics.spool_depth.set(self.spool.depth)
         if self.spool.depth:
             log.warning("spool.found", depth=self.spool.depth)
         self._task = asyncio.create_task(self._supervise(), name="verifyguard-outage")
@@ -104,10 +140,10 @@ class Outage:
         await self._prober.close()
 
     def trip(self, error: BaseException, operation: str) -> None:
-        metrics.DATABASE_ERRORS.labels(operation).inc()
+        self._metrics.database_errors.labels(operation).inc()
         if not self.down:  # open the breaker; the probe closes it
             self.down = True
-            metrics.DATABASE_UP.set(0)
+            self._metrics.database_up.set(0)
             log.warning("database.down", operation=operation, error=repr(error)[:300])
         self._kick.set()
 
@@ -122,9 +158,12 @@ class Outage:
         """While down: decide from memory, spool, then answer."""
         decision, facts = await self.local.decide(facts)
         outcome = "fallback" if decision.mode == "fallback" else "degraded"
-        (metrics.FALLBACKS.labels("outage") if outcome == "fallback" else metrics.DEGRADED).inc()
+        if outcome == "fallback":
+            self._metrics.fallbacks.labels("outage").inc()
+        else:
+            self._metrics.degraded.inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=True)
-        decision_made(event.id, decision, started, outcome=outcome)
+        self._reporter.decision_made(event.id, decision, started, outcome=outcome)
         return reply
 
     async def fallback(
@@ -138,9 +177,9 @@ class Outage:
     ) -> Reply:
         """A missed deadline or an internal failure: the fallback, spooled, then answered."""
         decision = Decision.fallback(self.settings.fallback_action)
-        metrics.FALLBACKS.labels(cause).inc()
+        self._metrics.fallbacks.labels(cause).inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=False)
-        decision_made(event.id, decision, started, outcome="fallback")
+        self._reporter.decision_made(event.id, decision, started, outcome="fallback")
         return reply
 
     async def keep(
@@ -165,7 +204,7 @@ class Outage:
             else:  # slow, not (yet) failed: probe, and let the late store finish or fail
                 self._late.add(work)
                 work.add_done_callback(self._late.discard)
-                work.add_done_callback(retrieve)
+                work.add_done_callback(retrieve_exception)
                 self.suspect()
         await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
         return spooled, True
@@ -178,7 +217,7 @@ class Outage:
         """Write the spool to the database now (one replay at a time; flush() unless down)."""
         async with self._replaying:
             try:
-                return await self.replayer.run()
+                return await self._replayer.run()
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -209,8 +248,8 @@ class Outage:
 
     async def _append(self, kind: str, payload: dict[str, Any]) -> None:
         await self.spool.append(kind, payload)
-        metrics.SPOOL_WRITES.labels(kind).inc()
-        metrics.SPOOL_DEPTH.set(self.spool.depth)
+        self._metrics.spool_writes.labels(kind).inc()
+        self._metrics.spool_depth.set(self.spool.depth)
         if not self.down:
             self._kick.set()
 
@@ -246,5 +285,5 @@ class Outage:
                 await engine.dispose()
         self.local.counters.clear()
         self.down = False
-        metrics.DATABASE_UP.set(1)
+        self._metrics.database_up.set(1)
         log.warning("database.up", spool_depth=self.spool.depth)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import metrics
+from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row, match_rows, request_row
@@ -26,19 +26,27 @@ from app.store.spool import Spool, SpoolEntry
 log = structlog.get_logger()
 BATCH = 200
 ATTEMPTS = 3
-Store = Callable[[Delivery], Awaitable[Reply]]
+Store = Callable[[Delivery], Awaitable[Reply]]  # stores a callback as intake would
 
 
 class Replayer:
     def __init__(
-        self, *, spool: Spool, counting: Counting, policies: PolicyCache, aggregator: Aggregator
+        self,
+        *,
+        spool: Spool,
+        counting: Counting,
+        policies: PolicyCache,
+        aggregator: Aggregator,
+        metrics: Metrics,
+        store: Store,
     ) -> None:
         self._spool = spool
+        self._metrics = metrics
+        self._store = store
         self._counting = counting
         self._policies = policies
         self._aggregator = aggregator
         self._failures: dict[int, int] = {}
-        self.callbacks: Store | None = None  # set by intake: stores a non-request callback
 
     async def run(self) -> int:
         """Replay until the spool is empty, or an entry fails; raises on an outage error."""
@@ -53,7 +61,7 @@ class Replayer:
             finally:
                 if done:
                     await self._spool.remove(done)
-                    metrics.SPOOL_DEPTH.set(self._spool.depth)
+                    self._metrics.spool_depth.set(self._spool.depth)
             replayed += len(done)
         return replayed
 
@@ -69,18 +77,17 @@ class Replayer:
             if failures < ATTEMPTS:
                 return False
             await self._spool.park(entry, repr(exc))
-            metrics.SPOOL_PARKED.inc()
-            metrics.SPOOL_DEPTH.set(self._spool.depth)
+            self._metrics.spool_parked.inc()
+            self._metrics.spool_depth.set(self._spool.depth)
             return False
         self._failures.pop(entry.seq, None)
-        metrics.SPOOL_REPLAYED.labels(entry.kind, outcome).inc()
+        self._metrics.spool_replayed.labels(entry.kind, outcome).inc()
         return True
 
     async def _apply(self, entry: SpoolEntry) -> str:
         if entry.kind == DECISION:
             return await self._decision(SpooledDecision.from_json(entry.payload))
-        assert self.callbacks is not None, "intake sets the callback store"
-        reply = await self.callbacks(delivery_from_json(entry.payload["delivery"]))
+        reply = await self._store(delivery_from_json(entry.payload["delivery"]))
         return "duplicate" if reply.duplicate else "stored"
 
     async def _decision(self, spooled: SpooledDecision) -> str:
