@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen, as an export reads a thousand at a time: a frozen dataclass sets each of these
+# 35 fields through object.__setattr__, ~13 µs a row against ~3 µs so (dict(row): ~0.4 µs).
+@dataclass(slots=True, kw_only=True)
 class Verification:
     """A `verifications` row as read; a search page leaves out `decision` and `answer`."""
 

@@ -56,7 +56,7 @@ SHADOW_MEASURES = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: cheaper to build, and there may be many
 class StatsCell:
     """The counts and spend of one (bucket, group, currency) cell, as `grouped` reads them.
 
