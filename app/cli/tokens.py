@@ -35,9 +35,9 @@ def list_() -> None:
     rows = run_in_transaction(store.list_tokens)
     typer.echo(f"{'id':>4}  {'role':8}  {'created':20}  {'revoked':20}  name")
     for row in rows:
-        revoked = row["revoked_at"].strftime("%Y-%m-%d %H:%M") if row["revoked_at"] else "-"
-        created = row["created_at"].strftime("%Y-%m-%d %H:%M")
-        typer.echo(f"{row['id']:>4}  {row['role']:8}  {created:20}  {revoked:20}  {row['name']}")
+        revoked = row.revoked_at.strftime("%Y-%m-%d %H:%M") if row.revoked_at else "-"
+        created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        typer.echo(f"{row.id:>4}  {row.role:8}  {created:20}  {revoked:20}  {row.name}")
 
 
 @app.command()

@@ -53,5 +53,5 @@ async def resolve_token(
     found = await store.find_active(conn, hash_token(token))
     if found is None:
         return None
-    role: Role = "admin" if found["role"] == "admin" else "auditor"
-    return Principal(token_id=found["id"], name=found["name"], role=role)
+    role: Role = "admin" if found.role == "admin" else "auditor"
+    return Principal(token_id=found.id, name=found.name, role=role)

@@ -6,7 +6,7 @@ that arrive later (newer) never shift a page that was already handed out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,13 @@ from sqlalchemy import ColumnElement, Select, and_, exists, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
+from app.store.audit_rows import (
+    AuditLogEntry,
+    RuleAtRevision,
+    ShadowMatch,
+    StoredCallback,
+    Verification,
+)
 from app.store.models import (
     AuditLogRow,
     CallbackRow,
@@ -144,16 +151,17 @@ def page_query(f: AuditFilter, cursor: Cursor | None, limit: int) -> Select[Any]
 
 async def search(
     conn: AsyncConnection, f: AuditFilter, *, cursor: Cursor | None, limit: int
-) -> list[dict[str, Any]]:
-    """Up to `limit` verifications, newest first, strictly after `cursor`."""
+) -> list[Verification]:
+    """Up to `limit` verifications, newest first, strictly after `cursor` (no `decision` nor
+    `answer`)."""
     result = await conn.execute(page_query(f, cursor, limit))
-    return [dict(row) for row in result.mappings()]
+    return [Verification(**row) for row in result.mappings()]
 
 
-async def by_id(conn: AsyncConnection, verification_id: str) -> dict[str, Any] | None:
+async def by_id(conn: AsyncConnection, verification_id: str) -> Verification | None:
     stmt = select(verifications).where(verifications.c.id == verification_id)
     row = (await conn.execute(stmt)).mappings().one_or_none()
-    return dict(row) if row is not None else None
+    return Verification(**row) if row is not None else None
 
 
 async def latest(
@@ -162,7 +170,7 @@ async def latest(
     reference: str | None = None,
     number: str | None = None,
     method: str | None = None,
-) -> dict[str, Any] | None:
+) -> Verification | None:
     """The newest verification with this reference, or this method and number (as Sinch does)."""
     c = verifications.c
     stmt = select(verifications)
@@ -171,36 +179,36 @@ async def latest(
             stmt = stmt.where(column == value)
     stmt = stmt.order_by(c.requested_at.desc().nulls_last(), c.created_at.desc()).limit(1)
     row = (await conn.execute(stmt)).mappings().first()
-    return dict(row) if row is not None else None
+    return Verification(**row) if row is not None else None
 
 
-async def callbacks_of(conn: AsyncConnection, verification_id: str) -> list[dict[str, Any]]:
+async def callbacks_of(conn: AsyncConnection, verification_id: str) -> list[StoredCallback]:
     """Every inbox row for a verification (signed or not), in arrival order."""
     c = callbacks.c
     stmt = select(callbacks).where(c.verification_id == verification_id)
     result = await conn.execute(stmt.order_by(c.received_at, c.id))
-    return [dict(row) for row in result.mappings()]
+    return [StoredCallback(**row) for row in result.mappings()]
 
 
-async def shadow_matches(conn: AsyncConnection, verification_id: str) -> list[dict[str, Any]]:
+async def shadow_matches(conn: AsyncConnection, verification_id: str) -> list[ShadowMatch]:
     c = matches.c
     stmt = select(c.rule_name, c.rule_id, c.rule_revision, c.action, c.reason, c.matched_at)
     stmt = stmt.where(c.verification_id == verification_id).order_by(c.id)
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [ShadowMatch(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
 async def rule_revision(
     conn: AsyncConnection, rule_id: int, revision: int
-) -> dict[str, Any] | None:
+) -> RuleAtRevision | None:
     """The rule exactly as it was at that revision (kept after the rule is deleted)."""
     c = revisions.c
     stmt = select(c.rule_name, c.revision, c.change, c.actor, c.changed_at, c.after).where(
         c.rule_id == rule_id, c.revision == revision
     )
     row = (await conn.execute(stmt)).mappings().one_or_none()
-    return dict(row) if row is not None else None
+    return RuleAtRevision(**row) if row is not None else None
 
 
-async def log_query(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def log_query(conn: AsyncConnection, entry: AuditLogEntry) -> None:
     """Record who asked what of the audit API."""
-    await conn.execute(insert(AuditLogRow).values(**row))
+    await conn.execute(insert(AuditLogRow).values(asdict(entry)))

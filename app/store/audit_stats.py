@@ -7,6 +7,7 @@ that GROUP BY can repeat the exact select expression.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -53,6 +54,47 @@ SHADOW_MEASURES = (
     "would_deny_successful",
     "spend_would_save",
 )
+
+
+@dataclass(slots=True, kw_only=True)  # not frozen: cheaper to build, and there may be many
+class StatsCell:
+    """The counts and spend of one (bucket, group, currency) cell, as `grouped` reads them.
+
+    `bucket` is the bucket's start as the database gives it (SQLite: ISO text, naive UTC).
+    """
+
+    currency: str | None
+    bucket: datetime | str | None = None
+    grp: str | None = None
+    attempts: int
+    allowed: int | None
+    denied: int | None
+    shadow_would_deny: int | None
+    completed: int | None
+    successful: int | None
+    spend_allowed: float | None
+    spend_denied: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowCell:
+    """What one shadow rule would have changed, in one currency."""
+
+    rule: str
+    currency: str | None
+    matches: int
+    would_deny: int | None
+    would_deny_allowed: int | None
+    would_deny_successful: int | None
+    spend_would_save: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeniedRange:
+    """A number range (`+` and its first digits) and how many attempts in it were denied."""
+
+    range: str
+    denied: int
 
 
 def bucket_expr(dialect: str, bucket: Bucket, at: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -121,7 +163,7 @@ async def grouped(
     bucket: Bucket | None,
     group_by: GroupBy | None,
     rolled: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[StatsCell]:
     """One row per (bucket, group, currency) with the counts and spend of that cell; from
     `verifications`, or with `rolled` from `stats_hourly` (hour-aligned, refreshed window)."""
     table, at = (rollup, rollup.c.hour) if rolled else (verifications, verifications.c.requested_at)
@@ -134,12 +176,12 @@ async def grouped(
         stmt = select(*keys, *_rolled_measures()).where(*_rolled_conditions(rollup, f))
     else:
         stmt = select(*keys, *measures(table.c)).where(*conditions(f))
-    return [dict(row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]
+    return [StatsCell(**row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]
 
 
 async def top_denied_ranges(
     conn: AsyncConnection, f: AuditFilter, *, digits: int, limit: int
-) -> list[dict[str, Any]]:
+) -> list[DeniedRange]:
     """Number ranges (`+` and the first `digits` digits) with the most denied attempts."""
     c = verifications.c
     prefix = func.substr(c.number, 1, literal_column(str(int(digits) + 1), Integer))
@@ -152,7 +194,7 @@ async def top_denied_ranges(
         .order_by(denied.desc(), prefix)
         .limit(limit)
     )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [DeniedRange(row.range, int(row.denied)) for row in await conn.execute(stmt)]
 
 
 def matched_within(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
@@ -186,7 +228,7 @@ def matched_with_verification() -> Any:
 
 async def shadow_rules(
     conn: AsyncConnection, f: AuditFilter, *, rolled: bool = False
-) -> list[dict[str, Any]]:
+) -> list[ShadowCell]:
     """Per shadow rule and currency, from the matches or with `rolled` from their rollup."""
     if rolled:
         r = shadow_rollup.c
@@ -201,4 +243,4 @@ async def shadow_rules(
             .select_from(matched_with_verification())
             .where(*conditions(f), *matched_within(f.since, f.until))
         )
-    return [dict(row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]
+    return [ShadowCell(**row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, insert, select
+from sqlalchemy import ColumnElement, Table, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
 from app.store.counter_model import CounterDeltas
 from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
+from app.store.rows import (
+    CallbackClaim,
+    DeliveryRow,
+    MatchRow,
+    RequestRow,
+    ResultRow,
+    VerificationKeys,
+    columns,
+    params,
+)
 from app.store.upsert import cached, insert_for, upsert
 
 callbacks = cast(Table, CallbackRow.__table__)
@@ -19,35 +28,23 @@ verifications = cast(Table, VerificationRow.__table__)
 matches = cast(Table, VerificationMatchRow.__table__)
 
 PENDING = "PENDING"
+CLAIM_COLUMNS = columns(CallbackClaim)
+REQUEST_COLUMNS = columns(RequestRow)
 
 
-CLAIM_COLUMNS = (
-    "received_at",
-    "app_key",
-    "event",
-    "verification_id",
-    "dedupe_key",
-    "signature",
-    "http_status",
-    "error_code",
-    "content_type",
-    "raw_body",
-)
-
-
-async def claim_callback(conn: AsyncConnection, row: dict[str, Any]) -> int | None:
+async def claim_callback(conn: AsyncConnection, row: CallbackClaim) -> int | None:
     """Insert an inbox row; None when its dedupe key was already stored (a redelivery)."""
     stmt = cached(
         "claim",
         lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=["dedupe_key"], returning=["id"]),
     )
-    result = await conn.execute(stmt, row)
+    result = await conn.execute(stmt, params(row))
     return result.scalar_one_or_none()
 
 
-async def add_callback(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def add_callback(conn: AsyncConnection, row: CallbackClaim) -> None:
     """Insert an inbox row that has no dedupe key (rejected or unparseable bodies)."""
-    await conn.execute(insert(callbacks).values(**row))
+    await conn.execute(insert(callbacks).values(params(row)))
 
 
 async def stored_answer(conn: AsyncConnection, verification_id: str) -> dict[str, Any] | None:
@@ -58,23 +55,25 @@ async def stored_answer(conn: AsyncConnection, verification_id: str) -> dict[str
     return value if isinstance(value, dict) else None
 
 
-async def upsert_request(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Store a decided request; a result that arrived first already made the row."""
-    columns = tuple(sorted(row))
-    update = {c: f"excluded.{c}" for c in columns if c not in ("id", "created_at")}
+async def upsert_request(conn: AsyncConnection, row: RequestRow, *, callback_id: int) -> None:
+    """Store a decided request, linked to its inbox row; a result that arrived first already
+    made the row."""
+    update = {c: f"excluded.{c}" for c in REQUEST_COLUMNS if c not in ("id", "created_at")}
     stmt = cached(
-        ("request", columns),
-        lambda: upsert(verifications, columns, conflict=["id"], update=update),
+        "request",
+        lambda: upsert(verifications, REQUEST_COLUMNS, conflict=["id"], update=update),
     )
-    await conn.execute(stmt, row)
+    values = params(row)
+    values["request_callback_id"] = callback_id
+    await conn.execute(stmt, values)
 
 
-async def add_shadow_matches(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+async def add_shadow_matches(conn: AsyncConnection, rows: Sequence[MatchRow]) -> None:
     if rows:
-        await conn.execute(insert(matches), list(rows))
+        await conn.execute(insert(matches), [params(row) for row in rows])
 
 
-async def verification_keys(conn: AsyncConnection, verification_id: str) -> dict[str, Any] | None:
+async def verification_keys(conn: AsyncConnection, verification_id: str) -> VerificationKeys | None:
     """What a result event needs of its verification: counter keys and current status."""
     cols = verifications.c
     stmt = select(
@@ -88,15 +87,15 @@ async def verification_keys(conn: AsyncConnection, verification_id: str) -> dict
         cols.method,
     ).where(cols.id == verification_id)
     found = (await conn.execute(stmt)).mappings().one_or_none()
-    return dict(found) if found is not None else None
+    return cast(VerificationKeys, dict(found)) if found is not None else None
 
 
-async def upsert_result(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def upsert_result(conn: AsyncConnection, row: ResultRow) -> None:
     """Record a result; a late PENDING never overwrites a final status."""
-    stmt = insert_for(conn, verifications).values(**row)
+    stmt = insert_for(conn, verifications).values(params(row))
     current = verifications.c
     keep_final = (stmt.excluded.status == PENDING) & current.status.is_not(None)
-    update: dict[str, Any] = {
+    update: dict[str, ColumnElement[Any]] = {
         name: case((keep_final, current[name]), else_=stmt.excluded[name])
         for name in ("status", "status_reason", "status_source", "result_at")
     }
@@ -105,8 +104,8 @@ async def upsert_result(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
 
 
-async def upsert_delivery(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    stmt = insert_for(conn, verifications).values(**row)
+async def upsert_delivery(conn: AsyncConnection, row: DeliveryRow) -> None:
+    stmt = insert_for(conn, verifications).values(params(row))
     update = {
         "sms_result": stmt.excluded.sms_result,
         "sms_delivered_at": stmt.excluded.sms_delivered_at,
@@ -114,16 +113,12 @@ async def upsert_delivery(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
 
 
-def verification_stub(verification_id: str, now: datetime) -> dict[str, Any]:
-    return {"id": verification_id, "created_at": now, "shadow_deny": False, "degraded": False}
-
-
 async def store_decision(
     conn: AsyncConnection,
     *,
-    claim: dict[str, Any],
-    verification: dict[str, Any],
-    shadow: Sequence[dict[str, Any]],
+    claim: CallbackClaim,
+    verification: RequestRow,
+    shadow: Sequence[MatchRow],
     settle: CounterDeltas | None = None,
 ) -> int | None:
     """Claim the inbox row and store the decided verification with its shadow matches, and
@@ -135,7 +130,6 @@ async def store_decision(
     if conn.dialect.name == "postgresql":
         callback_id = await pg_fastpath.store_decision(
             conn,
-            claim_columns=CLAIM_COLUMNS,
             claim=claim,
             verification=verification,
             shadow=shadow,
@@ -144,10 +138,10 @@ async def store_decision(
     else:
         callback_id = await claim_callback(conn, claim)
         if callback_id is not None:
-            await upsert_request(conn, verification | {"request_callback_id": callback_id})
+            await upsert_request(conn, verification, callback_id=callback_id)
             await add_shadow_matches(conn, shadow)
             if settle is not None:
                 await counters.apply(conn, [settle])
     if callback_id is not None:
-        await stats_rollup.mark_late(conn, verification.get("requested_at"))
+        await stats_rollup.mark_late(conn, verification.requested_at)
     return callback_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,53 @@ from app.store.upsert import insert_for
 CHUNK = 500  # rows per statement: stays below SQLite's bound-parameter limit
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListInfo:
+    """A named list as stored (without its entries)."""
+
+    id: int
+    name: str
+    kind: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListWithCounts:
+    """A named list with its number of entries, and of entries not yet expired."""
+
+    name: str
+    kind: str
+    description: str
+    created_at: datetime
+    entries: int
+    active_entries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEntry:
+    """An entry to add, or to update by value."""
+
+    value: str
+    note: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEntry(NewEntry):
+    """An entry as stored."""
+
+    id: int
+    list_id: int
+    created_at: datetime
+    created_by: str | None
+
+
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]
 
 
-async def list_summaries(conn: AsyncConnection, *, now: datetime) -> list[dict[str, Any]]:
+async def list_summaries(conn: AsyncConnection, *, now: datetime) -> list[ListWithCounts]:
     """Every list with its number of entries and of entries not yet expired."""
     live = or_(entries.c.expires_at.is_(None), entries.c.expires_at > now)
     stmt = (
@@ -35,17 +78,17 @@ async def list_summaries(conn: AsyncConnection, *, now: datetime) -> list[dict[s
         .group_by(lists.c.id)
         .order_by(lists.c.name)
     )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [ListWithCounts(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
-async def list_row(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+async def list_row(conn: AsyncConnection, name: str) -> ListInfo | None:
     row = (await conn.execute(select(lists).where(lists.c.name == name))).mappings().first()
-    return dict(row) if row is not None else None
+    return ListInfo(**row) if row is not None else None
 
 
-async def entry_rows(conn: AsyncConnection, list_id: int) -> list[dict[str, Any]]:
+async def entry_rows(conn: AsyncConnection, list_id: int) -> list[StoredEntry]:
     stmt = select(entries).where(entries.c.list_id == list_id).order_by(entries.c.id)
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [StoredEntry(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
 async def create_list(
@@ -73,15 +116,16 @@ async def existing_values(conn: AsyncConnection, list_id: int, values: Sequence[
 async def upsert_entries(
     conn: AsyncConnection,
     list_id: int,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[NewEntry],
     *,
     now: datetime,
     actor: str | None,
 ) -> None:
-    """Add entries ({value, note, expires_at}); an existing value gets the new note and expiry."""
+    """Add entries; an existing value gets the new note and expiry."""
+    added = {"list_id": list_id, "created_at": now, "created_by": actor}
     for chunk in _chunks(rows):
         stmt = insert_for(conn, entries).values(
-            [{**row, "list_id": list_id, "created_at": now, "created_by": actor} for row in chunk]
+            [{"value": r.value, "note": r.note, "expires_at": r.expires_at, **added} for r in chunk]
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["list_id", "value"],

@@ -9,7 +9,7 @@ is atomic and holds no lock after it returns.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
 
@@ -21,11 +21,14 @@ from sqlalchemy.types import JSON
 
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
 from app.store.models import VerificationRow
+from app.store.rows import CallbackClaim, MatchRow, RequestRow, columns
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 verifications = cast(Table, VerificationRow.__table__)
 SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
 _MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
+CLAIM_COLUMNS = columns(CallbackClaim)
+REQUEST_COLUMNS = columns(RequestRow)
 
 
 async def driver(conn: AsyncConnection) -> Any:
@@ -50,32 +53,46 @@ def _pg_type(column: str) -> str:
     return "json" if isinstance(kind, JSON) else str(kind.compile(dialect=_PG))
 
 
+# A parameter of the store statement: (source, field). "claim" and "request" fields are read
+# from those rows, the others from the statement's own values (`_extra`).
+Name = tuple[str, str]
+
+
+class _Numbered:
+    """`$n` placeholders handed out by name: a name used twice is one parameter, and `names`
+    is the argument order, so the SQL and its arguments come from the same calls."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[Name, int] = {}
+
+    def __call__(self, source: str, field: str, cast: str = "") -> str:
+        number = self._numbers.setdefault((source, field), len(self._numbers) + 1)
+        return f"${number}::{cast}" if cast else f"${number}"
+
+    @property
+    def names(self) -> tuple[Name, ...]:
+        return tuple(self._numbers)  # in the order they were numbered
+
+
 @cache
-def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...], settle: bool) -> str:
-    """Claim the inbox row; only if claimed, upsert the verification and its shadow matches."""
-    claim = ", ".join(f"${i + 1}" for i in range(len(claim_columns)))
-    params = iter(range(len(claim_columns) + 1, 10_000))
+def _store_sql(
+    claim_columns: tuple[str, ...], columns: tuple[str, ...], settle: bool
+) -> tuple[str, tuple[Name, ...]]:
+    """Claim the inbox row; only if claimed, upsert the verification and its shadow matches.
+
+    Returns the statement and its parameters' names, $1 first.
+    """
+    p = _Numbered()
+    claim = ", ".join(p("claim", c) for c in claim_columns)
     selected = ", ".join(
-        "claim.id" if c == "request_callback_id" else f"${next(params)}::{_pg_type(c)}"
+        # request_callback_id is not a parameter: it is the id the claim returns.
+        "claim.id" if c == "request_callback_id" else p("request", c, _pg_type(c))
         for c in columns
     )
     update = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("id", "created_at"))
-    matches = f"${next(params)}"
-    received = f"${claim_columns.index('received_at') + 1}"
-    settled = ""
-    if settle:  # $keys, $bucket, then one delta per SETTLE_COLUMNS, only if claimed
-        # An upsert, not an UPDATE … WHERE key = ANY(…): its conflict check always probes the
-        # primary key, where a generic plan of the UPDATE could scan the bucket's every row.
-        keys, bucket = f"${next(params)}", f"${next(params)}"
-        delta = {c: f"${next(params)}::bigint" for c in SETTLE_COLUMNS}
-        values = ", ".join(delta.get(c, "0") for c in VALUE_COLUMNS)
-        adds = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in SETTLE_COLUMNS)
-        settled = (
-            f", s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
-            f"SELECT k, {bucket}::bigint, {values} FROM unnest({keys}::text[]) AS k "
-            "WHERE EXISTS (SELECT 1 FROM claim) "
-            f"ON CONFLICT (key, bucket) DO UPDATE SET {adds})"
-        )
+    matches = p("shadow", "json")
+    received = p("claim", "received_at")
+    settled = _settle_sql(p) if settle else ""
     return (
         f"WITH claim AS (INSERT INTO callbacks ({', '.join(claim_columns)}) VALUES ({claim}) "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id), "
@@ -87,16 +104,31 @@ def _store_sql(claim_columns: tuple[str, ...], columns: tuple[str, ...], settle:
         f"FROM v, json_to_recordset({matches}::json) AS r(rule_id int, rule_name text, "
         "rule_revision int, action text, reason text))"
         f"{settled} SELECT id FROM claim"
+    ), p.names
+
+
+def _settle_sql(p: _Numbered) -> str:
+    """The settle deltas added to their keys' counters, only if the claim was made."""
+    # An upsert, not an UPDATE … WHERE key = ANY(…): its conflict check always probes the
+    # primary key, where a generic plan of the UPDATE could scan the bucket's every row.
+    keys, bucket = p("settle", "keys"), p("settle", "bucket", "bigint")
+    delta = {c: p("settle", c, "bigint") for c in SETTLE_COLUMNS}
+    values = ", ".join(delta.get(c, "0") for c in VALUE_COLUMNS)
+    adds = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in SETTLE_COLUMNS)
+    return (
+        f", s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
+        f"SELECT k, {bucket}, {values} FROM unnest({keys}::text[]) AS k "
+        "WHERE EXISTS (SELECT 1 FROM claim) "
+        f"ON CONFLICT (key, bucket) DO UPDATE SET {adds})"
     )
 
 
 async def store_decision(
     conn: AsyncConnection,
     *,
-    claim_columns: tuple[str, ...],
-    claim: Mapping[str, Any],
-    verification: Mapping[str, Any],
-    shadow: Sequence[Mapping[str, Any]],
+    claim: CallbackClaim,
+    verification: RequestRow,
+    shadow: Sequence[MatchRow],
     settle: CounterDeltas | None = None,
 ) -> int | None:
     """One atomic statement; the inbox id, or None for a redelivery (nothing written).
@@ -104,18 +136,37 @@ async def store_decision(
     `settle`, if given, is added to its counters in the same statement (when claimed): only
     the keys an allowed-only limit reads, which are not the hot ones.
     """
-    columns = tuple(sorted({*verification, "request_callback_id"}))
-    args = [claim.get(c) for c in claim_columns]
-    # request_callback_id is not a parameter: it is the id the claim returns.
-    args += [_encode(c, verification.get(c)) for c in columns if c != "request_callback_id"]
-    args.append(to_json([{k: m[k] for k in _MATCH_FIELDS} for m in shadow]).decode())
-    if settle is not None:
-        args += [list(settle.keys), settle.bucket]
-        args += [settle.deltas.get(c, 0) for c in SETTLE_COLUMNS]
+    sql, names = _store_sql(CLAIM_COLUMNS, REQUEST_COLUMNS, settle is not None)
+    args = _arguments(names, claim, verification, _extra(shadow, settle))
     apg = await driver(conn)
-    sql = _store_sql(claim_columns, columns, settle is not None)
     found = await apg.fetchval(sql, *args)
     return int(found) if found is not None else None
+
+
+def _arguments(
+    names: tuple[Name, ...], claim: CallbackClaim, request: RequestRow, extra: dict[Name, Any]
+) -> list[Any]:
+    """The store statement's arguments, in the order `_store_sql` numbered them."""
+    args: list[Any] = []
+    for source, field in names:
+        if source == "claim":
+            args.append(getattr(claim, field))
+        elif source == "request":
+            args.append(_encode(field, getattr(request, field)))
+        else:
+            args.append(extra[source, field])
+    return args
+
+
+def _extra(shadow: Sequence[MatchRow], settle: CounterDeltas | None) -> dict[Name, Any]:
+    """The store statement's parameters that are not fields of its rows."""
+    matched = [{k: getattr(m, k) for k in _MATCH_FIELDS} for m in shadow]
+    extra: dict[Name, Any] = {("shadow", "json"): to_json(matched).decode()}
+    if settle is not None:
+        extra["settle", "keys"], extra["settle", "bucket"] = list(settle.keys), settle.bucket
+        for c in SETTLE_COLUMNS:
+            extra["settle", c] = settle.deltas.get(c, 0)
+    return extra
 
 
 _JSON_COLUMNS = frozenset(c.name for c in verifications.c if isinstance(c.type, JSON))

@@ -5,6 +5,7 @@ and numbers to replace with a keyed hash. Each call is one batch, in the caller'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -18,6 +19,24 @@ callbacks = cast(Table, CallbackRow.__table__)
 matches = cast(Table, VerificationMatchRow.__table__)
 counters = cast(Table, CounterRow.__table__)
 ANONYMIZED = "#"  # an anonymised number is `<first digits>#<keyed hash>`
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNumber:
+    """A verification's number and the decision document that may repeat it."""
+
+    id: str
+    number: str
+    decision: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBody:
+    """An inbox row's body, as received, about one verification."""
+
+    id: int
+    verification_id: str
+    raw_body: bytes
 
 
 async def old_verifications(conn: AsyncConnection, before: datetime, limit: int) -> list[str]:
@@ -87,7 +106,7 @@ async def count_to_anonymize(conn: AsyncConnection, before: datetime) -> int:
 
 async def numbers_to_anonymize(
     conn: AsyncConnection, before: datetime, limit: int
-) -> list[dict[str, Any]]:
+) -> list[StoredNumber]:
     cols = verifications.c
     stmt = (
         select(cols.id, cols.number, cols.decision)
@@ -95,34 +114,35 @@ async def numbers_to_anonymize(
         .order_by(cols.created_at)
         .limit(limit)
     )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [StoredNumber(*row) for row in await conn.execute(stmt)]
 
 
-async def set_numbers(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """rows: {"vid", "new_number", "new_decision"}."""
+async def set_numbers(conn: AsyncConnection, rows: Sequence[StoredNumber]) -> None:
+    """Store each row's number and decision in place of its verification's."""
     stmt = (
         update(verifications)
         .where(verifications.c.id == bindparam("vid"))
         .values(number=bindparam("new_number"), decision=bindparam("new_decision"))
     )
-    await conn.execute(stmt, list(rows))
+    params = [{"vid": r.id, "new_number": r.number, "new_decision": r.decision} for r in rows]
+    await conn.execute(stmt, params)
 
 
-async def bodies_of(conn: AsyncConnection, ids: Sequence[str]) -> list[dict[str, Any]]:
+async def bodies_of(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredBody]:
     stmt = select(callbacks.c.id, callbacks.c.verification_id, callbacks.c.raw_body).where(
         callbacks.c.verification_id.in_(ids)
     )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [StoredBody(*row) for row in await conn.execute(stmt)]
 
 
-async def set_bodies(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """rows: {"cid", "new_body"}."""
+async def set_bodies(conn: AsyncConnection, rows: Sequence[StoredBody]) -> None:
+    """Store each row's body in place of its inbox row's."""
     stmt = (
         update(callbacks)
         .where(callbacks.c.id == bindparam("cid"))
         .values(raw_body=bindparam("new_body"))
     )
-    await conn.execute(stmt, list(rows))
+    await conn.execute(stmt, [{"cid": r.id, "new_body": r.raw_body} for r in rows])
 
 
 async def _delete(conn: AsyncConnection, stmt: Any) -> int:

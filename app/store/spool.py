@@ -97,8 +97,14 @@ class Spool:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(
-                    "INSERT OR REPLACE INTO dead (seq, kind, payload, error) VALUES (?, ?, ?, ?)",
-                    (entry.seq, entry.kind, json.dumps(entry.payload), error[:2000]),
+                    "INSERT OR REPLACE INTO dead (seq, kind, payload, error) "
+                    "VALUES (:seq, :kind, :payload, :error)",
+                    {
+                        "seq": entry.seq,
+                        "kind": entry.kind,
+                        "payload": json.dumps(entry.payload),
+                        "error": error[:2000],
+                    },
                 )
                 db.execute("DELETE FROM spool WHERE seq = ?", (entry.seq,))
             return _count(db)
@@ -184,7 +190,10 @@ def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> list[int
         db.execute("BEGIN IMMEDIATE")
         seqs = []
         for kind, payload in rows:
-            cursor = db.execute("INSERT INTO spool (kind, payload) VALUES (?, ?)", (kind, payload))
+            cursor = db.execute(
+                "INSERT INTO spool (kind, payload) VALUES (:kind, :payload)",
+                {"kind": kind, "payload": payload},
+            )
             seqs.append(int(cursor.lastrowid or 0))
     return seqs
 

@@ -18,6 +18,7 @@ from app.services.audit import retention
 from app.sinch import samples
 from app.store import inbox, stats_rollup
 from app.store.models import StatsHourRow, StatsHourStateRow, VerificationMatchRow
+from app.store.rows import CallbackClaim, RequestRow
 from tests.audit.rows import BASE, insert_rows, minutes, row
 from tests.support import SinchSender
 
@@ -256,17 +257,23 @@ async def test_an_old_request_stored_late_counts_in_its_own_hour(
     assert (await _stats(client, admin, **day))["totals"]["attempts"] == 1
 
     late = row(requested_at=BASE + minutes(50), action="deny", reason="number_velocity")
-    claim = {column: None for column in inbox.CLAIM_COLUMNS} | {
-        "received_at": late["requested_at"],
-        "event": "VerificationRequestEvent",
-        "verification_id": late["id"],
-        "dedupe_key": f"VerificationRequestEvent:{late['id']}",
-        "signature": "valid",
-        "http_status": 200,
-        "raw_body": b"{}",
-    }
+    claim = CallbackClaim(
+        received_at=late["requested_at"],
+        app_key=None,
+        event="VerificationRequestEvent",
+        verification_id=late["id"],
+        dedupe_key=f"VerificationRequestEvent:{late['id']}",
+        signature="valid",
+        http_status=200,
+        error_code=None,
+        content_type=None,
+        raw_body=b"{}",
+    )
+    unset = dict.fromkeys(inbox.REQUEST_COLUMNS)
+    fields = {k: v for k, v in late.items() if k in inbox.REQUEST_COLUMNS}
+    decided = RequestRow(**(unset | fields | {"answer": {"action": "deny"}, "decision": {}}))
     async with engine.begin() as conn:
-        assert await inbox.store_decision(conn, claim=claim, verification=late, shadow=[])
+        assert await inbox.store_decision(conn, claim=claim, verification=decided, shadow=[])
 
     totals = (await _stats(client, admin, **day))["totals"]
     assert (totals["attempts"], totals["denied"]) == (2, 1)

@@ -64,7 +64,9 @@ async def export_chunks(
             yield encode([export_row(row, reveal=reveal) for row in rows])
         if len(rows) < chunk_rows:
             return
-        cursor = Cursor(requested_at=rows[-1]["requested_at"], id=rows[-1]["id"])
+        last = rows[-1]
+        assert last.requested_at is not None  # a search lists requested verifications only
+        cursor = Cursor(requested_at=last.requested_at, id=last.id)
 
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:

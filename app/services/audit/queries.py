@@ -20,6 +20,7 @@ from app.services.tokens import Principal
 from app.settings import Settings
 from app.store import audit as store
 from app.store.audit import AuditFilter
+from app.store.audit_rows import AuditLogEntry
 
 log = structlog.get_logger()
 
@@ -64,16 +65,16 @@ def audit_context(
 async def record(conn: AsyncConnection, *, ctx: AuditContext, status: int = 200) -> None:
     await store.log_query(
         conn,
-        {
-            "at": ctx.at,
-            "token_id": ctx.principal.token_id,
-            "token_name": ctx.principal.name,
-            "role": ctx.principal.role,
-            "method": ctx.method[:8],
-            "path": ctx.path[:500],
-            "query": ctx.query or None,
-            "status": status,
-        },
+        AuditLogEntry(
+            at=ctx.at,
+            token_id=ctx.principal.token_id,
+            token_name=ctx.principal.name,
+            role=ctx.principal.role,
+            method=ctx.method[:8],
+            path=ctx.path[:500],
+            query=ctx.query or None,
+            status=status,
+        ),
     )
 
 

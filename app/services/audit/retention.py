@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +19,7 @@ from app.services.periodic import every
 from app.store import retention as store
 from app.store import stats_rollup
 from app.store.counter_model import BucketClock
+from app.store.retention import StoredBody, StoredNumber
 
 log = structlog.get_logger()
 RANGE_CHARS = 7  # "+467012": calling code and the first digits survive anonymisation
@@ -104,7 +104,7 @@ async def anonymize(
         async with engine.begin() as conn:
             rows = await store.numbers_to_anonymize(conn, before, batch)
             if rows:
-                tokens = {row["id"]: (row["number"], pseudonym(row["number"], key)) for row in rows}
+                tokens = {row.id: (row.number, pseudonym(row.number, key)) for row in rows}
                 await store.set_numbers(conn, [_anonymized(row, tokens) for row in rows])
                 bodies = await store.bodies_of(conn, list(tokens))
                 if bodies:
@@ -117,18 +117,18 @@ async def anonymize(
     return done
 
 
-def _anonymized(row: dict[str, Any], tokens: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    number, token = tokens[row["id"]]
-    decision = row["decision"]
+def _anonymized(row: StoredNumber, tokens: dict[str, tuple[str, str]]) -> StoredNumber:
+    number, token = tokens[row.id]
+    decision = row.decision
     if decision is not None:
         decision = json.loads(json.dumps(decision).replace(number, token))
-    return {"vid": row["id"], "new_number": token, "new_decision": decision}
+    return StoredNumber(row.id, token, decision)
 
 
-def _redacted(body: dict[str, Any], tokens: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def _redacted(body: StoredBody, tokens: dict[str, tuple[str, str]]) -> StoredBody:
     """The number as stored and as Sinch sent it (`identity.endpoint`) become the token."""
-    number, token = tokens[body["verification_id"]]
-    raw: bytes = body["raw_body"]
+    number, token = tokens[body.verification_id]
+    raw = body.raw_body
     try:
         payload = json.loads(raw)
         endpoint = payload["identity"]["endpoint"]
@@ -137,7 +137,7 @@ def _redacted(body: dict[str, Any], tokens: dict[str, tuple[str, str]]) -> dict[
     for secret in (number, endpoint):
         if isinstance(secret, str) and secret:
             raw = raw.replace(secret.encode(), token.encode())
-    return {"cid": body["id"], "new_body": raw}
+    return StoredBody(body.id, body.verification_id, raw)
 
 
 async def run_periodically(

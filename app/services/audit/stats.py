@@ -19,7 +19,7 @@ from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
 from app.store import stats_rollup as rollup
 from app.store.audit import AuditFilter
-from app.store.audit_stats import Bucket, GroupBy
+from app.store.audit_stats import Bucket, GroupBy, ShadowCell, StatsCell
 
 __all__ = ["Bucket", "GroupBy", "stats"]
 
@@ -43,8 +43,8 @@ async def stats(
     """Stats over the filtered window, plus the top denied number ranges and shadow rules."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
-    cells: list[dict[str, Any]] = []
-    shadow: list[dict[str, Any]] = []
+    cells: list[StatsCell] = []
+    shadow: list[ShadowCell] = []
     for part, rolled in await _parts(conn, window, bucket=bucket, now=ctx.at):
         cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
         shadow += await store.shadow_rules(conn, part, rolled=rolled)
@@ -56,7 +56,7 @@ async def stats(
         "groupBy": group_by,
         "rows": sorted(_merge(cells, ("bucket", "grp")), key=_order),
         "totals": (_merge(cells, ()) or [_finish(_rename(_empty()))])[0],
-        "topDeniedRanges": [{"range": r["range"], "denied": int(r["denied"])} for r in ranges],
+        "topDeniedRanges": [{"range": r.range, "denied": r.denied} for r in ranges],
         "shadowRules": _merge(shadow, ("rule",), _SHADOW_COUNTS, ("spend_would_save",)),
     }
     return result if ctx.reveal else mask_deep(result)
@@ -95,23 +95,26 @@ def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> Au
 
 
 def _merge(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[StatsCell | ShadowCell],
     keys: tuple[str, ...],
     counts: tuple[str, ...] = _COUNTS,
     spends: tuple[str, ...] = ("spend_allowed", "spend_denied"),
 ) -> list[dict[str, Any]]:
-    """Fold per-currency rows into one per key: counts summed, spend as {currency: amount}."""
+    """Fold per-currency rows into one per key: counts summed, spend as {currency: amount}.
+
+    `keys`, `counts` and `spends` name fields of the rows; the cells are the answer's."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
-        key = tuple(_key(name, row.get(name)) for name in keys)
+        key = tuple(_key(name, getattr(row, name)) for name in keys)
         cell = merged.setdefault(key, _empty(dict(zip(keys, key, strict=True)), counts, spends))
         for name in counts:
-            cell[name] += int(row[name] or 0)
+            cell[name] += int(getattr(row, name) or 0)
         for name in spends:
-            if row[name] is not None:
+            spent = getattr(row, name)
+            if spent is not None:
                 by_currency = cell[name]
-                currency = row["currency"] or "unknown"
-                by_currency[currency] = round(by_currency.get(currency, 0.0) + row[name], 6)
+                currency = row.currency or "unknown"
+                by_currency[currency] = round(by_currency.get(currency, 0.0) + spent, 6)
     return [_finish(_rename(cell)) for cell in merged.values()]
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.audit.view import iso, parse_body
 from app.store import audit as store
+from app.store.audit_rows import RuleAtRevision, ShadowMatch, StoredCallback, Verification
 
 _KINDS = {
     "VerificationRequestEvent": "request",
@@ -16,13 +17,13 @@ _KINDS = {
 }
 
 
-async def timeline_events(conn: AsyncConnection, row: dict[str, Any]) -> list[dict[str, Any]]:
+async def timeline_events(conn: AsyncConnection, row: Verification) -> list[dict[str, Any]]:
     """Callbacks in arrival order; the decision follows the request it answered."""
-    events = [_callback_event(cb) for cb in await store.callbacks_of(conn, row["id"])]
-    if row["action"] is None:
+    events = [_callback_event(cb) for cb in await store.callbacks_of(conn, row.id)]
+    if row.action is None:
         return events
     decision = await _decision_event(conn, row)
-    position = _after_request(events, row.get("request_callback_id"))
+    position = _after_request(events, row.request_callback_id)
     events.insert(position, decision)
     return events
 
@@ -36,69 +37,69 @@ def _after_request(events: list[dict[str, Any]], callback_id: int | None) -> int
     return len(events)
 
 
-def _callback_event(cb: dict[str, Any]) -> dict[str, Any]:
-    body, text = parse_body(cb["raw_body"])
+def _callback_event(cb: StoredCallback) -> dict[str, Any]:
+    body, text = parse_body(cb.raw_body)
     return {
-        "at": iso(cb["received_at"]),
-        "kind": _KINDS.get(cb["event"] or "", "other"),
-        "event": cb["event"],
-        "callbackId": cb["id"],
-        "application": cb["app_key"],
-        "signature": cb["signature"],
-        "httpStatus": cb["http_status"],
-        "errorCode": cb["error_code"],
-        "contentType": cb["content_type"],
+        "at": iso(cb.received_at),
+        "kind": _KINDS.get(cb.event or "", "other"),
+        "event": cb.event,
+        "callbackId": cb.id,
+        "application": cb.app_key,
+        "signature": cb.signature,
+        "httpStatus": cb.http_status,
+        "errorCode": cb.error_code,
+        "contentType": cb.content_type,
         "body": body,
         "rawText": text,
     }
 
 
-async def _decision_event(conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:
-    document: dict[str, Any] = row["decision"] or {}
-    rule_id, revision = row["rule_id"], row["rule_revision"]
+async def _decision_event(conn: AsyncConnection, row: Verification) -> dict[str, Any]:
+    document: dict[str, Any] = row.decision or {}
+    rule_id, revision = row.rule_id, row.rule_revision
     definition = None
     if rule_id is not None and revision is not None:
         definition = await store.rule_revision(conn, rule_id, revision)
     return {
-        "at": iso(row["decided_at"]),
+        "at": iso(row.decided_at),
         "kind": "decision",
-        "action": row["action"],
-        "reason": row["reason"],
-        "decidedBy": row["decided_by"],
-        "rule": row["rule_name"],
+        "action": row.action,
+        "reason": row.reason,
+        "decidedBy": row.decided_by,
+        "rule": row.rule_name,
         "ruleId": rule_id,
         "ruleRevision": revision,
         "ruleDefinition": _revision(definition),
         "policyVersion": document.get("policy_version"),
-        "decisionMs": row["decision_ms"],
-        "degraded": bool(row["degraded"]),
-        "answer": row["answer"],
-        "shadowMatches": [_match(m) for m in await store.shadow_matches(conn, row["id"])],
+        "decisionMs": row.decision_ms,
+        "degraded": bool(row.degraded),
+        "answer": row.answer,
+        "shadowMatches": [_match(m) for m in await store.shadow_matches(conn, row.id)],
         "trace": document.get("trace", []),
         "aggregates": document.get("aggregates", {}),
         "facts": document.get("facts"),
     }
 
 
-def _revision(found: dict[str, Any] | None) -> dict[str, Any] | None:
+def _revision(found: RuleAtRevision | None) -> dict[str, Any] | None:
     if found is None:
         return None
     return {
-        "rule": found["rule_name"],
-        "revision": found["revision"],
-        "change": found["change"],
-        "actor": found["actor"],
-        "changedAt": iso(found["changed_at"]),
-        "definition": found["after"],
+        "rule": found.rule_name,
+        "revision": found.revision,
+        "change": found.change,
+        "actor": found.actor,
+        "changedAt": iso(found.changed_at),
+        "definition": found.after,
     }
 
 
-def _match(match: dict[str, Any]) -> dict[str, Any]:
+def _match(match: ShadowMatch) -> dict[str, Any]:
     return {
-        "rule": match["rule_name"],
-        "ruleId": match["rule_id"],
-        "ruleRevision": match["rule_revision"],
-        "action": match["action"],
-        "reason": match["reason"],
-        "matchedAt": iso(match["matched_at"]),
+        "rule": match.rule_name,
+        "ruleId": match.rule_id,
+        "ruleRevision": match.rule_revision,
+        "action": match.action,
+        "reason": match.reason,
+        "matchedAt": iso(match.matched_at),
     }

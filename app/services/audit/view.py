@@ -11,6 +11,7 @@ from typing import Any
 
 from app.logs import mask_number
 from app.store.audit import Cursor
+from app.store.audit_rows import Verification
 
 _NUMBER = re.compile(r"\+\d{7,15}")
 
@@ -60,58 +61,58 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def decision_summary(row: dict[str, Any]) -> dict[str, Any]:
+def decision_summary(row: Verification) -> dict[str, Any]:
     return {
-        "action": row["action"],
-        "reason": row["reason"],
-        "decidedBy": row["decided_by"],
-        "rule": row["rule_name"],
-        "ruleId": row["rule_id"],
-        "ruleRevision": row["rule_revision"],
-        "shadowDeny": bool(row["shadow_deny"]),
-        "degraded": bool(row["degraded"]),
-        "decidedAt": iso(row["decided_at"]),
-        "decisionMs": row["decision_ms"],
+        "action": row.action,
+        "reason": row.reason,
+        "decidedBy": row.decided_by,
+        "rule": row.rule_name,
+        "ruleId": row.rule_id,
+        "ruleRevision": row.rule_revision,
+        "shadowDeny": bool(row.shadow_deny),
+        "degraded": bool(row.degraded),
+        "decidedAt": iso(row.decided_at),
+        "decisionMs": row.decision_ms,
     }
 
 
-def sinch_shaped(row: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
+def sinch_shaped(row: Verification, *, reveal: bool) -> dict[str, Any]:
     """A verification as Sinch's status API shows it, plus where it came from and our decision."""
-    amount, currency = row["price_amount"], row["price_currency"]
+    amount, currency = row.price_amount, row.price_currency
     price = {"verificationPrice": {"currencyId": currency, "amount": amount}}
     shaped = {
-        "id": row["id"],
-        "method": row["method"],
-        "status": row["status"] or "PENDING",
-        "reason": row["status_reason"],
-        "reference": row["reference"],
-        "identity": {"type": "number", "endpoint": row["number"]},
-        "countryId": row["country"],
-        "verificationTimestamp": iso(row["result_at"] or row["requested_at"]),
-        "source": row["status_source"],
+        "id": row.id,
+        "method": row.method,
+        "status": row.status or "PENDING",
+        "reason": row.status_reason,
+        "reference": row.reference,
+        "identity": {"type": "number", "endpoint": row.number},
+        "countryId": row.country,
+        "verificationTimestamp": iso(row.result_at or row.requested_at),
+        "source": row.status_source,
         "price": price if amount is not None or currency is not None else None,
-        "custom": row["custom"],
-        "application": row["app_key"],
-        "callingCode": row["calling_code"],
-        "numberType": row["number_type"],
-        "requestedAt": iso(row["requested_at"]),
-        "resultAt": iso(row["result_at"]),
-        "smsResult": row["sms_result"],
+        "custom": row.custom,
+        "application": row.app_key,
+        "callingCode": row.calling_code,
+        "numberType": row.number_type,
+        "requestedAt": iso(row.requested_at),
+        "resultAt": iso(row.result_at),
+        "smsResult": row.sms_result,
         "decision": decision_summary(row),
     }
     return shaped if reveal else mask_deep(shaped)
 
 
-def export_row(row: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
+def export_row(row: Verification, *, reveal: bool) -> dict[str, Any]:
     """A flat row for CSV and NDJSON: one column per field, timestamps as ISO text."""
-    flat = {name: row[name] for name in EXPORT_FIELDS}
-    flat["requested_at"], flat["result_at"] = iso(row["requested_at"]), iso(row["result_at"])
-    flat["shadow_deny"] = bool(row["shadow_deny"])
+    flat = {name: getattr(row, name) for name in EXPORT_FIELDS}
+    flat["requested_at"], flat["result_at"] = iso(row.requested_at), iso(row.result_at)
+    flat["shadow_deny"] = bool(row.shadow_deny)
     return flat if reveal else mask_deep(flat)
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([iso(row["requested_at"]), row["id"]], separators=(",", ":"))
+def encode_cursor(row: Verification) -> str:
+    raw = json.dumps([iso(row.requested_at), row.id], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -20,6 +20,7 @@ from app.sinch.events import (
     VerificationSmsDeliveredEvent,
 )
 from app.store import inbox, stats_rollup
+from app.store.rows import DeliveryRow, ResultRow, VerificationKeys
 
 log = structlog.get_logger()
 SUCCESSFUL = "SUCCESSFUL"
@@ -60,10 +61,10 @@ class Outcomes:
 
     async def delivered(self, delivery: Delivery, event: VerificationSmsDeliveredEvent) -> Reply:
         key = f"{SMS_DELIVERED_EVENT}:{event.id}:{event.sms_result}"
-        row = inbox.verification_stub(event.id, delivery.received_at) | {
-            "sms_result": event.sms_result,
-            "sms_delivered_at": delivery.received_at,
-        }
+        now = delivery.received_at
+        row = DeliveryRow(
+            id=event.id, created_at=now, sms_result=event.sms_result, sms_delivered_at=now
+        )
         claim = callback_row(
             delivery, 200, event=SMS_DELIVERED_EVENT, verification_id=event.id, dedupe_key=key
         )
@@ -88,19 +89,21 @@ class Outcomes:
         return Reply(duplicate=duplicate)
 
 
-def _first_success(known: dict[str, Any] | None) -> bool:
+def _first_success(known: VerificationKeys | None) -> bool:
     """Credit conversions once, and only for attempts we decided (we know their keys)."""
     return known is not None and known["status"] != SUCCESSFUL and known["requested_at"] is not None
 
 
-def result_fields(event: VerificationResultEvent, now: datetime) -> dict[str, Any]:
-    return inbox.verification_stub(event.id, now) | {
-        "method": event.method,
-        "number": event.identity.endpoint if event.identity else None,
-        "reference": event.reference,
-        "custom": event.custom,
-        "status": event.status,
-        "status_reason": event.reason,
-        "status_source": event.source,
-        "result_at": now,
-    }
+def result_fields(event: VerificationResultEvent, now: datetime) -> ResultRow:
+    return ResultRow(
+        id=event.id,
+        created_at=now,
+        method=event.method,
+        number=event.identity.endpoint if event.identity else None,
+        reference=event.reference,
+        custom=event.custom,
+        status=event.status,
+        status_reason=event.reason,
+        status_source=event.source,
+        result_at=now,
+    )

@@ -9,7 +9,7 @@ from app.rules.engine import Decision
 from app.rules.facts import Facts, facts_to_json
 from app.services.intake.deliveries import Delivery
 from app.sinch.events import VerificationRequestEvent
-from app.store.inbox import verification_stub
+from app.store.rows import CallbackClaim, MatchRow, RequestRow
 
 
 def callback_row(
@@ -22,7 +22,7 @@ def callback_row(
     error_code: str | None = None,
     payload: dict[str, Any] | None = None,
     body_limit: int | None = None,
-) -> dict[str, Any]:
+) -> CallbackClaim:
     """An inbox row; `event` and `verification_id` default to the payload's, when given."""
     payload = payload or {}
     if event is None and isinstance(payload.get("event"), str):
@@ -30,18 +30,18 @@ def callback_row(
     if verification_id is None and isinstance(payload.get("id"), str):
         verification_id = payload["id"]
     body = delivery.body if body_limit is None else delivery.body[:body_limit]
-    return {
-        "received_at": delivery.received_at,
-        "app_key": delivery.app_key,
-        "event": event[:64] if event else None,
-        "verification_id": verification_id[:128] if verification_id else None,
-        "dedupe_key": dedupe_key,
-        "signature": delivery.signature,
-        "http_status": status,
-        "error_code": error_code,
-        "content_type": (delivery.content_type or "")[:255] or None,
-        "raw_body": body,
-    }
+    return CallbackClaim(
+        received_at=delivery.received_at,
+        app_key=delivery.app_key,
+        event=event[:64] if event else None,
+        verification_id=verification_id[:128] if verification_id else None,
+        dedupe_key=dedupe_key,
+        signature=delivery.signature,
+        http_status=status,
+        error_code=error_code,
+        content_type=(delivery.content_type or "")[:255] or None,
+        raw_body=body,
+    )
 
 
 def request_row(
@@ -53,44 +53,41 @@ def request_row(
     *,
     callback_id: int | None,
     elapsed_ms: float,
-) -> dict[str, Any]:
-    price, rate = event.price, event.rate
-    return verification_stub(event.id, delivery.received_at) | {
-        "app_key": delivery.app_key,
-        "method": event.method,
-        "number": facts.number or event.identity.endpoint,
-        "country": facts.country,
-        "calling_code": facts.calling_code,
-        "number_type": facts.number_type,
-        "number_valid": facts.valid,
-        "price_amount": price.amount if price else None,
-        "price_currency": price.currency_id if price else None,
-        "rate_amount": rate.amount if rate else None,
-        "rate_currency": rate.currency_id if rate else None,
-        "reference": event.reference,
-        "custom": event.custom,
-        "requested_at": delivery.received_at,
-        "request_callback_id": callback_id,
-        **decision_fields(decision, answer, delivery.received_at, elapsed_ms),
-        "decision": decision_document(decision, facts),
-    }
-
-
-def decision_fields(
-    decision: Decision, answer: dict[str, Any], now: datetime, elapsed_ms: float
-) -> dict[str, Any]:
-    return {
-        "action": decision.action,
-        "reason": decision.reason,
-        "decided_by": decision.mode,
-        "rule_id": decision.rule_id,
-        "rule_name": decision.rule,
-        "rule_revision": decision.rule_revision,
-        "shadow_deny": any(m.action == "deny" for m in decision.shadow),
-        "answer": answer,
-        "decided_at": now,
-        "decision_ms": round(elapsed_ms, 3),
-    }
+    degraded: bool = False,
+) -> RequestRow:
+    """The decided verification (`inbox.store_decision` links it to the claim it stores)."""
+    price, rate, now = event.price, event.rate, delivery.received_at
+    return RequestRow(
+        id=event.id,
+        created_at=now,
+        degraded=degraded,
+        app_key=delivery.app_key,
+        method=event.method,
+        number=facts.number or event.identity.endpoint,
+        country=facts.country,
+        calling_code=facts.calling_code,
+        number_type=facts.number_type,
+        number_valid=facts.valid,
+        price_amount=price.amount if price else None,
+        price_currency=price.currency_id if price else None,
+        rate_amount=rate.amount if rate else None,
+        rate_currency=rate.currency_id if rate else None,
+        reference=event.reference,
+        custom=event.custom,
+        requested_at=now,
+        request_callback_id=callback_id,
+        action=decision.action,
+        reason=decision.reason,
+        decided_by=decision.mode,
+        rule_id=decision.rule_id,
+        rule_name=decision.rule,
+        rule_revision=decision.rule_revision,
+        shadow_deny=any(m.action == "deny" for m in decision.shadow),
+        answer=answer,
+        decided_at=now,
+        decision_ms=round(elapsed_ms, 3),
+        decision=decision_document(decision, facts),
+    )
 
 
 def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]:
@@ -101,16 +98,16 @@ def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]
     return document
 
 
-def match_rows(verification_id: str, decision: Decision, now: datetime) -> list[dict[str, Any]]:
+def match_rows(verification_id: str, decision: Decision, now: datetime) -> list[MatchRow]:
     return [
-        {
-            "verification_id": verification_id,
-            "rule_id": match.rule_id,
-            "rule_name": match.rule,
-            "rule_revision": match.rule_revision,
-            "action": match.action,
-            "reason": match.reason,
-            "matched_at": now,
-        }
+        MatchRow(
+            verification_id=verification_id,
+            rule_id=match.rule_id,
+            rule_name=match.rule,
+            rule_revision=match.rule_revision,
+            action=match.action,
+            reason=match.reason,
+            matched_at=now,
+        )
         for match in decision.shadow
     ]

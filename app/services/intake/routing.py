@@ -28,6 +28,7 @@ from app.sinch.events import (
     VerificationSmsDeliveredEvent,
 )
 from app.store import inbox
+from app.store.rows import CallbackClaim
 
 Store = Callable[[], Awaitable[Reply]]
 OK = Reply()
@@ -103,10 +104,10 @@ class Router:
         """400: the raw body is stored anyway, so nothing Sinch sent is lost."""
         reply = Reply(status=400, error=BadRequest(detail, code=code, errors=errors))
         row = callback_row(delivery, 400, error_code=code, payload=payload)
-        ident = row["verification_id"]
+        ident = row.verification_id
         return Route("invalid", ident, store=partial(self._keep_raw, row, reply), reply=reply)
 
-    async def _keep_raw(self, row: dict[str, Any], reply: Reply) -> Reply:
+    async def _keep_raw(self, row: CallbackClaim, reply: Reply) -> Reply:
         async with self._engine.begin() as conn:
             await inbox.add_callback(conn, row)
         return reply

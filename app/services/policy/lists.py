@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -24,16 +25,16 @@ from app.store import policy as policy_store
 
 
 async def list_lists(conn: AsyncConnection, *, now: datetime) -> list[dict[str, Any]]:
-    return await store.list_summaries(conn, now=now)
+    return [asdict(found) for found in await store.list_summaries(conn, now=now)]
 
 
 async def get_list(conn: AsyncConnection, *, name: str, now: datetime) -> dict[str, Any]:
     row = await _existing(conn, name)
     entries = [
-        {**entry, "active": entry["expires_at"] is None or entry["expires_at"] > now}
-        for entry in await store.entry_rows(conn, row["id"])
+        asdict(entry) | {"active": entry.expires_at is None or entry.expires_at > now}
+        for entry in await store.entry_rows(conn, row.id)
     ]
-    return {**row, "entries": entries}
+    return asdict(row) | {"entries": entries}
 
 
 async def create_list(
@@ -65,7 +66,7 @@ async def delete_list(conn: AsyncConnection, *, name: str, by: Principal, now: d
     ]
     if users:
         raise Conflict(f"list {name!r} is used by rule(s) {', '.join(users)}", code="list_in_use")
-    await store.delete_list(conn, row["id"])
+    await store.delete_list(conn, row.id)
     await policy_store.bump_version(conn, now=now, actor=by.name)
 
 
@@ -80,10 +81,10 @@ async def add_entries(
     """Add entries; a value already listed takes the new note and expiry."""
     await lock_policy(conn)
     row = await _existing(conn, name)
-    _check_kind(row["kind"], [(f"entries.{i}", entry) for i, entry in enumerate(entries)])
+    _check_kind(row.kind, [(f"entries.{i}", entry) for i, entry in enumerate(entries)])
     latest = list({entry.value: entry for entry in entries}.values())
-    known = await store.existing_values(conn, row["id"], [entry.value for entry in latest])
-    await store.upsert_entries(conn, row["id"], _rows(latest), now=now, actor=by.name)
+    known = await store.existing_values(conn, row.id, [entry.value for entry in latest])
+    await store.upsert_entries(conn, row.id, _rows(latest), now=now, actor=by.name)
     await policy_store.bump_version(conn, now=now, actor=by.name)
     return {"added": len(latest) - len(known), "updated": len(known)}
 
@@ -93,7 +94,7 @@ async def remove_entries(
 ) -> dict[str, int]:
     await lock_policy(conn)
     row = await _existing(conn, name)
-    removed = await store.delete_entries(conn, row["id"], normalised_values(values))
+    removed = await store.delete_entries(conn, row.id, normalised_values(values))
     if removed:
         await policy_store.bump_version(conn, now=now, actor=by.name)
     return {"removed": removed}
@@ -105,7 +106,7 @@ async def import_csv(
     """Add the entries of a CSV document (value,note,expires_at; the header is optional)."""
     lines = parse_entries(text)
     row = await _existing(conn, name)
-    _check_kind(row["kind"], [(f"line {line}", entry) for line, entry in lines])
+    _check_kind(row.kind, [(f"line {line}", entry) for line, entry in lines])
     entries = [entry for _, entry in lines]
     return await add_entries(conn, name=name, entries=entries, by=by, now=now)
 
@@ -136,9 +137,9 @@ def _check_kind(kind: str, entries: Sequence[tuple[str, ListEntry]]) -> None:
         raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
 
 
-def _rows(entries: Sequence[ListEntry]) -> list[dict[str, Any]]:
+def _rows(entries: Sequence[ListEntry]) -> list[store.NewEntry]:
     return [
-        {"value": entry.value, "note": entry.note, "expires_at": entry.expires_at}
+        store.NewEntry(value=entry.value, note=entry.note, expires_at=entry.expires_at)
         for entry in entries
     ]
 
@@ -147,7 +148,7 @@ def _when(document: dict[str, Any]) -> Any:
     return Rule.model_validate(document).when
 
 
-async def _existing(conn: AsyncConnection, name: str) -> dict[str, Any]:
+async def _existing(conn: AsyncConnection, name: str) -> store.ListInfo:
     row = await store.list_row(conn, name)
     if row is None:
         raise NotFound(f"no list {name!r}", code="list_not_found")

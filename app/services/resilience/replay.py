@@ -7,7 +7,6 @@ its transaction committed, so a crash mid-replay means replaying it again, harml
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +20,7 @@ from app.services.resilience.entries import DECISION, SpooledDecision, delivery_
 from app.services.resilience.errors import is_outage
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox, recovery, stats_rollup
+from app.store.rows import RequestRow
 from app.store.spool import Spool, SpoolEntry
 
 log = structlog.get_logger()
@@ -101,7 +101,8 @@ class Replayer:
             spooled.answer,
             callback_id=None,
             elapsed_ms=spooled.elapsed_ms,
-        ) | {"degraded": spooled.degraded}
+            degraded=spooled.degraded,
+        )
         key = f"{REQUEST_EVENT}:{event.id}"
         async with self._counting() as conn:
             stored = await inbox.store_decision(
@@ -122,10 +123,10 @@ class Replayer:
         return "stored"
 
     async def _supersede(
-        self, conn: AsyncConnection, key: str, delivery: Delivery, row: dict[str, Any]
+        self, conn: AsyncConnection, key: str, delivery: Delivery, row: RequestRow
     ) -> None:
         """This delivery's late decision was stored after all: keep what Sinch was told."""
         found = await recovery.claimed(conn, key)
         if found is not None and found[1] == delivery.received_at:
-            await inbox.upsert_request(conn, row | {"request_callback_id": found[0]})
-            await stats_rollup.mark_late(conn, row["requested_at"])
+            await inbox.upsert_request(conn, row, callback_id=found[0])
+            await stats_rollup.mark_late(conn, row.requested_at)
