@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.common import run_in_transaction
-from app.errors import AppError
+from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
@@ -67,8 +67,8 @@ def _stats_query(pairs: list[str], **extra: Any) -> StatsQuery:
     try:
         return StatsQuery(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise typer.BadParameter(problems, param_hint="--filter") from None
+        problems = [{"loc": ".".join(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]
+        raise typer.BadParameter(error_detail(problems), param_hint="--filter") from None
 
 
 def _filters(pairs: list[str]) -> AuditFilter:

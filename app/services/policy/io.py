@@ -80,7 +80,7 @@ def parse_policy(document: Any) -> Policy:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
         errors = [{**e, "loc": e["loc"] or "rules"} for e in validation_errors(list(exc.errors()))]
-        raise Unprocessable(_detail(errors), errors=errors) from None
+        raise Unprocessable.listing(errors) from None
     _check_unique_entries(policy.lists)
     return policy
 
@@ -158,8 +158,4 @@ def _check_unique_entries(named_lists: list[NamedList]) -> None:
                 errors.append({"loc": f"lists.{i}.entries.{j}.value", "msg": "duplicate value"})
             seen.add(entry.value)
     if errors:
-        raise Unprocessable(_detail(errors), errors=errors)
-
-
-def _detail(errors: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise Unprocessable.listing(errors)
