@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.common import run_in_transaction
@@ -26,7 +27,6 @@ from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
-from app.services.audit import stats as audit_stats
 from app.services.audit.queries import AuditContext, AuditFilter
 from app.services.tokens import Principal
 
@@ -190,17 +190,7 @@ def stats(
     extra = {"bucket": bucket, "group_by": group_by, "range_digits": range_digits}
     query = _stats_query(filters, **{k: v for k, v in extra.items() if v is not None})
     ctx = _context("stats", {"filters": filters, **extra}, mask=mask)
-    result = _run(
-        lambda conn: audit_stats.stats(
-            conn=conn,
-            ctx=ctx,
-            filters=query.to_filter(),
-            bucket=query.bucket,
-            group_by=query.group_by,
-            range_digits=query.range_digits,
-            top=query.top,
-        )
-    )
+    result = _run(lambda conn: stats_for(query, conn=conn, ctx=ctx))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
