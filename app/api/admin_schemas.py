@@ -29,7 +29,7 @@ class RulePatch(Frozen):
     description: str | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> RulePatch:
+    def _not_empty(self) -> RulePatch:
         if not self.changes():
             raise ValueError("send at least one of mode, priority, description")
         return self
@@ -90,7 +90,7 @@ class ListRead(BaseModel):
 
 
 class EntriesAdd(Frozen):
-    """Entries to add; `note` and `expires_at` here apply to entries that set neither."""
+    """Entries to add; `note` and `expires_at` here fill in whichever an entry leaves unset."""
 
     entries: list[ListEntry] = Field(min_length=1)
     note: str | None = None
