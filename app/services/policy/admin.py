@@ -59,16 +59,9 @@ async def replace_policy(
     current = await store.load_policy_rows(conn)
     existing = {rule["name"]: rule for rule in current["rules"]}
     for rule in policy.rules:
-        await _put_rule(conn, author, existing.pop(rule.name, None), rule_document(rule))
+        await _sync_rule(conn, author, existing.pop(rule.name, None), rule_document(rule))
     for gone in existing.values():
-        await write_rule(
-            conn,
-            author,
-            rule_id=gone["id"],
-            before=stored_document(gone),
-            after=None,
-            change="deleted",
-        )
+        await _sync_rule(conn, author, gone, None)
     await store.replace_lists(
         conn,
         named_lists=[named.model_dump(mode="python") for named in policy.lists],
@@ -79,18 +72,19 @@ async def replace_policy(
     return await store.bump_version(conn, now=now, actor=actor)
 
 
-async def _put_rule(
-    conn: AsyncConnection, author: Author, before: dict[str, Any] | None, document: dict[str, Any]
+async def _sync_rule(
+    conn: AsyncConnection,
+    author: Author,
+    before: dict[str, Any] | None,
+    document: dict[str, Any] | None,
 ) -> None:
-    """Insert a new rule, update a changed one; an unchanged one keeps its revision."""
-    if before is None:
-        await write_rule(conn, author, rule_id=None, before=None, after=document, change="created")
+    """Create, update or (no document) delete a stored rule; an unchanged one is left alone."""
+    old = None if before is None else stored_document(before)
+    if old == document:
         return
-    old = stored_document(before)
-    if old != document:
-        await write_rule(
-            conn, author, rule_id=before["id"], before=old, after=document, change="updated"
-        )
+    change = "created" if before is None else "deleted" if document is None else "updated"
+    rule_id = None if before is None else int(before["id"])
+    await write_rule(conn, author, rule_id=rule_id, before=old, after=document, change=change)
 
 
 async def write_rule(
