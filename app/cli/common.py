@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: settings, a short-lived engine, one transaction per command."""
+"""Shared CLI plumbing: one transaction per command on a short-lived engine, and where the
+commands that play Sinch (send, simulate, emulate) post their callbacks."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.devapp import load_or_create_dev_app
 from app.settings import Settings
+from app.simulator.callback import CallbackTarget
 from app.store.base import create_engine
 
 T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -39,3 +42,12 @@ def callback_credentials(
         first_key, first_secret = next(iter(settings.sinch_apps.items()))
         return first_key, first_secret.get_secret_value()
     return load_or_create_dev_app(settings.dev_app_file)
+
+
+def callback_target(url: str, key: str | None, secret: str | None) -> CallbackTarget:
+    """VerifyGuard's callback below `url`, posted as the Sinch app `callback_credentials` picks."""
+    settings = Settings()
+    key, secret = callback_credentials(settings, key, secret)
+    return CallbackTarget.at(
+        url, path=settings.callback_path, signed_path=settings.signed_path, key=key, secret=secret
+    )
