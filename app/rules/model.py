@@ -47,6 +47,7 @@ __all__ = [
     "Scope",
     "Velocity",
     "VelocitySpec",
+    "children",
     "walk",
 ]
 
@@ -135,9 +136,6 @@ class ListEntry(Frozen):
             return value.replace(tzinfo=UTC)
         return value
 
-    def active(self, now: datetime) -> bool:
-        return self.expires_at is None or self.expires_at > now
-
 
 class NamedList(Frozen):
     """A named set of numbers (exact match) or prefixes (starts-with match)."""
@@ -208,13 +206,16 @@ def _unique(what: str, names: list[str]) -> None:
 def walk(condition: Condition) -> Iterator[Condition]:
     """Every condition in the tree, depth first, the root first."""
     yield condition
-    if isinstance(condition, AllOf):
-        children = condition.all
-    elif isinstance(condition, AnyOf):
-        children = condition.any
-    elif isinstance(condition, Not):
-        children = [condition.not_]
-    else:
-        return
-    for child in children:
+    for _, child in children(condition):
         yield from walk(child)
+
+
+def children(condition: Condition) -> list[tuple[str, Condition]]:
+    """A group's conditions, each with its place in the group (`all.0`, `any.1`, `not`)."""
+    if isinstance(condition, AllOf):
+        return [(f"all.{index}", child) for index, child in enumerate(condition.all)]
+    if isinstance(condition, AnyOf):
+        return [(f"any.{index}", child) for index, child in enumerate(condition.any)]
+    if isinstance(condition, Not):
+        return [("not", condition.not_)]
+    return []

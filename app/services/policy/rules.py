@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import Conflict, NotFound, Unprocessable, validation_errors
-from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Rule
+from app.rules.model import Condition, InList, Rule, children
 from app.services.policy.admin import Author, lock_policy, rule_document, write_rule
 from app.services.tokens import Principal
 from app.store import lists as list_store
@@ -168,13 +168,8 @@ def list_references(condition: Condition, loc: str) -> Iterator[tuple[str, str]]
     """(location, list name) of every `in_list` in a condition tree."""
     if isinstance(condition, InList):
         yield f"{loc}.in_list", condition.in_list
-    elif isinstance(condition, AllOf | AnyOf):
-        key = "all" if isinstance(condition, AllOf) else "any"
-        children = condition.all if isinstance(condition, AllOf) else condition.any
-        for index, child in enumerate(children):
-            yield from list_references(child, f"{loc}.{key}.{index}")
-    elif isinstance(condition, Not):
-        yield from list_references(condition.not_, f"{loc}.not")
+    for place, child in children(condition):
+        yield from list_references(child, f"{loc}.{place}")
 
 
 async def _change(
