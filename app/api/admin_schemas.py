@@ -63,11 +63,14 @@ class ListCreate(NamedList):
     """A new named list, optionally with its first entries."""
 
 
-class ListSummary(BaseModel):
+class _ListHead(BaseModel):
     name: str
     kind: str
     description: str
     created_at: datetime
+
+
+class ListSummary(_ListHead):
     entries: int
     active_entries: int
 
@@ -81,11 +84,7 @@ class EntryRead(BaseModel):
     created_by: str | None
 
 
-class ListRead(BaseModel):
-    name: str
-    kind: str
-    description: str
-    created_at: datetime
+class ListRead(_ListHead):
     entries: list[EntryRead]
 
 
