@@ -5,7 +5,6 @@ Each command is logged in the audit log as `cli:<user>`; numbers are whole unles
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import time
@@ -22,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
+from app.cli.admin_common import cli_actor
 from app.cli.common import run_in_transaction
 from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
 from app.services.audit.queries import AuditContext, AuditFilter
-from app.services.tokens import Principal
 
 app = typer.Typer(help="Look up, search, export and count verifications.", no_args_is_help=True)
 T = TypeVar("T")
@@ -43,9 +42,8 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
 def _context(command: str, query: dict[str, Any], *, mask: bool) -> AuditContext:
-    principal = Principal(token_id=None, name=f"cli:{getpass.getuser()}", role="admin")
     now = datetime.now(UTC)
-    return AuditContext(principal, "CLI", f"audit {command}", query, now, reveal=not mask)
+    return AuditContext(cli_actor(), "CLI", f"audit {command}", query, now, reveal=not mask)
 
 
 def _run(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
