@@ -1,4 +1,5 @@
-"""Policy changes: every one bumps the policy version and leaves rule revisions behind."""
+"""Writing the policy: one rule with the revision that records it (`write_rule`, shared with
+the rules admin), or the whole policy at once. Each change of a service bumps the version once."""
 
 from __future__ import annotations
 
