@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.devapp import load_or_create_dev_app
 from app.settings import Settings
@@ -18,18 +18,27 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction against the configured database."""
+def run_with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` on an engine for the configured database, disposed of afterwards."""
 
     async def runner() -> T:
         engine = create_engine(Settings().database_url)
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            return await work(engine)
         finally:
             await engine.dispose()
 
     return asyncio.run(runner())
+
+
+def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction against the configured database."""
+
+    async def in_transaction(engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return run_with_engine(in_transaction)
 
 
 def callback_credentials(
