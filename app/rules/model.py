@@ -165,11 +165,7 @@ class Policy(Frozen):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
+        return check_timezone(value)
 
     @field_validator("rules")
     @classmethod
@@ -193,6 +189,15 @@ class Policy(Frozen):
                         f"rule {rule.name!r} refers to unknown list {condition.in_list!r}"
                     )
         return self
+
+
+def check_timezone(value: str) -> str:
+    """`value` if it names a timezone ZoneInfo knows ("Europe/Stockholm"); ValueError otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
 
 
 def _unique(what: str, names: list[str]) -> None:
