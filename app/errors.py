@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -61,6 +62,16 @@ class Conflict(AppError):
 
 class Unprocessable(AppError):
     status, code, title = 422, "validation_error", "Validation failed"
+
+    @classmethod
+    def listing(cls, errors: list[dict[str, Any]], *, root: str = "") -> Unprocessable:
+        """A 422 carrying `errors` ([{loc, msg}]), its detail naming each one on one line."""
+        return cls(error_detail(errors, root=root), errors=errors)
+
+
+def error_detail(errors: Sequence[Mapping[str, Any]], *, root: str = "") -> str:
+    """`loc: msg; loc: msg` (an empty loc shows as `root`)."""
+    return "; ".join(f"{e['loc'] or root}: {e['msg']}" for e in errors)
 
 
 class PayloadTooLarge(AppError):
@@ -141,15 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = validation_errors(list(exc.errors()))
-        detail = "; ".join(f"{e['loc'] or 'body'}: {e['msg']}" for e in errors)
-        return problem(
-            status=422,
-            code="validation_error",
-            title="Validation failed",
-            detail=detail,
-            request_id=_request_id(request),
-            errors=errors,
-        )
+        return problem_for(Unprocessable.listing(errors, root="body"), _request_id(request))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

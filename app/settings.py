@@ -6,11 +6,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.rules.model import check_timezone
 from app.sinch.signature import decode_secret
 
 Action = Literal["allow", "deny"]
@@ -100,11 +100,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}") from None
-        return value
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

@@ -29,7 +29,7 @@ class RulePatch(Frozen):
     description: str | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> RulePatch:
+    def _not_empty(self) -> RulePatch:
         if not self.changes():
             raise ValueError("send at least one of mode, priority, description")
         return self
@@ -63,11 +63,14 @@ class ListCreate(NamedList):
     """A new named list, optionally with its first entries."""
 
 
-class ListSummary(BaseModel):
+class _ListHead(BaseModel):
     name: str
     kind: str
     description: str
     created_at: datetime
+
+
+class ListSummary(_ListHead):
     entries: int
     active_entries: int
 
@@ -81,16 +84,12 @@ class EntryRead(BaseModel):
     created_by: str | None
 
 
-class ListRead(BaseModel):
-    name: str
-    kind: str
-    description: str
-    created_at: datetime
+class ListRead(_ListHead):
     entries: list[EntryRead]
 
 
 class EntriesAdd(Frozen):
-    """Entries to add; `note` and `expires_at` here apply to entries that set neither."""
+    """Entries to add; `note` and `expires_at` here fill in whichever an entry leaves unset."""
 
     entries: list[ListEntry] = Field(min_length=1)
     note: str | None = None

@@ -126,6 +126,11 @@ async def verification_stats(
     q: Annotated[StatsQuery, Query()], conn: Conn, ctx: Ctx
 ) -> dict[str, Any]:
     """Attempts, decisions, outcomes and spend per time bucket and group."""
+    return await stats_for(q, conn=conn, ctx=ctx)
+
+
+async def stats_for(q: StatsQuery, *, conn: AsyncConnection, ctx: AuditContext) -> dict[str, Any]:
+    """The stats a query asks for (also `verifyguard audit stats`)."""
     return await audit_stats.stats(
         conn=conn,
         ctx=ctx,

@@ -1,4 +1,5 @@
-"""Shared by `verifyguard rules` and `lists`: the CLI's identity, document files, error output."""
+"""Shared by `verifyguard rules`, `lists` and `audit`: the CLI's identity, document files,
+error output."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ Each command is logged in the audit log as `cli:<user>`; numbers are whole unles
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import time
@@ -19,16 +18,16 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
+from app.cli.admin_common import cli_actor
 from app.cli.common import run_in_transaction
-from app.errors import AppError
+from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
-from app.services.audit import stats as audit_stats
 from app.services.audit.queries import AuditContext, AuditFilter
-from app.services.tokens import Principal
 
 app = typer.Typer(help="Look up, search, export and count verifications.", no_args_is_help=True)
 T = TypeVar("T")
@@ -43,9 +42,8 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
 def _context(command: str, query: dict[str, Any], *, mask: bool) -> AuditContext:
-    principal = Principal(token_id=None, name=f"cli:{getpass.getuser()}", role="admin")
     now = datetime.now(UTC)
-    return AuditContext(principal, "CLI", f"audit {command}", query, now, reveal=not mask)
+    return AuditContext(cli_actor(), "CLI", f"audit {command}", query, now, reveal=not mask)
 
 
 def _run(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -67,8 +65,8 @@ def _stats_query(pairs: list[str], **extra: Any) -> StatsQuery:
     try:
         return StatsQuery(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise typer.BadParameter(problems, param_hint="--filter") from None
+        problems = [{"loc": ".".join(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]
+        raise typer.BadParameter(error_detail(problems), param_hint="--filter") from None
 
 
 def _filters(pairs: list[str]) -> AuditFilter:
@@ -190,17 +188,7 @@ def stats(
     extra = {"bucket": bucket, "group_by": group_by, "range_digits": range_digits}
     query = _stats_query(filters, **{k: v for k, v in extra.items() if v is not None})
     ctx = _context("stats", {"filters": filters, **extra}, mask=mask)
-    result = _run(
-        lambda conn: audit_stats.stats(
-            conn=conn,
-            ctx=ctx,
-            filters=query.to_filter(),
-            bucket=query.bucket,
-            group_by=query.group_by,
-            range_digits=query.range_digits,
-            top=query.top,
-        )
-    )
+    result = _run(lambda conn: stats_for(query, conn=conn, ctx=ctx))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.cli.common import run_with_engine
 from app.services.policy.starter import install_starter_policy
 from app.settings import Settings
-from app.store.base import create_engine
 from app.store.migrate import current_revision, head_revision
 from app.store.migrate import downgrade as alembic_downgrade
 from app.store.migrate import upgrade as alembic_upgrade
@@ -23,17 +23,13 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
     settings = Settings()
     alembic_upgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}: {_redacted(settings.database_url)}")
-    if revision == "head" and asyncio.run(_install_starter(settings.database_url)):
+    # A fresh database gets the starter policy, so the CLI sees what the server will use.
+    if revision == "head" and run_with_engine(_install_starter):
         typer.echo("starter policy installed (see `verifyguard rules list`)")
 
 
-async def _install_starter(url: str) -> bool:
-    """A fresh database gets the starter policy, so the CLI sees what the server will use."""
-    engine = create_engine(url)
-    try:
-        return await install_starter_policy(engine, now=datetime.now(UTC))
-    finally:
-        await engine.dispose()
+async def _install_starter(engine: AsyncEngine) -> bool:
+    return await install_starter_policy(engine, now=datetime.now(UTC))
 
 
 @app.command()
@@ -46,16 +42,7 @@ def downgrade(revision: str = typer.Argument(..., help="e.g. -1 or base")) -> No
 @app.command()
 def current() -> None:
     """Show the database's schema revision and the one this code needs."""
-    settings = Settings()
-
-    async def read() -> str | None:
-        engine = create_engine(settings.database_url)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    now = asyncio.run(read())
+    now = run_with_engine(current_revision)
     typer.echo(f"current: {now or 'empty'}  head: {head_revision()}")
     if now != head_revision():
         raise typer.Exit(1)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import httpx
 import typer
 
-from app.cli.common import callback_credentials
-from app.settings import Settings
+from app.cli.common import DEFAULT_URL, callback_target
 from app.sinch import samples
-from app.sinch.signature import callback_headers
 
 
 class EventKind(StrEnum):
@@ -34,31 +32,36 @@ def send(
     secret: str | None = typer.Option(None, help="Sinch application secret (base64)."),
 ) -> None:
     """Send a signed sample event to a running VerifyGuard, as Sinch would."""
-    settings = Settings()
-    key, secret = callback_credentials(settings, key, secret)
+    target = callback_target(url or DEFAULT_URL, key, secret)
     ident = verification_id or samples.new_verification_id()
-    if event is EventKind.request:
-        payload = samples.request_event(
-            number=number, method=method, verification_id=ident, price=price, reference=reference
-        )
-    elif event is EventKind.result:
-        payload = samples.result_event(
-            verification_id=ident, number=number, status=status, method=method, reference=reference
-        )
-    else:
-        payload = samples.delivered_event(verification_id=ident, number=number)
+    payload = _sample(event, ident, number, method, status, price, reference)
     body = json.dumps(payload).encode()
-    path = settings.signed_path
-    headers = callback_headers(
-        key=key, secret_b64=secret, body=body, path=path, now=datetime.now(UTC)
-    )
-    target = (url or "http://127.0.0.1:8000").rstrip("/") + settings.callback_path
     try:
-        response = httpx.post(target, content=body, headers=headers, timeout=10)
+        response = httpx.post(target.url, content=body, headers=target.headers(body), timeout=10)
     except httpx.HTTPError as exc:
-        typer.secho(f"could not reach {target}: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"could not reach {target.url}: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"POST {target}  {payload['event']} id={ident} number={number} method={method}")
+    typer.echo(f"POST {target.url}  {payload['event']} id={ident} number={number} method={method}")
     typer.echo(f"-> {response.status_code} {response.text or '(empty body)'}")
     if response.status_code >= 400:
         raise typer.Exit(1)
+
+
+def _sample(
+    event: EventKind,
+    ident: str,
+    number: str,
+    method: str,
+    status: str,
+    price: float,
+    reference: str | None,
+) -> dict[str, Any]:
+    if event is EventKind.request:
+        return samples.request_event(
+            number=number, method=method, verification_id=ident, price=price, reference=reference
+        )
+    if event is EventKind.result:
+        return samples.result_event(
+            verification_id=ident, number=number, status=status, method=method, reference=reference
+        )
+    return samples.delivered_event(verification_id=ident, number=number)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 import uvicorn
 
-from app.settings import Settings
-from app.store.base import create_engine
+from app.cli.common import run_with_engine
 from app.store.migrate import SchemaNotCurrentError, require_head
 
 
@@ -18,9 +15,8 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
     """Serve the callback endpoint and the admin and audit APIs."""
-    settings = Settings()
     try:
-        asyncio.run(_check_schema(settings.database_url))
+        run_with_engine(require_head)
     except SchemaNotCurrentError as exc:
         typer.secho(f"refusing to start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -34,11 +30,3 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
-
-
-async def _check_schema(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await require_head(engine)
-    finally:
-        await engine.dispose()

@@ -15,8 +15,7 @@ import httpx
 import typer
 import uvicorn
 
-from app.cli.common import callback_credentials
-from app.settings import Settings
+from app.cli.common import DEFAULT_URL, callback_target
 from app.simulator.callback import CallbackTarget
 from app.simulator.report import RunInfo, Tally, progress_line, render, report
 from app.simulator.rest import create_emulator
@@ -32,9 +31,6 @@ class Scenario(StrEnum):
     mixed = "mixed"
 
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
 def simulate(
     scenario: Scenario = typer.Option(Scenario.mixed, help="Which traffic to play."),
     duration: float = typer.Option(60.0, min=1, help="Seconds of traffic (real time)."),
@@ -48,11 +44,7 @@ def simulate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Play Sinch against a running VerifyGuard: labelled legit and fraud attempts, a report."""
-    settings = Settings()
-    key, secret = callback_credentials(settings, key, secret)
-    target = CallbackTarget.at(
-        url, path=settings.callback_path, signed_path=settings.signed_path, key=key, secret=secret
-    )
+    target = callback_target(url, key, secret)
     attempts = generate(scenario.value, duration=duration, rate=rate, seed=seed)
     _check_reachable(url)
     started = time.monotonic()
@@ -72,11 +64,7 @@ def emulate(
     secret: str | None = typer.Option(None, help="Sinch application secret (base64)."),
 ) -> None:
     """Serve a local Sinch Verification REST API (start, report, status) calling VerifyGuard."""
-    settings = Settings()
-    key, secret = callback_credentials(settings, key, secret)
-    target = CallbackTarget.at(
-        url, path=settings.callback_path, signed_path=settings.signed_path, key=key, secret=secret
-    )
+    target = callback_target(url, key, secret)
     typer.echo(f"Sinch Verification API on http://{host}:{port}/verification/v1 -> {target.url}")
     uvicorn.run(create_emulator(target), host=host, port=port, log_level="info")
 

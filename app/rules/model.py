@@ -47,6 +47,7 @@ __all__ = [
     "Scope",
     "Velocity",
     "VelocitySpec",
+    "children",
     "walk",
 ]
 
@@ -135,9 +136,6 @@ class ListEntry(Frozen):
             return value.replace(tzinfo=UTC)
         return value
 
-    def active(self, now: datetime) -> bool:
-        return self.expires_at is None or self.expires_at > now
-
 
 class NamedList(Frozen):
     """A named set of numbers (exact match) or prefixes (starts-with match)."""
@@ -167,11 +165,7 @@ class Policy(Frozen):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
+        return check_timezone(value)
 
     @field_validator("rules")
     @classmethod
@@ -197,6 +191,15 @@ class Policy(Frozen):
         return self
 
 
+def check_timezone(value: str) -> str:
+    """`value` if it names a timezone ZoneInfo knows ("Europe/Stockholm"); ValueError otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
 def _unique(what: str, names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -208,13 +211,16 @@ def _unique(what: str, names: list[str]) -> None:
 def walk(condition: Condition) -> Iterator[Condition]:
     """Every condition in the tree, depth first, the root first."""
     yield condition
-    if isinstance(condition, AllOf):
-        children = condition.all
-    elif isinstance(condition, AnyOf):
-        children = condition.any
-    elif isinstance(condition, Not):
-        children = [condition.not_]
-    else:
-        return
-    for child in children:
+    for _, child in children(condition):
         yield from walk(child)
+
+
+def children(condition: Condition) -> list[tuple[str, Condition]]:
+    """A group's conditions, each with its place in the group (`all.0`, `any.1`, `not`)."""
+    if isinstance(condition, AllOf):
+        return [(f"all.{index}", child) for index, child in enumerate(condition.all)]
+    if isinstance(condition, AnyOf):
+        return [(f"any.{index}", child) for index, child in enumerate(condition.any)]
+    if isinstance(condition, Not):
+        return [("not", condition.not_)]
+    return []

@@ -73,25 +73,15 @@ class FieldNode:
     def __post_init__(self) -> None:
         cond = self.condition
         what = describe(cond.op, cond.value)
-        object.__setattr__(self, "what", what)
-        object.__setattr__(self, "label", f"{cond.field} {what}")
         expected = as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value]
-        object.__setattr__(self, "expected", expected)
+        _derive(self, what=what, label=f"{cond.field} {what}", expected=expected)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         name = self.condition.field
         actual = env.facts.value(name, env.local)
         held = compare(self.condition.op, actual, self.prepared)
-        trace = ConditionTrace(
-            condition=self.label,
-            held=held,
-            actual=as_json(actual),
-            expected=self.expected,
-            text=f"{name} {render(actual)} {self.what}: {render(held)}",
-            depth=depth,
-        )
-        out.append(trace)
-        return held
+        text = f"{name} {render(actual)} {self.what}: {render(held)}"
+        return _leaf(out, depth, self.label, held, as_json(actual), self.expected, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +90,7 @@ class ListNode:
     label: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "label", f"in_list {self.name}")
+        _derive(self, label=f"in_list {self.name}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         number = env.facts.number
@@ -109,16 +99,7 @@ class ListNode:
         held = entry is not None
         via = f" (entry {entry})" if entry is not None and entry != number else ""
         text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
-        trace = ConditionTrace(
-            condition=self.label,
-            held=held,
-            actual=number,
-            expected=self.name,
-            text=text,
-            depth=depth,
-        )
-        out.append(trace)
-        return held
+        return _leaf(out, depth, self.label, held, number, self.name, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,25 +116,14 @@ class VelocityNode:
     def __post_init__(self) -> None:
         head = f"{_key_name(self.spec)} {_MEASURE_WORDS[self.spec.measure]}"
         tail = f"in {self.window} > max {render(self.max)}"
-        object.__setattr__(self, "head", head)
-        object.__setattr__(self, "tail", tail)
-        object.__setattr__(self, "label", f"{head} {tail}")
+        _derive(self, head=head, tail=tail, label=f"{head} {tail}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self._value(env.facts)
         held = value is not None and value > self.max
         shown = "(no count)" if value is None else render(value)
-        out.append(
-            ConditionTrace(
-                condition=self.label,
-                held=held,
-                actual=value,
-                expected=self.max,
-                text=f"{self.head} {shown} {self.tail}: {render(held)}",
-                depth=depth,
-            )
-        )
-        return held
+        text = f"{self.head} {shown} {self.tail}: {render(held)}"
+        return _leaf(out, depth, self.label, held, value, self.max, text)
 
     def _value(self, facts: Facts) -> float | None:
         """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
@@ -180,9 +150,8 @@ class ConversionNode:
     rule: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "head", f"{_key_name(self.attempts)} conversion")
         rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
-        object.__setattr__(self, "rule", rule)
+        _derive(self, head=f"{_key_name(self.attempts)} conversion", rule=rule)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         aggregates = env.facts.aggregates
@@ -197,16 +166,31 @@ class ConversionNode:
             held = attempts >= self.min_attempts and ratio < self.below
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
         text = f"{head} {shown} {rule}: {render(held)}"
-        trace = ConditionTrace(
-            condition=f"{head} {rule}",
-            held=held,
-            actual=None if ratio is None else round(ratio, 6),
-            expected=self.below,
-            text=text,
-            depth=depth,
-        )
-        out.append(trace)
-        return held
+        actual = None if ratio is None else round(ratio, 6)
+        return _leaf(out, depth, f"{head} {rule}", held, actual, self.below, text)
+
+
+def _derive(node: object, **constants: Any) -> None:
+    """Set a frozen node's `init=False` fields: the trace's constant parts, rendered once."""
+    for name, value in constants.items():
+        object.__setattr__(node, name, value)
+
+
+def _leaf(
+    out: list[ConditionTrace],
+    depth: int,
+    condition: str,
+    held: bool,
+    actual: Any,
+    expected: Any,
+    text: str,
+) -> bool:
+    """Append a leaf condition's trace; return whether it held."""
+    trace = ConditionTrace(
+        condition=condition, held=held, actual=actual, expected=expected, text=text, depth=depth
+    )
+    out.append(trace)
+    return held
 
 
 def _key_name(spec: AggregateSpec) -> str:

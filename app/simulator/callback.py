@@ -25,16 +25,28 @@ class CallbackTarget:
     def at(cls, base_url: str, *, path: str, signed_path: str, key: str, secret: str) -> Self:
         return cls(base_url.rstrip("/") + path, signed_path, key, secret)
 
-    async def post(self, client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
-        body = json.dumps(event, separators=(",", ":")).encode()
-        headers = callback_headers(
+    def headers(self, body: bytes) -> dict[str, str]:
+        """The headers Sinch would send with `body` now, signed for this application."""
+        return callback_headers(
             key=self.key,
             secret_b64=self.secret,
             body=body,
             path=self.signed_path,
             now=datetime.now(UTC),
         )
-        return await client.post(self.url, content=body, headers=headers)
+
+    async def post(self, client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+        body = json.dumps(event, separators=(",", ":")).encode()
+        return await client.post(self.url, content=body, headers=self.headers(body))
+
+    async def try_post(
+        self, client: httpx.AsyncClient, event: dict[str, Any]
+    ) -> httpx.Response | None:
+        """The answer, or None when the callback could not be reached."""
+        try:
+            return await self.post(client, event)
+        except httpx.HTTPError:
+            return None
 
 
 def action_of(response: httpx.Response) -> str | None:

@@ -7,7 +7,6 @@ a newer start for the same number ABORTED. Every change is posted as a result ev
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 from collections.abc import Callable
@@ -145,10 +144,7 @@ class Emulator:
             reference=verification.reference,
             custom=verification.custom,
         )
-        try:
-            response = await self._target.post(self._client, event)
-        except httpx.HTTPError:
-            response = None
+        response = await self._target.try_post(self._client, event)
         action = action_of(response) if response is not None else None
         if action != "allow":
             reason = "Denied by callback" if action == "deny" else "Invalid callback"
@@ -192,8 +188,7 @@ class Emulator:
 
     async def _post(self, event: dict[str, Any]) -> None:
         # Sinch does not tell the customer when one of its callbacks fails.
-        with contextlib.suppress(httpx.HTTPError):
-            await self._target.post(self._client, event)
+        await self._target.try_post(self._client, event)
 
 
 def _identity(body: dict[str, Any]) -> str:

@@ -99,10 +99,7 @@ class Runner:
 
     async def _send(self, event: dict[str, Any]) -> httpx.Response | None:
         async with self._slots:
-            try:
-                return await self._target.post(self._client, event)
-            except httpx.HTTPError:
-                return None
+            return await self._target.try_post(self._client, event)
 
     async def _report(self, progress: Progress, started: float) -> None:
         while True:

@@ -48,15 +48,10 @@ def generate(scenario: str, *, duration: float, rate: float, seed: int) -> list[
 
 
 def _attempt(
-    rng: random.Random,
-    *,
-    at: float,
-    scenario: str,
-    label: Label,
-    number: str,
-    method: str,
-    base_price: float,
+    rng: random.Random, scenario: str, at: float, number: str, method: str, base_price: float
 ) -> Attempt:
+    """One attempt of `scenario`: normal traffic is legit, every attack is fraud."""
+    label: Label = "legit" if scenario == "normal" else "fraud"
     return Attempt(
         at=round(at, 4),
         scenario=scenario,
@@ -82,29 +77,11 @@ def normal(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
     for at in _poisson(rng, rate, duration):
         span = catalog.pick(rng, catalog.LEGIT)
         method = rng.choices(list(METHOD_PRICE), weights=[85, 7, 5, 3])[0]
-        first = _attempt(
-            rng,
-            at=at,
-            scenario="normal",
-            label="legit",
-            number=span.number(rng),
-            method=method,
-            base_price=span.price,
-        )
+        first = _attempt(rng, "normal", at, span.number(rng), method, span.price)
         attempts.append(first)
         retry_at = at + rng.uniform(5.0, 20.0)
         if first.outcome.status != "SUCCESSFUL" and rng.random() < 0.5 and retry_at < duration:
-            attempts.append(
-                _attempt(
-                    rng,
-                    at=retry_at,
-                    scenario="normal",
-                    label="legit",
-                    number=first.number,
-                    method="sms",
-                    base_price=span.price,
-                )
-            )
+            attempts.append(_attempt(rng, "normal", retry_at, first.number, "sms", span.price))
     return attempts
 
 
@@ -124,17 +101,7 @@ def range_pumping(rng: random.Random, duration: float, rate: float) -> list[Atte
             at = start + spread * i / len(numbers) + rng.uniform(0.0, 0.05)
             if at < duration:
                 method = rng.choices(["sms", "callout"], weights=[80, 20])[0]
-                attempts.append(
-                    _attempt(
-                        rng,
-                        at=at,
-                        scenario="range-pumping",
-                        label="fraud",
-                        number=number,
-                        method=method,
-                        base_price=span.price,
-                    )
-                )
+                attempts.append(_attempt(rng, "range-pumping", at, number, method, span.price))
     return attempts
 
 
@@ -143,15 +110,7 @@ def number_abuse(rng: random.Random, duration: float, rate: float) -> list[Attem
     span = catalog.pick(rng, catalog.HAMMERED)
     number = span.number(rng)
     return [
-        _attempt(
-            rng,
-            at=at,
-            scenario="number-abuse",
-            label="fraud",
-            number=number,
-            method="sms",
-            base_price=span.price,
-        )
+        _attempt(rng, "number-abuse", at, number, "sms", span.price)
         for at in _poisson(rng, max(0.2, rate / 10), duration)
     ]
 
@@ -161,15 +120,7 @@ def slow_pumping(rng: random.Random, duration: float, rate: float) -> list[Attem
     to trip a velocity rule; only its conversion (nobody ever verifies) gives it away."""
     span = catalog.pick(rng, catalog.SMALL_COUNTRIES)
     return [
-        _attempt(
-            rng,
-            at=at,
-            scenario="slow-pumping",
-            label="fraud",
-            number=span.number(rng),
-            method="sms",
-            base_price=span.price,
-        )
+        _attempt(rng, "slow-pumping", at, span.number(rng), "sms", span.price)
         for at in _poisson(rng, max(1 / 30, rate / 50), duration)
     ]
 

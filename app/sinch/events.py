@@ -10,8 +10,6 @@ REQUEST_EVENT = "VerificationRequestEvent"
 RESULT_EVENT = "VerificationResultEvent"
 SMS_DELIVERED_EVENT = "VerificationSmsDeliveredEvent"
 
-KNOWN_METHODS = ("sms", "flashcall", "callout", "whatsapp", "seamless")
-
 
 def canonical_method(value: object) -> object:
     """Sinch writes `flashCall` in older docs and `flashcall` on the wire: compare lowercase."""
@@ -33,13 +31,6 @@ class Identity(_Wire):
 class Money(_Wire):
     currency_id: str | None = Field(default=None, alias="currencyId", max_length=8)
     amount: float | None = None
-
-
-class EventEnvelope(_Wire):
-    """What every event shares; enough to dispatch and deduplicate."""
-
-    id: str = Field(min_length=1, max_length=128)
-    event: str = Field(min_length=1, max_length=64)
 
 
 class VerificationRequestEvent(_Wire):

@@ -74,27 +74,6 @@ def sign(
     return base64.b64encode(digest).decode()
 
 
-def authorization_header(
-    *,
-    key: str,
-    secret: bytes,
-    method: str,
-    body: bytes,
-    content_type: str,
-    timestamp: str,
-    path: str,
-) -> str:
-    signature = sign(
-        secret=secret,
-        method=method,
-        body=body,
-        content_type=content_type,
-        timestamp=timestamp,
-        path=path,
-    )
-    return f"Application {key}:{signature}"
-
-
 def format_timestamp(moment: datetime) -> str:
     """Sinch's own format: UTC with a 7-digit fraction and a trailing Z."""
     utc = moment.astimezone(UTC)
@@ -182,8 +161,7 @@ def callback_headers(
 ) -> dict[str, str]:
     """The headers Sinch sends with a callback POST: what tests and the simulator use."""
     timestamp = format_timestamp(now)
-    authorization = authorization_header(
-        key=key,
+    signature = sign(
         secret=decode_secret(secret_b64),
         method="POST",
         body=body,
@@ -191,4 +169,8 @@ def callback_headers(
         timestamp=timestamp,
         path=path,
     )
-    return {"authorization": authorization, "x-timestamp": timestamp, "content-type": content_type}
+    return {
+        "authorization": f"Application {key}:{signature}",
+        "x-timestamp": timestamp,
+        "content-type": content_type,
+    }

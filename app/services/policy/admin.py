@@ -1,14 +1,30 @@
-"""Policy changes: every one bumps the policy version and leaves rule revisions behind."""
+"""Writing the policy: one rule with the revision that records it (`write_rule`, shared with
+the rules admin), or the whole policy at once. Each change of a service bumps the version once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.model import Policy, Rule
+from app.services.tokens import Principal
 from app.store import policy as store
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who changes the policy, and when: stamped on the rules and on their revisions."""
+
+    actor: str | None
+    now: datetime
+    token_id: int | None = None
+
+    @classmethod
+    def of(cls, by: Principal, now: datetime) -> Author:
+        return cls(by.name, now, by.token_id)
 
 
 def rule_document(rule: Rule) -> dict[str, Any]:
@@ -39,15 +55,14 @@ async def replace_policy(
     Rules are matched by name: unchanged ones keep their revision, changed ones get a new
     revision, missing ones are deleted (with a revision recording the deletion).
     """
+    author = Author(actor, now, token_id)
     await lock_policy(conn)
     current = await store.load_policy_rows(conn)
     existing = {rule["name"]: rule for rule in current["rules"]}
     for rule in policy.rules:
-        document = rule_document(rule)
-        before = existing.pop(rule.name, None)
-        await _put_rule(conn, before, document, now=now, actor=actor, token_id=token_id)
+        await _sync_rule(conn, author, existing.pop(rule.name, None), rule_document(rule))
     for gone in existing.values():
-        await remove_rule(conn, gone, now=now, actor=actor, token_id=token_id)
+        await _sync_rule(conn, author, gone, None)
     await store.replace_lists(
         conn,
         named_lists=[named.model_dump(mode="python") for named in policy.lists],
@@ -58,98 +73,76 @@ async def replace_policy(
     return await store.bump_version(conn, now=now, actor=actor)
 
 
-async def _put_rule(
+async def _sync_rule(
     conn: AsyncConnection,
+    author: Author,
     before: dict[str, Any] | None,
-    document: dict[str, Any],
-    *,
-    now: datetime,
-    actor: str | None,
-    token_id: int | None,
+    document: dict[str, Any] | None,
 ) -> None:
-    if before is None:
-        rule_id = await store.insert_rule(conn, document=document, now=now, actor=actor)
-        await record_revision(
-            conn,
-            rule_id=rule_id,
-            revision=1,
-            change="created",
-            before=None,
-            after=document,
-            now=now,
-            actor=actor,
-            token_id=token_id,
-        )
-        return
-    old = stored_document(before)
+    """Create, update or (no document) delete a stored rule; an unchanged one is left alone."""
+    old = None if before is None else stored_document(before)
     if old == document:
         return
-    revision = await store.next_revision(conn, before["id"])
-    await store.update_rule(
-        conn, rule_id=before["id"], document=document, revision=revision, now=now, actor=actor
-    )
-    await record_revision(
-        conn,
-        rule_id=before["id"],
-        revision=revision,
-        change="updated",
-        before=old,
-        after=document,
-        now=now,
-        actor=actor,
-        token_id=token_id,
-    )
+    change = "created" if before is None else "deleted" if document is None else "updated"
+    rule_id = None if before is None else int(before["id"])
+    await write_rule(conn, author, rule_id=rule_id, before=old, after=document, change=change)
 
 
-async def remove_rule(
+async def write_rule(
     conn: AsyncConnection,
-    before: dict[str, Any],
+    author: Author,
     *,
-    now: datetime,
-    actor: str | None,
-    token_id: int | None,
-) -> None:
-    old = stored_document(before)
-    revision = await store.next_revision(conn, before["id"])
-    await store.delete_rule(conn, before["id"])
-    await record_revision(
-        conn,
-        rule_id=before["id"],
-        revision=revision,
-        change="deleted",
-        before=old,
-        after=None,
-        now=now,
-        actor=actor,
-        token_id=token_id,
-    )
-
-
-async def record_revision(
-    conn: AsyncConnection,
-    *,
-    rule_id: int,
-    revision: int,
-    change: str,
+    rule_id: int | None,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
-    now: datetime,
-    actor: str | None,
-    token_id: int | None,
-) -> None:
-    """Append an immutable revision: who changed the rule, when, and from what to what."""
-    name = (after or before or {}).get("name", "")
+    change: str,
+) -> int:
+    """Store a rule's new document (`after` None deletes the rule) and the revision recording
+    the change, from what to what; return the rule's id.
+
+    No `before` inserts the rule: a new one (no `rule_id`, revision 1) or a deleted one
+    coming back under its old id.
+    """
+    revision = 1 if rule_id is None else await store.next_revision(conn, rule_id)
+    rule_id = await _write_document(conn, author, rule_id, revision, after, new=before is None)
     await store.add_revision(
         conn,
         {
             "rule_id": rule_id,
-            "rule_name": name,
+            "rule_name": (after or before or {}).get("name", ""),
             "revision": revision,
             "change": change,
-            "actor": actor,
-            "token_id": token_id,
-            "changed_at": now,
+            "actor": author.actor,
+            "token_id": author.token_id,
+            "changed_at": author.now,
             "before": before,
             "after": after,
         },
     )
+    return rule_id
+
+
+async def _write_document(
+    conn: AsyncConnection,
+    author: Author,
+    rule_id: int | None,
+    revision: int,
+    document: dict[str, Any] | None,
+    *,
+    new: bool,
+) -> int:
+    """Insert, update or (no document) delete the rule's row; return its id."""
+    now, actor = author.now, author.actor
+    if new and document is not None:
+        return await store.insert_rule(
+            conn, document=document, now=now, actor=actor, rule_id=rule_id, revision=revision
+        )
+    if rule_id is None:
+        raise ValueError("changing a stored rule takes its id")
+    if document is None:
+        await store.delete_rule(conn, rule_id)
+    else:
+        await store.update_rule(
+            conn, rule_id=rule_id, document=document, revision=revision, now=now, actor=actor
+        )
+    return rule_id

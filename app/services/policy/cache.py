@@ -34,18 +34,24 @@ class PolicyCache:
             return self._compiled
         async with self._lock:
             if self._compiled is None or version != self._version:
-                policy = await self.load(conn)
+                policy = await live_policy(
+                    conn, default_action=self._default_action, timezone=self._timezone
+                )
                 self._compiled = compile_policy(policy, version=version)
                 self._version = version
         return self._compiled
 
-    async def load(self, conn: AsyncConnection) -> Policy:
-        rows = await policy_store.load_policy_rows(conn)
-        return Policy.model_validate(
-            {
-                "rules": rows["rules"],
-                "lists": rows["lists"],
-                "default_action": rows["default_action"] or self._default_action,
-                "timezone": self._timezone,
-            }
-        )
+
+async def live_policy(
+    conn: AsyncConnection, *, default_action: Action, timezone: str = "UTC"
+) -> Policy:
+    """The stored policy (`default_action` applies when none was ever set)."""
+    rows = await policy_store.load_policy_rows(conn)
+    return Policy.model_validate(
+        {
+            "rules": rows["rules"],
+            "lists": rows["lists"],
+            "default_action": rows["default_action"] or default_action,
+            "timezone": timezone,
+        }
+    )

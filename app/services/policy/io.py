@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.errors import BadRequest, Unprocessable, validation_errors
 from app.rules.model import Action, NamedList, Policy
 from app.services.policy.admin import lock_policy, replace_policy, rule_document
+from app.services.policy.cache import live_policy
 from app.services.tokens import Principal
 from app.store import policy as store
 
@@ -80,21 +81,9 @@ def parse_policy(document: Any) -> Policy:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
         errors = [{**e, "loc": e["loc"] or "rules"} for e in validation_errors(list(exc.errors()))]
-        raise Unprocessable(_detail(errors), errors=errors) from None
+        raise Unprocessable.listing(errors) from None
     _check_unique_entries(policy.lists)
     return policy
-
-
-async def live_policy(conn: AsyncConnection, *, default_action: Action) -> Policy:
-    """The stored policy (`default_action` applies when none was ever set)."""
-    rows = await store.load_policy_rows(conn)
-    return Policy.model_validate(
-        {
-            "rules": rows["rules"],
-            "lists": rows["lists"],
-            "default_action": rows["default_action"] or default_action,
-        }
-    )
 
 
 async def export_policy(conn: AsyncConnection, *, default_action: Action) -> dict[str, Any]:
@@ -158,8 +147,4 @@ def _check_unique_entries(named_lists: list[NamedList]) -> None:
                 errors.append({"loc": f"lists.{i}.entries.{j}.value", "msg": "duplicate value"})
             seen.add(entry.value)
     if errors:
-        raise Unprocessable(_detail(errors), errors=errors)
-
-
-def _detail(errors: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise Unprocessable.listing(errors)

@@ -36,7 +36,7 @@ def parse_entries(text: str) -> list[tuple[int, ListEntry]]:
             errors.extend(_errors(line, exc))
     if errors:
         errors = errors[:MAX_ERRORS]
-        raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
+        raise Unprocessable.listing(errors)
     return parsed
 
 

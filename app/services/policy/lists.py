@@ -120,7 +120,7 @@ def normalised_values(values: Sequence[str]) -> list[str]:
         except ValidationError as exc:
             errors.append({"loc": f"values.{index}", "msg": exc.errors()[0]["msg"]})
     if errors:
-        raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
+        raise Unprocessable.listing(errors)
     return out
 
 
@@ -134,7 +134,7 @@ def _check_kind(kind: str, entries: Sequence[tuple[str, ListEntry]]) -> None:
         if not re.match(E164, entry.value)
     ]
     if errors:
-        raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
+        raise Unprocessable.listing(errors)
 
 
 def _rows(entries: Sequence[ListEntry]) -> list[store.NewEntry]:

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import Conflict, NotFound, Unprocessable, validation_errors
-from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Rule
-from app.services.policy.admin import lock_policy, record_revision, rule_document
+from app.rules.model import Condition, InList, Rule, children
+from app.services.policy.admin import Author, lock_policy, rule_document, write_rule
 from app.services.tokens import Principal
 from app.store import lists as list_store
 from app.store import policy as store
@@ -45,10 +45,11 @@ async def create_rule(
 ) -> dict[str, Any]:
     await lock_policy(conn)
     await _check(conn, rule, rule_id=None)
-    document = rule_document(rule)
-    rule_id = await store.insert_rule(conn, document=document, now=now, actor=by.name)
-    await _record(conn, rule_id, 1, "created", None, document, by=by, now=now)
-    return await _done(conn, rule_id, by=by, now=now)
+    author = Author.of(by, now)
+    rule_id = await write_rule(
+        conn, author, rule_id=None, before=None, after=rule_document(rule), change="created"
+    )
+    return await _done(conn, rule_id, author)
 
 
 async def update_rule(
@@ -69,7 +70,7 @@ async def update_rule(
             code="revision_mismatch",
         )
     await _check(conn, rule, rule_id=rule_id)
-    return await _change(conn, row, rule_document(rule), "updated", by=by, now=now)
+    return await _change(conn, row, rule_document(rule), "updated", Author.of(by, now))
 
 
 async def patch_rule(
@@ -84,15 +85,20 @@ async def patch_rule(
     await lock_policy(conn)
     row = await _existing(conn, rule_id)
     rule = validated_rule({**row["document"], **changes})
-    return await _change(conn, row, rule_document(rule), "updated", by=by, now=now)
+    return await _change(conn, row, rule_document(rule), "updated", Author.of(by, now))
 
 
 async def delete_rule(conn: AsyncConnection, *, rule_id: int, by: Principal, now: datetime) -> None:
     await lock_policy(conn)
     row = await _existing(conn, rule_id)
-    revision = await store.next_revision(conn, rule_id)
-    await store.delete_rule(conn, rule_id)
-    await _record(conn, rule_id, revision, "deleted", row["document"], None, by=by, now=now)
+    await write_rule(
+        conn,
+        Author.of(by, now),
+        rule_id=rule_id,
+        before=row["document"],
+        after=None,
+        change="deleted",
+    )
     await store.bump_version(conn, now=now, actor=by.name)
 
 
@@ -118,25 +124,19 @@ async def restore_revision(
         )
     rule = validated_rule(old["after"])
     await _check(conn, rule, rule_id=rule_id)
-    document = rule_document(rule)
+    document, author = rule_document(rule), Author.of(by, now)
     row = await store.rule_row(conn, rule_id)
     if row is not None:
-        return await _change(conn, row, document, "restored", by=by, now=now)
-    number = await store.next_revision(conn, rule_id)
-    await store.insert_rule(
-        conn, document=document, now=now, actor=by.name, rule_id=rule_id, revision=number
-    )
-    await _record(conn, rule_id, number, "restored", None, document, by=by, now=now)
-    return await _done(conn, rule_id, by=by, now=now)
+        return await _change(conn, row, document, "restored", author)
+    await write_rule(conn, author, rule_id=rule_id, before=None, after=document, change="restored")
+    return await _done(conn, rule_id, author)
 
 
 def validated_rule(document: Mapping[str, Any]) -> Rule:
     try:
         return Rule.model_validate(document)
     except ValidationError as exc:
-        errors = validation_errors(list(exc.errors()))
-        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
-        raise Unprocessable(detail, errors=errors) from None
+        raise Unprocessable.listing(validation_errors(list(exc.errors()))) from None
 
 
 async def _existing(conn: AsyncConnection, rule_id: int) -> dict[str, Any]:
@@ -161,20 +161,15 @@ async def _check(conn: AsyncConnection, rule: Rule, *, rule_id: int | None) -> N
         if await list_store.list_row(conn, name) is None
     ]
     if errors:
-        raise Unprocessable("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors)
+        raise Unprocessable.listing(errors)
 
 
 def list_references(condition: Condition, loc: str) -> Iterator[tuple[str, str]]:
     """(location, list name) of every `in_list` in a condition tree."""
     if isinstance(condition, InList):
         yield f"{loc}.in_list", condition.in_list
-    elif isinstance(condition, AllOf | AnyOf):
-        key = "all" if isinstance(condition, AllOf) else "any"
-        children = condition.all if isinstance(condition, AllOf) else condition.any
-        for index, child in enumerate(children):
-            yield from list_references(child, f"{loc}.{key}.{index}")
-    elif isinstance(condition, Not):
-        yield from list_references(condition.not_, f"{loc}.not")
+    for place, child in children(condition):
+        yield from list_references(child, f"{loc}.{place}")
 
 
 async def _change(
@@ -182,48 +177,17 @@ async def _change(
     row: Mapping[str, Any],
     document: dict[str, Any],
     change: str,
-    *,
-    by: Principal,
-    now: datetime,
+    author: Author,
 ) -> dict[str, Any]:
     """Store a new document for an existing rule; an identical one changes nothing."""
     if document == row["document"]:
         return rule_view(row)
-    rule_id = int(row["id"])
-    revision = await store.next_revision(conn, rule_id)
-    await store.update_rule(
-        conn, rule_id=rule_id, document=document, revision=revision, now=now, actor=by.name
+    rule_id = await write_rule(
+        conn, author, rule_id=int(row["id"]), before=row["document"], after=document, change=change
     )
-    await _record(conn, rule_id, revision, change, row["document"], document, by=by, now=now)
-    return await _done(conn, rule_id, by=by, now=now)
+    return await _done(conn, rule_id, author)
 
 
-async def _record(
-    conn: AsyncConnection,
-    rule_id: int,
-    revision: int,
-    change: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    *,
-    by: Principal,
-    now: datetime,
-) -> None:
-    await record_revision(
-        conn,
-        rule_id=rule_id,
-        revision=revision,
-        change=change,
-        before=before,
-        after=after,
-        now=now,
-        actor=by.name,
-        token_id=by.token_id,
-    )
-
-
-async def _done(
-    conn: AsyncConnection, rule_id: int, *, by: Principal, now: datetime
-) -> dict[str, Any]:
-    await store.bump_version(conn, now=now, actor=by.name)
+async def _done(conn: AsyncConnection, rule_id: int, author: Author) -> dict[str, Any]:
+    await store.bump_version(conn, now=author.now, actor=author.actor)
     return await get_rule(conn, rule_id=rule_id)
