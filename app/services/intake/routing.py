@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.errors import BadRequest
+from app.errors import BadRequest, error_detail
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.records import callback_row
@@ -90,8 +90,7 @@ class Router:
         errors = [
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
         ]
-        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
-        return self._refusal(delivery, "invalid_event", detail, errors, payload)
+        return self._refusal(delivery, "invalid_event", error_detail(errors), errors, payload)
 
     def _refusal(
         self,
