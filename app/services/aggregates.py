@@ -24,6 +24,7 @@ from app.store.counter_model import (
     CounterBackend,
     CounterDeltas,
     Measure,
+    Reads,
     WindowQuery,
     peeked,
     succeeded,
@@ -110,7 +111,7 @@ class Aggregator:
         wanted, attempt = self._attempt(policy, facts)
         if not policy.aggregates:
             return Counted(self.backend, policy, attempt, {})
-        raw = await self.backend.observe(conn, attempt.counted(), list(wanted), facts.now)
+        raw = await self.backend.observe(conn, attempt.counted(), Reads(list(wanted), facts.now))
         assert raw is not None  # no version to check: always counted
         return Counted(self.backend, policy, attempt, _by_spec(wanted, raw, attempt))
 
@@ -131,9 +132,8 @@ class Aggregator:
             and self.backend.capabilities.checks_policy_version
         ):
             wanted, attempt = self._attempt(cached, facts)
-            raw = await self.backend.observe(
-                conn, attempt.counted(), list(wanted), facts.now, if_version=cached.version
-            )
+            reads = Reads(list(wanted), facts.now)
+            raw = await self.backend.observe(conn, attempt.counted(), reads, version=cached.version)
             if raw is not None:
                 return Counted(self.backend, cached, attempt, _by_spec(wanted, raw, attempt))
         policy = await policies.current(conn)
@@ -146,7 +146,7 @@ class Aggregator:
         wanted = _wanted(policy, facts)
         if not wanted:
             return {}
-        raw = await self.backend.read(conn, list(wanted), facts.now)
+        raw = await self.backend.read(conn, Reads(list(wanted), facts.now))
         spend = to_micros(facts.price_amount)
         return {spec.id: peeked(q, raw[q], spend) for q, specs in wanted.items() for spec in specs}
 

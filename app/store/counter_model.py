@@ -57,6 +57,14 @@ class WindowQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Reads:
+    """The windows to read, as of `now`."""
+
+    queries: Sequence[WindowQuery]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CounterDeltas:
     """A change: deltas to add to the counters of some keys in one bucket."""
 
@@ -175,6 +183,11 @@ def touched(changes: Sequence[CounterDeltas]) -> tuple[str, ...]:
     return tuple(sorted({key for change in changes for key in change.keys}))
 
 
+Changes = Sequence[CounterDeltas]
+Totals = dict[WindowQuery, int]
+"""Per query, the sum of its measure's columns over its window."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend can do beyond storing changes and summing windows."""
@@ -199,22 +212,14 @@ class CounterBackend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def apply(self, conn: Any, changes: Sequence[CounterDeltas]) -> None: ...
+    async def apply(self, conn: Any, changes: Changes) -> None: ...
 
     async def observe(
-        self,
-        conn: Any,
-        changes: Sequence[CounterDeltas],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        *,
-        if_version: int | None = None,
-    ) -> dict[WindowQuery, int] | None:
+        self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
         """Apply the changes, then read the windows (them included), atomically: concurrent
-        attempts see distinct totals. With `if_version` (only where the capability says so),
+        attempts see distinct totals. With `version` (only where the capability says so),
         nothing is applied and None returned unless the policy is still at that version."""
         ...
 
-    async def read(
-        self, conn: Any, queries: Sequence[WindowQuery], now: datetime
-    ) -> dict[WindowQuery, int]: ...
+    async def read(self, conn: Any, reads: Reads) -> Totals: ...

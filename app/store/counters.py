@@ -9,7 +9,6 @@ read in one atomic step, so concurrent attempts on one key see distinct totals.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select
@@ -22,7 +21,10 @@ from app.store.counter_model import (
     VALUE_COLUMNS,
     BucketClock,
     Capabilities,
+    Changes,
     CounterDeltas,
+    Reads,
+    Totals,
     WindowQuery,
 )
 from app.store.models import CounterRow
@@ -47,34 +49,27 @@ class SqlCounters:
     async def close(self) -> None:
         return None
 
-    async def apply(self, conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None:
+    async def apply(self, conn: AsyncConnection, changes: Changes) -> None:
         await apply(conn, changes)
 
     async def observe(
-        self,
-        conn: AsyncConnection,
-        changes: Sequence[CounterDeltas],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        *,
-        if_version: int | None = None,
-    ) -> dict[WindowQuery, int] | None:
+        self, conn: AsyncConnection, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
         """On PostgreSQL one statement (which reads the version itself); on SQLite the
         version read, the upserts and the read share the request's transaction."""
         if conn.dialect.name == "postgresql" and changes:
-            return await self._pg.observe(conn, changes, queries, now, if_version=if_version)
-        if if_version is not None and await policy_store.policy_version(conn) != if_version:
+            return await self._pg.observe(conn, changes, reads, version=version)
+        if version is not None and await policy_store.policy_version(conn) != version:
             return None
         await apply(conn, changes)
-        return await self.read(conn, queries, now)
+        return await self.read(conn, reads)
 
-    async def read(
-        self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
-    ) -> dict[WindowQuery, int]:
+    async def read(self, conn: AsyncConnection, reads: Reads) -> Totals:
+        queries, now = reads.queries, reads.now
         if not queries:
             return {}
         if conn.dialect.name == "postgresql":
-            return await self._pg.read(conn, queries, now)
+            return await self._pg.read(conn, reads)
         windows = sorted({q.window_seconds for q in queries})
         keys = sorted({q.key for q in queries})
         stmt = cached(("windows", tuple(windows), len(keys)), lambda: _windows(windows, len(keys)))

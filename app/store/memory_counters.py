@@ -7,15 +7,15 @@ database returns. Buckets older than the retention are dropped as new ones are w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from app.store.counter_model import (
     READS,
     BucketClock,
     Capabilities,
-    CounterDeltas,
+    Changes,
+    Reads,
+    Totals,
     WindowQuery,
 )
 
@@ -39,7 +39,7 @@ class MemoryCounters:
     async def close(self) -> None:
         self.clear()
 
-    async def apply(self, conn: Any, changes: Sequence[CounterDeltas]) -> None:
+    async def apply(self, conn: Any, changes: Changes) -> None:
         for change in changes:
             oldest = change.bucket - self._retention
             for key in change.keys:
@@ -51,21 +51,14 @@ class MemoryCounters:
                     del buckets[stale]
 
     async def observe(
-        self,
-        conn: Any,
-        changes: Sequence[CounterDeltas],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        *,
-        if_version: int | None = None,
-    ) -> dict[WindowQuery, int] | None:
-        assert if_version is None, "memory counters cannot check the policy version"
+        self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
+        assert version is None, "memory counters cannot check the policy version"
         await self.apply(conn, changes)
-        return await self.read(conn, queries, now)
+        return await self.read(conn, reads)
 
-    async def read(
-        self, conn: Any, queries: Sequence[WindowQuery], now: datetime
-    ) -> dict[WindowQuery, int]:
+    async def read(self, conn: Any, reads: Reads) -> Totals:
+        queries, now = reads.queries, reads.now
         current = self.clock.bucket(now)
         out: dict[WindowQuery, int] = {}
         for q in queries:

@@ -22,7 +22,10 @@ from app.store.counter_model import (
     READS,
     VALUE_COLUMNS,
     BucketClock,
+    Changes,
     CounterDeltas,
+    Reads,
+    Totals,
     WindowQuery,
     touched,
 )
@@ -162,22 +165,16 @@ class PgCounters:
         self.clock = clock
 
     async def observe(
-        self,
-        conn: AsyncConnection,
-        changes: Sequence[CounterDeltas],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        *,
-        if_version: int | None = None,
-    ) -> dict[WindowQuery, int] | None:
+        self, conn: AsyncConnection, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
+        queries, now = reads.queries, reads.now
         """Apply changes of one bucket and read the windows, in one statement."""
         pairs = self._pairs(queries, now)
-        rows = await _count(conn, changes, pairs, self._since(pairs, now), if_version)
+        rows = await _count(conn, changes, pairs, self._since(pairs, now), version)
         return None if rows is None else _sums(queries, rows)
 
-    async def read(
-        self, conn: AsyncConnection, queries: Sequence[WindowQuery], now: datetime
-    ) -> dict[WindowQuery, int]:
+    async def read(self, conn: AsyncConnection, reads: Reads) -> Totals:
+        queries, now = reads.queries, reads.now
         pairs = self._pairs(queries, now)
         values = self._since(pairs, now)
         values["keys"] = sorted({q.key for q in queries})

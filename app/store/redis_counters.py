@@ -17,7 +17,10 @@ from app.store.counter_model import (
     READS,
     BucketClock,
     Capabilities,
+    Changes,
     CounterDeltas,
+    Reads,
+    Totals,
     WindowQuery,
 )
 
@@ -133,25 +136,19 @@ class RedisCounters:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def apply(self, conn: Any, changes: Sequence[CounterDeltas]) -> None:
+    async def apply(self, conn: Any, changes: Changes) -> None:
         if any(c.keys for c in changes):
             await self._run(changes, (), 0)
 
     async def observe(
-        self,
-        conn: Any,
-        changes: Sequence[CounterDeltas],
-        queries: Sequence[WindowQuery],
-        now: datetime,
-        *,
-        if_version: int | None = None,
-    ) -> dict[WindowQuery, int] | None:
-        assert if_version is None, "Redis counters cannot check the policy version"
+        self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
+        queries, now = reads.queries, reads.now
+        assert version is None, "Redis counters cannot check the policy version"
         return await self._run(changes, queries, self.clock.bucket(now), now)
 
-    async def read(
-        self, conn: Any, queries: Sequence[WindowQuery], now: datetime
-    ) -> dict[WindowQuery, int]:
+    async def read(self, conn: Any, reads: Reads) -> Totals:
+        queries, now = reads.queries, reads.now
         return await self._run((), queries, self.clock.bucket(now), now) if queries else {}
 
     async def _run(

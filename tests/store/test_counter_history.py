@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.base import create_engine
-from app.store.counter_model import Attempt, WindowQuery
+from app.store.counter_model import Attempt, Reads, WindowQuery
 from app.store.counters import SqlCounters, counters
 
 HISTORY_KEYS = 1_500
@@ -62,7 +62,7 @@ async def _check(url: str) -> tuple[str, dict[str, float]]:
         sql = SqlCounters(60)
         queries = [WindowQuery("number:+46700000007", 3600, "attempts")]
         attempt = Attempt.of({"number:+46700000007"}, set(), clock=sql.clock, now=now, spend=0)
-        values = await sql.observe(conn, attempt.counted(), queries, now)
+        values = await sql.observe(conn, attempt.counted(), Reads(queries, now))
     await engine.dispose()
     assert values is not None
     return plan, {q.key: v for q, v in values.items()}

@@ -27,7 +27,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.base import create_engine
-from app.store.counter_model import Attempt, BucketClock, Measure, WindowQuery, succeeded
+from app.store.counter_model import (
+    Attempt,
+    BucketClock,
+    Measure,
+    Reads,
+    WindowQuery,
+    succeeded,
+)
 from app.store.counters import SqlCounters
 from app.store.memory_counters import MemoryCounters
 from app.store.redis_counters import RedisCounters
@@ -109,7 +116,7 @@ async def _drive(
         spend = rng.choice([0, 50_000, 220_000])
         attempt = Attempt.of(set(keys), held, clock=CLOCK, now=now, spend=spend)
         queries = [q for q in QUERIES if q.key in keys]  # as the engine asks: its own keys
-        expected, *got = await _everywhere(sides, "observe", attempt.counted(), queries, now)
+        expected, *got = await _everywhere(sides, "observe", attempt.counted(), Reads(queries, now))
         for side, values in zip(subjects, got, strict=True):
             wrong = [q for q in queries if values[q] != expected[q]][:3]
             assert values == expected, (type(side.backend).__name__, now, wrong)
@@ -127,7 +134,7 @@ async def _drive(
             credit = succeeded(set(success_keys), clock=CLOCK, requested_at=requested_at)
             await _everywhere(sides, "apply", [credit])
         if rng.random() < 0.1:
-            expected, *got = await _everywhere(sides, "read", QUERIES, now)
+            expected, *got = await _everywhere(sides, "read", Reads(QUERIES, now))
             assert all(values == expected for values in got)
     assert compared > 100 and long_reads > 1_000
 
