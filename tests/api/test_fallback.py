@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,41 @@ async def _block_counters(runtime: Any, database_url: str) -> tuple[Any, Any]:
         await asyncio.sleep(0.5)
 
     return conn, release_pg
+
+
+async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Requests that queued past the deadline for a counting connection are answered with the
+    fallback and, once a connection is free, do not count or decide at all: that work
+    would only hold the connection from requests still in time (the overload loop)."""
+    settings = make_settings(database_url, tmp_path, decision_deadline_ms=300, database_pool_size=2)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://guard.test") as http:
+            sinch = SinchSender(http, path=settings.callback_path)
+            await sinch.post(samples.request_event(number=NUMBER))  # warm the policy cache
+            observed: list[str] = []
+            real = runtime.aggregator.observe_live
+
+            async def spy(conn: Any, policies: Any, facts: Any) -> Any:
+                observed.append(str(facts.number))
+                return await real(conn, policies, facts)
+
+            runtime.aggregator.observe_live = spy
+            events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]
+            async with AsyncExitStack() as stack:  # every counting connection taken
+                for _ in range(1 if runtime.held is None else settings.database_pool_size):
+                    await stack.enter_async_context(runtime.counting())
+                answers = await asyncio.gather(*(sinch.post(e) for e in events))
+            await runtime.intake.drain()
+            assert [a.json() for a in answers] == [{"action": "deny"}] * 5
+            assert observed == [], "late decisions counted after the connections came back"
+            for event in events:
+                stored = await _stored(runtime.engine, event["id"])
+                assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
+            after = await sinch.post(samples.request_event(number="+46701234599"))
+            assert after.json()["action"] == "allow"
+            assert observed == ["+46701234599"]

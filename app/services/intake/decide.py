@@ -108,6 +108,11 @@ class Decider:
         late: asyncio.Event,
     ) -> Reply:
         async with self._counting() as conn:
+            if late.is_set():
+                # Answered while queueing for a connection: doing the work now would only
+                # hold the connection from requests still in time (on SQLite, the one
+                # writer), and under load turn every later request late too.
+                raise TimeoutError("the deadline passed before a connection was free")
             facts = _facts(event, delivery)
             counted = await self._aggregator.observe_live(conn, self._policies, facts)
             facts = facts.with_aggregates(counted.values)
