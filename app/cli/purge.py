@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.cli.common import run_with_engine
 from app.services.audit import retention
 from app.settings import Settings
-from app.store.base import create_engine
 
 _AGE = re.compile(r"^(\d+)([hdw])$")
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -44,10 +44,13 @@ def purge(
     older = parse_age(older_than) if older_than else None
     after = parse_age(anonymize_after) if anonymize_after else None
     secret = key.get_secret_value().encode() if key else b""
-    asyncio.run(_run(settings, older, after, secret, dry_run=dry_run, batch=batch))
+    run_with_engine(
+        lambda engine: _run(engine, settings, older, after, secret, dry_run=dry_run, batch=batch)
+    )
 
 
 async def _run(
+    engine: AsyncEngine,
     settings: Settings,
     older: timedelta | None,
     after: timedelta | None,
@@ -56,26 +59,21 @@ async def _run(
     dry_run: bool,
     batch: int,
 ) -> None:
-    engine = create_engine(settings.database_url)
     now = datetime.now(UTC)
-    verb = "would delete" if dry_run else "deleted"
-    try:
-        if after is not None:
-            count = await retention.anonymize(
-                engine, older_than=after, key=key, now=now, dry_run=dry_run, batch=batch
-            )
-            typer.echo(f"{'would anonymise' if dry_run else 'anonymised'} {count} verifications")
-        if older is not None:
-            counters = timedelta(seconds=settings.counter_retention_seconds)
-            purged = await retention.purge(
-                engine,
-                older_than=older,
-                counter_retention=counters,
-                now=now,
-                dry_run=dry_run,
-                batch=batch,
-            )
-            for table in ("verifications", "matches", "callbacks", "counters"):
-                typer.echo(f"{verb} {purged.rows.get(table, 0)} {table}")
-    finally:
-        await engine.dispose()
+    if after is not None:
+        count = await retention.anonymize(
+            engine, older_than=after, key=key, now=now, dry_run=dry_run, batch=batch
+        )
+        typer.echo(f"{'would anonymise' if dry_run else 'anonymised'} {count} verifications")
+    if older is not None:
+        purged = await retention.purge(
+            engine,
+            older_than=older,
+            counter_retention=timedelta(seconds=settings.counter_retention_seconds),
+            now=now,
+            dry_run=dry_run,
+            batch=batch,
+        )
+        verb = "would delete" if dry_run else "deleted"
+        for table in ("verifications", "matches", "callbacks", "counters"):
+            typer.echo(f"{verb} {purged.rows.get(table, 0)} {table}")
