@@ -27,8 +27,6 @@ _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 verifications = cast(Table, VerificationRow.__table__)
 SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
 _MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
-CLAIM_COLUMNS = columns(CallbackClaim)
-REQUEST_COLUMNS = columns(RequestRow)
 
 
 async def driver(conn: AsyncConnection) -> Any:
@@ -53,6 +51,8 @@ def _pg_type(column: str) -> str:
     return "json" if isinstance(kind, JSON) else str(kind.compile(dialect=_PG))
 
 
+CLAIM_COLUMNS = columns(CallbackClaim)
+REQUEST_COLUMNS = columns(RequestRow)
 # A parameter of the store statement: (source, field). "claim" and "request" fields are read
 # from those rows, the others from the statement's own values (`_extra`).
 Name = tuple[str, str]
