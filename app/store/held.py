@@ -8,7 +8,9 @@ milliseconds). Here the connections stay checked out of the engine's pool for th
 the process, and waiters are served first come, first served.
 
 A connection whose user failed (a lost server, an error mid-statement) is invalidated and a
-new one is opened when it is next lent: a broken one is never lent twice.
+new one is opened when it is next lent: a broken one is never lent twice. A borrower that
+leaves for its own reasons raises `LeaveIntact`, and the connection is kept: discarding it
+for a missed deadline made every late decision under overload cost a reconnection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+class LeaveIntact(Exception):
+    """Raised by a borrower to leave `lend` early for its own reasons (a missed deadline):
+    the connection did nothing wrong and goes back to the set as it is."""
 
 
 class HeldConnections:
@@ -39,6 +46,8 @@ class HeldConnections:
                 if conn is None or conn.closed or conn.invalidated:
                     conn = await self.engine.connect()
                 yield conn
+            except LeaveIntact:
+                raise
             except BaseException:
                 if conn is not None:
                     await _discard(conn)

@@ -144,6 +144,7 @@ async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
 
             runtime.aggregator.observe_live = spy
             events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]
+            held = [] if runtime.held is None else list(runtime.held._idle)
             async with AsyncExitStack() as stack:  # every counting connection taken
                 for _ in range(1 if runtime.held is None else settings.database_pool_size):
                     await stack.enter_async_context(runtime.counting())
@@ -151,6 +152,8 @@ async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
             await runtime.intake.drain()
             assert [a.json() for a in answers] == [{"action": "deny"}] * 5
             assert observed == [], "late decisions counted after the connections came back"
+            if runtime.held is not None:  # and the held connections were kept, not replaced
+                assert sorted(map(id, runtime.held._idle)) == sorted(map(id, held))
             for event in events:
                 stored = await _stored(runtime.engine, event["id"])
                 assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")

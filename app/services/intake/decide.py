@@ -34,9 +34,15 @@ from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
 from app.store.counter_model import CounterDeltas
+from app.store.held import LeaveIntact
 from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
+
+
+class Late(TimeoutError, LeaveIntact):
+    """A decision that found itself past its deadline: its work is abandoned (on SQLite the
+    transaction rolls back), and a held PostgreSQL connection is kept, not discarded."""
 
 
 class Decider:
@@ -112,7 +118,7 @@ class Decider:
                 # Answered while queueing for a connection: doing the work now would only
                 # hold the connection from requests still in time (on SQLite, the one
                 # writer), and under load turn every later request late too.
-                raise TimeoutError("the deadline passed before a connection was free")
+                raise Late("the deadline passed before a connection was free")
             facts = _facts(event, delivery)
             counted = await self._aggregator.observe_live(conn, self._policies, facts)
             facts = facts.with_aggregates(counted.values)
@@ -123,7 +129,7 @@ class Decider:
             # On failure nothing is settled: in SQLite the transaction rolls back the counts;
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
             if late.is_set():
-                raise TimeoutError("decided after the deadline")
+                raise Late("decided after the deadline")
             allowed = decision.action == "allow"
             settle = counted.settle_in_store(allowed=allowed)
             reply = await self._store(
