@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from app.store.buckets import CounterDeltas
 
 from app.store import pg_fastpath
+from app.store.counter_model import CounterDeltas
 from app.store.rows import CallbackClaim, MatchRow, RequestRow
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
