@@ -162,7 +162,6 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
 
 def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
     decider = Decider(
-        engine=shared.engine,
         counting=shared.counting,
         settings=shared.settings,
         policies=shared.policies,

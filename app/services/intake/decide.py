@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.decision import Decision
 from app.rules.engine import evaluate
@@ -45,38 +46,29 @@ class Late(TimeoutError, LeaveIntact):
     transaction rolls back), and a held PostgreSQL connection is kept, not discarded."""
 
 
+@dataclass(kw_only=True, eq=False, slots=True)
 class Decider:
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        counting: Counting,
-        settings: Settings,
-        policies: PolicyCache,
-        aggregator: Aggregator,
-        outage: Outage,
-        reporter: Reporter,
-    ) -> None:
-        self._engine = engine
-        self._counting = counting
-        self._settings = settings
-        self._policies = policies
-        self._aggregator = aggregator
-        self._outage = outage
-        self._reporter = reporter
-        self._late: set[asyncio.Task[Reply]] = set()
+    """Decides request events within the deadline; built once by the composition root."""
+
+    counting: Counting
+    settings: Settings
+    policies: PolicyCache
+    aggregator: Aggregator
+    outage: Outage
+    reporter: Reporter
+    _late: set[asyncio.Task[Reply]] = field(default_factory=set, init=False)
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
         """The answer within the deadline; without the database, from memory or the fallback."""
         started = time.perf_counter()
-        if self._outage.down:
-            return await self._outage.decide(delivery, event, _facts(event, delivery), started)
+        if self.outage.down:
+            return await self.outage.decide(delivery, event, _facts(event, delivery), started)
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         # The deadline runs from receipt: time spent queueing before this point counts.
         queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
         try:
-            budget = self._outage.budget - max(0.0, queued)
+            budget = self.outage.budget - max(0.0, queued)
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
             late.set()
@@ -98,13 +90,13 @@ class Decider:
         # A timeout is no proof of an outage (a saturated process times out too): the
         # probe, on its own thread and loop, tells a slow database from a busy process.
         if work.done() and is_outage(exc) and not isinstance(exc, TimeoutError):
-            self._outage.trip(exc, "decide")
-            return await self._outage.decide(delivery, event, facts, started)
+            self.outage.trip(exc, "decide")
+            return await self.outage.decide(delivery, event, facts, started)
         if not work.done() or isinstance(exc, TimeoutError):
-            self._outage.suspect()
+            self.outage.suspect()
         log.warning("decision.fallback", verification_id=event.id, error=repr(exc)[:300])
         cause = "error" if work.done() else "deadline"
-        return await self._outage.fallback(delivery, event, facts, started, cause=cause)
+        return await self.outage.fallback(delivery, event, facts, started, cause=cause)
 
     async def _decide(
         self,
@@ -113,18 +105,18 @@ class Decider:
         started: float,
         late: asyncio.Event,
     ) -> Reply:
-        async with self._counting() as conn:
+        async with self.counting() as conn:
             if late.is_set():
                 # Answered while queueing for a connection: doing the work now would only
                 # hold the connection from requests still in time (on SQLite, the one
                 # writer), and under load turn every later request late too.
                 raise Late("the deadline passed before a connection was free")
             facts = _facts(event, delivery)
-            counted = await self._aggregator.observe_live(conn, self._policies, facts)
+            counted = await self.aggregator.observe_live(conn, self.policies, facts)
             facts = facts.with_aggregates(counted.values)
             decision = evaluate(counted.policy, facts)
             answer = build_answer(
-                method=event.method, decision=decision, defaults=self._settings.answers
+                method=event.method, decision=decision, defaults=self.settings.answers
             )
             # On failure nothing is settled: in SQLite the transaction rolls back the counts;
             # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
@@ -140,11 +132,11 @@ class Decider:
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
             action = str((reply.body or {}).get("action", ""))
-            self._reporter.decision_made(
+            self.reporter.decision_made(
                 event.id, decision, started, outcome="duplicate", action=action
             )
         else:
-            self._reporter.decision_made(event.id, decision, started, outcome="decided")
+            self.reporter.decision_made(event.id, decision, started, outcome="decided")
         return reply
 
     async def _store(
@@ -183,7 +175,7 @@ class Decider:
         answer = await inbox.stored_answer(conn, verification_id)
         if answer is None:
             # Claimed but never decided: the first delivery's answer was the fallback.
-            answer = {"action": self._settings.fallback_action}
+            answer = {"action": self.settings.fallback_action}
         return Reply(body=answer, duplicate=True)
 
     async def drain(self) -> None:

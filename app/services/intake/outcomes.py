@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,26 +27,21 @@ log = structlog.get_logger()
 SUCCESSFUL = "SUCCESSFUL"
 
 
+@dataclass(kw_only=True, eq=False, slots=True)
 class Outcomes:
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        counting: Counting,
-        policies: PolicyCache,
-        aggregator: Aggregator,
-    ) -> None:
-        self._engine = engine
-        self._counting = counting
-        self._policies = policies
-        self._aggregator = aggregator
+    """Stores results, delivery receipts and unknown events; credits successes to counters."""
+
+    engine: AsyncEngine
+    counting: Counting
+    policies: PolicyCache
+    aggregator: Aggregator
 
     async def result(self, delivery: Delivery, event: VerificationResultEvent) -> Reply:
         key = f"{RESULT_EVENT}:{event.id}:{event.status}:{event.reason or ''}:{event.source or ''}"
         claim = callback_row(
             delivery, 200, event=RESULT_EVENT, verification_id=event.id, dedupe_key=key
         )
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             if await inbox.claim_callback(conn, claim) is None:
                 return Reply(duplicate=True)
             known = await inbox.verification_keys(conn, event.id)
@@ -54,9 +50,9 @@ class Outcomes:
                 await stats_rollup.mark_late(conn, known["requested_at"])
         if event.status == SUCCESSFUL and _first_success(known):
             assert known is not None
-            async with self._counting() as conn:
-                policy = await self._policies.current(conn)
-                await self._aggregator.succeeded(conn, policy, known)
+            async with self.counting() as conn:
+                policy = await self.policies.current(conn)
+                await self.aggregator.succeeded(conn, policy, known)
         return Reply()
 
     async def delivered(self, delivery: Delivery, event: VerificationSmsDeliveredEvent) -> Reply:
@@ -68,7 +64,7 @@ class Outcomes:
         claim = callback_row(
             delivery, 200, event=SMS_DELIVERED_EVENT, verification_id=event.id, dedupe_key=key
         )
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             if await inbox.claim_callback(conn, claim) is None:
                 return Reply(duplicate=True)
             await inbox.upsert_delivery(conn, row)
@@ -83,7 +79,7 @@ class Outcomes:
         row = callback_row(
             delivery, 200, event=event, verification_id=ident or None, dedupe_key=dedupe_key
         )
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             duplicate = await inbox.claim_callback(conn, row) is None
         log.info("callback.unknown_event", event_type=event[:64])
         return Reply(duplicate=duplicate)

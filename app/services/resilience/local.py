@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.rules.decision import Decision
@@ -13,30 +14,23 @@ from app.settings import Settings
 from app.store.memory_counters import MemoryCounters
 
 
+@dataclass(kw_only=True, eq=False, slots=True)
 class LocalDecider:
-    """The rules engine as usual; velocity from what this process saw during the outage."""
+    """The rules engine as usual; velocity from what this process saw during the outage
+    (`aggregator` counts in `counters`, which the outage clears when the database returns)."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        policies: PolicyCache,
-        counters: MemoryCounters,
-        aggregator: Aggregator,
-    ) -> None:
-        """`aggregator` counts in `counters`, which the outage clears when the database returns."""
-        self._settings = settings
-        self._policies = policies
-        self.counters = counters
-        self._aggregator = aggregator
+    settings: Settings
+    policies: PolicyCache
+    counters: MemoryCounters
+    aggregator: Aggregator
 
     async def decide(self, facts: Facts) -> tuple[Decision, Facts]:
         """In `fallback` mode, or before any policy was loaded, the configured fallback."""
-        policy = self._policies.loaded
-        if policy is None or self._settings.outage_mode == "fallback":
-            return Decision.fallback(self._settings.fallback_action), facts
+        policy = self.policies.loaded
+        if policy is None or self.settings.outage_mode == "fallback":
+            return Decision.fallback(self.settings.fallback_action), facts
         no_conn: Any = None
-        counted = await self._aggregator.observe(no_conn, policy, facts)
+        counted = await self.aggregator.observe(no_conn, policy, facts)
         facts = facts.with_aggregates(counted.values)
         decision = evaluate(policy, facts)
         await counted.finish(no_conn, allowed=decision.action == "allow")

@@ -7,6 +7,7 @@ its transaction committed, so a crash mid-replay means replaying it again, harml
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,29 +30,22 @@ ATTEMPTS = 3
 Store = Callable[[Delivery], Awaitable[Reply]]  # stores a callback as intake would
 
 
+@dataclass(kw_only=True, eq=False, slots=True)
 class Replayer:
-    def __init__(
-        self,
-        *,
-        spool: Spool,
-        counting: Counting,
-        policies: PolicyCache,
-        aggregator: Aggregator,
-        metrics: Metrics,
-        store: Store,
-    ) -> None:
-        self._spool = spool
-        self._metrics = metrics
-        self._store = store
-        self._counting = counting
-        self._policies = policies
-        self._aggregator = aggregator
-        self._failures: dict[int, int] = {}
+    """Writes the spool to the database, oldest first (see outage.py for when)."""
+
+    spool: Spool
+    metrics: Metrics
+    store: Store
+    counting: Counting
+    policies: PolicyCache
+    aggregator: Aggregator
+    _failures: dict[int, int] = field(default_factory=dict, init=False)
 
     async def run(self) -> int:
         """Replay until the spool is empty, or an entry fails; raises on an outage error."""
         replayed = 0
-        while batch := await self._spool.head(BATCH):
+        while batch := await self.spool.head(BATCH):
             done: list[int] = []
             try:
                 for entry in batch:
@@ -60,8 +54,8 @@ class Replayer:
                     done.append(entry.seq)
             finally:
                 if done:
-                    await self._spool.remove(done)
-                    self._metrics.spool_depth.set(self._spool.depth)
+                    await self.spool.remove(done)
+                    self.metrics.spool_depth.set(self.spool.depth)
             replayed += len(done)
         return replayed
 
@@ -76,18 +70,18 @@ class Replayer:
             log.exception("spool.replay_failed", seq=entry.seq, failures=failures)
             if failures < ATTEMPTS:
                 return False
-            await self._spool.park(entry, repr(exc))
-            self._metrics.spool_parked.inc()
-            self._metrics.spool_depth.set(self._spool.depth)
+            await self.spool.park(entry, repr(exc))
+            self.metrics.spool_parked.inc()
+            self.metrics.spool_depth.set(self.spool.depth)
             return False
         self._failures.pop(entry.seq, None)
-        self._metrics.spool_replayed.labels(entry.kind, outcome).inc()
+        self.metrics.spool_replayed.labels(entry.kind, outcome).inc()
         return True
 
     async def _apply(self, entry: SpoolEntry) -> str:
         if entry.kind == DECISION:
             return await self._decision(SpooledDecision.from_json(entry.payload))
-        reply = await self._store(delivery_from_json(entry.payload["delivery"]))
+        reply = await self.store(delivery_from_json(entry.payload["delivery"]))
         return "duplicate" if reply.duplicate else "stored"
 
     async def _decision(self, spooled: SpooledDecision) -> str:
@@ -104,7 +98,7 @@ class Replayer:
             degraded=spooled.degraded,
         )
         key = f"{REQUEST_EVENT}:{event.id}"
-        async with self._counting() as conn:
+        async with self.counting() as conn:
             stored = await inbox.store_decision(
                 conn,
                 claim=callback_row(
@@ -117,8 +111,8 @@ class Replayer:
                 await self._supersede(conn, key, delivery, row)
                 return "duplicate"
             if spooled.degraded:  # decided without the database: it was never counted there
-                policy = await self._policies.current(conn)
-                counted = await self._aggregator.observe(conn, policy, facts)
+                policy = await self.policies.current(conn)
+                counted = await self.aggregator.observe(conn, policy, facts)
                 await counted.finish(conn, allowed=decision.action == "allow")
         return "stored"
 
