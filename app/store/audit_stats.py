@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Integer, Table, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,10 +22,7 @@ from app.store.audit import (
     matches,
     verifications,
 )
-from app.store.models import StatsHourRow, StatsShadowHourRow
-
-rollup = cast(Table, StatsHourRow.__table__)
-shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
+from app.store.tables import rollup, shadow_rollup
 
 Bucket = Literal["minute", "hour", "day"]
 GroupBy = Literal["country", "method", "rule", "reason"]

@@ -9,9 +9,9 @@ read in one atomic step, so concurrent attempts on one key see distinct totals.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_counters
@@ -27,11 +27,9 @@ from app.store.counter_model import (
     Totals,
     WindowQuery,
 )
-from app.store.models import CounterRow
 from app.store.pg_counters import PgCounters
+from app.store.tables import counters
 from app.store.upsert import cached, upsert
-
-counters = cast(Table, CounterRow.__table__)
 
 
 class SqlCounters:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, case, insert, select
+from sqlalchemy import ColumnElement, case, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
 from app.store.counter_model import CounterDeltas
-from app.store.models import CallbackRow, VerificationMatchRow, VerificationRow
 from app.store.rows import (
     CallbackClaim,
     DeliveryRow,
@@ -21,11 +20,8 @@ from app.store.rows import (
     columns,
     params,
 )
+from app.store.tables import callbacks, matches, verifications
 from app.store.upsert import cached, insert_for, upsert
-
-callbacks = cast(Table, CallbackRow.__table__)
-verifications = cast(Table, VerificationRow.__table__)
-matches = cast(Table, VerificationMatchRow.__table__)
 
 PENDING = "PENDING"
 CLAIM_COLUMNS = columns(CallbackClaim)

@@ -11,20 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import JSON
 
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
-from app.store.models import VerificationRow
 from app.store.rows import CallbackClaim, MatchRow, RequestRow, columns
+from app.store.tables import verifications
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-verifications = cast(Table, VerificationRow.__table__)
 SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
 _MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
 

@@ -6,16 +6,14 @@ import asyncio
 import concurrent.futures
 import threading
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app.store.models import CallbackRow
+from app.store.tables import callbacks
 from app.store.tasks import retrieve_exception
-
-callbacks = cast(Table, CallbackRow.__table__)
 
 
 class Prober:

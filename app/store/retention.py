@@ -7,17 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import CallbackRow, CounterRow, VerificationMatchRow, VerificationRow
+from app.store.tables import callbacks, counters, matches, verifications
 
-verifications = cast(Table, VerificationRow.__table__)
-callbacks = cast(Table, CallbackRow.__table__)
-matches = cast(Table, VerificationMatchRow.__table__)
-counters = cast(Table, CounterRow.__table__)
 ANONYMIZED = "#"  # an anonymised number is `<first digits>#<keyed hash>`
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, func, insert, literal_column, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.audit_stats import (
@@ -27,20 +27,9 @@ from app.store.audit_stats import (
     measures,
     shadow_measures,
 )
-from app.store.models import (
-    StatsHourRow,
-    StatsHourStateRow,
-    StatsShadowHourRow,
-    VerificationMatchRow,
-    VerificationRow,
-)
+from app.store.tables import matches, rollup, shadow_rollup, verifications
+from app.store.tables import rollup_hours as hours
 from app.store.upsert import insert_for
-
-verifications = cast(Table, VerificationRow.__table__)
-matches = cast(Table, VerificationMatchRow.__table__)
-rollup = cast(Table, StatsHourRow.__table__)
-shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
-hours = cast(Table, StatsHourStateRow.__table__)
 
 SETTLE = timedelta(hours=1)  # an hour is rolled once it ended this long ago
 LATE = timedelta(minutes=30)  # a write to a verification older than this marks its hour dirty

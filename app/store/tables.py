@@ -1,0 +1,25 @@
+"""The ORM models' tables, for the Core statements the store builds (one handle each)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from app.store.models import (
+    CallbackRow,
+    CounterRow,
+    StatsHourRow,
+    StatsHourStateRow,
+    StatsShadowHourRow,
+    VerificationMatchRow,
+    VerificationRow,
+)
+
+callbacks = cast(Table, CallbackRow.__table__)
+counters = cast(Table, CounterRow.__table__)
+matches = cast(Table, VerificationMatchRow.__table__)
+rollup = cast(Table, StatsHourRow.__table__)
+rollup_hours = cast(Table, StatsHourStateRow.__table__)
+shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
+verifications = cast(Table, VerificationRow.__table__)
