@@ -55,6 +55,7 @@ class Metrics:
             registry=registry,
         )
         self._outage_metrics(registry)
+        self._spool_metrics(registry)
         self.retention_rows = Counter(
             "verifyguard_retention_rows",
             "Rows deleted or anonymised by retention, by table and action.",
@@ -86,6 +87,8 @@ class Metrics:
             "1 while the database answers, 0 while VerifyGuard runs on its spool.",
             registry=registry,
         )
+
+    def _spool_metrics(self, registry: CollectorRegistry) -> None:
         self.spool_depth = Gauge(
             "verifyguard_spool_depth",
             "Entries in the local spool waiting to be written to the database.",

@@ -61,6 +61,19 @@ async def purge(
         async with engine.connect() as conn:
             result.add(await store.count_old(conn, before, oldest_bucket))
         return result
+    await _delete_old(engine, result, before, batch)
+    async with engine.begin() as conn:
+        result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
+        await stats_rollup.forget_before(conn, before)
+    for table, count in result.rows.items():
+        if metrics is not None:
+            metrics.retention_rows.labels(table, "deleted").inc(count)
+    return result
+
+
+async def _delete_old(engine: AsyncEngine, result: Purged, before: datetime, batch: int) -> None:
+    """Verifications (with their callbacks and matches), then callbacks, in batches of one
+    transaction each (a purge of millions of rows never holds one long lock)."""
     while True:
         async with engine.begin() as conn:
             ids = await store.old_verifications(conn, before, batch)
@@ -76,13 +89,6 @@ async def purge(
         result.add({"callbacks": gone})
         if gone < batch:
             break
-    async with engine.begin() as conn:
-        result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
-        await stats_rollup.forget_before(conn, before)
-    for table, count in result.rows.items():
-        if metrics is not None:
-            metrics.retention_rows.labels(table, "deleted").inc(count)
-    return result
 
 
 async def anonymize(
