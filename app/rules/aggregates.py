@@ -76,12 +76,16 @@ def _spec(keyed: Keyed, measure: Measure) -> AggregateSpec:
     return AggregateSpec(keyed.key, keyed.digits, keyed.window_seconds, measure)
 
 
-def velocity_spec(condition: Velocity) -> AggregateSpec:
+def velocity_specs(condition: Velocity) -> tuple[AggregateSpec, AggregateSpec | None]:
+    """What a velocity reads: its measure, and the successes it subtracts (`unverified`)."""
     spec = condition.velocity
+    if spec.measure == "unverified":
+        attempts: Measure = "allowed_attempts" if spec.only_allowed else "attempts"
+        return _spec(spec, attempts), _spec(spec, "successes")
     measure: Measure = spec.measure
     if spec.only_allowed:
         measure = "allowed_attempts" if spec.measure == "attempts" else "allowed_spend"
-    return _spec(spec, measure)
+    return _spec(spec, measure), None
 
 
 def conversion_specs(condition: Conversion) -> tuple[AggregateSpec, AggregateSpec]:
@@ -93,6 +97,9 @@ def specs_for(condition: Condition) -> Iterator[AggregateSpec]:
     """Every aggregate a condition tree reads."""
     for node in walk(condition):
         if isinstance(node, Velocity):
-            yield velocity_spec(node)
+            counted, verified = velocity_specs(node)
+            yield counted
+            if verified is not None:
+                yield verified
         elif isinstance(node, Conversion):
             yield from conversion_specs(node)

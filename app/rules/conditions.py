@@ -151,10 +151,12 @@ class Keyed(Frozen):
 
 
 class VelocitySpec(Keyed):
-    """Attempts (or spend) per key over the window, this attempt included, above `max`."""
+    """Attempts (spend, or attempts not verified yet) per key over the window, this attempt
+    included, above `max`. `unverified` counts the window's attempts less those that have
+    ended SUCCESSFUL: an attempt stops counting when its successful result arrives."""
 
     max: int | float = Field(ge=0)
-    measure: Literal["attempts", "spend"] = "attempts"
+    measure: Literal["attempts", "spend", "unverified"] = "attempts"
     only_allowed: bool = False
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_spec
+from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_specs
 from app.rules.conditions import FieldCondition
 from app.rules.decision import ConditionTrace
 from app.rules.facts import Facts
@@ -104,17 +104,24 @@ class ListNode:
 
 @dataclass(frozen=True, slots=True)
 class VelocityNode:
-    """Holds when the aggregate, this attempt included, is above `max`."""
+    """Holds when the aggregate, this attempt included, is above `max`; for `unverified`,
+    the attempts less the successes among them (`verified`)."""
 
     spec: AggregateSpec
     max: float
     window: str
+    verified: AggregateSpec | None = None
     head: str = field(init=False)
     tail: str = field(init=False)
     label: str = field(init=False)
 
     def __post_init__(self) -> None:
-        head = f"{_key_name(self.spec)} {_MEASURE_WORDS[self.spec.measure]}"
+        words = _MEASURE_WORDS[self.spec.measure]
+        if self.verified is not None:
+            words = (
+                "allowed unverified" if self.spec.measure == "allowed_attempts" else "unverified"
+            )
+        head = f"{_key_name(self.spec)} {words}"
         tail = f"in {self.window} > max {render(self.max)}"
         _derive(self, head=head, tail=tail, label=f"{head} {tail}")
 
@@ -131,9 +138,14 @@ class VelocityNode:
         if value is None or self.spec.key_value(facts) is None:
             return None
         if self.spec.measure == "allowed_attempts":
-            return value + 1
-        if self.spec.measure == "allowed_spend":
-            return value + (facts.price_amount or 0.0)
+            value += 1
+        elif self.spec.measure == "allowed_spend":
+            value += facts.price_amount or 0.0
+        if self.verified is not None:
+            successes = facts.aggregates.get(self.verified.id)
+            if successes is None:
+                return None
+            value = max(0.0, float(value - successes))
         return value
 
 
@@ -211,7 +223,8 @@ def compile_condition(condition: Condition) -> Node:
         return ListNode(condition.in_list)
     if isinstance(condition, Velocity):
         spec = condition.velocity
-        return VelocityNode(velocity_spec(condition), float(spec.max), spec.window)
+        counted, verified = velocity_specs(condition)
+        return VelocityNode(counted, float(spec.max), spec.window, verified)
     attempts, successes = conversion_specs(condition)
     spec_c = condition.conversion
     return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)

@@ -241,3 +241,36 @@ async def test_an_attempt_is_counted_only_under_the_current_policy(guard: SinchS
         versions = sorted(document["policy_version"] for document in stored)
     assert rows == {keys[0]: 1, keys[1]: 1}
     assert versions[1] == versions[0] + 1
+
+
+UNVERIFIED = {
+    "name": "unverified",
+    "action": "deny",
+    "reason": "number_velocity",
+    "when": {"velocity": {"key": "number", "window": "1h", "max": 2, "measure": "unverified"}},
+}
+
+
+async def test_unverified_attempts_stop_counting_when_they_verify(guard: SinchSender) -> None:
+    """Attempts count until their SUCCESSFUL result arrives, however late, and only once."""
+    await _install(guard, _policy(UNVERIFIED))
+    number = _number()
+
+    async def attempt() -> tuple[str, str]:
+        event = samples.request_event(number=number)
+        return event["id"], (await guard.post(event)).json()["action"]
+
+    async def verified(ident: str, source: str = "intercepted") -> None:
+        result = samples.result_event(verification_id=ident, number=number, source=source)
+        assert (await guard.post(result)).status_code == 200
+
+    (first, a1), (second, a2) = await attempt(), await attempt()
+    assert (a1, a2) == ("allow", "allow")
+    await verified(first)
+    await verified(first, source="manual")  # a repeated success is not credited twice
+    third, a3 = await attempt()
+    assert a3 == "allow", "3 attempts, 1 verified: 2 unverified"
+    assert (await attempt())[1] == "deny", "4 attempts, 1 verified: 3 unverified"
+    await verified(second)  # late results move the count back
+    await verified(third)
+    assert (await attempt())[1] == "allow", "5 attempts, 3 verified: 2 unverified"
