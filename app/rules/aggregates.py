@@ -33,6 +33,7 @@ class CounterKey:
     name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # range8: the first 8 digits; range-3: all but the last 3
         name = f"range{self.digits}" if self.key == "range" else _PREFIXES[self.key]
         object.__setattr__(self, "name", name)
 
@@ -46,7 +47,10 @@ class CounterKey:
     def _fact(self, facts: Facts) -> str | None:
         if self.key == "range":
             number = facts.number
-            return None if number is None else number[: 1 + (self.digits or 0)]
+            digits = self.digits or 0
+            if number is None or (digits < 0 and len(number) - 1 + digits < 1):
+                return None
+            return number[: 1 + digits] if digits > 0 else number[:digits]
         value = getattr(facts, self.key)
         return None if value is None or value == "" else str(value)
 
@@ -73,7 +77,7 @@ class AggregateSpec:
 
 
 def _spec(keyed: Keyed, measure: Measure) -> AggregateSpec:
-    return AggregateSpec(keyed.key, keyed.digits, keyed.window_seconds, measure)
+    return AggregateSpec(keyed.key, keyed.range_digits, keyed.window_seconds, measure)
 
 
 def velocity_specs(condition: Velocity) -> tuple[AggregateSpec, AggregateSpec | None]:

@@ -128,6 +128,7 @@ class Keyed(Frozen):
 
     key: CounterKeyName
     digits: int | None = Field(default=None, ge=1, le=15)
+    drop_last: int | None = Field(default=None, ge=1, le=12)
     window: str
 
     @field_validator("window", mode="before")
@@ -139,11 +140,21 @@ class Keyed(Frozen):
 
     @model_validator(mode="after")
     def _digits(self) -> Keyed:
-        if self.key == "range" and self.digits is None:
-            raise ValueError("key 'range' needs digits (leading digits of the number)")
-        if self.key != "range" and self.digits is not None:
-            raise ValueError(f"digits only applies to key 'range', not {self.key!r}")
+        if self.key == "range" and (self.digits is None) == (self.drop_last is None):
+            raise ValueError(
+                "key 'range' needs digits (leading digits of the number) or drop_last (the "
+                "number without its last digits), not both"
+            )
+        for name in ("digits", "drop_last"):
+            if self.key != "range" and getattr(self, name) is not None:
+                raise ValueError(f"{name} only applies to key 'range', not {self.key!r}")
         return self
+
+    @property
+    def range_digits(self) -> int | None:
+        """The range's width as the counters take it: leading digits kept (> 0), or
+        trailing digits dropped (< 0, the same block size in every numbering plan)."""
+        return -self.drop_last if self.drop_last is not None else self.digits
 
     @property
     def window_seconds(self) -> int:

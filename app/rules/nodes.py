@@ -206,7 +206,7 @@ def _leaf(
 
 
 def _key_name(spec: AggregateSpec) -> str:
-    return f"range{spec.digits}" if spec.key == "range" else spec.key
+    return spec.counter_key.name if spec.key == "range" else spec.key
 
 
 def compile_condition(condition: Condition) -> Node:

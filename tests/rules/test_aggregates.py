@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from app.rules.aggregates import AggregateSpec, CounterKey
+from app.rules.aggregates import AggregateSpec, CounterKey, velocity_specs
+from app.rules.conditions import Velocity
 from app.rules.engine import compile_policy
 
 from .factories import make_facts, make_policy, make_rule
@@ -77,3 +79,39 @@ def test_compiled_policy_collects_specs_of_active_rules_only() -> None:
         "successes:country:86400",
     }
     assert compiled.counter_keys == frozenset({CounterKey("country")})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("+46701234567", "range-3:+46701234"),  # Sweden, 9 national digits: blocks of 1,000
+        ("+14155552671", "range-3:+14155552"),  # North America, 10 national digits
+        ("+3545511234", "range-3:+3545511"),  # Iceland, 7 national digits: still 1,000
+        ("+4930901820", "range-3:+4930901"),  # a German fixed number
+    ],
+)
+def test_a_range_without_the_last_digits_is_the_same_block_size_everywhere(
+    endpoint: str, expected: str
+) -> None:
+    condition = Velocity.model_validate(
+        {"velocity": {"key": "range", "drop_last": 3, "window": "1h", "max": 5}}
+    )
+    (spec, _) = velocity_specs(condition)
+    assert spec.id == "attempts:range-3:3600"
+    assert spec.key_value(make_facts(endpoint=endpoint)) == expected
+
+
+def test_a_range_needs_exactly_one_width() -> None:
+    for bad in ({}, {"digits": 8, "drop_last": 3}):
+        with pytest.raises(
+            ValidationError, match=r"needs digits \(leading digits of the number\) or drop_last"
+        ):
+            Velocity.model_validate({"velocity": {"key": "range", "window": "1h", "max": 5} | bad})
+    with pytest.raises(ValidationError, match="drop_last only applies to key 'range'"):
+        Velocity.model_validate(
+            {"velocity": {"key": "country", "drop_last": 3, "window": "1h", "max": 5}}
+        )
+
+
+def test_nothing_is_left_of_a_short_number_without_its_last_digits() -> None:
+    assert CounterKey("range", -3).value(make_facts(endpoint="+123")) is None
