@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from app.rules.conditions import Frozen
 from app.rules.decision import DecidedBy, RuleMatch, TraceEntry
 from app.rules.model import Action, ListEntry, Mode, NamedList, Policy, Rule
 from app.sinch.events import VerificationRequestEvent
+from app.store.policy_rows import StoredRule
 
 
 class RuleCreate(Rule):
@@ -39,14 +40,31 @@ class RulePatch(Frozen):
 
 
 class RuleRead(Rule):
+    """A stored rule: its document, with its id, revision and who changed it last."""
+
     id: int
     created_at: datetime
     updated_at: datetime
     updated_by: str | None
 
+    @classmethod
+    def of(cls, row: StoredRule) -> RuleRead:
+        return cls.model_validate(
+            {
+                **row.document,
+                "id": row.id,
+                "revision": row.revision,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "updated_by": row.updated_by,
+            }
+        )
+
 
 class RevisionRead(BaseModel):
     """One immutable change of a rule: who, when, and the document before and after."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     rule_id: int
     rule_name: str

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from app.rules.model import Policy
+from app.store.policy_rows import StoredRule
 
 _MARK = {True: "match", False: "no match"}
 
@@ -21,12 +22,12 @@ def summary(policy: Policy) -> str:
     )
 
 
-def print_rules(rules: Sequence[Mapping[str, Any]]) -> None:
+def print_rules(rules: Sequence[StoredRule]) -> None:
     typer.echo(f"{'id':>4}  {'prio':>4}  {'mode':7}  {'action':6}  {'rev':>3}  {'reason':22}  name")
     for r in rules:
         typer.echo(
-            f"{r['id']:>4}  {r['priority']:>4}  {r['mode']:7}  {r['action']:6}  "
-            f"{r['revision']:>3}  {r['reason']:22}  {r['name']}"
+            f"{r.id:>4}  {r.priority:>4}  {r.mode:7}  {r.action:6}  "
+            f"{r.revision:>3}  {r.reason:22}  {r.name}"
         )
 
 

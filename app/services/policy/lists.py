@@ -60,9 +60,9 @@ async def delete_list(conn: AsyncConnection, *, name: str, by: Principal, now: d
     await lock_policy(conn)
     row = await _existing(conn, name)
     users = [
-        rule["name"]
+        rule.name
         for rule in await policy_store.rule_rows(conn)
-        if any(ref == name for _, ref in list_references(_when(rule["document"]), "when"))
+        if any(ref == name for _, ref in list_references(_when(rule.document), "when"))
     ]
     if users:
         raise Conflict(f"list {name!r} is used by rule(s) {', '.join(users)}", code="list_in_use")
