@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, mod
 from app.rules.conditions import Frozen
 from app.rules.decision import DecidedBy, RuleMatch, TraceEntry
 from app.rules.model import Action, ListEntry, Mode, NamedList, Policy, Rule
+from app.services.policy.io import ImportReport
 from app.sinch.events import VerificationRequestEvent
 from app.store.policy_rows import StoredRule
 
@@ -176,3 +177,17 @@ class ImportResult(BaseModel):
     deleted: list[str]
     lists_changed: bool
     default_action_changed: bool
+
+    @classmethod
+    def of(cls, report: ImportReport) -> ImportResult:
+        diff = report.diff
+        return cls(
+            version=report.version,
+            changed=diff.changed,
+            dry_run=report.dry_run,
+            created=diff.created,
+            updated=diff.updated,
+            deleted=diff.deleted,
+            lists_changed=diff.lists_changed,
+            default_action_changed=diff.default_action_changed,
+        )
