@@ -83,6 +83,8 @@ class ListCreate(NamedList):
 
 
 class _ListHead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str
     kind: str
     description: str
@@ -95,6 +97,8 @@ class ListSummary(_ListHead):
 
 
 class EntryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     value: str
     note: str
     expires_at: datetime | None
