@@ -36,21 +36,22 @@ CSV_BODY: dict[str, Any] = {
 
 
 @router.get("", response_model=list[ListSummary])
-async def list_lists(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[dict[str, Any]]:
+async def list_lists(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[ListSummary]:
     """List the named lists with their entry counts."""
-    return await lists_admin.list_lists(conn, now=now)
+    rows = await lists_admin.list_lists(conn, now=now)
+    return [ListSummary.model_validate(row) for row in rows]
 
 
 @router.post("", response_model=ListRead, status_code=201)
-async def create_list(body: ListCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> dict[str, Any]:
+async def create_list(body: ListCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> ListRead:
     """Create a list of numbers or prefixes."""
-    return await lists_admin.create_list(conn, named=body, by=by, now=now)
+    return ListRead.model_validate(await lists_admin.create_list(conn, named=body, by=by, now=now))
 
 
 @router.get("/{name}", response_model=ListRead)
-async def get_list(name: str, _: AuditorDep, conn: ConnDep, now: NowDep) -> dict[str, Any]:
+async def get_list(name: str, _: AuditorDep, conn: ConnDep, now: NowDep) -> ListRead:
     """Read a list with every entry (expired ones are shown as inactive)."""
-    return await lists_admin.get_list(conn, name=name, now=now)
+    return ListRead.model_validate(await lists_admin.get_list(conn, name=name, now=now))
 
 
 @router.delete("/{name}", status_code=204)

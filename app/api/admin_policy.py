@@ -44,9 +44,9 @@ async def import_policy(
     now: NowDep,
     runtime: RuntimeDep,
     dry_run: bool = False,
-) -> dict[str, Any]:
+) -> ImportResult:
     """Replace the whole policy atomically (JSON or YAML body); an invalid one changes nothing."""
-    return await policy_io.import_policy(
+    report = await policy_io.import_policy(
         conn,
         document=document,
         by=by,
@@ -54,6 +54,7 @@ async def import_policy(
         default_action=runtime.settings.default_action,
         dry_run=dry_run,
     )
+    return ImportResult.of(report)
 
 
 @router.post("/evaluate", response_model=EvaluateResult)

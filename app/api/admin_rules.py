@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from app.api.admin_deps import ConnDep, NowDep
@@ -15,42 +13,44 @@ router = APIRouter(prefix="/rules")
 
 
 @router.get("", response_model=list[RuleRead])
-async def list_rules(_: AuditorDep, conn: ConnDep) -> list[dict[str, Any]]:
+async def list_rules(_: AuditorDep, conn: ConnDep) -> list[RuleRead]:
     """List rules in evaluation order."""
-    return await rules_admin.list_rules(conn)
+    return [RuleRead.of(row) for row in await rules_admin.list_rules(conn)]
 
 
 @router.post("", response_model=RuleRead, status_code=201)
-async def create_rule(body: RuleCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> dict[str, Any]:
+async def create_rule(body: RuleCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> RuleRead:
     """Create a rule (revision 1)."""
-    return await rules_admin.create_rule(conn, rule=body, by=by, now=now)
+    return RuleRead.of(await rules_admin.create_rule(conn, rule=body, by=by, now=now))
 
 
 @router.get("/{rule_id}", response_model=RuleRead)
-async def get_rule(rule_id: int, _: AuditorDep, conn: ConnDep) -> dict[str, Any]:
+async def get_rule(rule_id: int, _: AuditorDep, conn: ConnDep) -> RuleRead:
     """Read one rule."""
-    return await rules_admin.get_rule(conn, rule_id=rule_id)
+    return RuleRead.of(await rules_admin.get_rule(conn, rule_id=rule_id))
 
 
 @router.put("/{rule_id}", response_model=RuleRead)
 async def update_rule(
     rule_id: int, body: RuleUpdate, by: AdminDep, conn: ConnDep, now: NowDep
-) -> dict[str, Any]:
+) -> RuleRead:
     """Replace a rule's document (a new revision unless nothing changed)."""
     expected = body.revision if "revision" in body.model_fields_set else None
-    return await rules_admin.update_rule(
+    row = await rules_admin.update_rule(
         conn, rule_id=rule_id, rule=body, by=by, now=now, expected_revision=expected
     )
+    return RuleRead.of(row)
 
 
 @router.patch("/{rule_id}", response_model=RuleRead)
 async def patch_rule(
     rule_id: int, body: RulePatch, by: AdminDep, conn: ConnDep, now: NowDep
-) -> dict[str, Any]:
+) -> RuleRead:
     """Change mode (`off` disables), priority or description."""
-    return await rules_admin.patch_rule(
+    row = await rules_admin.patch_rule(
         conn, rule_id=rule_id, changes=body.changes(), by=by, now=now
     )
+    return RuleRead.of(row)
 
 
 @router.delete("/{rule_id}", status_code=204)
@@ -61,16 +61,18 @@ async def delete_rule(rule_id: int, by: AdminDep, conn: ConnDep, now: NowDep) ->
 
 
 @router.get("/{rule_id}/revisions", response_model=list[RevisionRead])
-async def list_revisions(rule_id: int, _: AuditorDep, conn: ConnDep) -> list[dict[str, Any]]:
+async def list_revisions(rule_id: int, _: AuditorDep, conn: ConnDep) -> list[RevisionRead]:
     """A rule's revisions, newest first (also after it was deleted)."""
-    return await rules_admin.list_revisions(conn, rule_id=rule_id)
+    rows = await rules_admin.list_revisions(conn, rule_id=rule_id)
+    return [RevisionRead.model_validate(row) for row in rows]
 
 
 @router.post("/{rule_id}/revisions/{revision}/restore", response_model=RuleRead)
 async def restore_revision(
     rule_id: int, revision: int, by: AdminDep, conn: ConnDep, now: NowDep
-) -> dict[str, Any]:
+) -> RuleRead:
     """Make an earlier revision current again, as a new revision."""
-    return await rules_admin.restore_revision(
+    row = await rules_admin.restore_revision(
         conn, rule_id=rule_id, revision=revision, by=by, now=now
     )
+    return RuleRead.of(row)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from app.rules.conditions import Frozen
 from app.rules.decision import DecidedBy, RuleMatch, TraceEntry
 from app.rules.model import Action, ListEntry, Mode, NamedList, Policy, Rule
+from app.services.policy.io import ImportReport
 from app.sinch.events import VerificationRequestEvent
+from app.store.policy_rows import StoredRule
 
 
 class RuleCreate(Rule):
@@ -39,14 +41,31 @@ class RulePatch(Frozen):
 
 
 class RuleRead(Rule):
+    """A stored rule: its document, with its id, revision and who changed it last."""
+
     id: int
     created_at: datetime
     updated_at: datetime
     updated_by: str | None
 
+    @classmethod
+    def of(cls, row: StoredRule) -> RuleRead:
+        return cls.model_validate(
+            {
+                **row.document,
+                "id": row.id,
+                "revision": row.revision,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "updated_by": row.updated_by,
+            }
+        )
+
 
 class RevisionRead(BaseModel):
     """One immutable change of a rule: who, when, and the document before and after."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     rule_id: int
     rule_name: str
@@ -64,6 +83,8 @@ class ListCreate(NamedList):
 
 
 class _ListHead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str
     kind: str
     description: str
@@ -76,6 +97,8 @@ class ListSummary(_ListHead):
 
 
 class EntryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     value: str
     note: str
     expires_at: datetime | None
@@ -158,3 +181,17 @@ class ImportResult(BaseModel):
     deleted: list[str]
     lists_changed: bool
     default_action_changed: bool
+
+    @classmethod
+    def of(cls, report: ImportReport) -> ImportResult:
+        diff = report.diff
+        return cls(
+            version=report.version,
+            changed=diff.changed,
+            dry_run=report.dry_run,
+            created=diff.created,
+            updated=diff.updated,
+            deleted=diff.deleted,
+            lists_changed=diff.lists_changed,
+            default_action_changed=diff.default_action_changed,
+        )

@@ -28,8 +28,8 @@ def list_() -> None:
     typer.echo(f"{'name':24}  {'kind':6}  {'entries':>7}  {'active':>6}  description")
     for row in rows:
         typer.echo(
-            f"{row['name']:24}  {row['kind']:6}  {row['entries']:>7}  "
-            f"{row['active_entries']:>6}  {row['description']}"
+            f"{row.name:24}  {row.kind:6}  {row.entries:>7}  "
+            f"{row.active_entries:>6}  {row.description}"
         )
 
 
@@ -37,11 +37,11 @@ def list_() -> None:
 def show(name: str = typer.Argument(...)) -> None:
     """Show a list's entries (expired ones are marked)."""
     listed = run_change(lambda conn: lists_admin.get_list(conn, name=name, now=now()))
-    typer.echo(f"{listed['name']} ({listed['kind']}): {listed['description']}")
-    for entry in listed["entries"]:
-        expiry = entry["expires_at"].strftime("%Y-%m-%d %H:%M") if entry["expires_at"] else "never"
-        state = "" if entry["active"] else "  (expired)"
-        typer.echo(f"  {entry['value']:18}  expires {expiry:16}  {entry['note']}{state}")
+    typer.echo(f"{listed.name} ({listed.kind}): {listed.description}")
+    for entry in listed.entries:
+        expiry = entry.expires_at.strftime("%Y-%m-%d %H:%M") if entry.expires_at else "never"
+        state = "" if entry.active else "  (expired)"
+        typer.echo(f"  {entry.value:18}  expires {expiry:16}  {entry.note}{state}")
 
 
 @app.command()

@@ -9,6 +9,8 @@ from typing import Any
 import typer
 
 from app.rules.model import Policy
+from app.services.policy.io import ImportReport
+from app.store.policy_rows import StoredRule
 
 _MARK = {True: "match", False: "no match"}
 
@@ -21,28 +23,33 @@ def summary(policy: Policy) -> str:
     )
 
 
-def print_rules(rules: Sequence[Mapping[str, Any]]) -> None:
+def print_rules(rules: Sequence[StoredRule]) -> None:
     typer.echo(f"{'id':>4}  {'prio':>4}  {'mode':7}  {'action':6}  {'rev':>3}  {'reason':22}  name")
     for r in rules:
         typer.echo(
-            f"{r['id']:>4}  {r['priority']:>4}  {r['mode']:7}  {r['action']:6}  "
-            f"{r['revision']:>3}  {r['reason']:22}  {r['name']}"
+            f"{r.id:>4}  {r.priority:>4}  {r.mode:7}  {r.action:6}  "
+            f"{r.revision:>3}  {r.reason:22}  {r.name}"
         )
 
 
-def print_import(result: Mapping[str, Any]) -> None:
-    verb = "would change" if result["dry_run"] else "changed"
-    if not result["changed"]:
-        typer.echo(f"no changes: the policy already matches (version {result['version']})")
+def print_import(report: ImportReport) -> None:
+    diff = report.diff
+    verb = "would change" if report.dry_run else "changed"
+    if not diff.changed:
+        typer.echo(f"no changes: the policy already matches (version {report.version})")
         return
-    for what in ("created", "updated", "deleted"):
-        if result[what]:
-            typer.echo(f"{what:8} {', '.join(result[what])}")
-    if result["lists_changed"]:
+    for what, names in (
+        ("created", diff.created),
+        ("updated", diff.updated),
+        ("deleted", diff.deleted),
+    ):
+        if names:
+            typer.echo(f"{what:8} {', '.join(names)}")
+    if diff.lists_changed:
         typer.echo("lists    replaced")
-    if result["default_action_changed"]:
+    if diff.default_action_changed:
         typer.echo("default  action changed")
-    tail = "" if result["dry_run"] else f": policy version {result['version']}"
+    tail = "" if report.dry_run else f": policy version {report.version}"
     typer.echo(f"{verb}{tail}")
 
 

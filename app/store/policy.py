@@ -5,6 +5,8 @@ Single lists and their entries are in `app.store.lists`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
+from app.store.policy_rows import LoadedPolicy, PolicyEntry, PolicyList, RuleRevision, StoredRule
 
 state = cast(Table, PolicyStateRow.__table__)
 rules = cast(Table, RuleRow.__table__)
@@ -40,38 +43,34 @@ async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | Non
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def load_policy_rows(conn: AsyncConnection) -> dict[str, Any]:
-    """Everything needed to build the Policy model, as plain dicts."""
+async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:
+    """Everything needed to build the Policy model: version, default, rules, lists."""
     version_row = (await conn.execute(select(state).where(state.c.id == 1))).mappings().one()
-    rule_rows = (
-        await conn.execute(select(rules).order_by(rules.c.priority, rules.c.name))
-    ).mappings()
     list_rows = (await conn.execute(select(lists).order_by(lists.c.name))).mappings().all()
     entry_rows = (await conn.execute(select(entries).order_by(entries.c.id))).mappings().all()
-    by_list: dict[int, list[dict[str, Any]]] = {row["id"]: [] for row in list_rows}
+    by_list: dict[int, list[PolicyEntry]] = {row["id"]: [] for row in list_rows}
     for entry in entry_rows:
         by_list.setdefault(entry["list_id"], []).append(
-            {"value": entry["value"], "note": entry["note"], "expires_at": entry["expires_at"]}
+            PolicyEntry(value=entry["value"], note=entry["note"], expires_at=entry["expires_at"])
         )
-    return {
-        "version": int(version_row["version"]),
-        "default_action": version_row["default_action"],
-        "rules": [
-            {**row["document"], "id": row["id"], "revision": row["revision"]} for row in rule_rows
-        ],
-        "lists": [
-            {
-                "name": row["name"],
-                "kind": row["kind"],
-                "description": row["description"],
-                "entries": by_list[row["id"]],
-            }
+    return LoadedPolicy(
+        version=int(version_row["version"]),
+        default_action=version_row["default_action"],
+        rules=await rule_rows(conn),
+        lists=[
+            PolicyList(
+                name=row["name"],
+                kind=row["kind"],
+                description=row["description"],
+                entries=by_list[row["id"]],
+            )
             for row in list_rows
         ],
-    }
+    )
 
 
 revisions = cast(Table, RuleRevisionRow.__table__)
+_revision_columns = [revisions.c[f.name] for f in fields(RuleRevision)]
 
 
 async def rule_count(conn: AsyncConnection) -> int:
@@ -95,15 +94,15 @@ async def insert_rule(
     return int((await conn.execute(stmt.returning(rules.c.id))).scalar_one())
 
 
-async def rule_rows(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def rule_rows(conn: AsyncConnection) -> list[StoredRule]:
     """Every rule row, in evaluation order."""
     stmt = select(rules).order_by(rules.c.priority, rules.c.name)
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [StoredRule(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
-async def rule_row(conn: AsyncConnection, rule_id: int) -> dict[str, Any] | None:
+async def rule_row(conn: AsyncConnection, rule_id: int) -> StoredRule | None:
     row = (await conn.execute(select(rules).where(rules.c.id == rule_id))).mappings().first()
-    return dict(row) if row is not None else None
+    return StoredRule(**row) if row is not None else None
 
 
 async def rule_id_by_name(conn: AsyncConnection, name: str) -> int | None:
@@ -112,20 +111,22 @@ async def rule_id_by_name(conn: AsyncConnection, name: str) -> int | None:
     return int(found) if found is not None else None
 
 
-async def revision_rows(conn: AsyncConnection, rule_id: int) -> list[dict[str, Any]]:
+async def revision_rows(conn: AsyncConnection, rule_id: int) -> list[RuleRevision]:
     """A rule's history, newest first (kept after the rule is deleted)."""
     stmt = (
-        select(revisions)
+        select(*_revision_columns)
         .where(revisions.c.rule_id == rule_id)
         .order_by(revisions.c.revision.desc())
     )
-    return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    return [RuleRevision(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
-async def revision_row(conn: AsyncConnection, rule_id: int, revision: int) -> dict[str, Any] | None:
-    stmt = select(revisions).where(revisions.c.rule_id == rule_id, revisions.c.revision == revision)
+async def revision_row(conn: AsyncConnection, rule_id: int, revision: int) -> RuleRevision | None:
+    stmt = select(*_revision_columns).where(
+        revisions.c.rule_id == rule_id, revisions.c.revision == revision
+    )
     row = (await conn.execute(stmt)).mappings().first()
-    return dict(row) if row is not None else None
+    return RuleRevision(**row) if row is not None else None
 
 
 async def update_rule(
@@ -149,8 +150,9 @@ async def delete_rule(conn: AsyncConnection, rule_id: int) -> None:
     await conn.execute(delete(rules).where(rules.c.id == rule_id))
 
 
-async def add_revision(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    await conn.execute(insert(revisions).values(**row))
+async def add_revision(conn: AsyncConnection, row: RuleRevision) -> None:
+    values = {f.name: getattr(row, f.name) for f in fields(RuleRevision)}
+    await conn.execute(insert(revisions).values(**values))
 
 
 async def next_revision(conn: AsyncConnection, rule_id: int) -> int:
@@ -159,29 +161,26 @@ async def next_revision(conn: AsyncConnection, rule_id: int) -> int:
 
 
 async def replace_lists(
-    conn: AsyncConnection, *, named_lists: list[dict[str, Any]], now: datetime, actor: str | None
+    conn: AsyncConnection, *, named_lists: Sequence[PolicyList], now: datetime, actor: str | None
 ) -> None:
     """Drop every list and write the given ones (policy import)."""
     await conn.execute(delete(entries))
     await conn.execute(delete(lists))
     for named in named_lists:
         stmt = insert(lists).values(
-            name=named["name"],
-            kind=named["kind"],
-            description=named.get("description", ""),
-            created_at=now,
+            name=named.name, kind=named.kind, description=named.description, created_at=now
         )
         list_id = (await conn.execute(stmt.returning(lists.c.id))).scalar_one()
         rows = [
             {
                 "list_id": list_id,
-                "value": entry["value"],
-                "note": entry.get("note", ""),
-                "expires_at": entry.get("expires_at"),
+                "value": entry.value,
+                "note": entry.note,
+                "expires_at": entry.expires_at,
                 "created_at": now,
                 "created_by": actor,
             }
-            for entry in named.get("entries", [])
+            for entry in named.entries
         ]
         if rows:
             await conn.execute(insert(entries), rows)

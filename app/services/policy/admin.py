@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.rules.model import Policy, Rule
+from app.rules.model import NamedList, Policy, Rule
 from app.services.tokens import Principal
 from app.store import policy as store
+from app.store.policy_rows import PolicyEntry, PolicyList, RuleRevision, StoredRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,14 @@ def rule_document(rule: Rule) -> dict[str, Any]:
     return rule.model_dump(mode="json", exclude={"id", "revision"}, exclude_none=True)
 
 
-def stored_document(loaded: dict[str, Any]) -> dict[str, Any]:
-    """A rule from `load_policy_rows` without its id and revision: as `rule_document` gives."""
-    return {k: v for k, v in loaded.items() if k not in ("id", "revision")}
+def policy_list(named: NamedList) -> PolicyList:
+    """A validated named list as the store writes it."""
+    entries = [
+        PolicyEntry(value=e.value, note=e.note, expires_at=e.expires_at) for e in named.entries
+    ]
+    return PolicyList(
+        name=named.name, kind=named.kind, description=named.description, entries=entries
+    )
 
 
 async def lock_policy(conn: AsyncConnection) -> None:
@@ -58,14 +64,14 @@ async def replace_policy(
     author = Author(actor, now, token_id)
     await lock_policy(conn)
     current = await store.load_policy_rows(conn)
-    existing = {rule["name"]: rule for rule in current["rules"]}
+    existing = {rule.name: rule for rule in current.rules}
     for rule in policy.rules:
         await _sync_rule(conn, author, existing.pop(rule.name, None), rule_document(rule))
     for gone in existing.values():
         await _sync_rule(conn, author, gone, None)
     await store.replace_lists(
         conn,
-        named_lists=[named.model_dump(mode="python") for named in policy.lists],
+        named_lists=[policy_list(named) for named in policy.lists],
         now=now,
         actor=actor,
     )
@@ -76,15 +82,15 @@ async def replace_policy(
 async def _sync_rule(
     conn: AsyncConnection,
     author: Author,
-    before: dict[str, Any] | None,
+    before: StoredRule | None,
     document: dict[str, Any] | None,
 ) -> None:
     """Create, update or (no document) delete a stored rule; an unchanged one is left alone."""
-    old = None if before is None else stored_document(before)
+    old = None if before is None else before.document
     if old == document:
         return
     change = "created" if before is None else "deleted" if document is None else "updated"
-    rule_id = None if before is None else int(before["id"])
+    rule_id = None if before is None else before.id
     await write_rule(conn, author, rule_id=rule_id, before=old, after=document, change=change)
 
 
@@ -107,17 +113,17 @@ async def write_rule(
     rule_id = await _write_document(conn, author, rule_id, revision, after, new=before is None)
     await store.add_revision(
         conn,
-        {
-            "rule_id": rule_id,
-            "rule_name": (after or before or {}).get("name", ""),
-            "revision": revision,
-            "change": change,
-            "actor": author.actor,
-            "token_id": author.token_id,
-            "changed_at": author.now,
-            "before": before,
-            "after": after,
-        },
+        RuleRevision(
+            rule_id=rule_id,
+            rule_name=(after or before or {}).get("name", ""),
+            revision=revision,
+            change=change,
+            actor=author.actor,
+            token_id=author.token_id,
+            changed_at=author.now,
+            before=before,
+            after=after,
+        ),
     )
     return rule_id
 

@@ -7,6 +7,7 @@ than the one compiled here means another worker (or this one) changed it: reload
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,12 +47,12 @@ async def live_policy(
     conn: AsyncConnection, *, default_action: Action, timezone: str = "UTC"
 ) -> Policy:
     """The stored policy (`default_action` applies when none was ever set)."""
-    rows = await policy_store.load_policy_rows(conn)
+    loaded = await policy_store.load_policy_rows(conn)
     return Policy.model_validate(
         {
-            "rules": rows["rules"],
-            "lists": rows["lists"],
-            "default_action": rows["default_action"] or default_action,
+            "rules": [rule.loaded() for rule in loaded.rules],
+            "lists": [asdict(named) for named in loaded.lists],
+            "default_action": loaded.default_action or default_action,
             "timezone": timezone,
         }
     )

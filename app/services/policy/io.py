@@ -6,7 +6,7 @@ An import that changes nothing writes nothing: no revision, no version bump.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -43,6 +43,15 @@ class PolicyDiff:
             or self.lists_changed
             or self.default_action_changed
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import changed (or, dry run, would change), and the policy version after it."""
+
+    version: int
+    dry_run: bool
+    diff: PolicyDiff
 
 
 def export_document(policy: Policy) -> dict[str, Any]:
@@ -98,7 +107,7 @@ async def import_policy(
     now: datetime,
     default_action: Action,
     dry_run: bool = False,
-) -> dict[str, Any]:
+) -> ImportReport:
     """Replace the live policy atomically; report what changed and the resulting version."""
     policy = parse_policy(document)
     await lock_policy(conn)
@@ -108,7 +117,7 @@ async def import_policy(
         version = await replace_policy(
             conn, policy=policy, now=now, actor=by.name, token_id=by.token_id
         )
-    return {"version": version, "changed": diff.changed, "dry_run": dry_run, **asdict(diff)}
+    return ImportReport(version, dry_run, diff)
 
 
 def policy_diff(current: Policy, new: Policy) -> PolicyDiff:
@@ -123,7 +132,7 @@ def policy_diff(current: Policy, new: Policy) -> PolicyDiff:
     )
 
 
-def _lists_key(policy: Policy) -> dict[str, Any]:
+def _lists_key(policy: Policy) -> dict[str, tuple[str, str, list[tuple[str, str, str]]]]:
     """Lists compared regardless of their order and of the order of their entries."""
     return {
         named.name: (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,22 +24,58 @@ from app.store import lists as store
 from app.store import policy as policy_store
 
 
-async def list_lists(conn: AsyncConnection, *, now: datetime) -> list[dict[str, Any]]:
-    return [asdict(found) for found in await store.list_summaries(conn, now=now)]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryView:
+    """A list entry as shown: `active` until it expires."""
+
+    value: str
+    note: str
+    expires_at: datetime | None
+    active: bool
+    created_at: datetime
+    created_by: str | None
 
 
-async def get_list(conn: AsyncConnection, *, name: str, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListView:
+    """A named list as shown, with every entry (expired ones too)."""
+
+    name: str
+    kind: str
+    description: str
+    created_at: datetime
+    entries: list[EntryView]
+
+
+async def list_lists(conn: AsyncConnection, *, now: datetime) -> list[store.ListWithCounts]:
+    return await store.list_summaries(conn, now=now)
+
+
+async def get_list(conn: AsyncConnection, *, name: str, now: datetime) -> ListView:
     row = await _existing(conn, name)
     entries = [
-        asdict(entry) | {"active": entry.expires_at is None or entry.expires_at > now}
+        EntryView(
+            value=entry.value,
+            note=entry.note,
+            expires_at=entry.expires_at,
+            active=entry.expires_at is None or entry.expires_at > now,
+            created_at=entry.created_at,
+            created_by=entry.created_by,
+        )
         for entry in await store.entry_rows(conn, row.id)
     ]
-    return asdict(row) | {"entries": entries}
+    return ListView(
+        name=row.name,
+        kind=row.kind,
+        description=row.description,
+        created_at=row.created_at,
+        entries=entries,
+    )
 
 
 async def create_list(
     conn: AsyncConnection, *, named: NamedList, by: Principal, now: datetime
-) -> dict[str, Any]:
+) -> ListView:
     await lock_policy(conn)
     if await store.list_row(conn, named.name) is not None:
         raise Conflict(
@@ -60,9 +96,9 @@ async def delete_list(conn: AsyncConnection, *, name: str, by: Principal, now: d
     await lock_policy(conn)
     row = await _existing(conn, name)
     users = [
-        rule["name"]
+        rule.name
         for rule in await policy_store.rule_rows(conn)
-        if any(ref == name for _, ref in list_references(_when(rule["document"]), "when"))
+        if any(ref == name for _, ref in list_references(_when(rule.document), "when"))
     ]
     if users:
         raise Conflict(f"list {name!r} is used by rule(s) {', '.join(users)}", code="list_in_use")

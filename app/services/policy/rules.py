@@ -18,31 +18,20 @@ from app.services.policy.admin import Author, lock_policy, rule_document, write_
 from app.services.tokens import Principal
 from app.store import lists as list_store
 from app.store import policy as store
+from app.store.policy_rows import RuleRevision, StoredRule
 
 
-def rule_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored rule as the API shows it: its document plus id, revision and who changed it."""
-    return {
-        **row["document"],
-        "id": row["id"],
-        "revision": row["revision"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "updated_by": row["updated_by"],
-    }
+async def list_rules(conn: AsyncConnection) -> list[StoredRule]:
+    return await store.rule_rows(conn)
 
 
-async def list_rules(conn: AsyncConnection) -> list[dict[str, Any]]:
-    return [rule_view(row) for row in await store.rule_rows(conn)]
-
-
-async def get_rule(conn: AsyncConnection, *, rule_id: int) -> dict[str, Any]:
-    return rule_view(await _existing(conn, rule_id))
+async def get_rule(conn: AsyncConnection, *, rule_id: int) -> StoredRule:
+    return await _existing(conn, rule_id)
 
 
 async def create_rule(
     conn: AsyncConnection, *, rule: Rule, by: Principal, now: datetime
-) -> dict[str, Any]:
+) -> StoredRule:
     await lock_policy(conn)
     await _check(conn, rule, rule_id=None)
     author = Author.of(by, now)
@@ -60,13 +49,13 @@ async def update_rule(
     by: Principal,
     now: datetime,
     expected_revision: int | None = None,
-) -> dict[str, Any]:
+) -> StoredRule:
     """Replace a rule's document; `expected_revision` guards against lost updates."""
     await lock_policy(conn)
     row = await _existing(conn, rule_id)
-    if expected_revision is not None and expected_revision != row["revision"]:
+    if expected_revision is not None and expected_revision != row.revision:
         raise Conflict(
-            f"rule {rule_id} is at revision {row['revision']}, not {expected_revision}",
+            f"rule {rule_id} is at revision {row.revision}, not {expected_revision}",
             code="revision_mismatch",
         )
     await _check(conn, rule, rule_id=rule_id)
@@ -80,11 +69,11 @@ async def patch_rule(
     changes: Mapping[str, Any],
     by: Principal,
     now: datetime,
-) -> dict[str, Any]:
+) -> StoredRule:
     """Change some top-level fields (mode, priority, description); mode `off` disables."""
     await lock_policy(conn)
     row = await _existing(conn, rule_id)
-    rule = validated_rule({**row["document"], **changes})
+    rule = validated_rule({**row.document, **changes})
     return await _change(conn, row, rule_document(rule), "updated", Author.of(by, now))
 
 
@@ -95,14 +84,14 @@ async def delete_rule(conn: AsyncConnection, *, rule_id: int, by: Principal, now
         conn,
         Author.of(by, now),
         rule_id=rule_id,
-        before=row["document"],
+        before=row.document,
         after=None,
         change="deleted",
     )
     await store.bump_version(conn, now=now, actor=by.name)
 
 
-async def list_revisions(conn: AsyncConnection, *, rule_id: int) -> list[dict[str, Any]]:
+async def list_revisions(conn: AsyncConnection, *, rule_id: int) -> list[RuleRevision]:
     rows = await store.revision_rows(conn, rule_id)
     if not rows:
         raise NotFound(f"no rule {rule_id} and no history of one", code="rule_not_found")
@@ -111,18 +100,18 @@ async def list_revisions(conn: AsyncConnection, *, rule_id: int) -> list[dict[st
 
 async def restore_revision(
     conn: AsyncConnection, *, rule_id: int, revision: int, by: Principal, now: datetime
-) -> dict[str, Any]:
+) -> StoredRule:
     """Make an earlier revision current again, as a new revision; revives a deleted rule."""
     await lock_policy(conn)
     old = await store.revision_row(conn, rule_id, revision)
     if old is None:
         raise NotFound(f"rule {rule_id} has no revision {revision}", code="revision_not_found")
-    if old["after"] is None:
+    if old.after is None:
         raise Unprocessable(
             f"revision {revision} records the rule's deletion; restore an earlier one",
             code="revision_is_deletion",
         )
-    rule = validated_rule(old["after"])
+    rule = validated_rule(old.after)
     await _check(conn, rule, rule_id=rule_id)
     document, author = rule_document(rule), Author.of(by, now)
     row = await store.rule_row(conn, rule_id)
@@ -139,7 +128,7 @@ def validated_rule(document: Mapping[str, Any]) -> Rule:
         raise Unprocessable.listing(validation_errors(list(exc.errors()))) from None
 
 
-async def _existing(conn: AsyncConnection, rule_id: int) -> dict[str, Any]:
+async def _existing(conn: AsyncConnection, rule_id: int) -> StoredRule:
     row = await store.rule_row(conn, rule_id)
     if row is None:
         raise NotFound(f"no rule {rule_id}", code="rule_not_found")
@@ -174,20 +163,20 @@ def list_references(condition: Condition, loc: str) -> Iterator[tuple[str, str]]
 
 async def _change(
     conn: AsyncConnection,
-    row: Mapping[str, Any],
+    row: StoredRule,
     document: dict[str, Any],
     change: str,
     author: Author,
-) -> dict[str, Any]:
+) -> StoredRule:
     """Store a new document for an existing rule; an identical one changes nothing."""
-    if document == row["document"]:
-        return rule_view(row)
+    if document == row.document:
+        return row
     rule_id = await write_rule(
-        conn, author, rule_id=int(row["id"]), before=row["document"], after=document, change=change
+        conn, author, rule_id=row.id, before=row.document, after=document, change=change
     )
     return await _done(conn, rule_id, author)
 
 
-async def _done(conn: AsyncConnection, rule_id: int, author: Author) -> dict[str, Any]:
+async def _done(conn: AsyncConnection, rule_id: int, author: Author) -> StoredRule:
     await store.bump_version(conn, now=author.now, actor=author.actor)
     return await get_rule(conn, rule_id=rule_id)
