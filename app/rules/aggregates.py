@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app.rules.conditions import Conversion, Keyed, Velocity
+from app.rules.conditions import Conversion, Keyed, Velocity, Verified
 from app.rules.facts import Facts
 from app.rules.model import Condition, walk
 
@@ -97,6 +97,10 @@ def conversion_specs(condition: Conversion) -> tuple[AggregateSpec, AggregateSpe
     return _spec(condition.conversion, "attempts"), _spec(condition.conversion, "successes")
 
 
+def verified_spec(condition: Verified) -> AggregateSpec:
+    return _spec(condition.verified, "successes")
+
+
 def specs_for(condition: Condition) -> Iterator[AggregateSpec]:
     """Every aggregate a condition tree reads."""
     for node in walk(condition):
@@ -107,3 +111,5 @@ def specs_for(condition: Condition) -> Iterator[AggregateSpec]:
                 yield verified
         elif isinstance(node, Conversion):
             yield from conversion_specs(node)
+        elif isinstance(node, Verified):
+            yield verified_spec(node)

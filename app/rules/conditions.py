@@ -178,15 +178,26 @@ class ConversionSpec(Keyed):
     below: float = Field(gt=0, le=1)
 
 
+class VerifiedSpec(Keyed):
+    """Attempts per key that ended SUCCESSFUL over the window, at most `at_most`: a new or
+    dead destination (no real users), where pumping shows first."""
+
+    at_most: int = Field(ge=0)
+
+
 class Velocity(Frozen):
     velocity: VelocitySpec
+
+
+class Verified(Frozen):
+    verified: VerifiedSpec
 
 
 class Conversion(Frozen):
     conversion: ConversionSpec
 
 
-_TAGS = ("all", "any", "not", "field", "in_list", "velocity", "conversion")
+_TAGS = ("all", "any", "not", "field", "in_list", "velocity", "conversion", "verified")
 _CLASS_TAGS: dict[type[BaseModel], str] = {
     AllOf: "all",
     AnyOf: "any",
@@ -195,6 +206,7 @@ _CLASS_TAGS: dict[type[BaseModel], str] = {
     InList: "in_list",
     Velocity: "velocity",
     Conversion: "conversion",
+    Verified: "verified",
 }
 
 
@@ -233,7 +245,8 @@ Condition = Annotated[
     | Annotated[FieldCondition, Tag("field")]
     | Annotated[InList, Tag("in_list")]
     | Annotated[Velocity, Tag("velocity")]
-    | Annotated[Conversion, Tag("conversion")],
+    | Annotated[Conversion, Tag("conversion")]
+    | Annotated[Verified, Tag("verified")],
     Discriminator(
         condition_tag,
         custom_error_type="condition_kind",

@@ -25,6 +25,8 @@ from app.rules.conditions import (
     Not,
     Velocity,
     VelocitySpec,
+    Verified,
+    VerifiedSpec,
 )
 from app.rules.fields import METHODS, canonical_method
 
@@ -47,6 +49,8 @@ __all__ = [
     "Scope",
     "Velocity",
     "VelocitySpec",
+    "Verified",
+    "VerifiedSpec",
     "children",
     "walk",
 ]

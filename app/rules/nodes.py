@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_specs
+from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_specs, verified_spec
 from app.rules.conditions import FieldCondition
 from app.rules.decision import ConditionTrace
 from app.rules.facts import Facts
 from app.rules.lists import CompiledList
-from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity
+from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity, Verified
 from app.rules.render import as_json, compare, describe, operand, render
 
 _MEASURE_WORDS = {
@@ -205,6 +205,32 @@ def _leaf(
     return held
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedNode:
+    """Holds when the key's successes over the window are at most `at_most`."""
+
+    spec: AggregateSpec
+    at_most: int
+    window: str
+    head: str = field(init=False)
+    tail: str = field(init=False)
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        head = f"{_key_name(self.spec)} verified"
+        tail = f"in {self.window} <= at most {self.at_most}"
+        _derive(self, head=head, tail=tail, label=f"{head} {tail}")
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        value = env.facts.aggregates.get(self.spec.id)
+        if self.spec.key_value(env.facts) is None:
+            value = None
+        held = value is not None and value <= self.at_most
+        shown = "(no count)" if value is None else render(value)
+        text = f"{self.head} {shown} {self.tail}: {render(held)}"
+        return _leaf(out, depth, self.label, held, value, self.at_most, text)
+
+
 def _key_name(spec: AggregateSpec) -> str:
     return spec.counter_key.name if spec.key == "range" else spec.key
 
@@ -225,6 +251,9 @@ def compile_condition(condition: Condition) -> Node:
         spec = condition.velocity
         counted, verified = velocity_specs(condition)
         return VelocityNode(counted, float(spec.max), spec.window, verified)
+    if isinstance(condition, Verified):
+        spec_v = condition.verified
+        return VerifiedNode(verified_spec(condition), spec_v.at_most, spec_v.window)
     attempts, successes = conversion_specs(condition)
     spec_c = condition.conversion
     return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)

@@ -80,3 +80,27 @@ def _value(aggregates: dict[str, float]) -> float:
     actual = decision.trace[0].conditions[0].actual
     assert isinstance(actual, float)
     return actual
+
+
+VERIFIED = {"verified": {"key": "country", "window": "7d", "at_most": 0}}
+
+
+@pytest.mark.parametrize(
+    ("successes", "action", "shown"),
+    [
+        (0, "deny", "country verified 0 in 1w <= at most 0: true"),
+        (1, "allow", "country verified 1 in 1w <= at most 0: false"),
+    ],
+)
+def test_verified_at_most_catches_destinations_nobody_verifies(
+    successes: int, action: str, shown: str
+) -> None:
+    facts = make_facts(aggregates={"successes:country:604800": successes})
+    decision = decide(make_policy(make_rule(VERIFIED)), facts)
+    assert (decision.action, decision.trace[0].conditions[0].text) == (action, shown)
+
+
+def test_verified_without_a_count_is_false() -> None:
+    decision = decide(make_policy(make_rule(VERIFIED)), make_facts())
+    assert decision.action == "allow"
+    assert decision.trace[0].conditions[0].text.endswith("(no count) in 1w <= at most 0: false")

@@ -274,3 +274,28 @@ async def test_unverified_attempts_stop_counting_when_they_verify(guard: SinchSe
     await verified(second)  # late results move the count back
     await verified(third)
     assert (await attempt())[1] == "allow", "5 attempts, 3 verified: 2 unverified"
+
+
+DEAD_DESTINATION = {
+    "name": "dead-destination",
+    "action": "deny",
+    "reason": "low_conversion",
+    "when": {
+        "all": [
+            {"velocity": {"key": "number", "window": "1h", "max": 1, "measure": "unverified"}},
+            {"verified": {"key": "number", "window": "1d", "at_most": 0}},
+        ]
+    },
+}
+
+
+async def test_a_destination_that_never_verifies_is_stopped(guard: SinchSender) -> None:
+    """Unverified attempts to a key with no success in a day are denied; one success lifts it."""
+    await _install(guard, _policy(DEAD_DESTINATION))
+    number = _number()
+    first = samples.request_event(number=number)
+    assert (await guard.post(first)).json()["action"] == "allow"
+    assert (await guard.post(samples.request_event(number=number))).json()["action"] == "deny"
+    result = samples.result_event(verification_id=first["id"], number=number)
+    assert (await guard.post(result)).status_code == 200
+    assert (await guard.post(samples.request_event(number=number))).json()["action"] == "allow"
