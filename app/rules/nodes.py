@@ -24,6 +24,7 @@ _MEASURE_WORDS = {
     "spend": "spend",
     "allowed_attempts": "allowed velocity",
     "allowed_spend": "allowed spend",
+    "successes": "verified",
 }
 
 
@@ -104,13 +105,15 @@ class ListNode:
 
 @dataclass(frozen=True, slots=True)
 class VelocityNode:
-    """Holds when the aggregate, this attempt included, is above `max`; for `unverified`,
-    the attempts less the successes among them (`verified`)."""
+    """Holds when the aggregate, this attempt included, is above `max` (at most `max`, with
+    `at_most`: the `verified` condition); for `unverified`, the attempts less the successes
+    among them (`verified`)."""
 
     spec: AggregateSpec
     max: float
     window: str
     verified: AggregateSpec | None = None
+    at_most: bool = False
     head: str = field(init=False)
     tail: str = field(init=False)
     label: str = field(init=False)
@@ -122,12 +125,13 @@ class VelocityNode:
                 "allowed unverified" if self.spec.measure == "allowed_attempts" else "unverified"
             )
         head = f"{_key_name(self.spec)} {words}"
-        tail = f"in {self.window} > max {render(self.max)}"
+        limit = f"<= at most {render(self.max)}" if self.at_most else f"> max {render(self.max)}"
+        tail = f"in {self.window} {limit}"
         _derive(self, head=head, tail=tail, label=f"{head} {tail}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self._value(env.facts)
-        held = value is not None and value > self.max
+        held = value is not None and (value <= self.max if self.at_most else value > self.max)
         shown = "(no count)" if value is None else render(value)
         text = f"{self.head} {shown} {self.tail}: {render(held)}"
         return _leaf(out, depth, self.label, held, value, self.max, text)
@@ -205,32 +209,6 @@ def _leaf(
     return held
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedNode:
-    """Holds when the key's successes over the window are at most `at_most`."""
-
-    spec: AggregateSpec
-    at_most: int
-    window: str
-    head: str = field(init=False)
-    tail: str = field(init=False)
-    label: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        head = f"{_key_name(self.spec)} verified"
-        tail = f"in {self.window} <= at most {self.at_most}"
-        _derive(self, head=head, tail=tail, label=f"{head} {tail}")
-
-    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        value = env.facts.aggregates.get(self.spec.id)
-        if self.spec.key_value(env.facts) is None:
-            value = None
-        held = value is not None and value <= self.at_most
-        shown = "(no count)" if value is None else render(value)
-        text = f"{self.head} {shown} {self.tail}: {render(held)}"
-        return _leaf(out, depth, self.label, held, value, self.at_most, text)
-
-
 def _key_name(spec: AggregateSpec) -> str:
     return spec.counter_key.name if spec.key == "range" else spec.key
 
@@ -253,7 +231,7 @@ def compile_condition(condition: Condition) -> Node:
         return VelocityNode(counted, float(spec.max), spec.window, verified)
     if isinstance(condition, Verified):
         spec_v = condition.verified
-        return VerifiedNode(verified_spec(condition), spec_v.at_most, spec_v.window)
+        return VelocityNode(verified_spec(condition), spec_v.at_most, spec_v.window, at_most=True)
     attempts, successes = conversion_specs(condition)
     spec_c = condition.conversion
     return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)

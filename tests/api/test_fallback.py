@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
+from app.settings import Settings
 from app.sinch import samples
 from app.store.counter_model import BucketClock
 from app.store.models import CounterRow, VerificationRow
@@ -60,29 +62,35 @@ async def test_missed_deadline_answers_the_fallback_in_time(
     settings = make_settings(
         database_url, tmp_path, decision_deadline_ms=300, fallback_action="allow"
     )
+    async with _guard(settings) as (runtime, sinch):
+        blocker, release = await _block_counters(runtime, database_url)
+        try:
+            event = samples.request_event(number=NUMBER)
+            started = time.perf_counter()
+            response = await sinch.post(event)
+            elapsed = time.perf_counter() - started
+        finally:
+            await release()
+        assert response.status_code == 200
+        assert response.json()["action"] == "allow"
+        assert elapsed < 0.3 + 0.5, f"answered after {elapsed:.3f}s"
+        await runtime.intake.drain()
+        stored = await _stored(runtime.engine, event["id"])
+        assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
+        assert stored["answer"]["action"] == "allow"
+        del blocker
+
+
+@asynccontextmanager
+async def _guard(settings: Settings) -> AsyncIterator[tuple[Any, SinchSender]]:
+    """The app serving, its policy cache warm: its runtime and a signed sender."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        runtime = app.state.runtime
         transport = ASGITransport(app=app, raise_app_exceptions=False)
         async with AsyncClient(transport=transport, base_url="http://guard.test") as http:
             sinch = SinchSender(http, path=settings.callback_path)
-            await sinch.post(samples.request_event(number=NUMBER))  # warm the policy cache
-            blocker, release = await _block_counters(runtime, database_url)
-            try:
-                event = samples.request_event(number=NUMBER)
-                started = time.perf_counter()
-                response = await sinch.post(event)
-                elapsed = time.perf_counter() - started
-            finally:
-                await release()
-            assert response.status_code == 200
-            assert response.json()["action"] == "allow"
-            assert elapsed < 0.3 + 0.5, f"answered after {elapsed:.3f}s"
-            await runtime.intake.drain()
-            stored = await _stored(runtime.engine, event["id"])
-            assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
-            assert stored["answer"]["action"] == "allow"
-            del blocker
+            await sinch.post(samples.request_event(number=NUMBER))
+            yield app.state.runtime, sinch
 
 
 async def _block_counters(runtime: Any, database_url: str) -> tuple[Any, Any]:
@@ -128,35 +136,29 @@ async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
     fallback and, once a connection is free, do not count or decide at all: that work
     would only hold the connection from requests still in time (the overload loop)."""
     settings = make_settings(database_url, tmp_path, decision_deadline_ms=300, database_pool_size=2)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        runtime = app.state.runtime
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://guard.test") as http:
-            sinch = SinchSender(http, path=settings.callback_path)
-            await sinch.post(samples.request_event(number=NUMBER))  # warm the policy cache
-            observed: list[str] = []
-            real = runtime.aggregator.observe_live
+    async with _guard(settings) as (runtime, sinch):
+        observed: list[str] = []
+        real = runtime.aggregator.observe_live
 
-            async def spy(conn: Any, policies: Any, facts: Any) -> Any:
-                observed.append(str(facts.number))
-                return await real(conn, policies, facts)
+        async def spy(conn: Any, policies: Any, facts: Any) -> Any:
+            observed.append(str(facts.number))
+            return await real(conn, policies, facts)
 
-            runtime.aggregator.observe_live = spy
-            events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]
-            held = [] if runtime.held is None else list(runtime.held._idle)
-            async with AsyncExitStack() as stack:  # every counting connection taken
-                for _ in range(1 if runtime.held is None else settings.database_pool_size):
-                    await stack.enter_async_context(runtime.counting())
-                answers = await asyncio.gather(*(sinch.post(e) for e in events))
-            await runtime.intake.drain()
-            assert [a.json() for a in answers] == [{"action": "deny"}] * 5
-            assert observed == [], "late decisions counted after the connections came back"
-            if runtime.held is not None:  # and the held connections were kept, not replaced
-                assert sorted(map(id, runtime.held._idle)) == sorted(map(id, held))
-            for event in events:
-                stored = await _stored(runtime.engine, event["id"])
-                assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
-            after = await sinch.post(samples.request_event(number="+46701234599"))
-            assert after.json()["action"] == "allow"
-            assert observed == ["+46701234599"]
+        runtime.aggregator.observe_live = spy
+        events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]
+        held = [] if runtime.held is None else list(runtime.held._idle)
+        async with AsyncExitStack() as stack:  # every counting connection taken
+            for _ in range(1 if runtime.held is None else settings.database_pool_size):
+                await stack.enter_async_context(runtime.counting())
+            answers = await asyncio.gather(*(sinch.post(e) for e in events))
+        await runtime.intake.drain()
+        assert [a.json() for a in answers] == [{"action": "deny"}] * 5
+        assert observed == [], "late decisions counted after the connections came back"
+        if runtime.held is not None:  # and the held connections were kept, not replaced
+            assert sorted(map(id, runtime.held._idle)) == sorted(map(id, held))
+        for event in events:
+            stored = await _stored(runtime.engine, event["id"])
+            assert (stored["reason"], stored["decided_by"]) == ("fallback", "fallback")
+        after = await sinch.post(samples.request_event(number="+46701234599"))
+        assert after.json()["action"] == "allow"
+        assert observed == ["+46701234599"]
