@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +31,7 @@ from app.errors import AppError
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import stats as audit_stats
+from app.services.audit.documents import PageDoc, StatsDoc, TimelineDoc, VerificationDoc
 from app.services.audit.queries import AuditContext
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -74,9 +75,7 @@ Conn = Annotated[AsyncConnection, Depends(audit_connection)]
 
 
 @router.get("/verifications", response_model=VerificationPage)
-async def search_verifications(
-    q: Annotated[SearchQuery, Query()], conn: Conn, ctx: Ctx
-) -> dict[str, Any]:
+async def search_verifications(q: Annotated[SearchQuery, Query()], conn: Conn, ctx: Ctx) -> PageDoc:
     """Search verifications, newest first, one page at a time."""
     return await audit.search(
         conn=conn, ctx=ctx, filters=q.to_filter(), cursor=q.cursor, limit=q.limit
@@ -84,13 +83,13 @@ async def search_verifications(
 
 
 @router.get("/verifications/id/{verification_id}", response_model=VerificationRead)
-async def verification_by_id(verification_id: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+async def verification_by_id(verification_id: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
     """Look up a verification by its Sinch id."""
     return await audit.lookup(conn=conn, ctx=ctx, verification_id=verification_id)
 
 
 @router.get("/verifications/reference/{reference:path}", response_model=VerificationRead)
-async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
     """Look up the newest verification with this reference."""
     return await audit.lookup(conn=conn, ctx=ctx, reference=reference)
 
@@ -98,13 +97,13 @@ async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> dic
 @router.get("/verifications/{method}/number/{endpoint}", response_model=VerificationRead)
 async def verification_by_number(
     method: str, endpoint: str, conn: Conn, ctx: Ctx
-) -> dict[str, Any]:
+) -> VerificationDoc:
     """Look up the newest verification of this method for this number."""
     return await audit.lookup(conn=conn, ctx=ctx, method=method.lower(), number=e164(endpoint))
 
 
 @router.get("/verifications/{verification_id}/timeline", response_model=Timeline)
-async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> dict[str, Any]:
+async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> TimelineDoc:
     """Everything about one verification: callbacks as received, decision, trace, results."""
     return await audit.timeline(conn=conn, ctx=ctx, verification_id=verification_id)
 
@@ -122,14 +121,12 @@ async def export_verifications(
 
 
 @router.get("/stats", response_model=StatsRead)
-async def verification_stats(
-    q: Annotated[StatsQuery, Query()], conn: Conn, ctx: Ctx
-) -> dict[str, Any]:
+async def verification_stats(q: Annotated[StatsQuery, Query()], conn: Conn, ctx: Ctx) -> StatsDoc:
     """Attempts, decisions, outcomes and spend per time bucket and group."""
     return await stats_for(q, conn=conn, ctx=ctx)
 
 
-async def stats_for(q: StatsQuery, *, conn: AsyncConnection, ctx: AuditContext) -> dict[str, Any]:
+async def stats_for(q: StatsQuery, *, conn: AsyncConnection, ctx: AuditContext) -> StatsDoc:
     """The stats a query asks for (also `verifyguard audit stats`)."""
     return await audit_stats.stats(
         conn=conn,

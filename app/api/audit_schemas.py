@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -144,9 +144,70 @@ class VerificationPage(_Camel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next, older page.")
 
 
+class CallbackEventRead(_Camel):
+    """A callback as received, signed or not, and how we answered it."""
+
+    at: str | None = Field(description="When it was received (ISO-8601).")
+    kind: Literal["request", "result", "sms_delivered", "other"]
+    event: str | None = Field(description="Sinch's event name, e.g. VerificationResultEvent.")
+    callback_id: int
+    application: str | None
+    signature: str
+    http_status: int = Field(description="The HTTP status we answered with.")
+    error_code: str | None
+    content_type: str | None
+    body: Any = Field(description="The body as JSON; null when it was not JSON.")
+    raw_text: str | None = Field(description="The body as text when it was not JSON.")
+
+
+class RuleRevisionRead(_Camel):
+    """The deciding rule as it was at the revision that decided."""
+
+    rule: str
+    revision: int
+    change: str
+    actor: str | None
+    changed_at: str | None
+    definition: Any = Field(description="The rule's definition at that revision.")
+
+
+class ShadowMatchRead(_Camel):
+    rule: str
+    rule_id: int | None
+    rule_revision: int | None
+    action: str
+    reason: str
+    matched_at: str | None
+
+
+class DecisionEventRead(_Camel):
+    """Our decision on the request event, with what it was made from."""
+
+    at: str | None
+    kind: Literal["decision"]
+    action: str | None
+    reason: str | None
+    decided_by: str | None
+    rule: str | None
+    rule_id: int | None
+    rule_revision: int | None
+    rule_definition: RuleRevisionRead | None
+    policy_version: int | None
+    decision_ms: float | None
+    degraded: bool
+    answer: Any = Field(description="The answer sent to Sinch.")
+    shadow_matches: list[ShadowMatchRead]
+    trace: Any = Field(description="The rules engine's trace, rule by rule.")
+    aggregates: Any = Field(description="The counts the rules read.")
+    facts: Any = Field(description="The facts the rules saw.")
+
+
+TimelineEventRead = Annotated[CallbackEventRead | DecisionEventRead, Field(discriminator="kind")]
+
+
 class Timeline(_Camel):
     verification: VerificationRead
-    events: list[dict[str, Any]] = Field(
+    events: list[TimelineEventRead] = Field(
         description="Callbacks as received (request, sms_delivered, result, other) and the "
         "decision (trace, rule revision, shadow matches), in order."
     )

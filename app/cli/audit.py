@@ -27,6 +27,7 @@ from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
+from app.services.audit.documents import TimelineDoc, VerificationDoc
 from app.services.audit.queries import AuditContext, AuditFilter
 
 app = typer.Typer(help="Look up, search, export and count verifications.", no_args_is_help=True)
@@ -89,7 +90,7 @@ def show(
     asked = {"id": verification_id, "reference": reference, "number": number, "method": method}
     ctx = _context("show", {k: v for k, v in asked.items() if v}, mask=mask)
 
-    async def work(conn: AsyncConnection) -> dict[str, Any]:
+    async def work(conn: AsyncConnection) -> tuple[VerificationDoc, TimelineDoc | None]:
         found = await audit.lookup(
             conn=conn,
             ctx=ctx,
@@ -99,17 +100,17 @@ def show(
             number=number if not verification_id else None,
         )
         if not timeline:
-            return found
-        return await audit.timeline(conn=conn, ctx=ctx, verification_id=found["id"])
+            return found, None
+        return found, await audit.timeline(conn=conn, ctx=ctx, verification_id=found["id"])
 
-    result = _run(work)
+    found, shown = _run(work)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    elif timeline:
-        render.verification(result["verification"])
-        render.timeline(result["events"])
+        typer.echo(json.dumps(shown or found, indent=2, default=str))
+    elif shown:
+        render.verification(shown["verification"])
+        render.timeline(shown["events"])
     else:
-        render.verification(result)
+        render.verification(found)
 
 
 @app.command()

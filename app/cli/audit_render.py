@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from app.services.audit.documents import (
+    ShadowRuleDoc,
+    StatsCounts,
+    StatsDoc,
+    TimelineEvent,
+    VerificationDoc,
+)
 
 
 def _console() -> Console:
@@ -29,8 +38,8 @@ def _when(value: Any) -> str:
     return _text(value)[:19].replace("T", " ")
 
 
-def verification(v: dict[str, Any]) -> None:
-    decision = v["decision"]
+def verification(v: VerificationDoc) -> None:
+    decision, price = v["decision"], v["price"]
     rule = decision["rule"] and f"{decision['rule']} r{decision['ruleRevision']}"
     table = Table(show_header=False, box=None)
     rows = [
@@ -40,7 +49,7 @@ def verification(v: dict[str, Any]) -> None:
         ("method", v["method"]),
         ("reference", v["reference"]),
         ("application", v["application"]),
-        ("price", (v["price"] or {}).get("verificationPrice")),
+        ("price", price["verificationPrice"] if price else None),
         ("decision", f"{decision['action']} · {decision['reason']} · {decision['decidedBy']}"),
         ("rule", rule),
         ("shadow deny", decision["shadowDeny"]),
@@ -52,14 +61,14 @@ def verification(v: dict[str, Any]) -> None:
     _console().print(table)
 
 
-def timeline(events: list[dict[str, Any]]) -> None:
+def timeline(events: list[TimelineEvent]) -> None:
     table = Table("at", "kind", "what", title="timeline")
     for event in events:
         table.add_row(_when(event["at"]), event["kind"], _event_text(event))
     _console().print(table)
 
 
-def _event_text(event: dict[str, Any]) -> str:
+def _event_text(event: TimelineEvent) -> str:
     if event["kind"] == "decision":
         head = f"{event['action']} ({event['reason']}) by {event['decidedBy']}"
         if event["rule"]:
@@ -77,7 +86,7 @@ def _event_text(event: dict[str, Any]) -> str:
     return f"{summary}{status}"
 
 
-def page(items: list[dict[str, Any]]) -> None:
+def page(items: list[VerificationDoc]) -> None:
     columns = ("requested", "id", "method", "number", "cc", "action", "reason", "rule", "status")
     table = Table(*columns)
     for v in items:
@@ -96,22 +105,16 @@ def page(items: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
-_STATS = ("attempts", "allowed", "denied", "shadowWouldDeny", "completed", "successful")
+_COUNTS = ("attempts", "allowed", "denied", "shadowWouldDeny", "completed", "successful")
 
 
-def stats(result: dict[str, Any]) -> None:
+def stats(result: StatsDoc) -> None:
     title = f"{_when(result['since'])} → {_when(result['until'])}"
-    table = Table("bucket", "group", *_STATS, "conv", "spend allowed", "spend denied", title=title)
-    for row in [*result["rows"], result["totals"] | {"group": "TOTAL"}]:
-        conversion = row["conversionRate"]
-        table.add_row(
-            _when(row.get("bucket")),
-            _text(row.get("group")),
-            *(str(row[name]) for name in _STATS),
-            "-" if conversion is None else f"{conversion:.1%}",
-            _text(row["spendAllowed"]),
-            _text(row["spendDenied"]),
-        )
+    table = Table("bucket", "group", *_COUNTS, "conv", "spend allowed", "spend denied", title=title)
+    for row in result["rows"]:
+        table.add_row(*_stats_line(row["bucket"], row["group"], row, row["conversionRate"]))
+    totals = result["totals"]
+    table.add_row(*_stats_line(None, "TOTAL", totals, totals["conversionRate"]))
     _console().print(table)
     ranges = Table("range", "denied", title="top denied ranges")
     for found in result["topDeniedRanges"]:
@@ -119,6 +122,26 @@ def stats(result: dict[str, Any]) -> None:
     _console().print(ranges)
     shadow = Table("rule", "matches", "would deny", "of allowed", "successful", "would save")
     for rule in result["shadowRules"]:
-        counts = ("matches", "wouldDeny", "wouldDenyAllowed", "wouldDenySuccessful")
-        shadow.add_row(rule["rule"], *(str(rule[c]) for c in counts), _text(rule["spendWouldSave"]))
+        shadow.add_row(*_shadow_line(rule))
     _console().print(shadow)
+
+
+def _stats_line(
+    bucket: datetime | None, group: str | None, row: StatsCounts, conversion: float | None
+) -> list[str]:
+    counts = [row["attempts"], row["allowed"], row["denied"], row["shadowWouldDeny"]]
+    counts += [row["completed"], row["successful"]]
+    return [
+        _when(bucket),
+        _text(group),
+        *(str(count) for count in counts),
+        "-" if conversion is None else f"{conversion:.1%}",
+        _text(row["spendAllowed"]),
+        _text(row["spendDenied"]),
+    ]
+
+
+def _shadow_line(rule: ShadowRuleDoc) -> list[str]:
+    counts = [rule["matches"], rule["wouldDeny"], rule["wouldDenyAllowed"]]
+    counts.append(rule["wouldDenySuccessful"])
+    return [rule["rule"], *(str(count) for count in counts), _text(rule["spendWouldSave"])]

@@ -19,6 +19,7 @@ import phonenumbers
 
 from app.simulator.callback import CallbackTarget, action_of
 from app.simulator.catalog import price_for
+from app.simulator.wire import StatusDoc, StatusHead
 from app.sinch import samples
 
 METHODS = {"sms": "sms", "flashcall": "flashCall", "callout": "callout", "whatsapp": "whatsapp"}
@@ -51,15 +52,21 @@ class Verification:
     secret: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def status_document(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"id": self.id, "method": self.method, "status": self.status}
-        optional = {"reason": self.reason, "reference": self.reference, "source": self.source}
-        document |= {k: v for k, v in optional.items() if v is not None}
-        document["identity"] = {"type": "number", "endpoint": self.number}
-        document["countryId"] = _country(self.number)
-        document["verificationTimestamp"] = self.created_at.isoformat().replace("+00:00", "Z")
-        document["price"] = {"verificationPrice": {"currencyId": "EUR", "amount": self.price}}
-        return document
+    def status_document(self) -> StatusDoc:
+        head: StatusHead = {"id": self.id, "method": self.method, "status": self.status}
+        if self.reason is not None:
+            head["reason"] = self.reason
+        if self.reference is not None:
+            head["reference"] = self.reference
+        if self.source is not None:
+            head["source"] = self.source
+        return {
+            **head,
+            "identity": {"type": "number", "endpoint": self.number},
+            "countryId": _country(self.number),
+            "verificationTimestamp": self.created_at.isoformat().replace("+00:00", "Z"),
+            "price": {"verificationPrice": {"currencyId": "EUR", "amount": self.price}},
+        }
 
 
 class Emulator:

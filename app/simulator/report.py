@@ -4,10 +4,46 @@ the final report as text or as one JSON object.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from app.simulator.scenarios import Attempt
+
+
+class CountsDoc(TypedDict):
+    """One label's or scenario's counts in the JSON report."""
+
+    attempts: int
+    allowed: int
+    denied: int
+    errors: int
+    spend_allowed: float
+    spend_no_guard: float
+    denied_pct: float | None
+
+
+class ReportDoc(TypedDict):
+    """The JSON report; its key names are part of the CLI's contract."""
+
+    scenario: str
+    seed: int
+    duration_s: float
+    rate: float
+    elapsed_s: float
+    attempts: int
+    allowed: int
+    denied: int
+    errors: int
+    fraud_denied_pct: float | None
+    legit_denied_pct: float | None
+    currency: str
+    fraud_spend_allowed: float
+    fraud_spend_no_guard: float
+    fraud_spend_saved: float
+    followups_sent: int
+    followup_errors: int
+    by_label: dict[str, CountsDoc]
+    by_scenario: dict[str, CountsDoc]
 
 
 @dataclass(slots=True)
@@ -38,12 +74,16 @@ class Counts:
         answered = self.allowed + self.denied
         return round(100 * self.denied / answered, 2) if answered else None
 
-    def as_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["spend_allowed"] = round(self.spend_allowed, 4)
-        values["spend_no_guard"] = round(self.spend_no_guard, 4)
-        values["denied_pct"] = self.denied_pct
-        return values
+    def as_dict(self) -> CountsDoc:
+        return {
+            "attempts": self.attempts,
+            "allowed": self.allowed,
+            "denied": self.denied,
+            "errors": self.errors,
+            "spend_allowed": round(self.spend_allowed, 4),
+            "spend_no_guard": round(self.spend_no_guard, 4),
+            "denied_pct": self.denied_pct,
+        }
 
 
 @dataclass(slots=True)
@@ -78,7 +118,7 @@ class RunInfo:
     currency: str = "EUR"
 
 
-def report(tally: Tally, info: RunInfo) -> dict[str, Any]:
+def report(tally: Tally, info: RunInfo) -> ReportDoc:
     """The report as one JSON-able object; the key names are part of the CLI's contract."""
     fraud, legit = tally.label("fraud"), tally.label("legit")
     return {
@@ -116,7 +156,7 @@ def progress_line(tally: Tally, elapsed: float) -> str:
 _HEADER = f"{'':16}{'attempts':>9}{'allowed':>9}{'denied':>8}{'errors':>8}{'denied%':>9}"
 
 
-def render(document: dict[str, Any]) -> str:
+def render(document: ReportDoc) -> str:
     """The report as a short table for people."""
     currency = document["currency"]
     lines = [
@@ -125,8 +165,8 @@ def render(document: dict[str, Any]) -> str:
         f"(ran {document['elapsed_s']:.1f} s)",
         _HEADER + f"{'spend allowed':>15}{'no guard':>11}",
     ]
-    for group in ("by_label", "by_scenario"):
-        lines += [_row(name, counts) for name, counts in document[group].items()]
+    for group in (document["by_label"], document["by_scenario"]):
+        lines += [_row(name, counts) for name, counts in group.items()]
     lines += [
         f"fraud denied {_pct(document['fraud_denied_pct'])}   "
         f"legit denied {_pct(document['legit_denied_pct'])}",
@@ -142,7 +182,7 @@ def render(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _row(name: str, c: dict[str, Any]) -> str:
+def _row(name: str, c: CountsDoc) -> str:
     return (
         f"{name:16}{c['attempts']:>9}{c['allowed']:>9}{c['denied']:>8}{c['errors']:>8}"
         f"{_pct(c['denied_pct']):>9}{c['spend_allowed']:>15.2f}{c['spend_no_guard']:>11.2f}"

@@ -16,7 +16,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app.simulator.callback import CallbackTarget
-from app.simulator.lifecycle import METHODS, ApiError, Clock, Emulator, Verification
+from app.simulator.lifecycle import ApiError, Clock, Emulator, Verification
+from app.simulator.wire import (
+    FlashCallStarted,
+    Link,
+    ReportedDoc,
+    SecretDoc,
+    SmsStarted,
+    StartedDoc,
+    StatusDoc,
+)
 
 BASE = "/verification/v1"
 log = logging.getLogger("uvicorn.error")
@@ -61,7 +70,7 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 @router.post(f"{BASE}/verifications")
-async def start(request: Request) -> dict[str, Any]:
+async def start(request: Request) -> StartedDoc:
     """Start a verification; the request event goes to VerifyGuard before this returns."""
     verification = await _emulator(request).start(await _body(request))
     if verification.secret:  # what the phone would show; there is no phone here
@@ -72,7 +81,7 @@ async def start(request: Request) -> dict[str, Any]:
 
 
 @router.put(f"{BASE}/verifications/id/{{ident}}")
-async def report_by_id(ident: str, request: Request) -> dict[str, Any]:
+async def report_by_id(ident: str, request: Request) -> ReportedDoc:
     """Report the code (or the flash call's CLI) the user received."""
     emulator = _emulator(request)
     verification = await emulator.report(emulator.get(ident), await _body(request))
@@ -80,7 +89,7 @@ async def report_by_id(ident: str, request: Request) -> dict[str, Any]:
 
 
 @router.put(f"{BASE}/verifications/number/{{endpoint}}")
-async def report_by_number(endpoint: str, request: Request) -> dict[str, Any]:
+async def report_by_number(endpoint: str, request: Request) -> ReportedDoc:
     """Report for the newest verification of a number."""
     emulator = _emulator(request)
     verification = await emulator.report(emulator.latest(number=endpoint), await _body(request))
@@ -88,53 +97,65 @@ async def report_by_number(endpoint: str, request: Request) -> dict[str, Any]:
 
 
 @router.get(f"{BASE}/verifications/id/{{ident}}")
-async def status_by_id(ident: str, request: Request) -> dict[str, Any]:
+async def status_by_id(ident: str, request: Request) -> StatusDoc:
     return _emulator(request).get(ident).status_document()
 
 
 @router.get(f"{BASE}/verifications/{{method}}/number/{{endpoint}}")
-async def status_by_number(method: str, endpoint: str, request: Request) -> dict[str, Any]:
+async def status_by_number(method: str, endpoint: str, request: Request) -> StatusDoc:
     return _emulator(request).latest(number=endpoint, method=method).status_document()
 
 
 @router.get(f"{BASE}/verifications/reference/{{reference}}")
-async def status_by_reference(reference: str, request: Request) -> dict[str, Any]:
+async def status_by_reference(reference: str, request: Request) -> StatusDoc:
     return _emulator(request).latest(reference=reference).status_document()
 
 
 @router.get("/emulator/verifications/{ident}")
-async def secret(ident: str, request: Request) -> dict[str, Any]:
+async def secret(ident: str, request: Request) -> SecretDoc:
     """Emulator only: the code (or CLI) a real phone would have received."""
     verification = _emulator(request).get(ident)
-    key = "cli" if verification.method == "flashcall" else "code"
-    return {"id": verification.id, "method": verification.method, key: verification.secret}
+    if verification.method == "flashcall":
+        return {"id": verification.id, "method": verification.method, "cli": verification.secret}
+    return {"id": verification.id, "method": verification.method, "code": verification.secret}
 
 
-def _started(verification: Verification, base_url: str) -> dict[str, Any]:
+def _started(verification: Verification, base_url: str) -> StartedDoc:
     href = f"{base_url}{BASE}/verifications/id/{verification.id}"
-    document: dict[str, Any] = {"id": verification.id, "method": verification.method}
-    remaining = int((verification.expires_at - verification.created_at).total_seconds())
-    if verification.method == "sms":
-        document["sms"] = {"template": "Your code is {{CODE}}", "interceptionTimeout": remaining}
-    elif verification.method == "flashcall":
-        cli_filter = verification.secret[:-4] + "...." if verification.secret else ""
-        document["flashCall"] = {
-            "cliFilter": f"(.*){cli_filter[1:]}",
-            "interceptionTimeout": 45,
-            "reportTimeout": 75,
-        }
-    elif verification.method in METHODS:
-        document[METHODS[verification.method]] = {}
-    document["_links"] = [
+    links: list[Link] = [
         {"rel": "status", "href": href, "method": "GET"},
         {"rel": "report", "href": href, "method": "PUT"},
     ]
-    return document
+    ident, method = verification.id, verification.method
+    if method == "sms":
+        remaining = int((verification.expires_at - verification.created_at).total_seconds())
+        sms: SmsStarted = {"template": "Your code is {{CODE}}", "interceptionTimeout": remaining}
+        return {"id": ident, "method": method, "sms": sms, "_links": links}
+    if method == "flashcall":
+        return {
+            "id": ident,
+            "method": method,
+            "flashCall": _flash_call(verification),
+            "_links": links,
+        }
+    if method == "callout":
+        return {"id": ident, "method": method, "callout": {}, "_links": links}
+    if method == "whatsapp":
+        return {"id": ident, "method": method, "whatsapp": {}, "_links": links}
+    return {"id": ident, "method": method, "_links": links}
 
 
-def _reported(verification: Verification) -> dict[str, Any]:
-    document = {"id": verification.id, "method": verification.method}
-    document["status"] = verification.status
+def _flash_call(verification: Verification) -> FlashCallStarted:
+    cli_filter = verification.secret[:-4] + "...." if verification.secret else ""
+    return {"cliFilter": f"(.*){cli_filter[1:]}", "interceptionTimeout": 45, "reportTimeout": 75}
+
+
+def _reported(verification: Verification) -> ReportedDoc:
+    document: ReportedDoc = {
+        "id": verification.id,
+        "method": verification.method,
+        "status": verification.status,
+    }
     if verification.reason is not None:
         document["reason"] = verification.reason
     return document

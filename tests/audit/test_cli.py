@@ -98,6 +98,28 @@ def test_stats_prints_tables(cli_db: str) -> None:
     assert data["totals"]["attempts"] == 2 and data["totals"]["denied"] == 1
 
 
+def test_stats_json_keeps_its_key_order(cli_db: str) -> None:
+    """The CLI prints the service's document as built: `group` after the spend, no bucket or
+    group in the totals."""
+    _seed(cli_db, [row(), row(action="deny", reason="number_velocity")])
+    window = ["-f", "since=2026-03-02T00:00:00Z", "-f", "until=2026-03-03T00:00:00Z"]
+    data = json.loads(_invoke("stats", *window, "--group-by", "reason", "--json"))
+    counts = ["attempts", "allowed", "denied", "shadowWouldDeny", "completed", "successful"]
+    spend = ["spendAllowed", "spendDenied"]
+    assert list(data) == [
+        "since",
+        "until",
+        "bucket",
+        "groupBy",
+        "rows",
+        "totals",
+        "topDeniedRanges",
+        "shadowRules",
+    ]
+    assert list(data["rows"][0]) == ["bucket", *counts, *spend, "group", "conversionRate"]
+    assert list(data["totals"]) == [*counts, *spend, "conversionRate"]
+
+
 def test_rollup_rolls_the_settled_hours_once(cli_db: str) -> None:
     _seed(cli_db, [row(requested_at=BASE + minutes(m)) for m in (5, 65, 185)])
     hours = {(settled_until(datetime.now(UTC)) - BASE) // timedelta(hours=1)}

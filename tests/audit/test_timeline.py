@@ -63,3 +63,18 @@ async def test_timeline_masks_numbers_in_raw_bodies_for_auditors(
     assert NUMBER not in response.text
     request = response.json()["events"][0]
     assert request["body"]["identity"]["endpoint"] == "+4670****233"
+
+
+async def test_openapi_documents_the_timeline_events_by_kind(client: AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    items = schemas["Timeline"]["properties"]["events"]["items"]
+    assert items["discriminator"]["propertyName"] == "kind"
+    assert set(items["discriminator"]["mapping"]) == {
+        "request",
+        "result",
+        "sms_delivered",
+        "other",
+        "decision",
+    }
+    assert "ruleDefinition" in schemas["DecisionEventRead"]["properties"]
+    assert "rawText" in schemas["CallbackEventRead"]["properties"]

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest, NotFound
 from app.services.audit import view
+from app.services.audit.documents import PageDoc, TimelineDoc, VerificationDoc
 from app.services.audit.timeline import timeline_events
 from app.services.tokens import Principal
 from app.settings import Settings
@@ -95,7 +96,7 @@ async def lookup(
     reference: str | None = None,
     method: str | None = None,
     number: str | None = None,
-) -> dict[str, Any]:
+) -> VerificationDoc:
     """One verification by id, or the newest by reference or by method and number."""
     await record(conn, ctx=ctx)
     if verification_id is not None:
@@ -114,7 +115,7 @@ async def search(
     filters: AuditFilter,
     cursor: str | None,
     limit: int,
-) -> dict[str, Any]:
+) -> PageDoc:
     """A page of verifications, newest first, and the cursor of the next (older) page."""
     await record(conn, ctx=ctx)
     after = _cursor(cursor)
@@ -138,12 +139,12 @@ def _cursor(token: str | None) -> store.Cursor | None:
 
 async def timeline(
     *, conn: AsyncConnection, ctx: AuditContext, verification_id: str
-) -> dict[str, Any]:
+) -> TimelineDoc:
     """Everything about one verification in order: callbacks as received and the decision."""
     await record(conn, ctx=ctx)
     row = await store.by_id(conn, verification_id)
     if row is None:
         raise NotFound("No verification has this id.", code="verification_not_found")
     events = await timeline_events(conn, row)
-    result = {"verification": view.sinch_shaped(row, reveal=True), "events": events}
+    result: TimelineDoc = {"verification": view.sinch_shaped(row, reveal=True), "events": events}
     return result if ctx.reveal else view.mask_deep(result)

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import BadRequest
+from app.services.audit.documents import (
+    ShadowRuleDoc,
+    StatsCounts,
+    StatsDoc,
+    StatsRow,
+    StatsTotals,
+)
 from app.services.audit.queries import AuditContext, record
 from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
@@ -26,8 +33,6 @@ __all__ = ["Bucket", "GroupBy", "stats"]
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_BUCKETS = 10_000
 _WIDTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-_COUNTS = ("attempts", "allowed", "denied", "shadow_would_deny", "completed", "successful")
-_SHADOW_COUNTS = ("matches", "would_deny", "would_deny_allowed", "would_deny_successful")
 
 
 async def stats(
@@ -39,7 +44,7 @@ async def stats(
     group_by: GroupBy | None,
     range_digits: int,
     top: int,
-) -> dict[str, Any]:
+) -> StatsDoc:
     """Stats over the filtered window, plus the top denied number ranges and shadow rules."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
@@ -49,15 +54,17 @@ async def stats(
         cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
         shadow += await store.shadow_rules(conn, part, rolled=rolled)
     ranges = await store.top_denied_ranges(conn, window, digits=range_digits, limit=top)
-    result = {
+    assert window.since is not None
+    assert window.until is not None
+    result: StatsDoc = {
         "since": window.since,
         "until": window.until,
         "bucket": bucket,
         "groupBy": group_by,
-        "rows": sorted(_merge(cells, ("bucket", "grp")), key=_order),
-        "totals": (_merge(cells, ()) or [_finish(_rename(_empty()))])[0],
+        "rows": sorted(_grouped_rows(cells), key=_order),
+        "totals": _totals(cells),
         "topDeniedRanges": [{"range": r.range, "denied": r.denied} for r in ranges],
-        "shadowRules": _merge(shadow, ("rule",), _SHADOW_COUNTS, ("spend_would_save",)),
+        "shadowRules": _shadow_rows(shadow),
     }
     return result if ctx.reveal else mask_deep(result)
 
@@ -94,67 +101,107 @@ def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> Au
     return dataclasses.replace(filters, since=since, until=until)
 
 
-def _merge(
-    rows: Iterable[StatsCell | ShadowCell],
-    keys: tuple[str, ...],
-    counts: tuple[str, ...] = _COUNTS,
-    spends: tuple[str, ...] = ("spend_allowed", "spend_denied"),
-) -> list[dict[str, Any]]:
-    """Fold per-currency rows into one per key: counts summed, spend as {currency: amount}.
-
-    `keys`, `counts` and `spends` name fields of the rows; the cells are the answer's."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = tuple(_key(name, getattr(row, name)) for name in keys)
-        cell = merged.setdefault(key, _empty(dict(zip(keys, key, strict=True)), counts, spends))
-        for name in counts:
-            cell[name] += int(getattr(row, name) or 0)
-        for name in spends:
-            spent = getattr(row, name)
-            if spent is not None:
-                by_currency = cell[name]
-                currency = row.currency or "unknown"
-                by_currency[currency] = round(by_currency.get(currency, 0.0) + spent, 6)
-    return [_finish(_rename(cell)) for cell in merged.values()]
+Spend = dict[str, float]
+_Key = tuple[datetime | None, str | None]
 
 
-def _key(name: str, value: Any) -> Any:
-    if name != "bucket" or value is None:
-        return value
+def _add_spend(spend: Spend, amount: float | None, currency: str | None) -> None:
+    """Spend is kept per currency: {currency: amount}, rounded as it adds up."""
+    if amount is not None:
+        key = currency or "unknown"
+        spend[key] = round(spend.get(key, 0.0) + amount, 6)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One row's counts summed over currencies, and its spend per currency."""
+
+    attempts: int = 0
+    allowed: int = 0
+    denied: int = 0
+    shadow_would_deny: int = 0
+    completed: int = 0
+    successful: int = 0
+    spend_allowed: Spend = field(default_factory=dict)
+    spend_denied: Spend = field(default_factory=dict)
+
+    def add(self, cell: StatsCell) -> None:
+        self.attempts += int(cell.attempts or 0)  # a sum may come as a Decimal
+        self.allowed += int(cell.allowed or 0)
+        self.denied += int(cell.denied or 0)
+        self.shadow_would_deny += int(cell.shadow_would_deny or 0)
+        self.completed += int(cell.completed or 0)
+        self.successful += int(cell.successful or 0)
+        _add_spend(self.spend_allowed, cell.spend_allowed, cell.currency)
+        _add_spend(self.spend_denied, cell.spend_denied, cell.currency)
+
+    def conversion(self) -> float | None:
+        return round(self.successful / self.allowed, 4) if self.allowed else None
+
+    def counts(self) -> StatsCounts:
+        return {
+            "attempts": self.attempts,
+            "allowed": self.allowed,
+            "denied": self.denied,
+            "shadowWouldDeny": self.shadow_would_deny,
+            "completed": self.completed,
+            "successful": self.successful,
+            "spendAllowed": self.spend_allowed,
+            "spendDenied": self.spend_denied,
+        }
+
+
+def _grouped_rows(cells: Iterable[StatsCell]) -> list[StatsRow]:
+    """One row per (bucket, group), in order of first appearance; `group` before the rate."""
+    tallies: dict[_Key, _Tally] = {}
+    for cell in cells:
+        tallies.setdefault((_bucket(cell.bucket), cell.grp), _Tally()).add(cell)
+    rows: list[StatsRow] = []
+    for (bucket, group), tally in tallies.items():
+        rate = tally.conversion()
+        rows.append({"bucket": bucket, **tally.counts(), "group": group, "conversionRate": rate})
+    return rows
+
+
+def _totals(cells: Iterable[StatsCell]) -> StatsTotals:
+    tally = _Tally()
+    for cell in cells:
+        tally.add(cell)
+    return {**tally.counts(), "conversionRate": tally.conversion()}
+
+
+def _shadow_rows(cells: Iterable[ShadowCell]) -> list[ShadowRuleDoc]:
+    """One row per shadow rule, in order of first appearance."""
+    rows: dict[str, ShadowRuleDoc] = {}
+    for cell in cells:
+        row = rows.setdefault(cell.rule, _shadow_row(cell.rule))
+        row["matches"] += int(cell.matches or 0)
+        row["wouldDeny"] += int(cell.would_deny or 0)
+        row["wouldDenyAllowed"] += int(cell.would_deny_allowed or 0)
+        row["wouldDenySuccessful"] += int(cell.would_deny_successful or 0)
+        _add_spend(row["spendWouldSave"], cell.spend_would_save, cell.currency)
+    return list(rows.values())
+
+
+def _shadow_row(rule: str) -> ShadowRuleDoc:
+    return {
+        "rule": rule,
+        "matches": 0,
+        "wouldDeny": 0,
+        "wouldDenyAllowed": 0,
+        "wouldDenySuccessful": 0,
+        "spendWouldSave": {},
+    }
+
+
+def _bucket(value: datetime | str | None) -> datetime | None:
+    """A bucket's start as an aware UTC datetime (SQLite gives naive ISO text)."""
+    if value is None:
+        return None
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _empty(
-    keys: dict[str, Any] | None = None,
-    counts: tuple[str, ...] = _COUNTS,
-    spends: tuple[str, ...] = ("spend_allowed", "spend_denied"),
-) -> dict[str, Any]:
-    cell: dict[str, Any] = dict(keys or {})
-    cell.update({name: 0 for name in counts})
-    cell.update({name: {} for name in spends})
-    return cell
-
-
-def _finish(cell: dict[str, Any]) -> dict[str, Any]:
-    if "allowed" in cell:
-        allowed = cell["allowed"]
-        cell["conversionRate"] = round(cell["successful"] / allowed, 4) if allowed else None
-    return cell
-
-
-def _rename(cell: dict[str, Any]) -> dict[str, Any]:
-    renamed = {_camel(name): value for name, value in cell.items()}
-    if "grp" in renamed:
-        renamed["group"] = renamed.pop("grp")
-    return renamed
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _order(row: dict[str, Any]) -> tuple[Any, ...]:
-    bucket = row.get("bucket")
-    return (bucket is not None, bucket, str(row.get("group")))
+def _order(row: StatsRow) -> tuple[bool, datetime | None, str]:
+    bucket = row["bucket"]
+    return (bucket is not None, bucket, str(row["group"]))

@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.services.audit.documents import (
+    CallbackEvent,
+    CallbackKind,
+    DecisionEvent,
+    RuleRevisionDoc,
+    ShadowMatchDoc,
+    TimelineEvent,
+)
 from app.services.audit.view import iso, parse_body
 from app.store import audit as store
 from app.store.audit_rows import RuleAtRevision, ShadowMatch, StoredCallback, Verification
 
-_KINDS = {
+_KINDS: dict[str, CallbackKind] = {
     "VerificationRequestEvent": "request",
     "VerificationResultEvent": "result",
     "VerificationSmsDeliveredEvent": "sms_delivered",
 }
 
 
-async def timeline_events(conn: AsyncConnection, row: Verification) -> list[dict[str, Any]]:
+async def timeline_events(conn: AsyncConnection, row: Verification) -> list[TimelineEvent]:
     """Callbacks in arrival order; the decision follows the request it answered."""
-    events = [_callback_event(cb) for cb in await store.callbacks_of(conn, row.id)]
+    callbacks = [_callback_event(cb) for cb in await store.callbacks_of(conn, row.id)]
+    events: list[TimelineEvent] = list(callbacks)
     if row.action is None:
         return events
     decision = await _decision_event(conn, row)
-    position = _after_request(events, row.request_callback_id)
-    events.insert(position, decision)
+    events.insert(_after_request(callbacks, row.request_callback_id), decision)
     return events
 
 
-def _after_request(events: list[dict[str, Any]], callback_id: int | None) -> int:
+def _after_request(events: list[CallbackEvent], callback_id: int | None) -> int:
     for index, event in enumerate(events):
         if event["callbackId"] == callback_id or (
             callback_id is None and event["kind"] == "request"
@@ -37,7 +43,7 @@ def _after_request(events: list[dict[str, Any]], callback_id: int | None) -> int
     return len(events)
 
 
-def _callback_event(cb: StoredCallback) -> dict[str, Any]:
+def _callback_event(cb: StoredCallback) -> CallbackEvent:
     body, text = parse_body(cb.raw_body)
     return {
         "at": iso(cb.received_at),
@@ -54,8 +60,8 @@ def _callback_event(cb: StoredCallback) -> dict[str, Any]:
     }
 
 
-async def _decision_event(conn: AsyncConnection, row: Verification) -> dict[str, Any]:
-    document: dict[str, Any] = row.decision or {}
+async def _decision_event(conn: AsyncConnection, row: Verification) -> DecisionEvent:
+    document = row.decision or {}  # the decision as stored: a JSON document
     rule_id, revision = row.rule_id, row.rule_revision
     definition = None
     if rule_id is not None and revision is not None:
@@ -81,7 +87,7 @@ async def _decision_event(conn: AsyncConnection, row: Verification) -> dict[str,
     }
 
 
-def _revision(found: RuleAtRevision | None) -> dict[str, Any] | None:
+def _revision(found: RuleAtRevision | None) -> RuleRevisionDoc | None:
     if found is None:
         return None
     return {
@@ -94,7 +100,7 @@ def _revision(found: RuleAtRevision | None) -> dict[str, Any] | None:
     }
 
 
-def _match(match: ShadowMatch) -> dict[str, Any]:
+def _match(match: ShadowMatch) -> ShadowMatchDoc:
     return {
         "rule": match.rule_name,
         "ruleId": match.rule_id,

@@ -7,12 +7,14 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from app.logs import mask_number
+from app.services.audit.documents import DecisionDoc, Price, VerificationDoc
 from app.store.audit import Cursor
 from app.store.audit_rows import Verification
 
+T = TypeVar("T")
 _NUMBER = re.compile(r"\+\d{7,15}")
 
 EXPORT_FIELDS = (
@@ -46,14 +48,20 @@ def mask_text(text: str) -> str:
     return _NUMBER.sub(lambda m: mask_number(m.group()) or "", text)
 
 
-def mask_deep(value: Any) -> Any:
-    """Mask numbers in every string and key of a JSON-like value (bodies, traces, facts)."""
+def mask_deep(value: T) -> T:
+    """Mask numbers in every string and key of a JSON-like value (bodies, traces, facts);
+    the value keeps its shape, so a typed document stays one."""
+    masked: T = _mask(value)
+    return masked
+
+
+def _mask(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value) if "+" in value else value
     if isinstance(value, dict):
-        return {mask_deep(key): mask_deep(item) for key, item in value.items()}
+        return {_mask(key): _mask(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [mask_deep(item) for item in value]
+        return [_mask(item) for item in value]
     return value
 
 
@@ -61,7 +69,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def decision_summary(row: Verification) -> dict[str, Any]:
+def decision_summary(row: Verification) -> DecisionDoc:
     return {
         "action": row.action,
         "reason": row.reason,
@@ -76,11 +84,11 @@ def decision_summary(row: Verification) -> dict[str, Any]:
     }
 
 
-def sinch_shaped(row: Verification, *, reveal: bool) -> dict[str, Any]:
+def sinch_shaped(row: Verification, *, reveal: bool) -> VerificationDoc:
     """A verification as Sinch's status API shows it, plus where it came from and our decision."""
     amount, currency = row.price_amount, row.price_currency
-    price = {"verificationPrice": {"currencyId": currency, "amount": amount}}
-    shaped = {
+    price: Price = {"verificationPrice": {"currencyId": currency, "amount": amount}}
+    shaped: VerificationDoc = {
         "id": row.id,
         "method": row.method,
         "status": row.status or "PENDING",
