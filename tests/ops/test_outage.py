@@ -27,7 +27,18 @@ from tests.ops.outage import (
 )
 from tests.support_proxy import FaultProxy
 
-pytestmark = pytest.mark.postgres
+pytestmark = [
+    pytest.mark.postgres,
+    # The proxy cuts sockets mid-statement and mid-handshake. An asyncpg connection caught
+    # that way sometimes cannot be closed cleanly (SQLAlchemy's invalidate fails on the dead
+    # socket) and warns when garbage-collected, after the test: seen in ~1 of 4 full runs
+    # of this test under load. Only that warning is tolerated here; the answers, latencies
+    # and stored rows these tests assert are unchanged. Tracked in the closing note.
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function Connection.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
 CONCURRENCY = 6
 
 
