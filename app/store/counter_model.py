@@ -44,7 +44,6 @@ READS: dict[Measure, tuple[str, ...]] = {
 
 MICROS = 1_000_000
 _MONEY: frozenset[Measure] = frozenset({"spend", "allowed_spend"})
-_ALLOWED_ONLY: frozenset[Measure] = frozenset({"allowed", "allowed_spend"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +171,6 @@ def without_own(query: WindowQuery, read: float, spend_micros: int) -> float:
 
 def to_micros(amount: float | None) -> int:
     return round(amount * MICROS) if amount else 0
-
-
-def is_allowed_only(measure: Measure) -> bool:
-    return measure in _ALLOWED_ONLY
 
 
 def touched(changes: Sequence[CounterDeltas]) -> tuple[str, ...]:

@@ -29,9 +29,7 @@ from app.store.counter_model import (
     WindowQuery,
     touched,
 )
-from app.store.pg_fastpath import driver
-
-_VERSION = "SELECT version FROM policy_state WHERE id = 1"
+from app.store.pg_fastpath import VERSION_SQL, driver
 
 
 class _Binds:
@@ -117,8 +115,8 @@ def _count_statement(shape: _Shape) -> _Statement:
         # waits for the store's synchronous commit on the same connection, which flushes it.
         conditions.append("set_config('synchronous_commit', 'off', true) IS NOT NULL")
     if shape.if_version:
-        conditions.append(f"({_VERSION}) = {bind('version', 'integer')}")
-        source = f"({_VERSION}) AS pv LEFT JOIN up ON true"
+        conditions.append(f"({VERSION_SQL}) = {bind('version', 'integer')}")
+        source = f"({VERSION_SQL}) AS pv LEFT JOIN up ON true"
         picked.insert(0, "pv.version AS policy_version")
     older, sums = _older(shape, bind)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""

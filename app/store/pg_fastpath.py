@@ -36,12 +36,13 @@ async def driver(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
-_VERSION = "SELECT version FROM policy_state WHERE id = 1"
+VERSION_SQL = "SELECT version FROM policy_state WHERE id = 1"
+"""The live policy version (the counting statement reads it too)."""
 
 
 async def policy_version(conn: AsyncConnection) -> int:
     apg = await driver(conn)
-    return int(await apg.fetchval(_VERSION))
+    return int(await apg.fetchval(VERSION_SQL))
 
 
 def _pg_type(column: str) -> str:
