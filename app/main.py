@@ -23,6 +23,7 @@ from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
+from app.services.admission import Admission
 from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
@@ -77,10 +78,12 @@ def counter_backend(settings: Settings) -> CounterBackend:
 def build_runtime(settings: Settings) -> Runtime:
     """The composition root: every long-lived object, each handed what it needs."""
     engine, counter_engine, held = _engines(settings)
-    counting = counting_scope(engine, held)
+    admission = Admission(lanes=1 if held is None else settings.database_pool_size)
+    counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
-    shared = _Shared(settings, engine, counting, policies, aggregator, Reporter(metrics=Metrics()))
+    reporter = Reporter(metrics=Metrics())
+    shared = _Shared(settings, engine, counting, admission, policies, aggregator, reporter)
     outcomes = Outcomes(engine=engine, counting=counting, policies=policies, aggregator=aggregator)
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
@@ -108,6 +111,7 @@ class _Shared:
     settings: Settings
     engine: AsyncEngine
     counting: Counting
+    admission: Admission
     policies: PolicyCache
     aggregator: Aggregator
     reporter: Reporter
@@ -134,6 +138,7 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
     replayer = Replayer(
         spool=spool,
         counting=shared.counting,
+        admission=shared.admission,
         policies=shared.policies,
         aggregator=shared.aggregator,
         metrics=shared.reporter.metrics,
@@ -168,6 +173,7 @@ def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
         aggregator=shared.aggregator,
         outage=outage,
         reporter=shared.reporter,
+        admission=shared.admission,
     )
     return Intake(
         engine=shared.engine,

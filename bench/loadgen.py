@@ -43,7 +43,7 @@ class Results:
         }
 
 
-async def _exchange(
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> bytes:
     writer.write(request)
@@ -83,7 +83,7 @@ async def closed_loop(load: Load, host: str, port: int, connections: int, until:
         reader, writer = await asyncio.open_connection(host, port)
         while time.perf_counter() < until:
             sent = time.perf_counter()
-            reply = await _exchange(reader, writer, load.take())
+            reply = await exchange(reader, writer, load.take())
             load.record(reply, time.perf_counter() - sent)
         writer.close()
 
@@ -98,7 +98,7 @@ async def open_loop(
     async def worker() -> None:
         reader, writer = await asyncio.open_connection(host, port)
         while (scheduled := await queue.get()) is not None:
-            reply = await _exchange(reader, writer, load.take())
+            reply = await exchange(reader, writer, load.take())
             load.record(reply, time.perf_counter() - scheduled)
         writer.close()
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
+from app.services.admission import Admission
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
@@ -56,6 +57,7 @@ class Decider:
     aggregator: Aggregator
     outage: Outage
     reporter: Reporter
+    admission: Admission
     _late: set[asyncio.Task[Reply]] = field(default_factory=set, init=False)
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
@@ -63,12 +65,16 @@ class Decider:
         started = time.perf_counter()
         if self.outage.down:
             return await self.outage.decide(delivery, event, _facts(event, delivery), started)
-        late = asyncio.Event()
-        work = asyncio.create_task(self._decide(delivery, event, started, late))
         # The deadline runs from receipt: time spent queueing before this point counts.
         queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
+        budget = self.outage.budget - max(0.0, queued)
+        if not self.admission.admit(budget):  # see services/admission.py
+            facts = _facts(event, delivery)
+            return await self.outage.fallback(delivery, event, facts, started, cause="overload")
+        late = asyncio.Event()
+        work = asyncio.create_task(self._decide(delivery, event, started, late))
+        work.add_done_callback(self.admission.release)
         try:
-            budget = self.outage.budget - max(0.0, queued)
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
             late.set()

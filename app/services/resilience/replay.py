@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.metrics import Metrics
+from app.services.admission import Admission
 from app.services.aggregates import Aggregator, Counting
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row, match_rows, request_row
@@ -40,16 +41,18 @@ class Replayer:
     counting: Counting
     policies: PolicyCache
     aggregator: Aggregator
+    admission: Admission
     _failures: dict[int, int] = field(default_factory=dict, init=False)
 
     async def run(self) -> int:
-        """Replay until the spool is empty, or an entry fails; raises on an outage error."""
+        """Replay until the spool is empty, an entry fails, or request events queue (they
+        come first: services/admission.py); raises on an outage error."""
         replayed = 0
-        while batch := await self.spool.head(BATCH):
+        while not self.admission.pressed and (batch := await self.spool.head(BATCH)):
             done: list[int] = []
             try:
                 for entry in batch:
-                    if not await self._attempt(entry):
+                    if self.admission.pressed or not await self._attempt(entry):
                         return replayed + len(done)
                     done.append(entry.seq)
             finally:
