@@ -32,6 +32,7 @@ from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
+from app.services.intake.scope import PerRequest, Scope
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
@@ -43,6 +44,7 @@ from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
 from app.store.counter_model import CounterBackend
 from app.store.counters import SqlCounters
+from app.store.group_commit import GroupCommit
 from app.store.held import HeldConnections
 from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
@@ -165,9 +167,23 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
     )
 
 
+def _scope(shared: _Shared) -> Scope:
+    """SQLite with its counters inside: group commit on the writer's thread; else one
+    connection per request event (intake/scope.py)."""
+    if not shared.settings.is_sqlite or shared.settings.redis_url:
+        return PerRequest(shared.counting)
+    batch_size, admission = shared.reporter.metrics.batch_size, shared.admission
+
+    def on_batch(size: int, seconds: float) -> None:
+        batch_size.observe(size)
+        admission.record(size, seconds)
+
+    return GroupCommit(shared.engine, on_batch=on_batch)
+
+
 def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
     decider = Decider(
-        counting=shared.counting,
+        scope=_scope(shared),
         settings=shared.settings,
         policies=shared.policies,
         aggregator=shared.aggregator,

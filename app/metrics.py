@@ -54,6 +54,12 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=registry,
         )
+        self.batch_size = Histogram(
+            "verifyguard_decision_batch_size",
+            "Request events decided together in one transaction (SQLite group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
         self._outage_metrics(registry)
         self._spool_metrics(registry)
         self.retention_rows = Counter(

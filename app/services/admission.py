@@ -76,7 +76,11 @@ class Admission:
                     yield conn
             finally:  # the hold includes the commit
                 if started is not None:
-                    change = time.perf_counter() - started - self.hold
-                    self.hold += (RISE if change > 0 else FALL) * change
+                    self.record(1, time.perf_counter() - started)
 
         return scope
+
+    def record(self, decisions: int, seconds: float) -> None:
+        """`decisions` held a lane for `seconds` together (a batch: one after another)."""
+        change = seconds / decisions - self.hold
+        self.hold += (RISE if change > 0 else FALL) * change

@@ -14,6 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -23,12 +24,13 @@ from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
 from app.services.admission import Admission
-from app.services.aggregates import Aggregator, Counting
+from app.services.aggregates import Aggregator
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.intake.reporting import Reporter
+from app.services.intake.scope import Scope
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.services.resilience.errors import is_outage
@@ -51,7 +53,7 @@ class Late(TimeoutError, LeaveIntact):
 class Decider:
     """Decides request events within the deadline; built once by the composition root."""
 
-    counting: Counting
+    scope: Scope
     settings: Settings
     policies: PolicyCache
     aggregator: Aggregator
@@ -111,29 +113,9 @@ class Decider:
         started: float,
         late: asyncio.Event,
     ) -> Reply:
-        async with self.counting() as conn:
-            if late.is_set():
-                # Answered while queueing for a connection: doing the work now would only
-                # hold the connection from requests still in time (on SQLite, the one
-                # writer), and under load turn every later request late too.
-                raise Late("the deadline passed before a connection was free")
-            facts = _facts(event, delivery)
-            counted = await self.aggregator.observe_live(conn, self.policies, facts)
-            facts = facts.with_aggregates(counted.values)
-            decision = evaluate(counted.policy, facts)
-            answer = build_answer(
-                method=event.method, decision=decision, defaults=self.settings.answers
-            )
-            # On failure nothing is settled: in SQLite the transaction rolls back the counts;
-            # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
-            if late.is_set():
-                raise Late("decided after the deadline")
-            allowed = decision.action == "allow"
-            settle = counted.settle_in_store(allowed=allowed)
-            reply = await self._store(
-                conn, delivery, event, facts, decision, answer, started, settle=settle
-            )
-            await counted.finish(conn, allowed=allowed, duplicate=reply.duplicate)
+        work = partial(self._counted_and_stored, delivery, event, started, late)
+        done: tuple[Reply, Decision] = await self.scope.run(work)
+        reply, decision = done
         if late.is_set():
             return reply  # Sinch was told something else already; that is what is reported
         if reply.duplicate:
@@ -144,6 +126,40 @@ class Decider:
         else:
             self.reporter.decision_made(event.id, decision, started, outcome="decided")
         return reply
+
+    async def _counted_and_stored(
+        self,
+        delivery: Delivery,
+        event: VerificationRequestEvent,
+        started: float,
+        late: asyncio.Event,
+        conn: AsyncConnection,
+    ) -> tuple[Reply, Decision]:
+        """Count, decide and store on `conn`; everything a decision does in the database
+        (on SQLite with others in one transaction, on the writer's thread: scope.py)."""
+        if late.is_set():
+            # Answered while queueing for a connection: doing the work now would only
+            # hold the connection from requests still in time (on SQLite, the one
+            # writer), and under load turn every later request late too.
+            raise Late("the deadline passed before a connection was free")
+        facts = _facts(event, delivery)
+        counted = await self.aggregator.observe_live(conn, self.policies, facts)
+        facts = facts.with_aggregates(counted.values)
+        decision = evaluate(counted.policy, facts)
+        answer = build_answer(
+            method=event.method, decision=decision, defaults=self.settings.answers
+        )
+        # On failure nothing is settled: in SQLite the transaction rolls back the counts;
+        # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
+        if late.is_set():
+            raise Late("decided after the deadline")
+        allowed = decision.action == "allow"
+        settle = counted.settle_in_store(allowed=allowed)
+        reply = await self._store(
+            conn, delivery, event, facts, decision, answer, started, settle=settle
+        )
+        await counted.finish(conn, allowed=allowed, duplicate=reply.duplicate)
+        return reply, decision
 
     async def _store(
         self,
@@ -188,6 +204,11 @@ class Decider:
         """Wait for late decisions to finish (what they may still store: resilience/outage.py)."""
         if self._late:
             await asyncio.gather(*self._late, return_exceptions=True)
+
+    async def close(self) -> None:
+        """At shutdown, after the last request event: late decisions finish, then the scope."""
+        await self.drain()
+        await self.scope.close()
 
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:

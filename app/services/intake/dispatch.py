@@ -90,7 +90,7 @@ class Intake:
 
     async def close(self) -> None:
         """At shutdown: late decisions finish, a last replay, the spool closed."""
-        await self._decider.drain()
+        await self._decider.close()
         await self._outage.close()
 
 

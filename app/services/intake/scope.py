@@ -1,0 +1,41 @@
+"""Where a request event's database work runs: its own transaction, or a shared one.
+
+`Scope.run(work)` runs `work(conn)` — counting, deciding and storing one request event —
+and returns its result once that is durable. On PostgreSQL (and wherever counters live
+outside the database) each request event has its own connection and statements
+(`PerRequest`); on SQLite with its counters in the database, request events that arrive
+together share one transaction on the writer's thread (store/group_commit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.services.aggregates import Counting
+
+T = TypeVar("T")
+
+
+class Scope(Protocol):
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
+
+    async def close(self) -> None:
+        """Finish the work queued, at shutdown (after the last request event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PerRequest:
+    """Each request event on a connection of its own (autocommit on PostgreSQL)."""
+
+    counting: Counting
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.counting() as conn:
+            return await work(conn)
+
+    async def close(self) -> None:
+        return None

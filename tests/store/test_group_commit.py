@@ -1,0 +1,161 @@
+"""Group commit on SQLite (store/group_commit.py): request events that arrive together
+share one transaction on the writer's thread, each in order and isolated from the others'
+failures, and none is answered before the transaction committed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.main import create_app
+from app.sinch import samples
+from app.store.base import create_engine
+from app.store.group_commit import GroupCommit, Suspended
+from tests.conftest import make_settings
+from tests.services.test_velocity import ALLOWED_LIMIT, NUMBER_LIMIT, _install, _policy
+from tests.support import SinchSender
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL)"))
+        await conn.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        await conn.execute(
+            text("CREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id))")
+        )
+    yield engine
+    await engine.dispose()
+
+
+async def _add(conn: AsyncConnection, key: str) -> int:
+    """Increment a counter and return its new value (as the request path's counts do)."""
+    upsert = "INSERT INTO t VALUES (:k, 1) ON CONFLICT (k) DO UPDATE SET n = n + 1"
+    await conn.execute(text(upsert), {"k": key})
+    result = await conn.execute(text("SELECT n FROM t WHERE k = :k"), {"k": key})
+    return int(result.scalar_one())
+
+
+class _Suspend:
+    def __await__(self) -> Any:
+        yield
+
+
+async def test_work_that_arrives_together_shares_a_transaction_in_order(
+    sqlite: AsyncEngine,
+) -> None:
+    sizes: list[int] = []
+    group = GroupCommit(sqlite, on_batch=lambda size, _: sizes.append(size))
+    totals = await asyncio.gather(*(group.run(lambda c: _add(c, "a")) for _ in range(50)))
+    await group.close()
+    assert sorted(totals) == list(range(1, 51)), "each saw a distinct, ordered total"
+    assert sum(sizes) == 50
+    assert max(sizes) > 1, "nothing was batched"
+    assert len(sizes) < 50
+
+
+async def test_a_lone_request_is_not_held_back(sqlite: AsyncEngine) -> None:
+    sizes: list[int] = []
+    group = GroupCommit(sqlite, on_batch=lambda size, _: sizes.append(size))
+    for expected in range(1, 4):
+        assert await group.run(lambda c: _add(c, "b")) == expected
+    await group.close()
+    assert sizes == [1, 1, 1]
+
+
+async def test_a_failing_work_is_rolled_back_alone(sqlite: AsyncEngine) -> None:
+    group = GroupCommit(sqlite)
+
+    async def fails(conn: AsyncConnection) -> int:
+        await _add(conn, "c")
+        raise ValueError("this one fails after writing")
+
+    async def suspends(conn: AsyncConnection) -> int:
+        await _add(conn, "c")
+        await _Suspend()  # waits for an event loop: cannot run on the writer thread
+        return 0
+
+    outcomes = await asyncio.gather(
+        group.run(lambda c: _add(c, "c")),
+        group.run(fails),
+        group.run(suspends),
+        group.run(lambda c: _add(c, "c")),
+        return_exceptions=True,
+    )
+    await group.close()
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[2], Suspended)
+    assert outcomes[3] == 2, "the failed ones' writes were rolled back before it ran"
+    async with sqlite.connect() as conn:
+        stored = (await conn.execute(text("SELECT n FROM t WHERE k = 'c'"))).scalar_one()
+    assert stored == 2
+
+
+async def test_nothing_is_answered_before_the_commit(sqlite: AsyncEngine, tmp_path: Path) -> None:
+    group = GroupCommit(sqlite)
+    other = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    try:
+        value = await group.run(lambda c: _add(c, "d"))
+        async with other.connect() as conn:  # another connection sees it: committed
+            seen = (await conn.execute(text("SELECT n FROM t WHERE k = 'd'"))).scalar_one()
+        assert seen == value == 1
+
+        async def breaks_the_commit(conn: AsyncConnection) -> None:
+            # Deferred: the violation surfaces only at COMMIT, failing the whole batch.
+            await conn.execute(text("PRAGMA defer_foreign_keys = ON"))
+            await conn.execute(text("INSERT INTO child VALUES (1, 999)"))
+
+        outcomes = await asyncio.gather(
+            group.run(lambda c: _add(c, "d")), group.run(breaks_the_commit), return_exceptions=True
+        )
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
+        async with other.connect() as conn:
+            seen = (await conn.execute(text("SELECT n FROM t WHERE k = 'd'"))).scalar_one()
+        assert seen == 1, "a batch whose commit failed stored nothing"
+        assert await group.run(lambda c: _add(c, "d")) == 2, "and the next batch works"
+    finally:
+        await group.close()
+        await other.dispose()
+
+
+async def test_concurrent_bursts_at_one_key_are_cut_at_the_limit(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    shutil.copy(sqlite_template, tmp_path / "app.db")
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", tmp_path)
+    settings = settings.model_copy(update={"decision_deadline_ms": 5000})
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            sender = SinchSender(http, path=settings.callback_path)
+            await _install(sender, _policy(NUMBER_LIMIT, ALLOWED_LIMIT))
+            numbers = [f"+4670{random.randint(1_000_000, 9_999_999)}" for _ in range(3)]
+            events: list[dict[str, Any]] = [
+                samples.request_event(number=number) for number in numbers for _ in range(30)
+            ]
+            random.shuffle(events)
+            responses = await asyncio.gather(*(sender.post(e) for e in events))
+            batches = app.state.runtime.metrics.registry.get_sample_value(
+                "verifyguard_decision_batch_size_count"
+            )
+    assert {r.status_code for r in responses} == {200}
+    by_number: dict[str, Counter[str]] = {n: Counter() for n in numbers}
+    for event, response in zip(events, responses, strict=True):
+        by_number[event["identity"]["endpoint"]][response.json()["action"]] += 1
+    # The allowed-only limit (3 allowed per hour) cuts first, exactly, for each number.
+    assert all(actions == Counter(allow=3, deny=27) for actions in by_number.values())
+    assert batches is not None and batches < len(events), "the burst was not batched"
