@@ -16,6 +16,7 @@ COLUMNS = (
     ("p999_ms", 10, "p99.9 ms"),
     ("denied", 8, "denied"),
     ("errors", 7, "errors"),
+    ("fallback_share", 10, "fallback"),
     ("server_cpu", 11, "app CPU"),
     ("cpu_per_request", 13, "app ms/req"),
     ("postgres_cpu", 9, "pg CPU"),
@@ -46,13 +47,17 @@ def render(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else f"closed, {driver(row)}"
         cells = {**row, "load": load, "denied": row["requests"] - row["allowed"]}
+        if row.get("fallbacks") is not None and row["requests"]:
+            cells["fallback_share"] = f"{100 * row['fallbacks'] / row['requests']:.1f}%"
         if row.get("rps"):  # CPU time per answer: the figure that does not depend on the load
             cells["cpu_per_request"] = round(1000 * row["server_cpu"] / row["rps"], 2)
         lines.append(
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )
     lines += _ratios(rows)
-    lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU)")
+    lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
+    lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
+    lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
     return "\n".join(lines)
 
 

@@ -14,14 +14,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
 from bench import procs, wrk
@@ -78,19 +80,54 @@ def postgres_database(admin_dsn: str) -> Iterator[str]:
 def measure(
     target: Target, workdir: Path, *, rate: float, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """One phase against a freshly started server: closed loop if `rate` is 0."""
+    """One phase against a freshly started server: closed loop if `rate` is 0. For
+    VerifyGuard, also how many answers were the fallback (from its /metrics)."""
     port = procs.free_port()
     log = workdir / f"{target.name.split()[0]}-{target.database}-{int(rate)}.log"
     with procs.uvicorn_server(
         target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
     ) as server:
+        fallbacks = Fallbacks(port)
         if not rate and _use_wrk(args):
-            return wrk.closed_loop(
+            result = wrk.closed_loop(
                 server.pid, port, workdir=workdir, key=KEY, secret=SECRET, path=CALLBACK_PATH,
                 duration=args.duration, connections=args.connections, max_rps=args.max_rps,
-                seed=uuid.uuid4().int % 10**9,
+                seed=uuid.uuid4().int % 10**9, phase=fallbacks.phase,
             )  # fmt: skip
-        return _drive(server.pid, port, rate=rate, args=args)
+        else:
+            result = _drive(server.pid, port, rate=rate, args=args, phase=fallbacks.phase)
+    result["fallbacks"] = fallbacks.counted
+    return result
+
+
+class Fallbacks:
+    """Fallback answers during the measured phase (not the warm-up), from /metrics."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.counted: int | None = None
+        self._before: float | None = None
+
+    def phase(self, started: bool) -> None:
+        now = _fallbacks(self.port)
+        if started:
+            self._before = now
+        elif now is not None and self._before is not None:
+            self.counted = round(now - self._before)
+
+
+def _fallbacks(port: int) -> float | None:
+    """Fallback answers so far; None where there are no such metrics (the baseline)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    except (OSError, ValueError):
+        return None  # the baseline has no metrics
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "verifyguard_fallback_answers":
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
 
 
 def _use_wrk(args: argparse.Namespace) -> bool:
@@ -99,7 +136,9 @@ def _use_wrk(args: argparse.Namespace) -> bool:
     return args.driver == "wrk" or (args.driver == "auto" and wrk.available())
 
 
-def _drive(pid: int, port: int, *, rate: float, args: argparse.Namespace) -> dict[str, Any]:
+def _drive(
+    pid: int, port: int, *, rate: float, args: argparse.Namespace, phase: Callable[[bool], None]
+) -> dict[str, Any]:
     duration = args.fixed_duration if rate else args.duration
     command = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--key", KEY]
     command += ["--secret", SECRET, "--duration", str(duration), "--rate", str(rate)]
@@ -108,9 +147,11 @@ def _drive(pid: int, port: int, *, rate: float, args: argparse.Namespace) -> dic
     loadgen = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
     assert loadgen.stdout is not None
     _expect(loadgen.stdout.readline(), "start")
+    phase(True)
     cpu, db_cpu, started = procs.cpu_seconds(pid), procs.postgres_cpu(), time.monotonic()
     _expect(loadgen.stdout.readline(), "end")
     wall = time.monotonic() - started
+    phase(False)
     result: dict[str, Any] = json.loads(loadgen.stdout.readline())
     loadgen.wait(timeout=30)
     result["server_cpu"] = round((procs.cpu_seconds(pid) - cpu) / wall, 2)
@@ -142,15 +183,19 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             upgrade(sqlite_url)
             targets.append(verifyguard(sqlite_url, "sqlite"))
         for target in targets:
-            for rate in (0.0, args.rate):
+            rates = [0.0, args.rate]
+            while rates:
+                rate = rates.pop(0)
                 print(
                     f"… {target.name}, {'closed loop' if not rate else f'{rate:g} req/s'}",
                     file=sys.stderr,
                     flush=True,
                 )
-                rows.append(
-                    {"target": target.name, **measure(target, workdir, rate=rate, args=args)}
-                )
+                row = {"target": target.name, **measure(target, workdir, rate=rate, args=args)}
+                rows.append(row)
+                if not rate and target.factory == "app.main:create_app" and args.overload:
+                    # Past capacity: twice what the closed loop answered, offered steadily.
+                    rates.append(round(min(args.max_rps, 2 * row["rps"])))
     return rows
 
 
@@ -169,6 +214,12 @@ def main(argv: list[str] | None = None) -> None:
         help="closed loop: wrk (auto: if on PATH) or the Python load generator",
     )
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--no-overload",
+        dest="overload",
+        action="store_false",
+        help="skip the phase at twice the closed-loop throughput",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     rows = bench(args)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ def closed_loop(
     connections: int,
     max_rps: float,
     seed: int,
+    phase: Callable[[bool], None] = lambda started: None,
 ) -> dict[str, Any]:
     """One closed-loop phase against the server `pid` listens on `port`: the loadgen's row."""
     requests = workdir / f"wrk-{port}.tsv"
@@ -58,11 +60,13 @@ def closed_loop(
         )  # fmt: skip
 
     wrk(WARMUP_SECONDS, 0)
+    phase(True)
     cpu, db_cpu, started = procs.cpu_seconds(pid), procs.postgres_cpu(), time.monotonic()
     children = os.times()
     run = wrk(duration, warmup_count)
     wall = time.monotonic() - started
     after = os.times()
+    phase(False)
     figures = _figures(run.stdout)
     elapsed = figures["duration_us"] / 1e6
     return {
