@@ -32,7 +32,7 @@ from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
-from app.services.intake.scope import PerRequest, Scope
+from app.services.intake.scope import PerRequest, Scope, Transactional
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
@@ -86,7 +86,13 @@ def build_runtime(settings: Settings) -> Runtime:
     aggregator = Aggregator(counter_backend(settings))
     reporter = Reporter(metrics=Metrics())
     shared = _Shared(settings, engine, counting, admission, policies, aggregator, reporter)
-    outcomes = Outcomes(engine=engine, counting=counting, policies=policies, aggregator=aggregator)
+    group = _group_commit(shared)
+    outcomes = Outcomes(
+        writes=group or Transactional(engine),
+        credit=None if group else PerRequest(counting),
+        policies=policies,
+        aggregator=aggregator,
+    )
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
     outage = _outage(shared, engines=engines, store=router.store)
@@ -100,7 +106,9 @@ def build_runtime(settings: Settings) -> Runtime:
         verifier=SignatureVerifier(sinch_apps(settings), tolerance=settings.timestamp_tolerance),
         policies=policies,
         aggregator=aggregator,
-        intake=_intake(shared, router=router, outage=outage),
+        intake=_intake(
+            shared, router=router, outage=outage, decisions=group or PerRequest(counting)
+        ),
         outage=outage,
         metrics=shared.reporter.metrics,
     )
@@ -167,11 +175,11 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
     )
 
 
-def _scope(shared: _Shared) -> Scope:
-    """SQLite with its counters inside: group commit on the writer's thread; else one
-    connection per request event (intake/scope.py)."""
+def _group_commit(shared: _Shared) -> GroupCommit | None:
+    """SQLite with its counters inside: callbacks share transactions on the writer's
+    thread (store/group_commit.py); elsewhere each has its own (intake/scope.py)."""
     if not shared.settings.is_sqlite or shared.settings.redis_url:
-        return PerRequest(shared.counting)
+        return None
     batch_size, admission = shared.reporter.metrics.batch_size, shared.admission
 
     def on_batch(size: int, seconds: float) -> None:
@@ -181,9 +189,9 @@ def _scope(shared: _Shared) -> Scope:
     return GroupCommit(shared.engine, on_batch=on_batch)
 
 
-def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
+def _intake(shared: _Shared, *, router: Router, outage: Outage, decisions: Scope) -> Intake:
     decider = Decider(
-        scope=_scope(shared),
+        scope=decisions,
         settings=shared.settings,
         policies=shared.policies,
         aggregator=shared.aggregator,

@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.services.aggregates import Aggregator, Counting
+from app.services.aggregates import Aggregator
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row
+from app.services.intake.scope import Scope
 from app.services.policy.cache import PolicyCache
 from app.sinch.events import (
     RESULT_EVENT,
@@ -31,8 +32,12 @@ SUCCESSFUL = "SUCCESSFUL"
 class Outcomes:
     """Stores results, delivery receipts and unknown events; credits successes to counters."""
 
-    engine: AsyncEngine
-    counting: Counting
+    writes: Scope
+    """Where an event is stored: one transaction (on SQLite shared: group_commit.py)."""
+    credit: Scope | None
+    """Where a success is credited to its counters; None: in the store's own transaction
+    (SQLite, counters inside). On PostgreSQL autocommit statements, so a hot key's counter
+    row is not locked for a whole transaction."""
     policies: PolicyCache
     aggregator: Aggregator
 
@@ -41,19 +46,30 @@ class Outcomes:
         claim = callback_row(
             delivery, 200, event=RESULT_EVENT, verification_id=event.id, dedupe_key=key
         )
-        async with self.engine.begin() as conn:
+        success = event.status == SUCCESSFUL
+
+        async def store(conn: AsyncConnection) -> tuple[bool, VerificationKeys | None]:
             if await inbox.claim_callback(conn, claim) is None:
-                return Reply(duplicate=True)
+                return False, None
             known = await inbox.verification_keys(conn, event.id)
             await inbox.upsert_result(conn, result_fields(event, delivery.received_at))
             if known is not None:
                 await stats_rollup.mark_late(conn, known["requested_at"])
-        if event.status == SUCCESSFUL and _first_success(known):
-            assert known is not None
-            async with self.counting() as conn:
-                policy = await self.policies.current(conn)
-                await self.aggregator.succeeded(conn, policy, known)
+            if self.credit is None and success and _first_success(known):
+                await self._credit(conn, known)
+            return True, known
+
+        stored, known = await self.writes.run(store)
+        if not stored:
+            return Reply(duplicate=True)
+        if self.credit is not None and success and _first_success(known):
+            await self.credit.run(lambda conn: self._credit(conn, known))
         return Reply()
+
+    async def _credit(self, conn: AsyncConnection, known: VerificationKeys | None) -> None:
+        assert known is not None
+        policy = await self.policies.current(conn)
+        await self.aggregator.succeeded(conn, policy, known)
 
     async def delivered(self, delivery: Delivery, event: VerificationSmsDeliveredEvent) -> Reply:
         key = f"{SMS_DELIVERED_EVENT}:{event.id}:{event.sms_result}"
@@ -64,11 +80,14 @@ class Outcomes:
         claim = callback_row(
             delivery, 200, event=SMS_DELIVERED_EVENT, verification_id=event.id, dedupe_key=key
         )
-        async with self.engine.begin() as conn:
+
+        async def store(conn: AsyncConnection) -> bool:
             if await inbox.claim_callback(conn, claim) is None:
-                return Reply(duplicate=True)
+                return False
             await inbox.upsert_delivery(conn, row)
-        return Reply()
+            return True
+
+        return Reply() if await self.writes.run(store) else Reply(duplicate=True)
 
     async def unknown(self, delivery: Delivery, payload: dict[str, Any], event: str) -> Reply:
         """Never fail on an event type we do not know: keep it and say 200."""
@@ -79,8 +98,11 @@ class Outcomes:
         row = callback_row(
             delivery, 200, event=event, verification_id=ident or None, dedupe_key=dedupe_key
         )
-        async with self.engine.begin() as conn:
-            duplicate = await inbox.claim_callback(conn, row) is None
+
+        async def claim(conn: AsyncConnection) -> bool:
+            return await inbox.claim_callback(conn, row) is None
+
+        duplicate = await self.writes.run(claim)
         log.info("callback.unknown_event", event_type=event[:64])
         return Reply(duplicate=duplicate)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.aggregates import Counting
 
@@ -25,6 +25,20 @@ class Scope(Protocol):
 
     async def close(self) -> None:
         """Finish the work queued, at shutdown (after the last request event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transactional:
+    """Each callback in a transaction of its own."""
+
+    engine: AsyncEngine
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.engine.begin() as conn:
+            return await work(conn)
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

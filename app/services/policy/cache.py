@@ -6,7 +6,6 @@ than the one compiled here means another worker (or this one) changed it: reload
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,7 +21,6 @@ class PolicyCache:
         self._timezone = timezone
         self._compiled: CompiledPolicy | None = None
         self._version = -1
-        self._lock = asyncio.Lock()
 
     @property
     def loaded(self) -> CompiledPolicy | None:
@@ -33,14 +31,15 @@ class PolicyCache:
         version = await policy_store.policy_version(conn)
         if self._compiled is not None and version == self._version:
             return self._compiled
-        async with self._lock:
-            if self._compiled is None or version != self._version:
-                policy = await live_policy(
-                    conn, default_action=self._default_action, timezone=self._timezone
-                )
-                self._compiled = compile_policy(policy, version=version)
-                self._version = version
-        return self._compiled
+        # No lock: a reload only reads, two at once cost a compile more, and this also
+        # runs on SQLite's writer thread, where nothing may wait (store/group_commit.py).
+        policy = await live_policy(
+            conn, default_action=self._default_action, timezone=self._timezone
+        )
+        compiled = compile_policy(policy, version=version)
+        if version >= self._version:  # a slower reload of an older version stays its own
+            self._compiled, self._version = compiled, version
+        return compiled
 
 
 async def live_policy(
