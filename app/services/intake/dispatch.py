@@ -89,9 +89,11 @@ class Intake:
         await self._outage.flush()
 
     async def close(self) -> None:
-        """At shutdown: late decisions finish, a last replay, the spool closed."""
-        await self._decider.close()
+        """At shutdown: late decisions finish, a last replay, the spool closed, then the
+        writes still queued (a replay's included)."""
+        await self._decider.drain()
         await self._outage.close()
+        await self._decider.close()
 
 
 def _outcome(reply: Reply) -> str:
