@@ -53,7 +53,10 @@ class Server:
     def decide(self, number: str, **event: Any) -> dict[str, Any]:
         body = json.dumps(samples.request_event(number=number, **event)).encode()
         headers = callback_headers(
-            key=TEST_APP_KEY, secret_b64=TEST_APP_SECRET, body=body, path=CALLBACK,
+            key=TEST_APP_KEY,
+            secret_b64=TEST_APP_SECRET,
+            body=body,
+            path=CALLBACK,
             now=datetime.now(UTC),
         )
         response = httpx.post(f"{self.base}{CALLBACK}", content=body, headers=headers, timeout=10)

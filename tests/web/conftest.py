@@ -3,6 +3,7 @@ way to sign a client in and read the CSRF token off a page."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -49,10 +50,22 @@ def csrf_of(page: Response) -> str:
     return found.group(1)
 
 
+def chromium_present() -> bool:
+    return Path(CHROMIUM).exists()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the page tests save their screenshots (VERIFYGUARD_TEST_SCREENSHOTS, or tmp)."""
+    shots = Path(os.environ.get("VERIFYGUARD_TEST_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     """One Chromium for the whole session (Debian's; Playwright downloads nothing)."""
-    if not Path(CHROMIUM).exists():
+    if not chromium_present():
         if REQUIRE:
             pytest.fail(f"{CHROMIUM} is required (VERIFYGUARD_TEST_REQUIRE_SERVICES=1)")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")

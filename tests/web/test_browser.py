@@ -3,7 +3,6 @@ and does (labels, roles, text), on SQLite, and on PostgreSQL for the overview an
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -39,7 +38,9 @@ async def test_sign_in_and_sign_out(page: Page, sqlite_server: Server) -> None:
     await expect(page).to_have_url(re.compile(r"/sign-in"))
 
 
-async def test_a_new_decision_appears_in_the_feed_within_5_seconds(page: Page, server: Server) -> None:
+async def test_a_new_decision_appears_in_the_feed_within_5_seconds(
+    page: Page, server: Server
+) -> None:
     await sign_in_as(page, server.base, BOOTSTRAP)
     await page.get_by_role("link", name="Decisions", exact=True).click()
     await expect(page.get_by_role("heading", name="Decisions")).to_be_visible()
@@ -67,7 +68,10 @@ async def test_the_chart_and_its_table_agree_with_audit_stats(page: Page, server
     for shown, row in zip(rows, expected, strict=True):
         assert shown[0] == row["bucket"].replace("T", " ")[:19]
         assert [int(x) for x in shown[1:5]] == [
-            row["attempts"], row["allowed"], row["shadowWouldDeny"], row["denied"]
+            row["attempts"],
+            row["allowed"],
+            row["shadowWouldDeny"],
+            row["denied"],
         ]
     totals = stats["totals"]
     attempts = page.locator(".metric").filter(has_text="Attempts").locator(".value")
@@ -87,7 +91,9 @@ async def test_an_admin_changes_a_rules_mode(page: Page, sqlite_server: Server) 
     await expect(page.get_by_role("status")).to_contain_text("now in mode enforce")
 
 
-async def test_list_add_remove_and_csv_import(page: Page, sqlite_server: Server, tmp_path: Path) -> None:
+async def test_list_add_remove_and_csv_import(
+    page: Page, sqlite_server: Server, tmp_path: Path
+) -> None:
     await sign_in_as(page, sqlite_server.base, BOOTSTRAP)
     await page.get_by_role("link", name="Lists", exact=True).click()
     blocklist = page.get_by_role("form", name="Add to blocklist")
@@ -139,7 +145,9 @@ async def test_an_auditor_reads_masked_numbers_and_cannot_change_anything(
     await expect(page.get_by_role("combobox")).to_have_count(0)
     await expect(page.get_by_role("button", name="Save")).to_have_count(0)
     await page.get_by_role("link", name="Lists", exact=True).click()
-    await expect(page.get_by_role("button", name=re.compile("^(Add|Remove|Import)"))).to_have_count(0)
+    await expect(page.get_by_role("button", name=re.compile("^(Add|Remove|Import)"))).to_have_count(
+        0
+    )
     await page.get_by_role("link", name="Overview", exact=True).click()
     await expect(page.get_by_role("button", name=re.compile("^Block"))).to_have_count(0)
 
@@ -173,11 +181,10 @@ async def test_revoking_the_token_ends_the_session(page: Page, sqlite_server: Se
 
 @pytest.mark.parametrize("width", [1280, 390])
 async def test_every_page_renders_without_errors(
-    browser: Browser, sqlite_server: Server, width: int, tmp_path: Path
+    browser: Browser, sqlite_server: Server, width: int, screenshots: Path
 ) -> None:
     sqlite_server.decide("+46701237777")
-    shots = Path(os.environ.get("VERIFYGUARD_TEST_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots
     context = await browser.new_context(viewport={"width": width, "height": 900})
     page = await context.new_page()
     errors: list[str] = []
@@ -187,7 +194,9 @@ async def test_every_page_renders_without_errors(
         await page.goto(sqlite_server.base + ("/" if name == "Overview" else f"/{name.lower()}"))
         await expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
         await page.screenshot(path=shots / f"console-{name.lower()}-{width}.png", full_page=True)
-        overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth > window.innerWidth + 1"
+        )
         assert not overflow, f"{name} scrolls sideways at {width} px"
     await context.close()
     assert not errors, errors

@@ -10,8 +10,8 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
-from app.sinch import samples
 from app.settings import Settings
+from app.sinch import samples
 from tests.conftest import make_settings
 from tests.support import SinchSender
 from tests.web.conftest import BOOTSTRAP, csrf_of, sign_in, stored_token
@@ -71,8 +71,10 @@ async def test_blocking_a_country_denies_its_numbers_until_the_entry_expires(
     assert "SE blocked from the console by bootstrap" in lists
     answer = await sinch.post(samples.request_event(number=NUMBER))
     assert answer.json()["action"] == "deny"
-    policy = (await client.get("/admin/policy", headers={"authorization": f"Bearer {BOOTSTRAP}"})).json()
-    entry = next(l for l in policy["lists"] if l["name"] == "country-blocklist")["entries"][0]
+    policy = (
+        await client.get("/admin/policy", headers={"authorization": f"Bearer {BOOTSTRAP}"})
+    ).json()
+    entry = next(x for x in policy["lists"] if x["name"] == "country-blocklist")["entries"][0]
     assert entry["value"] == "+46"
     assert entry["expires_at"] is not None
 
@@ -85,7 +87,9 @@ async def test_a_rule_edited_as_yaml_is_validated_dry_run_saved_and_restored(
     rule_id = re.search(r'href="/rules/(\d+)">price-ceiling<', rules.text).group(1)  # type: ignore[union-attr]
     page = await client.get(f"/rules/{rule_id}")
     csrf = csrf_of(page)
-    yaml_text = re.search(r'<textarea id="document"[^>]*>(.*?)</textarea>', page.text, re.S).group(1)  # type: ignore[union-attr]
+    yaml_text = re.search(r'<textarea id="document"[^>]*>(.*?)</textarea>', page.text, re.S).group(
+        1
+    )  # type: ignore[union-attr]
     assert "price_amount" in yaml_text
     broken = await client.post(
         f"/rules/{rule_id}", data={"document": "name: price-ceiling\naction: maybe\n", "csrf": csrf}
@@ -119,10 +123,14 @@ async def test_csv_import_and_remove(client: AsyncClient) -> None:
     assert "Imported+2+entries" in response.headers["location"]
     page = (await client.get("/lists")).text
     assert "+46701230001" in page and "fraud ring" in page and "2099-01-01 00:00:00" in page
-    await client.post("/lists/blocklist/entries/remove", data={"csrf": csrf, "value": "+46701230001"})
+    await client.post(
+        "/lists/blocklist/entries/remove", data={"csrf": csrf, "value": "+46701230001"}
+    )
     assert "+46701230001" not in (await client.get("/lists")).text
     bad = await client.post(
-        "/lists/blocklist/import", data={"csrf": csrf}, files={"file": ("b.csv", b"nonsense\n", "text/csv")}
+        "/lists/blocklist/import",
+        data={"csrf": csrf},
+        files={"file": ("b.csv", b"nonsense\n", "text/csv")},
     )
     assert bad.status_code == 422
 

@@ -127,9 +127,7 @@ async def test_sign_in_returns_to_the_page_asked_for_but_only_on_this_site(
 ) -> None:
     response = await client.post("/sign-in", data={"token": BOOTSTRAP, "next": "/rules"})
     assert response.headers["location"] == "/rules"
-    response = await client.post(
-        "/sign-in", data={"token": BOOTSTRAP, "next": "//evil.example/"}
-    )
+    response = await client.post("/sign-in", data={"token": BOOTSTRAP, "next": "//evil.example/"})
     assert response.headers["location"] == "/"
 
 
