@@ -40,8 +40,16 @@ async def stored_token(engine: AsyncEngine, name: str, role: Role) -> tuple[int,
         return await issue_token(conn, name=name, role=role, now=datetime.now(UTC))
 
 
-async def sign_in(client: AsyncClient, token: str) -> Response:
-    return await client.post("/sign-in", data={"token": token, "next": "/"})
+FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
+
+
+async def sign_in(client: AsyncClient, token: str, next: str = "/") -> Response:
+    """Sign in as a browser does: the sign-in page first (it sets the form's key)."""
+    page = await client.get("/sign-in")
+    found = FORM_KEY.search(page.text)
+    assert found is not None
+    data = {"token": token, "next": next, "form_key": found.group(1)}
+    return await client.post("/sign-in", data=data)
 
 
 def csrf_of(page: Response) -> str:
