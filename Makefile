@@ -1,11 +1,12 @@
-# VerifyGuard — `make run` serves on :8000 with SQLite, `make test` runs every test.
+# VerifyGuard — `make run` serves on :8000 with SQLite (and prints a console sign-in link),
+# `make test` runs every test (the browser ones need /usr/bin/chromium).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VERIFYGUARD_DATABASE_URL ?= sqlite+aiosqlite:///./verifyguard.db
 
-.PHONY: run test check lint format typecheck migrate install bench clean
+.PHONY: run test check lint format typecheck migrate install bench vendor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ check: lint typecheck test
 format: $(STAMP)
 	$(BIN)/ruff format app tests migrations
 	$(BIN)/ruff check --fix app tests migrations
+
+# Refreshes the vendored test files (axe-core) from npm, with their manifest; needs npm.
+vendor: $(STAMP)
+	$(BIN)/python -m tests.web.vendor.refresh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

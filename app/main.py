@@ -51,6 +51,7 @@ from app.store.migrate import require_head
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
+from app.web import install_console
 
 log = structlog.get_logger()
 
@@ -268,6 +269,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    install_console(app, settings)
     return app
 
 

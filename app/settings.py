@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     anonymize_key: SecretStr | None = None
     retention_interval_seconds: int = Field(default=3600, ge=1)
     stats_rollup_interval_seconds: int = Field(default=300, ge=0)  # 0: only when queried
+    # The console's cookie key; without one each process picks a random key (sessions end
+    # when it restarts; several workers need a shared one).
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=8, gt=0, le=24 * 30)
+    # Set by `verifyguard serve` in development: the code of its one-time sign-in link.
+    console_sign_in_code: SecretStr | None = None
 
     @field_validator("sinch_apps", mode="before")
     @classmethod

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import typer
 import uvicorn
 
 from app.cli.common import run_with_engine
+from app.settings import Settings
 from app.store.migrate import SchemaNotCurrentError, require_head
+
+CODE_VARIABLE = "VERIFYGUARD_CONSOLE_SIGN_IN_CODE"
 
 
 def serve(
@@ -14,12 +20,14 @@ def serve(
     port: int = typer.Option(8000, help="Port to bind."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
-    """Serve the callback endpoint and the admin and audit APIs."""
+    """Serve the callback endpoint, the admin and audit APIs and the console."""
     try:
         run_with_engine(require_head)
     except SchemaNotCurrentError as exc:
         typer.secho(f"refusing to start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    if Settings().environment == "development":
+        _sign_in_link(host, port)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -30,3 +38,13 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
+
+
+def _sign_in_link(host: str, port: int) -> None:
+    """In development, as Jupyter does: a link that signs the first visitor in as admin,
+    once (the code lives in this run's environment; the app spends it on first use)."""
+    code = secrets.token_urlsafe(24)
+    os.environ[CODE_VARIABLE] = code
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    typer.secho("VerifyGuard console (development; this link works once):", bold=True)
+    typer.echo(f"    http://{shown}:{port}/sign-in/link?code={code}")

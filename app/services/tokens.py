@@ -50,7 +50,15 @@ async def resolve_token(
 ) -> Principal | None:
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return Principal(token_id=None, name="bootstrap", role="admin")
-    found = await store.find_active(conn, hash_token(token))
+    return _principal(await store.find_active(conn, hash_token(token)))
+
+
+async def resolve_token_id(conn: AsyncConnection, token_id: int) -> Principal | None:
+    """The principal of a stored token, while it is not revoked (console sessions)."""
+    return _principal(await store.find_active_by_id(conn, token_id))
+
+
+def _principal(found: store.Token | None) -> Principal | None:
     if found is None:
         return None
     role: Role = "admin" if found.role == "admin" else "auditor"

@@ -53,3 +53,9 @@ async def revoke(conn: AsyncConnection, token_id: int, *, now: datetime) -> bool
         .values(revoked_at=now)
     )
     return (await conn.execute(stmt)).rowcount > 0
+
+
+async def find_active_by_id(conn: AsyncConnection, token_id: int) -> Token | None:
+    stmt = select(*_LISTED).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+    row = (await conn.execute(stmt)).one_or_none()
+    return Token(*row) if row is not None else None

@@ -1,0 +1,60 @@
+"""Overview (metrics, chart, countries, ranges) and the one-click country block."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.api.admin_deps import ConnDep, NowDep
+from app.services.policy.blocks import block_country
+from app.web import overview as view
+from app.web.auth import AdminChangeDep, ConsoleDep, UserDep
+from app.web.common import ConsoleRoute, back, reading, render
+from app.web.features import FEATURES, available
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+BLOCK_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview_page(
+    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, period: str = "24h"
+) -> Response:
+    ctx = reading(request, console, user)
+    data = await view.overview(conn, ctx=ctx, period=period)
+    alerts = {"available": available(request.app, "alerts"), "feature": FEATURES["alerts"]}
+    sort = request.query_params.get("sort", "attempts")
+    return render(
+        request,
+        console,
+        user,
+        "overview.html",
+        page="Overview",
+        o=data,
+        countries=view.country_rows(data.countries, sort),
+        sorts=view.COUNTRY_SORTS,
+        sort=sort,
+        alerts=alerts,
+        periods=list(view.PERIODS),
+        block_for=list(BLOCK_FOR),
+    )
+
+
+@router.post("/countries/block")
+async def block(
+    user: AdminChangeDep,
+    conn: ConnDep,
+    now: NowDep,
+    country: Annotated[str, Form(min_length=2, max_length=2)],
+    duration: Annotated[str, Form()] = "24h",
+) -> Response:
+    until = now + BLOCK_FOR.get(duration, BLOCK_FOR["24h"])
+    note = f"{country.upper()} blocked from the console by {user.principal.name}"
+    prefix = await block_country(
+        conn, country=country, until=until, note=note, by=user.principal, now=now
+    )
+    expires = until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return back("/", notice=f"{country.upper()} ({prefix}) is blocked until {expires}.")

@@ -1,0 +1,42 @@
+// VerifyGuard console: the few behaviours plain HTML lacks. No inline scripts (CSP).
+"use strict";
+
+// A rule's mode select saves as soon as it changes (its Save button stays for keyboards
+// and for browsers without JavaScript).
+document.querySelectorAll("form.autosave select").forEach(function (select) {
+  select.addEventListener("change", function () {
+    select.form.requestSubmit();
+  });
+});
+
+// The decisions feed: poll its rows every 2 s and swap them in when a new one arrived.
+(function () {
+  var body = document.getElementById("feed-rows");
+  if (!body) return;
+  var status = document.getElementById("feed-status");
+  var first = function (root) {
+    var row = root.querySelector("tr[data-id]");
+    return row ? row.getAttribute("data-id") : null;
+  };
+  var poll = function () {
+    if (document.hidden) return;
+    fetch(body.getAttribute("data-poll"), { credentials: "same-origin" })
+      .then(function (response) {
+        if (response.redirected || !response.ok) throw new Error("feed " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var template = document.createElement("template");
+        template.innerHTML = "<table><tbody>" + html + "</tbody></table>";
+        var rows = template.content.querySelector("tbody");
+        if (first(rows) !== first(body)) {
+          body.replaceChildren.apply(body, Array.from(rows.children));
+          status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+        }
+      })
+      .catch(function () {
+        status.textContent = "Live updates paused: reload the page.";
+      });
+  };
+  setInterval(poll, 2000);
+})();
