@@ -24,6 +24,7 @@ from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting, counting_scope
+from app.services.alerts.jobs import AlertJobs
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
 from app.services.intake.decide import Decider
@@ -98,6 +99,9 @@ def build_runtime(settings: Settings) -> Runtime:
         intake=_intake(shared, router=router, outage=outage),
         outage=outage,
         metrics=shared.reporter.metrics,
+        alerts=AlertJobs(
+            engine=engine, settings=settings, policies=policies, metrics=shared.reporter.metrics
+        ),
     )
 
 
@@ -271,6 +275,7 @@ async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
     await runtime.aggregator.start()
     if runtime.held is not None:
         await runtime.held.open()
+    await runtime.alerts.start(paused=lambda: runtime.outage.down)
     return [retention_task(runtime), rollup_task(runtime)]
 
 
@@ -278,6 +283,7 @@ async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -
     for task in background:
         if task is not None:
             task.cancel()
+    await runtime.alerts.stop()
     await runtime.intake.close()
     log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
     await runtime.aggregator.close()

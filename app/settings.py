@@ -30,6 +30,20 @@ class AnswerDefaults(BaseModel):
     whatsapp_code_type: Literal["Numeric", "Alpha", "Alphanumeric"] | None = None
 
 
+class AlertSettings(BaseModel):
+    """Alert evaluation, containment propagation and notification delivery."""
+
+    enabled: bool = True  # off: this process neither evaluates nor delivers (it still contains)
+    evaluate_seconds: float = Field(default=5.0, gt=0, le=10)
+    containment_poll_seconds: float = Field(default=0.5, gt=0, le=1)
+    delivery_seconds: float = Field(default=1.0, gt=0, le=60)
+    lease_seconds: float = Field(default=30.0, ge=1, le=600)
+    notification_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1, le=100)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VERIFYGUARD_",
@@ -72,6 +86,7 @@ class Settings(BaseSettings):
     anonymize_key: SecretStr | None = None
     retention_interval_seconds: int = Field(default=3600, ge=1)
     stats_rollup_interval_seconds: int = Field(default=300, ge=0)  # 0: only when queried
+    alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
 
     @field_validator("sinch_apps", mode="before")
     @classmethod

@@ -1,16 +1,19 @@
 """The live policy: loaded from the store, compiled once per change, shared by all requests.
 
 Each request reads the policy version inside its own transaction; a different version
-than the one compiled here means another worker (or this one) changed it: reload.
+than the one compiled here means another worker (or this one) changed it: reload. The
+active containments ride along on the compiled policy (`contain`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import asdict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.rules.containment import NONE, Containments
 from app.rules.engine import CompiledPolicy, compile_policy
 from app.rules.model import Action, Policy
 from app.store import policy as policy_store
@@ -23,6 +26,14 @@ class PolicyCache:
         self._compiled: CompiledPolicy | None = None
         self._version = -1
         self._lock = asyncio.Lock()
+        self._containments = NONE
+
+    def contain(self, containments: Containments) -> None:
+        """Make `containments` the active ones (from the containment watcher): attached to the
+        compiled policy, so the request path looks them up in memory."""
+        self._containments = containments
+        if self._compiled is not None:
+            self._compiled = dataclasses.replace(self._compiled, containments=containments)
 
     @property
     def loaded(self) -> CompiledPolicy | None:
@@ -38,7 +49,8 @@ class PolicyCache:
                 policy = await live_policy(
                     conn, default_action=self._default_action, timezone=self._timezone
                 )
-                self._compiled = compile_policy(policy, version=version)
+                compiled = compile_policy(policy, version=version)
+                self._compiled = dataclasses.replace(compiled, containments=self._containments)
                 self._version = version
         return self._compiled
 
@@ -54,5 +66,6 @@ async def live_policy(
             "lists": [asdict(named) for named in loaded.lists],
             "default_action": loaded.default_action or default_action,
             "timezone": timezone,
+            **(loaded.alerting or {}),
         }
     )
