@@ -98,6 +98,14 @@ class Alert(Frozen):
     notify: list[str] = Field(default_factory=list)
     contain: Contain | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _range_digits(cls, data: Any) -> Any:
+        """A range without `digits` is the first 8 digits, as in the starter policy's rules."""
+        if isinstance(data, dict) and data.get("key") == "range" and data.get("digits") is None:
+            return {**data, "digits": 8}
+        return data
+
     @field_validator("window", "cooldown", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> str:
@@ -112,8 +120,6 @@ class Alert(Frozen):
             raise ValueError(f"a {self.metric} alert takes `above` (or `relative`), not `below`")
         elif self.above is None and self.relative is None:
             raise ValueError(f"a {self.metric} alert needs `above` or `relative`")
-        if self.key == "range" and self.digits is None:
-            raise ValueError("a range alert needs `digits` (the range's leading digits)")
         if self.key != "range" and self.digits is not None:
             raise ValueError("`digits` is for range alerts")
         if self.contain is not None and self.key == "global":

@@ -14,6 +14,7 @@ from sqlalchemy import Table, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import JobLeaseRow
+from app.store.upsert import insert_for
 
 leases = cast(Table, JobLeaseRow.__table__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -22,13 +23,20 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 async def claim(
     conn: AsyncConnection, *, name: str, holder: str, now: datetime, ttl: timedelta
 ) -> bool:
-    """Take or extend the lease `name` for `holder` until now + ttl; False if another holds it."""
+    """Take or extend the lease `name` for `holder` until now + ttl; False if another holds it.
+
+    A missing lease row (a job never run, or a cleared table) is created by its first claimant.
+    """
     stmt = (
         update(leases)
         .where(leases.c.name == name, or_(leases.c.holder == holder, leases.c.expires_at < now))
         .values(holder=holder, expires_at=now + ttl)
     )
-    return (await conn.execute(stmt)).rowcount == 1
+    if (await conn.execute(stmt)).rowcount == 1:
+        return True
+    values = {"name": name, "holder": holder, "expires_at": now + ttl}
+    created = insert_for(conn, leases).values(**values).on_conflict_do_nothing()
+    return bool((await conn.execute(created)).rowcount == 1)
 
 
 async def release(conn: AsyncConnection, *, name: str, holder: str) -> None:
