@@ -62,6 +62,13 @@ async def test_two_evaluators_fire_once_and_every_worker_contains_within_2s(
         assert entry["rule"] == f"containment:{contained['id']}"
         assert entry["conditions"][0]["expected"]["alert"] == "range-attempts"
         assert entry["conditions"][0]["expected"]["containment"] == contained["id"]
+        scraped = (await second.get("/metrics")).text
+        assert "verifyguard_containments_active 1.0" in scraped
+        leader = first_jobs if ticks[0].leader else second_jobs
+        leader_app = client if leader is first_jobs else second
+        scraped = (await leader_app.get("/metrics")).text
+        assert "verifyguard_alerts_firing 1.0" in scraped
+        assert 'verifyguard_alert_transitions_total{kind="alert.firing"} 1.0' in scraped
         # The worker that evaluated denies too; the rest of the country is unaffected.
         await until_reason(client, sinch, f"{ATTACKED}998", "contained")
         assert (await reason_of(second, other, LEGIT))[0] == "default"

@@ -32,12 +32,17 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """What one evaluation did (None fields: this process did not hold the lease)."""
+    """What one evaluation did (all zero when this process did not hold the lease)."""
 
     leader: bool
-    transitions: int = 0
+    fired: int = 0
+    resolved: int = 0
     containments: int = 0
     firing: int = 0
+
+    @property
+    def transitions(self) -> int:
+        return self.fired + self.resolved
 
 
 async def evaluate_alerts(
@@ -53,12 +58,19 @@ async def evaluate_alerts(
         return Tick(leader=False)
     policy = await live_policy(conn, default_action=settings.default_action)
     await _expire(conn, policy, now)
-    transitions = contained = 0
+    kinds: list[str] = []
+    contained = 0
     for alert in policy.alerts:
         moved, made = await _evaluate(conn, policy, alert, now)
-        transitions += moved
+        kinds += moved
         contained += made
-    return Tick(True, transitions, contained, await store.firing_count(conn))
+    return Tick(
+        leader=True,
+        fired=kinds.count("alert.firing"),
+        resolved=kinds.count("alert.resolved"),
+        containments=contained,
+        firing=await store.firing_count(conn),
+    )
 
 
 async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[str, Observation]:
@@ -89,7 +101,7 @@ def _value(alert: Alert, total: float, attempts: int) -> float:
 
 async def _evaluate(
     conn: AsyncConnection, policy: Policy, alert: Alert, now: datetime
-) -> tuple[int, int]:
+) -> tuple[list[str], int]:
     observations = await observe(conn, alert, now)
     stored = await store.load_states(conn, alert.name)
     states = {value: AlertState(**asdict(row)) for value, row in stored.items()}
@@ -103,7 +115,7 @@ async def _evaluate(
             containment = await _contain(conn, policy, alert, transition.value, now)
             contained += containment is not None
         await _record(conn, policy, alert, transition, containment, now)
-    return len(outcome.transitions), contained
+    return [t.kind for t in outcome.transitions], contained
 
 
 async def _record(

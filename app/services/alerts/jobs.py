@@ -60,6 +60,8 @@ class AlertJobs:
         )
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._led = False  # took the lease at least once: hand it back on stop
+        self._paused: Callable[[], bool] = lambda: False
 
     @property
     def _ttl(self) -> timedelta:
@@ -76,7 +78,10 @@ class AlertJobs:
                 lease_ttl=self._ttl,
             )
         if tick.leader:
+            self._led = True
             self._metrics.alerts_firing.set(tick.firing)
+            self._metrics.alert_transitions.labels("alert.firing").inc(tick.fired)
+            self._metrics.alert_transitions.labels("alert.resolved").inc(tick.resolved)
         return tick
 
     async def deliver_once(self, now: datetime | None = None) -> int:
@@ -85,6 +90,7 @@ class AlertJobs:
         async with self._engine.begin() as conn:
             if not await lease.claim(conn, name=LEASE, holder=self.holder, now=now, ttl=self._ttl):
                 return 0
+            self._led = True
             policy = await live_policy(conn, default_action=self._settings.default_action)
         return await deliver_due(
             self._engine,
@@ -106,6 +112,7 @@ class AlertJobs:
 
     async def start(self, *, paused: Callable[[], bool]) -> None:
         """Load the containments now; then watch, evaluate and deliver in the background."""
+        self._paused = paused
         await self.refresh_once()
         jobs: list[tuple[float, Callable[[], Awaitable[None]], str]] = [
             (self._config.containment_poll_seconds, self._watch, "containments")
@@ -134,6 +141,8 @@ class AlertJobs:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if not self._led or self._paused():
+            return
         try:
             async with self._engine.begin() as conn:
                 await lease.release(conn, name=LEASE, holder=self.holder)
