@@ -158,6 +158,11 @@ async def due_notifications(conn: AsyncConnection, now: datetime, limit: int) ->
     return [Notification(**row) for row in (await conn.execute(stmt)).mappings()]
 
 
+async def any_due(conn: AsyncConnection, now: datetime) -> bool:
+    stmt = select(notifications.c.id).where(notifications.c.next_attempt_at <= now).limit(1)
+    return (await conn.execute(stmt)).first() is not None
+
+
 async def notification_rows(conn: AsyncConnection, *, limit: int = 100) -> list[Notification]:
     stmt = select(notifications).order_by(notifications.c.id.desc()).limit(limit)
     return [Notification(**row) for row in (await conn.execute(stmt)).mappings()]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 
+from app.main import create_app
 from app.settings import Settings
-from tests.alerts.conftest import ADMIN, Worker, auditor_headers, runtime_of
+from tests.alerts.conftest import ADMIN, Worker, alert_settings, auditor_headers, runtime_of
 from tests.alerts.helpers import (
     ALLOWED,
     ATTACKED,
@@ -141,3 +143,23 @@ async def test_allowlisted_number_is_never_contained(
     assert {ALLOWED, LEGIT} <= fired
     contained = {c["value"] for c in await get(client, "/admin/containments")}
     assert LEGIT in contained and ALLOWED not in contained
+
+
+async def test_containment_applies_with_redis_counters(
+    database_url: str, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """With counters in Redis the request path reads the policy another way: same result."""
+    settings = alert_settings(database_url, tmp_path).model_copy(update={"redis_url": redis_url})
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://redis.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            sinch = SinchSender(http, path=settings.callback_path)
+            await put_policy(http, policy_yaml(receiver))
+            now = datetime.now(UTC)
+            await attempts_at(http, now - timedelta(minutes=1))
+            assert (await runtime_of(http).alerts.evaluate_once(now)).transitions == 1
+            elapsed, _ = await until_reason(http, sinch, f"{ATTACKED}999", "contained")
+            assert elapsed < 2.0
+            assert (await reason_of(http, sinch, LEGIT))[0] == "default"

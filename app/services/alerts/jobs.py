@@ -24,6 +24,7 @@ from app.services.alerts.watcher import ContainmentWatcher
 from app.services.periodic import every
 from app.services.policy.cache import PolicyCache, live_policy
 from app.settings import Settings
+from app.store import alerts as alert_store
 from app.store import lease
 
 log = structlog.get_logger()
@@ -91,6 +92,8 @@ class AlertJobs:
             if not await lease.claim(conn, name=LEASE, holder=self.holder, now=now, ttl=self._ttl):
                 return 0
             self._led = True
+            if not await alert_store.any_due(conn, now):
+                return 0
             policy = await live_policy(conn, default_action=self._settings.default_action)
         return await deliver_due(
             self._engine,
