@@ -26,8 +26,6 @@ class Measured:
 
 
 def key_column(key: str, digits: int | None) -> ColumnElement[Any]:
-    if key == "global":
-        return literal("global")
     if key == "range":
         return func.substr(v.c.number, 1, 1 + (digits or 0))
     if key == "application":
@@ -65,15 +63,21 @@ async def measure(
     windows: Sequence[tuple[datetime, datetime]],
 ) -> dict[str, Measured]:
     """Totals by key value over the union of `windows` ([since, until) each)."""
-    column = key_column(key, digits).label("value")
     total, attempts = _measure(metric)
     within = or_(*(and_(v.c.requested_at >= a, v.c.requested_at < b) for a, b in windows))
-    stmt = (
-        select(column, total.label("total"), attempts.label("attempts"))
-        .where(within, column.is_not(None))
-        .group_by(column)
-    )
-    rows = (await conn.execute(stmt)).all()
+    if key == "global":
+        stmt = select(
+            literal("global").label("value"), total.label("total"), attempts.label("attempts")
+        )
+        rows = [row for row in (await conn.execute(stmt.where(within))).all() if row.attempts]
+    else:
+        column = key_column(key, digits).label("value")
+        stmt = (
+            select(column, total.label("total"), attempts.label("attempts"))
+            .where(within, column.is_not(None))
+            .group_by(column)
+        )
+        rows = list((await conn.execute(stmt)).all())
     return {
         str(row.value): Measured(float(row.total or 0), int(row.attempts or 0))
         for row in rows

@@ -7,7 +7,7 @@ evaluator at a time does this; the others find the lease taken and skip.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -217,7 +217,8 @@ def _exempt(policy: Policy, number: str, now: datetime) -> bool:
 
 
 async def _expire(conn: AsyncConnection, policy: Policy, now: datetime) -> None:
-    for row in await store.expire_containments(conn, now):
+    for expired in await store.expire_containments(conn, now):
+        row = replace(expired, status="expired")
         body = messages.payload(
             "containment.expired",
             alert=row.alert,
