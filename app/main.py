@@ -25,6 +25,7 @@ from app.logs import configure_logging
 from app.metrics import Metrics
 from app.services.admission import Admission
 from app.services.aggregates import Aggregator, Counting, counting_scope
+from app.services.alerts.jobs import AlertJobs
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
 from app.services.intake.decide import Decider
@@ -112,6 +113,9 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         outage=outage,
         metrics=shared.reporter.metrics,
+        alerts=AlertJobs(
+            engine=engine, settings=settings, policies=policies, metrics=shared.reporter.metrics
+        ),
     )
 
 
@@ -303,6 +307,7 @@ async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
     await runtime.aggregator.start()
     if runtime.held is not None:
         await runtime.held.open()
+    await runtime.alerts.start(paused=lambda: runtime.outage.down)
     return [retention_task(runtime), rollup_task(runtime)]
 
 
@@ -310,6 +315,7 @@ async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -
     for task in background:
         if task is not None:
             task.cancel()
+    await runtime.alerts.stop()
     await runtime.intake.close()
     log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
     await runtime.aggregator.close()

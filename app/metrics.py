@@ -68,7 +68,33 @@ class Metrics:
             ["table", "action"],
             registry=registry,
         )
+        self._alert_metrics(registry)
         self.database_up.set(1)
+
+    def _alert_metrics(self, registry: CollectorRegistry) -> None:
+        self.alerts_firing = Gauge(
+            "verifyguard_alerts_firing",
+            "Alert keys firing at the last evaluation (set by the process evaluating).",
+            registry=registry,
+        )
+        self.alert_transitions = Counter(
+            "verifyguard_alert_transitions",
+            "Alerts fired and resolved by this process, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.containments_active = Gauge(
+            "verifyguard_containments_active",
+            "Active containments this process denies request events under.",
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "verifyguard_notifications",
+            "Notification delivery attempts, by channel kind and outcome "
+            "(delivered, retry, failed).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
 
     def _outage_metrics(self, registry: CollectorRegistry) -> None:
         self.fallbacks = Counter(

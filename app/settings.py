@@ -30,6 +30,20 @@ class AnswerDefaults(BaseModel):
     whatsapp_code_type: Literal["Numeric", "Alpha", "Alphanumeric"] | None = None
 
 
+class AlertSettings(BaseModel):
+    """Alert evaluation, containment propagation and notification delivery."""
+
+    enabled: bool = True  # off: this process neither evaluates nor delivers (it still contains)
+    evaluate_seconds: float = Field(default=5.0, gt=0, le=10)
+    containment_poll_seconds: float = Field(default=0.5, gt=0, le=1)
+    delivery_seconds: float = Field(default=1.0, gt=0, le=60)
+    lease_seconds: float = Field(default=30.0, ge=1, le=600)
+    notification_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1, le=100)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VERIFYGUARD_",
@@ -78,6 +92,7 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=8, gt=0, le=24 * 30)
     # Set by `verifyguard serve` in development: the code of its one-time sign-in link.
     console_sign_in_code: SecretStr | None = None
+    alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
 
     @field_validator("sinch_apps", mode="before")
     @classmethod

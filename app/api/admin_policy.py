@@ -27,10 +27,13 @@ POLICY_BODY: dict[str, Any] = {
 
 @router.get("/policy")
 async def export_policy(
-    _: AuditorDep, conn: ConnDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
+    by: AuditorDep, conn: ConnDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
 ) -> Response:
-    """Export the whole policy (rules, lists, default action) as JSON or YAML."""
-    document = await policy_io.export_policy(conn, default_action=runtime.settings.default_action)
+    """Export the whole policy (rules, lists, default action, channels and alerts) as JSON or
+    YAML; channel secrets are shown to admins only."""
+    document = await policy_io.export_policy(
+        conn, default_action=runtime.settings.default_action, redact=not by.is_admin
+    )
     if format == "yaml":
         return Response(policy_io.dump_document(document, "yaml"), media_type="application/yaml")
     return JSONResponse(document)

@@ -181,6 +181,7 @@ class ImportResult(BaseModel):
     deleted: list[str]
     lists_changed: bool
     default_action_changed: bool
+    alerting_changed: bool = False
 
     @classmethod
     def of(cls, report: ImportReport) -> ImportResult:
@@ -194,4 +195,5 @@ class ImportResult(BaseModel):
             deleted=diff.deleted,
             lists_changed=diff.lists_changed,
             default_action_changed=diff.default_action_changed,
+            alerting_changed=diff.alerting_changed,
         )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from app.rules.aggregates import AggregateSpec, CounterKey, specs_for
+from app.rules.containment import NONE, Block, Containments, exempt
 from app.rules.decision import ConditionTrace, Decision, RuleMatch, TraceEntry
 from app.rules.facts import Facts, facts_from_json
 from app.rules.lists import CompiledList, compile_list
@@ -59,6 +60,8 @@ class CompiledPolicy:
     zone: ZoneInfo
     default_action: Action
     version: int | str | None
+    # Active containments (kept current by the shell, not by policy changes).
+    containments: Containments = NONE
 
 
 def compile_policy(policy: Policy, *, version: int | str | None = None) -> CompiledPolicy:
@@ -98,7 +101,14 @@ def _compile_rule(rule: Rule) -> CompiledRule:
 
 
 def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
-    """Enforce rules in order, first match decides; shadow rules all run, deciding nothing."""
+    """Enforce rules in order, first match decides; shadow rules all run, deciding nothing.
+
+    An active containment covering the attempt decides first (`contained`), unless the
+    number is on a list the policy never contains (the allowlist)."""
+    if compiled.containments:
+        block = compiled.containments.covering(facts, facts.now)
+        if block is not None and not exempt(facts, compiled.lists, compiled.policy.never_contain):
+            return _contained(compiled, facts, block)
     env = Env(facts=facts, local=facts.now.astimezone(compiled.zone), lists=compiled.lists)
     trace: list[TraceEntry] = []
     shadow: list[RuleMatch] = []
@@ -158,6 +168,32 @@ def _decision(
         rule_revision=rule.revision,
         answer=answer,
         **common,
+    )
+
+
+def _contained(compiled: CompiledPolicy, facts: Facts, block: Block) -> Decision:
+    """A deny naming the containment and the alert that created it."""
+    condition = ConditionTrace(
+        condition="containment",
+        held=True,
+        text=block.describe(),
+        actual={"key": block.key, "value": block.value},
+        expected={
+            "containment": block.id,
+            "alert": block.alert,
+            "expires_at": block.expires_at.isoformat() if block.expires_at else None,
+        },
+    )
+    entry = TraceEntry(
+        rule=f"containment:{block.id}", mode="enforce", matched=True, conditions=[condition]
+    )
+    return Decision(
+        action="deny",
+        reason="contained",
+        mode="enforce",
+        trace=[entry],
+        aggregates=dict(facts.aggregates),
+        policy_version=compiled.version,
     )
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from app.rules.alerts import Alert, Channel, check_alerting
 from app.rules.conditions import (
     AllOf,
     AnyOf,
@@ -32,9 +33,11 @@ from app.rules.fields import METHODS, canonical_method
 
 __all__ = [
     "Action",
+    "Alert",
     "AllOf",
     "AnswerOverrides",
     "AnyOf",
+    "Channel",
     "Condition",
     "Conversion",
     "ConversionSpec",
@@ -165,6 +168,10 @@ class Policy(Frozen):
     lists: list[NamedList] = Field(default_factory=list)
     default_action: Action = "allow"
     timezone: str = "UTC"
+    channels: list[Channel] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    # Lists whose numbers no containment ever blocks.
+    never_contain: list[str] = Field(default_factory=lambda: ["allowlist"])
 
     @field_validator("timezone")
     @classmethod
@@ -192,6 +199,7 @@ class Policy(Frozen):
                     raise ValueError(
                         f"rule {rule.name!r} refers to unknown list {condition.in_list!r}"
                     )
+        check_alerting(self.channels, self.alerts, known, self.never_contain)
         return self
 
 

@@ -1,4 +1,5 @@
-"""Tables: the callback inbox, verifications, counters, policy (rules, lists), tokens, audit log."""
+"""Tables: the callback inbox, verifications, counters, policy (rules, lists), tokens, audit log;
+alert state, history, containments, the notification outbox and job leases."""
 
 from __future__ import annotations
 
@@ -307,6 +308,8 @@ class PolicyStateRow(Base):
     default_action: Mapped[str | None] = mapped_column(String(8))
     updated_at: Mapped[datetime]
     updated_by: Mapped[str | None] = mapped_column(String(100))
+    # The policy's channels, alerts and never_contain lists, as one document.
+    alerting: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ApiTokenRow(Base):
@@ -335,3 +338,110 @@ class AuditLogRow(Base):
     path: Mapped[str] = mapped_column(String(500))
     query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[int] = mapped_column(SmallInteger)
+
+
+class AlertStateRow(Base):
+    """Where one key of one alert stands: firing or not, when it last fired."""
+
+    __tablename__ = "alert_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(String(64))
+    firing: Mapped[bool] = mapped_column(Boolean)
+    last_fired_at: Mapped[datetime | None]
+    below_since: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("alert", "value"),)
+
+
+class AlertEventRow(Base):
+    """Alert history: every firing and resolution, with what was observed against what."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    alert: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    observed: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    window: Mapped[str] = mapped_column(String(16))
+    containment_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (Index("ix_alert_events_alert_at", "alert", "at"),)
+
+
+class ContainmentRow(Base):
+    """A timed block of one key, created by an alert (or proposed for review)."""
+
+    __tablename__ = "containments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(64))
+    alert: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None]
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    extended_at: Mapped[datetime | None]
+    extended_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_containments_key_value_created_at", "key", "value", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class NotificationRow(Base):
+    """The outbox: one notification for one channel, written with the event that causes it."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_notifications_next_attempt_at", "next_attempt_at"),)
+
+
+class NotificationAttemptRow(Base):
+    """Each delivery attempt of a notification, answered or not."""
+
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(BigId, index=True)
+    at: Mapped[datetime]
+    http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    error: Mapped[str | None] = mapped_column(String(500))
+    elapsed_ms: Mapped[float] = mapped_column(Float)
+
+
+class JobLeaseRow(Base):
+    """Which process runs a cluster-wide job (alert evaluation) until when."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime]

@@ -56,6 +56,7 @@ async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:
     return LoadedPolicy(
         version=int(version_row["version"]),
         default_action=version_row["default_action"],
+        alerting=version_row["alerting"],
         rules=await rule_rows(conn),
         lists=[
             PolicyList(
@@ -184,6 +185,11 @@ async def replace_lists(
         ]
         if rows:
             await conn.execute(insert(entries), rows)
+
+
+async def set_alerting(conn: AsyncConnection, document: dict[str, Any] | None) -> None:
+    """The policy's channels, alerts and never_contain lists (None: none of them)."""
+    await conn.execute(update(state).where(state.c.id == 1).values(alerting=document))
 
 
 async def set_default_action(conn: AsyncConnection, action: str | None) -> None:

@@ -75,3 +75,4 @@ class LoadedPolicy:
     default_action: str | None
     rules: list[StoredRule]
     lists: list[PolicyList]
+    alerting: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.rules.alerts import REDACTED
 from app.rules.model import NamedList, Policy, Rule
 from app.services.tokens import Principal
 from app.store import policy as store
@@ -31,6 +32,24 @@ class Author:
 def rule_document(rule: Rule) -> dict[str, Any]:
     """A rule as stored and exported: everything but the database id and revision."""
     return rule.model_dump(mode="json", exclude={"id", "revision"}, exclude_none=True)
+
+
+def alerting_document(policy: Policy, *, redact: bool = False) -> dict[str, Any] | None:
+    """The policy's channels, alerts and never_contain lists as stored and exported (None when
+    it has none of them); `redact` hides channel secrets (for auditors)."""
+    document: dict[str, Any] = {}
+    if policy.channels:
+        channels = [c.model_dump(mode="json", exclude_none=True) for c in policy.channels]
+        if redact:
+            channels = [{**c, "secret": REDACTED} if "secret" in c else c for c in channels]
+        document["channels"] = channels
+    if policy.alerts:
+        document["alerts"] = [
+            a.model_dump(mode="json", exclude_defaults=True, by_alias=True) for a in policy.alerts
+        ]
+    if policy.never_contain != ["allowlist"]:
+        document["never_contain"] = list(policy.never_contain)
+    return document or None
 
 
 def policy_list(named: NamedList) -> PolicyList:
@@ -76,6 +95,7 @@ async def replace_policy(
         actor=actor,
     )
     await store.set_default_action(conn, policy.default_action)
+    await store.set_alerting(conn, alerting_document(policy))
     return await store.bump_version(conn, now=now, actor=actor)
 
 

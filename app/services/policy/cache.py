@@ -1,15 +1,18 @@
 """The live policy: loaded from the store, compiled once per change, shared by all requests.
 
 Each request reads the policy version inside its own transaction; a different version
-than the one compiled here means another worker (or this one) changed it: reload.
+than the one compiled here means another worker (or this one) changed it: reload. The
+active containments ride along on the compiled policy (`contain`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.rules.containment import NONE, Containments
 from app.rules.engine import CompiledPolicy, compile_policy
 from app.rules.model import Action, Policy
 from app.store import policy as policy_store
@@ -21,6 +24,14 @@ class PolicyCache:
         self._timezone = timezone
         self._compiled: CompiledPolicy | None = None
         self._version = -1
+        self._containments = NONE
+
+    def contain(self, containments: Containments) -> None:
+        """Make `containments` the active ones (from the containment watcher): attached to the
+        compiled policy, so the request path looks them up in memory."""
+        self._containments = containments
+        if self._compiled is not None:
+            self._compiled = dataclasses.replace(self._compiled, containments=containments)
 
     @property
     def loaded(self) -> CompiledPolicy | None:
@@ -37,6 +48,7 @@ class PolicyCache:
             conn, default_action=self._default_action, timezone=self._timezone
         )
         compiled = compile_policy(policy, version=version)
+        compiled = dataclasses.replace(compiled, containments=self._containments)
         if version >= self._version:  # a slower reload of an older version stays its own
             self._compiled, self._version = compiled, version
         return compiled
@@ -53,5 +65,6 @@ async def live_policy(
             "lists": [asdict(named) for named in loaded.lists],
             "default_action": loaded.default_action or default_action,
             "timezone": timezone,
+            **(loaded.alerting or {}),
         }
     )

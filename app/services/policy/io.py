@@ -16,8 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import BadRequest, Unprocessable, validation_errors
 from app.rules.model import Action, NamedList, Policy
-from app.services.policy.admin import lock_policy, replace_policy, rule_document
+from app.services.policy.admin import (
+    alerting_document,
+    lock_policy,
+    replace_policy,
+    rule_document,
+)
 from app.services.policy.cache import live_policy
+from app.services.policy.secrets import keep_secrets
 from app.services.tokens import Principal
 from app.store import policy as store
 
@@ -33,6 +39,7 @@ class PolicyDiff:
     deleted: list[str] = field(default_factory=list)
     lists_changed: bool = False
     default_action_changed: bool = False
+    alerting_changed: bool = False
 
     @property
     def changed(self) -> bool:
@@ -42,6 +49,7 @@ class PolicyDiff:
             or self.deleted
             or self.lists_changed
             or self.default_action_changed
+            or self.alerting_changed
         )
 
 
@@ -54,12 +62,14 @@ class ImportReport:
     diff: PolicyDiff
 
 
-def export_document(policy: Policy) -> dict[str, Any]:
-    """The policy as an admin edits it: no ids, revisions or empty defaults."""
+def export_document(policy: Policy, *, redact: bool = False) -> dict[str, Any]:
+    """The policy as an admin edits it: no ids, revisions or empty defaults; `redact` hides
+    the channels' secrets (an import of the redacted document keeps the stored ones)."""
     return {
         "default_action": policy.default_action,
         "lists": [named.model_dump(mode="json", exclude_defaults=True) for named in policy.lists],
         "rules": [rule_document(rule) for rule in policy.rules],
+        **(alerting_document(policy, redact=redact) or {}),
     }
 
 
@@ -95,8 +105,10 @@ def parse_policy(document: Any) -> Policy:
     return policy
 
 
-async def export_policy(conn: AsyncConnection, *, default_action: Action) -> dict[str, Any]:
-    return export_document(await live_policy(conn, default_action=default_action))
+async def export_policy(
+    conn: AsyncConnection, *, default_action: Action, redact: bool = False
+) -> dict[str, Any]:
+    return export_document(await live_policy(conn, default_action=default_action), redact=redact)
 
 
 async def import_policy(
@@ -111,7 +123,9 @@ async def import_policy(
     """Replace the live policy atomically; report what changed and the resulting version."""
     policy = parse_policy(document)
     await lock_policy(conn)
-    diff = policy_diff(await live_policy(conn, default_action=default_action), policy)
+    current = await live_policy(conn, default_action=default_action)
+    policy = keep_secrets(policy, current)
+    diff = policy_diff(current, policy)
     version = await store.policy_version(conn)
     if diff.changed and not dry_run:
         version = await replace_policy(
@@ -129,6 +143,7 @@ def policy_diff(current: Policy, new: Policy) -> PolicyDiff:
         deleted=[name for name in before if name not in after],
         lists_changed=_lists_key(current) != _lists_key(new),
         default_action_changed=current.default_action != new.default_action,
+        alerting_changed=alerting_document(current) != alerting_document(new),
     )
 
 

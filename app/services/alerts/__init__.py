@@ -1,0 +1,1 @@
+"""Alerts and automatic containment: evaluation, containments, notification delivery."""

@@ -1,0 +1,230 @@
+"""One evaluation of every alert: observe, decide transitions (app.rules.alerting), and store
+the events, containments and notifications they cause, all in one transaction.
+
+The transaction opens by claiming the `alerts` lease, so across processes and hosts one
+evaluator at a time does this; the others find the lease taken and skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.rules.alerting import AlertState, Observation, Transition, evaluate_alert
+from app.rules.alerts import Alert
+from app.rules.lists import compile_list
+from app.rules.model import Policy
+from app.services.alerts import messages
+from app.services.alerts.outbox import channels_of, enqueue
+from app.services.policy.cache import live_policy
+from app.settings import Settings
+from app.store import alert_metrics, lease
+from app.store import alerts as store
+from app.store.alert_rows import AlertEvent, AlertStateRecord, Containment
+
+log = structlog.get_logger()
+LEASE = "alerts"
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What one evaluation did (all zero when this process did not hold the lease)."""
+
+    leader: bool
+    fired: int = 0
+    resolved: int = 0
+    containments: int = 0
+    firing: int = 0
+
+    @property
+    def transitions(self) -> int:
+        return self.fired + self.resolved
+
+
+async def evaluate_alerts(
+    conn: AsyncConnection,
+    *,
+    settings: Settings,
+    holder: str,
+    now: datetime,
+    lease_ttl: timedelta,
+) -> Tick:
+    """Claim the lease, then evaluate every alert at `now`; skip if another process holds it."""
+    if not await lease.claim(conn, name=LEASE, holder=holder, now=now, ttl=lease_ttl):
+        return Tick(leader=False)
+    policy = await live_policy(conn, default_action=settings.default_action)
+    await _expire(conn, policy, now)
+    kinds: list[str] = []
+    contained = 0
+    for alert in policy.alerts:
+        moved, made = await _evaluate(conn, policy, alert, now)
+        kinds += moved
+        contained += made
+    return Tick(
+        leader=True,
+        fired=kinds.count("alert.firing"),
+        resolved=kinds.count("alert.resolved"),
+        containments=contained,
+        firing=await store.firing_count(conn),
+    )
+
+
+async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[str, Observation]:
+    """The alert's metric per key over its window (and, relative, the same hour of past days)."""
+    window = timedelta(seconds=alert.window_seconds)
+    current = await alert_metrics.measure(
+        conn, metric=alert.metric, key=alert.key, digits=alert.digits, windows=[(now - window, now)]
+    )
+    baseline: dict[str, float] = {}
+    if alert.relative is not None:
+        days = alert.relative.days
+        past = [(now - window - d * DAY, now - d * DAY) for d in range(1, days + 1)]
+        history = await alert_metrics.measure(
+            conn, metric=alert.metric, key=alert.key, digits=alert.digits, windows=past
+        )
+        baseline = {value: m.total / days for value, m in history.items()}
+    return {
+        value: Observation(_value(alert, m.total, m.attempts), m.attempts, baseline.get(value))
+        for value, m in current.items()
+    }
+
+
+def _value(alert: Alert, total: float, attempts: int) -> float:
+    if alert.metric == "conversion":
+        return total / attempts if attempts else 0.0
+    return total
+
+
+async def _evaluate(
+    conn: AsyncConnection, policy: Policy, alert: Alert, now: datetime
+) -> tuple[list[str], int]:
+    observations = await observe(conn, alert, now)
+    stored = await store.load_states(conn, alert.name)
+    states = {value: AlertState(**asdict(row)) for value, row in stored.items()}
+    outcome = evaluate_alert(alert, observations, states, now)
+    changed = [AlertStateRecord(**asdict(state)) for state in outcome.states.values()]
+    await store.save_states(conn, alert.name, changed, now)
+    contained = 0
+    for transition in outcome.transitions:
+        containment = None
+        if transition.kind == "alert.firing" and alert.contain is not None:
+            containment = await _contain(conn, policy, alert, transition.value, now)
+            contained += containment is not None
+        await _record(conn, policy, alert, transition, containment, now)
+    return [t.kind for t in outcome.transitions], contained
+
+
+async def _record(
+    conn: AsyncConnection,
+    policy: Policy,
+    alert: Alert,
+    transition: Transition,
+    containment: Containment | None,
+    now: datetime,
+) -> None:
+    event = AlertEvent(
+        kind=transition.kind,
+        alert=alert.name,
+        key=alert.key,
+        value=transition.value,
+        metric=alert.metric,
+        observed=transition.observed,
+        threshold=transition.threshold,
+        window=alert.window,
+        at=now,
+        containment_id=containment.id if containment else None,
+    )
+    await store.add_event(conn, event)
+    log.warning(
+        transition.kind,
+        alert=alert.name,
+        key=alert.key,
+        value=transition.value,
+        observed=transition.observed,
+        threshold=transition.threshold,
+    )
+    body = messages.payload(
+        transition.kind,
+        alert=alert.name,
+        key=alert.key,
+        value=transition.value,
+        at=now,
+        observed=transition.observed,
+        threshold=transition.threshold,
+        window=alert.window,
+        containment=containment,
+    )
+    await enqueue(conn, channels=list(alert.notify), body=body, now=now)
+    if containment is not None:
+        kind = "containment.proposed" if containment.status == "proposed" else "containment.created"
+        created = messages.payload(
+            kind,
+            alert=alert.name,
+            key=alert.key,
+            value=transition.value,
+            at=now,
+            containment=containment,
+        )
+        await enqueue(conn, channels=list(alert.notify), body=created, now=now)
+
+
+async def _contain(
+    conn: AsyncConnection, policy: Policy, alert: Alert, value: str, now: datetime
+) -> Containment | None:
+    """Block exactly this key (escalated for repeats within a day); never an exempt number."""
+    contain = alert.contain
+    assert contain is not None
+    if alert.key == "number" and _exempt(policy, value, now):
+        log.info("containment.skipped", alert=alert.name, reason="never_contain")
+        return None
+    repeat = await store.containments_since(conn, key=alert.key, value=value, since=now - DAY)
+    seconds = contain.seconds(repeat)
+    status = "proposed" if contain.review else "active"
+    containment_id = await store.add_containment(
+        conn,
+        key=alert.key,
+        value=value,
+        alert=alert.name,
+        status=status,
+        duration_seconds=seconds,
+        created_at=now,
+        created_by=f"alert:{alert.name}",
+        expires_at=None if contain.review else now + timedelta(seconds=seconds),
+        updated_at=now,
+    )
+    log.warning(
+        "containment.created",
+        id=containment_id,
+        key=alert.key,
+        value=value,
+        status=status,
+        seconds=seconds,
+    )
+    return await store.containment_row(conn, containment_id)
+
+
+def _exempt(policy: Policy, number: str, now: datetime) -> bool:
+    named = {n.name: n for n in policy.lists}
+    return any(
+        compile_list(named[name]).match(number, now) is not None
+        for name in policy.never_contain
+        if name in named
+    )
+
+
+async def _expire(conn: AsyncConnection, policy: Policy, now: datetime) -> None:
+    for expired in await store.expire_containments(conn, now):
+        row = replace(expired, status="expired")
+        body = messages.payload(
+            "containment.expired",
+            alert=row.alert,
+            key=row.key,
+            value=row.value,
+            at=now,
+            containment=row,
+        )
+        await enqueue(conn, channels=channels_of(policy, row.alert), body=body, now=now)

@@ -1,0 +1,85 @@
+"""What alerts observe, read from the stored verifications: one grouped query per window.
+
+Each metric is a sum over the window's rows, grouped by the alert's key (a range is the
+number's leading digits), with the attempts it is taken over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.tables import verifications as v
+
+SUCCESSFUL = "SUCCESSFUL"
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    total: float
+    attempts: int
+
+
+def key_column(key: str, digits: int | None) -> ColumnElement[Any]:
+    if key == "range":
+        return func.substr(v.c.number, 1, 1 + (digits or 0))
+    if key == "application":
+        return func.lower(v.c.app_key)
+    return {"country": v.c.country, "number": v.c.number}[key]
+
+
+def _one(condition: ColumnElement[bool], then: ColumnElement[Any] | int = 1) -> Any:
+    return func.sum(case((condition, then), else_=0))
+
+
+def _measure(metric: str) -> tuple[Any, Any]:
+    """(the metric's sum, the attempts it is taken over)."""
+    allowed = v.c.action == "allow"
+    verified = v.c.status == SUCCESSFUL
+    if metric == "denied":
+        return _one(v.c.action == "deny"), func.count()
+    if metric == "spend":
+        return _one(allowed, func.coalesce(v.c.price_amount, 0.0)), func.count()
+    if metric == "unverified":
+        return _one(
+            and_(allowed, or_(v.c.status.is_(None), v.c.status != SUCCESSFUL))
+        ), func.count()
+    if metric == "conversion":
+        return _one(and_(allowed, verified)), _one(allowed)
+    return func.count(), func.count()
+
+
+async def measure(
+    conn: AsyncConnection,
+    *,
+    metric: str,
+    key: str,
+    digits: int | None,
+    windows: Sequence[tuple[datetime, datetime]],
+) -> dict[str, Measured]:
+    """Totals by key value over the union of `windows` ([since, until) each)."""
+    total, attempts = _measure(metric)
+    within = or_(*(and_(v.c.requested_at >= a, v.c.requested_at < b) for a, b in windows))
+    if key == "global":
+        stmt = select(
+            literal("global").label("value"), total.label("total"), attempts.label("attempts")
+        )
+        rows = [row for row in (await conn.execute(stmt.where(within))).all() if row.attempts]
+    else:
+        column = key_column(key, digits).label("value")
+        stmt = (
+            select(column, total.label("total"), attempts.label("attempts"))
+            .where(within, column.is_not(None))
+            .group_by(column)
+        )
+        rows = list((await conn.execute(stmt)).all())
+    return {
+        str(row.value): Measured(float(row.total or 0), int(row.attempts or 0))
+        for row in rows
+        if row.value
+    }

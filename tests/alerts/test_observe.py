@@ -1,0 +1,60 @@
+"""What alerts observe from the stored verifications, per metric and key, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from httpx import AsyncClient
+
+from app.rules.alerting import Observation
+from app.rules.alerts import Alert
+from app.services.alerts.evaluator import observe
+from tests.alerts.conftest import runtime_of
+from tests.audit.rows import insert_rows, row
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+AT = NOW - timedelta(minutes=1)
+
+
+def _alert(metric: str, key: str, **over: object) -> Alert:
+    threshold: dict[str, object] = {"below": 0.5} if metric == "conversion" else {"above": 1}
+    return Alert.model_validate(
+        {"name": "a", "metric": metric, "key": key, "window": "10m", **threshold, **over}
+    )
+
+
+async def test_each_metric_per_key(client: AsyncClient) -> None:
+    engine = runtime_of(client).engine
+    stamp = {"requested_at": AT, "decided_at": AT, "created_at": AT}
+    await insert_rows(
+        engine,
+        [
+            row(number="+46701230001", price_amount=0.5, status="SUCCESSFUL", **stamp),
+            row(number="+46701230002", price_amount=0.25, **stamp),
+            row(number="+46701230003", action="deny", price_amount=0.75, **stamp),
+            row(number="+447700900123", country="GB", app_key="App-Two", price_amount=1.0, **stamp),
+            row(number="+46701230004", requested_at=NOW - timedelta(minutes=11)),  # too old
+            row(number="+46701230005", requested_at=NOW),  # not yet: the window ends at now
+        ],
+    )
+    async with engine.connect() as conn:
+
+        async def seen(metric: str, key: str, **over: object) -> dict[str, Observation]:
+            return await observe(conn, _alert(metric, key, **over), NOW)
+
+        assert await seen("attempts", "global") == {"global": Observation(4, 4)}
+        assert await seen("attempts", "country") == {
+            "SE": Observation(3, 3),
+            "GB": Observation(1, 1),
+        }
+        assert (await seen("denied", "range", digits=8))["+46701230"] == Observation(1, 3)
+        assert (await seen("spend", "country"))["SE"] == Observation(0.75, 3)
+        assert (await seen("unverified", "country"))["SE"] == Observation(1, 3)
+        assert (await seen("conversion", "country"))["SE"] == Observation(0.5, 2)
+        assert set(await seen("attempts", "number")) == {
+            "+46701230001",
+            "+46701230002",
+            "+46701230003",
+            "+447700900123",
+        }
+        assert set(await seen("attempts", "application")) == {"app-one", "app-two"}
