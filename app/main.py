@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.api import admin, audit, callbacks, health, metrics
 from app.api.deps import Runtime
 from app.api.middleware import RequestIdMiddleware, RequestIds
+from app.api.problems import install_openapi
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
@@ -233,11 +234,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         methods=["POST"],
         tags=["sinch"],
         summary="Receive a Sinch Verification event",
+        responses=callbacks.RESPONSES,
+        openapi_extra=callbacks.REQUEST_BODY,
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    install_openapi(app, models=callbacks.SCHEMAS)
     return app
 
 

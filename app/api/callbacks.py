@@ -17,7 +17,55 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.deps import Runtime, signed_delivery
 from app.api.middleware import RequestIdMiddleware, RequestIds
+from app.api.problems import problem_responses
 from app.errors import AppError, crashed, problem_for
+from app.sinch.answers import RequestAnswer
+from app.sinch.events import (
+    VerificationRequestEvent,
+    VerificationResultEvent,
+    VerificationSmsDeliveredEvent,
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+EVENTS = (VerificationRequestEvent, VerificationResultEvent, VerificationSmsDeliveredEvent)
+SCHEMAS = (*EVENTS, RequestAnswer)
+REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A Sinch event, signed (`Authorization: Application <key>:<signature>`).",
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ref(m.__name__) for m in EVENTS]},
+            }
+        },
+    }
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "A VerificationRequestEvent: the decision, `allow` or `deny`, with the method's"
+            " settings on allow. Any other event (result, SMS delivered, one Sinch adds"
+            " later): stored, answered with an empty body."
+        ),
+        "content": {
+            "application/json": {
+                "schema": _ref("RequestAnswer"),
+                "examples": {
+                    "sms_allowed": {"value": {"action": "allow", "sms": {"codeType": "Numeric"}}},
+                    "flashcall_allowed": {
+                        "value": {"action": "allow", "flashCall": {"dialTimeout": 10}}
+                    },
+                    "denied": {"value": {"action": "deny"}},
+                },
+            }
+        },
+    },
+    **problem_responses(400, 401, 413, 503),
+}
 
 
 async def sinch_event(request: Request) -> Response:

@@ -36,6 +36,9 @@ CounterKeyName = Literal[
     "number", "range", "country", "calling_code", "reference", "application", "global"
 ]
 
+# Ids, revisions and priorities are stored in 32-bit integer columns.
+INT32_MAX = 2**31 - 1
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(
