@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import admin, audit, callbacks, health, metrics
+from app.api.bodies import BodyLimit
 from app.api.deps import Runtime
 from app.api.middleware import RequestIdMiddleware, RequestIds
 from app.api.problems import install_openapi
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)  # inside RequestIdMiddleware: its 413 carries the id
     app.add_middleware(RequestIdMiddleware, ids=request_ids)
     # Served ahead of the router (CallbackFirst); declared for the OpenAPI document.
     app.add_api_route(

@@ -17,12 +17,22 @@ from app.api.admin_schemas import (
     ListSummary,
 )
 from app.api.auth import AdminDep, AuditorDep
+from app.api.links import links
 from app.api.problems import problem_responses
 from app.services.policy import lists as lists_admin
 
 router = APIRouter(prefix="/lists")
-WRITE = problem_responses(403, 409, 413, 422)
-WRITE_ONE = problem_responses(403, 404, 413, 422)
+WRITE = problem_responses(400, 403, 409, 413, 422)
+WRITE_ONE = problem_responses(400, 403, 404, 413, 422)
+_ONE = "/admin/lists/{name}"
+_TO_LIST = {
+    "GetList": ("get", _ONE),
+    "DeleteList": ("delete", _ONE),
+    "AddEntries": ("post", _ONE + "/entries"),
+    "RemoveEntries": ("delete", _ONE + "/entries"),
+    "ImportCsv": ("post", _ONE + "/import"),
+}
+CREATED = {**WRITE, **links(201, _TO_LIST, name="name")}
 CSV_BODY: dict[str, Any] = {
     "requestBody": {
         "content": {
@@ -45,7 +55,7 @@ async def list_lists(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[ListSumm
     return [ListSummary.model_validate(row) for row in rows]
 
 
-@router.post("", response_model=ListRead, status_code=201, responses=WRITE)
+@router.post("", response_model=ListRead, status_code=201, responses=CREATED)
 async def create_list(body: ListCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> ListRead:
     """Create a list of numbers or prefixes."""
     return ListRead.model_validate(await lists_admin.create_list(conn, named=body, by=by, now=now))

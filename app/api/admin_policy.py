@@ -20,7 +20,7 @@ POLICY_BODY: dict[str, Any] = {
     "requestBody": {
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Policy"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/Policy"}},
         }
     }
 }
@@ -29,7 +29,7 @@ POLICY_ANSWER: dict[int | str, dict[str, Any]] = {
         "description": "The policy as JSON, or as YAML with `format=yaml`.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Policy"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/Policy"}},
         },
     }
 }
@@ -72,7 +72,7 @@ async def import_policy(
     return ImportResult.of(report)
 
 
-@router.post("/evaluate", response_model=EvaluateResult, responses=problem_responses(413, 422))
+@router.post("/evaluate", response_model=EvaluateResult, responses=problem_responses(400, 413, 422))
 async def evaluate(
     body: EvaluateRequest, _: AuditorDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
 ) -> dict[str, Any]:

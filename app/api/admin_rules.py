@@ -7,13 +7,25 @@ from fastapi import APIRouter, Response
 from app.api.admin_deps import ConnDep, NowDep, Revision, RuleId
 from app.api.admin_schemas import RevisionRead, RuleCreate, RulePatch, RuleRead, RuleUpdate
 from app.api.auth import AdminDep, AuditorDep
+from app.api.links import links
 from app.api.problems import problem_responses
 from app.services.policy import rules as rules_admin
 
 router = APIRouter(prefix="/rules")
 READ_ONE = problem_responses(404, 422)
-WRITE = problem_responses(403, 409, 413, 422)
-WRITE_ONE = problem_responses(403, 404, 409, 413, 422)
+WRITE = problem_responses(400, 403, 409, 413, 422)
+WRITE_ONE = problem_responses(400, 403, 404, 409, 413, 422)
+_ONE = "/admin/rules/{rule_id}"
+_TO_RULE = {
+    "GetRule": ("get", _ONE),
+    "UpdateRule": ("put", _ONE),
+    "PatchRule": ("patch", _ONE),
+    "DeleteRule": ("delete", _ONE),
+    "ListRevisions": ("get", _ONE + "/revisions"),
+    "RestoreRevision": ("post", _ONE + "/revisions/{revision}/restore"),
+}
+CREATED = {**WRITE, **links(201, _TO_RULE, rule_id="id", revision="revision")}
+CHANGED = {**WRITE_ONE, **links(200, _TO_RULE, rule_id="id", revision="revision")}
 
 
 @router.get("", response_model=list[RuleRead])
@@ -22,7 +34,7 @@ async def list_rules(_: AuditorDep, conn: ConnDep) -> list[RuleRead]:
     return [RuleRead.of(row) for row in await rules_admin.list_rules(conn)]
 
 
-@router.post("", response_model=RuleRead, status_code=201, responses=WRITE)
+@router.post("", response_model=RuleRead, status_code=201, responses=CREATED)
 async def create_rule(body: RuleCreate, by: AdminDep, conn: ConnDep, now: NowDep) -> RuleRead:
     """Create a rule (revision 1)."""
     return RuleRead.of(await rules_admin.create_rule(conn, rule=body, by=by, now=now))
@@ -34,7 +46,7 @@ async def get_rule(rule_id: RuleId, _: AuditorDep, conn: ConnDep) -> RuleRead:
     return RuleRead.of(await rules_admin.get_rule(conn, rule_id=rule_id))
 
 
-@router.put("/{rule_id}", response_model=RuleRead, responses=WRITE_ONE)
+@router.put("/{rule_id}", response_model=RuleRead, responses=CHANGED)
 async def update_rule(
     rule_id: RuleId, body: RuleUpdate, by: AdminDep, conn: ConnDep, now: NowDep
 ) -> RuleRead:
@@ -46,7 +58,7 @@ async def update_rule(
     return RuleRead.of(row)
 
 
-@router.patch("/{rule_id}", response_model=RuleRead, responses=WRITE_ONE)
+@router.patch("/{rule_id}", response_model=RuleRead, responses=CHANGED)
 async def patch_rule(
     rule_id: RuleId, body: RulePatch, by: AdminDep, conn: ConnDep, now: NowDep
 ) -> RuleRead:

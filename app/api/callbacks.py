@@ -15,10 +15,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from app.api.bodies import refuse
 from app.api.deps import Runtime, signed_delivery
 from app.api.middleware import RequestIdMiddleware, RequestIds
 from app.api.problems import problem_responses
-from app.errors import AppError, crashed, problem_for
+from app.errors import AppError, PayloadTooLarge, crashed, problem_for
 from app.sinch.answers import RequestAnswer
 from app.sinch.events import (
     VerificationRequestEvent,
@@ -84,6 +85,9 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
     try:
         response = await sinch_event(request)
+    except PayloadTooLarge as error:
+        await refuse(scope, receive, send, error)
+        return
     except AppError as error:
         response = problem_for(error, request.state.request_id)
     except Exception:

@@ -45,6 +45,24 @@ class Frozen(BaseModel):
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """U+0000 in text is refused: PostgreSQL cannot store it (nor would anyone mean it)."""
+        if _has_nul(data):
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
 
 class AllOf(Frozen):
     """Holds when every condition holds (an empty list holds)."""

@@ -47,8 +47,10 @@ def _expected(route: APIRoute) -> set[str]:
         statuses.add("403")
     if dependant.path_params or dependant.query_params or route.body_field is not None:
         statuses.add("422")
-    if route.body_field is not None or (route.openapi_extra and "requestBody" in route.openapi_extra):
-        statuses.add("413")
+    if route.body_field is not None or (
+        route.openapi_extra and "requestBody" in route.openapi_extra
+    ):
+        statuses |= {"400", "413"}  # not JSON (or not UTF-8); too large
     if any(
         p.name in ("rule_id", "name", "verification_id", "reference", "endpoint")
         for p in dependant.path_params
