@@ -82,15 +82,15 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     ident = draw(st.text(alphabet="abc123", min_size=1, max_size=12))
     if kind == "number":
         return (
-            '{"id":"%s","event":"VerificationRequestEvent","method":"sms",'
+            f'{{"id":"{ident}","event":"VerificationRequestEvent","method":"sms",'
             '"identity":{"type":"number","endpoint":"+46701234567"},'
-            '"price":{"currencyId":"EUR","amount":%s}}' % (ident, draw(weird_numbers))
+            f'"price":{{"currencyId":"EUR","amount":{draw(weird_numbers)}}}}}'
         ).encode()
     if kind == "duplicate":
         return (
-            '{"id":"%s","event":"VerificationRequestEvent","event":"VerificationResultEvent",'
+            f'{{"id":"{ident}","event":"VerificationRequestEvent","event":"VerificationResultEvent",'
             '"method":"sms","method":"callout","identity":{"endpoint":"+46701234567"},'
-            '"identity":{"endpoint":"+447700900123"},"status":"SUCCESSFUL"}' % ident
+            '"identity":{"endpoint":"+447700900123"},"status":"SUCCESSFUL"}'
         ).encode()
     if kind == "nul":
         event = _valid_request(ident + "\x00")
