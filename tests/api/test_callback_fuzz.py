@@ -9,7 +9,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.models import VerificationRow
 from tests.support import SinchSender
 
 EVENTS = ["VerificationRequestEvent", "VerificationResultEvent", "VerificationSmsDeliveredEvent"]
@@ -136,3 +139,26 @@ async def test_any_bytes_are_answered(sinch: SinchSender, body: bytes) -> None:
         parsed = None
     request_event = isinstance(parsed, dict) and parsed.get("event") == "VerificationRequestEvent"
     await _check(sinch, body, request_event=request_event)
+
+
+async def test_a_reference_longer_than_its_column_is_decided_and_stored(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """Sinch allows 4096 characters, the column 1024: a decision, not a fallback."""
+    event = {**_valid_request("long-ref"), "reference": "r" * 4096}
+    response = await sinch.post(event)
+    assert response.status_code == 200
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(VerificationRow).where(VerificationRow.id == "long-ref"))
+        ).one()
+    assert row.reason != "fallback"
+    assert row.reference is not None
+    result = {
+        "id": "long-ref",
+        "event": "VerificationResultEvent",
+        "method": "sms",
+        "status": "SUCCESSFUL",
+        "reference": "s" * 4096,
+    }
+    assert (await sinch.post(result)).status_code == 200
