@@ -269,6 +269,7 @@ def soak(args: argparse.Namespace) -> int:
                     minutes=args.minutes,
                     rate=args.rate,
                     connections=args.connections,
+                    drain_seconds=args.drain_seconds,
                 )
             )
             stored = asyncio.run(_stored(dsn))
