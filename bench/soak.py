@@ -272,7 +272,7 @@ def soak(args: argparse.Namespace) -> int:
                     drain_seconds=args.drain_seconds,
                 )
             )
-            stored = asyncio.run(_stored(dsn))
+        stored = asyncio.run(_stored(dsn))  # once the server has stopped, its writes done
         rows = [minute.row(i) for i, minute in enumerate(run.minutes)]
         checks = verdicts(rows, run.sent, stored)
         checks["the server kept up (nothing left unsent)"] = run.unsent == 0
