@@ -18,7 +18,7 @@ import pytest
 from tests.http.live import BOOTSTRAP, auditor_token, serve
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_SECONDS = 12
+RUN_SECONDS = 8
 CHECKS = ",".join(
     [
         "not_a_server_error",
