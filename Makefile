@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VERIFYGUARD_DATABASE_URL ?= sqlite+aiosqlite:///./verifyguard.db
 
-.PHONY: run test check lint format typecheck migrate install bench vendor clean
+.PHONY: run test check lint format typecheck migrate install bench soak vendor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ vendor: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# PostgreSQL, 10 minutes at 300 request events/s (SOAK_ARGS="--minutes 2" for a short one).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage verifyguard.db*

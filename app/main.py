@@ -16,8 +16,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import admin, audit, callbacks, health, metrics
+from app.api.bodies import BodyLimit
 from app.api.deps import Runtime
 from app.api.middleware import RequestIdMiddleware, RequestIds
+from app.api.problems import install_openapi
 from app.devapp import load_or_create_dev_app
 from app.errors import install_error_handlers
 from app.gc_settings import server_gc
@@ -260,6 +262,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)  # inside RequestIdMiddleware: its 413 carries the id
     app.add_middleware(RequestIdMiddleware, ids=request_ids)
     # Served ahead of the router (CallbackFirst); declared for the OpenAPI document.
     app.add_api_route(
@@ -268,12 +271,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         methods=["POST"],
         tags=["sinch"],
         summary="Receive a Sinch Verification event",
+        responses=callbacks.RESPONSES,
+        openapi_extra=callbacks.REQUEST_BODY,
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
     install_console(app, settings)
+    install_openapi(app, models=callbacks.SCHEMAS)
     return app
 
 

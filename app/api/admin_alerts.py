@@ -13,16 +13,16 @@ from app.api.alert_schemas import (
     ContainmentExtend,
     ContainmentRead,
     NotificationRead,
-    problems,
 )
 from app.api.auth import AdminDep, AuditorDep
 from app.api.deps import RuntimeDep
+from app.api.problems import problem_responses
 from app.services.alerts import containments as service
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=1000)]
-READ = problems(401, 422)
-CHANGE = problems(401, 403, 404, 409, 422)
+READ = problem_responses(401, 422)
+CHANGE = problem_responses(401, 403, 404, 409, 422)
 
 
 @router.get("/containments", response_model=list[ContainmentRead], responses=READ)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep
 from app.errors import AppError, BadRequest, Unprocessable
+from app.rules.conditions import INT32_MAX
 from app.services.policy.io import Format, load_document
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
@@ -73,3 +74,6 @@ ConnDep = Annotated[AsyncConnection, Depends(connection)]
 NowDep = Annotated[datetime, Depends(request_time)]
 PolicyDocument = Annotated[Any, Depends(policy_document)]
 CsvText = Annotated[str, Depends(csv_text)]
+# Ids are 32-bit in the database: a larger one is a 422, never a query that overflows.
+RuleId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+Revision = Annotated[int, Path(ge=1, le=INT32_MAX)]

@@ -11,6 +11,7 @@ from app.api.admin_deps import ConnDep, NowDep, PolicyDocument
 from app.api.admin_schemas import EvaluateRequest, EvaluateResult, ImportResult
 from app.api.auth import AdminDep, AuditorDep
 from app.api.deps import RuntimeDep
+from app.api.problems import problem_responses
 from app.services.policy import io as policy_io
 from app.services.policy.evaluate import evaluate_event
 
@@ -19,13 +20,22 @@ POLICY_BODY: dict[str, Any] = {
     "requestBody": {
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Policy"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/Policy"}},
         }
+    }
+}
+POLICY_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The policy as JSON, or as YAML with `format=yaml`.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Policy"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/Policy"}},
+        },
     }
 }
 
 
-@router.get("/policy")
+@router.get("/policy", responses={**problem_responses(422), **POLICY_ANSWER})
 async def export_policy(
     by: AuditorDep, conn: ConnDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
 ) -> Response:
@@ -39,7 +49,12 @@ async def export_policy(
     return JSONResponse(document)
 
 
-@router.put("/policy", response_model=ImportResult, openapi_extra=POLICY_BODY)
+@router.put(
+    "/policy",
+    response_model=ImportResult,
+    openapi_extra=POLICY_BODY,
+    responses=problem_responses(400, 403, 409, 413, 415, 422),
+)
 async def import_policy(
     document: PolicyDocument,
     by: AdminDep,
@@ -60,7 +75,7 @@ async def import_policy(
     return ImportResult.of(report)
 
 
-@router.post("/evaluate", response_model=EvaluateResult)
+@router.post("/evaluate", response_model=EvaluateResult, responses=problem_responses(400, 413, 422))
 async def evaluate(
     body: EvaluateRequest, _: AuditorDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
 ) -> dict[str, Any]:

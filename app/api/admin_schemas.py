@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from app.rules.conditions import Frozen
+from app.rules.conditions import INT32_MAX, Frozen
 from app.rules.decision import DecidedBy, RuleMatch, TraceEntry
 from app.rules.model import Action, ListEntry, Mode, NamedList, Policy, Rule
 from app.services.policy.io import ImportReport
@@ -27,7 +27,7 @@ class RulePatch(Frozen):
     """Change some fields only: `mode: off` disables a rule, `enforce` or `shadow` enables it."""
 
     mode: Mode | None = None
-    priority: int | None = None
+    priority: int | None = Field(None, ge=-INT32_MAX, le=INT32_MAX)
     description: str | None = None
 
     @model_validator(mode="after")

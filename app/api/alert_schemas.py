@@ -7,35 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import PROBLEM_JSON
 from app.rules.durations import parse_duration
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "code"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "request_id": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
-_PROBLEM = {"content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` declaring each error status as application/problem+json."""
-    titles = {
-        401: "No or an unknown bearer token",
-        403: "The token may not do this",
-        404: "No such containment",
-        409: "The containment is in a state that does not allow this",
-        422: "Invalid parameters or body",
-    }
-    return {status: {"description": titles[status], **_PROBLEM} for status in statuses}
 
 
 class ContainmentRead(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,7 @@ from app.api.audit_schemas import (
 )
 from app.api.auth import AuditorDep
 from app.api.deps import RuntimeDep, SessionDep
+from app.api.problems import problem_responses
 from app.errors import AppError
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
@@ -34,7 +35,17 @@ from app.services.audit import stats as audit_stats
 from app.services.audit.documents import PageDoc, StatsDoc, TimelineDoc, VerificationDoc
 from app.services.audit.queries import AuditContext
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], responses=problem_responses(401))
+ONE = problem_responses(404)
+EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One line per verification, newest first.",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 async def audit_trail(
@@ -74,7 +85,9 @@ async def audit_connection(ctx: Ctx, session: SessionDep) -> AsyncConnection:
 Conn = Annotated[AsyncConnection, Depends(audit_connection)]
 
 
-@router.get("/verifications", response_model=VerificationPage)
+@router.get(
+    "/verifications", response_model=VerificationPage, responses=problem_responses(400, 422)
+)
 async def search_verifications(q: Annotated[SearchQuery, Query()], conn: Conn, ctx: Ctx) -> PageDoc:
     """Search verifications, newest first, one page at a time."""
     return await audit.search(
@@ -82,19 +95,25 @@ async def search_verifications(q: Annotated[SearchQuery, Query()], conn: Conn, c
     )
 
 
-@router.get("/verifications/id/{verification_id}", response_model=VerificationRead)
+@router.get("/verifications/id/{verification_id}", response_model=VerificationRead, responses=ONE)
 async def verification_by_id(verification_id: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
     """Look up a verification by its Sinch id."""
     return await audit.lookup(conn=conn, ctx=ctx, verification_id=verification_id)
 
 
-@router.get("/verifications/reference/{reference:path}", response_model=VerificationRead)
+@router.get(
+    "/verifications/reference/{reference:path}", response_model=VerificationRead, responses=ONE
+)
 async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
     """Look up the newest verification with this reference."""
     return await audit.lookup(conn=conn, ctx=ctx, reference=reference)
 
 
-@router.get("/verifications/{method}/number/{endpoint}", response_model=VerificationRead)
+@router.get(
+    "/verifications/{method}/number/{endpoint}",
+    response_model=VerificationRead,
+    responses=problem_responses(404, 422),
+)
 async def verification_by_number(
     method: str, endpoint: str, conn: Conn, ctx: Ctx
 ) -> VerificationDoc:
@@ -102,13 +121,17 @@ async def verification_by_number(
     return await audit.lookup(conn=conn, ctx=ctx, method=method.lower(), number=e164(endpoint))
 
 
-@router.get("/verifications/{verification_id}/timeline", response_model=Timeline)
+@router.get("/verifications/{verification_id}/timeline", response_model=Timeline, responses=ONE)
 async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> TimelineDoc:
     """Everything about one verification: callbacks as received, decision, trace, results."""
     return await audit.timeline(conn=conn, ctx=ctx, verification_id=verification_id)
 
 
-@router.get("/export", response_class=StreamingResponse)
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={**EXPORTED, **problem_responses(400, 422)},
+)
 async def export_verifications(
     q: Annotated[ExportQuery, Query()], conn: Conn, ctx: Ctx, runtime: RuntimeDep
 ) -> StreamingResponse:
@@ -120,7 +143,7 @@ async def export_verifications(
     return StreamingResponse(out.chunks, media_type=out.media_type, headers=disposition)
 
 
-@router.get("/stats", response_model=StatsRead)
+@router.get("/stats", response_model=StatsRead, responses=problem_responses(400, 422))
 async def verification_stats(q: Annotated[StatsQuery, Query()], conn: Conn, ctx: Ctx) -> StatsDoc:
     """Attempts, decisions, outcomes and spend per time bucket and group."""
     return await stats_for(q, conn=conn, ctx=ctx)

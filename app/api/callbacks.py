@@ -15,9 +15,58 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from app.api.bodies import refuse
 from app.api.deps import Runtime, signed_delivery
 from app.api.middleware import RequestIdMiddleware, RequestIds
-from app.errors import AppError, crashed, problem_for
+from app.api.problems import problem_responses
+from app.errors import AppError, PayloadTooLarge, crashed, problem_for
+from app.sinch.answers import RequestAnswer
+from app.sinch.events import (
+    VerificationRequestEvent,
+    VerificationResultEvent,
+    VerificationSmsDeliveredEvent,
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+EVENTS = (VerificationRequestEvent, VerificationResultEvent, VerificationSmsDeliveredEvent)
+SCHEMAS = (*EVENTS, RequestAnswer)
+REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A Sinch event, signed (`Authorization: Application <key>:<signature>`).",
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ref(m.__name__) for m in EVENTS]},
+            }
+        },
+    }
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "A VerificationRequestEvent: the decision, `allow` or `deny`, with the method's"
+            " settings on allow. Any other event (result, SMS delivered, one Sinch adds"
+            " later): stored, answered with an empty body."
+        ),
+        "content": {
+            "application/json": {
+                "schema": _ref("RequestAnswer"),
+                "examples": {
+                    "sms_allowed": {"value": {"action": "allow", "sms": {"codeType": "Numeric"}}},
+                    "flashcall_allowed": {
+                        "value": {"action": "allow", "flashCall": {"dialTimeout": 10}}
+                    },
+                    "denied": {"value": {"action": "deny"}},
+                },
+            }
+        },
+    },
+    **problem_responses(400, 401, 413, 503),
+}
 
 
 async def sinch_event(request: Request) -> Response:
@@ -36,6 +85,9 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
     try:
         response = await sinch_event(request)
+    except PayloadTooLarge as error:
+        await refuse(scope, receive, send, error)
+        return
     except AppError as error:
         response = problem_for(error, request.state.request_id)
     except Exception:

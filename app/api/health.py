@@ -17,6 +17,27 @@ from app.store.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 CHECK_SECONDS = 2.0
+_STATE = {
+    "type": "object",
+    "required": ["status", "policy_loaded", "spool_depth"],
+    "properties": {
+        "status": {"enum": ["ready", "degraded", "unavailable"]},
+        "reason": {"type": "string"},
+        "schema": {"type": "string"},
+        "policy_loaded": {"type": "boolean"},
+        "spool_depth": {"type": "integer"},
+    },
+}
+READINESS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Ready, or degraded (answering from the spool).",
+        "content": {"application/json": {"schema": _STATE}},
+    },
+    503: {
+        "description": "Not ready; `reason` says what is missing (a probe's answer).",
+        "content": {"application/json": {"schema": _STATE}},
+    },
+}
 
 
 @router.get("/healthz")
@@ -25,7 +46,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=READINESS)
 async def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
     """Database reachable, schema at head, policy loaded; `degraded` while on the spool."""
     outage = runtime.outage

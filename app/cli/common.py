@@ -16,6 +16,7 @@ from app.store.base import create_engine
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
+URL_HELP = "VerifyGuard's base URL, or its callback URL as given to Sinch."
 
 
 def run_with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
@@ -54,7 +55,8 @@ def callback_credentials(
 
 
 def callback_target(url: str, key: str | None, secret: str | None) -> CallbackTarget:
-    """VerifyGuard's callback below `url`, posted as the Sinch app `callback_credentials` picks."""
+    """VerifyGuard's callback at `url` (base or callback URL), posted as the Sinch app
+    `callback_credentials` picks."""
     settings = Settings()
     key, secret = callback_credentials(settings, key, secret)
     return CallbackTarget.at(

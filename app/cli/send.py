@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import typer
 
-from app.cli.common import DEFAULT_URL, callback_target
+from app.cli.common import DEFAULT_URL, URL_HELP, callback_target
+from app.simulator.callback import refusal
 from app.sinch import samples
 
 
@@ -27,7 +28,7 @@ def send(
     verification_id: str | None = typer.Option(None, "--id", help="Verification id."),
     status: str = typer.Option("SUCCESSFUL", help="Result status (for --event result)."),
     price: float = typer.Option(0.0453, help="Price Sinch quotes (EUR)."),
-    url: str | None = typer.Option(None, help="Base URL of VerifyGuard."),
+    url: str | None = typer.Option(None, help=URL_HELP),
     key: str | None = typer.Option(None, help="Sinch application key."),
     secret: str | None = typer.Option(None, help="Sinch application secret (base64)."),
 ) -> None:
@@ -43,6 +44,8 @@ def send(
         raise typer.Exit(1) from None
     typer.echo(f"POST {target.url}  {payload['event']} id={ident} number={number} method={method}")
     typer.echo(f"-> {response.status_code} {response.text or '(empty body)'}")
+    if (reason := refusal(target, response)) is not None:
+        typer.secho(reason, fg=typer.colors.RED, err=True)
     if response.status_code >= 400:
         raise typer.Exit(1)
 

@@ -15,7 +15,7 @@ import httpx
 import typer
 import uvicorn
 
-from app.cli.common import DEFAULT_URL, callback_target
+from app.cli.common import DEFAULT_URL, URL_HELP, callback_target
 from app.simulator.callback import CallbackTarget
 from app.simulator.report import RunInfo, Tally, progress_line, render, report
 from app.simulator.rest import create_emulator
@@ -36,7 +36,7 @@ def simulate(
     duration: float = typer.Option(60.0, min=1, help="Seconds of traffic (real time)."),
     rate: float = typer.Option(10.0, min=0.1, help="Sign-ups per second; attacks scale with it."),
     seed: int = typer.Option(1, help="Same seed, same attempts."),
-    url: str = typer.Option(DEFAULT_URL, help="Base URL of VerifyGuard."),
+    url: str = typer.Option(DEFAULT_URL, help=URL_HELP),
     key: str | None = typer.Option(None, help="Sinch application key (default: local app)."),
     secret: str | None = typer.Option(None, help="Sinch application secret (base64)."),
     time_scale: float = typer.Option(60.0, min=1, help="Simulated seconds per real second."),
@@ -46,9 +46,13 @@ def simulate(
     """Play Sinch against a running VerifyGuard: labelled legit and fraud attempts, a report."""
     target = callback_target(url, key, secret)
     attempts = generate(scenario.value, duration=duration, rate=rate, seed=seed)
-    _check_reachable(url)
+    _check_reachable(target.base_url)
     started = time.monotonic()
-    tally = asyncio.run(_play(target, attempts, time_scale=time_scale, concurrency=concurrency))
+    runner = asyncio.run(_play(target, attempts, time_scale=time_scale, concurrency=concurrency))
+    if runner.refused:
+        typer.secho(f"stopped: {runner.refused}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    tally = runner.tally
     info = RunInfo(scenario.value, seed, duration, rate, time.monotonic() - started)
     document = report(tally, info)
     typer.echo(json.dumps(document) if as_json else render(document))
@@ -59,7 +63,7 @@ def simulate(
 def emulate(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8010, help="Port to bind."),
-    url: str = typer.Option(DEFAULT_URL, help="Base URL of VerifyGuard, whose callback it calls."),
+    url: str = typer.Option(DEFAULT_URL, help=URL_HELP),
     key: str | None = typer.Option(None, help="Sinch application key (default: local app)."),
     secret: str | None = typer.Option(None, help="Sinch application secret (base64)."),
 ) -> None:
@@ -71,16 +75,16 @@ def emulate(
 
 async def _play(
     target: CallbackTarget, attempts: list[Attempt], *, time_scale: float, concurrency: int
-) -> Tally:
+) -> Runner:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
         runner = Runner(
             client=client, target=target, time_scale=time_scale, concurrency=concurrency
         )
-        tally = await runner.play(attempts, progress=_progress())
+        await runner.play(attempts, progress=_progress())
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    return tally
+    return runner
 
 
 def _progress() -> Callable[[Tally, float], None]:

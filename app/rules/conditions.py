@@ -36,11 +36,37 @@ CounterKeyName = Literal[
     "number", "range", "country", "calling_code", "reference", "application", "global"
 ]
 
+# Ids, revisions and priorities are stored in 32-bit integer columns.
+INT32_MAX = 2**31 - 1
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """U+0000 in text is refused: PostgreSQL cannot store it (nor would anyone mean it)."""
+        if _has_nul(data):
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return data
+
+
+def _has_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
 
 
 class AllOf(Frozen):

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from app.rules.alerts import Alert, Channel, check_alerting
 from app.rules.conditions import (
+    INT32_MAX,
     AllOf,
     AnyOf,
     Condition,
@@ -109,15 +110,15 @@ class Rule(Frozen):
 
     name: str = Field(min_length=1, max_length=100, pattern=_NAME)
     description: str = ""
-    priority: int = 100
+    priority: int = Field(default=100, ge=-INT32_MAX, le=INT32_MAX)
     mode: Mode = "enforce"
     action: Action
     reason: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
     when: Condition
     scope: Scope | None = None
     answer: AnswerOverrides | None = None
-    revision: int = Field(default=1, ge=1)
-    id: int | None = None
+    revision: int = Field(default=1, ge=1, le=INT32_MAX)
+    id: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class ListEntry(Frozen):

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,8 +23,19 @@ class CallbackTarget:
     secret: str
 
     @classmethod
-    def at(cls, base_url: str, *, path: str, signed_path: str, key: str, secret: str) -> Self:
-        return cls(base_url.rstrip("/") + path, signed_path, key, secret)
+    def at(cls, url: str, *, path: str, signed_path: str, key: str, secret: str) -> Self:
+        """`url` is VerifyGuard's base URL, or its callback URL (as pasted into Sinch's
+        dashboard: it ends with `path`)."""
+        url = url.strip().rstrip("/")
+        if not urlsplit(url).path.endswith(path.rstrip("/")):
+            url += path
+        return cls(url, signed_path, key, secret)
+
+    @property
+    def base_url(self) -> str:
+        """Scheme, host and port (where /healthz is)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def headers(self, body: bytes) -> dict[str, str]:
         """The headers Sinch would send with `body` now, signed for this application."""
@@ -58,3 +70,28 @@ def action_of(response: httpx.Response) -> str | None:
     except (ValueError, AttributeError):
         return None
     return action if action in ("allow", "deny") else None
+
+
+def refusal(target: CallbackTarget, response: httpx.Response) -> str | None:
+    """Why every event would fail, when the answer says so (404: wrong URL; 401: wrong key or
+    secret); None for any other answer."""
+    if response.status_code == 404:
+        return (
+            f"404 from {target.url}: no VerifyGuard callback there. Pass --url the base URL"
+            " (http://host:8000) or the callback URL as configured in Sinch's dashboard"
+            " (ending in the callback path, /sinch/verification/events by default)."
+        )
+    if response.status_code == 401:
+        return (
+            f"401 from {target.url} ({_problem_code(response)}): the callback refused the"
+            f" signature of application {target.key!r}. Check --key and --secret against"
+            " VERIFYGUARD_SINCH_APPS on the server."
+        )
+    return None
+
+
+def _problem_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("code", "unauthorized"))
+    except (ValueError, AttributeError):
+        return "unauthorized"

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.simulator.callback import CallbackTarget, action_of
+from app.simulator.callback import CallbackTarget, action_of, refusal
 from app.simulator.report import Tally
 from app.simulator.scenarios import Attempt
 from app.sinch import samples
@@ -39,6 +39,8 @@ class Runner:
         self._scale = time_scale
         self._slots = asyncio.Semaphore(concurrency)
         self.tally = Tally()
+        self.refused: str | None = None  # why the run stopped: the callback refuses everything
+        self._answered = False
 
     async def play(self, attempts: Sequence[Attempt], *, progress: Progress | None = None) -> Tally:
         started = time.monotonic()
@@ -48,6 +50,8 @@ class Runner:
             delay = started + attempt.at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self.refused:
+                break
             tasks.append(asyncio.create_task(self._attempt(attempt)))
         await asyncio.gather(*tasks)
         if reporter is not None and progress is not None:
@@ -65,6 +69,10 @@ class Runner:
             currency=attempt.currency,
         )
         response = await self._send(event)
+        if response is not None and not self._answered:
+            # The first answer tells a wrong URL, key or secret: every other would be the same.
+            self._answered = True
+            self.refused = refusal(self._target, response)
         action = action_of(response) if response is not None else None
         self.tally.record(attempt, action)
         if action == "allow":

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 REQUEST_EVENT = "VerificationRequestEvent"
 RESULT_EVENT = "VerificationResultEvent"
 SMS_DELIVERED_EVENT = "VerificationSmsDeliveredEvent"
+MAX_AMOUNT = 1e9
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds U+0000 in a key or string (PostgreSQL stores none);
+    without recursion, for values nested deeper than the interpreter's stack."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
 
 
 def canonical_method(value: object) -> object:
@@ -30,7 +48,8 @@ class Identity(_Wire):
 
 class Money(_Wire):
     currency_id: str | None = Field(default=None, alias="currencyId", max_length=8)
-    amount: float | None = None
+    # Finite and bounded: spend is counted in integer micros.
+    amount: float | None = Field(default=None, allow_inf_nan=False, ge=-MAX_AMOUNT, le=MAX_AMOUNT)
 
 
 class VerificationRequestEvent(_Wire):

@@ -87,3 +87,59 @@ async def test_progress_is_reported_at_the_end(client: AsyncClient, settings: Se
     runner = Runner(client=client, target=_target(settings), time_scale=1e9)
     await runner.play(attempts, progress=lambda tally, _: seen.append(tally.total.attempts))
     assert seen[-1] == len(attempts)
+
+
+def test_the_callback_url_is_taken_as_well_as_the_base_url(settings: Settings) -> None:
+    callback = "https://guard.example/sinch/verification/events"
+    for given in ("https://guard.example", "https://guard.example/", callback, callback + "/"):
+        target = CallbackTarget.at(
+            given, path="/sinch/verification/events", signed_path="/x", key="k", secret="s"
+        )
+        assert (target.url, target.base_url) == (callback, "https://guard.example")
+
+
+async def test_the_run_plays_against_the_callback_url(
+    client: AsyncClient, settings: Settings
+) -> None:
+    attempts = _now(generate("normal", duration=2, rate=2, seed=13))
+    target = dataclasses.replace(_target(settings))
+    pasted = CallbackTarget.at(
+        target.url,  # what a user pastes into Sinch's dashboard
+        path=settings.callback_path,
+        signed_path=settings.signed_path,
+        key=TEST_APP_KEY,
+        secret=TEST_APP_SECRET,
+    )
+    runner = Runner(client=client, target=pasted, time_scale=1e9)
+    tally = await runner.play(attempts)
+    assert (runner.refused, tally.total.errors, tally.total.attempts) == (None, 0, len(attempts))
+
+
+async def test_a_wrong_secret_stops_the_run_at_its_first_answer(
+    client: AsyncClient, settings: Settings
+) -> None:
+    attempts = generate("normal", duration=10, rate=1, seed=14)  # one a second
+    target = _target(settings, secret=OTHER_SECRET)
+    runner = Runner(client=client, target=target, time_scale=1e9)
+    tally = await runner.play(attempts)
+    assert runner.refused is not None
+    assert "401" in runner.refused and "bad_signature" in runner.refused
+    assert "--key and --secret" in runner.refused
+    assert tally.total.attempts < len(attempts)
+
+
+async def test_a_wrong_path_stops_the_run_at_its_first_answer(
+    client: AsyncClient, settings: Settings
+) -> None:
+    attempts = generate("normal", duration=10, rate=1, seed=15)
+    wrong = CallbackTarget.at(
+        "http://verifyguard.test/hooks/sinch",
+        path=settings.callback_path,
+        signed_path=settings.signed_path,
+        key=TEST_APP_KEY,
+        secret=TEST_APP_SECRET,
+    )
+    runner = Runner(client=client, target=wrong, time_scale=1e9)
+    tally = await runner.play(attempts)
+    assert runner.refused is not None and runner.refused.startswith("404 from")
+    assert tally.total.attempts < len(attempts)

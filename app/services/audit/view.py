@@ -130,9 +130,9 @@ def decode_cursor(token: str) -> Cursor:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         at, ident = json.loads(raw)
         moment = datetime.fromisoformat(at)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise ValueError("malformed cursor") from None
-    if not isinstance(ident, str) or moment.tzinfo is None:
+    if not isinstance(ident, str) or "\x00" in ident or moment.tzinfo is None:
         raise ValueError("malformed cursor")
     return Cursor(requested_at=moment, id=ident)
 

@@ -107,6 +107,9 @@ class Outcomes:
         return Reply(duplicate=duplicate)
 
 
+REFERENCE_CHARS = 1024
+
+
 def _first_success(known: VerificationKeys | None) -> bool:
     """Credit conversions once, and only for attempts we decided (we know their keys)."""
     return known is not None and known["status"] != SUCCESSFUL and known["requested_at"] is not None
@@ -118,7 +121,8 @@ def result_fields(event: VerificationResultEvent, now: datetime) -> ResultRow:
         created_at=now,
         method=event.method,
         number=event.identity.endpoint if event.identity else None,
-        reference=event.reference,
+        # Sinch allows 4096 characters, the column 1024 (the raw body keeps them all).
+        reference=event.reference[:REFERENCE_CHARS] if event.reference else None,
         custom=event.custom,
         status=event.status,
         status_reason=event.reason,

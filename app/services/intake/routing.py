@@ -26,6 +26,7 @@ from app.sinch.events import (
     VerificationRequestEvent,
     VerificationResultEvent,
     VerificationSmsDeliveredEvent,
+    contains_nul,
 )
 from app.store import inbox
 from app.store.rows import CallbackClaim
@@ -60,10 +61,16 @@ class Router:
     def route(self, delivery: Delivery) -> Route:
         try:
             payload = json.loads(delivery.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._refusal(delivery, "malformed_json", f"body is not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not UTF-8, not JSON, or an integer of more than 4300 digits;
+            # RecursionError: nested deeper than the parser goes.
+            detail = f"body is not JSON: {exc}"[:300]
+            return self._refusal(delivery, "malformed_json", detail)
         if not isinstance(payload, dict):
             return self._refusal(delivery, "malformed_json", "body is not a JSON object")
+        if contains_nul(payload):
+            detail = "body has a NUL character (U+0000), which no Sinch field holds"
+            return self._refusal(delivery, "malformed_json", detail)
         event, ident = payload.get("event"), payload.get("id")
         ident = ident[:128] if isinstance(ident, str) else None
         try:
