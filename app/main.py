@@ -23,9 +23,11 @@ from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
+from app.services import baselines as baseline_refresh
 from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.baselines import BaselineCache
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
@@ -80,7 +82,10 @@ def build_runtime(settings: Settings) -> Runtime:
     counting = counting_scope(engine, held)
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
-    shared = _Shared(settings, engine, counting, policies, aggregator, Reporter(metrics=Metrics()))
+    baselines = BaselineCache()
+    shared = _Shared(
+        settings, engine, counting, policies, aggregator, Reporter(metrics=Metrics()), baselines
+    )
     outcomes = Outcomes(engine=engine, counting=counting, policies=policies, aggregator=aggregator)
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
@@ -98,6 +103,7 @@ def build_runtime(settings: Settings) -> Runtime:
         intake=_intake(shared, router=router, outage=outage),
         outage=outage,
         metrics=shared.reporter.metrics,
+        baselines=baselines,
     )
 
 
@@ -111,6 +117,7 @@ class _Shared:
     policies: PolicyCache
     aggregator: Aggregator
     reporter: Reporter
+    baselines: BaselineCache
 
 
 def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldConnections | None]:
@@ -145,6 +152,7 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
         policies=shared.policies,
         counters=counters,
         aggregator=Aggregator(counters),
+        baselines=shared.baselines,
     )
     prober = Prober(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
@@ -168,6 +176,7 @@ def _intake(shared: _Shared, *, router: Router, outage: Outage) -> Intake:
         aggregator=shared.aggregator,
         outage=outage,
         reporter=shared.reporter,
+        baselines=shared.baselines,
     )
     return Intake(
         engine=shared.engine,
@@ -211,6 +220,19 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         paused=lambda: runtime.outage.down,
     )
     return asyncio.create_task(work, name="verifyguard-stats-rollup")
+
+
+def baseline_task(runtime: Runtime) -> asyncio.Task[None]:
+    """Adaptive limits' verified baselines, refreshed in the background."""
+    work = baseline_refresh.run_periodically(
+        runtime.engine,
+        runtime.policies,
+        runtime.baselines,
+        interval=runtime.settings.baseline_refresh_seconds,
+        now=lambda: datetime.now(UTC),
+        paused=lambda: runtime.outage.down,
+    )
+    return asyncio.create_task(work, name="verifyguard-baselines")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -267,11 +289,14 @@ async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
     await install_starter_policy(runtime.engine, now=datetime.now(UTC))
     async with runtime.engine.connect() as conn:
         await runtime.policies.current(conn)
+    await baseline_refresh.refresh_live(
+        runtime.engine, runtime.policies, runtime.baselines, datetime.now(UTC)
+    )
     await runtime.intake.start()
     await runtime.aggregator.start()
     if runtime.held is not None:
         await runtime.held.open()
-    return [retention_task(runtime), rollup_task(runtime)]
+    return [retention_task(runtime), rollup_task(runtime), baseline_task(runtime)]
 
 
 async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -> None:
