@@ -283,26 +283,33 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 
 async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
-    """Schema checked, starter policy and current policy loaded, intake and counters open;
-    the background jobs, started."""
+    """The runtime opened; the background jobs, started."""
+    await open_runtime(runtime, now=datetime.now(UTC))
+    return [retention_task(runtime), rollup_task(runtime), baseline_task(runtime)]
+
+
+async def open_runtime(runtime: Runtime, *, now: datetime) -> None:
+    """Schema checked, starter policy, current policy and baselines loaded, intake and
+    counters open (the simulator's virtual clock opens one without background jobs)."""
     await require_head(runtime.engine)
-    await install_starter_policy(runtime.engine, now=datetime.now(UTC))
+    await install_starter_policy(runtime.engine, now=now)
     async with runtime.engine.connect() as conn:
         await runtime.policies.current(conn)
-    await baseline_refresh.refresh_live(
-        runtime.engine, runtime.policies, runtime.baselines, datetime.now(UTC)
-    )
+    await baseline_refresh.refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
     await runtime.intake.start()
     await runtime.aggregator.start()
     if runtime.held is not None:
         await runtime.held.open()
-    return [retention_task(runtime), rollup_task(runtime), baseline_task(runtime)]
 
 
 async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -> None:
     for task in background:
         if task is not None:
             task.cancel()
+    await close_runtime(runtime)
+
+
+async def close_runtime(runtime: Runtime) -> None:
     await runtime.intake.close()
     log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
     await runtime.aggregator.close()
