@@ -191,7 +191,7 @@ class AdaptiveNode:
     def limit(self, facts: Facts) -> tuple[float, str]:
         """The effective limit, and how it was computed (for the trace)."""
         spec = self.adaptive
-        floor, factor = spec.floor, spec.factor
+        floor, factor = float(spec.floor), spec.factor
         verified = facts.aggregates.get(self.baseline.id)
         if verified is None:
             under = f"{render(round(spec.threshold, 2))} or fewer verified {spec.baseline_text}"

@@ -73,11 +73,13 @@ STARTER: dict[str, Any] = {
         },
         {
             "name": "range-unverified",
-            "description": "Unverified attempts within an hour to one block of 1,000 numbers "
-            "(the number without its last 3 digits, the same size in every numbering plan) "
-            "above max(20, 0.5 x the block's verified attempts in 14 days). A busy operator "
-            "block whose users verify (~85 %) earns room as they do; pumping walks blocks "
-            "where nobody verifies, which keep the floor.",
+            "description": "Allowed attempts not verified within an hour to one block of 1,000 "
+            "numbers (the number without its last 3 digits, the same size in every numbering "
+            "plan) above max(20, the block's verified attempts in 14 days). A busy operator "
+            "block whose users verify (~85 %) earns room as they do, and one converting at "
+            "50 % or better is never held; pumping walks blocks where nobody verifies, which "
+            "keep the floor. Denied attempts cannot verify, so they do not count (they would "
+            "hold a busy block shut).",
             "priority": 50,
             "action": "deny",
             "reason": "range_velocity",
@@ -87,7 +89,8 @@ STARTER: dict[str, Any] = {
                     "drop_last": 3,
                     "window": "1h",
                     "measure": "unverified",
-                    "limit": {"floor": 20, "factor": 0.5, "verified_in": "14d"},
+                    "only_allowed": True,
+                    "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
                 }
             },
         },
@@ -107,7 +110,8 @@ STARTER: dict[str, Any] = {
                             "drop_last": 3,
                             "window": "1h",
                             "measure": "unverified",
-                            "limit": {"floor": 3, "factor": 0.5, "verified_in": "14d"},
+                            "only_allowed": True,
+                            "limit": {"floor": 3, "factor": 1, "verified_in": "14d"},
                         }
                     },
                 ]
@@ -163,7 +167,7 @@ STARTER: dict[str, Any] = {
         {
             "name": "high-cost-country-unverified",
             "description": "Where an attempt costs 0.20 or more: unverified attempts within "
-            "an hour to one country above max(20, 0.5 x its verified attempts in 14 days). "
+            "an hour to one country above max(20, its verified attempts in 14 days). "
             "Pumping that gets a few attempts verified is still held to 20 an hour; a "
             "country whose real users verify earns room as they do.",
             "priority": 57,
@@ -177,7 +181,7 @@ STARTER: dict[str, Any] = {
                             "key": "country",
                             "window": "1h",
                             "measure": "unverified",
-                            "limit": {"floor": 20, "factor": 0.5, "verified_in": "14d"},
+                            "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
                         }
                     },
                 ]
@@ -207,9 +211,9 @@ STARTER: dict[str, Any] = {
 def starter_policy() -> Policy:
     """A valid policy: allowlist (0), blocklist (1), invalid numbers (10), blocked number
     types (20), price ceiling 0.50 (30), 3 unverified/h per number (40), unverified/h per
-    1,000-number block above max(20, 0.5 x verified in 14d) (50; floor 3 where an attempt
+    1,000-number block above max(20, verified in 14d) (50, allowed ones; floor 3 where an attempt
     costs 0.20 or more, 51), 20 unverified/h to a country with nothing verified in a day (55;
-    2 where an attempt costs 0.20 or more, 56), unverified/h to a country above max(20, 0.5 x
-    verified in 14d) where an attempt costs 0.20 or more (57), and a shadow per-country
+    2 where an attempt costs 0.20 or more, 56), unverified/h to a country above max(20, verified
+    in 14d) where an attempt costs 0.20 or more (57), and a shadow per-country
     conversion breaker (60)."""
     return Policy.model_validate(STARTER)
