@@ -5,6 +5,7 @@ Written as the document an admin would export, so it doubles as an example of th
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from app.rules.model import Policy
@@ -217,3 +218,8 @@ def starter_policy() -> Policy:
     in 14d) where an attempt costs 0.20 or more (57), and a shadow per-country
     conversion breaker (60)."""
     return Policy.model_validate(STARTER)
+
+
+def starter_document() -> dict[str, Any]:
+    """The starter policy as an exported document (what `verifyguard rules starter` prints)."""
+    return copy.deepcopy(STARTER)

@@ -103,7 +103,7 @@ def test_a_velocity_takes_max_or_limit_not_both() -> None:
     limit = {"floor": 1, "factor": 1, "verified_in": "1d"}
     for velocity in ({"max": 3, "limit": limit}, {}):
         when = {"velocity": {"key": "number", "window": "1h"} | velocity}
-        with pytest.raises(ValidationError, match="max .* or limit"):
+        with pytest.raises(ValidationError, match=r"max .* or limit"):
             Rule.model_validate({"name": "r", "action": "deny", "reason": "rr", "when": when})
 
 
