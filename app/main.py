@@ -25,11 +25,13 @@ from app.errors import install_error_handlers
 from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
+from app.services import baselines as baseline_refresh
 from app.services.admission import Admission
 from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.alerts.jobs import AlertJobs
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.baselines import BaselineCache
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
@@ -89,7 +91,10 @@ def build_runtime(settings: Settings) -> Runtime:
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
     reporter = Reporter(metrics=Metrics())
-    shared = _Shared(settings, engine, counting, admission, policies, aggregator, reporter)
+    baselines = BaselineCache()
+    shared = _Shared(
+        settings, engine, counting, admission, policies, aggregator, reporter, baselines
+    )
     group = _group_commit(shared)
     outcomes = Outcomes(
         writes=group or Transactional(engine),
@@ -118,6 +123,7 @@ def build_runtime(settings: Settings) -> Runtime:
         alerts=AlertJobs(
             engine=engine, settings=settings, policies=policies, metrics=shared.reporter.metrics
         ),
+        baselines=baselines,
     )
 
 
@@ -132,6 +138,7 @@ class _Shared:
     policies: PolicyCache
     aggregator: Aggregator
     reporter: Reporter
+    baselines: BaselineCache
 
 
 def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldConnections | None]:
@@ -167,6 +174,7 @@ def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) 
         policies=shared.policies,
         counters=counters,
         aggregator=Aggregator(counters),
+        baselines=shared.baselines,
     )
     prober = Prober(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
@@ -205,6 +213,7 @@ def _intake(shared: _Shared, *, router: Router, outage: Outage, decisions: Scope
         outage=outage,
         reporter=shared.reporter,
         admission=shared.admission,
+        baselines=shared.baselines,
     )
     return Intake(
         engine=shared.engine,
@@ -248,6 +257,19 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         paused=lambda: runtime.outage.down,
     )
     return asyncio.create_task(work, name="verifyguard-stats-rollup")
+
+
+def baseline_task(runtime: Runtime) -> asyncio.Task[None]:
+    """Adaptive limits' verified baselines, refreshed in the background."""
+    work = baseline_refresh.run_periodically(
+        runtime.engine,
+        runtime.policies,
+        runtime.baselines,
+        interval=runtime.settings.baseline_refresh_seconds,
+        now=lambda: datetime.now(UTC),
+        paused=lambda: runtime.outage.down,
+    )
+    return asyncio.create_task(work, name="verifyguard-baselines")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -303,18 +325,24 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 
 async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
-    """Schema checked, starter policy and current policy loaded, intake and counters open;
-    the background jobs, started."""
+    """The runtime opened; the background jobs, started."""
+    await open_runtime(runtime, now=datetime.now(UTC))
+    await runtime.alerts.start(paused=lambda: runtime.outage.down)
+    return [retention_task(runtime), rollup_task(runtime), baseline_task(runtime)]
+
+
+async def open_runtime(runtime: Runtime, *, now: datetime) -> None:
+    """Schema checked, starter policy, current policy and baselines loaded, intake and
+    counters open (the simulator's virtual clock opens one without background jobs)."""
     await require_head(runtime.engine)
-    await install_starter_policy(runtime.engine, now=datetime.now(UTC))
+    await install_starter_policy(runtime.engine, now=now)
     async with runtime.engine.connect() as conn:
         await runtime.policies.current(conn)
+    await baseline_refresh.refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
     await runtime.intake.start()
     await runtime.aggregator.start()
     if runtime.held is not None:
         await runtime.held.open()
-    await runtime.alerts.start(paused=lambda: runtime.outage.down)
-    return [retention_task(runtime), rollup_task(runtime)]
 
 
 async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -> None:
@@ -322,6 +350,10 @@ async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -
         if task is not None:
             task.cancel()
     await runtime.alerts.stop()
+    await close_runtime(runtime)
+
+
+async def close_runtime(runtime: Runtime) -> None:
     await runtime.intake.close()
     log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
     await runtime.aggregator.close()

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     counter_bucket_seconds: int = Field(default=60, ge=1, le=3600)
     counter_retention_seconds: int = Field(default=8 * 86400, ge=3600)
+    baseline_refresh_seconds: float = Field(default=30.0, ge=1, le=3600)
     bootstrap_token: SecretStr | None = None
     mask_numbers_for_auditors: bool = True
     log_json: bool | None = None

@@ -15,6 +15,7 @@ from app.errors import PayloadTooLarge, Unauthorized
 from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.alerts.jobs import AlertJobs
+from app.services.baselines import BaselineCache
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
@@ -43,6 +44,7 @@ class Runtime:
     outage: Outage
     metrics: Metrics
     alerts: AlertJobs
+    baselines: BaselineCache
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -16,6 +16,7 @@ from app.cli.rules_output import print_decision, print_import, print_rules, summ
 from app.errors import AppError
 from app.main import counter_backend
 from app.rules.model import Policy
+from app.rules.starter import starter_document
 from app.services.aggregates import Aggregator
 from app.services.policy import io as policy_io
 from app.services.policy import rules as rules_admin
@@ -56,6 +57,21 @@ def export(
     typer.echo(
         f"exported {len(document['rules'])} rules, {len(document['lists'])} lists to {output}"
     )
+
+
+@app.command()
+def starter(
+    fmt: OutputFormat = typer.Option(OutputFormat.yaml, "--format", help="yaml or json."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+) -> None:
+    """Print this version's starter policy, to import into a database that has its own
+    (its lists are empty: copy yours in from `rules export` before importing)."""
+    text = policy_io.dump_document(starter_document(), fmt.value)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote the starter policy to {output}")
 
 
 @app.command("import")

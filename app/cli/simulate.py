@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import httpx
 import typer
@@ -21,13 +23,18 @@ from app.simulator.report import RunInfo, Tally, progress_line, render, report
 from app.simulator.rest import create_emulator
 from app.simulator.runner import Runner
 from app.simulator.scenarios import Attempt, generate
+from app.simulator.timing import attacks
+from app.simulator.virtual import play_virtual
 
 
 class Scenario(StrEnum):
     normal = "normal"
+    bunched = "bunched"
+    surge = "surge"
     range_pumping = "range-pumping"
     number_abuse = "number-abuse"
     slow_pumping = "slow-pumping"
+    distributed_pumping = "distributed-pumping"
     mixed = "mixed"
 
 
@@ -42,10 +49,20 @@ def simulate(
     time_scale: float = typer.Option(60.0, min=1, help="Simulated seconds per real second."),
     concurrency: int = typer.Option(32, min=1, help="Events in flight at most."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    virtual: str | None = typer.Option(
+        None,
+        "--virtual",
+        metavar="DATABASE_URL",
+        help="No server: decide in this process on a virtual clock, on this database "
+        "(migrated first; use a fresh one). Durations are simulated seconds.",
+    ),
 ) -> None:
     """Play Sinch against a running VerifyGuard: labelled legit and fraud attempts, a report."""
-    target = callback_target(url, key, secret)
     attempts = generate(scenario.value, duration=duration, rate=rate, seed=seed)
+    if virtual is not None:
+        _virtual(virtual, attempts, RunInfo(scenario.value, seed, duration, rate, 0.0), as_json)
+        return
+    target = callback_target(url, key, secret)
     _check_reachable(target.base_url)
     started = time.monotonic()
     runner = asyncio.run(_play(target, attempts, time_scale=time_scale, concurrency=concurrency))
@@ -100,6 +117,23 @@ def _progress() -> Callable[[Tally, float], None]:
         sys.stderr.flush()
 
     return show
+
+
+def _virtual(database_url: str, attempts: list[Attempt], info: RunInfo, as_json: bool) -> None:
+    started = time.monotonic()
+    played = asyncio.run(play_virtual(attempts, database_url=database_url))
+    info = dataclasses.replace(info, elapsed=time.monotonic() - started)
+    document: dict[str, Any] = {**report(played.tally, info), "attacks": attacks(played.answers)}
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    typer.echo(render(report(played.tally, info)))
+    for name, timing in document["attacks"].items():
+        typer.echo(
+            f"{name}: denied after its first minute "
+            f"{timing['denied_after_first_minute_pct']}% of {timing['after_first_minute']}, "
+            f"last allowed {timing['last_allowed_after_s']} s after its start"
+        )
 
 
 def _check_reachable(url: str) -> None:

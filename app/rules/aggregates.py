@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app.rules.conditions import Conversion, Keyed, Velocity, Verified
+from app.rules.conditions import AdaptiveLimit, Conversion, Keyed, Velocity, Verified
 from app.rules.facts import Facts
 from app.rules.model import Condition, walk
 
@@ -74,6 +74,49 @@ class AggregateSpec:
 
     def key_value(self, facts: Facts) -> str | None:
         return self.counter_key.value(facts)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineSpec:
+    """The verified history an adaptive limit is derived from: the successes of a counter key
+    over the last `window_seconds`, or in the same hour of each of the last `same_hour_days`
+    days. Not counted on the request path: the shell keeps them (see services/baselines.py)
+    and hands them over in `Facts.aggregates` under `id`, only for keys above the threshold
+    of every limit using it (a key left out has the floor as its limit)."""
+
+    key: str
+    digits: int | None
+    window_seconds: int | None
+    same_hour_days: int | None
+    counter_key: CounterKey = field(init=False, repr=False, compare=False)
+    # e.g. "verified_in:range-3:1209600", "verified_same_hour:country:7"
+    id: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        counter_key = CounterKey(self.key, self.digits)
+        object.__setattr__(self, "counter_key", counter_key)
+        if self.same_hour_days is not None:
+            ident = f"verified_same_hour:{counter_key.name}:{self.same_hour_days}"
+        else:
+            ident = f"verified_in:{counter_key.name}:{self.window_seconds}"
+        object.__setattr__(self, "id", ident)
+
+    def key_value(self, facts: Facts) -> str | None:
+        return self.counter_key.value(facts)
+
+
+def baseline_spec(keyed: Keyed, limit: AdaptiveLimit) -> BaselineSpec:
+    window = None if limit.verified_in is None else limit.window_seconds
+    return BaselineSpec(keyed.key, keyed.range_digits, window, limit.same_hour_days)
+
+
+def baselines_for(condition: Condition) -> Iterator[tuple[BaselineSpec, float]]:
+    """Every baseline a condition tree's adaptive limits read, with the verified count up to
+    which the limit is its floor."""
+    for node in walk(condition):
+        if isinstance(node, Velocity) and node.velocity.limit is not None:
+            limit = node.velocity.limit
+            yield baseline_spec(node.velocity, limit), limit.threshold
 
 
 def _spec(keyed: Keyed, measure: Measure) -> AggregateSpec:

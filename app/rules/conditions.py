@@ -187,14 +187,66 @@ class Keyed(Frozen):
         return parse_duration(self.window)
 
 
+class AdaptiveLimit(Frozen):
+    """A limit from the key's own verified history: max(floor, factor x the attempts of the
+    key that ended SUCCESSFUL in the baseline), the baseline being the last `verified_in`
+    (e.g. 14d) or the same hour of the last `same_hour_days` days."""
+
+    floor: int | float = Field(ge=0)
+    factor: float = Field(gt=0, le=100)
+    verified_in: str | None = None
+    same_hour_days: int | None = Field(default=None, ge=1, le=28)
+
+    @field_validator("verified_in", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | int):
+            raise ValueError("verified_in is a duration like '14d' or a number of seconds")
+        seconds = parse_duration(value)
+        days, rest = divmod(seconds, 86_400)
+        return f"{days}d" if days and not rest else format_duration(seconds)
+
+    @model_validator(mode="after")
+    def _one_baseline(self) -> AdaptiveLimit:
+        if (self.verified_in is None) == (self.same_hour_days is None):
+            raise ValueError("an adaptive limit needs verified_in or same_hour_days, not both")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """Verified attempts up to which the limit is the floor."""
+        return self.floor / self.factor
+
+    @property
+    def window_seconds(self) -> int:
+        return parse_duration(self.verified_in) if self.verified_in else 0
+
+    @property
+    def baseline_text(self) -> str:
+        """How the trace names the baseline: "in 14d", "in this hour of the last 7 days"."""
+        if self.verified_in is not None:
+            return f"in {self.verified_in}"
+        return f"in this hour of the last {self.same_hour_days} days"
+
+
 class VelocitySpec(Keyed):
     """Attempts (spend, or attempts not verified yet) per key over the window, this attempt
-    included, above `max`. `unverified` counts the window's attempts less those that have
-    ended SUCCESSFUL: an attempt stops counting when its successful result arrives."""
+    included, above `max` (or an adaptive `limit`). `unverified` counts the window's attempts
+    less those that have ended SUCCESSFUL: an attempt stops counting when its successful
+    result arrives."""
 
-    max: int | float = Field(ge=0)
+    max: int | float | None = Field(default=None, ge=0)
+    limit: AdaptiveLimit | None = None
     measure: Literal["attempts", "spend", "unverified"] = "attempts"
     only_allowed: bool = False
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> VelocitySpec:
+        if (self.max is None) == (self.limit is None):
+            raise ValueError("a velocity needs max (a constant) or limit (adaptive), not both")
+        return self
 
 
 class ConversionSpec(Keyed):

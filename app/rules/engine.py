@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from app.rules.aggregates import AggregateSpec, CounterKey, specs_for
+from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey, baselines_for, specs_for
 from app.rules.containment import NONE, Block, Containments, exempt
 from app.rules.decision import ConditionTrace, Decision, RuleMatch, TraceEntry
 from app.rules.facts import Facts, facts_from_json
@@ -60,6 +60,9 @@ class CompiledPolicy:
     zone: ZoneInfo
     default_action: Action
     version: int | str | None
+    # Adaptive limits' baselines, each with the verified count up to which every limit
+    # using it is its floor (the shell need not supply keys at or below it).
+    baselines: Mapping[BaselineSpec, float]
     # Active containments (kept current by the shell, not by policy changes).
     containments: Containments = NONE
 
@@ -71,6 +74,10 @@ def compile_policy(policy: Policy, *, version: int | str | None = None) -> Compi
         key=lambda rule: (rule.priority, rule.name),
     )
     specs = frozenset(spec for rule in active for spec in specs_for(rule.when))
+    baselines: dict[BaselineSpec, float] = {}
+    for rule in active:
+        for baseline, threshold in baselines_for(rule.when):
+            baselines[baseline] = min(threshold, baselines.get(baseline, threshold))
     return CompiledPolicy(
         policy=policy,
         rules=tuple(_compile_rule(rule) for rule in active),
@@ -80,6 +87,7 @@ def compile_policy(policy: Policy, *, version: int | str | None = None) -> Compi
         zone=ZoneInfo(policy.timezone),
         default_action=policy.default_action,
         version=version,
+        baselines=baselines,
     )
 
 

@@ -11,14 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from app.rules.aggregates import AggregateSpec, conversion_specs, velocity_specs, verified_spec
-from app.rules.conditions import FieldCondition
+from app.rules.aggregates import (
+    AggregateSpec,
+    BaselineSpec,
+    baseline_spec,
+    conversion_specs,
+    velocity_specs,
+    verified_spec,
+)
+from app.rules.conditions import AdaptiveLimit, FieldCondition
 from app.rules.decision import ConditionTrace
 from app.rules.facts import Facts
 from app.rules.lists import CompiledList
 from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity, Verified
 from app.rules.render import as_json, compare, describe, operand, render
 
+TIMES = " \u00d7 "  # the multiplication sign, as the trace shows it
 _MEASURE_WORDS = {
     "attempts": "velocity",
     "spend": "spend",
@@ -107,7 +115,8 @@ class ListNode:
 class VelocityNode:
     """Holds when the aggregate, this attempt included, is above `max` (at most `max`, with
     `at_most`: the `verified` condition); for `unverified`, the attempts less the successes
-    among them (`verified`)."""
+    among them (`verified`). With `adaptive`, the limit is max(floor, factor x the key's
+    verified baseline) instead of `max` (see AdaptiveNode)."""
 
     spec: AggregateSpec
     max: float
@@ -119,24 +128,24 @@ class VelocityNode:
     label: str = field(init=False)
 
     def __post_init__(self) -> None:
-        words = _MEASURE_WORDS[self.spec.measure]
-        if self.verified is not None:
-            words = (
-                "allowed unverified" if self.spec.measure == "allowed_attempts" else "unverified"
-            )
-        head = f"{_key_name(self.spec)} {words}"
+        head = f"{_key_name(self.spec)} {self._words()}"
         limit = f"<= at most {render(self.max)}" if self.at_most else f"> max {render(self.max)}"
         tail = f"in {self.window} {limit}"
         _derive(self, head=head, tail=tail, label=f"{head} {tail}")
 
+    def _words(self) -> str:
+        if self.verified is None:
+            return _MEASURE_WORDS[self.spec.measure]
+        return "allowed unverified" if self.spec.measure == "allowed_attempts" else "unverified"
+
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        value = self._value(env.facts)
+        value = self.count(env.facts)
         held = value is not None and (value <= self.max if self.at_most else value > self.max)
         shown = "(no count)" if value is None else render(value)
         text = f"{self.head} {shown} {self.tail}: {render(held)}"
         return _leaf(out, depth, self.label, held, value, self.max, text)
 
-    def _value(self, facts: Facts) -> float | None:
+    def count(self, facts: Facts) -> float | None:
         """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
         value = facts.aggregates.get(self.spec.id)
         if value is None or self.spec.key_value(facts) is None:
@@ -151,6 +160,45 @@ class VelocityNode:
                 return None
             value = max(0.0, float(value - successes))
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveNode:
+    """A velocity whose limit is max(floor, factor x verified baseline). The baseline arrives
+    in the facts' aggregates; a key without one has the floor (the shell leaves out keys
+    whose baseline cannot lift the limit above it)."""
+
+    counted: VelocityNode
+    baseline: BaselineSpec
+    adaptive: AdaptiveLimit
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        limit = self.adaptive
+        formula = f"max({render(limit.floor)}, {render(limit.factor)}{TIMES}verified)"
+        label = f"{self.counted.head} in {self.counted.window} > limit {formula}"
+        _derive(self, label=label)
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        value = self.counted.count(env.facts)
+        limit, why = self.limit(env.facts)
+        held = value is not None and value > limit
+        shown = "(no count)" if value is None else render(value)
+        head = f"{self.counted.head} {shown} in {self.counted.window}"
+        text = f"{head} > limit {render(limit)} = {why}: {render(held)}"
+        return _leaf(out, depth, self.label, held, value, limit, text)
+
+    def limit(self, facts: Facts) -> tuple[float, str]:
+        """The effective limit, and how it was computed (for the trace)."""
+        spec = self.adaptive
+        floor, factor = float(spec.floor), spec.factor
+        verified = facts.aggregates.get(self.baseline.id)
+        if verified is None:
+            under = f"{render(round(spec.threshold, 2))} or fewer verified {spec.baseline_text}"
+            return floor, f"floor {render(floor)} ({under})"
+        limit = max(floor, round(factor * verified, 6))
+        shown = f"{render(factor)}{TIMES}{render(verified)} verified {spec.baseline_text}"
+        return limit, f"max({render(floor)}, {shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,15 +274,23 @@ def compile_condition(condition: Condition) -> Node:
     if isinstance(condition, InList):
         return ListNode(condition.in_list)
     if isinstance(condition, Velocity):
-        spec = condition.velocity
-        counted, verified = velocity_specs(condition)
-        return VelocityNode(counted, float(spec.max), spec.window, verified)
+        return _velocity(condition)
     if isinstance(condition, Verified):
         spec_v = condition.verified
         return VelocityNode(verified_spec(condition), spec_v.at_most, spec_v.window, at_most=True)
     attempts, successes = conversion_specs(condition)
     spec_c = condition.conversion
     return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)
+
+
+def _velocity(condition: Velocity) -> Node:
+    spec = condition.velocity
+    counted, verified = velocity_specs(condition)
+    if spec.limit is None:
+        assert spec.max is not None  # validated: one of the two
+        return VelocityNode(counted, float(spec.max), spec.window, verified)
+    node = VelocityNode(counted, spec.limit.floor, spec.window, verified)
+    return AdaptiveNode(node, baseline_spec(spec, spec.limit), spec.limit)
 
 
 def _group(kind: str, items: Sequence[Condition]) -> GroupNode:

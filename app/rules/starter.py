@@ -5,6 +5,7 @@ Written as the document an admin would export, so it doubles as an example of th
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from app.rules.model import Policy
@@ -60,59 +61,130 @@ STARTER: dict[str, Any] = {
             "when": {"field": "price_amount", "op": "gt", "value": 0.5},
         },
         {
-            "name": "number-velocity",
-            "description": "More than 5 attempts for one number within an hour.",
+            "name": "number-unverified",
+            "description": "More than 3 attempts for one number within an hour that have not "
+            "verified. A real user verifies, and a verified attempt stops counting; a number "
+            "asked for code after code (SMS bombing, a paid line) never does.",
             "priority": 40,
             "action": "deny",
             "reason": "number_velocity",
-            "when": {"velocity": {"key": "number", "window": "1h", "max": 5}},
+            "when": {
+                "velocity": {"key": "number", "window": "1h", "max": 3, "measure": "unverified"}
+            },
         },
         {
-            "name": "range-velocity",
-            "description": "More than 20 allowed attempts within an hour for numbers sharing "
-            "their first 8 digits: a block of 1,000 numbers for 11-digit numbers (SE, US), "
-            "10,000 for 12-digit ones (GB, DE mobiles). Pumping walks such blocks. Only "
-            "allowed attempts count, so one hammered (and denied) number cannot fill its "
-            "block and lock out its neighbours.",
+            "name": "range-unverified",
+            "description": "Allowed attempts not verified within an hour to one block of 1,000 "
+            "numbers (the number without its last 3 digits, the same size in every numbering "
+            "plan) above max(20, the block's verified attempts in 14 days). A busy operator "
+            "block whose users verify (~85 %) earns room as they do, and one converting at "
+            "50 % or better is never held; pumping walks blocks where nobody verifies, which "
+            "keep the floor. Denied attempts cannot verify, so they do not count (they would "
+            "hold a busy block shut).",
             "priority": 50,
             "action": "deny",
             "reason": "range_velocity",
             "when": {
                 "velocity": {
                     "key": "range",
-                    "digits": 8,
+                    "drop_last": 3,
                     "window": "1h",
-                    "max": 20,
+                    "measure": "unverified",
                     "only_allowed": True,
+                    "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
                 }
             },
         },
         {
-            "name": "high-cost-range-velocity",
-            "description": "Where an attempt costs 0.20 or more, more than 5 attempts within "
-            "an hour for one 8-digit block: high-cost mobile ranges are what pumping sells.",
+            "name": "high-cost-range-unverified",
+            "description": "Where an attempt costs 0.20 or more: the same per block, with a "
+            "floor of 3. High-cost mobile ranges are what pumping sells.",
             "priority": 51,
             "action": "deny",
             "reason": "range_velocity",
             "when": {
                 "all": [
                     {"field": "price_amount", "op": "ge", "value": 0.2},
-                    {"velocity": {"key": "range", "digits": 8, "window": "1h", "max": 5}},
+                    {
+                        "velocity": {
+                            "key": "range",
+                            "drop_last": 3,
+                            "window": "1h",
+                            "measure": "unverified",
+                            "only_allowed": True,
+                            "limit": {"floor": 3, "factor": 1, "verified_in": "14d"},
+                        }
+                    },
                 ]
             },
         },
         {
-            "name": "high-cost-country-velocity",
-            "description": "Where an attempt costs 0.20 or more, more than 30 attempts within "
-            "an hour to one country: slow pumping spreads over random numbers of a small, "
-            "expensive country, under any per-number or per-block limit.",
-            "priority": 52,
+            "name": "dead-destination",
+            "description": "A country where nothing verified in the last day: more than 20 "
+            "unverified attempts within an hour. Real users verify within a minute, so "
+            "traffic that never does is pumping, however thinly it is spread over numbers "
+            "and blocks (slow and distributed pumping). 20 leaves room for the seconds "
+            "before the first results of a busy country arrive (a fresh install).",
+            "priority": 55,
+            "action": "deny",
+            "reason": "dead_destination",
+            "when": {
+                "all": [
+                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "max": 20,
+                            "measure": "unverified",
+                        }
+                    },
+                ]
+            },
+        },
+        {
+            "name": "high-cost-dead-destination",
+            "description": "Where an attempt costs 0.20 or more: the same after 2 unverified "
+            "attempts. Slow pumping of a small, expensive country is stopped after a handful; "
+            "its denied attempts cannot verify, so it stays dead.",
+            "priority": 56,
+            "action": "deny",
+            "reason": "dead_destination",
+            "when": {
+                "all": [
+                    {"field": "price_amount", "op": "ge", "value": 0.2},
+                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "max": 2,
+                            "measure": "unverified",
+                        }
+                    },
+                ]
+            },
+        },
+        {
+            "name": "high-cost-country-unverified",
+            "description": "Where an attempt costs 0.20 or more: unverified attempts within "
+            "an hour to one country above max(20, its verified attempts in 14 days). "
+            "Pumping that gets a few attempts verified is still held to 20 an hour; a "
+            "country whose real users verify earns room as they do.",
+            "priority": 57,
             "action": "deny",
             "reason": "country_velocity",
             "when": {
                 "all": [
                     {"field": "price_amount", "op": "ge", "value": 0.2},
-                    {"velocity": {"key": "country", "window": "1h", "max": 30}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "measure": "unverified",
+                            "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
+                        }
+                    },
                 ]
             },
         },
@@ -139,7 +211,15 @@ STARTER: dict[str, Any] = {
 
 def starter_policy() -> Policy:
     """A valid policy: allowlist (0), blocklist (1), invalid numbers (10), blocked number
-    types (20), price ceiling 0.50 (30), 5/h per number (40), 20 allowed/h per 8-digit range
-    (50); where an attempt costs 0.20 or more, 5/h per range (51) and 30/h per country (52);
-    and a shadow per-country conversion breaker (60). Anything else is allowed."""
+    types (20), price ceiling 0.50 (30), 3 unverified/h per number (40), unverified/h per
+    1,000-number block above max(20, verified in 14d) (50, allowed ones; floor 3 where an attempt
+    costs 0.20 or more, 51), 20 unverified/h to a country with nothing verified in a day (55;
+    2 where an attempt costs 0.20 or more, 56), unverified/h to a country above max(20, verified
+    in 14d) where an attempt costs 0.20 or more (57), and a shadow per-country
+    conversion breaker (60)."""
     return Policy.model_validate(STARTER)
+
+
+def starter_document() -> dict[str, Any]:
+    """The starter policy as an exported document (what `verifyguard rules starter` prints)."""
+    return copy.deepcopy(STARTER)

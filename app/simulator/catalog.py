@@ -30,6 +30,15 @@ class Range:
                 return candidate
         raise ValueError(f"no valid number found in range +{self.prefix}")
 
+    def in_block(self, rng: random.Random, base: str, drop_last: int = 3) -> str:
+        """A random valid number sharing all but the last `drop_last` digits with `base`."""
+        stem = base[:-drop_last]
+        for _ in range(50):
+            candidate = stem + "".join(rng.choice("0123456789") for _ in range(drop_last))
+            if is_valid(candidate):
+                return candidate
+        return base
+
     def block(self, rng: random.Random, size: int) -> list[str]:
         """`size` consecutive valid numbers, starting at a random point of the range."""
         start = int(self.number(rng)[1:])
@@ -86,6 +95,16 @@ PUMPED_MOBILE: tuple[Range, ...] = (
     Range("001", "8816", 13, 1.1000),  # Iridium satellite: rare for real users, very costly
 )
 
+# Countries pumped across many of their blocks at once, a few attempts per block: costly
+# mobile destinations, and two cheaper ones (no price rule gives those away).
+DISTRIBUTED: tuple[Range, ...] = (
+    Range("UZ", "99890", 12, 0.2400),
+    Range("TJ", "99290", 12, 0.3200),
+    Range("AZ", "99450", 12, 0.2700),
+    Range("PH", "63917", 12, 0.1800),
+    Range("EG", "2010", 12, 0.1200),
+)
+
 # A single number hammered: an ordinary-looking mobile, so only volume gives it away.
 HAMMERED: tuple[Range, ...] = (
     Range("LB", "96170", 11, 0.1900),
@@ -111,6 +130,6 @@ def pick(rng: random.Random, ranges: tuple[Range, ...]) -> Range:
 def price_for(number: str, *, default: float = 0.05) -> float:
     """The quoted price for a number: its longest matching known range, else `default`."""
     digits = number.lstrip("+")
-    ranges = LEGIT + PUMPED_PREMIUM + PUMPED_MOBILE + HAMMERED + SMALL_COUNTRIES
+    ranges = LEGIT + PUMPED_PREMIUM + PUMPED_MOBILE + HAMMERED + SMALL_COUNTRIES + DISTRIBUTED
     matches = [r for r in ranges if digits.startswith(r.prefix)]
     return max(matches, key=lambda r: len(r.prefix)).price if matches else default

@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from app.simulator import catalog
 from app.simulator.outcomes import Label, Outcome, outcome
 
-SCENARIOS = ("normal", "range-pumping", "number-abuse", "slow-pumping", "mixed")
-ATTACKS = ("range-pumping", "number-abuse", "slow-pumping")
+SCENARIOS = (
+    "normal",
+    "bunched",
+    "surge",
+    "range-pumping",
+    "number-abuse",
+    "slow-pumping",
+    "distributed-pumping",
+    "mixed",
+)
+LEGIT_SCENARIOS = frozenset({"normal", "bunched", "surge"})
+ATTACKS = ("range-pumping", "number-abuse", "slow-pumping", "distributed-pumping")
+MIXED = ("bunched", "surge", *ATTACKS)
 METHOD_PRICE = {"sms": 1.0, "flashcall": 0.6, "callout": 1.5, "whatsapp": 0.8}
 
 
@@ -39,7 +50,7 @@ def generate(scenario: str, *, duration: float, rate: float, seed: int) -> list[
     """Every attempt of `scenario`, sorted by time. Each attack runs over normal traffic."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    names = ["normal", *(ATTACKS if scenario == "mixed" else [scenario])]
+    names = ["normal", *(MIXED if scenario == "mixed" else [scenario])]
     attempts: list[Attempt] = []
     for name in dict.fromkeys(names):
         rng = random.Random(f"{seed}:{name}")  # noqa: S311 - reproducible, not secret
@@ -51,7 +62,7 @@ def _attempt(
     rng: random.Random, scenario: str, at: float, number: str, method: str, base_price: float
 ) -> Attempt:
     """One attempt of `scenario`: normal traffic is legit, every attack is fraud."""
-    label: Label = "legit" if scenario == "normal" else "fraud"
+    label: Label = "legit" if scenario in LEGIT_SCENARIOS else "fraud"
     return Attempt(
         at=round(at, 4),
         scenario=scenario,
@@ -76,12 +87,47 @@ def normal(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
     attempts: list[Attempt] = []
     for at in _poisson(rng, rate, duration):
         span = catalog.pick(rng, catalog.LEGIT)
-        method = rng.choices(list(METHOD_PRICE), weights=[85, 7, 5, 3])[0]
-        first = _attempt(rng, "normal", at, span.number(rng), method, span.price)
-        attempts.append(first)
-        retry_at = at + rng.uniform(5.0, 20.0)
-        if first.outcome.status != "SUCCESSFUL" and rng.random() < 0.5 and retry_at < duration:
-            attempts.append(_attempt(rng, "normal", retry_at, first.number, "sms", span.price))
+        attempts += _sign_up(rng, "normal", at, span, span.number(rng), duration)
+    return attempts
+
+
+def _sign_up(
+    rng: random.Random, scenario: str, at: float, span: catalog.Range, number: str, end: float
+) -> list[Attempt]:
+    """A real user's attempt, and the retry of half of those whose code did not work."""
+    method = rng.choices(list(METHOD_PRICE), weights=[85, 7, 5, 3])[0]
+    first = _attempt(rng, scenario, at, number, method, span.price)
+    retry_at = at + rng.uniform(5.0, 20.0)
+    if first.outcome.status != "SUCCESSFUL" and rng.random() < 0.5 and retry_at < end:
+        return [first, _attempt(rng, scenario, retry_at, number, "sms", span.price)]
+    return [first]
+
+
+def bunched(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """Real sign-ups concentrated in five operator blocks of 1,000 numbers (a new SIM batch,
+    a company rolling the app out to its staff): 300 to 900 an hour in each, verifying as
+    real users do (~86 %)."""
+    attempts: list[Attempt] = []
+    for _ in range(5):
+        span = catalog.pick(rng, catalog.LEGIT)
+        base = span.number(rng)
+        for at in _poisson(rng, rng.uniform(300, 900) / 3600, duration):
+            attempts += _sign_up(rng, "bunched", at, span, span.in_block(rng, base), duration)
+    return attempts
+
+
+def surge(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """A marketing push: ten times the normal rate of one country (nine more on top of its
+    normal traffic) for five minutes (or 40 % of a shorter run) from 30 % of the run on."""
+    span = catalog.pick(rng, catalog.LEGIT)
+    ranges = [r for r in catalog.LEGIT if r.country == span.country]
+    share = sum(r.weight for r in ranges) / sum(r.weight for r in catalog.LEGIT)
+    start = 0.3 * duration
+    end = min(duration, start + min(300.0, 0.4 * duration))
+    attempts: list[Attempt] = []
+    for at in _poisson(rng, 9 * rate * share, end, start=start):
+        chosen = catalog.pick(rng, tuple(ranges))
+        attempts += _sign_up(rng, "surge", at, chosen, chosen.number(rng), duration)
     return attempts
 
 
@@ -125,8 +171,22 @@ def slow_pumping(rng: random.Random, duration: float, rate: float) -> list[Attem
     ]
 
 
+def distributed_pumping(rng: random.Random, duration: float, rate: float) -> list[Attempt]:
+    """Pumping spread over the blocks of one country: random numbers at `max(1, rate / 10)`
+    per second, so that no 1,000-number block gets more than a few an hour (under any
+    per-block limit); almost none verify."""
+    span = catalog.pick(rng, catalog.DISTRIBUTED)
+    return [
+        _attempt(rng, "distributed-pumping", at, span.number(rng), "sms", span.price)
+        for at in _poisson(rng, max(1.0, rate / 10), duration)
+    ]
+
+
 STREAMS: dict[str, Stream] = {
     "normal": normal,
+    "bunched": bunched,
+    "surge": surge,
+    "distributed-pumping": distributed_pumping,
     "range-pumping": range_pumping,
     "number-abuse": number_abuse,
     "slow-pumping": slow_pumping,

@@ -81,15 +81,17 @@ async def test_method_object_follows_the_event_method(sinch: SinchSender) -> Non
         "callout": "callout",
         "whatsapp": "whatsapp",
     }
-    for method, key in cases.items():
-        response = await sinch.post(samples.request_event(number=MOBILE_SE, method=method))
+    # A number of its own each: the starter denies a 4th unverified attempt to one number.
+    for index, (method, key) in enumerate(cases.items()):
+        number = f"+4670123450{index}"
+        response = await sinch.post(samples.request_event(number=number, method=method))
         body = response.json()
         assert body["action"] == "allow"
         if key == "flashCall":
             assert set(body) == {"action"}, "no flash-call defaults configured: no empty object"
         else:
             assert key in body or key == "whatsapp"
-    seamless = await sinch.post(samples.request_event(number=MOBILE_SE, method="seamless"))
+    seamless = await sinch.post(samples.request_event(number="+46701234599", method="seamless"))
     assert seamless.json() == {"action": "allow"}
 
 

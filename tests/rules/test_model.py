@@ -202,10 +202,10 @@ def test_policy_json_round_trip() -> None:
     assert document["rules"][6]["when"] == {
         "velocity": {
             "key": "range",
-            "digits": 8,
+            "drop_last": 3,
             "window": "1h",
-            "max": 20,
-            "measure": "attempts",
+            "limit": {"floor": 20, "factor": 1.0, "verified_in": "14d"},
+            "measure": "unverified",
             "only_allowed": True,
         }
     }

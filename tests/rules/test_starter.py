@@ -19,6 +19,7 @@ def test_starter_policy_is_valid_and_documented() -> None:
         "number_velocity",
         "range_velocity",
         "country_velocity",
+        "dead_destination",
         "low_conversion",
     }
     assert all(rule.description for rule in policy.rules)
@@ -41,15 +42,75 @@ def test_starter_denies_invalid_numbers_and_expensive_attempts() -> None:
     assert decide(starter_policy(), make_facts(price_amount=0.51)).reason == "price_ceiling"
 
 
-def test_starter_velocity_and_shadow_conversion() -> None:
+def test_starter_unverified_number_and_shadow_conversion() -> None:
     aggregates = {
-        "attempts:number:3600": 6.0,
+        "attempts:number:3600": 4.0,
+        "successes:number:3600": 0.0,
         "attempts:country:86400": 100.0,
         "successes:country:86400": 5.0,
     }
     decision = decide(starter_policy(), make_facts(aggregates=aggregates))
     assert (decision.action, decision.reason) == ("deny", "number_velocity")
     assert [m.reason for m in decision.shadow] == ["low_conversion"]
+
+
+def test_starter_verified_attempts_to_a_number_do_not_count() -> None:
+    aggregates = {"attempts:number:3600": 6.0, "successes:number:3600": 3.0}
+    assert decide(starter_policy(), make_facts(aggregates=aggregates)).action == "allow"
+
+
+# 59 allowed before this one, 10 of them verified: 50 allowed unverified with this one.
+BLOCK = {"allowed_attempts:range-3:3600": 59.0, "successes:range-3:3600": 10.0}
+
+
+def test_starter_gives_a_block_whose_users_verify_room() -> None:
+    busy = make_facts(aggregates=BLOCK | {"verified_in:range-3:1209600": 200.0})
+    decision = decide(starter_policy(), busy)
+    assert decision.action == "allow"
+    texts = [c.text for entry in decision.trace for c in entry.conditions]
+    assert (
+        "range-3 allowed unverified 50 in 1h > limit 200 = max(20, 1 \u00d7 200 verified in 14d): "
+        "false" in texts
+    )
+
+
+def test_starter_holds_a_block_nobody_verifies_to_its_floor() -> None:
+    decision = decide(starter_policy(), make_facts(aggregates=BLOCK))
+    assert (decision.action, decision.rule) == ("deny", "range-unverified")
+
+
+def test_starter_holds_high_cost_blocks_to_three_unverified() -> None:
+    facts = make_facts(endpoint="+998901234567", price_amount=0.24)
+    counts = {"successes:range-3:3600": 0.0, "successes:country:86400": 9.0}
+    counts |= {"attempts:country:3600": 4.0, "successes:country:3600": 0.0}
+    third = facts.with_aggregates(counts | {"allowed_attempts:range-3:3600": 2})
+    fourth = facts.with_aggregates(counts | {"allowed_attempts:range-3:3600": 3})
+    assert decide(starter_policy(), third).action == "allow"
+    assert (decide(starter_policy(), fourth).action, decide(starter_policy(), fourth).rule) == (
+        "deny",
+        "high-cost-range-unverified",
+    )
+
+
+def _country(unverified: float, verified_today: float, price: float) -> tuple[str, str | None]:
+    facts = make_facts(endpoint="+6777412345", price_amount=price)
+    aggregates = {"attempts:country:3600": unverified, "successes:country:3600": 0.0}
+    aggregates |= {"successes:country:86400": verified_today, "attempts:country:86400": 0.0}
+    decision = decide(starter_policy(), facts.with_aggregates(aggregates))
+    return decision.action, decision.rule
+
+
+def test_starter_stops_a_destination_nobody_verifies() -> None:
+    assert _country(20, 0, 0.1) == ("allow", None)
+    assert _country(21, 0, 0.1) == ("deny", "dead-destination")
+    assert _country(21, 1, 0.1) == ("allow", None)
+    assert _country(2, 0, 0.38) == ("allow", None)
+    assert _country(3, 0, 0.38) == ("deny", "high-cost-dead-destination")
+
+
+def test_starter_holds_expensive_countries_to_their_verified_history() -> None:
+    assert _country(20, 5, 0.38) == ("allow", None)
+    assert _country(21, 5, 0.38) == ("deny", "high-cost-country-unverified")
 
 
 def test_starter_allowlist_wins_over_everything() -> None:
@@ -60,14 +121,3 @@ def test_starter_allowlist_wins_over_everything() -> None:
         type(starter_policy()).model_validate(policy), make_facts(endpoint="+449090901234")
     )
     assert (decision.action, decision.reason) == ("allow", "allowlisted")
-
-
-def test_starter_holds_high_cost_blocks_to_five_an_hour() -> None:
-    facts = make_facts(endpoint="+998901234567", price_amount=0.24)
-    fifth = facts.with_aggregates({"attempts:range8:3600": 5, "allowed_attempts:range8:3600": 4})
-    sixth = facts.with_aggregates({"attempts:range8:3600": 6, "allowed_attempts:range8:3600": 5})
-    assert decide(starter_policy(), fifth).action == "allow"
-    assert (decide(starter_policy(), sixth).action, decide(starter_policy(), sixth).rule) == (
-        "deny",
-        "high-cost-range-velocity",
-    )

@@ -68,7 +68,7 @@ async def test_a_wrong_secret_is_refused_and_counted_as_errors(
     assert tally.followups_sent == 0
 
 
-async def test_the_starter_policy_denies_a_hammered_number_after_five(
+async def test_the_starter_policy_denies_a_hammered_number_after_three_unverified(
     client: AsyncClient, settings: Settings
 ) -> None:
     abuse = [
@@ -77,8 +77,8 @@ async def test_the_starter_policy_denies_a_hammered_number_after_five(
     runner = Runner(client=client, target=_target(settings), time_scale=1e9, concurrency=1)
     tally = await runner.play(_now(abuse))
     assert tally.total.errors == 0
-    assert tally.total.allowed == 5
-    assert tally.total.denied == len(abuse) - 5
+    assert tally.total.allowed == 3
+    assert tally.total.denied == len(abuse) - 3
 
 
 async def test_progress_is_reported_at_the_end(client: AsyncClient, settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 
@@ -45,10 +46,53 @@ def test_attacks_run_over_normal_traffic_and_are_labelled_fraud() -> None:
     labels = {(a.scenario, a.label) for a in attempts}
     assert labels == {
         ("normal", "legit"),
+        ("bunched", "legit"),
+        ("surge", "legit"),
         ("range-pumping", "fraud"),
         ("number-abuse", "fraud"),
         ("slow-pumping", "fraud"),
+        ("distributed-pumping", "fraud"),
     }
+
+
+def test_bunched_sign_ups_fill_a_handful_of_blocks_at_hundreds_an_hour() -> None:
+    attempts = [
+        a for a in generate("bunched", duration=600, rate=5, seed=4) if a.scenario == "bunched"
+    ]
+    blocks = Counter(a.number[:-3] for a in attempts)
+    assert len(blocks) == 5
+    # 300 to 900 an hour each: 50 to 150 in ten minutes (first attempts; retries on top).
+    assert all(40 <= count <= 200 for count in blocks.values())
+    assert {a.label for a in attempts} == {"legit"}
+    verified = sum(a.outcome.status == "SUCCESSFUL" for a in attempts) / len(attempts)
+    assert 0.75 <= verified <= 0.95
+
+
+def test_surge_is_ten_times_one_countrys_rate_for_minutes() -> None:
+    attempts = generate("surge", duration=1000, rate=5, seed=2)
+    surge = [a for a in attempts if a.scenario == "surge"]
+    country = {number_facts(a.number).country for a in surge}
+    assert len(country) == 1
+    start, end = min(a.at for a in surge), max(a.at for a in surge)
+    assert 300 <= start < 310 and 590 < end <= 620  # 30 % of the run on, 5 minutes (+ retries)
+    normal_there = [
+        a for a in attempts if a.scenario == "normal" and number_facts(a.number).country in country
+    ]
+    during = sum(1 for a in normal_there if start <= a.at <= end)
+    assert 6 * during <= len(surge) <= 12 * during
+
+
+def test_distributed_pumping_keeps_every_block_under_a_few_an_hour() -> None:
+    pumped = [
+        a
+        for a in generate("distributed-pumping", duration=900, rate=5, seed=1)
+        if a.label == "fraud"
+    ]
+    assert len(pumped) >= 700  # one a second
+    assert len({number_facts(a.number).country for a in pumped}) == 1
+    blocks = Counter(a.number[:-3] for a in pumped)
+    assert max(blocks.values()) <= 4
+    assert sum(a.outcome.status == "SUCCESSFUL" for a in pumped) <= 0.03 * len(pumped)
 
 
 def test_range_pumping_walks_consecutive_numbers_of_few_blocks() -> None:

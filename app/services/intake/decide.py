@@ -25,6 +25,7 @@ from app.rules.engine import evaluate
 from app.rules.facts import Facts
 from app.services.admission import Admission
 from app.services.aggregates import Aggregator
+from app.services.baselines import BaselineCache
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
@@ -60,6 +61,8 @@ class Decider:
     outage: Outage
     reporter: Reporter
     admission: Admission
+    # Adaptive limits' verified baselines, kept in memory (no statement on this path).
+    baselines: BaselineCache = field(default_factory=BaselineCache)
     _late: set[asyncio.Task[Reply]] = field(default_factory=set, init=False)
 
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
@@ -144,7 +147,8 @@ class Decider:
             raise Late("the deadline passed before a connection was free")
         facts = _facts(event, delivery)
         counted = await self.aggregator.observe_live(conn, self.policies, facts)
-        facts = facts.with_aggregates(counted.values)
+        baselines = self.baselines.values(counted.policy, facts)
+        facts = facts.with_aggregates({**counted.values, **baselines})
         decision = evaluate(counted.policy, facts)
         answer = build_answer(
             method=event.method, decision=decision, defaults=self.settings.answers

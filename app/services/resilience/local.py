@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator
+from app.services.baselines import BaselineCache
 from app.services.policy.cache import PolicyCache
 from app.settings import Settings
 from app.store.memory_counters import MemoryCounters
@@ -23,6 +24,8 @@ class LocalDecider:
     policies: PolicyCache
     counters: MemoryCounters
     aggregator: Aggregator
+    # The baselines last loaded while the database was up.
+    baselines: BaselineCache = field(default_factory=BaselineCache)
 
     async def decide(self, facts: Facts) -> tuple[Decision, Facts]:
         """In `fallback` mode, or before any policy was loaded, the configured fallback."""
@@ -31,7 +34,8 @@ class LocalDecider:
             return Decision.fallback(self.settings.fallback_action), facts
         no_conn: Any = None
         counted = await self.aggregator.observe(no_conn, policy, facts)
-        facts = facts.with_aggregates(counted.values)
+        baselines = self.baselines.values(policy, facts)
+        facts = facts.with_aggregates({**counted.values, **baselines})
         decision = evaluate(policy, facts)
         await counted.finish(no_conn, allowed=decision.action == "allow")
         return decision, facts
