@@ -20,8 +20,8 @@ pytestmark = pytest.mark.browser
 NUMBER = "+46701236655"
 
 
-async def contain(server: Server, number: str) -> int:
-    """An active containment of one number, stored as the evaluator stores one."""
+async def contain(server: Server, number: str, status: str = "active") -> int:
+    """A containment of one number, stored as the evaluator stores one."""
     now = datetime.now(UTC)
     engine = create_engine(server.database_url)
     try:
@@ -31,11 +31,11 @@ async def contain(server: Server, number: str) -> int:
                 key="number",
                 value=number,
                 alert=None,
-                status="active",
+                status=status,
                 duration_seconds=3600,
                 created_at=now,
                 created_by="test",
-                expires_at=now + timedelta(hours=1),
+                expires_at=now + timedelta(hours=1) if status == "active" else None,
                 updated_at=now,
             )
     finally:
