@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.web.browser import BOOTSTRAP, Server
-from tests.web.test_alerts_browser import contain
 from tests.web.conftest import sign_in_as
+from tests.web.test_alerts_browser import contain
 
 pytestmark = pytest.mark.browser
 VENDOR = Path(__file__).parent / "vendor"
