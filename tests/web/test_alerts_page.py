@@ -143,8 +143,13 @@ async def test_auditors_read_masked_numbers_and_cannot_change_containments(
 ) -> None:
     containment_id = await contain(engine)
     proposed_id = await contain(engine, "+46709999001", status="proposed")
+    await put_policy(client, POLICY)
+    now = datetime.now(UTC)
+    await attempts_at(client, now - timedelta(minutes=1))
+    await runtime_of(client).alerts.evaluate_once(now)  # a firing alert, event, notification
     await sign_in(client, BOOTSTRAP)
-    assert NUMBER in (await client.get("/alerts")).text
+    admin_page = (await client.get("/alerts")).text
+    assert NUMBER in admin_page and f"<code>{ATTACKED}</code>" in admin_page
     client.cookies.clear()
     _, token = await stored_token(engine, "bob", "auditor")
     await sign_in(client, token)
@@ -152,6 +157,8 @@ async def test_auditors_read_masked_numbers_and_cannot_change_containments(
     assert page.status_code == 200
     assert NUMBER not in page.text and MASKED in page.text
     assert "+46709999001" not in page.text
+    assert ATTACKED not in page.text
+    assert page.text.count("<code>+4670****230</code>") >= 4  # firing, containment, event, outbox
     assert "Lift</button>" not in page.text and "Approve</button>" not in page.text
     csrf = csrf_of(page)  # the sign-out form's: a valid token, still no change
     for path in (f"{containment_id}/lift", f"{containment_id}/extend", f"{proposed_id}/approve"):
