@@ -212,3 +212,9 @@ async def attempt_rows(conn: AsyncConnection, notification_id: int) -> list[dict
         .order_by(attempts.c.id)
     )
     return [dict(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def containment_counts(conn: AsyncConnection) -> dict[str, int]:
+    """How many containments are in each status."""
+    stmt = select(containments.c.status, func.count()).group_by(containments.c.status)
+    return {str(status): int(n) for status, n in (await conn.execute(stmt)).all()}

@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.settings import Settings
 from app.web import (
+    pages_alerts,
     pages_auth,
     pages_decisions,
     pages_features,
@@ -34,6 +35,7 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         pages_decisions,
         pages_rules,
         pages_lists,
+        pages_alerts,
         pages_features,
     ):
         app.include_router(module.router)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,11 +17,19 @@ class Feature:
 
 
 FEATURES = {
-    "alerts": Feature("Alerts and containments", "/admin/containments", view=False),
+    "alerts": Feature("Alerts and containments", "/admin/containments", view=True),
     "backtest": Feature("Backtests", "/admin/backtest", view=False),
 }
 
 
 def available(app: FastAPI, key: str) -> bool:
     prefix = FEATURES[key].api
-    return any(isinstance(r, APIRoute) and r.path.startswith(prefix) for r in app.routes)
+    return any(path.startswith(prefix) for path in _paths(app))
+
+
+def _paths(app: FastAPI) -> list[str]:
+    """Every route's path. FastAPI 0.165 keeps an included router as one entry of
+    `app.routes`; its `iter_route_contexts` walks into them (older versions are flat)."""
+    walk = getattr(routing, "iter_route_contexts", None)
+    routes = walk(app.routes) if walk is not None else app.routes
+    return [path for route in routes if isinstance(path := getattr(route, "path", None), str)]

@@ -1,6 +1,6 @@
-"""Alerts and Backtest: shown when the app serves those features (detected from its routes);
-until then each page says the feature is not configured. Wiring a view: a template and a
-read of its service here, and `view=True` in app.web.features."""
+"""Backtest: shown when the app serves the feature (detected from its routes); until then
+the page says the feature is not configured. Wiring a view: a page module of its own (as
+app.web.pages_alerts), and `view=True` in app.web.features."""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ from app.web.common import ConsoleRoute, render
 from app.web.features import FEATURES, available
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-
-
-@router.get("/alerts", response_class=HTMLResponse)
-async def alerts_page(request: Request, user: UserDep, console: ConsoleDep) -> Response:
-    return _feature(request, user, console, "alerts", "Alerts")
 
 
 @router.get("/backtest", response_class=HTMLResponse)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.admin_deps import ConnDep, NowDep
+from app.services.alerts import board as alerts_board
 from app.services.policy.blocks import block_country
 from app.web import overview as view
 from app.web.auth import AdminChangeDep, ConsoleDep, UserDep
@@ -25,7 +26,12 @@ async def overview_page(
 ) -> Response:
     ctx = reading(request, console, user)
     data = await view.overview(conn, ctx=ctx, period=period)
-    alerts = {"available": available(request.app, "alerts"), "feature": FEATURES["alerts"]}
+    on = available(request.app, "alerts")
+    alerts = {
+        "available": on,
+        "feature": FEATURES["alerts"],
+        "summary": await alerts_board.summary(conn) if on else None,
+    }
     sort = request.query_params.get("sort", "attempts")
     return render(
         request,

@@ -13,6 +13,7 @@ from playwright.async_api import Browser
 
 from tests.web.browser import BOOTSTRAP, Server
 from tests.web.conftest import sign_in_as
+from tests.web.test_alerts_browser import contain
 
 pytestmark = pytest.mark.browser
 VENDOR = Path(__file__).parent / "vendor"
@@ -31,6 +32,8 @@ async def test_no_serious_or_critical_violations(
     browser: Browser, sqlite_server: Server, role: str
 ) -> None:
     decided = sqlite_server.decide("+46701235555")
+    await contain(sqlite_server, "+46701235556")  # the Alerts page with its forms
+    await contain(sqlite_server, "+46701235557", status="proposed")
     token = BOOTSTRAP if role == "admin" else (await sqlite_server.token("a11y", "auditor"))[1]
     # axe is injected as an inline script, which the console's CSP rightly refuses.
     context = await browser.new_context(bypass_csp=True)

@@ -135,12 +135,15 @@ async def test_csv_import_and_remove(client: AsyncClient) -> None:
     assert bad.status_code == 422
 
 
-async def test_alerts_and_backtest_say_they_are_not_configured(client: AsyncClient) -> None:
+async def test_backtest_says_it_is_not_configured_and_alerts_are_detected(
+    client: AsyncClient,
+) -> None:
     await sign_in(client, BOOTSTRAP)
-    for path, name in (("/alerts", "Alerts and containments"), ("/backtest", "Backtests")):
-        page = await client.get(path)
-        assert f"{name} are not configured" in page.text
-    assert "Alerts are not configured" in (await client.get("/")).text
+    assert "Backtests are not configured" in (await client.get("/backtest")).text
+    assert "are not configured" not in (await client.get("/alerts")).text
+    overview = (await client.get("/")).text
+    assert "Alerts are not configured" not in overview
+    assert 'href="/alerts">See alerts and containments' in overview
 
 
 async def test_the_development_link_signs_in_once(database_url: str, tmp_path: Path) -> None:

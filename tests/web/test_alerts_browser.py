@@ -1,0 +1,74 @@
+"""The Alerts page in Debian's Chromium against a real `verifyguard serve` on SQLite: an
+admin lifts a containment by clicking, and the number it blocked is allowed again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from app.store import alerts as alert_store
+from app.store.base import create_engine
+from tests.web.browser import BOOTSTRAP, Server
+from tests.web.conftest import sign_in_as
+
+pytestmark = pytest.mark.browser
+NUMBER = "+46701236655"
+
+
+async def contain(server: Server, number: str, status: str = "active") -> int:
+    """A containment of one number, stored as the evaluator stores one."""
+    now = datetime.now(UTC)
+    engine = create_engine(server.database_url)
+    try:
+        async with engine.begin() as conn:
+            return await alert_store.add_containment(
+                conn,
+                key="number",
+                value=number,
+                alert=None,
+                status=status,
+                duration_seconds=3600,
+                created_at=now,
+                created_by="test",
+                expires_at=now + timedelta(hours=1) if status == "active" else None,
+                updated_at=now,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def until_action(server: Server, number: str, action: str, within: float = 3.0) -> str:
+    """Request events for `number` until one is answered `action` (the watcher polls)."""
+    started = time.monotonic()
+    while True:
+        answered = str(server.decide(number)["action"])
+        if answered == action or time.monotonic() - started > within:
+            return answered
+        await asyncio.sleep(0.2)
+
+
+async def test_an_admin_lifts_a_containment_and_the_number_is_allowed_again(
+    page: Page, sqlite_server: Server, screenshots: Path
+) -> None:
+    containment_id = await contain(sqlite_server, NUMBER)
+    assert await until_action(sqlite_server, NUMBER, "deny") == "deny"
+    await sign_in_as(page, sqlite_server.base, BOOTSTRAP)
+    await page.get_by_role("link", name="Alerts", exact=True).click()
+    await expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
+    row = page.locator(f'tr[data-containment="{containment_id}"]')
+    await expect(row).to_contain_text(NUMBER)
+    await expect(row).to_contain_text("active")
+    await page.screenshot(path=screenshots / "console-alerts-containment.png", full_page=True)
+    await row.get_by_role("button", name=f"Lift containment {containment_id}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Containment {containment_id} lifted")
+    await expect(row).to_contain_text("lifted")
+    await expect(row).to_contain_text("by bootstrap")
+    await expect(row.get_by_role("button")).to_have_count(0)
+    [stored] = [c for c in sqlite_server.api("/admin/containments") if c["id"] == containment_id]
+    assert (stored["status"], stored["lifted_by"]) == ("lifted", "bootstrap")
+    assert await until_action(sqlite_server, NUMBER, "allow") == "allow"
