@@ -197,9 +197,9 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
         return None
     batch_size, admission = shared.reporter.metrics.batch_size, shared.admission
 
-    def on_batch(size: int, seconds: float) -> None:
+    def on_batch(size: int, inner: float, seconds: float) -> None:
         batch_size.observe(size)
-        admission.record(size, seconds)
+        admission.record(size, inner, overhead=max(0.0, seconds - inner))
 
     return GroupCommit(shared.engine, on_batch=on_batch)
 

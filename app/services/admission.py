@@ -28,17 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.services.aggregates import Counting
 
 HEADROOM = 0.8  # of the budget a queue may fill: the rest absorbs the estimate's error
-RISE, FALL = 0.25, 0.05  # weights of a newer hold above / below the average: it reacts
-# fast when decisions slow down (admitting too many makes them late), slowly when they speed up
+ALPHA = 0.1  # weight of the newest sample in the moving averages (means: a queue's wait is
+# a sum of holds, so their mean matters, not their spread)
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
 
 
 class Admission:
     """Admits request events that can be decided within their budget; counts holds."""
 
-    def __init__(self, *, lanes: int, hold: float = 0.010) -> None:
+    def __init__(self, *, lanes: int, hold: float = 0.002) -> None:
         self.lanes = lanes
         self.hold = hold
+        self.overhead = 0.0  # a batch's fixed cost (group commit), paid by the current and the next
         self.in_flight = 0
         self._shed_at = float("-inf")
 
@@ -48,7 +49,8 @@ class Admission:
         # A free lane means no queue to wait in: always worth trying (and the estimate is
         # renewed by it, so a stale, high one cannot shut the gate for good).
         rounds = self.in_flight // self.lanes + 1
-        if self.in_flight < self.lanes or rounds * self.hold <= budget * HEADROOM:
+        expected = rounds * self.hold + 2 * self.overhead
+        if self.in_flight < self.lanes or expected <= budget * HEADROOM:
             self.in_flight += 1
             return True
         self._shed_at = time.monotonic()
@@ -80,7 +82,8 @@ class Admission:
 
         return scope
 
-    def record(self, decisions: int, seconds: float) -> None:
-        """`decisions` held a lane for `seconds` together (a batch: one after another)."""
-        change = seconds / decisions - self.hold
-        self.hold += (RISE if change > 0 else FALL) * change
+    def record(self, decisions: int, seconds: float, *, overhead: float = 0.0) -> None:
+        """`decisions` held a lane for `seconds` one after another; a batch of them also
+        cost `overhead` (the hops to and from the writer's thread: whatever its size)."""
+        self.hold += ALPHA * (seconds / decisions - self.hold)
+        self.overhead += ALPHA * (overhead - self.overhead)

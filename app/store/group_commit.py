@@ -90,7 +90,8 @@ class GroupCommit:
     """Runs request-path work in shared SQLite transactions (see the module docstring)."""
 
     engine: AsyncEngine
-    on_batch: Callable[[int, float], None] | None = None  # (size, seconds), for admission
+    on_batch: Callable[[int, float, float], None] | None = None
+    """(size, seconds on the writer's thread, seconds in all): for metrics and admission."""
     _queue: list[_Job] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -123,15 +124,18 @@ class GroupCommit:
 
     async def _commit(self, batch: list[_Job]) -> None:
         started = time.perf_counter()
+        inner = 0.0
         try:
             async with self.engine.connect() as conn:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
                 sync = self._engine_over(driver._conn)  # the sqlite3 connection: see below
-                outcomes = await _run_on_thread(driver, _run_batch, sync, [j.work for j in batch])
+                inner, outcomes = await _run_on_thread(
+                    driver, _run_batch, sync, [j.work for j in batch]
+                )
         except Exception as exc:  # the transaction failed as a whole: nothing is stored
             outcomes = [_Outcome(error=exc)] * len(batch)
         if self.on_batch is not None:
-            self.on_batch(len(batch), time.perf_counter() - started)
+            self.on_batch(len(batch), inner, time.perf_counter() - started)
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.future.done():
                 continue
@@ -164,8 +168,10 @@ async def _run_on_thread(driver: Any, function: Callable[..., T], *args: Any) ->
     return result
 
 
-def _run_batch(engine: Engine, works: list[Work]) -> list[_Outcome]:
-    """One transaction: each work in its own savepoint, in order; one commit."""
+def _run_batch(engine: Engine, works: list[Work]) -> tuple[float, list[_Outcome]]:
+    """One transaction: each work in its own savepoint, in order; one commit. Also the
+    seconds it took."""
+    started = time.perf_counter()
     outcomes: list[_Outcome] = []
     with engine.connect() as sync:
         sync.exec_driver_sql("BEGIN IMMEDIATE")
@@ -181,7 +187,7 @@ def _run_batch(engine: Engine, works: list[Work]) -> list[_Outcome]:
                 savepoint.commit()
                 outcomes.append(_Outcome(value=value))
         sync.commit()
-    return outcomes
+    return time.perf_counter() - started, outcomes
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

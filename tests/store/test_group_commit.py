@@ -56,7 +56,7 @@ async def test_work_that_arrives_together_shares_a_transaction_in_order(
     sqlite: AsyncEngine,
 ) -> None:
     sizes: list[int] = []
-    group = GroupCommit(sqlite, on_batch=lambda size, _: sizes.append(size))
+    group = GroupCommit(sqlite, on_batch=lambda size, *_: sizes.append(size))
     totals = await asyncio.gather(*(group.run(lambda c: _add(c, "a")) for _ in range(50)))
     await group.close()
     assert sorted(totals) == list(range(1, 51)), "each saw a distinct, ordered total"
@@ -67,7 +67,7 @@ async def test_work_that_arrives_together_shares_a_transaction_in_order(
 
 async def test_a_lone_request_is_not_held_back(sqlite: AsyncEngine) -> None:
     sizes: list[int] = []
-    group = GroupCommit(sqlite, on_batch=lambda size, _: sizes.append(size))
+    group = GroupCommit(sqlite, on_batch=lambda size, *_: sizes.append(size))
     for expected in range(1, 4):
         assert await group.run(lambda c: _add(c, "b")) == expected
     await group.close()
