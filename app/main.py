@@ -26,6 +26,8 @@ from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.backtest.jobs import Defaults as BacktestDefaults
+from app.services.backtest.launcher import Backtests
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
@@ -98,7 +100,18 @@ def build_runtime(settings: Settings) -> Runtime:
         intake=_intake(shared, router=router, outage=outage),
         outage=outage,
         metrics=shared.reporter.metrics,
+        backtests=_backtests(settings, engine),
     )
+
+
+def _backtests(settings: Settings, engine: AsyncEngine) -> Backtests:
+    """Backtests replay in child processes on their own connections to the same database."""
+    defaults = BacktestDefaults(
+        default_action=settings.default_action,
+        timezone=settings.timezone,
+        bucket_seconds=settings.counter_bucket_seconds,
+    )
+    return Backtests(engine=engine, database_url=settings.database_url, defaults=defaults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +291,7 @@ async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -
     for task in background:
         if task is not None:
             task.cancel()
+    await runtime.backtests.close()
     await runtime.intake.close()
     log.info("app.stopped", spool_depth=runtime.outage.spool.depth)
     await runtime.aggregator.close()

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.errors import PayloadTooLarge, Unauthorized
 from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
+from app.services.backtest.launcher import Backtests
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
@@ -41,6 +42,7 @@ class Runtime:
     intake: Intake
     outage: Outage
     metrics: Metrics
+    backtests: Backtests
 
 
 async def get_runtime(request: Request) -> Runtime:
