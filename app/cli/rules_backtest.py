@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from app.cli.admin_common import cli_actor, fail, fail_with, now, read_document
 from app.cli.backtest_render import print_report
 from app.errors import AppError
+from app.logs import configure_logging
 from app.rules.durations import parse_duration
 from app.services.backtest import jobs
 from app.settings import Settings
@@ -46,6 +47,7 @@ def backtest(
 ) -> None:
     """What a candidate policy would have done on stored history: flips, caught, false positives,
     money saved. Counts nothing live and changes no rule."""
+    configure_logging(json_logs=False, level="WARNING")
     document = read_document(file)
     started = now()
     window = (moment(since, at=started), moment(until, at=started) if until else None)

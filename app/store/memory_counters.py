@@ -33,20 +33,6 @@ class MemoryCounters:
     def clear(self) -> None:
         self._rows.clear()
 
-    def forget_before(self, bucket: int) -> None:
-        """Drop every bucket older than `bucket`, and keys left with none (a long replay
-        keeps only the buckets its windows can still read)."""
-        for key in list(self._rows):
-            buckets = self._rows[key]
-            for stale in [b for b in buckets if b < bucket]:
-                del buckets[stale]
-            if not buckets:
-                del self._rows[key]
-
-    @property
-    def key_count(self) -> int:
-        return len(self._rows)
-
     async def start(self) -> None:
         return None
 

@@ -1,5 +1,5 @@
 """Replaying history under a candidate: each attempt counted under the candidate's keys in
-counters of its own (the memory backend of the one counter model, never the live counters),
+counters of its own (the counter model in memory, never the live counters),
 decided by the pure engine with the windows as of the attempt's own time, and settled by the
 candidate's own decision. A success counts from its result's arrival, and only for attempts
 the candidate allowed (one it denies would never have been sent, so never verified).
@@ -20,7 +20,7 @@ from app.services.aggregates import Aggregator
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
 from app.store.counter_model import succeeded
-from app.store.memory_counters import MemoryCounters
+from app.store.replay_windows import ReplayWindows
 
 _Arrival = tuple[datetime, int, tuple[str, ...], datetime]
 """A success waiting for its arrival: (result_at, order, counter keys, requested_at)."""
@@ -37,7 +37,7 @@ class Replayer:
     def __init__(self, policy: CompiledPolicy, *, bucket_seconds: int) -> None:
         self.policy = policy
         retention = longest_window(policy) + 2 * bucket_seconds
-        self.counters = MemoryCounters(bucket_seconds, retention)
+        self.counters = ReplayWindows(bucket_seconds)
         self._aggregator = Aggregator(self.counters)
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
