@@ -19,7 +19,7 @@ _TITLES = {
     403: "The token's role may not do this",
     404: "No such backtest",
     409: "A backtest is already running, or this one has ended",
-    422: "The policy, the time range or the body is invalid",
+    422: "The policy, the time range, the body or a path parameter is invalid",
 }
 
 
@@ -51,7 +51,7 @@ async def list_backtests(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[Back
     return [BacktestRead.of(record) for record in await jobs.recent(conn, now=now)]
 
 
-@router.get("/{backtest_id}", response_model=BacktestRead, responses=problems(401, 403, 404))
+@router.get("/{backtest_id}", response_model=BacktestRead, responses=problems(401, 403, 404, 422))
 async def get_backtest(backtest_id: int, _: AuditorDep, conn: ConnDep, now: NowDep) -> BacktestRead:
     """A backtest: its status, progress and, once done, its result."""
     return BacktestRead.of(await jobs.get(conn, backtest_id, now=now))
@@ -61,7 +61,7 @@ async def get_backtest(backtest_id: int, _: AuditorDep, conn: ConnDep, now: NowD
     "/{backtest_id}",
     response_model=BacktestRead,
     status_code=202,
-    responses=problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409, 422),
 )
 async def cancel_backtest(
     backtest_id: int, _: AdminDep, conn: ConnDep, now: NowDep

@@ -3,15 +3,20 @@ here from the rows the test stored, with the window arithmetic written out in th
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.services.backtest import jobs
+from app.store import backtests as store
 from app.store.models import CounterRow
 from tests.backtest.helpers import (
     BASE,
+    DEFAULTS,
     at,
     attempt,
     backtest,
@@ -275,3 +280,37 @@ async def test_live_counters_are_never_touched(store_engine: AsyncEngine) -> Non
     async with store_engine.connect() as conn:
         stmt = select(func.count()).select_from(CounterRow)
         assert (await conn.execute(stmt)).scalar_one() == 0
+
+
+async def test_cancelling_stops_the_run_and_frees_the_slot(
+    store_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 2 rows: the run is cancelled between pages, once it has made progress."""
+    monkeypatch.setattr(jobs, "PAGE", 2)
+    await store_rows(store_engine, [attempt(at(m)) for m in range(40)])
+    record = await jobs.start(
+        store_engine,
+        document={"rules": []},
+        since=BASE,
+        until=at(60),
+        by="test",
+        now=datetime.now(UTC),
+        defaults=DEFAULTS,
+    )
+    progressed = asyncio.Event()
+
+    async def cancel_once_started() -> None:
+        await progressed.wait()
+        async with store_engine.begin() as conn:
+            await jobs.cancel(conn, record.id, now=datetime.now(UTC))
+
+    canceller = asyncio.create_task(cancel_once_started())
+    status = await jobs.execute(store_engine, record.id, progress=lambda _: progressed.set())
+    await canceller
+    assert status == "cancelled"
+    async with store_engine.connect() as conn:
+        final = await store.get(conn, record.id)
+    assert final is not None
+    assert (final.status, final.result, final.lease_expires_at) == ("cancelled", None, None)
+    assert 0 < final.progress < 1
+    assert (await backtest(store_engine, {"rules": []}))["attempts"] == 40
