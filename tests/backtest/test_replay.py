@@ -314,3 +314,23 @@ async def test_cancelling_stops_the_run_and_frees_the_slot(
     assert (final.status, final.result, final.lease_expires_at) == ("cancelled", None, None)
     assert 0 < final.progress < 1
     assert (await backtest(store_engine, {"rules": []}))["attempts"] == 40
+
+
+async def test_replayed_verified_counts_are_there_for_baselines() -> None:
+    """The seam adaptive limits take their baselines from: successes as of a time, counted
+    only once their result arrived."""
+    from app.rules.engine import compile_policy
+    from app.rules.model import Policy
+    from app.services.backtest.replay import Replayer
+    from app.store.backtests import StoredAttempt
+
+    conversion = {"conversion": {"key": "number", "window": "1h", "min_attempts": 5, "below": 0.1}}
+    policy = compile_policy(Policy.model_validate({"rules": [rule("conv", conversion)]}))
+    replayer = Replayer(policy, bucket_seconds=60)
+    fields = dict.fromkeys(StoredAttempt.__dataclass_fields__)
+    base = {**fields, "number": "+46701234233", "method": "sms", "action": "allow"}
+    ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(10)})  # fmt: skip
+    await replayer.decide(ok)
+    assert await replayer.verified("number:+46701234233", 3600, at(5)) == 0
+    await replayer.arrive(at(10))
+    assert await replayer.verified("number:+46701234233", 3600, at(10)) == 1

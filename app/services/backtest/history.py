@@ -24,8 +24,8 @@ def skip_reason(attempt: StoredAttempt) -> str | None:
     return None
 
 
-def attempt_facts(attempt: StoredAttempt) -> Facts:
-    """The attempt's facts at its own time, without aggregates (the replay adds them)."""
+def attempt_facts(attempt: StoredAttempt, aggregates: dict[str, float]) -> Facts:
+    """The attempt's facts at its own time, holding `aggregates` (the replay fills it)."""
     country, calling_code = attempt.country, attempt.calling_code
     number_type, valid = attempt.number_type, attempt.number_valid
     if number_type is None or valid is None or calling_code is None:
@@ -49,6 +49,7 @@ def attempt_facts(attempt: StoredAttempt) -> Facts:
         custom=attempt.custom,
         application=attempt.app_key.strip().lower() if attempt.app_key else None,
         now=attempt.requested_at,
+        aggregates=aggregates,
     )
 
 
