@@ -55,6 +55,8 @@ def backtest(
         record = asyncio.run(_run(document, window, started, quiet=as_json))
     except AppError as exc:
         fail_with(exc)
+    except KeyboardInterrupt:
+        fail("interrupted: the backtest was cancelled")
     if record["status"] != "done":
         fail(f"backtest {record['id']} {record['status']}: {record['error'] or ''}".strip())
     if as_json:

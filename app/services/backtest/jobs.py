@@ -3,6 +3,7 @@ one running per deployment), run it page by page renewing its lease, read and ca
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -143,6 +144,9 @@ async def execute(
         return "missing" if record is None else record.status
     try:
         return await _replay(engine, record, clock, progress)
+    except asyncio.CancelledError:  # the CLI interrupted: release the slot, then stop
+        await _end(engine, backtest_id, "cancelled", clock)
+        raise
     except Exception as exc:
         log.exception("job.failed", job="backtest", id=backtest_id)
         async with engine.begin() as conn:
@@ -215,5 +219,7 @@ async def _end(
 ) -> str:
     async with engine.begin() as conn:
         await store.finish(conn, backtest_id, status=status, now=clock(), result=result)
-    log.info("job.finished", job="backtest", id=backtest_id, status=status)
-    return status
+        final = await store.get(conn, backtest_id)
+    ended = final.status if final is not None else status  # it may have ended otherwise
+    log.info("job.finished", job="backtest", id=backtest_id, status=ended)
+    return ended
