@@ -145,6 +145,15 @@ async def heartbeat(
     return cancel is None or bool(cancel)
 
 
+async def renew(conn: AsyncConnection, backtest_id: int, *, lease_until: datetime) -> None:
+    """Extend a running backtest's lease (its supervisor does while its process lives)."""
+    await conn.execute(
+        update(backtests)
+        .where(backtests.c.id == backtest_id, backtests.c.status == RUNNING)
+        .values(lease_expires_at=lease_until)
+    )
+
+
 async def finish(
     conn: AsyncConnection,
     backtest_id: int,

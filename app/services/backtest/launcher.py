@@ -20,6 +20,7 @@ from app.store.backtests import BacktestRecord
 
 log = structlog.get_logger()
 STDERR_TAIL = 2000
+RENEW_SECONDS = 10.0
 
 
 class Backtests:
@@ -69,7 +70,11 @@ class Backtests:
                 stderr=asyncio.subprocess.PIPE,
             )
             self._running[backtest_id] = process
-            _, stderr = await process.communicate()
+            renewing = asyncio.create_task(self._renew(backtest_id))
+            try:
+                _, stderr = await process.communicate()
+            finally:
+                renewing.cancel()
         except Exception as exc:  # recorded on the job, which must not stay running
             await self._failed(backtest_id, f"could not start the backtest process: {exc!r}")
             return
@@ -81,6 +86,14 @@ class Backtests:
             await self._failed(
                 backtest_id, f"the backtest process exited {process.returncode}: {tail}"
             )
+
+    async def _renew(self, backtest_id: int) -> None:
+        """Hold the lease while the child lives (starting it may take long on a loaded
+        machine); it is lost only when this worker dies too."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            async with self._engine.begin() as conn:
+                await store.renew(conn, backtest_id, lease_until=datetime.now(UTC) + jobs.LEASE)
 
     async def _failed(self, backtest_id: int, error: str) -> None:
         async with self._engine.begin() as conn:
