@@ -78,6 +78,7 @@ async def test_candidate_adding_a_country_block(store_engine: AsyncEngine) -> No
     assert flipped == [r["id"] for r in live_allowed_ng]
     trace = result["samples"]["allow_to_deny"][0]["candidate"]["trace"]
     assert trace[0]["rule"] == "block-ng" and trace[0]["matched"] is True
+    assert result["samples"]["allow_to_deny"][0]["number"] == "+2348****567"
     assert result["samples"]["false_positive"][0]["verification_id"] == verified[0]["id"]
 
 

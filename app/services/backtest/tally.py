@@ -14,6 +14,7 @@ from typing import Any
 
 from app.logs import mask_number
 from app.rules.engine import CompiledPolicy, Decision
+from app.services.audit.view import mask_deep
 from app.services.backtest.history import verified
 from app.store.backtests import StoredAttempt
 
@@ -150,6 +151,7 @@ def _money(amounts: dict[str, float]) -> dict[str, float]:
 def sample(attempt: StoredAttempt, decision: Decision) -> dict[str, Any]:
     """One attempt for a person to look at: both answers and the candidate's trace."""
     document = decision.model_dump(mode="json", include={"reason", "rule", "shadow", "trace"})
+    document = mask_deep(document)  # trace texts name the number too
     return {
         "verification_id": attempt.id,
         "requested_at": attempt.requested_at.isoformat(),
