@@ -31,6 +31,8 @@ from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.alerts.jobs import AlertJobs
 from app.services.audit import retention
 from app.services.audit import rollup as stats_rollup
+from app.services.backtest.jobs import Defaults as BacktestDefaults
+from app.services.backtest.launcher import Backtests
 from app.services.baselines import BaselineCache
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
@@ -124,7 +126,18 @@ def build_runtime(settings: Settings) -> Runtime:
             engine=engine, settings=settings, policies=policies, metrics=shared.reporter.metrics
         ),
         baselines=baselines,
+        backtests=_backtests(settings, engine),
     )
+
+
+def _backtests(settings: Settings, engine: AsyncEngine) -> Backtests:
+    """Backtests replay in child processes on their own connections to the same database."""
+    defaults = BacktestDefaults(
+        default_action=settings.default_action,
+        timezone=settings.timezone,
+        bucket_seconds=settings.counter_bucket_seconds,
+    )
+    return Backtests(engine=engine, database_url=settings.database_url, defaults=defaults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +362,7 @@ async def _stop(runtime: Runtime, background: list[asyncio.Task[None] | None]) -
     for task in background:
         if task is not None:
             task.cancel()
+    await runtime.backtests.close()
     await runtime.alerts.stop()
     await close_runtime(runtime)
 

@@ -15,6 +15,7 @@ from app.errors import PayloadTooLarge, Unauthorized
 from app.metrics import Metrics
 from app.services.aggregates import Aggregator, Counting
 from app.services.alerts.jobs import AlertJobs
+from app.services.backtest.launcher import Backtests
 from app.services.baselines import BaselineCache
 from app.services.intake.dispatch import Delivery, Intake
 from app.services.policy.cache import PolicyCache
@@ -45,6 +46,7 @@ class Runtime:
     metrics: Metrics
     alerts: AlertJobs
     baselines: BaselineCache
+    backtests: Backtests
 
 
 async def get_runtime(request: Request) -> Runtime:

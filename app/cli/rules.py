@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from app.cli.admin_common import cli_actor, fail, fail_with, now, read_document, run_change
+from app.cli.rules_backtest import backtest
 from app.cli.rules_output import print_decision, print_import, print_rules, summary
 from app.errors import AppError
 from app.main import counter_backend
@@ -27,7 +28,8 @@ from app.sinch import samples
 from app.sinch.events import VerificationRequestEvent
 from app.store.base import create_engine
 
-app = typer.Typer(help="The rules policy: list, export, import, validate, evaluate.")
+app = typer.Typer(help="The rules policy: list, export, import, validate, evaluate, backtest.")
+app.command()(backtest)
 
 
 class OutputFormat(StrEnum):

@@ -445,3 +445,41 @@ class JobLeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime]
+
+
+class BacktestRow(Base):
+    """A backtest of a candidate policy over stored history: its request, progress and result.
+
+    At most one row is `running` at a time, across every worker and host: a partial unique
+    index says so, and the runner renews `lease_expires_at` while it works (a row whose lease
+    ran out lost its runner).
+    """
+
+    __tablename__ = "backtests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    bucket_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "ux_backtests_one_running",
+            "status",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        Index("ix_backtests_created_at", "created_at"),
+    )

@@ -7,6 +7,7 @@ from typing import cast
 from sqlalchemy import Table
 
 from app.store.models import (
+    BacktestRow,
     CallbackRow,
     CounterRow,
     StatsHourRow,
@@ -16,6 +17,7 @@ from app.store.models import (
     VerificationRow,
 )
 
+backtests = cast(Table, BacktestRow.__table__)
 callbacks = cast(Table, CallbackRow.__table__)
 counters = cast(Table, CounterRow.__table__)
 matches = cast(Table, VerificationMatchRow.__table__)

@@ -1,0 +1,1 @@
+"""Backtests: a candidate policy replayed over stored history, off the request path."""
