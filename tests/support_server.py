@@ -1,4 +1,5 @@
-"""VerifyGuard served by `python -m app serve` in a process of its own, on loopback."""
+"""VerifyGuard served by `python -m app serve` (uvicorn) in a process of its own, on
+loopback, for the tests that need a real socket or several processes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -25,41 +27,43 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(database_url: str, **env: str) -> Iterator[str]:
-    """The server's base URL, once it is ready; it is stopped when the block ends."""
+def served(database_url: str, workdir: Path, **env: str) -> Iterator[str]:
+    """The server's base URL once it is ready, until the block ends. It runs in `workdir`
+    (its spool and `server.log` there); `env` adds or overrides settings."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    values = os.environ | {
+    settings = {
         "VERIFYGUARD_DATABASE_URL": database_url,
         "VERIFYGUARD_SINCH_APPS": json.dumps({TEST_APP_KEY: TEST_APP_SECRET}),
         "VERIFYGUARD_ENVIRONMENT": "test",
         "VERIFYGUARD_LOG_LEVEL": "WARNING",
+        "VERIFYGUARD_SPOOL_DIR": str(workdir / "spool"),
+        **env,
     }
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=values | env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, process)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
+    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=os.environ | settings, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, process, log_path)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(
-                f"server exited: {process.stderr.read() if process.stderr else ''}"
-            )
+            raise AssertionError(f"server exited with {process.returncode}: {log.read_text()}")
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise AssertionError("server did not become ready")
+    raise AssertionError(f"server did not become ready: {log.read_text()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -46,9 +47,14 @@ def _put_policy(base: str, policy: dict[str, object]) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_policy_change_on_one_process_applies_on_the_other(database_url: str) -> None:
+def test_policy_change_on_one_process_applies_on_the_other(
+    database_url: str, tmp_path: Path
+) -> None:
     token = {"VERIFYGUARD_BOOTSTRAP_TOKEN": TOKEN}
-    with served(database_url, **token) as first, served(database_url, **token) as second:
+    with (
+        served(database_url, tmp_path / "first", **token) as first,
+        served(database_url, tmp_path / "second", **token) as second,
+    ):
         assert _decide(second, "+46701234561") == "allow"
         _put_policy(first, DENY_SWEDEN)
         assert _decide(second, "+46701234562") == "deny"

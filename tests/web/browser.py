@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +24,7 @@ from app.store import tokens as token_store
 from app.store.base import create_engine
 from app.store.migrate import upgrade
 from tests.support import TEST_APP_KEY, TEST_APP_SECRET
+from tests.support_server import served
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -117,44 +113,9 @@ async def _admin(url: str, sql: str) -> None:
 
 @contextmanager
 def serve(database_url: str, workdir: Path) -> Iterator[Server]:
-    port = _free_port()
-    env = os.environ | {
-        "VERIFYGUARD_DATABASE_URL": database_url,
-        "VERIFYGUARD_SINCH_APPS": json.dumps({TEST_APP_KEY: TEST_APP_SECRET}),
+    settings = {
         "VERIFYGUARD_BOOTSTRAP_TOKEN": BOOTSTRAP,
-        "VERIFYGUARD_ENVIRONMENT": "test",
-        "VERIFYGUARD_LOG_LEVEL": "WARNING",
-        "VERIFYGUARD_SPOOL_DIR": str(workdir / "spool"),
         "VERIFYGUARD_DECISION_DEADLINE_MS": "5000",
     }
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
-    server = Server(f"http://127.0.0.1:{port}", database_url)
-    try:
-        _wait_ready(server.base, process, workdir / "server.log")
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become ready")
+    with served(database_url, workdir, **settings) as base:
+        yield Server(base, database_url)
