@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.admin_deps import ConnDep, NowDep
+from app.api.admin_deps import ConnDep, ContainmentId, NowDep
 from app.api.alert_schemas import (
     AlertEventRead,
     ContainmentExtend,
@@ -23,6 +23,7 @@ router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=1000)]
 READ = problem_responses(401, 422)
 CHANGE = problem_responses(401, 403, 404, 409, 422)
+CHANGE_WITH_BODY = problem_responses(400, 401, 403, 404, 409, 413, 422)
 
 
 @router.get("/containments", response_model=list[ContainmentRead], responses=READ)
@@ -41,7 +42,7 @@ async def list_containments(
     "/containments/{containment_id}/approve", response_model=ContainmentRead, responses=CHANGE
 )
 async def approve(
-    containment_id: int, by: AdminDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
+    containment_id: ContainmentId, by: AdminDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
 ) -> ContainmentRead:
     """Approve a proposed containment: it blocks from now for its duration."""
     row = await service.approve(
@@ -54,7 +55,7 @@ async def approve(
     "/containments/{containment_id}/lift", response_model=ContainmentRead, responses=CHANGE
 )
 async def lift(
-    containment_id: int, by: AdminDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
+    containment_id: ContainmentId, by: AdminDep, conn: ConnDep, now: NowDep, runtime: RuntimeDep
 ) -> ContainmentRead:
     """Lift an active or proposed containment: it stops blocking at once."""
     row = await service.lift(
@@ -64,10 +65,12 @@ async def lift(
 
 
 @router.post(
-    "/containments/{containment_id}/extend", response_model=ContainmentRead, responses=CHANGE
+    "/containments/{containment_id}/extend",
+    response_model=ContainmentRead,
+    responses=CHANGE_WITH_BODY,
 )
 async def extend(
-    containment_id: int,
+    containment_id: ContainmentId,
     body: ContainmentExtend,
     by: AdminDep,
     conn: ConnDep,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.admin_deps import ConnDep, NowDep
+from app.api.admin_deps import BacktestId, ConnDep, NowDep
 from app.api.auth import AdminDep, AuditorDep
 from app.api.backtest_schemas import BacktestCreate, BacktestRead
 from app.api.deps import RuntimeDep
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/backtest")
     "",
     response_model=BacktestRead,
     status_code=202,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(400, 401, 403, 409, 413, 422),
 )
 async def start_backtest(
     body: BacktestCreate, by: AdminDep, now: NowDep, runtime: RuntimeDep
@@ -39,7 +39,9 @@ async def list_backtests(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[Back
 @router.get(
     "/{backtest_id}", response_model=BacktestRead, responses=problem_responses(401, 403, 404, 422)
 )
-async def get_backtest(backtest_id: int, _: AuditorDep, conn: ConnDep, now: NowDep) -> BacktestRead:
+async def get_backtest(
+    backtest_id: BacktestId, _: AuditorDep, conn: ConnDep, now: NowDep
+) -> BacktestRead:
     """A backtest: its status, progress and, once done, its result."""
     return BacktestRead.of(await jobs.get(conn, backtest_id, now=now))
 
@@ -51,7 +53,7 @@ async def get_backtest(backtest_id: int, _: AuditorDep, conn: ConnDep, now: NowD
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def cancel_backtest(
-    backtest_id: int, _: AdminDep, conn: ConnDep, now: NowDep
+    backtest_id: BacktestId, _: AdminDep, conn: ConnDep, now: NowDep
 ) -> BacktestRead:
     """Cancel a running backtest (it stops within a page of history)."""
     return BacktestRead.of(await jobs.cancel(conn, backtest_id, now=now))

@@ -77,3 +77,5 @@ CsvText = Annotated[str, Depends(csv_text)]
 # Ids are 32-bit in the database: a larger one is a 422, never a query that overflows.
 RuleId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 Revision = Annotated[int, Path(ge=1, le=INT32_MAX)]
+ContainmentId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+BacktestId = Annotated[int, Path(ge=1, le=INT32_MAX)]

@@ -152,7 +152,7 @@ async def test_two_workers_asked_at_once_start_one(
 async def test_openapi_declares_every_answer(client: AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     declared = {
-        ("post", "/admin/backtest"): {"202", "401", "403", "409", "422"},
+        ("post", "/admin/backtest"): {"202", "400", "401", "403", "409", "413", "422"},
         ("get", "/admin/backtest"): {"200", "401", "403"},
         ("get", "/admin/backtest/{backtest_id}"): {"200", "401", "403", "404", "422"},
         ("delete", "/admin/backtest/{backtest_id}"): {"202", "401", "403", "404", "409", "422"},
