@@ -11,8 +11,8 @@ from app.settings import Settings
 from app.web import (
     pages_alerts,
     pages_auth,
+    pages_backtest,
     pages_decisions,
-    pages_features,
     pages_lists,
     pages_overview,
     pages_rules,
@@ -36,7 +36,7 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         pages_rules,
         pages_lists,
         pages_alerts,
-        pages_features,
+        pages_backtest,
     ):
         app.include_router(module.router)
 

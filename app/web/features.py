@@ -18,7 +18,7 @@ class Feature:
 
 FEATURES = {
     "alerts": Feature("Alerts and containments", "/admin/containments", view=True),
-    "backtest": Feature("Backtests", "/admin/backtest", view=False),
+    "backtest": Feature("Backtests", "/admin/backtest", view=True),
 }
 
 

@@ -68,7 +68,7 @@ async def test_an_admin_lifts_a_containment_and_the_number_is_no_longer_containe
     row = page.locator(f'tr[data-containment="{containment_id}"]')
     await expect(row).to_contain_text(NUMBER)
     await expect(row).to_contain_text("active")
-    await page.screenshot(path=screenshots / "console-alerts-containment.png", full_page=True)
+    await page.screenshot(path=screenshots / "console-alerts-containment-1280.png")
     await row.get_by_role("button", name=f"Lift containment {containment_id}").click()
     await expect(page.get_by_role("status")).to_contain_text(f"Containment {containment_id} lifted")
     await expect(row).to_contain_text("lifted")

@@ -189,14 +189,24 @@ async def test_every_page_renders_without_errors(
     page = await context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if console_error(m) else None)
+    await page.goto(sqlite_server.base + "/sign-in")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await page.screenshot(path=shots / f"console-sign-in-{width}.png")
     await sign_in_as(page, sqlite_server.base, BOOTSTRAP)
     for name in PAGES:
         await page.goto(sqlite_server.base + ("/" if name == "Overview" else f"/{name.lower()}"))
         await expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
-        await page.screenshot(path=shots / f"console-{name.lower()}-{width}.png", full_page=True)
-        overflow = await page.evaluate(
-            "document.documentElement.scrollWidth > window.innerWidth + 1"
-        )
-        assert not overflow, f"{name} scrolls sideways at {width} px"
+        await page.screenshot(path=shots / f"console-{name.lower()}-{width}.png")  # the viewport
+        await no_sideways_scroll(page, name, width)
+    await page.goto(sqlite_server.base + "/rules")
+    await page.locator('a[href^="/rules/"]').first.click()
+    await expect(page.get_by_role("heading", name=re.compile("^Rule "))).to_be_visible()
+    await page.screenshot(path=shots / f"console-rule-editor-{width}.png")
+    await no_sideways_scroll(page, "A rule's editor", width)
     await context.close()
     assert not errors, errors
+
+
+async def no_sideways_scroll(page: Page, name: str, width: int) -> None:
+    overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+    assert not overflow, f"{name} scrolls sideways at {width} px"

@@ -135,13 +135,12 @@ async def test_csv_import_and_remove(client: AsyncClient) -> None:
     assert bad.status_code == 422
 
 
-async def test_backtest_is_detected_without_a_view_yet_and_alerts_are_detected(
-    client: AsyncClient,
-) -> None:
+async def test_backtest_and_alerts_are_detected_and_shown(client: AsyncClient) -> None:
     await sign_in(client, BOOTSTRAP)
     backtest = (await client.get("/backtest")).text
     assert "are not configured" not in backtest
-    assert "its console view is not wired yet" in backtest
+    assert "its console view is not wired yet" not in backtest
+    assert "Start backtest" in backtest and "Recent backtests" in backtest
     assert "are not configured" not in (await client.get("/alerts")).text
     overview = (await client.get("/")).text
     assert "Alerts are not configured" not in overview

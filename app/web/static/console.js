@@ -40,3 +40,38 @@ document.querySelectorAll("form.autosave select").forEach(function (select) {
   };
   setInterval(poll, 2000);
 })();
+
+// Backtests: while one runs, poll the list's rows every 2 s (and stop once none runs); a
+// running backtest's own page reloads every 2 s until it has ended.
+(function () {
+  var body = document.getElementById("backtest-rows");
+  if (body && body.getAttribute("data-running") === "1") {
+    var status = document.getElementById("backtest-status");
+    var timer = setInterval(function () {
+      if (document.hidden) return;
+      fetch(body.getAttribute("data-poll"), { credentials: "same-origin" })
+        .then(function (response) {
+          if (response.redirected || !response.ok) throw new Error("rows " + response.status);
+          return response.text();
+        })
+        .then(function (html) {
+          var template = document.createElement("template");
+          template.innerHTML = "<table><tbody>" + html + "</tbody></table>";
+          var rows = template.content.querySelector("tbody");
+          body.replaceChildren.apply(body, Array.from(rows.children));
+          status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+          if (!body.querySelector('tr[data-status="running"]')) clearInterval(timer);
+        })
+        .catch(function () {
+          clearInterval(timer);
+          status.textContent = "Live updates paused: reload the page.";
+        });
+    }, 2000);
+  }
+  var progress = document.getElementById("backtest-progress");
+  if (progress && progress.getAttribute("data-running") === "1") {
+    setTimeout(function () {
+      window.location.reload();
+    }, 2000);
+  }
+})();
