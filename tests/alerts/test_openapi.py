@@ -9,7 +9,15 @@ ROUTES = {
     ("/admin/containments", "get"): {"401", "422"},
     ("/admin/containments/{containment_id}/approve", "post"): {"401", "403", "404", "409", "422"},
     ("/admin/containments/{containment_id}/lift", "post"): {"401", "403", "404", "409", "422"},
-    ("/admin/containments/{containment_id}/extend", "post"): {"401", "403", "404", "409", "422"},
+    ("/admin/containments/{containment_id}/extend", "post"): {
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "422",
+    },
     ("/admin/alerts/events", "get"): {"401", "422"},
     ("/admin/alerts/notifications", "get"): {"401", "422"},
 }
