@@ -8,16 +8,11 @@ attempts they belong to were counted), out of order (before their request event)
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
-from app.main import create_app
 from app.rules.model import Policy
 from app.services.baselines import refresh_live
 from app.services.intake.event_facts import event_facts
@@ -25,7 +20,6 @@ from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.sinch.events import VerificationRequestEvent
 from app.store.models import VerificationRow
-from tests.conftest import make_settings
 from tests.support import SinchSender
 
 ADAPTIVE = {
@@ -43,27 +37,6 @@ ADAPTIVE = {
     },
 }
 LIMIT = {"floor": 2, "factor": 0.5, "verified_in": "14d"}
-
-
-@pytest.fixture(params=["sql", pytest.param("redis", marks=pytest.mark.redis)])
-def counters(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sql":
-        return None
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
-@pytest.fixture
-async def guard(
-    database_url: str, tmp_path: Path, counters: str | None
-) -> AsyncIterator[SinchSender]:
-    settings = make_settings(database_url, tmp_path, redis_url=counters)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield SinchSender(http, path=settings.callback_path)
 
 
 def _runtime(sender: SinchSender) -> Any:

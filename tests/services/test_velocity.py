@@ -9,21 +9,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
-from app.main import create_app
 from app.rules.model import Policy
 from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.models import CounterRow, VerificationRow
-from tests.conftest import make_settings
 from tests.support import SinchSender
 
 
@@ -58,27 +53,6 @@ CONVERSION = {
     "reason": "low_conversion",
     "when": {"conversion": {"key": "number", "window": "1h", "min_attempts": 3, "below": 0.5}},
 }
-
-
-@pytest.fixture(params=["sql", pytest.param("redis", marks=pytest.mark.redis)])
-def counters(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sql":
-        return None
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
-@pytest.fixture
-async def guard(
-    database_url: str, tmp_path: Path, counters: str | None
-) -> AsyncIterator[SinchSender]:
-    settings = make_settings(database_url, tmp_path, redis_url=counters)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield SinchSender(http, path=settings.callback_path)
 
 
 async def _install(sender: SinchSender, policy: Policy) -> None:
