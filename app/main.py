@@ -43,6 +43,7 @@ from app.services.intake.scope import PerRequest, Scope, Transactional
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
+from app.services.resilience.entries import entry_key
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
 from app.services.resilience.replay import Store as ReplayStore
@@ -171,7 +172,7 @@ def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldC
 def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) -> Outage:
     """The breaker, with its local decider (counting in memory), spool, replay and probe."""
     settings = shared.settings
-    spool = Spool(settings.spool_dir / "spool.db")
+    spool = Spool(settings.spool_dir / "spool.db", key_of=entry_key)
     replayer = Replayer(
         spool=spool,
         counting=shared.counting,

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     default_action: Action = "allow"
     fallback_action: Action = "deny"
     decision_deadline_ms: int = Field(default=400, ge=10, le=10_000)
+    # A result or receipt waits this long for the database before it is spooled instead
+    # (nothing waits on its answer but Sinch's HTTP client).
+    store_deadline_ms: int = Field(default=2000, ge=10, le=30_000)
     answers: AnswerDefaults = Field(default_factory=AnswerDefaults)
     timezone: str = "UTC"
     counter_bucket_seconds: int = Field(default=60, ge=1, le=3600)

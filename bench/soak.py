@@ -31,7 +31,7 @@ from app.sinch import samples
 from app.sinch.signature import callback_headers
 from app.store.migrate import upgrade
 from bench import procs
-from bench.loadgen import _exchange
+from bench.loadgen import exchange
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
 
 HOST = "127.0.0.1"
@@ -102,7 +102,7 @@ async def _worker(soak: Soak) -> None:
     reader, writer = await asyncio.open_connection(HOST, soak.port)
     while (item := await soak.queue.get()) is not None:
         scheduled, event = item
-        reply = await _exchange(reader, writer, _signed(event, soak.port))
+        reply = await exchange(reader, writer, _signed(event, soak.port))
         kind = event["event"]
         soak.sent[_KINDS[kind]] += 1
         minute = soak.minute(scheduled)

@@ -2,6 +2,10 @@
 
 One writer thread owns the file; appends waiting together share one transaction (one
 fsync), so a burst during an outage costs one disk flush, not one per callback.
+
+Each entry may name the verification it belongs to (its `key`); the spool keeps in memory
+how many entries each key has, so a caller can send a verification's later events after
+its spooled ones (`holds`) while every other callback goes straight to the database.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import queue
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +24,14 @@ from typing import Any, TypeVar
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "kind TEXT NOT NULL, payload TEXT NOT NULL)",
+    "kind TEXT NOT NULL, payload TEXT NOT NULL, key TEXT)",
     "CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
     "payload TEXT NOT NULL, error TEXT)",
 )
 _GROUP = 512
 T = TypeVar("T")
+KeyOf = Callable[[str, dict[str, Any]], str | None]
+"""The key of an entry written before entries had one (a spool file from an older version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class SpoolEntry:
     seq: int
     kind: str
     payload: dict[str, Any]
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -39,15 +47,17 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     work: Callable[[sqlite3.Connection], Any] | None = None
-    append: tuple[str, str] | None = None
+    append: tuple[str, str, str | None] | None = None
 
 
 class Spool:
     """Append, read the oldest entries, remove them once the database has them."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, key_of: KeyOf | None = None) -> None:
         self.path = path
         self.depth = 0
+        self._key_of = key_of
+        self._keys: Counter[str] = Counter()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -55,7 +65,19 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="verifyguard-spool", daemon=True)
         self._thread.start()
-        self.depth = await self._submit(_count)
+        key_of = self._key_of
+
+        def load(db: sqlite3.Connection) -> tuple[int, Counter[str]]:
+            if key_of is not None:
+                _backfill_keys(db, key_of)
+            rows = db.execute("SELECT key, count(*) FROM spool WHERE key IS NOT NULL GROUP BY key")
+            return _count(db), Counter({key: int(n) for key, n in rows})
+
+        self.depth, self._keys = await self._submit(load)
+
+    def holds(self, key: str | None) -> bool:
+        """True while an entry of this key waits (a later event of it must queue behind)."""
+        return key is not None and key in self._keys
 
     async def close(self) -> None:
         if self._thread is not None:
@@ -63,12 +85,18 @@ class Spool:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
 
-    async def append(self, kind: str, payload: dict[str, Any]) -> int:
+    async def append(self, kind: str, payload: dict[str, Any], *, key: str | None = None) -> int:
         """Durable (fsynced) when this returns; the entry's sequence number."""
         loop = asyncio.get_running_loop()
-        job = _Job(loop.create_future(), loop, append=(kind, json.dumps(payload)))
+        job = _Job(loop.create_future(), loop, append=(kind, json.dumps(payload), key))
+        if key is not None:
+            self._keys[key] += 1  # counted at once: a later event queues behind from now
         self._jobs.put(job)
-        seq: int = await job.future
+        try:
+            seq: int = await job.future
+        except BaseException:
+            self._forget([key])
+            raise
         self.depth += 1
         return seq
 
@@ -76,26 +104,38 @@ class Spool:
         """The oldest `limit` entries, in the order they were written."""
 
         def read(db: sqlite3.Connection) -> list[SpoolEntry]:
-            rows = db.execute("SELECT seq, kind, payload FROM spool ORDER BY seq LIMIT ?", (limit,))
-            return [SpoolEntry(seq, kind, json.loads(payload)) for seq, kind, payload in rows]
+            rows = db.execute(
+                "SELECT seq, kind, payload, key FROM spool ORDER BY seq LIMIT ?", (limit,)
+            )
+            return [SpoolEntry(seq, kind, json.loads(data), key) for seq, kind, data, key in rows]
 
         return await self._submit(read)
 
     async def remove(self, seqs: Sequence[int]) -> None:
-        def delete(db: sqlite3.Connection) -> int:
+        def delete(db: sqlite3.Connection) -> tuple[int, list[str | None]]:
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                keys = _keys_of(db, seqs)
                 db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
-            return _count(db)
+            return _count(db), keys
 
-        self.depth = await self._submit(delete)
+        self.depth, keys = await self._submit(delete)
+        self._forget(keys)
+
+    def _forget(self, keys: Sequence[str | None]) -> None:
+        for key in keys:
+            if key is not None and key in self._keys:
+                self._keys[key] -= 1
+                if self._keys[key] <= 0:
+                    del self._keys[key]
 
     async def park(self, entry: SpoolEntry, error: str) -> None:
         """Set aside an entry that keeps failing, so it cannot block the ones behind it."""
 
-        def move(db: sqlite3.Connection) -> int:
+        def move(db: sqlite3.Connection) -> tuple[int, list[str | None]]:
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                keys = _keys_of(db, [entry.seq])
                 db.execute(
                     "INSERT OR REPLACE INTO dead (seq, kind, payload, error) "
                     "VALUES (:seq, :kind, :payload, :error)",
@@ -107,9 +147,10 @@ class Spool:
                     },
                 )
                 db.execute("DELETE FROM spool WHERE seq = ?", (entry.seq,))
-            return _count(db)
+            return _count(db), keys
 
-        self.depth = await self._submit(move)
+        self.depth, keys = await self._submit(move)
+        self._forget(keys)
 
     async def parked(self) -> int:
         def count(db: sqlite3.Connection) -> int:
@@ -162,7 +203,31 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA busy_timeout=10000")
     for statement in _SCHEMA:
         db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(spool)")}
+    if "key" not in columns:  # a spool file from before entries had keys
+        db.execute("ALTER TABLE spool ADD COLUMN key TEXT")
+        db.execute("UPDATE spool SET key = '?'")  # not known yet: _backfill_keys
     return db
+
+
+_UNKNOWN = "?"
+
+
+def _backfill_keys(db: sqlite3.Connection, key_of: KeyOf) -> None:
+    rows = db.execute("SELECT seq, kind, payload FROM spool WHERE key = ?", (_UNKNOWN,))
+    found = [(key_of(kind, json.loads(payload)), seq) for seq, kind, payload in rows]
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("UPDATE spool SET key = ? WHERE seq = ?", found)
+
+
+def _keys_of(db: sqlite3.Connection, seqs: Sequence[int]) -> list[str | None]:
+    keys: list[str | None] = []
+    for seq in seqs:
+        row = db.execute("SELECT key FROM spool WHERE seq = ?", (seq,)).fetchone()
+        if row is not None:
+            keys.append(row[0])
+    return keys
 
 
 def _execute(db: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -185,14 +250,14 @@ def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
         job.loop.call_soon_threadsafe(_settle, job.future, result, error)
 
 
-def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> list[int]:
+def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str, str | None]]) -> list[int]:
     with db:
         db.execute("BEGIN IMMEDIATE")
         seqs = []
-        for kind, payload in rows:
+        for kind, payload, key in rows:
             cursor = db.execute(
-                "INSERT INTO spool (kind, payload) VALUES (:kind, :payload)",
-                {"kind": kind, "payload": payload},
+                "INSERT INTO spool (kind, payload, key) VALUES (:kind, :payload, :key)",
+                {"kind": kind, "payload": payload, "key": key},
             )
             seqs.append(int(cursor.lastrowid or 0))
     return seqs

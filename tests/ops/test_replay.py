@@ -25,6 +25,7 @@ from app.store.models import CallbackRow, CounterRow, VerificationRow
 from app.store.spool import Spool
 from tests.conftest import make_settings
 from tests.ops.outage import guard, settled
+from tests.ops.scrape import sample
 from tests.support import TEST_APP_KEY, SinchSender
 
 NUMBER = "+46701234567"
@@ -120,3 +121,35 @@ async def test_what_a_previous_run_left_is_replayed_on_start_in_order(
         async with engine.connect() as conn:
             status, degraded, action = (await conn.execute(stmt)).one()
     assert (status, degraded, action) == ("SUCCESSFUL", True, spooled.decision.action)
+
+
+async def test_only_a_spooled_verifications_later_events_queue_behind_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A result whose request is in the spool follows it there, and is stored after it on
+    replay; other verifications' results are stored at once, spool or no spool."""
+    spooled_request = samples.request_event(number=NUMBER)
+    other_request = samples.request_event(number="+46701234568")
+    async with guard(database_url, tmp_path) as (app, sinch):
+        outage = _outage(app)
+        entry = await _spooled_decision(outage, spooled_request)
+        # Held back: replay starts with the result, not before it.
+        async with outage._replaying:  # the replay's own lock
+            await outage.spool.append(DECISION, entry.to_json(), key=spooled_request["id"])
+            assert (await sinch.post(other_request)).status_code == 200
+            for request in (spooled_request, other_request):
+                result = samples.result_event(verification_id=request["id"], number=NUMBER)
+                assert (await sinch.post(result)).status_code == 200
+            assert outage.spool.depth == 2, "the spooled request's result joined it"
+            metrics = (await sinch.client.get("/metrics")).text
+        await settled(app)
+        engine = app.state.runtime.engine
+        row = VerificationRow.__table__.c
+        async with engine.connect() as conn:
+            status = dict((await conn.execute(select(row.id, row.status))).tuples().all())
+    outcomes = {
+        outcome: sample(metrics, "verifyguard_callbacks_total", event="result", outcome=outcome)
+        for outcome in ("stored", "spooled")
+    }
+    assert outcomes == {"stored": 1, "spooled": 1}
+    assert status == {other_request["id"]: "SUCCESSFUL", spooled_request["id"]: "SUCCESSFUL"}

@@ -63,3 +63,54 @@ async def test_a_parked_entry_leaves_the_queue_but_is_kept(tmp_path: Path) -> No
         assert (await spool.head(5))[0].payload == {"good": True}
     finally:
         await spool.close()
+
+
+async def test_the_spool_knows_which_verifications_it_holds(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    await spool.open()
+    try:
+        await spool.append("decision", {"n": 0}, key="v-1")
+        await spool.append("callback", {"n": 1}, key="v-1")
+        await spool.append("callback", {"n": 2}, key="v-2")
+        await spool.append("callback", {"n": 3})  # no verification
+        assert spool.holds("v-1") and spool.holds("v-2")
+        assert not spool.holds("v-3") and not spool.holds(None)
+        first, second, third, _ = await spool.head(4)
+        assert (first.key, third.key) == ("v-1", "v-2")
+        await spool.remove([first.seq, third.seq])
+        assert spool.holds("v-1") and not spool.holds("v-2"), "v-1 has one entry left"
+        await spool.park(second, "ValueError('poison')")
+        assert not spool.holds("v-1")
+    finally:
+        await spool.close()
+    again = Spool(tmp_path / "spool.db")
+    await again.open()
+    try:
+        assert again.depth == 1 and not again.holds("v-1")
+        await again.append("callback", {"n": 4}, key="v-4")
+    finally:
+        await again.close()
+    reopened = Spool(tmp_path / "spool.db")
+    await reopened.open()
+    try:
+        assert reopened.holds("v-4"), "the keys are read back from the file"
+    finally:
+        await reopened.close()
+
+
+async def test_a_spool_file_from_before_keys_gets_its_keys_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    with sqlite3.connect(path) as old:  # the schema entries had before they had keys
+        old.execute(
+            "CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "kind TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+        old.execute("INSERT INTO spool (kind, payload) VALUES ('callback', '{\"id\": \"v-9\"}')")
+        old.execute("INSERT INTO spool (kind, payload) VALUES ('callback', '{\"other\": 1}')")
+    spool = Spool(path, key_of=lambda kind, payload: payload.get("id"))
+    await spool.open()
+    try:
+        assert spool.depth == 2 and spool.holds("v-9")
+        assert [e.key for e in await spool.head(5)] == ["v-9", None]
+    finally:
+        await spool.close()

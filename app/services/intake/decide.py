@@ -82,6 +82,10 @@ class Decider:
         try:
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
+            if _finished(work):
+                # It finished as the wait ended (one loop turn ran both): its answer is
+                # the one stored and reported, so it is the one Sinch gets.
+                return work.result()
             late.set()
             return await self._failed(delivery, event, started, work, exc)
 
@@ -217,3 +221,7 @@ class Decider:
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
     return event_facts(event, application=delivery.app_key, now=delivery.received_at)
+
+
+def _finished(work: asyncio.Task[Reply]) -> bool:
+    return work.done() and not work.cancelled() and work.exception() is None

@@ -72,7 +72,9 @@ class Intake:
         assert route.store is not None
         spooled = False
         try:
-            reply, spooled = await self._outage.keep(delivery, route.store, route.reply)
+            reply, spooled = await self._outage.keep(
+                delivery, route.verification_id, route.store, route.reply
+            )
         except Exception:
             # Neither stored nor spooled: ask Sinch to retry.
             log.exception("callback.store_failed")

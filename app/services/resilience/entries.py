@@ -7,6 +7,8 @@ outage, or a fallback); a `callback` entry is any other callback, replayed throu
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +29,17 @@ def delivery_to_json(delivery: Delivery) -> dict[str, Any]:
         "received_at": delivery.received_at.isoformat(),
         "signature": delivery.signature,
     }
+
+
+def entry_key(kind: str, payload: dict[str, Any]) -> str | None:
+    """The verification a spool entry belongs to: the `id` of the event it holds."""
+    del kind  # both kinds hold their delivery
+    try:
+        document = json.loads(base64.b64decode(payload["delivery"]["body"]))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    ident = document.get("id") if isinstance(document, dict) else None
+    return ident if isinstance(ident, str) else None
 
 
 def delivery_from_json(document: dict[str, Any]) -> Delivery:

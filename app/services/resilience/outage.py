@@ -20,10 +20,12 @@ for a probe (`suspect`), and a failed probe opens it. While down, request events
 decided from the last loaded policy and counters in this process (LocalDecider; in
 `fallback` outage mode, or before any policy loaded, the fallback), spooled as degraded
 `decision` entries, then answered; other callbacks are spooled and answered as if stored.
-While the spool holds entries, other callbacks join its tail, so a verification's events
-reach the database in the order they came. A callback whose store is merely slow is
-spooled too; the slow store runs on (awaited at shutdown) and, if it succeeds, the
-entry's replay is a duplicate.
+While the spool holds entries of a verification, that verification's later callbacks join
+its tail, so its events reach the database in the order they came; other verifications'
+callbacks go straight to the database (a spool that every callback joined would, under
+load, grow faster than replay drains it). A callback whose store is merely slow (past
+`store_deadline_ms`) is spooled too; the slow store runs on (awaited at shutdown) and, if
+it succeeds, the entry's replay is a duplicate.
 
 The probe. A supervisor task probes (`SELECT 1` from a thread of its own, recovery.Prober)
 every `outage_probe_interval_ms` while down, and at once when asked. When the database
@@ -101,6 +103,7 @@ class Outage:
         self.down = False
         deadline = settings.decision_deadline_ms / 1000
         self.budget = max(deadline - RESERVE, deadline / 2)
+        self.store_budget = settings.store_deadline_ms / 1000
         self._interval = settings.outage_probe_interval_ms / 1000
         self._kick = asyncio.Event()
         self._check = False
@@ -183,30 +186,40 @@ class Outage:
         return reply
 
     async def keep(
-        self, delivery: Delivery, store: Callable[[], Awaitable[Reply]], spooled: Reply
+        self,
+        delivery: Delivery,
+        key: str | None,
+        store: Callable[[], Awaitable[Reply]],
+        spooled: Reply,
     ) -> tuple[Reply, bool]:
         """Store a non-request callback, or spool it (and answer `spooled`) when we cannot.
 
-        While the spool holds entries, new ones join its tail, so a verification's events
-        reach the database in the order they came.
+        While the spool holds entries of the same verification (`key`), it joins their
+        tail, so a verification's events reach the database in the order they came; the
+        others are stored at once.
         """
-        if self.down or self.spool.depth:
-            await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
+        if self.down or self.spool.holds(key):
+            await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)}, key)
             return spooled, True
         work = asyncio.ensure_future(store())
         try:
-            return await asyncio.wait_for(asyncio.shield(work), self.budget), False
+            return await asyncio.wait_for(asyncio.shield(work), self.store_budget), False
+        except TimeoutError:
+            if work.done() and work.exception() is None:
+                return work.result(), False  # finished as the wait ended
+            failure = work.exception() if work.done() else None
         except Exception as exc:
-            if not is_outage(exc):
-                raise
-            if work.done():
-                self.trip(exc, "callback")
-            else:  # slow, not (yet) failed: probe, and let the late store finish or fail
-                self._late.add(work)
-                work.add_done_callback(self._late.discard)
-                work.add_done_callback(retrieve_exception)
-                self.suspect()
-        await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)})
+            failure = exc
+        if failure is not None and not is_outage(failure):
+            raise failure
+        if failure is not None:
+            self.trip(failure, "callback")
+        else:  # slow, not (yet) failed: probe, and let the late store finish or fail
+            self._late.add(work)
+            work.add_done_callback(self._late.discard)
+            work.add_done_callback(retrieve_exception)
+            self.suspect()
+        await self._append(CALLBACK, {"delivery": delivery_to_json(delivery)}, key)
         return spooled, True
 
     async def flush(self) -> None:
@@ -240,14 +253,14 @@ class Outage:
         elapsed = (time.perf_counter() - started) * 1000
         entry = SpooledDecision(delivery, facts, decision, answer, elapsed, degraded)
         try:
-            await self._append(DECISION, entry.to_json())
+            await self._append(DECISION, entry.to_json(), event.id)
         except Exception:
             # Never a 5xx to Sinch on a request event, even when the disk fails us too.
             log.exception("spool.write_failed")
         return Reply(body=answer)
 
-    async def _append(self, kind: str, payload: dict[str, Any]) -> None:
-        await self.spool.append(kind, payload)
+    async def _append(self, kind: str, payload: dict[str, Any], key: str | None) -> None:
+        await self.spool.append(kind, payload, key=key)
         self._metrics.spool_writes.labels(kind).inc()
         self._metrics.spool_depth.set(self.spool.depth)
         if not self.down:
