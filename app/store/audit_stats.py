@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, Integer, Table, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,7 +22,7 @@ from app.store.audit import (
     matches,
     verifications,
 )
-from app.store.tables import rollup, shadow_rollup
+from app.store.tables import country_rollup, range_rollup, rollup, shadow_rollup
 
 Bucket = Literal["minute", "hour", "day"]
 GroupBy = Literal["country", "method", "rule", "reason"]
@@ -33,6 +33,7 @@ _SQLITE_FORMAT = {
     "day": "%Y-%m-%dT00:00:00",
 }
 MATCH_SLACK = timedelta(minutes=5)
+ROLLED_RANGE_DIGITS = 6  # the ranges `stats_range_hourly` holds (see stats_rollup)
 FINAL = ("SUCCESSFUL", "FAIL", "DENIED", "ABORTED", "ERROR")
 MEASURES = (
     "attempts",
@@ -103,12 +104,10 @@ def bucket_expr(dialect: str, bucket: Bucket, at: ColumnElement[Any]) -> ColumnE
 
 
 def group_expr(c: ReadOnlyColumnCollection[str, Any], group_by: GroupBy) -> ColumnElement[Any]:
-    """The grouping column; works on `verifications` and on `stats_hourly` alike."""
+    """The grouping column; works on `verifications` and on the rollups alike."""
     if group_by == "rule":
         return func.coalesce(c.rule_name, c.decided_by)
-    column: ColumnElement[Any] = {"country": c.country, "method": c.method, "reason": c.reason}[
-        group_by
-    ]
+    column: ColumnElement[Any] = c[group_by]
     return column
 
 
@@ -132,8 +131,8 @@ def measures(c: ReadOnlyColumnCollection[str, Any]) -> list[ColumnElement[Any]]:
     ]
 
 
-def _rolled_measures() -> list[ColumnElement[Any]]:
-    return [func.sum(rollup.c[name]).label(name) for name in MEASURES]
+def _rolled_measures(table: Table) -> list[ColumnElement[Any]]:
+    return [func.sum(table.c[name]).label(name) for name in MEASURES]
 
 
 def rollable(f: AuditFilter, bucket: Bucket | None) -> bool:
@@ -144,13 +143,31 @@ def rollable(f: AuditFilter, bucket: Bucket | None) -> bool:
 
 def _rolled_conditions(table: Table, f: AuditFilter) -> list[ColumnElement[bool]]:
     """A filter on a rollup: hour-aligned times (see rollable) and the shared dimensions."""
-    c = table.c
-    out = dimension_conditions(c, f)
+    return [*dimension_conditions(table.c, f), *_hours_of(table, f)]
+
+
+def _hours_of(table: Table, f: AuditFilter) -> list[ColumnElement[bool]]:
+    c, out = table.c, []
     if f.since is not None:
         out.append(c.hour >= f.since)
     if f.until is not None:
         out.append(c.hour < f.until)
     return out
+
+
+def _country_only(f: AuditFilter) -> bool:
+    """No filter but the time and the country: the narrow rollups can answer."""
+    others = (f.number, f.number_prefix, f.method, f.action, f.reason, f.rule, f.mode)
+    return all(value is None for value in (*others, f.status, f.application))
+
+
+def _country_of(table: Table, f: AuditFilter) -> list[ColumnElement[bool]]:
+    return [] if f.country is None else [table.c.country == f.country]
+
+
+def _rollup_for(f: AuditFilter, group_by: GroupBy | None) -> Table:
+    """The narrowest rollup holding the filter's and the grouping's dimensions."""
+    return country_rollup if group_by in (None, "country") and _country_only(f) else rollup
 
 
 async def grouped(
@@ -163,25 +180,35 @@ async def grouped(
 ) -> list[StatsCell]:
     """One row per (bucket, group, currency) with the counts and spend of that cell; from
     `verifications`, or with `rolled` from `stats_hourly` (hour-aligned, refreshed window)."""
-    table, at = (rollup, rollup.c.hour) if rolled else (verifications, verifications.c.requested_at)
+    table = _rollup_for(f, group_by) if rolled else cast(Table, verifications)
+    at = table.c.hour if rolled else table.c.requested_at
     keys: list[ColumnElement[Any]] = [table.c.price_currency.label("currency")]
     if bucket is not None:
         keys.append(bucket_expr(conn.dialect.name, bucket, at).label("bucket"))
     if group_by is not None:
         keys.append(group_expr(table.c, group_by).label("grp"))
-    if rolled:
-        stmt = select(*keys, *_rolled_measures()).where(*_rolled_conditions(rollup, f))
+    if table is country_rollup:
+        where = [*_hours_of(table, f), *_country_of(table, f)]
+        stmt = select(*keys, *_rolled_measures(table)).where(*where)
+    elif rolled:
+        stmt = select(*keys, *_rolled_measures(table)).where(*_rolled_conditions(table, f))
     else:
         stmt = select(*keys, *measures(table.c)).where(*conditions(f))
     return [StatsCell(**row) for row in (await conn.execute(stmt.group_by(*keys))).mappings()]
 
 
+def range_of(number: ColumnElement[Any], digits: int) -> ColumnElement[Any]:
+    """A number's range: `+` and its first `digits` digits (of a rolled range, its prefix)."""
+    return func.substr(number, 1, literal_column(str(int(digits) + 1), Integer))
+
+
 async def top_denied_ranges(
-    conn: AsyncConnection, f: AuditFilter, *, digits: int, limit: int
+    conn: AsyncConnection, f: AuditFilter, *, digits: int, limit: int | None
 ) -> list[DeniedRange]:
-    """Number ranges (`+` and the first `digits` digits) with the most denied attempts."""
+    """Number ranges (`+` and the first `digits` digits) with the most denied attempts
+    (all of them without `limit`)."""
     c = verifications.c
-    prefix = func.substr(c.number, 1, literal_column(str(int(digits) + 1), Integer))
+    prefix = range_of(c.number, digits)
     denied = func.count().label("denied")
     stmt = (
         select(prefix.label("range"), denied)
@@ -190,6 +217,25 @@ async def top_denied_ranges(
         .group_by(prefix)
         .order_by(denied.desc(), prefix)
         .limit(limit)
+    )
+    return [DeniedRange(row.range, int(row.denied)) for row in await conn.execute(stmt)]
+
+
+def ranges_rollable(f: AuditFilter, digits: int) -> bool:
+    """Whether `stats_range_hourly` can answer: short enough ranges, no filter but country."""
+    return digits <= ROLLED_RANGE_DIGITS and _country_only(f)
+
+
+async def rolled_denied_ranges(
+    conn: AsyncConnection, f: AuditFilter, *, digits: int
+) -> list[DeniedRange]:
+    """Every range's denied attempts over hour-aligned `f`, from `stats_range_hourly`."""
+    r = range_rollup.c
+    prefix = range_of(r.range, digits)
+    stmt = (
+        select(prefix.label("range"), func.sum(r.denied).label("denied"))
+        .where(*_hours_of(range_rollup, f), *_country_of(range_rollup, f))
+        .group_by(prefix)
     )
     return [DeniedRange(row.range, int(row.denied)) for row in await conn.execute(stmt)]
 

@@ -169,14 +169,8 @@ class _HourDimensions:
     price_currency: Mapped[str | None] = mapped_column(String(8))
 
 
-class StatsHourRow(_HourDimensions, Base):
-    """Audit statistics rolled up per hour and dimension, for windows too long to scan.
-
-    Rows are derived from `verifications` (see app/store/stats_rollup.py); an hour is rolled
-    once it is settled, and rolled again when a late write marks it dirty.
-    """
-
-    __tablename__ = "stats_hourly"
+class _Measures:
+    """The counts and spend a stats rollup holds for its cell."""
 
     attempts: Mapped[int] = mapped_column(Integer)
     allowed: Mapped[int] = mapped_column(Integer)
@@ -186,6 +180,42 @@ class StatsHourRow(_HourDimensions, Base):
     successful: Mapped[int] = mapped_column(Integer)
     spend_allowed: Mapped[float | None] = mapped_column(Float)
     spend_denied: Mapped[float | None] = mapped_column(Float)
+
+
+class StatsHourRow(_HourDimensions, _Measures, Base):
+    """Audit statistics rolled up per hour and dimension, for windows too long to scan.
+
+    Rows are derived from `verifications` (see app/store/stats_rollup.py); an hour is rolled
+    once it is settled, and rolled again when a late write marks it dirty.
+    """
+
+    __tablename__ = "stats_hourly"
+
+
+class StatsCountryHourRow(_Measures, Base):
+    """`stats_hourly` summed per hour, country and currency: a few rows per hour, what
+    unfiltered or per-country stats (the console's overview) read. Rolled with it."""
+
+    __tablename__ = "stats_country_hourly"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(index=True)
+    country: Mapped[str | None] = mapped_column(String(2))
+    price_currency: Mapped[str | None] = mapped_column(String(8))
+
+
+class StatsRangeHourRow(Base):
+    """Denied attempts per hour, country and number range (`+` and its first 6 digits): the
+    top denied ranges of long windows without reading every denied row. Rolled with
+    `stats_hourly`."""
+
+    __tablename__ = "stats_range_hourly"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(index=True)
+    country: Mapped[str | None] = mapped_column(String(2))
+    range: Mapped[str] = mapped_column(String(16))
+    denied: Mapped[int] = mapped_column(Integer)
 
 
 class StatsShadowHourRow(_HourDimensions, Base):

@@ -8,6 +8,10 @@ and the next refresh rolls that hour again; a purge forgets the hours it reached
 
 The claim on an hour is its `stats_hours` row (INSERT … ON CONFLICT DO NOTHING), so two
 workers refreshing at once never roll an hour twice.
+
+Rolled with it, in the same statements' transaction: `stats_country_hourly` (stats_hourly
+summed per country and currency) and `stats_range_hourly` (denied attempts per country and
+ROLLED_RANGE_DIGITS-digit range), the narrow tables unfiltered windows (the console) read.
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.audit_stats import (
     MEASURES,
+    ROLLED_RANGE_DIGITS,
     SHADOW_MEASURES,
     matched_with_verification,
     matched_within,
     measures,
+    range_of,
     shadow_measures,
 )
-from app.store.tables import matches, rollup, shadow_rollup, verifications
+from app.store.tables import (
+    country_rollup,
+    matches,
+    range_rollup,
+    rollup,
+    shadow_rollup,
+    verifications,
+)
 from app.store.tables import rollup_hours as hours
 from app.store.upsert import insert_for
 
@@ -45,6 +58,7 @@ DIMENSIONS = (
     "status",
     "price_currency",
 )
+TABLES = (rollup, shadow_rollup, country_rollup, range_rollup)  # what rolling an hour writes
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -75,7 +89,7 @@ async def forget_before(conn: AsyncConnection, before: datetime) -> None:
     """After a purge of rows created before `before`: those hours are rolled again on demand
     (from what is left). The margin covers rows requested a little after their creation."""
     edge = floor_hour(before) + 2 * HOUR
-    for table in (rollup, shadow_rollup):
+    for table in TABLES:
         await conn.execute(delete(table).where(table.c.hour < edge))
     await conn.execute(delete(hours).where(hours.c.hour < edge))
 
@@ -85,7 +99,7 @@ async def refresh(conn: AsyncConnection, since: datetime, until: datetime) -> in
     roll dirty hours again and missing hours for the first time. Returns the hours rolled."""
     dirty = await _take_dirty(conn, since, until)
     if dirty:
-        for table in (rollup, shadow_rollup):
+        for table in TABLES:
             await conn.execute(delete(table).where(table.c.hour.in_(dirty)))
         await _roll(conn, dirty)
     earliest = await earliest_request(conn)
@@ -141,6 +155,8 @@ async def _roll(conn: AsyncConnection, claimed: Sequence[datetime]) -> None:
     for since, until in _runs(claimed):
         await conn.execute(_roll_statement(conn.dialect.name, since, until))
         await conn.execute(_roll_shadow_statement(conn.dialect.name, since, until))
+        await conn.execute(_roll_country_statement(since, until))
+        await conn.execute(_roll_range_statement(conn.dialect.name, since, until))
 
 
 def _roll_statement(dialect: str, since: datetime, until: datetime) -> Any:
@@ -167,6 +183,35 @@ def _roll_shadow_statement(dialect: str, since: datetime, until: datetime) -> An
     )
     names = ["hour", "shadow_rule", *DIMENSIONS, *SHADOW_MEASURES]
     return insert(shadow_rollup).from_select(names, query)
+
+
+def _roll_country_statement(since: datetime, until: datetime) -> Any:
+    """From the hours just rolled into stats_hourly (far fewer rows than the verifications)."""
+    r = rollup.c
+    keys = [r.hour, r.country, r.price_currency]
+    sums = [func.sum(r[name]).label(name) for name in MEASURES]
+    query = select(*keys, *sums).where(r.hour >= since, r.hour < until).group_by(*keys)
+    names = ["hour", "country", "price_currency", *MEASURES]
+    return insert(country_rollup).from_select(names, query)
+
+
+def _roll_range_statement(dialect: str, since: datetime, until: datetime) -> Any:
+    """Denied rows only: read through the partial index on denied verifications."""
+    c = verifications.c
+    hour = _hour_of(dialect, c.requested_at).label("hour")
+    prefix = range_of(c.number, ROLLED_RANGE_DIGITS).label("range")
+    query = (
+        select(hour, c.country, prefix, func.count().label("denied"))
+        .where(
+            c.requested_at >= since,
+            c.requested_at < until,
+            # A literal, not a parameter, so that the partial index on denied rows applies.
+            c.action == literal_column("'deny'"),
+            c.number.is_not(None),
+        )
+        .group_by(hour, c.country, prefix)
+    )
+    return insert(range_rollup).from_select(["hour", "country", "range", "denied"], query)
 
 
 def _hour_of(dialect: str, at: ColumnElement[Any]) -> ColumnElement[Any]:

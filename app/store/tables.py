@@ -10,8 +10,10 @@ from app.store.models import (
     BacktestRow,
     CallbackRow,
     CounterRow,
+    StatsCountryHourRow,
     StatsHourRow,
     StatsHourStateRow,
+    StatsRangeHourRow,
     StatsShadowHourRow,
     VerificationMatchRow,
     VerificationRow,
@@ -20,8 +22,10 @@ from app.store.models import (
 backtests = cast(Table, BacktestRow.__table__)
 callbacks = cast(Table, CallbackRow.__table__)
 counters = cast(Table, CounterRow.__table__)
+country_rollup = cast(Table, StatsCountryHourRow.__table__)
 matches = cast(Table, VerificationMatchRow.__table__)
 rollup = cast(Table, StatsHourRow.__table__)
 rollup_hours = cast(Table, StatsHourStateRow.__table__)
+range_rollup = cast(Table, StatsRangeHourRow.__table__)
 shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
 verifications = cast(Table, VerificationRow.__table__)

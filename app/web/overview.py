@@ -3,15 +3,16 @@ one before it, the decisions over time, countries and top denied ranges."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.services.audit.documents import StatsDoc
+from app.services.audit.documents import StatsRow, StatsTotals
 from app.services.audit.queries import AuditContext, AuditFilter
-from app.services.audit.stats import Bucket, stats
+from app.services.audit.stats import Breakdown, Bucket, breakdown
 from app.web.chart import Chart, Point, buckets, chart
 
 Period = Literal["24h", "7d", "30d"]
@@ -54,48 +55,47 @@ class Overview:
 
 
 async def overview(conn: AsyncConnection, *, ctx: AuditContext, period: str) -> Overview:
+    """Two reads of the stats service: the period (per bucket and per country, its ranges)
+    and the period before it (totals only, not logged again)."""
     width, bucket = PERIODS.get(period, PERIODS["24h"])
     until = ctx.at
     since = until - width
-    current = await _stats(conn, ctx, since, until, top=10)
-    previous = await _stats(conn, ctx, since - width, since, top=1)
-    series = await _stats(conn, ctx, since, until, bucket=bucket)
-    countries = await _stats(conn, ctx, since, until, group_by="country")
+    now = await _breakdown(conn, ctx, since, until, bucket=bucket, top=10)
+    quiet = dataclasses.replace(ctx, logged=False)
+    before = await _breakdown(conn, quiet, since - width, since, bucket=None, top=0)
     return Overview(
         period=period if period in PERIODS else "24h",
         since=since,
         until=until,
-        metrics=metrics(current, previous),
-        chart=chart(points(series, since, until, _STEP[bucket])),
-        countries=[dict(row) for row in countries["rows"]],
-        ranges=[dict(row) for row in current["topDeniedRanges"]],
+        metrics=metrics(now.totals, before.totals),
+        chart=chart(points(now.by_bucket, since, until, _STEP[bucket])),
+        countries=[dict(row) for row in now.by_group],
+        ranges=[dict(row) for row in now.ranges],
     )
 
 
-async def _stats(
+async def _breakdown(
     conn: AsyncConnection,
     ctx: AuditContext,
     since: datetime,
     until: datetime,
     *,
-    bucket: Bucket | None = None,
-    group_by: Literal["country"] | None = None,
-    top: int = 1,
-) -> StatsDoc:
-    window = AuditFilter(since=since, until=until)
-    return await stats(
+    bucket: Bucket | None,
+    top: int,
+) -> Breakdown:
+    return await breakdown(
         conn=conn,
         ctx=ctx,
-        filters=window,
+        filters=AuditFilter(since=since, until=until),
         bucket=bucket,
-        group_by=group_by,
+        group_by="country" if bucket else None,
         range_digits=6,
         top=top,
     )
 
 
-def metrics(current: StatsDoc, previous: StatsDoc) -> list[Metric]:
-    now, before = dict(current["totals"]), dict(previous["totals"])
+def metrics(current: StatsTotals, previous: StatsTotals) -> list[Metric]:
+    now, before = dict(current), dict(previous)
     return [
         Metric(label, now[key], before[key], change(_size(now[key]), _size(before[key])), kind)
         for key, label, kind in METRICS
@@ -114,8 +114,10 @@ def change(now: float | None, before: float | None) -> float | None:
     return float("inf") if before == 0 else (now - before) / before
 
 
-def points(series: StatsDoc, since: datetime, until: datetime, step: timedelta) -> list[Point]:
-    by_start = {row["bucket"]: row for row in series["rows"] if row["bucket"] is not None}
+def points(
+    series: list[StatsRow], since: datetime, until: datetime, step: timedelta
+) -> list[Point]:
+    by_start = {row["bucket"]: row for row in series if row["bucket"] is not None}
     out = []
     for start in buckets(since.astimezone(UTC), until.astimezone(UTC), step):
         row = by_start.get(start)

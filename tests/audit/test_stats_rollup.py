@@ -8,6 +8,7 @@ import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from httpx import AsyncClient
@@ -17,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.services.audit import retention
 from app.sinch import samples
 from app.store import inbox, stats_rollup
-from app.store.models import StatsHourRow, StatsHourStateRow, VerificationMatchRow
+from app.store.models import (
+    StatsCountryHourRow,
+    StatsHourRow,
+    StatsHourStateRow,
+    VerificationMatchRow,
+)
 from app.store.rows import CallbackClaim, RequestRow
 from tests.audit.rows import BASE, insert_rows, minutes, row
 from tests.support import SinchSender
@@ -45,7 +51,7 @@ def _random_rows(count: int, seed: int) -> list[dict[str, Any]]:
                 app_key=rng.choice(["app-one", "app-two"]),
                 method=rng.choice(["sms", "flashcall"]),
                 country=country,
-                number=f"{COUNTRIES[country]}{i:07d}",
+                number=f"{COUNTRIES[country]}{rng.randrange(10**7):07d}",
                 action=action,
                 reason=reason,
                 decided_by=decided_by,
@@ -170,10 +176,30 @@ async def _stats(client: AsyncClient, headers: dict[str, str], **params: Any) ->
     return body
 
 
-async def _rolled(engine: AsyncEngine) -> tuple[int, int]:
+def _expected_ranges(
+    rows: list[dict[str, Any]],
+    since: datetime,
+    until: datetime,
+    keep: dict[str, str],
+    digits: int,
+    top: int,
+) -> list[dict[str, Any]]:
+    """The top denied ranges, counted here from the rows alone."""
+    kept = _expected(rows, since, until, keep, None, "id")
+    denied: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if (None, r["id"]) in kept and r["action"] == "deny":
+            denied[r["number"][: digits + 1]] += 1
+    ordered = sorted(denied.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return [{"range": name, "denied": count} for name, count in ordered]
+
+
+async def _rolled(
+    engine: AsyncEngine, table: type[StatsHourRow | StatsCountryHourRow] = StatsHourRow
+) -> tuple[int, int]:
     """(rollup rows, attempts they hold)."""
     async with engine.connect() as conn:
-        stmt = select(func.count(), func.coalesce(func.sum(StatsHourRow.attempts), 0))
+        stmt = select(func.count(), func.coalesce(func.sum(table.attempts), 0))
         count, attempts = (await conn.execute(stmt)).one()
     return int(count), int(attempts)
 
@@ -223,8 +249,12 @@ async def test_rollup_answers_exactly_what_a_scan_of_the_rows_gives(
             assert {r["rule"]: _rounded(r) for r in body["shadowRules"]} == {
                 rule: _rounded(cell | {"rule": rule}) for rule, cell in shadow.items()
             }
+    for digits in (4, 6, 8):  # 4 and 6 from stats_range_hourly when `keep` allows, 8 a scan
+        body = await _stats(client, admin, **window, **keep, range_digits=digits, top=5)
+        assert body["topDeniedRanges"] == _expected_ranges(rows, since, until, keep, digits, 5)
     rolled_rows, rolled_attempts = await _rolled(engine)
     assert rolled_rows > 0, "the settled whole hours were answered from the rollup"
+    assert await _rolled(engine, StatsCountryHourRow) == (ANY, rolled_attempts)
     assert rolled_attempts == sum(
         BASE - timedelta(hours=20) <= r["requested_at"] < BASE + timedelta(hours=30) for r in rows
     )

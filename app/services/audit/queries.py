@@ -39,7 +39,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AuditContext:
-    """Who asks what (for the audit log), and whether they may see whole numbers."""
+    """Who asks what (for the audit log), and whether they may see whole numbers. A read
+    with `logged` false (a page's repeated poll, already logged) is not logged again."""
 
     principal: Principal
     method: str
@@ -47,6 +48,7 @@ class AuditContext:
     query: dict[str, Any]
     at: datetime
     reveal: bool
+    logged: bool = True
 
 
 def audit_context(
@@ -64,6 +66,8 @@ def audit_context(
 
 
 async def record(conn: AsyncConnection, *, ctx: AuditContext, status: int = 200) -> None:
+    if status == 200 and not ctx.logged:
+        return
     await store.log_query(
         conn,
         AuditLogEntry(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import BadRequest
 from app.services.audit.documents import (
+    DeniedRangeDoc,
     ShadowRuleDoc,
     StatsCounts,
     StatsDoc,
@@ -26,9 +27,9 @@ from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
 from app.store import stats_rollup as rollup
 from app.store.audit import AuditFilter
-from app.store.audit_stats import Bucket, GroupBy, ShadowCell, StatsCell
+from app.store.audit_stats import Bucket, DeniedRange, GroupBy, ShadowCell, StatsCell
 
-__all__ = ["Bucket", "GroupBy", "stats"]
+__all__ = ["Breakdown", "Bucket", "GroupBy", "breakdown", "stats"]
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_BUCKETS = 10_000
@@ -50,10 +51,11 @@ async def stats(
     window = _window(filters, now=ctx.at, bucket=bucket)
     cells: list[StatsCell] = []
     shadow: list[ShadowCell] = []
-    for part, rolled in await _parts(conn, window, bucket=bucket, now=ctx.at):
+    parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
+    for part, rolled in parts:
         cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
         shadow += await store.shadow_rules(conn, part, rolled=rolled)
-    ranges = await store.top_denied_ranges(conn, window, digits=range_digits, limit=top)
+    ranges = await _ranges(conn, window, parts, digits=range_digits, top=top)
     assert window.since is not None
     assert window.until is not None
     result: StatsDoc = {
@@ -67,6 +69,52 @@ async def stats(
         "shadowRules": _shadow_rows(shadow),
     }
     return result if ctx.reveal else mask_deep(result)
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """One window as a dashboard shows it: totals, rows per bucket and rows per group (each
+    summed over the other), the top denied ranges; no shadow rules."""
+
+    since: datetime
+    until: datetime
+    totals: StatsTotals
+    by_bucket: list[StatsRow]
+    by_group: list[StatsRow]
+    ranges: list[DeniedRangeDoc]
+
+
+async def breakdown(
+    *,
+    conn: AsyncConnection,
+    ctx: AuditContext,
+    filters: AuditFilter,
+    bucket: Bucket | None,
+    group_by: GroupBy | None,
+    range_digits: int,
+    top: int,
+) -> Breakdown:
+    """`stats` for a dashboard: the cells of (bucket, group) are read once and summed three
+    ways, instead of one stats query per view."""
+    await record(conn, ctx=ctx)
+    window = _window(filters, now=ctx.at, bucket=bucket)
+    parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
+    cells: list[StatsCell] = []
+    for part, rolled in parts:
+        cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
+    ranges = await _ranges(conn, window, parts, digits=range_digits, top=top)
+    assert window.since is not None
+    assert window.until is not None
+    docs: list[DeniedRangeDoc] = [{"range": r.range, "denied": r.denied} for r in ranges]
+    groups = sorted(_grouped_rows(cells, by_bucket=False), key=_order)
+    return Breakdown(
+        since=window.since,
+        until=window.until,
+        totals=_totals(cells),
+        by_bucket=sorted(_grouped_rows(cells, by_group=False), key=_order),
+        by_group=groups if ctx.reveal else mask_deep(groups),
+        ranges=docs if ctx.reveal else mask_deep(docs),
+    )
 
 
 async def _parts(
@@ -88,6 +136,32 @@ async def _parts(
         for start, end, rolled in pieces
         if start < end
     ]
+
+
+async def _ranges(
+    conn: AsyncConnection,
+    window: AuditFilter,
+    parts: list[tuple[AuditFilter, bool]],
+    *,
+    digits: int,
+    top: int,
+) -> list[DeniedRange]:
+    """The top denied ranges: each part's counts (rolled ones from `stats_range_hourly`)
+    summed, or, when that rollup cannot answer, one pass over the window's denied rows."""
+    if top <= 0:
+        return []
+    if not store.ranges_rollable(window, digits) or not any(rolled for _, rolled in parts):
+        return await store.top_denied_ranges(conn, window, digits=digits, limit=top)
+    counts: dict[str, int] = {}
+    for part, rolled in parts:
+        if rolled:
+            found = await store.rolled_denied_ranges(conn, part, digits=digits)
+        else:
+            found = await store.top_denied_ranges(conn, part, digits=digits, limit=None)
+        for cell in found:
+            counts[cell.range] = counts.get(cell.range, 0) + cell.denied
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [DeniedRange(name, denied) for name, denied in ordered[:top]]
 
 
 def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> AuditFilter:
@@ -151,11 +225,15 @@ class _Tally:
         }
 
 
-def _grouped_rows(cells: Iterable[StatsCell]) -> list[StatsRow]:
-    """One row per (bucket, group), in order of first appearance; `group` before the rate."""
+def _grouped_rows(
+    cells: Iterable[StatsCell], *, by_bucket: bool = True, by_group: bool = True
+) -> list[StatsRow]:
+    """One row per (bucket, group), in order of first appearance; `group` before the rate.
+    Without `by_bucket` (`by_group`) the cells of every bucket (group) are summed."""
     tallies: dict[_Key, _Tally] = {}
     for cell in cells:
-        tallies.setdefault((_bucket(cell.bucket), cell.grp), _Tally()).add(cell)
+        key = (_bucket(cell.bucket) if by_bucket else None, cell.grp if by_group else None)
+        tallies.setdefault(key, _Tally()).add(cell)
     rows: list[StatsRow] = []
     for (bucket, group), tally in tallies.items():
         rate = tally.conversion()
