@@ -59,12 +59,17 @@ def back(path: str, **query: str) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
-def reading(request: Request, console: Console, user: User) -> AuditContext:
+def reading(request: Request, console: Console, user: User, *, poll: bool = False) -> AuditContext:
+    """A page's read, logged; a `poll` (a page refreshing itself) only now and then."""
+    now, path, query = datetime.now(UTC), request.url.path, dict(request.query_params)
+    session = user.session.nonce
+    logged = not poll or console.polls.due(session=session, path=path, query=query, at=now)
     return audit_context(
         principal=user.principal,
         settings=console.settings,
         method=request.method,
-        path=request.url.path,
-        query=dict(request.query_params),
-        now=datetime.now(UTC),
+        path=path,
+        query=query,
+        now=now,
+        logged=logged,
     )

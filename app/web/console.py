@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.settings import Settings
 from app.web import format as fmt
+from app.web.polls import PollLog
 from app.web.session import SessionCodec
 
 HERE = Path(__file__).parent
@@ -37,6 +38,7 @@ class Console:
     templates: Jinja2Templates
     link: SignInLink
     features: dict[str, bool] = field(default_factory=dict)
+    polls: PollLog = field(default_factory=PollLog)
 
 
 def build_console(settings: Settings) -> Console:

@@ -47,9 +47,9 @@ async def decisions_page(
 async def decision_rows(
     request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep
 ) -> Response:
-    """The feed's rows alone: what the page polls for."""
+    """The feed's rows alone: what the page polls for (logged now and then, see polls.py)."""
     query, _ = search_query(request)
-    page = await _page(request, console, user, conn, query)
+    page = await _page(request, console, user, conn, query, poll=True)
     return render(request, console, user, "decision_rows.html", items=page)
 
 
@@ -72,9 +72,15 @@ async def timeline_page(
 
 
 async def _page(
-    request: Request, console: Any, user: Any, conn: ConnDep, query: SearchQuery
+    request: Request,
+    console: Any,
+    user: Any,
+    conn: ConnDep,
+    query: SearchQuery,
+    *,
+    poll: bool = False,
 ) -> list[Any]:
-    ctx = reading(request, console, user)
+    ctx = reading(request, console, user, poll=poll)
     found = await audit.search(
         conn=conn, ctx=ctx, filters=query.to_filter(), cursor=None, limit=query.limit
     )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.admin_deps import ConnDep, NowDep
 from app.services.alerts import board as alerts_board
 from app.services.policy.blocks import block_country
 from app.web import overview as view
-from app.web.auth import AdminChangeDep, ConsoleDep, UserDep
+from app.web.auth import AdminChangeDep, ConsoleDep, User, UserDep
 from app.web.common import ConsoleRoute, back, reading, render
+from app.web.console import Console
 from app.web.features import FEATURES, available
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -24,7 +26,29 @@ BLOCK_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedel
 async def overview_page(
     request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, period: str = "24h"
 ) -> Response:
-    ctx = reading(request, console, user)
+    context = await _panels(request, user, console, conn, period, poll=False)
+    return render(request, console, user, "overview.html", page="Overview", **context)
+
+
+@router.get("/overview/live", response_class=HTMLResponse)
+async def overview_panels(
+    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, period: str = "24h"
+) -> Response:
+    """The overview's panels alone: what the page polls for (logged now and then)."""
+    context = await _panels(request, user, console, conn, period, poll=True)
+    return render(request, console, user, "overview_panels.html", **context)
+
+
+async def _panels(
+    request: Request,
+    user: User,
+    console: Console,
+    conn: AsyncConnection,
+    period: str,
+    *,
+    poll: bool,
+) -> dict[str, Any]:
+    ctx = reading(request, console, user, poll=poll)
     data = await view.overview(conn, ctx=ctx, period=period)
     on = available(request.app, "alerts")
     alerts = {
@@ -33,20 +57,15 @@ async def overview_page(
         "summary": await alerts_board.summary(conn) if on else None,
     }
     sort = request.query_params.get("sort", "attempts")
-    return render(
-        request,
-        console,
-        user,
-        "overview.html",
-        page="Overview",
-        o=data,
-        countries=view.country_rows(data.countries, sort),
-        sorts=view.COUNTRY_SORTS,
-        sort=sort,
-        alerts=alerts,
-        periods=list(view.PERIODS),
-        block_for=list(BLOCK_FOR),
-    )
+    return {
+        "o": data,
+        "countries": view.country_rows(data.countries, sort),
+        "sorts": view.COUNTRY_SORTS,
+        "sort": sort if sort in view.COUNTRY_SORTS else "attempts",
+        "alerts": alerts,
+        "periods": list(view.PERIODS),
+        "block_for": list(BLOCK_FOR),
+    }
 
 
 @router.post("/countries/block")

@@ -41,7 +41,7 @@ def _random_rows(count: int, seed: int) -> list[dict[str, Any]]:
     """Rows spread over three days around BASE, with every dimension varied."""
     rng = random.Random(seed)
     rows = []
-    for i in range(count):
+    for _ in range(count):
         country = rng.choice(list(COUNTRIES))
         action, reason, decided_by, rule_name = rng.choice(RULES)
         at = BASE - timedelta(days=1) + timedelta(seconds=rng.randrange(3 * 86400))

@@ -59,10 +59,11 @@ def audit_context(
     path: str,
     query: dict[str, Any],
     now: datetime,
+    logged: bool = True,
 ) -> AuditContext:
     """Admins see whole numbers; auditors too when masking is switched off."""
     reveal = principal.is_admin or not settings.mask_numbers_for_auditors
-    return AuditContext(principal, method, path, query, now, reveal)
+    return AuditContext(principal, method, path, query, now, reveal, logged)
 
 
 async def record(conn: AsyncConnection, *, ctx: AuditContext, status: int = 200) -> None:

@@ -94,24 +94,30 @@ async def breakdown(
     range_digits: int,
     top: int,
 ) -> Breakdown:
-    """`stats` for a dashboard: the cells of (bucket, group) are read once and summed three
-    ways, instead of one stats query per view."""
+    """`stats` for a dashboard, logged once: per bucket and per group (each summed by the
+    database over the other: a few dozen cells, not buckets x groups), the totals, the
+    top denied ranges."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
     parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
-    cells: list[StatsCell] = []
+    by_bucket: list[StatsCell] = []
+    by_group: list[StatsCell] = []
     for part, rolled in parts:
-        cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
+        if bucket is not None:
+            by_bucket += await store.grouped(
+                conn, part, bucket=bucket, group_by=None, rolled=rolled
+            )
+        by_group += await store.grouped(conn, part, bucket=None, group_by=group_by, rolled=rolled)
     ranges = await _ranges(conn, window, parts, digits=range_digits, top=top)
     assert window.since is not None
     assert window.until is not None
     docs: list[DeniedRangeDoc] = [{"range": r.range, "denied": r.denied} for r in ranges]
-    groups = sorted(_grouped_rows(cells, by_bucket=False), key=_order)
+    groups = sorted(_grouped_rows(by_group), key=_order)
     return Breakdown(
         since=window.since,
         until=window.until,
-        totals=_totals(cells),
-        by_bucket=sorted(_grouped_rows(cells, by_group=False), key=_order),
+        totals=_totals(by_group),
+        by_bucket=sorted(_grouped_rows(by_bucket), key=_order),
         by_group=groups if ctx.reveal else mask_deep(groups),
         ranges=docs if ctx.reveal else mask_deep(docs),
     )
@@ -225,15 +231,11 @@ class _Tally:
         }
 
 
-def _grouped_rows(
-    cells: Iterable[StatsCell], *, by_bucket: bool = True, by_group: bool = True
-) -> list[StatsRow]:
-    """One row per (bucket, group), in order of first appearance; `group` before the rate.
-    Without `by_bucket` (`by_group`) the cells of every bucket (group) are summed."""
+def _grouped_rows(cells: Iterable[StatsCell]) -> list[StatsRow]:
+    """One row per (bucket, group), in order of first appearance; `group` before the rate."""
     tallies: dict[_Key, _Tally] = {}
     for cell in cells:
-        key = (_bucket(cell.bucket) if by_bucket else None, cell.grp if by_group else None)
-        tallies.setdefault(key, _Tally()).add(cell)
+        tallies.setdefault((_bucket(cell.bucket), cell.grp), _Tally()).add(cell)
     rows: list[StatsRow] = []
     for (bucket, group), tally in tallies.items():
         rate = tally.conversion()

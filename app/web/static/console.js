@@ -41,6 +41,35 @@ document.querySelectorAll("form.autosave select").forEach(function (select) {
   setInterval(poll, 2000);
 })();
 
+// The overview: refresh its panels every 30 s, unless focus is in them (a block form being
+// filled in); an opened "View as table" stays open.
+(function () {
+  var panels = document.getElementById("overview-live");
+  if (!panels) return;
+  var status = document.getElementById("overview-status");
+  var poll = function () {
+    if (document.hidden || panels.contains(document.activeElement)) return;
+    fetch(panels.getAttribute("data-poll"), { credentials: "same-origin" })
+      .then(function (response) {
+        if (response.redirected || !response.ok) throw new Error("overview " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var open = panels.querySelector("details[open]") !== null;
+        var template = document.createElement("template");
+        template.innerHTML = html;
+        panels.replaceChildren.apply(panels, Array.from(template.content.childNodes));
+        var details = panels.querySelector("details");
+        if (details) details.open = open;
+        status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+      })
+      .catch(function () {
+        status.textContent = "Live updates paused: reload the page.";
+      });
+  };
+  setInterval(poll, 30000);
+})();
+
 // Backtests: while one runs, poll the list's rows every 2 s (and stop once none runs); a
 // running backtest's own page reloads every 2 s until it has ended.
 (function () {
