@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = (
-    ("target", 24, "target"),
+    ("target", 34, "target"),
     ("load", 18, "load"),
     ("rps", 9, "req/s"),
     ("p50_ms", 9, "p50 ms"),
@@ -55,6 +55,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )
     lines += _ratios(rows)
+    lines += [_console(row) for row in rows if row.get("console")]
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
     lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
     lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
@@ -66,6 +67,18 @@ def driver(row: dict[str, Any]) -> str:
     name = str(row.get("driver", "python"))
     cpu = row.get("driver_cpu")
     return f"{name} {cpu:g}" if cpu is not None else name
+
+
+def _console(row: dict[str, Any]) -> str:
+    """What the open console got during a phase: polls answered, their p50 and max."""
+    seen = row["console"]
+    load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else "closed loop"
+    kinds = [
+        f"{kind} {v['requests']}x p50 {v['p50_ms']:g} max {v['max_ms']:g} ms"
+        for kind, v in seen.items()
+        if isinstance(v, dict)
+    ]
+    return f"console during {row['target']}, {load}: {'; '.join(kinds)}; failed {seen['failed']}"
 
 
 def _cell(value: Any, width: int, index: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import secrets
 import subprocess
@@ -26,13 +27,14 @@ import asyncpg  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
-from bench import procs, wrk
+from bench import console, procs, wrk
 from bench.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "0b0c7a54-bench-4c1e-9d2f-5c7a1e000001"
 CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
+CONSOLE_TOKEN = secrets.token_urlsafe(24)  # --console signs in with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Target:
     factory: str
     env: dict[str, str]
     database: str
+    console: bool = False  # a signed-in console polls during the measured phases
 
 
 def verifyguard(url: str, database: str) -> Target:
@@ -48,6 +51,7 @@ def verifyguard(url: str, database: str) -> Target:
         "VERIFYGUARD_DATABASE_URL": url,
         "VERIFYGUARD_SINCH_APPS": json.dumps({KEY: SECRET}),
         "VERIFYGUARD_ENVIRONMENT": "production",
+        "VERIFYGUARD_BOOTSTRAP_TOKEN": CONSOLE_TOKEN,
     }
     return Target(f"verifyguard ({database})", "app.main:create_app", env, database)
 
@@ -83,10 +87,14 @@ def measure(
     """One phase against a freshly started server: closed loop if `rate` is 0. For
     VerifyGuard, also how many answers were the fallback (from its /metrics)."""
     port = procs.free_port()
-    log = workdir / f"{target.name.split()[0]}-{target.database}-{int(rate)}.log"
-    with procs.uvicorn_server(
-        target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
-    ) as server:
+    mark = "-console" if target.console else ""
+    log = workdir / f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}.log"
+    with (
+        procs.uvicorn_server(
+            target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
+        ) as server,
+        _console(target, port) as seen,
+    ):
         fallbacks = Fallbacks(port)
         if not rate and _use_wrk(args):
             result = wrk.closed_loop(
@@ -97,7 +105,17 @@ def measure(
         else:
             result = _drive(server.pid, port, rate=rate, args=args, phase=fallbacks.phase)
     result["fallbacks"] = fallbacks.counted
+    result["console"] = seen.summary if seen else None
     return result
+
+
+@contextmanager
+def _console(target: Target, port: int) -> Iterator[console.Polling | None]:
+    if not target.console:
+        yield None
+        return
+    with console.polling(port, CONSOLE_TOKEN, cwd=ROOT) as seen:
+        yield seen
 
 
 class Fallbacks:
@@ -182,6 +200,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not args.skip_sqlite:
             upgrade(sqlite_url)
             targets.append(verifyguard(sqlite_url, "sqlite"))
+        if args.console:  # each VerifyGuard again, right after, with a console open
+            targets = [twin for t in targets for twin in (t, *_with_console(t))]
         for target in targets:
             rates = [0.0, args.rate]
             while rates:
@@ -193,10 +213,17 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
                 row = {"target": target.name, **measure(target, workdir, rate=rate, args=args)}
                 rows.append(row)
-                if not rate and target.factory == "app.main:create_app" and args.overload:
+                vg = target.factory == "app.main:create_app" and not target.console
+                if not rate and vg and args.overload:
                     # Past capacity: twice what the closed loop answered, offered steadily.
                     rates.append(round(min(args.max_rps, 2 * row["rps"])))
     return rows
+
+
+def _with_console(target: Target) -> list[Target]:
+    if target.factory != "app.main:create_app":
+        return []
+    return [dataclasses.replace(target, name=f"{target.name} + console", console=True)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,6 +246,11 @@ def main(argv: list[str] | None = None) -> None:
         dest="overload",
         action="store_false",
         help="skip the phase at twice the closed-loop throughput",
+    )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="measure each VerifyGuard again with a signed-in console polling (bench/console.py)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
