@@ -104,10 +104,11 @@ class Polling:
 
 
 @contextmanager
-def polling(port: int, token: str, *, cwd: Path) -> Iterator[Polling]:
+def polling(port: int, token: str, *, cwd: Path, overview_every: float = 30.0) -> Iterator[Polling]:
     """A console polling the server on `port` until the block ends (in a process of its own,
     as a browser is)."""
     command = [sys.executable, "-m", "bench.console", "--port", str(port), "--token", token]
+    command += ["--overview-every", str(overview_every)]
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, text=True)  # noqa: S603
     assert process.stdout is not None
     seen = Polling()
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--feed-every", type=float, default=2.0, help="as the page: 2 s")
-    parser.add_argument("--overview-every", type=float, default=5.0, help="the page: 30 s")
+    parser.add_argument("--overview-every", type=float, default=30.0, help="as the page: 30 s")
     summary = asyncio.run(run(parser.parse_args(argv)))
     print(json.dumps(summary), flush=True)
 
