@@ -93,7 +93,7 @@ def measure(
         procs.uvicorn_server(
             target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
         ) as server,
-        _console(target, port) as seen,
+        _console(target, port, args.console_overview_every) as seen,
     ):
         fallbacks = Fallbacks(port)
         if not rate and _use_wrk(args):
@@ -110,11 +110,11 @@ def measure(
 
 
 @contextmanager
-def _console(target: Target, port: int) -> Iterator[console.Polling | None]:
+def _console(target: Target, port: int, every: float) -> Iterator[console.Polling | None]:
     if not target.console:
         yield None
         return
-    with console.polling(port, CONSOLE_TOKEN, cwd=ROOT) as seen:
+    with console.polling(port, CONSOLE_TOKEN, cwd=ROOT, overview_every=every) as seen:
         yield seen
 
 
@@ -251,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
         "--console",
         action="store_true",
         help="measure each VerifyGuard again with a signed-in console polling (bench/console.py)",
+    )
+    parser.add_argument(
+        "--console-overview-every",
+        type=float,
+        default=30.0,
+        help="seconds between the console's overview polls (the page: 30; the feed: 2)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
