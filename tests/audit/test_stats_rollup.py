@@ -16,6 +16,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.audit import retention
+from app.services.audit import stats as audit_stats
+from app.services.audit.queries import AuditContext, AuditFilter
+from app.services.tokens import Principal
 from app.sinch import samples
 from app.store import inbox, stats_rollup
 from app.store.models import (
@@ -358,3 +361,30 @@ async def test_unsettled_hours_are_not_rolled(
     async with engine.connect() as conn:
         newest = (await conn.execute(select(func.max(StatsHourStateRow.hour)))).scalar()
     assert newest is None or newest < stats_rollup.settled_until(now)
+
+
+async def test_a_breakdown_equals_the_stats_of_each_view(engine: AsyncEngine) -> None:
+    """What the console's overview reads: per bucket, per country, totals and ranges, as
+    /audit/stats answers each, over rolled hours and edges from the rows alike."""
+    rows = _random_rows(400, seed=11)
+    await insert_rows(engine, rows)
+    since, until = BASE - timedelta(hours=20, minutes=43), BASE + timedelta(hours=30, minutes=7)
+    principal = Principal(token_id=None, name="test", role="admin")
+    ctx = AuditContext(principal, "GET", "/", {}, until + timedelta(days=1), reveal=True)
+    window = AuditFilter(since=since, until=until)
+    common: dict[str, Any] = {"ctx": ctx, "filters": window, "range_digits": 6}
+    async with engine.begin() as conn:
+        got = await audit_stats.breakdown(
+            conn=conn, bucket="hour", group_by="country", top=5, **common
+        )
+        per_hour = await audit_stats.stats(conn=conn, bucket="hour", group_by=None, top=5, **common)
+        per_country = await audit_stats.stats(
+            conn=conn, bucket=None, group_by="country", top=1, **common
+        )
+    assert got.by_bucket == per_hour["rows"]
+    assert got.by_group == per_country["rows"]
+    assert got.totals == per_hour["totals"]
+    assert got.ranges == per_hour["topDeniedRanges"]
+    assert sum(row["attempts"] for row in got.by_group) == sum(
+        since <= r["requested_at"] < until for r in rows
+    )

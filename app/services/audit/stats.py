@@ -94,20 +94,17 @@ async def breakdown(
     range_digits: int,
     top: int,
 ) -> Breakdown:
-    """`stats` for a dashboard, logged once: per bucket and per group (each summed by the
-    database over the other: a few dozen cells, not buckets x groups), the totals, the
-    top denied ranges."""
+    """`stats` for a dashboard, logged once: per bucket and per group, the totals, the top
+    denied ranges."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
     parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
     by_bucket: list[StatsCell] = []
     by_group: list[StatsCell] = []
     for part, rolled in parts:
-        if bucket is not None:
-            by_bucket += await store.grouped(
-                conn, part, bucket=bucket, group_by=None, rolled=rolled
-            )
-        by_group += await store.grouped(conn, part, bucket=None, group_by=group_by, rolled=rolled)
+        cells = await _views(conn, part, rolled, bucket=bucket, group_by=group_by)
+        by_bucket += cells[0]
+        by_group += cells[1]
     ranges = await _ranges(conn, window, parts, digits=range_digits, top=top)
     assert window.since is not None
     assert window.until is not None
@@ -120,6 +117,28 @@ async def breakdown(
         by_bucket=sorted(_grouped_rows(by_bucket), key=_order),
         by_group=groups if ctx.reveal else mask_deep(groups),
         ranges=docs if ctx.reveal else mask_deep(docs),
+    )
+
+
+async def _views(
+    conn: AsyncConnection,
+    part: AuditFilter,
+    rolled: bool,
+    *,
+    bucket: Bucket | None,
+    group_by: GroupBy | None,
+) -> tuple[list[StatsCell], list[StatsCell]]:
+    """A part's cells per bucket and per group. From a rollup the database sums each (a few
+    dozen cells, not buckets x groups); rows are scanned once, and their cells split here."""
+    if bucket is None:
+        return [], await store.grouped(conn, part, bucket=None, group_by=group_by, rolled=rolled)
+    if not rolled:
+        cells = await store.grouped(conn, part, bucket=bucket, group_by=group_by)
+        split = [dataclasses.replace(c, grp=None) for c in cells]
+        return split, [dataclasses.replace(c, bucket=None) for c in cells]
+    return (
+        await store.grouped(conn, part, bucket=bucket, group_by=None, rolled=True),
+        await store.grouped(conn, part, bucket=None, group_by=group_by, rolled=True),
     )
 
 
