@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Integer, Table, and_, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Table,
+    and_,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
@@ -34,6 +43,7 @@ _SQLITE_FORMAT = {
 }
 MATCH_SLACK = timedelta(minutes=5)
 ROLLED_RANGE_DIGITS = 6  # the ranges `stats_range_hourly` holds (see stats_rollup)
+_ONE = literal_column("1", Integer)
 FINAL = ("SUCCESSFUL", "FAIL", "DENIED", "ABORTED", "ERROR")
 MEASURES = (
     "attempts",
@@ -226,16 +236,29 @@ def ranges_rollable(f: AuditFilter, digits: int) -> bool:
     return digits <= ROLLED_RANGE_DIGITS and _country_only(f)
 
 
-async def rolled_denied_ranges(
-    conn: AsyncConnection, f: AuditFilter, *, digits: int
+async def top_denied_ranges_of(
+    conn: AsyncConnection, parts: list[tuple[AuditFilter, bool]], *, digits: int, limit: int
 ) -> list[DeniedRange]:
-    """Every range's denied attempts over hour-aligned `f`, from `stats_range_hourly`."""
-    r = range_rollup.c
-    prefix = range_of(r.range, digits)
+    """`top_denied_ranges` over a window in parts, in one statement: the rolled parts (hour
+    aligned, see ranges_rollable) from `stats_range_hourly`, the others from the rows."""
+    c, r = verifications.c, range_rollup.c
+    pieces = [
+        select(range_of(r.range, digits).label("range"), r.denied.label("denied")).where(
+            *_hours_of(range_rollup, f), *_country_of(range_rollup, f)
+        )
+        if rolled
+        else select(range_of(c.number, digits).label("range"), _ONE.label("denied")).where(
+            *conditions(f), c.action == literal_column("'deny'"), c.number.is_not(None)
+        )
+        for f, rolled in parts
+    ]
+    each = union_all(*pieces).subquery()
+    denied = func.sum(each.c.denied).label("denied")
     stmt = (
-        select(prefix.label("range"), func.sum(r.denied).label("denied"))
-        .where(*_hours_of(range_rollup, f), *_country_of(range_rollup, f))
-        .group_by(prefix)
+        select(each.c.range, denied)
+        .group_by(each.c.range)
+        .order_by(denied.desc(), each.c.range)
+        .limit(limit)
     )
     return [DeniedRange(row.range, int(row.denied)) for row in await conn.execute(stmt)]
 

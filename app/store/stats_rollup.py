@@ -106,6 +106,8 @@ async def refresh(conn: AsyncConnection, since: datetime, until: datetime) -> in
     if earliest is None:
         return len(dirty)
     start = max(since, floor_hour(earliest))
+    if start >= until or await _count_hours(conn, start, until) == (until - start) // HOUR:
+        return len(dirty)  # every hour rolled: the usual case, without reading them
     known = await _known_hours(conn, start, until)
     missing = [hour for hour in _hours(start, until) if hour not in known]
     claimed = await _claim(conn, missing)
@@ -128,6 +130,11 @@ async def _take_dirty(conn: AsyncConnection, since: datetime, until: datetime) -
         .returning(hours.c.hour)
     )
     return sorted((await conn.execute(stmt)).scalars())
+
+
+async def _count_hours(conn: AsyncConnection, since: datetime, until: datetime) -> int:
+    stmt = select(func.count()).where(hours.c.hour >= since, hours.c.hour < until)
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def _known_hours(conn: AsyncConnection, since: datetime, until: datetime) -> set[datetime]:

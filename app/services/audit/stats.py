@@ -171,22 +171,13 @@ async def _ranges(
     digits: int,
     top: int,
 ) -> list[DeniedRange]:
-    """The top denied ranges: each part's counts (rolled ones from `stats_range_hourly`)
-    summed, or, when that rollup cannot answer, one pass over the window's denied rows."""
+    """The top denied ranges: rolled parts from `stats_range_hourly`, the others from the
+    denied rows (one statement); when that rollup cannot answer, from the rows alone."""
     if top <= 0:
         return []
     if not store.ranges_rollable(window, digits) or not any(rolled for _, rolled in parts):
         return await store.top_denied_ranges(conn, window, digits=digits, limit=top)
-    counts: dict[str, int] = {}
-    for part, rolled in parts:
-        if rolled:
-            found = await store.rolled_denied_ranges(conn, part, digits=digits)
-        else:
-            found = await store.top_denied_ranges(conn, part, digits=digits, limit=None)
-        for cell in found:
-            counts[cell.range] = counts.get(cell.range, 0) + cell.denied
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [DeniedRange(name, denied) for name, denied in ordered[:top]]
+    return await store.top_denied_ranges_of(conn, parts, digits=digits, limit=top)
 
 
 def _window(filters: AuditFilter, *, now: datetime, bucket: Bucket | None) -> AuditFilter:
