@@ -21,6 +21,7 @@ from app.rules.facts import Facts, derive_facts
 from app.services.policy.cache import PolicyCache
 from app.store.counter_model import (
     Attempt,
+    BucketClock,
     CounterBackend,
     CounterDeltas,
     Measure,
@@ -113,7 +114,7 @@ class Aggregator:
             return Counted(self.backend, policy, attempt, {})
         raw = await self.backend.observe(conn, attempt.counted(), Reads(list(wanted), facts.now))
         assert raw is not None  # no version to check: always counted
-        return Counted(self.backend, policy, attempt, _by_spec(wanted, raw, attempt))
+        return Counted(self.backend, policy, attempt, spec_values(wanted, raw, attempt))
 
     async def observe_live(
         self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
@@ -135,7 +136,7 @@ class Aggregator:
             reads = Reads(list(wanted), facts.now)
             raw = await self.backend.observe(conn, attempt.counted(), reads, version=cached.version)
             if raw is not None:
-                return Counted(self.backend, cached, attempt, _by_spec(wanted, raw, attempt))
+                return Counted(self.backend, cached, attempt, spec_values(wanted, raw, attempt))
         policy = await policies.current(conn)
         return await self.observe(conn, policy, facts)
 
@@ -172,15 +173,20 @@ class Aggregator:
         await self.backend.apply(conn, [change])
 
     def _attempt(self, policy: CompiledPolicy, facts: Facts) -> tuple[Wanted, Attempt]:
-        """The windows the policy's aggregates read for this attempt, and the attempt."""
-        attempt = Attempt.of(
-            _keys(policy, facts),
-            _held(policy, facts),
-            clock=self.backend.clock,
-            now=facts.now,
-            spend=to_micros(facts.price_amount),
-        )
-        return _wanted(policy, facts), attempt
+        return plan(policy, facts, self.backend.clock)
+
+
+def plan(policy: CompiledPolicy, facts: Facts, clock: BucketClock) -> tuple[Wanted, Attempt]:
+    """The windows the policy's aggregates read for this attempt, and the attempt as counted
+    (what `observe` does, for a caller counting in memory itself: a backtest's replay)."""
+    attempt = Attempt.of(
+        _keys(policy, facts),
+        _held(policy, facts),
+        clock=clock,
+        now=facts.now,
+        spend=to_micros(facts.price_amount),
+    )
+    return _wanted(policy, facts), attempt
 
 
 def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
@@ -194,7 +200,9 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
     return wanted
 
 
-def _by_spec(wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt) -> dict[str, float]:
+def spec_values(
+    wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt
+) -> dict[str, float]:
     """Values by spec id; allowed-only ones without this attempt (the engine adds it)."""
     spend = attempt.spend_micros
     return {

@@ -70,6 +70,19 @@ class ReplayWindows:
         return len(self._rows)
 
     async def apply(self, conn: Any, changes: Changes) -> None:
+        self.apply_now(changes)
+
+    async def observe(
+        self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
+    ) -> Totals | None:
+        assert version is None, "replay windows cannot check the policy version"
+        return self.read_now(reads, changes)
+
+    async def read(self, conn: Any, reads: Reads) -> Totals:
+        return self.read_now(reads)
+
+    def apply_now(self, changes: Changes) -> None:
+        """`apply`, without awaiting (a replay is one synchronous loop)."""
         for change in changes:
             deltas = [(_INDEX[name], delta) for name, delta in change.deltas.items()]
             bucket = change.bucket
@@ -88,14 +101,9 @@ class ReplayWindows:
                         if new:
                             window.buckets.append(bucket)
 
-    async def observe(
-        self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
-    ) -> Totals | None:
-        assert version is None, "replay windows cannot check the policy version"
-        await self.apply(conn, changes)
-        return await self.read(conn, reads)
-
-    async def read(self, conn: Any, reads: Reads) -> Totals:
+    def read_now(self, reads: Reads, changes: Changes = ()) -> Totals:
+        """`changes` applied, then `read`, without awaiting (a replay is one loop)."""
+        self.apply_now(changes)
         now = reads.now
         out: dict[WindowQuery, int] = {}
         for q in reads.queries:

@@ -4,9 +4,13 @@ decided by the pure engine with the windows as of the attempt's own time, and se
 candidate's own decision. A success counts from its result's arrival, and only for attempts
 the candidate allowed (one it denies would never have been sent, so never verified).
 
-Seam for adaptive limits: the engine's aggregate inputs all come from `Aggregator.observe`
-on the replayed counters. A limit fed by baselines of verified counts must take them from
-these counters too (`Replayer.verified`, as of the attempt's time), never from a live cache.
+One synchronous loop (no await per attempt), deciding with the trace-less `verdict`; a
+decision with its trace is rebuilt only for an attempt kept as a sample (`explain`).
+
+Seam for adaptive limits: the engine's aggregate inputs all come from `plan` (what
+`Aggregator.observe` counts and reads) on the replayed counters. A limit fed by baselines
+of verified counts must take them from these counters too (`Replayer.verified`, as of the
+attempt's time), never from a live cache.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import itertools
 from datetime import datetime
 
 from app.rules.engine import CompiledPolicy, Decision, evaluate
-from app.services.aggregates import Aggregator
+from app.rules.facts import Facts
+from app.rules.verdict import Verdict, verdict
+from app.services.aggregates import plan, spec_values
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
 from app.store.counter_model import Reads, WindowQuery, succeeded, value
@@ -38,36 +44,45 @@ class Replayer:
         self.policy = policy
         retention = longest_window(policy) + 2 * bucket_seconds
         self.counters = ReplayWindows(bucket_seconds)
-        self._aggregator = Aggregator(self.counters)
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
         self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
         self._retention = retention
         self._pruned_at: int | None = None
 
-    async def decide(self, attempt: StoredAttempt) -> Decision:
-        """The candidate's decision, the counters then updated as live would have."""
-        await self.arrive(attempt.requested_at)
+    def decide(self, attempt: StoredAttempt) -> tuple[Verdict, Facts]:
+        """The candidate's verdict and the facts it read, the counters then updated as live
+        would have (`explain(facts)` gives the decision with its trace)."""
+        self.arrive(attempt.requested_at)
         # The facts hold this dict: filled once the attempt is counted (a copy of the facts
         # per attempt, as with_aggregates makes, cost ~5% of a replay).
         aggregates: dict[str, float] = {}
         facts = attempt_facts(attempt, aggregates)
-        counted = await self._aggregator.observe(None, self.policy, facts)
-        aggregates.update(counted.values)
-        decision = evaluate(self.policy, facts)
-        allowed = decision.action == "allow"
-        await counted.finish(None, allowed=allowed)
-        if allowed and self._reads_successes and verified(attempt) and counted.attempt.keys:
+        counters, policy = self.counters, self.policy
+        wanted, counted = plan(policy, facts, counters.clock)
+        if policy.aggregates:
+            raw = counters.read_now(Reads(list(wanted), facts.now), counted.counted())
+            aggregates.update(spec_values(wanted, raw, counted))
+        outcome = verdict(policy, facts)
+        allowed = outcome.action == "allow"
+        settle = counted.settled(allowed=allowed)
+        if settle is not None:
+            counters.apply_now((settle,))
+        if allowed and self._reads_successes and verified(attempt) and counted.keys:
             arrival = attempt.result_at or attempt.requested_at
-            item = (arrival, next(self._order), counted.attempt.keys, attempt.requested_at)
+            item = (arrival, next(self._order), counted.keys, attempt.requested_at)
             heapq.heappush(self._pending, item)
-        return decision
+        return outcome, facts
 
-    async def verified(self, key: str, window_seconds: int, now: datetime) -> float:
+    def explain(self, facts: Facts) -> Decision:
+        """The decision with its trace, for facts `decide` returned (the engine is pure)."""
+        return evaluate(self.policy, facts)
+
+    def verified(self, key: str, window_seconds: int, now: datetime) -> float:
         """Successes under a counter key over a window as of `now`, from the replayed history
         (what a baseline of verified counts reads live)."""
         query = WindowQuery(key, window_seconds, "successes")
-        totals = await self.counters.read(None, Reads([query], now))
+        totals = self.counters.read_now(Reads([query], now))
         return value(query, totals[query])
 
     def prune(self, now: datetime) -> None:
@@ -80,10 +95,10 @@ class Replayer:
             self.counters.forget_before(current - self._retention)
             self._pruned_at = current
 
-    async def arrive(self, now: datetime) -> None:
+    def arrive(self, now: datetime) -> None:
         """Credit every success whose result had arrived by `now`."""
         pending = self._pending
         while pending and pending[0][0] <= now:
             _, _, keys, requested_at = heapq.heappop(pending)
             change = succeeded(set(keys), clock=self.counters.clock, requested_at=requested_at)
-            await self.counters.apply(None, [change])
+            self.counters.apply_now((change,))
