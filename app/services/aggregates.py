@@ -189,14 +189,23 @@ def plan(policy: CompiledPolicy, facts: Facts, clock: BucketClock) -> tuple[Want
     return _wanted(policy, facts), attempt
 
 
+def window_query(spec: AggregateSpec, key: str) -> WindowQuery:
+    """The window `spec` reads under the counter key `key`."""
+    return WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
+
+
+def holds_pending(spec: AggregateSpec) -> bool:
+    """Whether an attempt is held pending under the key `spec` reads (allowed-only)."""
+    return spec.measure in _ALLOWED_ONLY
+
+
 def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
     """The window each of the policy's aggregates reads for this attempt."""
     wanted: Wanted = {}
     for spec in policy.aggregates:
         key = spec.key_value(facts)
         if key is not None:
-            query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
-            wanted.setdefault(query, []).append(spec)
+            wanted.setdefault(window_query(spec, key), []).append(spec)
     return wanted
 
 
@@ -215,7 +224,7 @@ def spec_values(
 def _held(policy: CompiledPolicy, facts: Facts) -> set[str]:
     """The keys an attempt is held pending under until decided: those an allowed-only
     aggregate reads. Other keys never need settling (and a hot key is not written twice)."""
-    held = (spec.key_value(facts) for spec in policy.aggregates if spec.measure in _ALLOWED_ONLY)
+    held = (spec.key_value(facts) for spec in policy.aggregates if holds_pending(spec))
     return {key for key in held if key is not None}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from app.store.counter_model import (
@@ -20,14 +21,20 @@ from app.store.counter_model import (
     BucketClock,
     Capabilities,
     Changes,
+    Measure,
     Reads,
     Totals,
-    WindowQuery,
 )
 
 _INDEX = {name: i for i, name in enumerate(VALUE_COLUMNS)}
 _READ_INDEXES = {measure: tuple(_INDEX[c] for c in columns) for measure, columns in READS.items()}
 Row = list[int]
+
+
+def _at(bucket: int) -> datetime:
+    return datetime.fromtimestamp(bucket, UTC)
+
+
 _NO_WINDOWS: dict[int, _Window] = {}
 
 
@@ -112,15 +119,15 @@ class ReplayWindows:
         """`changes` applied, then `read`, without awaiting (a replay is one loop)."""
         self.apply_now(changes)
         current = self.clock.bucket(reads.now)
-        out: dict[WindowQuery, int] = {}
-        for q in reads.queries:
-            seconds = q.window_seconds
-            span = self._spans.get(seconds)
-            if span is None:
-                span = self._spans[seconds] = current - self.clock.oldest(reads.now, seconds)
-            totals = self._window(q.key, seconds, current - span).totals
-            out[q] = sum([totals[i] for i in _READ_INDEXES[q.measure]])
-        return out
+        return {q: self.total(q.key, q.window_seconds, q.measure, current) for q in reads.queries}
+
+    def total(self, key: str, seconds: int, measure: Measure, current: int) -> int:
+        """The sum a read returns for one window, `current` being the bucket of its `now`."""
+        span = self._spans.get(seconds)
+        if span is None:  # the bucket's start is all `oldest` reads of `now`
+            span = self._spans[seconds] = current - self.clock.oldest(_at(current), seconds)
+        totals = self._window(key, seconds, current - span).totals
+        return sum([totals[i] for i in _READ_INDEXES[measure]])
 
     def _window(self, key: str, seconds: int, oldest: int) -> _Window:
         windows = self._windows.get(key)

@@ -22,10 +22,18 @@ from datetime import datetime
 from app.rules.engine import CompiledPolicy, Decision, evaluate
 from app.rules.facts import Facts
 from app.rules.verdict import Verdict, verdict
-from app.services.aggregates import plan, spec_values
+from app.services.aggregates import holds_pending, window_query
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
-from app.store.counter_model import Reads, WindowQuery, succeeded, value
+from app.store.counter_model import (
+    Attempt,
+    Reads,
+    WindowQuery,
+    succeeded,
+    to_micros,
+    value,
+    without_own,
+)
 from app.store.replay_windows import ReplayWindows
 
 _Arrival = tuple[datetime, int, tuple[str, ...], datetime]
@@ -44,6 +52,14 @@ class Replayer:
         self.policy = policy
         retention = longest_window(policy) + 2 * bucket_seconds
         self.counters = ReplayWindows(bucket_seconds)
+        # What `plan` computes per attempt, arranged once: each counter key's value is taken
+        # once per attempt, and each spec reads its window straight from the running sums.
+        self._keys = tuple(policy.counter_keys)
+        self._held = tuple({spec.counter_key for spec in policy.aggregates if holds_pending(spec)})
+        self._reads = tuple(
+            (spec.id, spec.counter_key, window_query(spec, ""))
+            for spec in sorted(policy.aggregates, key=lambda spec: spec.id)
+        )
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
         self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
@@ -58,12 +74,9 @@ class Replayer:
         # per attempt, as with_aggregates makes, cost ~5% of a replay).
         aggregates: dict[str, float] = {}
         facts = attempt_facts(attempt, aggregates)
-        counters, policy = self.counters, self.policy
-        wanted, counted = plan(policy, facts, counters.clock)
-        if policy.aggregates:
-            raw = counters.read_now(Reads(list(wanted), facts.now), counted.counted())
-            aggregates.update(spec_values(wanted, raw, counted))
-        outcome = verdict(policy, facts)
+        counted = self._count(facts, aggregates)
+        outcome = verdict(self.policy, facts)
+        counters = self.counters
         allowed = outcome.action == "allow"
         settle = counted.settled(allowed=allowed)
         if settle is not None:
@@ -73,6 +86,23 @@ class Replayer:
             item = (arrival, next(self._order), counted.keys, attempt.requested_at)
             heapq.heappush(self._pending, item)
         return outcome, facts
+
+    def _count(self, facts: Facts, aggregates: dict[str, float]) -> Attempt:
+        """Count the attempt under the candidate's keys, then read each spec's window into
+        `aggregates` (what `Aggregator.observe` does, without a query object per window)."""
+        values = {key: key.value(facts) for key in self._keys}
+        keys = {key for key in values.values() if key is not None}
+        held = {key for key in (values[k] for k in self._held) if key is not None}
+        clock, spend = self.counters.clock, to_micros(facts.price_amount)
+        attempt = Attempt.of(keys, held, clock=clock, now=facts.now, spend=spend)
+        self.counters.apply_now(attempt.counted())
+        total, current = self.counters.total, attempt.bucket
+        for spec_id, counter_key, query in self._reads:
+            key = values[counter_key]
+            if key is not None:
+                read = value(query, total(key, query.window_seconds, query.measure, current))
+                aggregates[spec_id] = without_own(query, read, spend)
+        return attempt
 
     def explain(self, facts: Facts) -> Decision:
         """The decision with its trace, for facts `decide` returned (the engine is pure)."""
