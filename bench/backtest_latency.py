@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import httpx
 from app.rules.starter import starter_policy
 from app.services.policy.io import export_document
 from bench import procs
-from bench.run import KEY, ROOT, SECRET, _drive
+from bench.run import KEY, ROOT, SECRET, Fallbacks, _drive
 
 
 def phase(url: str, workdir: Path, args: argparse.Namespace, *, backtest: bool) -> dict[str, Any]:
@@ -50,7 +51,10 @@ def phase(url: str, workdir: Path, args: argparse.Namespace, *, backtest: bool) 
             )
             answer.raise_for_status()
             started = answer.json()
-        result = _drive(server.pid, port, rate=args.rate, args=args)
+        fallbacks = Fallbacks(port)
+        result = _drive(server.pid, port, rate=args.rate, args=args, phase=fallbacks.phase)
+        result["fallbacks"] = fallbacks.counted
+        result["load"] = [round(x, 2) for x in os.getloadavg()]
         if started is not None:
             progress = httpx.get(
                 f"http://127.0.0.1:{port}/admin/backtest/{started['id']}",
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"… {'with' if backtest else 'without'} a backtest", file=sys.stderr, flush=True)
             result = phase(url, Path(tmp), args, backtest=backtest)
             rows.append({"backtest_running": backtest, **result})
-    keys = ("backtest_running", "offered_rps", "rps", "p50_ms", "p99_ms", "p999_ms", "backtest")
+    keys = ("backtest_running", "offered_rps", "rps", "p50_ms", "p99_ms", "p999_ms")
+    keys += ("fallbacks", "server_cpu", "backtest", "load")
     for row in rows:
         print(json.dumps({key: row.get(key) for key in keys}))
 

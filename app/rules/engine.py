@@ -39,6 +39,13 @@ class CompiledRule:
     methods: frozenset[str] | None
     matched: RuleMatch  # what it answers when it matches; frozen, built once
 
+    def in_scope(self, facts: Facts) -> bool:
+        """`out_of_scope(facts) is None`, without the text."""
+        methods, applications = self.methods, self.applications
+        return (methods is None or facts.method in methods) and (
+            applications is None or facts.application in applications
+        )
+
     def out_of_scope(self, facts: Facts) -> str | None:
         """Why the attempt is outside this rule's scope, or None when it is inside."""
         if self.methods is not None and facts.method not in self.methods:

@@ -2,6 +2,8 @@
 
 Built once per policy (regexes compiled, value lists turned into sets). Every node runs
 all its children, so the trace shows each condition; a missing fact makes a leaf false.
+`holds` is the same test without the trace (short-circuiting): each node computes its result
+once, in a helper both paths call, so an option added to a node holds on both.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class Env:
 class Node(Protocol):
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool: ...
 
+    def holds(self, env: Env) -> bool:
+        """What `run` returns, writing no trace."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class GroupNode:
@@ -68,6 +74,13 @@ class GroupNode:
             ConditionTrace(condition=self.kind, held=held, text=text, depth=depth),
         )
         return held
+
+    def holds(self, env: Env) -> bool:
+        if self.kind == "not":
+            return not self.children[0].holds(env)
+        if self.kind == "all":
+            return all(child.holds(env) for child in self.children)
+        return any(child.holds(env) for child in self.children)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,10 @@ class FieldNode:
         text = f"{name} {render(actual)} {self.what}: {render(held)}"
         return _leaf(out, depth, self.label, held, as_json(actual), self.expected, text)
 
+    def holds(self, env: Env) -> bool:
+        actual = env.facts.value(self.condition.field, env.local)
+        return compare(self.condition.op, actual, self.prepared)
+
 
 @dataclass(frozen=True, slots=True)
 class ListNode:
@@ -103,12 +120,19 @@ class ListNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         number = env.facts.number
-        compiled = env.lists.get(self.name)
-        entry = compiled.match(number, env.facts.now) if compiled is not None else None
+        entry = self.entry(env)
         held = entry is not None
         via = f" (entry {entry})" if entry is not None and entry != number else ""
         text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
         return _leaf(out, depth, self.label, held, number, self.name, text)
+
+    def holds(self, env: Env) -> bool:
+        return self.entry(env) is not None
+
+    def entry(self, env: Env) -> str | None:
+        """The list entry the number matches, if any."""
+        compiled = env.lists.get(self.name)
+        return compiled.match(env.facts.number, env.facts.now) if compiled is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +164,16 @@ class VelocityNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self.count(env.facts)
-        held = value is not None and (value <= self.max if self.at_most else value > self.max)
+        held = self.exceeds(value)
         shown = "(no count)" if value is None else render(value)
         text = f"{self.head} {shown} {self.tail}: {render(held)}"
         return _leaf(out, depth, self.label, held, value, self.max, text)
+
+    def holds(self, env: Env) -> bool:
+        return self.exceeds(self.count(env.facts))
+
+    def exceeds(self, value: float | None) -> bool:
+        return value is not None and (value <= self.max if self.at_most else value > self.max)
 
     def count(self, facts: Facts) -> float | None:
         """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
@@ -188,15 +218,27 @@ class AdaptiveNode:
         text = f"{head} > limit {render(limit)} = {why}: {render(held)}"
         return _leaf(out, depth, self.label, held, value, limit, text)
 
+    def holds(self, env: Env) -> bool:
+        value = self.counted.count(env.facts)
+        return value is not None and value > self.limit_value(env.facts)
+
+    def limit_value(self, facts: Facts) -> float:
+        """The effective limit."""
+        spec = self.adaptive
+        verified = facts.aggregates.get(self.baseline.id)
+        if verified is None:
+            return float(spec.floor)
+        return max(float(spec.floor), round(spec.factor * verified, 6))
+
     def limit(self, facts: Facts) -> tuple[float, str]:
         """The effective limit, and how it was computed (for the trace)."""
         spec = self.adaptive
         floor, factor = float(spec.floor), spec.factor
         verified = facts.aggregates.get(self.baseline.id)
+        limit = self.limit_value(facts)
         if verified is None:
             under = f"{render(round(spec.threshold, 2))} or fewer verified {spec.baseline_text}"
-            return floor, f"floor {render(floor)} ({under})"
-        limit = max(floor, round(factor * verified, 6))
+            return limit, f"floor {render(floor)} ({under})"
         shown = f"{render(factor)}{TIMES}{render(verified)} verified {spec.baseline_text}"
         return limit, f"max({render(floor)}, {shown})"
 
@@ -218,20 +260,31 @@ class ConversionNode:
         _derive(self, head=f"{_key_name(self.attempts)} conversion", rule=rule)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        aggregates = env.facts.aggregates
-        attempts, successes = aggregates.get(self.attempts.id), aggregates.get(self.successes.id)
-        if self.attempts.key_value(env.facts) is None:
-            attempts = None
+        attempts, successes, ratio, held = self.measure(env.facts)
         head, rule = self.head, self.rule
-        if attempts is None or successes is None:
-            ratio, held, shown = None, False, "(no count)"
+        if attempts is None or successes is None or ratio is None:
+            shown = "(no count)"
         else:
-            ratio = successes / attempts if attempts else 0.0
-            held = attempts >= self.min_attempts and ratio < self.below
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
         text = f"{head} {shown} {rule}: {render(held)}"
         actual = None if ratio is None else round(ratio, 6)
         return _leaf(out, depth, f"{head} {rule}", held, actual, self.below, text)
+
+    def holds(self, env: Env) -> bool:
+        return self.measure(env.facts)[3]
+
+    def measure(self, facts: Facts) -> tuple[float | None, float | None, float | None, bool]:
+        """(attempts, successes, their ratio, whether the condition holds)."""
+        attempts, successes = (
+            facts.aggregates.get(self.attempts.id),
+            facts.aggregates.get(self.successes.id),
+        )
+        if self.attempts.key_value(facts) is None:
+            attempts = None
+        if attempts is None or successes is None:
+            return attempts, successes, None, False
+        ratio = successes / attempts if attempts else 0.0
+        return attempts, successes, ratio, attempts >= self.min_attempts and ratio < self.below
 
 
 def _derive(node: object, **constants: Any) -> None:

@@ -21,6 +21,7 @@ from app.rules.facts import Facts, derive_facts
 from app.services.policy.cache import PolicyCache
 from app.store.counter_model import (
     Attempt,
+    BucketClock,
     CounterBackend,
     CounterDeltas,
     Measure,
@@ -113,7 +114,7 @@ class Aggregator:
             return Counted(self.backend, policy, attempt, {})
         raw = await self.backend.observe(conn, attempt.counted(), Reads(list(wanted), facts.now))
         assert raw is not None  # no version to check: always counted
-        return Counted(self.backend, policy, attempt, _by_spec(wanted, raw, attempt))
+        return Counted(self.backend, policy, attempt, spec_values(wanted, raw, attempt))
 
     async def observe_live(
         self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
@@ -135,7 +136,7 @@ class Aggregator:
             reads = Reads(list(wanted), facts.now)
             raw = await self.backend.observe(conn, attempt.counted(), reads, version=cached.version)
             if raw is not None:
-                return Counted(self.backend, cached, attempt, _by_spec(wanted, raw, attempt))
+                return Counted(self.backend, cached, attempt, spec_values(wanted, raw, attempt))
         policy = await policies.current(conn)
         return await self.observe(conn, policy, facts)
 
@@ -172,15 +173,30 @@ class Aggregator:
         await self.backend.apply(conn, [change])
 
     def _attempt(self, policy: CompiledPolicy, facts: Facts) -> tuple[Wanted, Attempt]:
-        """The windows the policy's aggregates read for this attempt, and the attempt."""
-        attempt = Attempt.of(
-            _keys(policy, facts),
-            _held(policy, facts),
-            clock=self.backend.clock,
-            now=facts.now,
-            spend=to_micros(facts.price_amount),
-        )
-        return _wanted(policy, facts), attempt
+        return plan(policy, facts, self.backend.clock)
+
+
+def plan(policy: CompiledPolicy, facts: Facts, clock: BucketClock) -> tuple[Wanted, Attempt]:
+    """The windows the policy's aggregates read for this attempt, and the attempt as counted
+    (what `observe` does, for a caller counting in memory itself: a backtest's replay)."""
+    attempt = Attempt.of(
+        _keys(policy, facts),
+        _held(policy, facts),
+        clock=clock,
+        now=facts.now,
+        spend=to_micros(facts.price_amount),
+    )
+    return _wanted(policy, facts), attempt
+
+
+def window_query(spec: AggregateSpec, key: str) -> WindowQuery:
+    """The window `spec` reads under the counter key `key`."""
+    return WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
+
+
+def holds_pending(spec: AggregateSpec) -> bool:
+    """Whether an attempt is held pending under the key `spec` reads (allowed-only)."""
+    return spec.measure in _ALLOWED_ONLY
 
 
 def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
@@ -189,12 +205,13 @@ def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
     for spec in policy.aggregates:
         key = spec.key_value(facts)
         if key is not None:
-            query = WindowQuery(key, spec.window_seconds, _MEASURES[spec.measure])
-            wanted.setdefault(query, []).append(spec)
+            wanted.setdefault(window_query(spec, key), []).append(spec)
     return wanted
 
 
-def _by_spec(wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt) -> dict[str, float]:
+def spec_values(
+    wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt
+) -> dict[str, float]:
     """Values by spec id; allowed-only ones without this attempt (the engine adds it)."""
     spend = attempt.spend_micros
     return {
@@ -207,7 +224,7 @@ def _by_spec(wanted: Wanted, raw: Mapping[WindowQuery, int], attempt: Attempt) -
 def _held(policy: CompiledPolicy, facts: Facts) -> set[str]:
     """The keys an attempt is held pending under until decided: those an allowed-only
     aggregate reads. Other keys never need settling (and a hot key is not written twice)."""
-    held = (spec.key_value(facts) for spec in policy.aggregates if spec.measure in _ALLOWED_ONLY)
+    held = (spec.key_value(facts) for spec in policy.aggregates if holds_pending(spec))
     return {key for key in held if key is not None}
 
 

@@ -331,7 +331,7 @@ async def test_replayed_verified_counts_are_there_for_baselines() -> None:
     fields = dict.fromkeys(StoredAttempt.__dataclass_fields__)
     base = {**fields, "number": "+46701234233", "method": "sms", "action": "allow"}
     ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(10)})  # fmt: skip
-    await replayer.decide(ok)
-    assert await replayer.verified("number:+46701234233", 3600, at(5)) == 0
-    await replayer.arrive(at(10))
-    assert await replayer.verified("number:+46701234233", 3600, at(10)) == 1
+    replayer.decide(ok)
+    assert replayer.verified("number:+46701234233", 3600, at(5)) == 0
+    replayer.arrive(at(10))
+    assert replayer.verified("number:+46701234233", 3600, at(10)) == 1

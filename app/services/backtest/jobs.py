@@ -4,9 +4,10 @@ one running per deployment), run it page by page renewing its lease, read and ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from app.services.backtest.tally import Tally
 from app.services.policy.cache import live_policy
 from app.services.policy.io import parse_policy
 from app.store import backtests as store
-from app.store.backtests import BacktestRecord
+from app.store.backtests import BacktestRecord, StoredAttempt
 
 log = structlog.get_logger()
 LEASE = timedelta(seconds=60)
@@ -174,8 +175,7 @@ async def _replay(
             page = await store.attempts_page(
                 conn, start=first, until=record.until, after=after, limit=PAGE
             )
-        for attempt in page:
-            await _one(replayer, tally, attempt, since=record.since)
+        _replay_page(replayer, tally, page, since=record.since)
         done = 1.0 if not page else (page[-1].requested_at - first).total_seconds() / span
         if await _heartbeat(engine, record.id, min(done, 0.999), clock):
             return await _end(engine, record.id, "cancelled", clock)
@@ -188,16 +188,20 @@ async def _replay(
     return await _end(engine, record.id, "done", clock, result=tally.result())
 
 
-async def _one(replayer: Replayer, tally: Tally, attempt: Any, *, since: datetime) -> None:
-    reason = skip_reason(attempt)
-    counted = attempt.requested_at >= since
-    if reason is not None:
+def _replay_page(
+    replayer: Replayer, tally: Tally, page: Sequence[StoredAttempt], *, since: datetime
+) -> None:
+    """One page, synchronously: attempts before `since` only fill the windows."""
+    for attempt in page:
+        reason = skip_reason(attempt)
+        counted = attempt.requested_at >= since
+        if reason is not None:
+            if counted:
+                tally.skip(reason)
+            continue
+        outcome, facts = replayer.decide(attempt)
         if counted:
-            tally.skip(reason)
-        return
-    decision = await replayer.decide(attempt)
-    if counted:
-        tally.add(attempt, decision)
+            tally.add(attempt, outcome, partial(replayer.explain, facts))
 
 
 async def _heartbeat(

@@ -9,11 +9,13 @@ verified attempts the candidate denies).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.logs import mask_number
 from app.rules.engine import CompiledPolicy, Decision
+from app.rules.verdict import Verdict
 from app.services.audit.view import mask_deep
 from app.services.backtest.history import verified
 from app.store.backtests import StoredAttempt
@@ -92,10 +94,14 @@ class Tally:
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
-    def add(self, attempt: StoredAttempt, decision: Decision) -> None:
+    def add(
+        self, attempt: StoredAttempt, outcome: Verdict, explain: Callable[[], Decision]
+    ) -> None:
+        """One replayed attempt; `explain` gives the decision with its trace, asked for only
+        when the attempt is kept as a sample."""
         live_deny, deny, good = (
             attempt.action == "deny",
-            decision.action == "deny",
+            outcome.action == "deny",
             verified(attempt),
         )
         flags = {"live_deny": live_deny, "deny": deny, "good": good}
@@ -103,17 +109,17 @@ class Tally:
         self.by_country[attempt.country or "unknown"].add(**flags)
         self.by_day[attempt.requested_at.date().isoformat()].add(**flags)
         caught = deny and not live_deny and not good
-        self._rules(decision, good=good, caught_by_live=not live_deny and not good)
+        self._rules(outcome, good=good, caught_by_live=not live_deny and not good)
         self._money(attempt, saved=caught, lost=deny and good)
         kinds = (deny and not live_deny, live_deny and not deny, deny and good)
         for kind, happened in zip(SAMPLE_KINDS, kinds, strict=True):
             if happened and len(self.samples[kind]) < SAMPLES_PER_KIND:
-                self.samples[kind].append(sample(attempt, decision))
+                self.samples[kind].append(sample(attempt, explain()))
 
-    def _rules(self, decision: Decision, *, good: bool, caught_by_live: bool) -> None:
-        for entry in decision.trace:
-            counts = self.by_rule.get(entry.rule)
-            if counts is None or not entry.matched:
+    def _rules(self, outcome: Verdict, *, good: bool, caught_by_live: bool) -> None:
+        for name in outcome.matched:
+            counts = self.by_rule.get(name)
+            if counts is None:
                 continue
             counts.matched += 1
             if counts.action == "deny":
