@@ -90,7 +90,7 @@ def measure(
     cwd = workdir / name
     cwd.mkdir(exist_ok=True)
     with procs.uvicorn_server(
-        target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=ROOT
+        target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=args.app_dir
     ) as server:
         fallbacks = Fallbacks(port)
         if not rate and _use_wrk(args):
@@ -259,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
         dest="overload",
         action="store_false",
         help="skip the phase at twice the closed-loop throughput",
+    )
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=ROOT,
+        help="serve the app of another checkout (a same-run comparison with a former version)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
