@@ -62,9 +62,9 @@ def baseline(dsn: str) -> Target:
 
 
 @contextmanager
-def postgres_database(admin_dsn: str) -> Iterator[str]:
+def postgres_database(admin_dsn: str, prefix: str = "vg_bench_") -> Iterator[str]:
     """A fresh database in the local PostgreSQL; its asyncpg DSN. Dropped afterwards."""
-    name = f"vg_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     base = admin_dsn.rsplit("/", 1)[0]
 
     async def run(sql: str) -> None:
@@ -88,10 +88,15 @@ def measure(
     VerifyGuard, also how many answers were the fallback (from its /metrics)."""
     port = procs.free_port()
     mark = "-console" if target.console else ""
-    log = workdir / f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}.log"
+    name = f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}"
+    log = workdir / f"{name}.log"
+    # Each phase in a directory of its own: its spool (./spool) starts empty, so no phase
+    # replays the fallbacks of the one before it while being measured.
+    cwd = workdir / name
+    cwd.mkdir(exist_ok=True)
     with (
         procs.uvicorn_server(
-            target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
+            target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=args.app_dir
         ) as server,
         _console(target, port, args.console_overview_every) as seen,
     ):
@@ -188,22 +193,15 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp,
-        postgres_database(args.postgres) as dsn,
+        postgres_database(args.postgres, args.database_prefix) as dsn,
     ):
         workdir = Path(tmp)
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
-        sqlite_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        targets = [
-            baseline(dsn),
-            verifyguard(dsn.replace("postgresql://", "postgresql+asyncpg://", 1), "postgres"),
-        ]
-        if not args.skip_sqlite:
-            upgrade(sqlite_url)
-            targets.append(verifyguard(sqlite_url, "sqlite"))
+        targets = _targets(args, dsn, workdir)
         if args.console:  # each VerifyGuard again, right after, with a console open
             targets = [twin for t in targets for twin in (t, *_with_console(t))]
         for target in targets:
-            rates = [0.0, args.rate]
+            rates = [] if args.no_closed_loop else [0.0]
+            rates += args.rates or [args.rate]
             while rates:
                 rate = rates.pop(0)
                 print(
@@ -226,12 +224,54 @@ def _with_console(target: Target) -> list[Target]:
     return [dataclasses.replace(target, name=f"{target.name} + console", console=True)]
 
 
+def _targets(args: argparse.Namespace, dsn: str, workdir: Path) -> list[Target]:
+    """The targets `--targets` names (without --skip-sqlite's), migrated where needed."""
+    chosen = [t for t in args.targets if not (args.skip_sqlite and t == "sqlite")]
+    targets = []
+    if "baseline" in chosen:
+        targets.append(baseline(dsn))
+    if "postgres" in chosen:
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        upgrade(url)
+        targets.append(verifyguard(url, "postgres"))
+    if "sqlite" in chosen:
+        sqlite_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        upgrade(sqlite_url)
+        targets.append(verifyguard(sqlite_url, "sqlite"))
+    return targets
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = set(names) - {"baseline", "postgres", "sqlite"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown targets: {', '.join(sorted(unknown))}")
+    return names
+
+
+def _rates(text: str) -> list[float]:
+    return [float(rate) for rate in text.split(",") if rate.strip()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--duration", type=float, default=12.0, help="closed-loop seconds")
     parser.add_argument("--fixed-duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=300.0, help="fixed offered req/s")
+    parser.add_argument(
+        "--rates", type=_rates, default=None, help="several offered rates, e.g. 100,150,300"
+    )
+    parser.add_argument(
+        "--targets",
+        type=_names,
+        default=["baseline", "postgres", "sqlite"],
+        help="comma-separated: baseline,postgres,sqlite",
+    )
+    parser.add_argument("--no-closed-loop", action="store_true", help="offered rates only")
+    parser.add_argument(
+        "--database-prefix", default="vg_bench_", help="name prefix of the PostgreSQL database"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--max-rps", type=float, default=4000.0, help="requests pre-signed per s")
     parser.add_argument(
@@ -257,6 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=30.0,
         help="seconds between the console's overview polls (the page: 30; the feed: 2)",
+    )
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=ROOT,
+        help="serve the app of another checkout (a same-run comparison with a former version)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)

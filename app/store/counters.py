@@ -8,7 +8,7 @@ read in one atomic step, so concurrent attempts on one key see distinct totals.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select
@@ -80,22 +80,31 @@ class SqlCounters:
 
 
 async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None:
-    """Add each change to its keys' rows (the store applies a decision's settle with it)."""
+    """Add each change to its keys' rows (the store applies a decision's settle with it).
+
+    On SQLite all of them in one statement, a row per key with its own deltas: SQLite
+    inserts the rows one after another, so a key listed twice adds both (an attempt's
+    changes had been a statement each, two of a decision's nine)."""
     if conn.dialect.name == "postgresql":
         await pg_counters.apply(conn, changes)
         return
+    rows: list[tuple[str, int, Mapping[str, int]]] = []
+    written: set[str] = set()
     for change in changes:
-        written = tuple(name for name in VALUE_COLUMNS if change.deltas.get(name))
-        if not change.keys or not written:
-            continue
-        count = len(change.keys)
-        stmt = cached(("counters", count, written), lambda: _upsert(count, written))  # noqa: B023
-        params: dict[str, Any] = {"bucket": change.bucket}
-        params.update({name: change.deltas.get(name, 0) for name in VALUE_COLUMNS})
-        # upsert() names a lone row's parameters after the column, else `<column>_<row>`.
-        names = ["key"] if count == 1 else [f"key_{i}" for i in range(count)]
-        params.update(zip(names, change.keys, strict=True))
-        await conn.execute(stmt, params)
+        changed = {name for name in VALUE_COLUMNS if change.deltas.get(name)}
+        if change.keys and changed:
+            written |= changed
+            rows += [(key, change.bucket, change.deltas) for key in change.keys]
+    if not rows:
+        return
+    columns = tuple(name for name in VALUE_COLUMNS if name in written)
+    stmt = cached(("counter-rows", len(rows), columns), lambda: _upsert(len(rows), columns))
+    params: dict[str, Any] = {}
+    for i, (key, bucket, deltas) in enumerate(rows):
+        suffix = "" if len(rows) == 1 else f"_{i}"
+        params[f"key{suffix}"], params[f"bucket{suffix}"] = key, bucket
+        params.update({f"{name}{suffix}": deltas.get(name, 0) for name in VALUE_COLUMNS})
+    await conn.execute(stmt, params)
 
 
 def _windows(windows: list[int], count: int) -> Any:
@@ -119,14 +128,14 @@ def _windows(windows: list[int], count: int) -> Any:
 
 
 def _upsert(count: int, changed: tuple[str, ...]) -> Any:
-    """INSERT of `count` keys for one bucket, adding the deltas of `changed` on conflict."""
+    """INSERT of `count` rows (key, bucket, deltas), adding the deltas of `changed` on
+    conflict."""
     return upsert(
         counters,
         ("key", "bucket", *VALUE_COLUMNS),
         conflict=["key", "bucket"],
         update={name: f"counters.{name} + excluded.{name}" for name in changed},
         rows=count,
-        shared=("bucket", *VALUE_COLUMNS),
     )
 
 

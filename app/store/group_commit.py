@@ -51,6 +51,9 @@ class ThreadConnection:
 
     def __init__(self, sync: Connection) -> None:
         self._sync = sync
+        # What every work of the batch would read alike, read once: the batch holds the
+        # write lock, so nothing else changes it meanwhile (store/policy.py's version).
+        self.batch_memo: dict[str, Any] = {}
 
     @property
     def dialect(self) -> Dialect:

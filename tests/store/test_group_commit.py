@@ -159,3 +159,35 @@ async def test_concurrent_bursts_at_one_key_are_cut_at_the_limit(
     # The allowed-only limit (3 allowed per hour) cuts first, exactly, for each number.
     assert all(actions == Counter(allow=3, deny=27) for actions in by_number.values())
     assert batches is not None and batches < len(events), "the burst was not batched"
+
+
+async def test_a_batch_reads_the_policy_version_once(tmp_path: Path, sqlite_template: Path) -> None:
+    """Every decision checks that the policy it compiled is still the live one; in a batch
+    that holds the write lock the version cannot change, so it is read once per batch."""
+    shutil.copy(sqlite_template, tmp_path / "app.db")
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", tmp_path)
+    app = create_app(settings)
+    reads: list[str] = []
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            sender = SinchSender(http, path=settings.callback_path)
+            await sender.post(samples.request_event(number="+46701234567"))  # compiles the policy
+            engine: AsyncEngine = app.state.runtime.engine
+            async with engine.connect() as conn:
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+            raw._conn.set_trace_callback(
+                lambda sql: reads.append(sql) if "policy_state.version" in sql else None
+            )
+            metrics = app.state.runtime.metrics.registry
+            before = metrics.get_sample_value("verifyguard_decision_batch_size_count") or 0.0
+            numbers = [f"+4670{n}" for n in random.sample(range(1_000_000, 9_999_999), 40)]
+            responses = await asyncio.gather(
+                *(sender.post(samples.request_event(number=n)) for n in numbers)
+            )
+            batches = metrics.get_sample_value("verifyguard_decision_batch_size_count") or 0.0
+            raw._conn.set_trace_callback(None)
+    assert {r.status_code for r in responses} == {200}
+    assert all(r.json()["action"] in {"allow", "deny"} for r in responses)
+    assert batches - before < len(numbers), "the burst was not batched"
+    assert len(reads) == batches - before, "one version read per batch, not per decision"
