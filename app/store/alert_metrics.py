@@ -43,6 +43,8 @@ def _measure(metric: str) -> tuple[Any, Any]:
     verified = v.c.status == SUCCESSFUL
     if metric == "denied":
         return _one(v.c.action == "deny"), func.count()
+    if metric == "denied_spend":
+        return _one(v.c.action == "deny", func.coalesce(v.c.price_amount, 0.0)), func.count()
     if metric == "spend":
         return _one(allowed, func.coalesce(v.c.price_amount, 0.0)), func.count()
     if metric == "unverified":

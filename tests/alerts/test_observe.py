@@ -49,6 +49,8 @@ async def test_each_metric_per_key(client: AsyncClient) -> None:
         }
         assert (await seen("denied", "range", digits=8))["+46701230"] == Observation(1, 3)
         assert (await seen("spend", "country"))["SE"] == Observation(0.75, 3)
+        assert (await seen("denied_spend", "country"))["SE"] == Observation(0.75, 3)
+        assert (await seen("denied_spend", "country"))["GB"] == Observation(0, 1)
         assert (await seen("unverified", "country"))["SE"] == Observation(1, 3)
         assert (await seen("conversion", "country"))["SE"] == Observation(0.5, 2)
         assert set(await seen("attempts", "number")) == {
