@@ -1,6 +1,7 @@
 """When the alerts came: per attack scenario, how long after its first attempt the first
-`alert.firing` and the first `containment.created` naming one of its keys arrived; and every
-firing that named no attacked key (on legit traffic: a false alarm).
+`alert.firing` and the first `containment.created` naming one of its keys arrived; every
+firing that named no attacked key (on legit traffic: a false alarm); and how many real users'
+attempts fell inside a containment after it was created (each one a user blocked).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class AlertsDoc(TypedDict):
     firing: int
     by_attack: dict[str, AttackAlertsDoc]
     false_alarms: list[str]
+    legit_in_containments: int
 
 
 @lru_cache(maxsize=100_000)
@@ -66,7 +68,17 @@ def alert_timing(
         "firing": len(firings),
         "by_attack": {name: _attack(items, notices) for name, items in sorted(by_scenario.items())},
         "false_alarms": [_name(n) for n in firings if n not in attacked],
+        "legit_in_containments": _legit_contained(attempts, notices),
     }
+
+
+def _legit_contained(attempts: Sequence[Attempt], notices: Sequence[Notice]) -> int:
+    blocks = [n for n in notices if n.type == CONTAINED]
+    return sum(
+        1
+        for a in attempts
+        if a.label == "legit" and any(a.at >= n.arrived_s and covers(n, a.number) for n in blocks)
+    )
 
 
 def _attack(items: list[Attempt], notices: Sequence[Notice]) -> AttackAlertsDoc:
@@ -112,6 +124,7 @@ def render_alerts(document: AlertsDoc) -> list[str]:
             f"{_seconds(timing['first_containment_after_s'])} after its start"
         )
     lines += [f"false alarm: {alarm}" for alarm in document["false_alarms"]]
+    lines.append(f"legit attempts inside a containment: {document['legit_in_containments']}")
     return lines
 
 

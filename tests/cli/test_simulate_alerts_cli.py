@@ -34,6 +34,7 @@ def test_number_abuse_is_alerted_and_contained_within_a_minute(tmp_path: Path) -
     report = json.loads(result.stdout.strip().splitlines()[-1])
     alerting = report["alerts"]
     assert alerting["rejected"] == 0 and alerting["false_alarms"] == []
+    assert alerting["legit_in_containments"] == 0
     attack = alerting["by_attack"]["number-abuse"]
     assert attack["first_alert"].startswith("number-denied number +")
     assert 0 < attack["first_alert_after_s"] <= 60

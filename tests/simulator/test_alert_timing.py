@@ -33,6 +33,8 @@ def test_each_attack_gets_its_first_alert_and_containment_and_strays_are_false_a
         _attempt(6.0, "+37190018002", "range-pumping"),
         _attempt(20.0, "+96170123456", "number-abuse"),
         _attempt(1.0, "+447912345678", "normal", "legit"),
+        _attempt(11.0, "+37190018999", "normal", "legit"),  # inside the contained range
+        _attempt(12.0, "+37190019000", "normal", "legit"),  # outside it
     ]
     notices = [
         _notice("alert.firing", "range", "+37190018", 10.0),
@@ -54,3 +56,4 @@ def test_each_attack_gets_its_first_alert_and_containment_and_strays_are_false_a
         "a number +96170123456 at 19.0 s",
         "a country GB at 30.0 s",
     ]
+    assert document["legit_in_containments"] == 1
