@@ -10,21 +10,29 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
 import uvicorn
 
-from app.cli.common import DEFAULT_URL, URL_HELP, callback_target
+from app.cli.admin_common import read_document
+from app.cli.common import DEFAULT_URL, URL_HELP, callback_target, run_with_engine
+from app.settings import Settings
+from app.simulator.alert_timing import alert_timing, render_alerts
+from app.simulator.alerting import install_alerting
 from app.simulator.callback import CallbackTarget
 from app.simulator.report import RunInfo, Tally, progress_line, render, report
 from app.simulator.rest import create_emulator
 from app.simulator.runner import Runner
 from app.simulator.scenarios import Attempt, generate
 from app.simulator.timing import attacks
-from app.simulator.virtual import play_virtual
+from app.simulator.virtual import Position, play_virtual
+from app.simulator.webhooks import Clock, Listening, Receiver
 
 
 class Scenario(StrEnum):
@@ -56,25 +64,95 @@ def simulate(
         help="No server: decide in this process on a virtual clock, on this database "
         "(migrated first; use a fresh one). Durations are simulated seconds.",
     ),
+    alerts: Path | None = typer.Option(
+        None,
+        "--alerts",
+        help="Put this file's channels and alerts into the live policy first (of the --virtual "
+        "database, else of VERIFYGUARD_DATABASE_URL: the server's); rules and lists stay.",
+    ),
+    webhook_port: int | None = typer.Option(
+        None,
+        "--webhook-port",
+        help="Receive the alert webhooks on 127.0.0.1:PORT (a channel's url must point there) "
+        "and report when the first alert and containment arrived after each attack began.",
+    ),
+    webhook_secret: str | None = typer.Option(
+        None,
+        "--webhook-secret",
+        help="That channel's secret (whsec_…): every delivery's "
+        "Standard Webhooks signature is checked against it.",
+    ),
 ) -> None:
     """Play Sinch against a running VerifyGuard: labelled legit and fraud attempts, a report."""
+    if (webhook_port is None) != (webhook_secret is None):
+        raise typer.BadParameter("--webhook-port and --webhook-secret go together")
+    hooks = Hooks(webhook_port, webhook_secret) if webhook_port and webhook_secret else None
     attempts = generate(scenario.value, duration=duration, rate=rate, seed=seed)
+    alerting = read_document(alerts) if alerts is not None else None
+    info = RunInfo(scenario.value, seed, duration, rate, 0.0)
     if virtual is not None:
-        _virtual(virtual, attempts, RunInfo(scenario.value, seed, duration, rate, 0.0), as_json)
+        _virtual(virtual, attempts, info, as_json, alerting, hooks)
         return
+    if alerting is not None:
+        _install(alerting)
     target = callback_target(url, key, secret)
     _check_reachable(target.base_url)
     started = time.monotonic()
-    runner = asyncio.run(_play(target, attempts, time_scale=time_scale, concurrency=concurrency))
+    runner = asyncio.run(
+        _play(target, attempts, time_scale=time_scale, concurrency=concurrency, hooks=hooks)
+    )
     if runner.refused:
         typer.secho(f"stopped: {runner.refused}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     tally = runner.tally
-    info = RunInfo(scenario.value, seed, duration, rate, time.monotonic() - started)
-    document = report(tally, info)
-    typer.echo(json.dumps(document) if as_json else render(document))
+    document = report(tally, dataclasses.replace(info, elapsed=time.monotonic() - started))
+    _print(document, attempts, hooks, as_json)
     if tally.total.attempts and tally.total.errors == tally.total.attempts:
         raise typer.Exit(1)
+
+
+@dataclasses.dataclass(slots=True)
+class Hooks:
+    """The webhook receiver a run starts, once its clock is known."""
+
+    port: int
+    secret: str
+    receiver: Receiver | None = None
+
+    def listen(self, clock: Clock) -> Listening:
+        self.receiver = Receiver(secret=self.secret, clock=clock)
+        return Listening(self.receiver, port=self.port)
+
+
+def _install(alerting: Any) -> None:
+    settings = Settings()
+    report_ = run_with_engine(
+        lambda engine: install_alerting(
+            engine, alerting, now=datetime.now(UTC), default_action=settings.default_action
+        )
+    )
+    typer.echo(f"alerts installed: policy version {report_.version}", err=True)
+
+
+def _print(document: Any, attempts: list[Attempt], hooks: Hooks | None, as_json: bool) -> None:
+    received = hooks.receiver if hooks is not None else None
+    timing = (
+        alert_timing(attempts, received.notices, rejected=received.rejected)
+        if received is not None
+        else None
+    )
+    if as_json:
+        typer.echo(json.dumps({**document, **({"alerts": timing} if timing else {})}))
+        return
+    typer.echo(render(document))
+    for name, attack in document.get("attacks", {}).items():
+        typer.echo(
+            f"{name}: denied after its first minute "
+            f"{attack['denied_after_first_minute_pct']}% of {attack['after_first_minute']}, "
+            f"last allowed {attack['last_allowed_after_s']} s after its start"
+        )
+    if timing is not None:
+        typer.echo("\n".join(render_alerts(timing)))
 
 
 def emulate(
@@ -91,14 +169,26 @@ def emulate(
 
 
 async def _play(
-    target: CallbackTarget, attempts: list[Attempt], *, time_scale: float, concurrency: int
+    target: CallbackTarget,
+    attempts: list[Attempt],
+    *,
+    time_scale: float,
+    concurrency: int,
+    hooks: Hooks | None,
 ) -> Runner:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+    origin = [time.monotonic()]
+    async with AsyncExitStack() as stack:
+        if hooks is not None:
+            await stack.enter_async_context(hooks.listen(lambda: time.monotonic() - origin[0]))
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=10, limits=limits))
         runner = Runner(
             client=client, target=target, time_scale=time_scale, concurrency=concurrency
         )
+        origin[0] = time.monotonic()  # the runner's start: attempts' `at` count from here
         await runner.play(attempts, progress=_progress())
+        if hooks is not None:
+            await asyncio.sleep(2)  # the last notifications still on their way
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     return runner
@@ -119,21 +209,29 @@ def _progress() -> Callable[[Tally, float], None]:
     return show
 
 
-def _virtual(database_url: str, attempts: list[Attempt], info: RunInfo, as_json: bool) -> None:
+def _virtual(
+    database_url: str,
+    attempts: list[Attempt],
+    info: RunInfo,
+    as_json: bool,
+    alerting: Any,
+    hooks: Hooks | None,
+) -> None:
     started = time.monotonic()
-    played = asyncio.run(play_virtual(attempts, database_url=database_url))
+    position = Position()
+
+    async def play() -> Any:
+        async with AsyncExitStack() as stack:
+            if hooks is not None:
+                await stack.enter_async_context(hooks.listen(lambda: position.seconds))
+            return await play_virtual(
+                attempts, database_url=database_url, alerting=alerting, position=position
+            )
+
+    played = asyncio.run(play())
     info = dataclasses.replace(info, elapsed=time.monotonic() - started)
     document: dict[str, Any] = {**report(played.tally, info), "attacks": attacks(played.answers)}
-    if as_json:
-        typer.echo(json.dumps(document))
-        return
-    typer.echo(render(report(played.tally, info)))
-    for name, timing in document["attacks"].items():
-        typer.echo(
-            f"{name}: denied after its first minute "
-            f"{timing['denied_after_first_minute_pct']}% of {timing['after_first_minute']}, "
-            f"last allowed {timing['last_allowed_after_s']} s after its start"
-        )
+    _print(document, attempts, hooks, as_json)
 
 
 def _check_reachable(url: str) -> None:

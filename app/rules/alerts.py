@@ -15,7 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from app.rules.conditions import Frozen
 from app.rules.durations import format_duration, parse_duration
 
-Metric = Literal["attempts", "denied", "spend", "unverified", "conversion"]
+# denied_spend: the price of the denied attempts (what the rules saved), in the price currency.
+Metric = Literal["attempts", "denied", "denied_spend", "spend", "unverified", "conversion"]
 AlertKey = Literal["global", "country", "range", "number", "application"]
 ChannelKind = Literal["webhook", "slack"]
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"

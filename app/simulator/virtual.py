@@ -4,9 +4,10 @@ Every event is handed to the intake as a delivery received at its simulated time
 after another in time order: minutes of traffic run in seconds, deterministically, and the
 results arrive at their real delays (8 to 55 s for most users), not compressed. The runtime is
 the one `verifyguard serve` builds, on the given database (migrated first); only the HTTP
-layer and its signature check are left out, and the background baseline refresh runs on
-the virtual clock. For measuring a policy, not latency: the decision deadline is 10 s, and
-the clock runs ahead of the wall clock.
+layer and its signature check are left out, and the background baseline refresh and the
+alert jobs (evaluation, the containment watcher, delivery of the notifications over real
+HTTP) run on the virtual clock, each at its configured interval. For measuring a policy, not
+latency: the decision deadline is 10 s, and the clock runs ahead of the wall clock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from app.main import build_runtime, close_runtime, open_runtime
 from app.services.baselines import refresh_live
 from app.services.intake.deliveries import Delivery
 from app.settings import Settings
+from app.simulator.alerting import install_alerting
 from app.simulator.report import Tally
 from app.simulator.runner import RECEIPT_AFTER
 from app.simulator.scenarios import Attempt
@@ -52,6 +54,13 @@ class Played:
     answers: list[tuple[Attempt, str | None]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Position:
+    """How far into the run the virtual clock is, in seconds (the webhook receiver's clock)."""
+
+    seconds: float = 0.0
+
+
 def virtual_settings(database_url: str, spool_dir: Path) -> Settings:
     return Settings(
         database_url=database_url,
@@ -67,9 +76,15 @@ def virtual_settings(database_url: str, spool_dir: Path) -> Settings:
 
 
 async def play_virtual(
-    attempts: list[Attempt], *, database_url: str, start: datetime | None = None
+    attempts: list[Attempt],
+    *,
+    database_url: str,
+    start: datetime | None = None,
+    alerting: Any = None,
+    position: Position | None = None,
 ) -> Played:
-    """Migrate the database, then play `attempts` from `start` (default: now) on."""
+    """Migrate the database, put `alerting` (channels and alerts) into its policy, then play
+    `attempts` from `start` (default: now) on, advancing `position`."""
     configure_logging(json_logs=False, level="WARNING")
     await asyncio.to_thread(upgrade, database_url)
     with tempfile.TemporaryDirectory() as spool:
@@ -81,22 +96,26 @@ async def play_virtual(
         clock = start or datetime.now(UTC) + AHEAD
         await open_runtime(runtime, now=clock)
         try:
-            return await _play(runtime, attempts, clock, settings.baseline_refresh_seconds)
+            if alerting is not None:
+                await install_alerting(
+                    runtime.engine, alerting, now=clock, default_action=settings.default_action
+                )
+            return await _play(runtime, attempts, clock, position or Position())
         finally:
+            await runtime.alerts.stop()
             await close_runtime(runtime)
 
 
-async def _play(runtime: Any, attempts: list[Attempt], start: datetime, every: float) -> Played:
+async def _play(runtime: Any, attempts: list[Attempt], start: datetime, at: Position) -> Played:
     played = Played()
     queue = [_Event(a.at, i, a, f"v-{i:07d}-{a.number}", "request") for i, a in enumerate(attempts)]
     heapq.heapify(queue)
-    seq, refresh_at = len(queue), every
+    seq = len(queue)
+    jobs = _Jobs(runtime, start)
     while queue:
         event = heapq.heappop(queue)
-        while refresh_at <= event.at:
-            moment = start + timedelta(seconds=refresh_at)
-            await refresh_live(runtime.engine, runtime.policies, runtime.baselines, moment)
-            refresh_at += every
+        await jobs.run_until(event.at, at)
+        at.seconds = event.at
         reply = await runtime.intake.receive(_delivery(event, start))
         if event.kind != "request":
             played.tally.followups_sent += 1
@@ -110,6 +129,38 @@ async def _play(runtime: Any, attempts: list[Attempt], start: datetime, every: f
                 heapq.heappush(queue, follow_up)
             seq += 2
     return played
+
+
+class _Jobs:
+    """The runtime's background jobs, each run at its interval on the virtual clock."""
+
+    def __init__(self, runtime: Any, start: datetime) -> None:
+        settings = runtime.settings
+        self._runtime, self._start = runtime, start
+        self._every = {
+            "baselines": float(settings.baseline_refresh_seconds),
+            "alerts": float(settings.alerts.evaluate_seconds),
+            "containments": float(settings.alerts.containment_poll_seconds),
+            "deliver": float(settings.alerts.delivery_seconds),
+        }
+        self._due = dict(self._every)
+
+    async def run_until(self, seconds: float, at: Position) -> None:
+        while (name := min(self._due, key=self._due.__getitem__)) and self._due[name] <= seconds:
+            at.seconds = self._due[name]
+            await self._run(name, self._start + timedelta(seconds=at.seconds))
+            self._due[name] += self._every[name]
+
+    async def _run(self, name: str, moment: datetime) -> None:
+        runtime = self._runtime
+        if name == "baselines":
+            await refresh_live(runtime.engine, runtime.policies, runtime.baselines, moment)
+        elif name == "alerts":
+            await runtime.alerts.evaluate_once(moment)
+        elif name == "containments":
+            await runtime.alerts.refresh_once(moment)
+        else:
+            await runtime.alerts.deliver_once(moment)
 
 
 def _follow_ups(event: _Event, seq: int) -> list[_Event]:

@@ -1,7 +1,8 @@
 """What alerts observe, read from the stored verifications: one grouped query per window.
 
 Each metric is a sum over the window's rows, grouped by the alert's key (a range is the
-number's leading digits), with the attempts it is taken over.
+number's leading digits), with the attempts it is taken over. Denied counts the rules'
+denials: not the fallback's (an overloaded guard denied those) nor a containment's.
 """
 
 from __future__ import annotations
@@ -41,8 +42,18 @@ def _measure(metric: str) -> tuple[Any, Any]:
     """(the metric's sum, the attempts it is taken over)."""
     allowed = v.c.action == "allow"
     verified = v.c.status == SUCCESSFUL
+    # A fallback answer (a missed deadline, the database away) says nothing about the key; a
+    # contained one was counted by the alert that contained it (one number's abuse must not
+    # go on to fill the range around it).
+    denied = and_(
+        v.c.action == "deny",
+        v.c.decided_by.is_distinct_from("fallback"),
+        v.c.reason.is_distinct_from("contained"),
+    )
     if metric == "denied":
-        return _one(v.c.action == "deny"), func.count()
+        return _one(denied), func.count()
+    if metric == "denied_spend":
+        return _one(denied, func.coalesce(v.c.price_amount, 0.0)), func.count()
     if metric == "spend":
         return _one(allowed, func.coalesce(v.c.price_amount, 0.0)), func.count()
     if metric == "unverified":

@@ -32,6 +32,15 @@ async def test_each_metric_per_key(client: AsyncClient) -> None:
             row(number="+46701230001", price_amount=0.5, status="SUCCESSFUL", **stamp),
             row(number="+46701230002", price_amount=0.25, **stamp),
             row(number="+46701230003", action="deny", price_amount=0.75, **stamp),
+            row(
+                number="+46701230006",
+                action="deny",
+                reason="fallback",
+                decided_by="fallback",
+                price_amount=2.0,
+                **stamp,
+            ),
+            row(number="+46701230007", action="deny", reason="contained", **stamp),
             row(number="+447700900123", country="GB", app_key="App-Two", price_amount=1.0, **stamp),
             row(number="+46701230004", requested_at=NOW - timedelta(minutes=11)),  # too old
             row(number="+46701230005", requested_at=NOW),  # not yet: the window ends at now
@@ -42,19 +51,24 @@ async def test_each_metric_per_key(client: AsyncClient) -> None:
         async def seen(metric: str, key: str, **over: object) -> dict[str, Observation]:
             return await observe(conn, _alert(metric, key, **over), NOW)
 
-        assert await seen("attempts", "global") == {"global": Observation(4, 4)}
+        assert await seen("attempts", "global") == {"global": Observation(6, 6)}
         assert await seen("attempts", "country") == {
-            "SE": Observation(3, 3),
+            "SE": Observation(5, 5),
             "GB": Observation(1, 1),
         }
-        assert (await seen("denied", "range", digits=8))["+46701230"] == Observation(1, 3)
-        assert (await seen("spend", "country"))["SE"] == Observation(0.75, 3)
-        assert (await seen("unverified", "country"))["SE"] == Observation(1, 3)
+        # neither the fallback's denial nor the containment's is counted: no rule denied them
+        assert (await seen("denied", "range", digits=8))["+46701230"] == Observation(1, 5)
+        assert (await seen("spend", "country"))["SE"] == Observation(0.75, 5)
+        assert (await seen("denied_spend", "country"))["SE"] == Observation(0.75, 5)
+        assert (await seen("denied_spend", "country"))["GB"] == Observation(0, 1)
+        assert (await seen("unverified", "country"))["SE"] == Observation(1, 5)
         assert (await seen("conversion", "country"))["SE"] == Observation(0.5, 2)
         assert set(await seen("attempts", "number")) == {
             "+46701230001",
             "+46701230002",
             "+46701230003",
+            "+46701230006",
+            "+46701230007",
             "+447700900123",
         }
         assert set(await seen("attempts", "application")) == {"app-one", "app-two"}
