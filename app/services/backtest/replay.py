@@ -16,6 +16,7 @@ import itertools
 from datetime import datetime
 
 from app.rules.engine import CompiledPolicy, Decision, evaluate
+from app.rules.facts import Facts
 from app.services.aggregates import Aggregator
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
@@ -44,6 +45,8 @@ class Replayer:
         self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
         self._retention = retention
         self._pruned_at: int | None = None
+        # (history id, key) -> (first, last) attempt, seconds since the epoch
+        self._first: dict[tuple[str, str], tuple[float, float]] = {}
 
     async def decide(self, attempt: StoredAttempt) -> Decision:
         """The candidate's decision, the counters then updated as live would have."""
@@ -54,6 +57,8 @@ class Replayer:
         facts = attempt_facts(attempt, aggregates)
         counted = await self._aggregator.observe(None, self.policy, facts)
         aggregates.update(counted.values)
+        if self.policy.histories:
+            aggregates.update(self._first_attempts(facts))
         decision = evaluate(self.policy, facts)
         allowed = decision.action == "allow"
         await counted.finish(None, allowed=allowed)
@@ -62,6 +67,24 @@ class Replayer:
             item = (arrival, next(self._order), counted.attempt.keys, attempt.requested_at)
             heapq.heappush(self._pending, item)
         return decision
+
+    def _first_attempts(self, facts: Facts) -> dict[str, float]:
+        """`min_history`: each key's first attempt in the replay, as the live shell reads it
+        from the stored verifications; a key with no attempt for a whole window starts anew.
+        A first attempt longer ago than the window is kept: it is old enough for any
+        `min_history` (shorter than the window)."""
+        out: dict[str, float] = {}
+        now = facts.now.timestamp()
+        for history in self.policy.histories:
+            key = history.key_value(facts)
+            if key is None:
+                continue
+            first, last = self._first.get((history.id, key), (now, now))
+            if now - last > history.window_seconds:
+                first = now
+            self._first[(history.id, key)] = (first, now)
+            out[history.id] = first
+        return out
 
     async def verified(self, key: str, window_seconds: int, now: datetime) -> float:
         """Successes under a counter key over a window as of `now`, from the replayed history
