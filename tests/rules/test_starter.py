@@ -144,3 +144,13 @@ def test_starter_allowlist_wins_over_everything() -> None:
         type(starter_policy()).model_validate(policy), make_facts(endpoint="+449090901234")
     )
     assert (decision.action, decision.reason) == ("allow", "allowlisted")
+
+
+def test_starter_lets_a_small_expensive_country_through_again() -> None:
+    """Denied attempts do not count: three unverified close it for at most an hour, and
+    three verified in a day open it for good."""
+    assert _country(3, 1, 0.23) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 1, 0.23) == ("allow", None)  # the hour's unverified have left the window
+    assert _country(3, 3, 0.23) == ("allow", None)
+    assert _country(20, 3, 0.23) == ("allow", None)
+    assert _country(21, 3, 0.23) == ("deny", "high-cost-country-unverified")
