@@ -105,6 +105,41 @@ class BaselineSpec:
         return self.counter_key.value(facts)
 
 
+@dataclass(frozen=True, slots=True)
+class HistorySpec:
+    """When a counter key's first attempt within the last `window_seconds` was requested,
+    for a `verified` condition's `min_history`. Kept by the shell with the baselines (no
+    statement on the request path) and handed over in `Facts.aggregates` under `id` as
+    seconds since the epoch; a key left out has no attempt before the last refresh."""
+
+    key: str
+    digits: int | None
+    window_seconds: int
+    counter_key: CounterKey = field(init=False, repr=False, compare=False)
+    # e.g. "first_seen:country:86400"
+    id: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        counter_key = CounterKey(self.key, self.digits)
+        object.__setattr__(self, "counter_key", counter_key)
+        object.__setattr__(self, "id", f"first_seen:{counter_key.name}:{self.window_seconds}")
+
+    def key_value(self, facts: Facts) -> str | None:
+        return self.counter_key.value(facts)
+
+
+def history_spec(condition: Verified) -> HistorySpec:
+    spec = condition.verified
+    return HistorySpec(spec.key, spec.range_digits, spec.window_seconds)
+
+
+def histories_for(condition: Condition) -> Iterator[HistorySpec]:
+    """The first-attempt times a condition tree's `min_history` options read."""
+    for node in walk(condition):
+        if isinstance(node, Verified) and node.verified.min_history is not None:
+            yield history_spec(node)
+
+
 def baseline_spec(keyed: Keyed, limit: AdaptiveLimit) -> BaselineSpec:
     window = None if limit.verified_in is None else limit.window_seconds
     return BaselineSpec(keyed.key, keyed.range_digits, window, limit.same_hour_days)

@@ -258,9 +258,32 @@ class ConversionSpec(Keyed):
 
 class VerifiedSpec(Keyed):
     """Attempts per key that ended SUCCESSFUL over the window, at most `at_most`: a new or
-    dead destination (no real users), where pumping shows first."""
+    dead destination (no real users), where pumping shows first. With `min_history` (e.g.
+    "1m") it holds only once the key's first attempt in the window is at least that old:
+    results take time to arrive, so the first seconds of a busy destination are not judged
+    as never verifying (the shell keeps first-attempt times with the baselines)."""
 
     at_most: int = Field(ge=0)
+    min_history: str | None = None
+
+    @field_validator("min_history", mode="before")
+    @classmethod
+    def _min_history(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | int):
+            raise ValueError("min_history is a duration like '1m' or a number of seconds")
+        return format_duration(parse_duration(value))
+
+    @model_validator(mode="after")
+    def _history_within_window(self) -> VerifiedSpec:
+        if self.min_history is not None and self.min_history_seconds >= self.window_seconds:
+            raise ValueError("min_history must be shorter than the window")
+        return self
+
+    @property
+    def min_history_seconds(self) -> int:
+        return parse_duration(self.min_history) if self.min_history else 0
 
 
 class Velocity(Frozen):

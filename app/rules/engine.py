@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey, baselines_for, specs_for
+from app.rules.aggregates import (
+    AggregateSpec,
+    BaselineSpec,
+    CounterKey,
+    HistorySpec,
+    baselines_for,
+    histories_for,
+    specs_for,
+)
 from app.rules.containment import NONE, Block, Containments, exempt
 from app.rules.decision import ConditionTrace, Decision, RuleMatch, TraceEntry
 from app.rules.facts import Facts, facts_from_json
@@ -70,6 +78,8 @@ class CompiledPolicy:
     # Adaptive limits' baselines, each with the verified count up to which every limit
     # using it is its floor (the shell need not supply keys at or below it).
     baselines: Mapping[BaselineSpec, float]
+    # The first-attempt times `min_history` options read (kept with the baselines).
+    histories: frozenset[HistorySpec]
     # Active containments (kept current by the shell, not by policy changes).
     containments: Containments = NONE
 
@@ -95,6 +105,7 @@ def compile_policy(policy: Policy, *, version: int | str | None = None) -> Compi
         default_action=policy.default_action,
         version=version,
         baselines=baselines,
+        histories=frozenset(h for rule in active for h in histories_for(rule.when)),
     )
 
 

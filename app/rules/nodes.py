@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from app.rules.aggregates import (
     AggregateSpec,
     BaselineSpec,
+    HistorySpec,
     baseline_spec,
     conversion_specs,
+    history_spec,
     velocity_specs,
     verified_spec,
 )
@@ -244,6 +246,52 @@ class AdaptiveNode:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryNode:
+    """A `verified` condition with `min_history`: holds when the verified count is at most
+    its limit and the key's first attempt in the window is at least `min_seconds` old. The
+    first-attempt time arrives in the facts' aggregates; a key without one has no attempt
+    before the shell last looked (it is new: not judged yet)."""
+
+    counted: VelocityNode
+    history: HistorySpec
+    min_seconds: int
+    min_text: str
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        _derive(self, label=f"{self.counted.label}, history >= {self.min_text}")
+
+    def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
+        counted = self.counted
+        value = counted.count(env.facts)
+        age = self.age(env.facts)
+        old = self.old_enough(age)
+        held = self.judge(value, age)
+        shown = "(no count)" if value is None else render(value)
+        since = "no earlier attempt" if age is None else f"first attempt {int(age)}s ago"
+        history = f"{since} {'>=' if old else '<'} min_history {self.min_text}"
+        text = f"{counted.head} {shown} {counted.tail}, {history}: {render(held)}"
+        return _leaf(out, depth, self.label, held, value, counted.max, text)
+
+    def holds(self, env: Env) -> bool:
+        return self.judge(self.counted.count(env.facts), self.age(env.facts))
+
+    def judge(self, value: float | None, age: float | None) -> bool:
+        """The one test both paths (run, with its trace; holds, without) apply."""
+        return value is not None and value <= self.counted.max and self.old_enough(age)
+
+    def old_enough(self, age: float | None) -> bool:
+        return age is not None and age >= self.min_seconds
+
+    def age(self, facts: Facts) -> float | None:
+        """Seconds since the key's first attempt in the window (None: not known yet)."""
+        first = facts.aggregates.get(self.history.id)
+        if first is None or self.history.key_value(facts) is None:
+            return None
+        return max(0.0, facts.now.timestamp() - first)
+
+
+@dataclass(frozen=True, slots=True)
 class ConversionNode:
     """Holds when attempts >= min_attempts and successes / attempts < below."""
 
@@ -329,8 +377,7 @@ def compile_condition(condition: Condition) -> Node:
     if isinstance(condition, Velocity):
         return _velocity(condition)
     if isinstance(condition, Verified):
-        spec_v = condition.verified
-        return VelocityNode(verified_spec(condition), spec_v.at_most, spec_v.window, at_most=True)
+        return _verified(condition)
     attempts, successes = conversion_specs(condition)
     spec_c = condition.conversion
     return ConversionNode(attempts, successes, spec_c.min_attempts, spec_c.below, spec_c.window)
@@ -344,6 +391,14 @@ def _velocity(condition: Velocity) -> Node:
         return VelocityNode(counted, float(spec.max), spec.window, verified)
     node = VelocityNode(counted, spec.limit.floor, spec.window, verified)
     return AdaptiveNode(node, baseline_spec(spec, spec.limit), spec.limit)
+
+
+def _verified(condition: Verified) -> Node:
+    spec = condition.verified
+    node = VelocityNode(verified_spec(condition), spec.at_most, spec.window, at_most=True)
+    if spec.min_history is None:
+        return node
+    return HistoryNode(node, history_spec(condition), spec.min_history_seconds, spec.min_history)
 
 
 def _group(kind: str, items: Sequence[Condition]) -> GroupNode:

@@ -80,19 +80,34 @@ STARTER: dict[str, Any] = {
             "block whose users verify (~85 %) earns room as they do, and one converting at "
             "50 % or better is never held; pumping walks blocks where nobody verifies, which "
             "keep the floor. Denied attempts cannot verify, so they do not count (they would "
-            "hold a busy block shut).",
+            "hold a busy block shut). It also needs the block's conversion in the hour below "
+            "20 %: the verified baseline is refreshed every 30 s, and a block that has just "
+            "become busy converts at 40 % or more once its first results are in.",
             "priority": 50,
             "action": "deny",
             "reason": "range_velocity",
             "when": {
-                "velocity": {
-                    "key": "range",
-                    "drop_last": 3,
-                    "window": "1h",
-                    "measure": "unverified",
-                    "only_allowed": True,
-                    "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
-                }
+                "all": [
+                    {
+                        "velocity": {
+                            "key": "range",
+                            "drop_last": 3,
+                            "window": "1h",
+                            "measure": "unverified",
+                            "only_allowed": True,
+                            "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
+                        }
+                    },
+                    {
+                        "conversion": {
+                            "key": "range",
+                            "drop_last": 3,
+                            "window": "1h",
+                            "min_attempts": 20,
+                            "below": 0.2,
+                        }
+                    },
+                ]
             },
         },
         {
@@ -120,23 +135,34 @@ STARTER: dict[str, Any] = {
         },
         {
             "name": "dead-destination",
-            "description": "A country where nothing verified in the last day: more than 20 "
-            "unverified attempts within an hour. Real users verify within a minute, so "
-            "traffic that never does is pumping, however thinly it is spread over numbers "
-            "and blocks (slow and distributed pumping). 20 leaves room for the seconds "
-            "before the first results of a busy country arrive (a fresh install).",
+            "description": "A country where at most 2 attempts verified in the last day: more "
+            "than 20 allowed attempts within an hour that have not verified. Real users "
+            "verify within a minute, so traffic that never does is pumping, however thinly "
+            "it is spread over numbers and blocks (slow and distributed pumping); pumping "
+            "gets ~1 % verified, so 2 do not make a country alive. Not judged before the "
+            "country's first attempt of the day is a minute old (min_history): a busy "
+            "country's first results take that long. Denied attempts cannot verify, so they "
+            "do not count: a small country that starts verifying is let through again.",
             "priority": 55,
             "action": "deny",
             "reason": "dead_destination",
             "when": {
                 "all": [
-                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "verified": {
+                            "key": "country",
+                            "window": "1d",
+                            "at_most": 2,
+                            "min_history": "1m",
+                        }
+                    },
                     {
                         "velocity": {
                             "key": "country",
                             "window": "1h",
                             "max": 20,
                             "measure": "unverified",
+                            "only_allowed": True,
                         }
                     },
                 ]
@@ -144,22 +170,31 @@ STARTER: dict[str, Any] = {
         },
         {
             "name": "high-cost-dead-destination",
-            "description": "Where an attempt costs 0.20 or more: the same after 2 unverified "
-            "attempts. Slow pumping of a small, expensive country is stopped after a handful; "
-            "its denied attempts cannot verify, so it stays dead.",
+            "description": "Where an attempt costs 0.20 or more: the same after 2 allowed "
+            "unverified attempts. Slow pumping of a small, expensive country is stopped a "
+            "minute after it starts; its denied attempts cannot verify, so it stays dead, and "
+            "a few attempts an hour still get through to let real users show.",
             "priority": 56,
             "action": "deny",
             "reason": "dead_destination",
             "when": {
                 "all": [
                     {"field": "price_amount", "op": "ge", "value": 0.2},
-                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "verified": {
+                            "key": "country",
+                            "window": "1d",
+                            "at_most": 2,
+                            "min_history": "1m",
+                        }
+                    },
                     {
                         "velocity": {
                             "key": "country",
                             "window": "1h",
                             "max": 2,
                             "measure": "unverified",
+                            "only_allowed": True,
                         }
                     },
                 ]
@@ -167,10 +202,11 @@ STARTER: dict[str, Any] = {
         },
         {
             "name": "high-cost-country-unverified",
-            "description": "Where an attempt costs 0.20 or more: unverified attempts within "
-            "an hour to one country above max(20, its verified attempts in 14 days). "
-            "Pumping that gets a few attempts verified is still held to 20 an hour; a "
-            "country whose real users verify earns room as they do.",
+            "description": "Where an attempt costs 0.20 or more: allowed attempts not "
+            "verified within an hour to one country above max(20, its verified attempts in "
+            "14 days). Pumping that gets a few attempts verified is still held to 20 an "
+            "hour; a country whose real users verify earns room as they do. Denied attempts "
+            "do not count: one hammered number must not close its whole country.",
             "priority": 57,
             "action": "deny",
             "reason": "country_velocity",
@@ -182,6 +218,7 @@ STARTER: dict[str, Any] = {
                             "key": "country",
                             "window": "1h",
                             "measure": "unverified",
+                            "only_allowed": True,
                             "limit": {"floor": 20, "factor": 1, "verified_in": "14d"},
                         }
                     },
@@ -212,11 +249,12 @@ STARTER: dict[str, Any] = {
 def starter_policy() -> Policy:
     """A valid policy: allowlist (0), blocklist (1), invalid numbers (10), blocked number
     types (20), price ceiling 0.50 (30), 3 unverified/h per number (40), unverified/h per
-    1,000-number block above max(20, verified in 14d) (50, allowed ones; floor 3 where an attempt
-    costs 0.20 or more, 51), 20 unverified/h to a country with nothing verified in a day (55;
-    2 where an attempt costs 0.20 or more, 56), unverified/h to a country above max(20, verified
-    in 14d) where an attempt costs 0.20 or more (57), and a shadow per-country
-    conversion breaker (60)."""
+    1,000-number block above max(20, verified in 14d) while it converts below 20 % (50,
+    allowed ones; floor 3 where an attempt costs 0.20 or more, 51), 20 allowed unverified/h to
+    a country with at most 2 verified in a day and a minute of history (55; 2 where an attempt
+    costs 0.20 or more, 56), allowed unverified/h to a country above max(20, verified in 14d)
+    where an attempt costs 0.20 or more (57), and a shadow per-country conversion breaker
+    (60)."""
     return Policy.model_validate(STARTER)
 
 

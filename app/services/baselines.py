@@ -1,6 +1,8 @@
 """The verified baselines of adaptive limits, kept in memory and refreshed in the background.
 
 The request path adds no statement for them: `values` is a dictionary look-up per baseline.
+The same refresh keeps, for a `verified` condition's `min_history`, each key's first attempt
+in the condition's window (a key new since the last refresh is not judged yet).
 `refresh` (at startup before serving, then every `VERIFYGUARD_BASELINE_REFRESH_SECONDS`)
 reads, with one statement per baseline of the live policy, every key whose verified count
 can lift a limit above its floor; a key left out has the floor as its limit, exactly. A
@@ -22,16 +24,25 @@ from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts
 from app.services.periodic import every
 from app.services.policy.cache import PolicyCache
-from app.store.baselines import BaselineQuery, last, same_hour, verified_counts
+from app.store.baselines import (
+    BaselineQuery,
+    first_attempts,
+    last,
+    same_hour,
+    verified_counts,
+)
 
 log = structlog.get_logger()
 
 
 class BaselineCache:
-    """Baseline id -> counter key -> verified attempts, for the keys above the threshold."""
+    """Baseline id -> counter key -> verified attempts, for the keys above the threshold;
+    and history id -> counter key -> its first attempt in the window (seconds since the
+    epoch), for `min_history`."""
 
     def __init__(self) -> None:
         self._counts: dict[str, dict[str, int]] = {}
+        self._first: dict[str, dict[str, float]] = {}
         self.refreshed_at: datetime | None = None
 
     def values(self, policy: CompiledPolicy, facts: Facts) -> dict[str, float]:
@@ -45,6 +56,12 @@ class BaselineCache:
             verified = counts.get(key) if key is not None else None
             if verified is not None:
                 out[spec.id] = float(verified)
+        for history in policy.histories:
+            firsts = self._first.get(history.id)
+            key = history.key_value(facts) if firsts else None
+            first = firsts.get(key) if firsts and key is not None else None
+            if first is not None:
+                out[history.id] = first
         return out
 
     async def refresh(self, conn: AsyncConnection, policy: CompiledPolicy, now: datetime) -> None:
@@ -52,12 +69,18 @@ class BaselineCache:
         counts: dict[str, dict[str, int]] = {}
         for spec, above in policy.baselines.items():
             counts[spec.id] = await verified_counts(conn, query(spec, above, now))
+        first: dict[str, dict[str, float]] = {}
+        for history in policy.histories:
+            since = now - timedelta(seconds=history.window_seconds)
+            found = await first_attempts(conn, history.key, history.digits, since, now)
+            first[history.id] = {key: at.timestamp() for key, at in found.items()}
         self._counts = counts
+        self._first = first
         self.refreshed_at = now
-        log.debug("baselines.refreshed", keys={k: len(v) for k, v in counts.items()})
+        log.debug("baselines.refreshed", keys={k: len(v) for k, v in (counts | first).items()})
 
-    def snapshot(self) -> Mapping[str, Mapping[str, int]]:
-        return self._counts
+    def snapshot(self) -> Mapping[str, Mapping[str, float]]:
+        return {**self._counts, **self._first}
 
 
 def query(spec: BaselineSpec, above: float, now: datetime) -> BaselineQuery:

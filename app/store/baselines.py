@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, literal, or_, select
@@ -71,6 +71,28 @@ async def verified_counts(conn: AsyncConnection, query: BaselineQuery) -> dict[s
     )
     rows = await conn.execute(stmt)
     return {row.key: int(row.verified) for row in rows if row.key is not None}
+
+
+async def first_attempts(
+    conn: AsyncConnection, key: str, digits: int | None, since: datetime, now: datetime
+) -> dict[str, datetime]:
+    """Key -> its first attempt requested in [since, now], allowed or denied (for a
+    `verified` condition's `min_history`). Every key with an attempt in the span is listed:
+    one row per country, but one per block for a range key."""
+    v = verifications.c
+    column = key_expression(key, digits).label("key")
+    stmt = (
+        select(column, func.min(v.requested_at).label("first"))
+        .where(v.requested_at >= since, v.requested_at <= now)
+        .group_by(column)
+    )
+    rows = await conn.execute(stmt)
+    return {row.key: _aware(row.first) for row in rows if row.key is not None}
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; the store keeps UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def last(window: timedelta, now: datetime) -> list[tuple[datetime, datetime]]:

@@ -335,3 +335,24 @@ async def test_replayed_verified_counts_are_there_for_baselines() -> None:
     assert replayer.verified("number:+46701234233", 3600, at(5)) == 0
     replayer.arrive(at(10))
     assert replayer.verified("number:+46701234233", 3600, at(10)) == 1
+
+
+def test_replayed_first_attempts_feed_min_history() -> None:
+    """A `verified` condition with `min_history` judges a key only once its first replayed
+    attempt is old enough, and a key silent for a whole window starts anew."""
+    from app.rules.engine import compile_policy
+    from app.rules.model import Policy
+    from app.services.backtest.replay import Replayer
+    from app.store.backtests import StoredAttempt
+
+    dead = {"verified": {"key": "country", "window": "1h", "at_most": 0, "min_history": "1m"}}
+    policy = compile_policy(Policy.model_validate({"rules": [rule("dead", dead)]}))
+    replayer = Replayer(policy, bucket_seconds=60)
+    fields = dict.fromkeys(StoredAttempt.__dataclass_fields__)
+    base = {**fields, "number": "+6777412345", "method": "sms", "action": "allow"}
+    seconds = [0, 59, 60, 60 + 3601, 60 + 3601 + 60]
+    actions = []
+    for i, second in enumerate(seconds):
+        replayed = StoredAttempt(**{**base, "id": f"a{i}", "requested_at": at(seconds=second)})
+        actions.append(replayer.decide(replayed)[0].action)
+    assert actions == ["allow", "allow", "deny", "allow", "deny"]

@@ -199,7 +199,7 @@ def test_values_are_normalised() -> None:
 def test_policy_json_round_trip() -> None:
     policy = starter_policy()
     document = policy.model_dump(mode="json", exclude_none=True)
-    assert document["rules"][6]["when"] == {
+    assert document["rules"][6]["when"]["all"][0] == {
         "velocity": {
             "key": "range",
             "drop_last": 3,
@@ -208,6 +208,9 @@ def test_policy_json_round_trip() -> None:
             "measure": "unverified",
             "only_allowed": True,
         }
+    }
+    assert document["rules"][8]["when"]["all"][0] == {
+        "verified": {"key": "country", "window": "1d", "at_most": 2, "min_history": "1m"}
     }
     assert Policy.model_validate_json(policy.model_dump_json()) == policy
     assert Policy.model_validate(document) == policy

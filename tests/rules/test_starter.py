@@ -75,14 +75,15 @@ def test_starter_gives_a_block_whose_users_verify_room() -> None:
 
 
 def test_starter_holds_a_block_nobody_verifies_to_its_floor() -> None:
-    decision = decide(starter_policy(), make_facts(aggregates=BLOCK))
+    aggregates = BLOCK | {"attempts:range-3:3600": 60.0}
+    decision = decide(starter_policy(), make_facts(aggregates=aggregates))
     assert (decision.action, decision.rule) == ("deny", "range-unverified")
 
 
 def test_starter_holds_high_cost_blocks_to_three_unverified() -> None:
     facts = make_facts(endpoint="+998901234567", price_amount=0.24)
     counts = {"successes:range-3:3600": 0.0, "successes:country:86400": 9.0}
-    counts |= {"attempts:country:3600": 4.0, "successes:country:3600": 0.0}
+    counts |= {"allowed_attempts:country:3600": 3.0, "successes:country:3600": 0.0}
     third = facts.with_aggregates(counts | {"allowed_attempts:range-3:3600": 2})
     fourth = facts.with_aggregates(counts | {"allowed_attempts:range-3:3600": 3})
     assert decide(starter_policy(), third).action == "allow"
@@ -92,10 +93,15 @@ def test_starter_holds_high_cost_blocks_to_three_unverified() -> None:
     )
 
 
-def _country(unverified: float, verified_today: float, price: float) -> tuple[str, str | None]:
+def _country(
+    unverified: float, verified_today: float, price: float, history: float | None = 60
+) -> tuple[str, str | None]:
+    """`unverified` allowed attempts this one included; the first attempt `history` s ago."""
     facts = make_facts(endpoint="+6777412345", price_amount=price)
-    aggregates = {"attempts:country:3600": unverified, "successes:country:3600": 0.0}
+    aggregates = {"allowed_attempts:country:3600": unverified - 1, "successes:country:3600": 0.0}
     aggregates |= {"successes:country:86400": verified_today, "attempts:country:86400": 0.0}
+    if history is not None:
+        aggregates["first_seen:country:86400"] = facts.now.timestamp() - history
     decision = decide(starter_policy(), facts.with_aggregates(aggregates))
     return decision.action, decision.rule
 
@@ -103,14 +109,31 @@ def _country(unverified: float, verified_today: float, price: float) -> tuple[st
 def test_starter_stops_a_destination_nobody_verifies() -> None:
     assert _country(20, 0, 0.1) == ("allow", None)
     assert _country(21, 0, 0.1) == ("deny", "dead-destination")
-    assert _country(21, 1, 0.1) == ("allow", None)
+    assert _country(21, 2, 0.1) == ("deny", "dead-destination")
+    assert _country(21, 3, 0.1) == ("allow", None)
     assert _country(2, 0, 0.38) == ("allow", None)
     assert _country(3, 0, 0.38) == ("deny", "high-cost-dead-destination")
+
+
+def test_starter_does_not_judge_a_destination_in_its_first_minute() -> None:
+    """Results take up to a minute: a busy country's first seconds are not 'never verifies'."""
+    assert _country(50, 0, 0.1, history=59) == ("allow", None)
+    assert _country(50, 0, 0.1, history=None) == ("allow", None)
+    assert _country(3, 0, 0.38, history=59) == ("allow", None)
+    assert _country(3, 0, 0.38, history=60) == ("deny", "high-cost-dead-destination")
 
 
 def test_starter_holds_expensive_countries_to_their_verified_history() -> None:
     assert _country(20, 5, 0.38) == ("allow", None)
     assert _country(21, 5, 0.38) == ("deny", "high-cost-country-unverified")
+
+
+def test_starter_holds_a_block_only_while_it_converts_below_a_fifth() -> None:
+    """A block that has just become busy: its results lag the verified baseline."""
+    ramp = BLOCK | {"attempts:range-3:3600": 60.0}
+    assert decide(starter_policy(), make_facts(aggregates=ramp)).rule == "range-unverified"
+    converting = ramp | {"successes:range-3:3600": 12.0}  # 20 %
+    assert decide(starter_policy(), make_facts(aggregates=converting)).action == "allow"
 
 
 def test_starter_allowlist_wins_over_everything() -> None:
@@ -121,3 +144,13 @@ def test_starter_allowlist_wins_over_everything() -> None:
         type(starter_policy()).model_validate(policy), make_facts(endpoint="+449090901234")
     )
     assert (decision.action, decision.reason) == ("allow", "allowlisted")
+
+
+def test_starter_lets_a_small_expensive_country_through_again() -> None:
+    """Denied attempts do not count: three unverified close it for at most an hour, and
+    three verified in a day open it for good."""
+    assert _country(3, 1, 0.23) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 1, 0.23) == ("allow", None)  # the hour's unverified have left the window
+    assert _country(3, 3, 0.23) == ("allow", None)
+    assert _country(20, 3, 0.23) == ("allow", None)
+    assert _country(21, 3, 0.23) == ("deny", "high-cost-country-unverified")

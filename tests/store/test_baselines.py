@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.rules.aggregates import CounterKey
 from app.rules.facts import derive_facts
 from app.store.base import create_engine
-from app.store.baselines import BaselineQuery, last, same_hour, verified_counts
+from app.store.baselines import (
+    BaselineQuery,
+    first_attempts,
+    last,
+    same_hour,
+    verified_counts,
+)
 from app.store.tables import verifications
 
 NOW = datetime(2026, 12, 3, 14, 30, tzinfo=UTC)
@@ -120,3 +126,27 @@ async def test_same_hour_of_the_last_days(engine: AsyncEngine) -> None:
     query = BaselineQuery("number", None, same_hour(7, NOW), 0)
     async with engine.connect() as conn:
         assert await verified_counts(conn, query) == {f"number:{number}": 3}
+
+
+async def test_first_attempts_per_key_in_the_span_denied_ones_included(
+    engine: AsyncEngine,
+) -> None:
+    """`min_history` reads each key's first attempt, whatever became of it."""
+    since = NOW - timedelta(days=1)
+    await _store(engine, "+46701234567", at=since - timedelta(seconds=1), status="SUCCESSFUL")
+    await _store(engine, "+46701234568", at=NOW - timedelta(hours=3), status="FAIL")
+    await _store(engine, "+46701234569", at=NOW - timedelta(hours=2), status="SUCCESSFUL")
+    await _store(engine, "+447911123456", at=NOW - timedelta(seconds=30), status=None)
+    await _store(engine, "+447911123457", at=NOW, status=None, action="deny")
+    await _store(engine, "+4915123456789", at=NOW + timedelta(seconds=1), status=None)
+    async with engine.connect() as conn:
+        countries = await first_attempts(conn, "country", None, since, NOW)
+        blocks = await first_attempts(conn, "range", -3, since, NOW)
+    assert countries == {
+        "country:SE": NOW - timedelta(hours=3),
+        "country:GG": NOW - timedelta(seconds=30),  # +447911: Guernsey
+    }
+    assert blocks == {
+        "range-3:+46701234": NOW - timedelta(hours=3),
+        "range-3:+447911123": NOW - timedelta(seconds=30),
+    }

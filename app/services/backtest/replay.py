@@ -65,6 +65,8 @@ class Replayer:
         self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
         self._retention = retention
         self._pruned_at: int | None = None
+        # (history id, key) -> (first, last) attempt, seconds since the epoch
+        self._first: dict[tuple[str, str], tuple[float, float]] = {}
 
     def decide(self, attempt: StoredAttempt) -> tuple[Verdict, Facts]:
         """The candidate's verdict and the facts it read, the counters then updated as live
@@ -75,6 +77,8 @@ class Replayer:
         aggregates: dict[str, float] = {}
         facts = attempt_facts(attempt, aggregates)
         counted = self._count(facts, aggregates)
+        if self.policy.histories:
+            aggregates.update(self._first_attempts(facts))
         outcome = verdict(self.policy, facts)
         counters = self.counters
         allowed = outcome.action == "allow"
@@ -107,6 +111,24 @@ class Replayer:
     def explain(self, facts: Facts) -> Decision:
         """The decision with its trace, for facts `decide` returned (the engine is pure)."""
         return evaluate(self.policy, facts)
+
+    def _first_attempts(self, facts: Facts) -> dict[str, float]:
+        """`min_history`: each key's first attempt in the replay, as the live shell reads it
+        from the stored verifications; a key with no attempt for a whole window starts anew.
+        A first attempt longer ago than the window is kept: it is old enough for any
+        `min_history` (shorter than the window)."""
+        out: dict[str, float] = {}
+        now = facts.now.timestamp()
+        for history in self.policy.histories:
+            key = history.key_value(facts)
+            if key is None:
+                continue
+            first, last = self._first.get((history.id, key), (now, now))
+            if now - last > history.window_seconds:
+                first = now
+            self._first[(history.id, key)] = (first, now)
+            out[history.id] = first
+        return out
 
     def verified(self, key: str, window_seconds: int, now: datetime) -> float:
         """Successes under a counter key over a window as of `now`, from the replayed history
