@@ -19,6 +19,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
+    worker_timeout: int = typer.Option(
+        60,
+        min=1,
+        help="Seconds a worker may take to answer its supervisor's health check, start-up "
+        "included, before it is replaced (uvicorn's own 5 s replaced slow-starting or busy "
+        "workers over and over on a loaded host).",
+    ),
 ) -> None:
     """Serve the callback endpoint, the admin and audit APIs and the console."""
     try:
@@ -34,6 +41,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        timeout_worker_healthcheck=worker_timeout,
         log_level="warning",
         access_log=False,
         proxy_headers=True,
