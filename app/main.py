@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 from fastapi import FastAPI
@@ -34,6 +35,7 @@ from app.services.audit import rollup as stats_rollup
 from app.services.backtest.jobs import Defaults as BacktestDefaults
 from app.services.backtest.launcher import Backtests
 from app.services.baselines import BaselineCache
+from app.services.intake.batching import Batcher
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
@@ -44,6 +46,7 @@ from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
 from app.services.resilience.entries import entry_key
+from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
 from app.services.resilience.replay import Store as ReplayStore
@@ -56,6 +59,7 @@ from app.store.group_commit import GroupCommit
 from app.store.held import HeldConnections
 from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
+from app.store.pg_outcomes import Write, Written, write_outcomes
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
@@ -104,6 +108,7 @@ def build_runtime(settings: Settings) -> Runtime:
         credit=None if group else PerRequest(counting),
         policies=policies,
         aggregator=aggregator,
+        batch=_outcome_batch(settings, engine, reporter),
     )
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
@@ -216,6 +221,21 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
         admission.record(size, inner, overhead=max(0.0, seconds - inner))
 
     return GroupCommit(shared.engine, on_batch=on_batch)
+
+
+def _outcome_batch(
+    settings: Settings, engine: AsyncEngine, reporter: Reporter
+) -> Batcher[Write, Written] | None:
+    """PostgreSQL: results and receipts that arrive together share a transaction
+    (store/pg_outcomes.py); SQLite shares its writer's (store/group_commit.py)."""
+    if settings.is_sqlite:
+        return None
+    return Batcher(
+        partial(write_outcomes, engine),
+        name="verifyguard-outcomes",
+        on_batch=reporter.metrics.outcome_batch_size.observe,
+        split=lambda exc: not is_outage(exc),
+    )
 
 
 def _intake(shared: _Shared, *, router: Router, outage: Outage, decisions: Scope) -> Intake:

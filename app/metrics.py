@@ -54,6 +54,12 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=registry,
         )
+        self.outcome_batch_size = Histogram(
+            "verifyguard_outcome_batch_size",
+            "Results and SMS receipts stored together in one transaction (PostgreSQL).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "verifyguard_decision_batch_size",
             "Request events decided together in one transaction (SQLite group commit).",

@@ -9,7 +9,7 @@ event turns out to be a redelivery. The meaning of each change is in store/count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -155,8 +155,22 @@ class Aggregator:
         self, conn: AsyncConnection, policy: CompiledPolicy, verification: Mapping[str, Any]
     ) -> None:
         """Credit a success to the counters of the attempt it belongs to."""
+        await self.succeeded_many(conn, policy, [verification])
+
+    async def succeeded_many(
+        self,
+        conn: AsyncConnection,
+        policy: CompiledPolicy,
+        verifications: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Credit successes, each to the counters of its attempt (one statement on SQL)."""
         if not any(spec.measure == "successes" for spec in policy.aggregates):
             return
+        changes = [self._success(policy, v) for v in verifications]
+        if changes:
+            await self.backend.apply(conn, changes)
+
+    def _success(self, policy: CompiledPolicy, verification: Mapping[str, Any]) -> CounterDeltas:
         facts = derive_facts(
             method=verification["method"] or "",
             endpoint=verification["number"] or "",
@@ -169,8 +183,7 @@ class Aggregator:
             application=verification["app_key"],
             now=verification["requested_at"],
         )
-        change = succeeded(_keys(policy, facts), clock=self.backend.clock, requested_at=facts.now)
-        await self.backend.apply(conn, [change])
+        return succeeded(_keys(policy, facts), clock=self.backend.clock, requested_at=facts.now)
 
     def _attempt(self, policy: CompiledPolicy, facts: Facts) -> tuple[Wanted, Attempt]:
         return plan(policy, facts, self.backend.clock)

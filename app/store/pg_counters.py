@@ -196,12 +196,34 @@ class PgCounters:
         return values
 
 
+_APPLY_SQL = (
+    f"INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[], "
+    + ", ".join(f"${i + 3}::bigint[]" for i in range(len(VALUE_COLUMNS)))
+    + ") ON CONFLICT (key, bucket) DO UPDATE SET "
+    + ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in VALUE_COLUMNS)
+)
+"""Per-row deltas, one row per (key, bucket): one statement text for any set of changes."""
+
+
 async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None:
-    """Apply changes, one statement per bucket."""
-    for bucket in sorted({c.bucket for c in changes}):
-        same = [c for c in changes if c.bucket == bucket and c.keys and any(c.deltas.values())]
-        if same:
-            await _count(conn, same, (), {}, None)
+    """Apply changes, summed per (key, bucket), in one statement (rows in key order, so
+    concurrent appliers lock them in the same order)."""
+    summed: dict[tuple[str, int], dict[str, int]] = {}
+    for change in changes:
+        if not any(change.deltas.values()):
+            continue
+        for key in change.keys:
+            row = summed.setdefault((key, change.bucket), {})
+            for column, delta in change.deltas.items():
+                row[column] = row.get(column, 0) + delta
+    if not summed:
+        return
+    ordered = sorted(summed)
+    args: list[list[Any]] = [[k for k, _ in ordered], [b for _, b in ordered]]
+    args += [[summed[kb].get(c, 0) for kb in ordered] for c in VALUE_COLUMNS]
+    apg = await driver(conn)
+    await apg.execute(_APPLY_SQL, *args)
 
 
 async def _count(

@@ -42,6 +42,7 @@ class Intake:
         self._engine = engine
         self._settings = settings
         # Bound once: the request-event path looks these up on every callback.
+        self._router = router
         self._route = router.route
         self._decide = decider.decide
         self._decider = decider
@@ -95,6 +96,7 @@ class Intake:
         writes still queued (a replay's included)."""
         await self._decider.drain()
         await self._outage.close()
+        await self._router.close()
         await self._decider.close()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.aggregates import Aggregator
+from app.services.intake.batching import Batcher
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row
 from app.services.intake.scope import Scope
@@ -22,6 +24,7 @@ from app.sinch.events import (
     VerificationSmsDeliveredEvent,
 )
 from app.store import inbox, stats_rollup
+from app.store.pg_outcomes import DeliveryWrite, ResultWrite, Write, Written
 from app.store.rows import DeliveryRow, ResultRow, VerificationKeys
 
 log = structlog.get_logger()
@@ -40,6 +43,23 @@ class Outcomes:
     row is not locked for a whole transaction."""
     policies: PolicyCache
     aggregator: Aggregator
+    batch: Batcher[Write, Written] | None = None
+    """On PostgreSQL: results and receipts that arrive together share one transaction and
+    its multi-row statements (store/pg_outcomes.py); their successes are credited together
+    too, after it (`credit`)."""
+    _credits: Batcher[VerificationKeys, None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.batch is not None and self.credit is not None:
+            self._credits = Batcher(
+                self._credit_all, name="verifyguard-credits", split=self.batch.split
+            )
+
+    async def close(self) -> None:
+        """At shutdown, after the last callback: what is queued is written."""
+        for batcher in (self.batch, self._credits):
+            if batcher is not None:
+                await batcher.close()
 
     async def result(self, delivery: Delivery, event: VerificationResultEvent) -> Reply:
         key = f"{RESULT_EVENT}:{event.id}:{event.status}:{event.reason or ''}:{event.source or ''}"
@@ -47,6 +67,14 @@ class Outcomes:
             delivery, 200, event=RESULT_EVENT, verification_id=event.id, dedupe_key=key
         )
         success = event.status == SUCCESSFUL
+        if self.batch is not None:
+            row = result_fields(event, delivery.received_at)
+            written = await self.batch.submit(ResultWrite(claim, row))
+            if not written.stored:
+                return Reply(duplicate=True)
+            if success and _first_success(written.known):
+                await self._credit_later(written.known)
+            return Reply()
 
         async def store(conn: AsyncConnection) -> tuple[bool, VerificationKeys | None]:
             if await inbox.claim_callback(conn, claim) is None:
@@ -71,6 +99,23 @@ class Outcomes:
         policy = await self.policies.current(conn)
         await self.aggregator.succeeded(conn, policy, known)
 
+    async def _credit_later(self, known: VerificationKeys | None) -> None:
+        assert known is not None
+        assert self._credits is not None
+        await self._credits.submit(known)
+
+    async def _credit_all(self, known: Sequence[VerificationKeys]) -> list[None]:
+        """Successes stored together, credited in one statement (autocommit: a hot key's
+        counter row is locked only while it runs)."""
+        assert self.credit is not None
+
+        async def credit(conn: AsyncConnection) -> None:
+            policy = await self.policies.current(conn)
+            await self.aggregator.succeeded_many(conn, policy, known)
+
+        await self.credit.run(credit)
+        return [None] * len(known)
+
     async def delivered(self, delivery: Delivery, event: VerificationSmsDeliveredEvent) -> Reply:
         key = f"{SMS_DELIVERED_EVENT}:{event.id}:{event.sms_result}"
         now = delivery.received_at
@@ -80,6 +125,9 @@ class Outcomes:
         claim = callback_row(
             delivery, 200, event=SMS_DELIVERED_EVENT, verification_id=event.id, dedupe_key=key
         )
+        if self.batch is not None:
+            written = await self.batch.submit(DeliveryWrite(claim, row))
+            return Reply() if written.stored else Reply(duplicate=True)
 
         async def store(conn: AsyncConnection) -> bool:
             if await inbox.claim_callback(conn, claim) is None:

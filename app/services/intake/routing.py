@@ -51,6 +51,10 @@ class Router:
         self._engine = engine
         self._outcomes = outcomes
 
+    async def close(self) -> None:
+        """Write what is queued to be stored (at shutdown, after the last callback)."""
+        await self._outcomes.close()
+
     async def store(self, delivery: Delivery) -> Reply:
         """Store a spooled callback as it would have been stored when it came."""
         route = self.route(delivery)

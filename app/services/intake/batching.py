@@ -1,0 +1,85 @@
+"""Micro-batching: items submitted while a batch is being written form the next batch.
+
+`Batcher.submit(item)` returns the item's outcome once its batch is written. One task
+writes: it takes whatever is queued (a lone item at once, without waiting for company),
+and while that batch is written the next one gathers. So batches grow with the load and add
+no latency when idle. If a batch of several fails as a whole, each item is tried alone, so
+one bad item costs the others nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+Write = Callable[[Sequence[In]], Awaitable[Sequence[Out]]]
+
+
+@dataclass(eq=False, slots=True)
+class Batcher(Generic[In, Out]):
+    write: Write[In, Out]
+    """Writes a batch (one transaction); an outcome per item, in order."""
+    limit: int = 256
+    """Items per batch at most."""
+    name: str = "verifyguard-batcher"
+    on_batch: Callable[[int], None] | None = None
+    split: Callable[[Exception], bool] = lambda exc: True
+    """Whether a failed batch is tried again item by item (not when the database is away)."""
+    _queue: list[tuple[In, asyncio.Future[Out]]] = field(default_factory=list, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def submit(self, item: In) -> Out:
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._writer(), name=self.name)
+        return await future
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        await asyncio.gather(*(future for _, future in self._queue), return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue[: self.limit], self._queue[self.limit :]
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
+        try:
+            outcomes = await self.write([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1 or not self.split(exc):
+                for _, future in batch:
+                    _settle(future, error=exc)
+                return
+            for one in batch:  # alone, so that one failing item fails alone
+                await self._write([one])
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, value=outcome)
+
+
+def _settle(
+    future: asyncio.Future[Out], *, value: Out | None = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]

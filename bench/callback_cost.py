@@ -1,0 +1,204 @@
+"""`python -m bench.callback_cost`: what one callback of each kind costs on PostgreSQL.
+
+One uvicorn worker on a fresh PostgreSQL database; --count request events (closed loop,
+--connections at once), then a delivery receipt for each, then a result for each. Per
+kind and per 1,000 callbacks: statements sent (SQLAlchemy's and the raw asyncpg ones,
+BEGIN and COMMIT included, counted inside the server), transactions committed (the
+database's xact_commit), CPU seconds of the server process and of the PostgreSQL backends
+serving this database (from /proc). CPU seconds do not depend on the machine's load the
+way wall-clock figures do; the wall-clock rate is printed with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from app.simulator.catalog import LEGIT, pick
+from app.sinch import samples
+from app.store.migrate import upgrade
+from bench import procs
+from bench.loadgen import exchange
+from bench.run import ROOT, postgres_database, verifyguard
+from bench.soak import HOST, _signed
+
+COUNTS: Counter[str] = Counter()
+
+
+def counted_app() -> Any:
+    """The app, with every statement it sends counted (a uvicorn factory for this bench)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from starlette.responses import JSONResponse
+
+    from app.main import create_app
+
+    def before(*args: Any) -> None:
+        COUNTS["sqlalchemy"] += 1
+
+    event.listen(Engine, "before_cursor_execute", before)
+    for name in ("execute", "executemany", "fetch", "fetchval", "fetchrow"):
+        _count_calls(asyncpg.Connection, name)
+    app = create_app()
+
+    async def counts(request: Any) -> JSONResponse:
+        return JSONResponse(dict(COUNTS))
+
+    app.add_route("/_bench/counts", counts)
+    return app
+
+
+def _count_calls(cls: Any, name: str) -> None:
+    original = getattr(cls, name)
+
+    async def wrapper(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        word = query.strip().split(None, 1)[0].upper().rstrip(";") if query.strip() else ""
+        COUNTS[word if word in ("BEGIN", "COMMIT", "ROLLBACK") else f"asyncpg.{name}"] += 1
+        return await original(self, query, *args, **kwargs)
+
+    setattr(cls, name, wrapper)
+
+
+async def _get(port: int, path: str) -> dict[str, int]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n".encode())
+    raw = await reader.read()
+    writer.close()
+    return dict(json.loads(raw.split(b"\r\n\r\n", 1)[1]))
+
+
+async def _send_all(port: int, events: list[dict[str, Any]], connections: int) -> int:
+    queue = list(reversed(events))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection(HOST, port)
+        while queue:
+            reply = await exchange(reader, writer, _signed(queue.pop(), port))
+            failures += not reply.startswith(b"200")
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return failures
+
+
+async def _database_state(dsn: str, name: str) -> tuple[int, dict[int, float]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        commits = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", name
+        )
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await conn.close()
+    cpu: dict[int, float] = {}
+    for row in pids:
+        try:
+            cpu[row["pid"]] = procs.cpu_seconds(row["pid"])
+        except OSError:
+            continue
+    return int(commits), cpu
+
+
+async def _phase(
+    kind: str, events: list[dict[str, Any]], port: int, pid: int, dsn: str, connections: int
+) -> dict[str, Any]:
+    name = dsn.rsplit("/", 1)[1]
+    counts0 = await _get(port, "/_bench/counts")
+    await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
+    commits0, backends0 = await _database_state(dsn, name)
+    cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
+    failures = await _send_all(port, events, connections)
+    seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
+    await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
+    commits1, backends1 = await _database_state(dsn, name)
+    counts1 = await _get(port, "/_bench/counts")
+    per = 1000 / len(events)
+    statements = {k: round((v - counts0.get(k, 0)) * per) for k, v in counts1.items()}
+    statements = {k: v for k, v in statements.items() if v}
+    return {
+        "kind": kind,
+        "callbacks": len(events),
+        "failures": failures,
+        "per_second": round(len(events) / seconds),
+        "statements_per_1000": statements,
+        "statements_total_per_1000": sum(statements.values()),
+        # less the bench's own one (its query of pg_stat_activity)
+        "commits_per_1000": round((commits1 - commits0 - 1) * per),
+        "server_cpu_s_per_1000": round((cpu1 - cpu0) * per, 3),
+        "postgres_backend_cpu_s_per_1000": round(procs.cpu_used(backends0, backends1) * per, 3),
+    }
+
+
+def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    rng = random.Random(17)  # noqa: S311 - load shape, not secrets
+    requests, receipts, results = [], [], []
+    for _ in range(count):
+        span = pick(rng, LEGIT)
+        number, ident = span.number(rng), str(uuid.uuid4())
+        requests.append(
+            samples.request_event(number=number, verification_id=ident, price=span.price)
+        )
+        receipts.append(samples.delivered_event(verification_id=ident, number=number))
+        results.append(samples.result_event(verification_id=ident, number=number))
+    return [("request", requests), ("sms_delivered", receipts), ("result", results)]
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with (
+        tempfile.TemporaryDirectory(prefix="vg-cost-") as tmp,
+        postgres_database(args.postgres, prefix=args.db_prefix) as dsn,
+    ):
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        upgrade(url)
+        target = verifyguard(url, "postgres")
+        log = Path(tmp) / "server.log"
+        with procs.uvicorn_server(
+            "bench.callback_cost:counted_app",
+            port=args.port,
+            env=target.env,
+            log=log,
+            cwd=Path(tmp),
+            app_dir=ROOT,
+        ) as server:
+            warm = _events(200)
+            for _, events in warm:
+                asyncio.run(_send_all(args.port, events, args.connections))
+            return [
+                asyncio.run(_phase(kind, events, args.port, server.pid, dsn, args.connections))
+                for kind, events in _events(args.count)
+            ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--db-prefix", default="vg_bench_")
+    parser.add_argument("--port", type=int, default=procs.free_port())
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args(argv)
+    rows = run(args)
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
