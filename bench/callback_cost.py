@@ -57,7 +57,29 @@ def counted_app() -> Any:
         return JSONResponse(dict(COUNTS))
 
     app.add_route("/_bench/counts", counts)
+    if os.environ.get("BENCH_PROFILE"):
+        _profiled(app, Path(os.environ["BENCH_PROFILE"]))
     return app
+
+
+def _profiled(app: Any, path: Path) -> None:
+    """cProfile over the event loop's thread; GET /_bench/profile writes its stats."""
+    import cProfile
+
+    from starlette.responses import JSONResponse
+
+    current = [cProfile.Profile()]
+    current[0].enable()
+
+    async def dump(request: Any) -> JSONResponse:
+        """The stats since the last call, written to `path`; a new profile starts."""
+        current[0].disable()
+        current[0].dump_stats(path)
+        current[0] = cProfile.Profile()
+        current[0].enable()
+        return JSONResponse({})
+
+    app.add_route("/_bench/profile", dump)
 
 
 def _count_calls(cls: Any, name: str) -> None:
@@ -117,10 +139,18 @@ async def _database_state(dsn: str, name: str) -> tuple[int, dict[int, float]]:
 
 
 async def _phase(
-    kind: str, events: list[dict[str, Any]], port: int, pid: int, dsn: str, connections: int
+    kind: str,
+    events: list[dict[str, Any]],
+    port: int,
+    pid: int,
+    dsn: str,
+    connections: int,
+    profile: str = "",
 ) -> dict[str, Any]:
     name = dsn.rsplit("/", 1)[1]
     counts0 = await _get(port, "/_bench/counts")
+    if profile:
+        await _get(port, "/_bench/profile")
     await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
     commits0, backends0 = await _database_state(dsn, name)
     cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
@@ -129,6 +159,9 @@ async def _phase(
     await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
     commits1, backends1 = await _database_state(dsn, name)
     counts1 = await _get(port, "/_bench/counts")
+    if profile:
+        await _get(port, "/_bench/profile")
+        os.replace(profile, f"{profile}.{kind}")
     per = 1000 / len(events)
     statements = {k: round((v - counts0.get(k, 0)) * per) for k, v in counts1.items()}
     statements = {k: v for k, v in statements.items() if v}
@@ -172,7 +205,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         with procs.uvicorn_server(
             "bench.callback_cost:counted_app",
             port=args.port,
-            env=target.env,
+            env={**target.env, "BENCH_PROFILE": args.profile} if args.profile else target.env,
             log=log,
             cwd=Path(tmp),
             app_dir=ROOT,
@@ -181,7 +214,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for _, events in warm:
                 asyncio.run(_send_all(args.port, events, args.connections))
             return [
-                asyncio.run(_phase(kind, events, args.port, server.pid, dsn, args.connections))
+                asyncio.run(
+                    _phase(kind, events, args.port, server.pid, dsn, args.connections, args.profile)
+                )
                 for kind, events in _events(args.count)
             ]
 
@@ -193,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=procs.free_port())
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--profile", default="", help="cProfile stats to this path (.kind)")
     args = parser.parse_args(argv)
     rows = run(args)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)

@@ -251,17 +251,18 @@ def render(
 def soak(args: argparse.Namespace) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="vg-soak-") as tmp,
-        postgres_database(args.postgres) as dsn,
+        postgres_database(args.postgres, prefix=args.db_prefix) as dsn,
     ):
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         target = verifyguard(url, "postgres")
-        port, workdir = procs.free_port(), Path(tmp)
+        port, workdir = args.port or procs.free_port(), Path(tmp)
         log = workdir / "soak-server.log"
         print(f"… soak: {args.minutes} min at {args.rate:g} request events/s", file=sys.stderr)
         with procs.uvicorn_server(
             target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
         ) as server:
+            cpu = procs.cpu_seconds(server.pid)
             run = asyncio.run(
                 drive(
                     port,
@@ -272,11 +273,15 @@ def soak(args: argparse.Namespace) -> int:
                     drain_seconds=args.drain_seconds,
                 )
             )
+            cpu = procs.cpu_seconds(server.pid) - cpu
         stored = asyncio.run(_stored(dsn))  # once the server has stopped, its writes done
         rows = [minute.row(i) for i, minute in enumerate(run.minutes)]
         checks = verdicts(rows, run.sent, stored)
         checks["the server kept up (nothing left unsent)"] = run.unsent == 0
         stored["unsent"] = run.unsent
+        # Load-independent: the server's CPU seconds per 1,000 callbacks sent.
+        per_1000 = 1000 * cpu / max(1, sum(run.sent.values()))
+        print(f"server CPU: {per_1000:.3f} s per 1,000 callbacks", file=sys.stderr)
         if args.json:
             print(
                 json.dumps({"minutes": rows, "sent": run.sent, "stored": stored, "checks": checks})
@@ -289,6 +294,8 @@ def soak(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--db-prefix", default="vg_bench_", help="of the database created")
+    parser.add_argument("--port", type=int, default=0, help="the server's (0: a free one)")
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--rate", type=float, default=300.0, help="request events per second")
     parser.add_argument("--connections", type=int, default=64)

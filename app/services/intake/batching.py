@@ -32,6 +32,7 @@ class Batcher(Generic[In, Out]):
     _queue: list[tuple[In, asyncio.Future[Out]]] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _writing: list[asyncio.Future[Out]] = field(default_factory=list, init=False)
 
     async def submit(self, item: In) -> Out:
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
@@ -42,8 +43,9 @@ class Batcher(Generic[In, Out]):
         return await future
 
     async def close(self) -> None:
-        """Finish what is queued, then stop."""
-        await asyncio.gather(*(future for _, future in self._queue), return_exceptions=True)
+        """Finish what is being written and what is queued, then stop."""
+        waiting = [*self._writing, *(future for _, future in self._queue)]
+        await asyncio.gather(*waiting, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -55,7 +57,9 @@ class Batcher(Generic[In, Out]):
             self._wakeup.clear()
             while self._queue:
                 batch, self._queue = self._queue[: self.limit], self._queue[self.limit :]
+                self._writing = [future for _, future in batch]
                 await self._write(batch)
+                self._writing = []
 
     async def _write(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         if self.on_batch is not None:
