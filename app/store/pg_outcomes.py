@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -70,7 +70,10 @@ class Written:
 
 
 def _array(table: Table, column: str) -> str:
-    return f"{table.c[column].type.compile(dialect=_PG)}[]"
+    """The parameter's array type. Strings go as text: an explicit cast to varchar(n) would
+    cut a value that is too long, where storing it fails, as through SQLAlchemy."""
+    kind = table.c[column].type
+    return "text[]" if isinstance(kind, String) else f"{kind.compile(dialect=_PG)}[]"
 
 
 def _unnest(table: Table, names: Sequence[str], first: int = 1) -> str:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from prometheus_client import Metric
 from sqlalchemy import func, select
 
 from app.rules.model import Policy
+from app.services.intake.batching import Batcher
 from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.models import CallbackRow, VerificationRow
-from app.store.pg_outcomes import DeliveryWrite, ResultWrite, write_outcomes
+from app.store.pg_outcomes import DeliveryWrite, ResultWrite, Write, Written, write_outcomes
 from app.store.rows import CallbackClaim, DeliveryRow, ResultRow
 from tests.support import SinchSender
 
@@ -186,3 +188,28 @@ async def test_one_batch_keeps_arrival_order_per_verification(
             )
         ).one()
     assert tuple(row) == ("FAIL", "Successful")
+
+
+async def test_a_row_that_cannot_be_stored_fails_alone_in_its_batch(
+    guard: SinchSender, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        return
+    engine, now = _runtime(guard).engine, datetime.now(UTC)
+    batcher: Batcher[Write, Written] = Batcher(partial(write_outcomes, engine))
+    ids = [samples.new_verification_id() for _ in range(3)]
+    results = [_result(ident, "FAIL", now) for ident in ids]
+    results[1].status_reason = "x" * 300  # longer than the column: not cut, refused
+    writes = [
+        ResultWrite(_claim(ident, f"r:{ident}", now), result)
+        for ident, result in zip(ids, results, strict=True)
+    ]
+    outcomes = await asyncio.gather(*(batcher.submit(w) for w in writes), return_exceptions=True)
+    await batcher.close()
+    assert isinstance(outcomes[1], Exception)
+    assert [o.stored for o in (outcomes[0], outcomes[2])] == [True, True]  # type: ignore[union-attr]
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(select(VerificationRow.id).where(VerificationRow.id.in_(ids)))
+        ).scalars()
+        assert set(stored) == {ids[0], ids[2]}
