@@ -150,7 +150,9 @@ async def _claim(apg: Any, writes: Sequence[Write]) -> list[int]:
     for i, write in enumerate(writes):
         first.setdefault(write.claim.dedupe_key, i)
     unique = sorted(first.values())
-    rows = [params(writes[i].claim) for i in unique]
+    # In key order (as the rows of each upsert below in id order): two workers' batches
+    # then take their row locks in the same order rather than deadlock.
+    rows = sorted((params(writes[i].claim) for i in unique), key=lambda r: str(r["dedupe_key"]))
     args = [[row[c] for row in rows] for c in CLAIM_COLUMNS]
     keys = {r["dedupe_key"] for r in await apg.fetch(_claim_sql(), *args)}
     return [i for i in unique if writes[i].claim.dedupe_key in keys]
@@ -172,7 +174,8 @@ def _rounds(writes: Sequence[Write], claimed: Sequence[int]) -> list[list[int]]:
 
 async def _store_round(apg: Any, writes: list[Write], out: list[Written]) -> None:
     results = [(w.row, o) for w, o in zip(writes, out, strict=True) if isinstance(w, ResultWrite)]
-    deliveries = [w.row for w in writes if isinstance(w, DeliveryWrite)]
+    results.sort(key=lambda pair: pair[0].id)
+    deliveries = sorted((w.row for w in writes if isinstance(w, DeliveryWrite)), key=_id)
     if results:
         rows = [params(row) for row, _ in results]
         args = [[row[c] for row in rows] for c in RESULT_COLUMNS]
@@ -184,6 +187,10 @@ async def _store_round(apg: Any, writes: list[Write], out: list[Written]) -> Non
     if deliveries:
         rows = [params(row) for row in deliveries]
         await apg.execute(_delivery_sql(), *[[row[c] for row in rows] for c in DELIVERY_COLUMNS])
+
+
+def _id(row: DeliveryRow) -> str:
+    return row.id
 
 
 async def _mark_late(apg: Any, out: Sequence[Written], now: datetime | None = None) -> None:
