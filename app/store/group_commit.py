@@ -22,6 +22,11 @@ one COMMIT for all. No result is released before that commit.
 SQLAlchemy connection over the same sqlite3 connection, so every `await` in it completes
 without suspending. Work that does suspend (it awaited something else) fails with
 `Suspended` and is rolled back; nothing on the request path does.
+
+What every work of a batch would read alike is read once: the batch holds the write lock,
+so nothing changes it meanwhile. `prologue` (the composition root's: the policy version)
+runs after BEGIN IMMEDIATE when the batch has work queued with `run_primed`, and its value
+is handed to each such work as its second argument.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sqlalchemy.pool import StaticPool
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
+PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
 
 
@@ -78,8 +84,9 @@ def drive(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @dataclass(slots=True)
 class _Job:
-    work: Work
+    work: PrimedWork
     future: asyncio.Future[Any]
+    primed: bool
 
 
 @dataclass(slots=True)
@@ -95,6 +102,8 @@ class GroupCommit:
     engine: AsyncEngine
     on_batch: Callable[[int, float, float], None] | None = None
     """(size, seconds on the writer's thread, seconds in all): for metrics and admission."""
+    prologue: Work | None = None
+    """Read once per batch for the works queued with `run_primed` (see the module docstring)."""
     _queue: list[_Job] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -102,8 +111,17 @@ class GroupCommit:
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work`'s result (or exception) once its transaction committed (or rolled back)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(work, future))
+        result: T = await self._enqueue(lambda conn, _primed: work(conn), primed=False)
+        return result
+
+    async def run_primed(self, work: Callable[[AsyncConnection, Any], Awaitable[T]]) -> T:
+        """As `run`, with the batch's `prologue` value as `work`'s second argument."""
+        result: T = await self._enqueue(work, primed=True)
+        return result
+
+    async def _enqueue(self, work: PrimedWork, *, primed: bool) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(work, future, primed))
         self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._writer(), name="verifyguard-group-commit")
@@ -132,8 +150,9 @@ class GroupCommit:
             async with self.engine.connect() as conn:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
                 sync = self._engine_over(driver._conn)  # the sqlite3 connection: see below
+                prologue = self.prologue if any(j.primed for j in batch) else None
                 inner, outcomes = await _run_on_thread(
-                    driver, _run_batch, sync, [j.work for j in batch]
+                    driver, _run_batch, sync, prologue, [j.work for j in batch]
                 )
         except Exception as exc:  # the transaction failed as a whole: nothing is stored
             outcomes = [_Outcome(error=exc)] * len(batch)
@@ -171,18 +190,21 @@ async def _run_on_thread(driver: Any, function: Callable[..., T], *args: Any) ->
     return result
 
 
-def _run_batch(engine: Engine, works: list[Work]) -> tuple[float, list[_Outcome]]:
-    """One transaction: each work in its own savepoint, in order; one commit. Also the
-    seconds it took."""
+def _run_batch(
+    engine: Engine, prologue: Work | None, works: list[PrimedWork]
+) -> tuple[float, list[_Outcome]]:
+    """One transaction: the prologue, then each work in its own savepoint, in order; one
+    commit. Also the seconds it took."""
     started = time.perf_counter()
     outcomes: list[_Outcome] = []
     with engine.connect() as sync:
         sync.exec_driver_sql("BEGIN IMMEDIATE")
         conn = cast(AsyncConnection, ThreadConnection(sync))
+        primed = drive(_awaited(prologue(conn))) if prologue is not None else None
         for work in works:
             savepoint = sync.begin_nested()
             try:
-                value = drive(_awaited(work(conn)))
+                value = drive(_awaited(work(conn, primed)))
             except Exception as exc:
                 savepoint.rollback()
                 outcomes.append(_Outcome(error=exc))
