@@ -46,6 +46,7 @@ T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
+HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
 
 
 class Suspended(RuntimeError):
@@ -140,24 +141,46 @@ class GroupCommit:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-                await self._commit(batch)
+                await self._drain()
+                await asyncio.sleep(0)  # a turn for whoever waits for the pool's connection
 
-    async def _commit(self, batch: list[_Job]) -> None:
-        started = time.perf_counter()
-        inner = 0.0
+    async def _drain(self) -> None:
+        """Batches back to back on one checked-out connection, for up to HOLD seconds: each
+        batch is then one hop to the writer's thread and back, where checking the
+        connection out and in (its reset is a ROLLBACK on that thread) added another, and
+        answers waited for it. Under load every hop waits for a turn of a busy event loop."""
+        until = time.perf_counter() + HOLD
+        batch = self._take()
         try:
             async with self.engine.connect() as conn:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
                 sync = self._engine_over(driver._conn)  # the sqlite3 connection: see below
-                prologue = self.prologue if any(j.primed for j in batch) else None
-                inner, outcomes = await _run_on_thread(
-                    driver, _run_batch, sync, prologue, [j.work for j in batch]
-                )
+                while batch:
+                    await self._commit(driver, sync, batch)
+                    batch = self._take() if time.perf_counter() < until else []
+        except Exception as exc:  # no connection: nothing of this batch is stored
+            self._settle(batch, [_Outcome(error=exc)] * len(batch))
+
+    def _take(self) -> list[_Job]:
+        batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+        return batch
+
+    async def _commit(self, driver: Any, sync: Engine, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        inner = 0.0
+        prologue = self.prologue if any(j.primed for j in batch) else None
+        try:
+            inner, outcomes = await _run_on_thread(
+                driver, _run_batch, sync, prologue, [j.work for j in batch]
+            )
         except Exception as exc:  # the transaction failed as a whole: nothing is stored
             outcomes = [_Outcome(error=exc)] * len(batch)
         if self.on_batch is not None:
             self.on_batch(len(batch), inner, time.perf_counter() - started)
+        self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[_Job], outcomes: list[_Outcome]) -> None:
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.future.done():
                 continue

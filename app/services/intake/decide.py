@@ -73,12 +73,13 @@ class Decider:
         # The deadline runs from receipt: time spent queueing before this point counts.
         queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
         budget = self.outage.budget - max(0.0, queued)
-        if not self.admission.admit(budget):  # see services/admission.py
+        ticket = self.admission.admit(budget)  # see services/admission.py
+        if ticket is None:
             facts = _facts(event, delivery)
             return await self.outage.fallback(delivery, event, facts, started, cause="overload")
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
-        work.add_done_callback(self.admission.release)
+        work.add_done_callback(lambda _: self.admission.release(ticket))
         try:
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
