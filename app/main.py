@@ -41,7 +41,7 @@ from app.services.intake.dispatch import Intake
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
-from app.services.intake.scope import PerRequest, Scope, Transactional
+from app.services.intake.scope import Batched, Decisions, PerRequest, Transactional
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
@@ -60,6 +60,7 @@ from app.store.held import HeldConnections
 from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
 from app.store.pg_outcomes import Write, Written, write_outcomes
+from app.store.policy import policy_version
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
@@ -124,7 +125,10 @@ def build_runtime(settings: Settings) -> Runtime:
         policies=policies,
         aggregator=aggregator,
         intake=_intake(
-            shared, router=router, outage=outage, decisions=group or PerRequest(counting)
+            shared,
+            router=router,
+            outage=outage,
+            decisions=Batched(group) if group else PerRequest(counting),
         ),
         outage=outage,
         metrics=shared.reporter.metrics,
@@ -220,7 +224,7 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
         batch_size.observe(size)
         admission.record(size, inner, overhead=max(0.0, seconds - inner))
 
-    return GroupCommit(shared.engine, on_batch=on_batch)
+    return GroupCommit(shared.engine, on_batch=on_batch, prologue=policy_version)
 
 
 def _outcome_batch(
@@ -238,7 +242,7 @@ def _outcome_batch(
     )
 
 
-def _intake(shared: _Shared, *, router: Router, outage: Outage, decisions: Scope) -> Intake:
+def _intake(shared: _Shared, *, router: Router, outage: Outage, decisions: Decisions) -> Intake:
     decider = Decider(
         scope=decisions,
         settings=shared.settings,

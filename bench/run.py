@@ -86,7 +86,7 @@ def measure(
 ) -> dict[str, Any]:
     """One phase against a freshly started server: closed loop if `rate` is 0. For
     VerifyGuard, also how many answers were the fallback (from its /metrics)."""
-    port = procs.free_port()
+    port = args.port or procs.free_port()
     mark = "-console" if target.console else ""
     name = f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}"
     log = workdir / f"{name}.log"
@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the app of another checkout (a same-run comparison with a former version)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument(
+        "--port", type=int, default=0, help="serve on this port (default: any free one)"
+    )
     args = parser.parse_args(argv)
     rows = bench(args)
     print(json.dumps(rows, indent=2) if args.json else render(rows))

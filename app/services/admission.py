@@ -15,22 +15,46 @@ for its share of those ahead of it. A request that would not make its budget get
 fallback now, for the cost of answering; the rest are decided within their deadline; and
 the moment the load drops, nothing is shed. Replay of the spool yields while decisions
 queue (`pressed`), so the fallback's write-back never competes with live requests.
+
+The estimate must not shut the gate on itself. It did ("lock-in", docs/operations.md): one
+stalled batch raised the moving averages, every request but one in flight was shed, the
+shed answers — quick, so a closed loop sends the next at once — kept the event loop busy,
+every later batch of one waited that long for its turns, and those samples kept the
+estimate up long after the stall. Two things break that loop: the estimates are means over
+the last `WINDOW` batches leaving out the largest (one stall moves neither), and what
+admitted decisions actually took overrules the model: a decision admitted although the
+model said no (`Ticket.probe`) that finished well within its budget proves more can be in
+flight (`proven` grows by one per round of them); one that finished late halves it.
+`proven` only grows while the model is the one shedding, so it never admits past a model
+that is right for long: its probes are late, and it halves.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.aggregates import Counting
 
 HEADROOM = 0.8  # of the budget a queue may fill: the rest absorbs the estimate's error
-ALPHA = 0.1  # weight of the newest sample in the moving averages (means: a queue's wait is
-# a sum of holds, so their mean matters, not their spread)
+WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a sum of holds,
+# so their mean matters, not their spread — less the largest one, a stall's)
+PROOF = 0.5  # of its budget a probe took at most to prove one more can be in flight
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An admitted decision: its budget, when it started, and whether only `proven` let it in."""
+
+    budget: float
+    started: float
+    probe: bool
 
 
 class Admission:
@@ -40,25 +64,37 @@ class Admission:
         self.lanes = lanes
         self.hold = hold
         self.overhead = 0.0  # a batch's fixed cost (group commit), paid by the current and the next
+        self.proven = float(lanes)  # in flight at once that recently finished on time
         self.in_flight = 0
+        self._holds: deque[float] = deque([hold], maxlen=WINDOW)
+        self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
         self._shed_at = float("-inf")
 
-    def admit(self, budget: float) -> bool:
-        """Whether a decision started now would finish within `budget` seconds; if so it
-        is in flight until `release` (late work included)."""
-        # A free lane means no queue to wait in: always worth trying (and the estimate is
-        # renewed by it, so a stale, high one cannot shut the gate for good).
+    def admit(self, budget: float) -> Ticket | None:
+        """A ticket if a decision started now would finish within `budget` seconds (it is in
+        flight until `release`, late work included); None: answer with the fallback now."""
         rounds = self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
-        if self.in_flight < self.lanes or expected <= budget * HEADROOM:
+        fits = expected <= budget * HEADROOM
+        # Fewer in flight than have lately finished on time (at least a free lane: no queue
+        # to wait in) is always worth trying, and tells whether the estimate is stale.
+        if fits or self.in_flight < self.proven:
             self.in_flight += 1
-            return True
+            return Ticket(budget, time.perf_counter(), probe=not fits)
         self._shed_at = time.monotonic()
-        return False
+        return None
 
-    def release(self, _done: object = None) -> None:
-        """An admitted decision's work ended (a done-callback of its task)."""
+    def release(self, ticket: Ticket | None = None, *, now: float | None = None) -> None:
+        """An admitted decision's work ended (late work included); with its ticket, what it
+        took tells whether `proven` grows (a probe on time) or halves (late)."""
         self.in_flight -= 1
+        if ticket is None:
+            return
+        took = (time.perf_counter() if now is None else now) - ticket.started
+        if took > ticket.budget:
+            self.proven = max(float(self.lanes), self.proven / 2)
+        elif ticket.probe and took <= ticket.budget * PROOF:
+            self.proven += 1.0 / self.proven  # one more per round of `proven` on time
 
     @property
     def pressed(self) -> bool:
@@ -85,5 +121,14 @@ class Admission:
     def record(self, decisions: int, seconds: float, *, overhead: float = 0.0) -> None:
         """`decisions` held a lane for `seconds` one after another; a batch of them also
         cost `overhead` (the hops to and from the writer's thread: whatever its size)."""
-        self.hold += ALPHA * (seconds / decisions - self.hold)
-        self.overhead += ALPHA * (overhead - self.overhead)
+        self._holds.append(seconds / decisions)
+        self._overheads.append(overhead)
+        self.hold = _mean_but_largest(self._holds)
+        self.overhead = _mean_but_largest(self._overheads)
+
+
+def _mean_but_largest(samples: deque[float]) -> float:
+    """The mean of `samples` without the largest one (the first is the initial guess)."""
+    if len(samples) == 1:
+        return samples[0]
+    return (sum(samples) - max(samples)) / (len(samples) - 1)

@@ -117,27 +117,33 @@ class Aggregator:
         return Counted(self.backend, policy, attempt, spec_values(wanted, raw, attempt))
 
     async def observe_live(
-        self, conn: AsyncConnection, policies: PolicyCache, facts: Facts
+        self,
+        conn: AsyncConnection,
+        policies: PolicyCache,
+        facts: Facts,
+        *,
+        version: int | None = None,
     ) -> Counted:
         """`observe` under the live policy.
 
-        Where the counters live beside the policy, the attempt is counted under the policy
-        compiled last only if that is still the current version, read by the counting
-        statement itself (on PostgreSQL a request saves a round trip); after a change, the
-        policy is reloaded and counted under.
+        `version`, when given, is the live version as the caller's transaction read it: the
+        policy compiled last is counted under if it is that one. Otherwise, where the
+        counters live beside the policy, only if that is still the current version, read
+        by the counting statement itself (on PostgreSQL a request saves a round trip).
+        After a change, the policy is reloaded and counted under.
         """
         cached = policies.loaded
-        if (
-            cached is not None
-            and isinstance(cached.version, int)
-            and self.backend.capabilities.checks_policy_version
-        ):
-            wanted, attempt = self._attempt(cached, facts)
-            reads = Reads(list(wanted), facts.now)
-            raw = await self.backend.observe(conn, attempt.counted(), reads, version=cached.version)
-            if raw is not None:
-                return Counted(self.backend, cached, attempt, spec_values(wanted, raw, attempt))
-        policy = await policies.current(conn)
+        if cached is not None and isinstance(cached.version, int):
+            checks = self.backend.capabilities.checks_policy_version
+            if version == cached.version or (version is None and checks):
+                wanted, attempt = self._attempt(cached, facts)
+                reads = Reads(list(wanted), facts.now)
+                check = cached.version if version is None else None  # None: known live
+                raw = await self.backend.observe(conn, attempt.counted(), reads, version=check)
+                if raw is not None:
+                    values = spec_values(wanted, raw, attempt)
+                    return Counted(self.backend, cached, attempt, values)
+        policy = await policies.current(conn, version=version)
         return await self.observe(conn, policy, facts)
 
     async def peek(

@@ -14,7 +14,6 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
-from app.store.group_commit import ThreadConnection
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
 from app.store.policy_rows import LoadedPolicy, PolicyEntry, PolicyList, RuleRevision, StoredRule
 
@@ -27,18 +26,10 @@ entries = cast(Table, ListEntryRow.__table__)
 async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> int:
     if conn.dialect.name == "postgresql" and not for_update:
         return await pg_fastpath.policy_version(conn)
-    # In a group commit batch on SQLite (store/group_commit.py), read once per batch: each
-    # decision checked it, one of its ten statements (tests/store/test_group_commit.py).
-    memo = conn.batch_memo if isinstance(conn, ThreadConnection) else None
-    if memo is not None and "policy_version" in memo:
-        return int(memo["policy_version"])
     stmt = select(state.c.version).where(state.c.id == 1)
     if for_update:
         stmt = stmt.with_for_update()
-    version = int((await conn.execute(stmt)).scalar_one())
-    if memo is not None:
-        memo["policy_version"] = version
-    return version
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | None) -> int:
@@ -49,10 +40,7 @@ async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | Non
         .values(version=state.c.version + 1, updated_at=now, updated_by=actor)
         .returning(state.c.version)
     )
-    version = int((await conn.execute(stmt)).scalar_one())
-    if isinstance(conn, ThreadConnection):
-        conn.batch_memo.pop("policy_version", None)
-    return version
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:

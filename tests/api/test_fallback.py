@@ -140,9 +140,9 @@ async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
         observed: list[str] = []
         real = runtime.aggregator.observe_live
 
-        async def spy(conn: Any, policies: Any, facts: Any) -> Any:
+        async def spy(conn: Any, policies: Any, facts: Any, **options: Any) -> Any:
             observed.append(str(facts.number))
-            return await real(conn, policies, facts)
+            return await real(conn, policies, facts, **options)
 
         runtime.aggregator.observe_live = spy
         events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]

@@ -103,6 +103,34 @@ async def test_a_failing_work_is_rolled_back_alone(sqlite: AsyncEngine) -> None:
     assert stored == 2
 
 
+async def test_a_work_failing_before_it_wrote_costs_the_others_nothing(
+    sqlite: AsyncEngine,
+) -> None:
+    """Without savepoints first: only a work that fails after writing makes the batch run
+    again (with one savepoint each); one that fails before any statement does not."""
+    runs: list[str] = []
+    group = GroupCommit(sqlite)
+
+    async def counted(conn: AsyncConnection, name: str) -> int:
+        runs.append(name)
+        return await _add(conn, "d")
+
+    async def late(_conn: AsyncConnection) -> int:
+        runs.append("late")
+        raise TimeoutError("found late before its first statement")
+
+    outcomes = await asyncio.gather(
+        group.run(lambda c: counted(c, "first")),
+        group.run(late),
+        group.run(lambda c: counted(c, "second")),
+        return_exceptions=True,
+    )
+    await group.close()
+    assert outcomes[0] == 1 and outcomes[2] == 2
+    assert isinstance(outcomes[1], TimeoutError)
+    assert sorted(runs) == ["first", "late", "second"], "the batch ran twice"
+
+
 async def test_nothing_is_answered_before_the_commit(sqlite: AsyncEngine, tmp_path: Path) -> None:
     group = GroupCommit(sqlite)
     other = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")

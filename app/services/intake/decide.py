@@ -31,7 +31,7 @@ from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.intake.reporting import Reporter
-from app.services.intake.scope import Scope
+from app.services.intake.scope import Decisions
 from app.services.policy.cache import PolicyCache
 from app.services.resilience import Outage
 from app.services.resilience.errors import is_outage
@@ -54,7 +54,7 @@ class Late(TimeoutError, LeaveIntact):
 class Decider:
     """Decides request events within the deadline; built once by the composition root."""
 
-    scope: Scope
+    scope: Decisions
     settings: Settings
     policies: PolicyCache
     aggregator: Aggregator
@@ -73,12 +73,13 @@ class Decider:
         # The deadline runs from receipt: time spent queueing before this point counts.
         queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
         budget = self.outage.budget - max(0.0, queued)
-        if not self.admission.admit(budget):  # see services/admission.py
+        ticket = self.admission.admit(budget)  # see services/admission.py
+        if ticket is None:
             facts = _facts(event, delivery)
             return await self.outage.fallback(delivery, event, facts, started, cause="overload")
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
-        work.add_done_callback(self.admission.release)
+        work.add_done_callback(lambda _: self.admission.release(ticket))
         try:
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except Exception as exc:
@@ -121,7 +122,7 @@ class Decider:
         late: asyncio.Event,
     ) -> Reply:
         work = partial(self._counted_and_stored, delivery, event, started, late)
-        done: tuple[Reply, Decision] = await self.scope.run(work)
+        done: tuple[Reply, Decision] = await self.scope.decide(work)
         reply, decision = done
         if late.is_set():
             return reply  # Sinch was told something else already; that is what is reported
@@ -141,16 +142,18 @@ class Decider:
         started: float,
         late: asyncio.Event,
         conn: AsyncConnection,
+        version: int | None,
     ) -> tuple[Reply, Decision]:
         """Count, decide and store on `conn`; everything a decision does in the database
-        (on SQLite with others in one transaction, on the writer's thread: scope.py)."""
+        (on SQLite with others in one transaction, on the writer's thread: scope.py).
+        `version`: the live policy version, if the transaction read it already."""
         if late.is_set():
             # Answered while queueing for a connection: doing the work now would only
             # hold the connection from requests still in time (on SQLite, the one
             # writer), and under load turn every later request late too.
             raise Late("the deadline passed before a connection was free")
         facts = _facts(event, delivery)
-        counted = await self.aggregator.observe_live(conn, self.policies, facts)
+        counted = await self.aggregator.observe_live(conn, self.policies, facts, version=version)
         baselines = self.baselines.values(counted.policy, facts)
         facts = facts.with_aggregates({**counted.values, **baselines})
         decision = evaluate(counted.policy, facts)

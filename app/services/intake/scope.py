@@ -5,17 +5,22 @@ and returns its result once that is durable. On PostgreSQL (and wherever counter
 outside the database) each request event has its own connection and statements
 (`PerRequest`); on SQLite with its counters in the database, request events that arrive
 together share one transaction on the writer's thread (store/group_commit.py).
+
+A request event is decided through `Decisions.decide(work)`, which runs `work(conn,
+version)`: `version` is the policy version its transaction already read (a shared
+transaction reads it once for all its decisions), or None where each reads its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.aggregates import Counting
+from app.store.group_commit import GroupCommit
 
 T = TypeVar("T")
 
@@ -25,6 +30,27 @@ class Scope(Protocol):
 
     async def close(self) -> None:
         """Finish the work queued, at shutdown (after the last request event)."""
+
+
+class Decisions(Protocol):
+    async def decide(self, work: Callable[[AsyncConnection, int | None], Awaitable[T]]) -> T: ...
+
+    async def close(self) -> None:
+        """Finish the work queued, at shutdown (after the last request event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """Request events decided in shared transactions, the policy version read once for each
+    (its group commit's prologue: see the composition root)."""
+
+    group: GroupCommit
+
+    async def decide(self, work: Callable[[AsyncConnection, Any], Awaitable[T]]) -> T:
+        return await self.group.run_primed(work)
+
+    async def close(self) -> None:
+        await self.group.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +76,10 @@ class PerRequest:
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self.counting() as conn:
             return await work(conn)
+
+    async def decide(self, work: Callable[[AsyncConnection, int | None], Awaitable[T]]) -> T:
+        async with self.counting() as conn:
+            return await work(conn, None)
 
     async def close(self) -> None:
         return None

@@ -38,8 +38,10 @@ class PolicyCache:
         """The last compiled policy, for use when the database cannot be reached."""
         return self._compiled
 
-    async def current(self, conn: AsyncConnection) -> CompiledPolicy:
-        version = await policy_store.policy_version(conn)
+    async def current(self, conn: AsyncConnection, *, version: int | None = None) -> CompiledPolicy:
+        """The live policy; `version`, when given, is its version as `conn` read it already."""
+        if version is None:
+            version = await policy_store.policy_version(conn)
         if self._compiled is not None and version == self._version:
             return self._compiled
         # No lock: a reload only reads, two at once cost a compile more, and this also
