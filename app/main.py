@@ -59,7 +59,7 @@ from app.store.migrate import require_head
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
-from app.web import install_console
+from app.web import install_console, warm_up_task
 
 log = structlog.get_logger()
 
@@ -329,6 +329,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         background: list[asyncio.Task[None] | None] = []
         try:
             background = await _start(runtime)
+            background.append(warm_up_task(app, runtime.engine))
             with server_gc():
                 log.info("app.started", callback_path=settings.callback_path)
                 yield

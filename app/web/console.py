@@ -3,6 +3,7 @@ development sign-in link, and which optional features (alerts, backtests) the ap
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class Console:
     link: SignInLink
     features: dict[str, bool] = field(default_factory=dict)
     polls: PollLog = field(default_factory=PollLog)
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)  # set when warm.py is done
 
 
 def build_console(settings: Settings) -> Console:
