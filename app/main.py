@@ -59,7 +59,7 @@ from app.store.migrate import require_head
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
-from app.web import install_console, warm_up_task
+from app.web import close_console, install_console, warm_up_task
 
 log = structlog.get_logger()
 
@@ -334,6 +334,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 log.info("app.started", callback_path=settings.callback_path)
                 yield
         finally:
+            await close_console(app)
             await _stop(runtime, background)
 
     return lifespan

@@ -34,7 +34,10 @@ PAGES = {"page": "/", "partial": "/overview/live"}
 _FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
 
 
-def settings(url: str, *, warm_up: bool = False) -> Settings:
+SLOW_MS = 250.0  # as the app's default; --slow-ms 1e9 computes every overview
+
+
+def settings(url: str, *, warm_up: bool = False, slow_ms: float = SLOW_MS) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
@@ -45,6 +48,7 @@ def settings(url: str, *, warm_up: bool = False) -> Settings:
         log_level="WARNING",
         stats_rollup_interval_seconds=0,  # the pages refresh what they read, as measured
         console_warm_up=warm_up,
+        console_overview_slow_ms=slow_ms,
     )
 
 
@@ -66,11 +70,11 @@ async def timed(http: AsyncClient, path: str, period: str) -> float:
 
 
 async def one_period(
-    url: str, page: str, period: str, repeat: int, *, warm_up: bool = False
+    url: str, page: str, period: str, repeat: int, *, warm_up: bool = False, slow_ms: float
 ) -> tuple[float, list[float]]:
     """A fresh app: the first request (cold; with `warm_up`, once the app's background
     warm-up is done), then `repeat` more (warm)."""
-    app = create_app(settings(url, warm_up=warm_up))
+    app = create_app(settings(url, warm_up=warm_up, slow_ms=slow_ms))
     async with app.router.lifespan_context(app):
         await app.state.console.warmed.wait()
         transport = ASGITransport(app=app)
@@ -91,17 +95,17 @@ def load() -> str:
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-async def run(url: str, repeat: int, pages: list[str]) -> None:
+async def run(url: str, repeat: int, pages: list[str], slow_ms: float) -> None:
     print(f"overview on {url.rsplit('@', 1)[-1]}, {repeat} warm requests per line (ms)")
-    print(f"before: {load()}")
+    print(f"before: {load()}; overviews slower than {slow_ms:g} ms kept (overview_cache.py)")
     print(
         f"  {'':8} {'period':6} {'cold':>8} {'warmed-up':>10} "
         f"{'warm p50':>9} {'warm p99':>9} {'warm max':>9}"
     )
     for page in pages:
         for period in PERIODS:
-            cold, warm = await one_period(url, page, period, repeat)
-            first, more = await one_period(url, page, period, repeat, warm_up=True)
+            cold, warm = await one_period(url, page, period, repeat, slow_ms=slow_ms)
+            first, more = await one_period(url, page, period, repeat, warm_up=True, slow_ms=slow_ms)
             warm += more
             p50, p99, top = statistics.median(warm), _p99(warm), max(warm)
             print(
@@ -115,10 +119,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/vg_h18_1m")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--slow-ms",
+        type=float,
+        default=SLOW_MS,
+        help="overviews slower than this are kept and served from memory (1e9: never)",
+    )
     parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
     args = parser.parse_args(argv)
     url = args.url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    asyncio.run(run(url, args.repeat, args.pages))
+    asyncio.run(run(url, args.repeat, args.pages, args.slow_ms))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from app.web.console import HERE, Console, build_console
 from app.web.headers import SecurityHeaders
 from app.web.warm import warm
 
-__all__ = ["install_console", "warm_up_task"]
+__all__ = ["close_console", "install_console", "warm_up_task"]
 
 
 def install_console(app: FastAPI, settings: Settings) -> None:
@@ -52,6 +52,12 @@ def warm_up_task(app: FastAPI, engine: AsyncEngine) -> asyncio.Task[None] | None
         console.warmed.set()
         return None
     return asyncio.create_task(warm(console, engine), name="verifyguard-console-warm-up")
+
+
+async def close_console(app: FastAPI) -> None:
+    """Its background recomputations stopped (before the engine they use is closed)."""
+    console: Console = app.state.console
+    await console.overview.close()
 
 
 async def _to_sign_in(request: Request, _: Exception) -> Response:

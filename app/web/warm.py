@@ -16,7 +16,7 @@ from app.services.audit import queries as audit
 from app.services.audit.queries import AuditContext, AuditFilter
 from app.services.tokens import Principal
 from app.web.console import Console
-from app.web.overview import PERIODS, overview
+from app.web.overview import PERIODS
 
 log = structlog.get_logger()
 DELAY = 1.0  # seconds after start-up: the first callbacks come first
@@ -29,7 +29,7 @@ async def warm(console: Console, engine: AsyncEngine, *, delay: float = DELAY) -
         await asyncio.sleep(delay)
         started = time.perf_counter()
         await asyncio.to_thread(compile_templates, console)
-        await _read_once(engine)
+        await _read_once(console, engine)
         log.info("console.warmed", seconds=round(time.perf_counter() - started, 3))
     except asyncio.CancelledError:
         raise
@@ -45,12 +45,11 @@ def compile_templates(console: Console) -> None:
         env.get_template(name)
 
 
-async def _read_once(engine: AsyncEngine) -> None:
-    """Each overview period and the feed's first page, as an auditor would read them."""
+async def _read_once(console: Console, engine: AsyncEngine) -> None:
+    """Each overview period (kept if slow, see overview_cache.py) and the feed's first page."""
+    for period in PERIODS:
+        await console.overview.refresh(engine, period)
     now = datetime.now(UTC)
     ctx = AuditContext(_WARMER, "GET", "/", {}, now, reveal=False, logged=False)
-    for period in PERIODS:
-        async with engine.begin() as conn:
-            await overview(conn, ctx=ctx, period=period)
     async with engine.begin() as conn:
         await audit.search(conn=conn, ctx=ctx, filters=AuditFilter(), cursor=None, limit=50)
