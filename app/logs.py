@@ -11,6 +11,8 @@ import structlog
 from pydantic_core import to_json
 
 _NUMBER = re.compile(r"\+\d{7,15}")
+# In a request line: +…, its URL-encoded %2B…, a space-encoded ' '…, or a bare number= value.
+_URL_NUMBER = re.compile(r"(?i)(\+|%2B|(?<=number=))(\d{7,15})")
 
 
 def mask_number(number: str | None) -> str | None:
@@ -27,6 +29,31 @@ def _mask_values(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
         if isinstance(value, str) and "+" in value:
             event[key] = _NUMBER.sub(lambda m: mask_number(m.group()) or "", value)
     return event
+
+
+def mask_numbers_in(text: str) -> str:
+    """A request line with every phone number in it masked (the query of a filtered page)."""
+    return _URL_NUMBER.sub(lambda m: m.group(1) + (mask_number("+" + m.group(2)) or "")[1:], text)
+
+
+class MaskedRequestLines(logging.Filter):
+    """On uvicorn's access log (when a deployment turns it on): numbers in paths and
+    queries masked as in every other log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                mask_numbers_in(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = mask_numbers_in(record.msg)
+        return True
+
+
+def _mask_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, MaskedRequestLines) for f in access.filters):
+        access.addFilter(MaskedRequestLines())
 
 
 def _json(event: Any, **_: Any) -> str:
@@ -51,3 +78,4 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _mask_access_log()

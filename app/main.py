@@ -64,7 +64,7 @@ from app.store.policy import policy_version
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
-from app.web import install_console
+from app.web import close_console, install_console, warm_up_task
 
 log = structlog.get_logger()
 
@@ -353,10 +353,12 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         background: list[asyncio.Task[None] | None] = []
         try:
             background = await _start(runtime)
+            background.append(warm_up_task(app, runtime.engine))
             with server_gc():
                 log.info("app.started", callback_path=settings.callback_path)
                 yield
         finally:
+            await close_console(app)
             await _stop(runtime, background)
 
     return lifespan

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=8, gt=0, le=24 * 30)
     # Set by `verifyguard serve` in development: the code of its one-time sign-in link.
     console_sign_in_code: SecretStr | None = None
+    # Templates compiled and the console's reads run once, in the background after start-up.
+    console_warm_up: bool = True
+    # An overview slower than this to compute is served from memory (app/web/overview_cache.py),
+    # recomputed in the background once older than console_overview_fresh_seconds.
+    console_overview_slow_ms: float = Field(default=250, ge=0)
+    console_overview_fresh_seconds: float = Field(default=15, gt=0)
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
 
     @field_validator("sinch_apps", mode="before")

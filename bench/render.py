@@ -15,6 +15,7 @@ COLUMNS = (
     ("p99_ms", 9, "p99 ms"),
     ("p999_ms", 10, "p99.9 ms"),
     ("denied", 8, "denied"),
+    ("deny_share", 7, "deny"),
     ("errors", 7, "errors"),
     ("fallback_share", 10, "fallback"),
     ("server_cpu", 11, "app CPU"),
@@ -46,7 +47,10 @@ def render(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else f"closed, {driver(row)}"
-        cells = {**row, "load": load, "denied": row["requests"] - row["allowed"]}
+        denied = row["requests"] - row["allowed"]
+        cells = {**row, "load": load, "denied": denied}
+        if row["requests"]:
+            cells["deny_share"] = f"{100 * denied / row['requests']:.0f}%"
         if row.get("fallbacks") is not None and row["requests"]:
             cells["fallback_share"] = f"{100 * row['fallbacks'] / row['requests']:.1f}%"
         if row.get("rps"):  # CPU time per answer: the figure that does not depend on the load
@@ -55,6 +59,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             "".join(_cell(cells.get(key), width, i) for i, (key, width, _) in enumerate(COLUMNS))
         )
     lines += _ratios(rows)
+    lines += _with_without(rows)
     lines += [_console(row) for row in rows if row.get("console")]
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
     lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
@@ -79,6 +84,58 @@ def _console(row: dict[str, Any]) -> str:
         if isinstance(v, dict)
     ]
     return f"console during {row['target']}, {load}: {'; '.join(kinds)}; failed {seen['failed']}"
+
+
+_COMPARED = (
+    ("rps", "req/s"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("fallback_pct", "fallback %"),
+    ("deny_pct", "deny %"),
+    ("ms_per_request", "app ms/req"),
+)
+
+
+def _with_without(rows: list[dict[str, Any]]) -> list[str]:
+    """With --console: per target and load, the mean of the phases without and with a
+    console (each phase on a fresh database, in A B B A order), side by side."""
+    groups: dict[tuple[str, float | None], dict[bool, list[dict[str, float]]]] = {}
+    for row in rows:
+        name = str(row["target"])
+        plain = name.removesuffix(" + console")
+        key = (plain, row["offered_rps"])
+        groups.setdefault(key, {False: [], True: []})[name != plain].append(_figures(row))
+    lines = []
+    for (name, rate), sides in groups.items():
+        if not sides[True] or not sides[False]:
+            continue
+        load = f"{rate:g} req/s" if rate else "closed loop"
+        cells = []
+        for key, title in _COMPARED:
+            without, with_ = (_mean(sides[side], key) for side in (False, True))
+            cells.append(f"{title} {without:.4g} -> {with_:.4g}")
+        n = (len(sides[False]), len(sides[True]))
+        lines.append(
+            f"{name}, {load}, without -> with a console (means of {n[0]}/{n[1]}): "
+            + ", ".join(cells)
+        )
+    return lines
+
+
+def _figures(row: dict[str, Any]) -> dict[str, float]:
+    requests = row["requests"] or 1
+    return {
+        "rps": row["rps"],
+        "p50_ms": row["p50_ms"],
+        "p99_ms": row["p99_ms"],
+        "fallback_pct": 100 * (row.get("fallbacks") or 0) / requests,
+        "deny_pct": 100 * (row["requests"] - row["allowed"]) / requests,
+        "ms_per_request": 1000 * row["server_cpu"] / row["rps"] if row.get("rps") else 0.0,
+    }
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
 
 
 def _cell(value: Any, width: int, index: int) -> str:

@@ -88,7 +88,7 @@ def measure(
     VerifyGuard, also how many answers were the fallback (from its /metrics)."""
     port = args.port or procs.free_port()
     mark = "-console" if target.console else ""
-    name = f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}"
+    name = f"{target.name.split()[0]}-{target.database}-{int(rate)}{mark}-{uuid.uuid4().hex[:6]}"
     log = workdir / f"{name}.log"
     # Each phase in a directory of its own: its spool (./spool) starts empty, so no phase
     # replays the fallbacks of the one before it while being measured.
@@ -190,54 +190,87 @@ def _expect(line: str, word: str) -> None:
 
 
 def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every phase of a VerifyGuard target on a database of its own, created and migrated
+    just before it: no phase inherits the verifications and counters of the one before it
+    (the starter's unverified-attempt rules would deny most of a second phase's attempts)."""
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp,
         postgres_database(args.postgres, args.database_prefix) as dsn,
     ):
         workdir = Path(tmp)
-        targets = _targets(args, dsn, workdir)
-        if args.console:  # each VerifyGuard again, right after, with a console open
-            targets = [twin for t in targets for twin in (t, *_with_console(t))]
-        for target in targets:
+        for target in _targets(args, dsn):
             rates = [] if args.no_closed_loop else [0.0]
             rates += args.rates or [args.rate]
             while rates:
                 rate = rates.pop(0)
-                print(
-                    f"… {target.name}, {'closed loop' if not rate else f'{rate:g} req/s'}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                row = {"target": target.name, **measure(target, workdir, rate=rate, args=args)}
-                rows.append(row)
-                vg = target.factory == "app.main:create_app" and not target.console
+                rounds = args.console_rounds if args.console else 0
+                phases = [
+                    _phase(variant, workdir, rate=rate, args=args, order=order)
+                    for order, variant in enumerate(_variants(target, rounds))
+                ]
+                rows += phases
+                vg = target.factory == "app.main:create_app"
                 if not rate and vg and args.overload:
                     # Past capacity: twice what the closed loop answered, offered steadily.
-                    rates.append(round(min(args.max_rps, 2 * row["rps"])))
+                    rates.append(round(min(args.max_rps, 2 * phases[0]["rps"])))
     return rows
 
 
-def _with_console(target: Target) -> list[Target]:
+def _phase(
+    target: Target, workdir: Path, *, rate: float, args: argparse.Namespace, order: int
+) -> dict[str, Any]:
+    load = "closed loop" if not rate else f"{rate:g} req/s"
+    print(f"… {target.name}, {load}", file=sys.stderr, flush=True)
+    with fresh_store(target, workdir, args) as fresh:
+        row = {"target": target.name, **measure(fresh, workdir, rate=rate, args=args)}
+    row["order"] = order
+    return row
+
+
+def _variants(target: Target, rounds: int) -> list[Target]:
+    """The target alone; with --console, `rounds` pairs of it without and with a console,
+    alternating which goes first (A B B A …), so neither always runs on a warmer machine."""
+    if rounds <= 0 or target.factory != "app.main:create_app":
+        return [target]
+    twin = dataclasses.replace(target, name=f"{target.name} + console", console=True)
+    pairs = [(target, twin) if i % 2 == 0 else (twin, target) for i in range(rounds)]
+    return [phase for pair in pairs for phase in pair]
+
+
+@contextmanager
+def fresh_store(target: Target, workdir: Path, args: argparse.Namespace) -> Iterator[Target]:
+    """The target on an empty, migrated database of its own (the baseline: as it is)."""
     if target.factory != "app.main:create_app":
-        return []
-    return [dataclasses.replace(target, name=f"{target.name} + console", console=True)]
+        yield target
+        return
+    if target.database == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        upgrade(url)
+        yield _on(target, url)
+        return
+    with postgres_database(args.postgres, args.database_prefix) as dsn:
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        upgrade(url)
+        yield _on(target, url)
 
 
-def _targets(args: argparse.Namespace, dsn: str, workdir: Path) -> list[Target]:
-    """The targets `--targets` names (without --skip-sqlite's), migrated where needed."""
+def _on(target: Target, url: str) -> Target:
+    return dataclasses.replace(target, env={**target.env, "VERIFYGUARD_DATABASE_URL": url})
+
+
+def _targets(args: argparse.Namespace, dsn: str) -> list[Target]:
+    """The targets `--targets` names (without --skip-sqlite's); each VerifyGuard phase gets
+    its own database (fresh_store)."""
     chosen = [t for t in args.targets if not (args.skip_sqlite and t == "sqlite")]
     targets = []
     if "baseline" in chosen:
         targets.append(baseline(dsn))
     if "postgres" in chosen:
-        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-        upgrade(url)
-        targets.append(verifyguard(url, "postgres"))
+        targets.append(verifyguard("postgresql+asyncpg://per-phase", "postgres"))
     if "sqlite" in chosen:
-        sqlite_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        upgrade(sqlite_url)
-        targets.append(verifyguard(sqlite_url, "sqlite"))
+        targets.append(verifyguard("sqlite+aiosqlite:///per-phase", "sqlite"))
     return targets
 
 
@@ -290,7 +323,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--console",
         action="store_true",
-        help="measure each VerifyGuard again with a signed-in console polling (bench/console.py)",
+        help="measure each VerifyGuard load with and without a signed-in console polling "
+        "(bench/console.py), each phase on a fresh database",
+    )
+    parser.add_argument(
+        "--console-rounds",
+        type=int,
+        default=2,
+        help="with --console: pairs per load, alternating which runs first (2: A B B A)",
     )
     parser.add_argument(
         "--console-overview-every",

@@ -122,6 +122,10 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "decision_deadline_ms": 5000,
         # Redis outlives a test run: each test counts under keys of its own.
         "redis_prefix": f"vgtest:{uuid.uuid4().hex[:12]}:",
+        # No background reads racing a test's own (tests/web/test_warm_up.py turns it on).
+        "console_warm_up": False,
+        # Overviews always computed (a loaded machine would keep slow ones: overview_cache.py).
+        "console_overview_slow_ms": 1e9,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

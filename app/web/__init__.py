@@ -3,9 +3,12 @@ calling the same services as the admin and audit APIs. `install_console` adds it
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from app.web import (
@@ -18,10 +21,11 @@ from app.web import (
     pages_rules,
 )
 from app.web.auth import SignInRequired
-from app.web.console import HERE, build_console
+from app.web.console import HERE, Console, build_console
 from app.web.headers import SecurityHeaders
+from app.web.warm import warm
 
-__all__ = ["install_console"]
+__all__ = ["close_console", "install_console", "warm_up_task"]
 
 
 def install_console(app: FastAPI, settings: Settings) -> None:
@@ -39,6 +43,21 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         pages_backtest,
     ):
         app.include_router(module.router)
+
+
+def warm_up_task(app: FastAPI, engine: AsyncEngine) -> asyncio.Task[None] | None:
+    """The console warmed in the background once the app is up (app/web/warm.py)."""
+    console: Console = app.state.console
+    if not console.settings.console_warm_up:
+        console.warmed.set()
+        return None
+    return asyncio.create_task(warm(console, engine), name="verifyguard-console-warm-up")
+
+
+async def close_console(app: FastAPI) -> None:
+    """Its background recomputations stopped (before the engine they use is closed)."""
+    console: Console = app.state.console
+    await console.overview.close()
 
 
 async def _to_sign_in(request: Request, _: Exception) -> Response:

@@ -3,6 +3,7 @@ development sign-in link, and which optional features (alerts, backtests) the ap
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.settings import Settings
 from app.web import format as fmt
+from app.web.overview_cache import OverviewCache
 from app.web.polls import PollLog
 from app.web.session import SessionCodec
 
@@ -39,6 +41,8 @@ class Console:
     link: SignInLink
     features: dict[str, bool] = field(default_factory=dict)
     polls: PollLog = field(default_factory=PollLog)
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)  # set when warm.py is done
+    overview: OverviewCache = field(default_factory=OverviewCache)
 
 
 def build_console(settings: Settings) -> Console:
@@ -47,7 +51,11 @@ def build_console(settings: Settings) -> Console:
     code = settings.console_sign_in_code
     link_code = code.get_secret_value() if code and settings.environment == "development" else None
     codec = SessionCodec(key, max_age=int(settings.console_session_hours * 3600))
-    return Console(settings, codec, templates(), SignInLink(link_code))
+    cache = OverviewCache(
+        slow=settings.console_overview_slow_ms / 1000,
+        fresh_for=settings.console_overview_fresh_seconds,
+    )
+    return Console(settings, codec, templates(), SignInLink(link_code), overview=cache)
 
 
 def templates() -> Jinja2Templates:

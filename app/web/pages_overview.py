@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.admin_deps import ConnDep, NowDep
+from app.api.deps import Runtime, RuntimeDep
 from app.services.alerts import board as alerts_board
 from app.services.policy.blocks import block_country
 from app.web import overview as view
@@ -24,18 +25,28 @@ BLOCK_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedel
 
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, period: str = "24h"
+    request: Request,
+    user: UserDep,
+    console: ConsoleDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    period: str = "24h",
 ) -> Response:
-    context = await _panels(request, user, console, conn, period, poll=False)
+    context = await _panels(request, user, console, conn, runtime, period, poll=False)
     return render(request, console, user, "overview.html", page="Overview", **context)
 
 
 @router.get("/overview/live", response_class=HTMLResponse)
 async def overview_panels(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, period: str = "24h"
+    request: Request,
+    user: UserDep,
+    console: ConsoleDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    period: str = "24h",
 ) -> Response:
     """The overview's panels alone: what the page polls for (logged now and then)."""
-    context = await _panels(request, user, console, conn, period, poll=True)
+    context = await _panels(request, user, console, conn, runtime, period, poll=True)
     return render(request, console, user, "overview_panels.html", **context)
 
 
@@ -44,12 +55,13 @@ async def _panels(
     user: User,
     console: Console,
     conn: AsyncConnection,
+    runtime: Runtime,
     period: str,
     *,
     poll: bool,
 ) -> dict[str, Any]:
     ctx = reading(request, console, user, poll=poll)
-    data = await view.overview(conn, ctx=ctx, period=period)
+    data = await console.overview.read(conn, runtime.engine, ctx=ctx, period=period)
     on = available(request.app, "alerts")
     alerts = {
         "available": on,

@@ -183,7 +183,8 @@ async def test_revoking_the_token_ends_the_session(page: Page, sqlite_server: Se
 async def test_every_page_renders_without_errors(
     browser: Browser, sqlite_server: Server, width: int, screenshots: Path
 ) -> None:
-    sqlite_server.decide("+46701237777")
+    for number in ("+46701237777", "+46701237778", "+4915123456789", "+4670123"):
+        sqlite_server.decide(number)  # allowed in two countries, one denied (invalid)
     shots = screenshots
     context = await browser.new_context(viewport={"width": width, "height": 900})
     page = await context.new_page()

@@ -164,3 +164,45 @@ async def test_the_development_link_signs_in_once(database_url: str, tmp_path: P
             http.cookies.clear()
             again = await http.get("/sign-in/link", params={"code": "once-code"})
             assert again.status_code == 401
+
+
+async def test_every_page_answers_for_admins_and_auditors_with_security_headers(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """Each page, period and partial, on this backend (SQLite and PostgreSQL), for both roles."""
+    event = samples.request_event(number=NUMBER)
+    assert (await sinch.post(event)).status_code == 200
+    denied = samples.request_event(number="+4670123")  # invalid: denied
+    assert (await sinch.post(denied)).status_code == 200
+    _, auditor = await stored_token(engine, "carol", "auditor")
+    pages = {
+        "/": "Overview",
+        "/?period=7d&sort=deny": "Overview",
+        "/?period=30d&sort=spend": "Overview",
+        "/decisions": "Decisions",
+        "/decisions?action=deny": "Decisions",
+        f"/decisions/{event['id']}": "Verification",
+        "/rules": "Rules",
+        "/lists": "Lists",
+        "/alerts": "Alerts",
+        "/backtest": "Backtest",
+    }
+    partials = ("/overview/live?period=7d", "/decisions/rows?action=allow")
+    for token in (BOOTSTRAP, auditor):
+        client.cookies.clear()
+        await sign_in(client, token)
+        rules = (await client.get("/rules")).text
+        rule = re.search(r'href="(/rules/\d+)"', rules)
+        assert rule is not None
+        for path, heading in {**pages, rule.group(1): "Rule"}.items():
+            page = await client.get(path)
+            assert page.status_code == 200, (path, page.text[:300])
+            assert re.search(f"<h1[^>]*>{heading}", page.text), (path, page.text[:300])
+            csp = page.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp
+            assert "script-src 'self'" in csp
+            assert "'unsafe-inline'" not in csp
+            assert page.headers["x-content-type-options"] == "nosniff"
+            assert page.headers["referrer-policy"] == "no-referrer"
+        for path in partials:
+            assert (await client.get(path)).status_code == 200, path

@@ -1,0 +1,109 @@
+"""The overview served from memory when computing it is slow, so that its cost is bounded.
+
+The unsettled hours are read from the verifications themselves (app/services/audit/stats.py),
+so an attack of 100,000 attempts in the last hour makes every overview read 100,000 rows
+twice (about a second of the database's time). An overview that took longer than `slow` to
+compute is kept, per period, and served to every session of this worker; once it is older
+than `fresh_for`, the next request starts one recomputation in the background and is served
+the kept one meanwhile; past `max_age` (the recomputation failed or is stuck) a request
+computes it again itself. So under attack a page answers in the time of a render, its
+figures at most `fresh_for` plus one computation old (the page shows until when), and the
+database computes one overview per period per `fresh_for` per worker however many consoles
+are open. A quick overview (the usual case) is never kept: always exact.
+
+Every read is still logged (or, for a poll, now and then) and masked for auditors: the kept
+overview is read unmasked, and masked per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.services.audit.queries import AuditContext, record
+from app.services.audit.view import mask_deep
+from app.services.tokens import Principal
+from app.web.overview import PERIODS, Overview, overview
+
+log = structlog.get_logger()
+_KEEPER = Principal(token_id=None, name="console overview", role="auditor")
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    overview: Overview  # unmasked
+    at: float  # time.monotonic() when computed
+    took: float  # seconds
+
+
+@dataclass
+class OverviewCache:
+    slow: float = 0.25
+    fresh_for: float = 15.0
+    max_age: float = 120.0
+    _kept: dict[str, _Kept] = field(default_factory=dict)
+    _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    async def read(
+        self, conn: AsyncConnection, engine: AsyncEngine, *, ctx: AuditContext, period: str
+    ) -> Overview:
+        period = period if period in PERIODS else "24h"
+        kept = self._kept.get(period)
+        age = None if kept is None else time.monotonic() - kept.at
+        if kept is None or age is None or kept.took < self.slow or age >= self.max_age:
+            result = await self._compute(conn, ctx=ctx, period=period)
+        else:
+            await record(conn, ctx=ctx)
+            if age >= self.fresh_for:
+                self._start(engine, period)
+            result = kept.overview
+        return result if ctx.reveal else _masked(result)
+
+    async def refresh(self, engine: AsyncEngine, period: str) -> None:
+        """Compute a period's overview on a connection of its own (not logged)."""
+        ctx = AuditContext(_KEEPER, "GET", "/", {"period": period}, _now(), False, logged=False)
+        async with engine.begin() as conn:
+            await self._compute(conn, ctx=ctx, period=period)
+
+    async def close(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def _compute(self, conn: AsyncConnection, *, ctx: AuditContext, period: str) -> Overview:
+        started = time.monotonic()
+        result = await overview(conn, ctx=dataclasses.replace(ctx, reveal=True), period=period)
+        took = time.monotonic() - started
+        self._kept[period] = _Kept(result, started, took)
+        return result
+
+    def _start(self, engine: AsyncEngine, period: str) -> None:
+        if period in self._running:
+            return
+        task = asyncio.create_task(self._refresh_quietly(engine, period))
+        self._running[period] = task
+        task.add_done_callback(lambda _: self._running.pop(period, None))
+
+    async def _refresh_quietly(self, engine: AsyncEngine, period: str) -> None:
+        try:
+            await self.refresh(engine, period)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("console.overview_refresh_failed", period=period, exc_info=True)
+
+
+def _masked(result: Overview) -> Overview:
+    return dataclasses.replace(
+        result, countries=mask_deep(result.countries), ranges=mask_deep(result.ranges)
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
