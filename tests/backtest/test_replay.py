@@ -317,9 +317,9 @@ async def test_cancelling_stops_the_run_and_frees_the_slot(
     assert (await backtest(store_engine, {"rules": []}))["attempts"] == 40
 
 
-async def test_replayed_verified_counts_are_there_for_baselines() -> None:
-    """The seam adaptive limits take their baselines from: successes as of a time, counted
-    only once their result arrived."""
+def test_replayed_successes_count_from_their_arrival() -> None:
+    """A success is read by later attempts only once its result arrived, and then in the
+    bucket of its request."""
     from app.rules.engine import compile_policy
     from app.rules.model import Policy
     from app.services.backtest.replay import Replayer
@@ -330,11 +330,13 @@ async def test_replayed_verified_counts_are_there_for_baselines() -> None:
     replayer = Replayer(policy, bucket_seconds=60)
     fields = dict.fromkeys(StoredAttempt.__dataclass_fields__)
     base = {**fields, "number": "+46701234233", "method": "sms", "action": "allow"}
-    ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(10)})  # fmt: skip
+    ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(seconds=10)})  # fmt: skip
     replayer.decide(ok)
-    assert replayer.verified("number:+46701234233", 3600, at(5)) == 0
-    replayer.arrive(at(10))
-    assert replayer.verified("number:+46701234233", 3600, at(10)) == 1
+    successes = []
+    for i, second in enumerate([5, 10, 3600]):
+        later = StoredAttempt(**{**base, "id": f"b{i}", "requested_at": at(seconds=second)})
+        successes.append(replayer.decide(later)[1].aggregates["successes:number:3600"])
+    assert successes == [0, 1, 0]
 
 
 def test_replayed_first_attempts_feed_min_history() -> None:

@@ -5,7 +5,9 @@ candidate's own decision. A success counts from its result's arrival, and only f
 the candidate allowed (one it denies would never have been sent, so never verified).
 
 One synchronous loop (no await per attempt), deciding with the trace-less `verdict`; a
-decision with its trace is rebuilt only for an attempt kept as a sample (`explain`).
+decision with its trace is rebuilt only for an attempt kept as a sample (`explain`). The
+counters are arrays laid out once per candidate (store/replay_counters): per attempt, each
+counter key is looked up once, and each spec reads its window's running sum by index.
 
 Seam for adaptive limits: the engine's aggregate inputs all come from `plan` (what
 `Aggregator.observe` counts and reads) on the replayed counters. A limit fed by baselines
@@ -17,27 +19,39 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from dataclasses import dataclass
 from datetime import datetime
 
+from app.rules.aggregates import AggregateSpec, CounterKey
 from app.rules.engine import CompiledPolicy, Decision, evaluate
 from app.rules.facts import Facts
 from app.rules.verdict import Verdict, verdict
-from app.services.aggregates import holds_pending, window_query
+from app.services.aggregates import holds_pending
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
-from app.store.counter_model import (
-    Attempt,
-    Reads,
-    WindowQuery,
-    succeeded,
-    to_micros,
-    value,
-    without_own,
+from app.store.counter_model import MICROS, to_micros
+from app.store.replay_counters import (
+    ALLOWED,
+    ALLOWED_SPEND,
+    ATTEMPTS,
+    SPEND,
+    SUCCESSES,
+    KeyCounts,
+    Layout,
+    ReplayCounters,
 )
-from app.store.replay_windows import ReplayWindows
 
-_Arrival = tuple[datetime, int, tuple[str, ...], datetime]
-"""A success waiting for its arrival: (result_at, order, counter keys, requested_at)."""
+_Arrival = tuple[datetime, int, tuple[KeyCounts, ...], int]
+"""A success waiting for its arrival: (result_at, order, the keys' counts, requested bucket)."""
+
+# How each measure reads a window's sums (see `_Read.value`).
+_COLUMN = {
+    "attempts": ATTEMPTS,
+    "allowed_attempts": ALLOWED,
+    "spend": SPEND,
+    "allowed_spend": ALLOWED_SPEND,
+    "successes": SUCCESSES,
+}
 
 
 def longest_window(policy: CompiledPolicy) -> int:
@@ -45,25 +59,51 @@ def longest_window(policy: CompiledPolicy) -> int:
     return max((spec.window_seconds for spec in policy.aggregates), default=0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One counter key of the candidate: how its windows are laid out, which of them each
+    spec reads, and whether its attempts are held (allowed-only limits read it)."""
+
+    key: CounterKey
+    layout: Layout
+    held: bool
+    reads: tuple[tuple[str, int, int, bool], ...]  # (spec id, window, column, money)
+
+
+def _kinds(policy: CompiledPolicy, counters: ReplayCounters) -> tuple[_Kind, ...]:
+    kinds = []
+    for key in sorted(policy.counter_keys, key=lambda k: k.name):
+        specs = sorted((s for s in policy.aggregates if s.counter_key == key), key=_spec_id)
+        windows = tuple(sorted({spec.window_seconds for spec in specs}))
+        reads = tuple(
+            (
+                spec.id,
+                windows.index(spec.window_seconds),
+                _COLUMN[spec.measure],
+                spec.measure in ("spend", "allowed_spend"),
+            )
+            for spec in specs
+        )
+        held = any(holds_pending(spec) for spec in specs)
+        kinds.append(_Kind(key, counters.layout(windows), held, reads))
+    return tuple(kinds)
+
+
+def _spec_id(spec: AggregateSpec) -> str:
+    return spec.id
+
+
 class Replayer:
     """Decides attempts, given in time order, as the candidate would have."""
 
     def __init__(self, policy: CompiledPolicy, *, bucket_seconds: int) -> None:
         self.policy = policy
-        retention = longest_window(policy) + 2 * bucket_seconds
-        self.counters = ReplayWindows(bucket_seconds)
-        # What `plan` computes per attempt, arranged once: each counter key's value is taken
-        # once per attempt, and each spec reads its window straight from the running sums.
-        self._keys = tuple(policy.counter_keys)
-        self._held = tuple({spec.counter_key for spec in policy.aggregates if holds_pending(spec)})
-        self._reads = tuple(
-            (spec.id, spec.counter_key, window_query(spec, ""))
-            for spec in sorted(policy.aggregates, key=lambda spec: spec.id)
-        )
+        self.counters = ReplayCounters(bucket_seconds)
+        self._kinds = _kinds(policy, self.counters)
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
         self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
-        self._retention = retention
+        self._retention = longest_window(policy) + 2 * bucket_seconds
         self._pruned_at: int | None = None
         # (history id, key) -> (first, last) attempt, seconds since the epoch
         self._first: dict[tuple[str, str], tuple[float, float]] = {}
@@ -76,37 +116,53 @@ class Replayer:
         # per attempt, as with_aggregates makes, cost ~5% of a replay).
         aggregates: dict[str, float] = {}
         facts = attempt_facts(attempt, aggregates)
-        counted = self._count(facts, aggregates)
+        spend = to_micros(facts.price_amount)
+        bucket = self.counters.bucket(attempt.requested_at.timestamp())
+        counted, held = self._count(facts, aggregates, bucket, spend)
         if self.policy.histories:
             aggregates.update(self._first_attempts(facts))
         outcome = verdict(self.policy, facts)
-        counters = self.counters
-        allowed = outcome.action == "allow"
-        settle = counted.settled(allowed=allowed)
-        if settle is not None:
-            counters.apply_now((settle,))
-        if allowed and self._reads_successes and verified(attempt) and counted.keys:
-            arrival = attempt.result_at or attempt.requested_at
-            item = (arrival, next(self._order), counted.keys, attempt.requested_at)
-            heapq.heappush(self._pending, item)
+        if outcome.action == "allow":
+            for counts in held:  # settled: allowed (a denied attempt adds nothing)
+                counts.add(ALLOWED, 1)
+                if spend:
+                    counts.add(ALLOWED_SPEND, spend)
+            if self._reads_successes and counted and verified(attempt):
+                arrival = attempt.result_at or attempt.requested_at
+                item = (arrival, next(self._order), counted, bucket)
+                heapq.heappush(self._pending, item)
         return outcome, facts
 
-    def _count(self, facts: Facts, aggregates: dict[str, float]) -> Attempt:
+    def _count(
+        self, facts: Facts, aggregates: dict[str, float], bucket: int, spend: int
+    ) -> tuple[tuple[KeyCounts, ...], list[KeyCounts]]:
         """Count the attempt under the candidate's keys, then read each spec's window into
-        `aggregates` (what `Aggregator.observe` does, without a query object per window)."""
-        values = {key: key.value(facts) for key in self._keys}
-        keys = {key for key in values.values() if key is not None}
-        held = {key for key in (values[k] for k in self._held) if key is not None}
-        clock, spend = self.counters.clock, to_micros(facts.price_amount)
-        attempt = Attempt.of(keys, held, clock=clock, now=facts.now, spend=spend)
-        self.counters.apply_now(attempt.counted())
-        total, current = self.counters.total, attempt.bucket
-        for spec_id, counter_key, query in self._reads:
-            key = values[counter_key]
-            if key is not None:
-                read = value(query, total(key, query.window_seconds, query.measure, current))
-                aggregates[spec_id] = without_own(query, read, spend)
-        return attempt
+        `aggregates` as `Aggregator.observe` reads it (the attempt counted, and held pending
+        under allowed-only keys: `without_own` takes it out again, in the same arithmetic)."""
+        counted: list[KeyCounts] = []
+        held: list[KeyCounts] = []
+        at = self.counters.at
+        for kind in self._kinds:
+            key = kind.key.value(facts)
+            if key is None:
+                continue
+            counts = at(key, kind.layout, bucket)
+            counts.add(ATTEMPTS, 1)
+            if spend:
+                counts.add(SPEND, spend)
+            counted.append(counts)
+            if kind.held:
+                held.append(counts)
+            sums = counts.sums
+            for spec_id, window, column, money in kind.reads:
+                total = sums[window][column]
+                if not money:
+                    aggregates[spec_id] = float(total)
+                elif column == SPEND:
+                    aggregates[spec_id] = total / MICROS
+                else:  # allowed spend: read with its own spend pending, then less it
+                    aggregates[spec_id] = (total + spend) / MICROS - spend / MICROS
+        return tuple(counted), held
 
     def explain(self, facts: Facts) -> Decision:
         """The decision with its trace, for facts `decide` returned (the engine is pure)."""
@@ -130,17 +186,10 @@ class Replayer:
             out[history.id] = first
         return out
 
-    def verified(self, key: str, window_seconds: int, now: datetime) -> float:
-        """Successes under a counter key over a window as of `now`, from the replayed history
-        (what a baseline of verified counts reads live)."""
-        query = WindowQuery(key, window_seconds, "successes")
-        totals = self.counters.read_now(Reads([query], now))
-        return value(query, totals[query])
-
     def prune(self, now: datetime) -> None:
         """Forget buckets no window can read any more (memory stays flat over a long replay);
         at most once per retention period."""
-        current = self.counters.clock.bucket(now)
+        current = self.counters.bucket(now.timestamp())
         if self._pruned_at is None:
             self._pruned_at = current
         elif current - self._pruned_at >= self._retention:
@@ -148,9 +197,9 @@ class Replayer:
             self._pruned_at = current
 
     def arrive(self, now: datetime) -> None:
-        """Credit every success whose result had arrived by `now`."""
+        """Credit every success whose result had arrived by `now`, to its request's bucket."""
         pending = self._pending
         while pending and pending[0][0] <= now:
-            _, _, keys, requested_at = heapq.heappop(pending)
-            change = succeeded(set(keys), clock=self.counters.clock, requested_at=requested_at)
-            self.counters.apply_now((change,))
+            _, _, keys, bucket = heapq.heappop(pending)
+            for counts in keys:
+                counts.add_at(bucket, SUCCESSES, 1)
