@@ -44,6 +44,10 @@ class CounterKey:
         fact = self._fact(facts)
         return None if fact is None else f"{self.name}:{fact}"
 
+    def missing(self, facts: Facts) -> bool:
+        """Whether `value(facts)` is None (without spelling the key)."""
+        return self.key != "global" and self._fact(facts) is None
+
     def _fact(self, facts: Facts) -> str | None:
         if self.key == "range":
             number = facts.number

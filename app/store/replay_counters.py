@@ -28,6 +28,10 @@ class Layout:
 
     spans: tuple[int, ...]
 
+    @property
+    def windows(self) -> int:
+        return len(self.spans)
+
 
 class KeyCounts:
     """One counter key: its buckets (ascending) and their rows; per window the index of its
@@ -38,11 +42,11 @@ class KeyCounts:
     def __init__(self, layout: Layout, bucket: int) -> None:
         self.layout = layout
         self.bucket = bucket
-        self.current = [0] * COLUMNS
+        self.current = [0, 0, 0, 0, 0]
         self.buckets = [bucket]
         self.rows = [self.current]
-        self.heads = [0] * len(layout.spans)
-        self.sums = [[0] * COLUMNS for _ in layout.spans]
+        self.heads = [0] * layout.windows
+        self.sums = [[0, 0, 0, 0, 0] for _ in layout.spans]
 
     def roll(self, bucket: int) -> None:
         """Start a newer bucket; each window lets go of the buckets it no longer covers."""
@@ -58,17 +62,32 @@ class KeyCounts:
                 continue
             total = sums[w]
             while buckets[head] < oldest:
-                old = rows[head]
-                for i in range(COLUMNS):
-                    total[i] -= old[i]
+                a, b, c, d, e = rows[head]
+                total[0] -= a
+                total[1] -= b
+                total[2] -= c
+                total[3] -= d
+                total[4] -= e
                 head += 1
             heads[w] = head
 
-    def add(self, column: int, amount: int) -> None:
-        """Add to the newest bucket (inside every window)."""
-        self.current[column] += amount
+    def count(self, spend: int) -> None:
+        """An attempt in the newest bucket (inside every window)."""
+        row = self.current
+        row[ATTEMPTS] += 1
+        row[SPEND] += spend
         for total in self.sums:
-            total[column] += amount
+            total[ATTEMPTS] += 1
+            total[SPEND] += spend
+
+    def allow(self, spend: int) -> None:
+        """The attempt in the newest bucket was allowed."""
+        row = self.current
+        row[ALLOWED] += 1
+        row[ALLOWED_SPEND] += spend
+        for total in self.sums:
+            total[ALLOWED] += 1
+            total[ALLOWED_SPEND] += spend
 
     def add_at(self, bucket: int, column: int, amount: int) -> None:
         """Add to an earlier bucket: to the windows still covering it. A bucket the key no

@@ -51,11 +51,9 @@ async def test_replay_counters_read_what_the_memory_backend_reads(seed: int) -> 
         counted = tuple(replay.at(key, layout, bucket) for key in attempt.keys)
         allowed = rng.random() < 0.7
         for counts in counted:
-            counts.add(ATTEMPTS, 1)
-            counts.add(SPEND, spend)
+            counts.count(spend)
             if allowed:
-                counts.add(ALLOWED, 1)
-                counts.add(ALLOWED_SPEND, spend)
+                counts.allow(spend)
         settle = attempt.settled(allowed=allowed)
         assert settle is not None
         changes = [*attempt.counted(), settle]

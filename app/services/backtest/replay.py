@@ -124,9 +124,7 @@ class Replayer:
         outcome = verdict(self.policy, facts)
         if outcome.action == "allow":
             for counts in held:  # settled: allowed (a denied attempt adds nothing)
-                counts.add(ALLOWED, 1)
-                if spend:
-                    counts.add(ALLOWED_SPEND, spend)
+                counts.allow(spend)
             if self._reads_successes and counted and verified(attempt):
                 arrival = attempt.result_at or attempt.requested_at
                 item = (arrival, next(self._order), counted, bucket)
@@ -147,9 +145,7 @@ class Replayer:
             if key is None:
                 continue
             counts = at(key, kind.layout, bucket)
-            counts.add(ATTEMPTS, 1)
-            if spend:
-                counts.add(SPEND, spend)
+            counts.count(spend)
             counted.append(counts)
             if kind.held:
                 held.append(counts)
