@@ -9,10 +9,12 @@ decision with its trace is rebuilt only for an attempt kept as a sample (`explai
 counters are arrays laid out once per candidate (store/replay_counters): per attempt, each
 counter key is looked up once, and each spec reads its window's running sum by index.
 
-Seam for adaptive limits: the engine's aggregate inputs all come from `plan` (what
-`Aggregator.observe` counts and reads) on the replayed counters. A limit fed by baselines
-of verified counts must take them from these counters too (`Replayer.verified`, as of the
-attempt's time), never from a live cache.
+Adaptive limits read their verified baselines from the replay too, as of each attempt's
+time (live reads them from the stored verifications every few seconds): the successes of the
+candidate's allowed attempts under the key, counted once their result arrived, over the last
+`verified_in` (one more window of the key's counters) or in the same hour of each of the
+last `same_hour_days` days (hourly counts). As live, a key at or below the limit's threshold
+is left out (the limit is its floor). The replay reaches back over the longest of them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.rules.aggregates import AggregateSpec, CounterKey
+from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey
 from app.rules.engine import CompiledPolicy, Decision, evaluate
 from app.rules.facts import Facts
 from app.rules.verdict import Verdict, verdict
@@ -41,8 +43,13 @@ from app.store.replay_counters import (
     ReplayCounters,
 )
 
-_Arrival = tuple[datetime, int, tuple[KeyCounts, ...], int]
-"""A success waiting for its arrival: (result_at, order, the keys' counts, requested bucket)."""
+_Hourly = tuple[tuple["_SameHour", str, int], ...]
+"""Same-hour baselines to credit a success to: (baseline, key, the request's hour)."""
+_Arrival = tuple[datetime, int, tuple[KeyCounts, ...], int, _Hourly]
+"""A success waiting for its arrival: (result_at, order, the keys' counts, requested bucket,
+same-hour baselines)."""
+HOUR = 3600
+DAY = 86_400
 
 # How each measure reads a window's sums (see `_Read.value`).
 _COLUMN = {
@@ -55,8 +62,17 @@ _COLUMN = {
 
 
 def longest_window(policy: CompiledPolicy) -> int:
-    """The longest window the candidate reads, in seconds (0 without aggregates)."""
-    return max((spec.window_seconds for spec in policy.aggregates), default=0)
+    """The longest window the candidate reads, baselines included, in seconds (0 without
+    aggregates)."""
+    windows = [spec.window_seconds for spec in policy.aggregates]
+    windows += [_reach(baseline) for baseline in policy.baselines]
+    return max(windows, default=0)
+
+
+def _reach(baseline: BaselineSpec) -> int:
+    if baseline.same_hour_days is not None:
+        return baseline.same_hour_days * DAY + HOUR
+    return baseline.window_seconds or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +84,18 @@ class _Kind:
     layout: Layout
     held: bool
     reads: tuple[tuple[str, int, int, bool], ...]  # (spec id, window, column, money)
+    baselines: tuple[tuple[str, int, float], ...]  # (baseline id, window, threshold)
 
 
 def _kinds(policy: CompiledPolicy, counters: ReplayCounters) -> tuple[_Kind, ...]:
     kinds = []
-    for key in sorted(policy.counter_keys, key=lambda k: k.name):
+    lasting = {b: above for b, above in policy.baselines.items() if b.same_hour_days is None}
+    keys = policy.counter_keys | {baseline.counter_key for baseline in lasting}
+    for key in sorted(keys, key=lambda k: k.name):
         specs = sorted((s for s in policy.aggregates if s.counter_key == key), key=_spec_id)
-        windows = tuple(sorted({spec.window_seconds for spec in specs}))
+        mine = sorted((b for b in lasting if b.counter_key == key), key=lambda b: b.id)
+        lengths = {spec.window_seconds for spec in specs} | {b.window_seconds or 0 for b in mine}
+        windows = tuple(sorted(lengths))
         reads = tuple(
             (
                 spec.id,
@@ -84,9 +105,39 @@ def _kinds(policy: CompiledPolicy, counters: ReplayCounters) -> tuple[_Kind, ...
             )
             for spec in specs
         )
+        baselines = tuple((b.id, windows.index(b.window_seconds or 0), lasting[b]) for b in mine)
         held = any(holds_pending(spec) for spec in specs)
-        kinds.append(_Kind(key, counters.layout(windows), held, reads))
+        kinds.append(_Kind(key, counters.layout(windows), held, reads, baselines))
     return tuple(kinds)
+
+
+class _SameHour:
+    """A same-hour baseline: per key, successes by the hour of their request (UTC)."""
+
+    def __init__(self, spec: BaselineSpec, above: float) -> None:
+        self.spec, self.above = spec, above
+        self.days = spec.same_hour_days or 0
+        self.hours: dict[str, dict[int, int]] = {}
+
+    def read(self, key: str, hour: int) -> float | None:
+        """Successes in this hour of each of the days before; None at or below threshold."""
+        counts = self.hours.get(key)
+        if counts is None:
+            return None
+        total = sum(counts.get(hour - day * DAY, 0) for day in range(1, self.days + 1))
+        return float(total) if total > self.above else None
+
+    def credit(self, key: str, hour: int) -> None:
+        counts = self.hours.setdefault(key, {})
+        counts[hour] = counts.get(hour, 0) + 1
+
+    def forget_before(self, hour: int) -> None:
+        for key in list(self.hours):
+            counts = self.hours[key]
+            for stale in [h for h in counts if h < hour]:
+                del counts[stale]
+            if not counts:
+                del self.hours[key]
 
 
 def _spec_id(spec: AggregateSpec) -> str:
@@ -100,9 +151,17 @@ class Replayer:
         self.policy = policy
         self.counters = ReplayCounters(bucket_seconds)
         self._kinds = _kinds(policy, self.counters)
+        # Successes are credited only where something reads them.
+        self._credits = any(s.measure == "successes" for s in policy.aggregates) or any(
+            kind.baselines for kind in self._kinds
+        )
+        self._same_hour = tuple(
+            _SameHour(spec, above)
+            for spec, above in sorted(policy.baselines.items(), key=lambda b: b[0].id)
+            if spec.same_hour_days is not None
+        )
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
-        self._reads_successes = any(s.measure == "successes" for s in policy.aggregates)
         self._retention = longest_window(policy) + 2 * bucket_seconds
         self._pruned_at: int | None = None
         # (history id, key) -> (first, last) attempt, seconds since the epoch
@@ -117,19 +176,36 @@ class Replayer:
         aggregates: dict[str, float] = {}
         facts = attempt_facts(attempt, aggregates)
         spend = to_micros(facts.price_amount)
-        bucket = self.counters.bucket(attempt.requested_at.timestamp())
+        epoch = attempt.requested_at.timestamp()
+        bucket = self.counters.bucket(epoch)
         counted, held = self._count(facts, aggregates, bucket, spend)
         if self.policy.histories:
             aggregates.update(self._first_attempts(facts))
+        hourly = self._same_hours(facts, aggregates, epoch) if self._same_hour else ()
         outcome = verdict(self.policy, facts)
         if outcome.action == "allow":
             for counts in held:  # settled: allowed (a denied attempt adds nothing)
                 counts.allow(spend)
-            if self._reads_successes and counted and verified(attempt):
+            credited = counted if self._credits else ()
+            if (credited or hourly) and verified(attempt):
                 arrival = attempt.result_at or attempt.requested_at
-                item = (arrival, next(self._order), counted, bucket)
+                item = (arrival, next(self._order), credited, bucket, hourly)
                 heapq.heappush(self._pending, item)
         return outcome, facts
+
+    def _same_hours(self, facts: Facts, aggregates: dict[str, float], epoch: float) -> _Hourly:
+        """Read each same-hour baseline for the attempt's keys; the keys, to credit later."""
+        hour = int(epoch) - int(epoch) % HOUR
+        keys = []
+        for baseline in self._same_hour:
+            key = baseline.spec.key_value(facts)
+            if key is None:
+                continue
+            keys.append((baseline, key, hour))
+            value = baseline.read(key, hour)
+            if value is not None:
+                aggregates[baseline.spec.id] = value
+        return tuple(keys)
 
     def _count(
         self, facts: Facts, aggregates: dict[str, float], bucket: int, spend: int
@@ -158,6 +234,10 @@ class Replayer:
                     aggregates[spec_id] = total / MICROS
                 else:  # allowed spend: read with its own spend pending, then less it
                     aggregates[spec_id] = (total + spend) / MICROS - spend / MICROS
+            for baseline_id, window, above in kind.baselines:
+                verified = sums[window][SUCCESSES]
+                if verified > above:
+                    aggregates[baseline_id] = float(verified)
         return tuple(counted), held
 
     def explain(self, facts: Facts) -> Decision:
@@ -190,12 +270,16 @@ class Replayer:
             self._pruned_at = current
         elif current - self._pruned_at >= self._retention:
             self.counters.forget_before(current - self._retention)
+            for baseline in self._same_hour:
+                baseline.forget_before(current - self._retention)
             self._pruned_at = current
 
     def arrive(self, now: datetime) -> None:
         """Credit every success whose result had arrived by `now`, to its request's bucket."""
         pending = self._pending
         while pending and pending[0][0] <= now:
-            _, _, keys, bucket = heapq.heappop(pending)
+            _, _, keys, bucket, hourly = heapq.heappop(pending)
             for counts in keys:
                 counts.add_at(bucket, SUCCESSES, 1)
+            for baseline, key, hour in hourly:
+                baseline.credit(key, hour)
