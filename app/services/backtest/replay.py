@@ -85,9 +85,13 @@ class _Kind:
     held: bool
     reads: tuple[tuple[str, int, int, bool], ...]  # (spec id, window, column, money)
     baselines: tuple[tuple[str, int, float], ...]  # (baseline id, window, threshold)
+    # Its keys, apart from other kinds' (each forgets on its own schedule: a number read over
+    # an hour is dropped after an hour, a block with a 14-day baseline after 14 days).
+    store: ReplayCounters
+    retention: int  # seconds: its longest window and two buckets
 
 
-def _kinds(policy: CompiledPolicy, counters: ReplayCounters) -> tuple[_Kind, ...]:
+def _kinds(policy: CompiledPolicy, bucket_seconds: int) -> tuple[_Kind, ...]:
     kinds = []
     lasting = {b: above for b, above in policy.baselines.items() if b.same_hour_days is None}
     keys = policy.counter_keys | {baseline.counter_key for baseline in lasting}
@@ -107,7 +111,9 @@ def _kinds(policy: CompiledPolicy, counters: ReplayCounters) -> tuple[_Kind, ...
         )
         baselines = tuple((b.id, windows.index(b.window_seconds or 0), lasting[b]) for b in mine)
         held = any(holds_pending(spec) for spec in specs)
-        kinds.append(_Kind(key, counters.layout(windows), held, reads, baselines))
+        store = ReplayCounters(bucket_seconds)
+        retention = max(windows) + 2 * bucket_seconds
+        kinds.append(_Kind(key, store.layout(windows), held, reads, baselines, store, retention))
     return tuple(kinds)
 
 
@@ -149,8 +155,8 @@ class Replayer:
 
     def __init__(self, policy: CompiledPolicy, *, bucket_seconds: int) -> None:
         self.policy = policy
-        self.counters = ReplayCounters(bucket_seconds)
-        self._kinds = _kinds(policy, self.counters)
+        self.counters = ReplayCounters(bucket_seconds)  # the bucket arithmetic
+        self._kinds = _kinds(policy, bucket_seconds)
         # Successes are credited only where something reads them.
         self._credits = any(s.measure == "successes" for s in policy.aggregates) or any(
             kind.baselines for kind in self._kinds
@@ -163,7 +169,7 @@ class Replayer:
         self._pending: list[_Arrival] = []
         self._order = itertools.count()
         self._retention = longest_window(policy) + 2 * bucket_seconds
-        self._pruned_at: int | None = None
+        self._pruned_at: dict[int, int] = {}  # kind (-1: same-hour baselines) -> bucket
         # (history id, key) -> (first, last) attempt, seconds since the epoch
         self._first: dict[tuple[str, str], tuple[float, float]] = {}
 
@@ -215,12 +221,11 @@ class Replayer:
         under allowed-only keys: `without_own` takes it out again, in the same arithmetic)."""
         counted: list[KeyCounts] = []
         held: list[KeyCounts] = []
-        at = self.counters.at
         for kind in self._kinds:
             key = kind.key.value(facts)
             if key is None:
                 continue
-            counts = at(key, kind.layout, bucket)
+            counts = kind.store.at(key, kind.layout, bucket)
             counts.count(spend)
             counted.append(counts)
             if kind.held:
@@ -264,15 +269,21 @@ class Replayer:
 
     def prune(self, now: datetime) -> None:
         """Forget buckets no window can read any more (memory stays flat over a long replay);
-        at most once per retention period."""
+        each kind of key at most once per its retention period."""
         current = self.counters.bucket(now.timestamp())
-        if self._pruned_at is None:
-            self._pruned_at = current
-        elif current - self._pruned_at >= self._retention:
-            self.counters.forget_before(current - self._retention)
+        for i, kind in enumerate(self._kinds):
+            if self._due(i, current, kind.retention):
+                kind.store.forget_before(current - kind.retention)
+        if self._same_hour and self._due(-1, current, self._retention):
             for baseline in self._same_hour:
                 baseline.forget_before(current - self._retention)
-            self._pruned_at = current
+
+    def _due(self, kind: int, current: int, retention: int) -> bool:
+        pruned = self._pruned_at.setdefault(kind, current)
+        if current - pruned < retention:
+            return False
+        self._pruned_at[kind] = current
+        return True
 
     def arrive(self, now: datetime) -> None:
         """Credit every success whose result had arrived by `now`, to its request's bucket."""
