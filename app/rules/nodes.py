@@ -30,6 +30,7 @@ from app.rules.lists import CompiledList
 from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity, Verified
 from app.rules.render import as_json, compare, describe, operand, render
 
+_LOCAL = frozenset({"local_hour", "weekday"})  # facts read from `now` in the policy's zone
 TIMES = " \u00d7 "  # the multiplication sign, as the trace shows it
 _MEASURE_WORDS = {
     "attempts": "velocity",
@@ -116,8 +117,10 @@ class FieldNode:
         return _leaf(out, depth, self.label, held, as_json(actual), self.expected, text)
 
     def holds(self, env: Env) -> bool:
-        actual = env.facts.value(self.condition.field, env.local)
-        return compare(self.condition.op, actual, self.prepared)
+        cond, facts = self.condition, env.facts
+        name = cond.field
+        actual = facts.value(name, env.local) if name in _LOCAL else getattr(facts, name)
+        return compare(cond.op, actual, self.prepared)
 
 
 @dataclass(frozen=True, slots=True)
