@@ -42,7 +42,9 @@ def stricter() -> dict[str, Any]:
         if rule["name"] == "number-unverified":
             rule["when"]["velocity"]["max"] = 2
         if rule["name"] == "range-unverified":
-            rule["when"]["velocity"]["limit"]["floor"] = 10
+            for condition in rule["when"]["all"]:
+                if "velocity" in condition:
+                    condition["velocity"]["limit"]["floor"] = 10
     return document
 
 

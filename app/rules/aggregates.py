@@ -44,6 +44,17 @@ class CounterKey:
         fact = self._fact(facts)
         return None if fact is None else f"{self.name}:{fact}"
 
+    def missing(self, facts: Facts) -> bool:
+        """Whether `value(facts)` is None (without spelling the key or slicing the number)."""
+        key = self.key
+        if key == "range":
+            number, digits = facts.number, self.digits or 0
+            return number is None or (digits < 0 and len(number) - 1 + digits < 1)
+        if key == "global":
+            return False
+        value = getattr(facts, key)
+        return value is None or value == ""
+
     def _fact(self, facts: Facts) -> str | None:
         if self.key == "range":
             number = facts.number

@@ -6,7 +6,7 @@ Pure and deterministic: the clock and the aggregates arrive inside the facts; no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,14 @@ class CompiledRule:
     applications: frozenset[str] | None
     methods: frozenset[str] | None
     matched: RuleMatch  # what it answers when it matches; frozen, built once
+    # Read per rule per attempt by the trace-less verdict (a backtest asks millions of times).
+    enforce: bool = field(init=False)
+    scoped: bool = field(init=False)  # it has a scope (else every attempt is in it)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "enforce", self.rule.mode == "enforce")
+        scoped = self.methods is not None or self.applications is not None
+        object.__setattr__(self, "scoped", scoped)
 
     def in_scope(self, facts: Facts) -> bool:
         """`out_of_scope(facts) is None`, without the text."""

@@ -31,11 +31,11 @@ def verdict(compiled: CompiledPolicy, facts: Facts) -> Verdict:
     matched: list[str] = []
     decided: CompiledRule | None = None
     for rule in compiled.rules:
-        enforce = rule.rule.mode == "enforce"
+        enforce = rule.enforce
         if enforce and decided is not None:
             continue
-        if rule.in_scope(facts) and rule.node.holds(env):
-            matched.append(rule.rule.name)
+        if (not rule.scoped or rule.in_scope(facts)) and rule.node.holds(env):
+            matched.append(rule.matched.rule)
             if enforce:
                 decided = rule
     if decided is None:

@@ -317,9 +317,9 @@ async def test_cancelling_stops_the_run_and_frees_the_slot(
     assert (await backtest(store_engine, {"rules": []}))["attempts"] == 40
 
 
-async def test_replayed_verified_counts_are_there_for_baselines() -> None:
-    """The seam adaptive limits take their baselines from: successes as of a time, counted
-    only once their result arrived."""
+def test_replayed_successes_count_from_their_arrival() -> None:
+    """A success is read by later attempts only once its result arrived, and then in the
+    bucket of its request."""
     from app.rules.engine import compile_policy
     from app.rules.model import Policy
     from app.services.backtest.replay import Replayer
@@ -330,11 +330,13 @@ async def test_replayed_verified_counts_are_there_for_baselines() -> None:
     replayer = Replayer(policy, bucket_seconds=60)
     fields = dict.fromkeys(StoredAttempt.__dataclass_fields__)
     base = {**fields, "number": "+46701234233", "method": "sms", "action": "allow"}
-    ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(10)})  # fmt: skip
+    ok = StoredAttempt(**{**base, "id": "a", "requested_at": at(0), "status": "SUCCESSFUL", "result_at": at(seconds=10)})  # fmt: skip
     replayer.decide(ok)
-    assert replayer.verified("number:+46701234233", 3600, at(5)) == 0
-    replayer.arrive(at(10))
-    assert replayer.verified("number:+46701234233", 3600, at(10)) == 1
+    successes = []
+    for i, second in enumerate([5, 10, 3600]):
+        later = StoredAttempt(**{**base, "id": f"b{i}", "requested_at": at(seconds=second)})
+        successes.append(replayer.decide(later)[1].aggregates["successes:number:3600"])
+    assert successes == [0, 1, 0]
 
 
 def test_replayed_first_attempts_feed_min_history() -> None:
@@ -356,3 +358,116 @@ def test_replayed_first_attempts_feed_min_history() -> None:
         replayed = StoredAttempt(**{**base, "id": f"a{i}", "requested_at": at(seconds=second)})
         actions.append(replayer.decide(replayed)[0].action)
     assert actions == ["allow", "allow", "deny", "allow", "deny"]
+
+
+ADAPTIVE = {
+    "velocity": {
+        "key": "range",
+        "drop_last": 3,
+        "window": "1h",
+        "max": None,
+        "limit": {"floor": 2, "factor": 1, "verified_in": "14d"},
+    }
+}
+
+
+async def test_adaptive_limits_replay_their_verified_baselines(
+    store_engine: AsyncEngine,
+) -> None:
+    """A block whose users verified in the 14 days before earns a limit above the floor, from
+    the replayed history (reaching back before `since`): its successes count once their result
+    arrived."""
+    velocity = {k: v for k, v in ADAPTIVE["velocity"].items() if v is not None}
+    policy = {"rules": [rule("range-adaptive", {"velocity": velocity})]}
+    busy, fresh, late = "+46701111", "+46702222", "+46703333"
+    rows = []
+    # Busy block: 4 verified attempts on days -10 .. -7, hours apart (each alone in its hour).
+    for day in range(4):
+        moment = BASE - timedelta(days=10 - day)
+        rows.append(attempt(moment, number=f"{busy}{day:03d}", status="SUCCESSFUL"))
+    # Late block: 4 attempts in the hour before `since`, verified only at `since` + 30 min.
+    for i in range(4):
+        moment = BASE - timedelta(minutes=50 - i * 10)
+        rows.append(
+            attempt(
+                moment,
+                number=f"{late}{i:03d}",
+                status="SUCCESSFUL",
+                result_at=BASE + timedelta(minutes=30),
+            )
+        )
+    # After `since`: 5 attempts in an hour in each block (and in a block never seen).
+    for block in (busy, fresh, late):
+        rows += [attempt(at(minutes=i), number=f"{block}{100 + i:03d}") for i in range(5)]
+    await store_rows(store_engine, rows)
+    result = await backtest(store_engine, policy)
+
+    def limit(r: dict[str, Any]) -> float:
+        """max(2, verified in 14 d as of the attempt), the block's earlier rows counted."""
+        now = r["requested_at"]
+        verified = sum(
+            1
+            for o in rows
+            if o["number"][:-3] == r["number"][:-3]
+            and o.get("status") == "SUCCESSFUL"
+            and o["result_at"] <= now
+            and in_window(o["requested_at"], now, 14 * 86_400)
+        )
+        return max(2.0, verified)
+
+    def count(r: dict[str, Any]) -> int:
+        return sum(
+            1
+            for o in rows
+            if o["number"][:-3] == r["number"][:-3]
+            and in_window(o["requested_at"], r["requested_at"], 3600)
+        )
+
+    counted = [r for r in rows if r["requested_at"] >= BASE]
+    expected = [r for r in counted if count(r) > limit(r)]
+    # busy: limit 4, its 5th attempt denied; fresh: the floor, 3 denied; late: its 4 earlier
+    # attempts in the hour, none verified yet (the floor): all 5 denied.
+    assert [(r["number"][:-3], count(r), limit(r)) for r in expected] == [
+        (busy, 5, 4.0),
+        (fresh, 3, 2.0),
+        (fresh, 4, 2.0),
+        (fresh, 5, 2.0),
+        (late, 5, 2.0),
+        (late, 6, 2.0),
+        (late, 7, 2.0),
+        (late, 8, 2.0),
+        (late, 9, 2.0),
+    ]
+    assert candidate_denies(result) == len(expected)
+    by_rule = {r["rule"]: r for r in result["by_rule"]}
+    assert by_rule["range-adaptive"]["would_deny"] == len(expected)
+
+
+async def test_same_hour_baselines_count_this_hour_of_the_days_before(
+    store_engine: AsyncEngine,
+) -> None:
+    limit = {"floor": 2, "factor": 1, "same_hour_days": 3}
+    velocity = {"key": "range", "drop_last": 3, "window": "1h", "limit": limit}
+    policy = {"rules": [rule("range-same-hour", {"velocity": velocity})]}
+    block = "+46704444"
+    rows = [  # verified in this hour 1, 2 and 3 days before, and at other hours (not counted)
+        attempt(BASE - timedelta(days=d, minutes=-m), number=f"{block}{d}{m:02d}", status="SUCCESSFUL")
+        for d, m in ((1, 5), (2, 40), (3, 59), (4, 10), (1, 70), (2, -10))
+    ] + [attempt(at(minutes=i), number=f"{block}9{i:02d}") for i in range(6)]  # fmt: skip
+    await store_rows(store_engine, rows)
+    result = await backtest(store_engine, policy)
+
+    def hour(moment: datetime) -> datetime:
+        return moment.replace(minute=0, second=0, microsecond=0)
+
+    def limit_of(r: dict[str, Any]) -> float:
+        days = [hour(r["requested_at"]) - timedelta(days=d) for d in (1, 2, 3)]
+        verified = sum(
+            1 for o in rows if o.get("status") == "SUCCESSFUL" and hour(o["requested_at"]) in days
+        )
+        return max(2.0, verified)
+
+    counted = [r for r in rows if r["requested_at"] >= BASE]
+    assert {limit_of(r) for r in counted} == {3.0}
+    expected = [r for r in counted if counted.index(r) + 1 > limit_of(r)]
+    assert candidate_denies(result) == len(expected) == 3
