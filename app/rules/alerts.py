@@ -56,11 +56,25 @@ class Contain(Frozen):
     for_: str = Field(alias="for")
     escalate: list[str] = Field(default_factory=list, max_length=10)
     review: bool = False
+    # With `review`: contain at once all the same when nobody in the key verified within this
+    # period (a dead destination has no real users to hurt); proposed otherwise.
+    active_if_no_verified_in: str | None = None
 
     @field_validator("for_", mode="before")
     @classmethod
     def _for(cls, value: Any) -> str:
         return _duration(value)
+
+    @field_validator("active_if_no_verified_in", mode="before")
+    @classmethod
+    def _dead(cls, value: Any) -> str | None:
+        return None if value is None else _duration(value)
+
+    @model_validator(mode="after")
+    def _dead_needs_review(self) -> Contain:
+        if self.active_if_no_verified_in is not None and not self.review:
+            raise ValueError("active_if_no_verified_in qualifies `review: true`")
+        return self
 
     @field_validator("escalate", mode="before")
     @classmethod
@@ -94,6 +108,11 @@ class Alert(Frozen):
     above: float | None = Field(default=None, ge=0)
     below: float | None = Field(default=None, ge=0, le=1)
     min_attempts: int = Field(default=0, ge=0)
+    # Only attempts priced at least this (costly destinations), in the price currency.
+    min_price: float | None = Field(default=None, ge=0)
+    # Only keys where no attempt verified within this period (up to now): destinations
+    # nobody verifies from.
+    no_verified_in: str | None = None
     relative: Relative | None = None
     cooldown: str = "30m"
     notify: list[str] = Field(default_factory=list)
@@ -112,6 +131,11 @@ class Alert(Frozen):
     def _durations(cls, value: Any) -> str:
         return _duration(value)
 
+    @field_validator("no_verified_in", mode="before")
+    @classmethod
+    def _no_verified_in(cls, value: Any) -> str | None:
+        return None if value is None else _duration(value)
+
     @model_validator(mode="after")
     def _threshold(self) -> Alert:
         if self.metric == "conversion":
@@ -125,6 +149,8 @@ class Alert(Frozen):
             raise ValueError("`digits` is for range alerts")
         if self.contain is not None and self.key == "global":
             raise ValueError("a global alert cannot contain: name a country, range or number")
+        if self.no_verified_in is not None and self.key == "global":
+            raise ValueError("`no_verified_in` is for an alert per country, range or number")
         return self
 
     @property
@@ -134,6 +160,10 @@ class Alert(Frozen):
     @property
     def cooldown_seconds(self) -> int:
         return parse_duration(self.cooldown)
+
+    @property
+    def no_verified_seconds(self) -> int | None:
+        return None if self.no_verified_in is None else parse_duration(self.no_verified_in)
 
 
 def check_alerting(

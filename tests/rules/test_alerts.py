@@ -55,6 +55,11 @@ def test_the_issue_shape_is_accepted() -> None:
         ({"above": None}, "needs `above` or `relative`"),
         ({"key": "global", "digits": None}, "global alert cannot contain"),
         ({"window": "ten minutes"}, "invalid duration"),
+        ({"contain": {"for": "1h", "active_if_no_verified_in": "7d"}}, "qualifies `review"),
+        (
+            {"key": "global", "digits": None, "contain": None, "no_verified_in": "7d"},
+            "`no_verified_in` is for",
+        ),
     ],
 )
 def test_invalid_alerts_are_refused(change: dict[str, object], message: str) -> None:
