@@ -100,7 +100,7 @@ async def measure(
     }
 
 
-async def verified_keys(
+async def alive_keys(
     conn: AsyncConnection,
     *,
     key: str,
@@ -108,20 +108,19 @@ async def verified_keys(
     values: Sequence[str],
     since: datetime,
     until: datetime,
+    conversion: float,
 ) -> set[str]:
-    """Which of `values` had an attempt verified in [since, until)."""
+    """Which of `values` had attempts in [since, until) verified, at least `conversion` of
+    their allowed ones."""
     if not values:
         return set()
+    verified, allowed = _measure("conversion")
     column = key_column(key, digits).label("value")
     stmt = (
         select(column)
-        .where(
-            v.c.requested_at >= since,
-            v.c.requested_at < until,
-            v.c.status == SUCCESSFUL,
-            column.in_(list(values)),
-        )
+        .where(v.c.requested_at >= since, v.c.requested_at < until, column.in_(list(values)))
         .group_by(column)
+        .having(verified > 0, verified >= conversion * allowed)
     )
     return {str(value) for value in (await conn.execute(stmt)).scalars()}
 
@@ -134,22 +133,3 @@ async def any_verified(conn: AsyncConnection, *, since: datetime, until: datetim
         .limit(1)
     )
     return (await conn.execute(stmt)).first() is not None
-
-
-async def conversion_of(
-    conn: AsyncConnection,
-    *,
-    key: str,
-    digits: int | None,
-    value: str,
-    since: datetime,
-    until: datetime,
-) -> Measured:
-    """One key value's verified attempts (`total`) of its allowed ones in [since, until)."""
-    verified, allowed = _measure("conversion")
-    column = key_column(key, digits)
-    stmt = select(verified.label("total"), allowed.label("attempts")).where(
-        v.c.requested_at >= since, v.c.requested_at < until, column == value
-    )
-    row = (await conn.execute(stmt)).one()
-    return Measured(float(row.total or 0), int(row.attempts or 0))

@@ -124,9 +124,9 @@ async def test_review_holds_containment_until_approved_then_lift_and_extend(
 async def test_review_is_skipped_where_nobody_verified_within_the_period(
     client: AsyncClient, receiver: Receiver
 ) -> None:
-    """`active_if_no_verified_in`: a dead range is contained at once, a live one proposed."""
+    """`active_if_dead_over`: a dead range is contained at once, a live one proposed."""
     document = policy_yaml(receiver, review=True).replace(
-        "review: true", "review: true, active_if_no_verified_in: 7d"
+        "review: true", "review: true, active_if_dead_over: 7d"
     )
     await put_policy(client, document)
     now = datetime.now(UTC)
@@ -134,14 +134,18 @@ async def test_review_is_skipped_where_nobody_verified_within_the_period(
     live = "+46709876"
     await attempts_at(client, now - timedelta(minutes=1), prefix=live)
     earlier = now - timedelta(days=2)
-    verified = row(
-        number=f"{live}999",
-        status="SUCCESSFUL",
-        requested_at=earlier,
-        decided_at=earlier,
-        created_at=earlier,
-    )
-    await insert_rows(runtime_of(client).engine, [verified])
+    verified = [
+        row(
+            number=f"{live}{n}",
+            status="SUCCESSFUL",
+            requested_at=earlier,
+            decided_at=earlier,
+            created_at=earlier,
+        )
+        for n in (997, 998, 999)
+    ]
+    # the live range: 3 of its 9 allowed attempts in 7 days verified (the attacked one: none)
+    await insert_rows(runtime_of(client).engine, verified)
     assert (await runtime_of(client).alerts.evaluate_once(now)).fired == 2
     status = {c["value"]: c["status"] for c in await get(client, "/admin/containments")}
     assert status == {ATTACKED: "active", live: "proposed"}
@@ -158,7 +162,7 @@ async def test_a_dead_keys_containment_lifts_itself_once_someone_verifies_there(
     """Contained because nobody verified in the range (7 days); once the range converts as real
     users do (20 % of its allowed attempts verified, counting the ones allowed before the
     block), the premise is gone: the next evaluation lifts it. One verification is not enough."""
-    document = policy_yaml(receiver).replace("above: 5", "above: 5\n    no_verified_in: 7d")
+    document = policy_yaml(receiver).replace("above: 5", "above: 5\n    dead_over: 7d")
     await put_policy(client, document)
     now = datetime.now(UTC)
     await attempts_at(client, now - timedelta(minutes=1))

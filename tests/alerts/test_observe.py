@@ -74,11 +74,11 @@ async def test_each_metric_per_key(client: AsyncClient) -> None:
         assert set(await seen("attempts", "application")) == {"app-one", "app-two"}
 
 
-async def test_min_price_and_no_verified_in_keep_costly_attempts_to_dead_keys(
+async def test_min_price_and_dead_over_keep_costly_attempts_to_dead_keys(
     client: AsyncClient,
 ) -> None:
     """Only attempts priced at least `min_price` count; a key where any attempt verified
-    within `no_verified_in` (before the window too) is not observed at all; and nothing is
+    within `dead_over` (before the window too) is not observed at all; and nothing is
     judged dead until some attempt at least 30 s old has verified (results flowing)."""
     engine = runtime_of(client).engine
     stamp = {"requested_at": AT, "decided_at": AT, "created_at": AT}
@@ -91,7 +91,7 @@ async def test_min_price_and_no_verified_in_keep_costly_attempts_to_dead_keys(
         ],
     )
     costly = _alert("unverified", "country", min_price=0.2, above=0)
-    dead = _alert("unverified", "country", min_price=0.2, above=0, no_verified_in="7d")
+    dead = _alert("unverified", "country", min_price=0.2, above=0, dead_over="7d")
     async with engine.connect() as conn:
         assert await observe(conn, costly, NOW) == {
             "SB": Observation(1, 1),
@@ -112,5 +112,5 @@ async def test_min_price_and_no_verified_in_keep_costly_attempts_to_dead_keys(
     async with engine.connect() as conn:
         assert await observe(conn, dead, NOW) == {"SB": Observation(1, 1)}
         # within the last day nobody verified anywhere: not judged
-        recent = _alert("unverified", "country", min_price=0.2, above=0, no_verified_in="1d")
+        recent = _alert("unverified", "country", min_price=0.2, above=0, dead_over="1d")
         assert await observe(conn, recent, NOW) == {}

@@ -55,10 +55,10 @@ def test_the_issue_shape_is_accepted() -> None:
         ({"above": None}, "needs `above` or `relative`"),
         ({"key": "global", "digits": None}, "global alert cannot contain"),
         ({"window": "ten minutes"}, "invalid duration"),
-        ({"contain": {"for": "1h", "active_if_no_verified_in": "7d"}}, "qualifies `review"),
+        ({"contain": {"for": "1h", "active_if_dead_over": "7d"}}, "qualifies `review"),
         (
-            {"key": "global", "digits": None, "contain": None, "no_verified_in": "7d"},
-            "`no_verified_in` is for",
+            {"key": "global", "digits": None, "contain": None, "dead_over": "7d"},
+            "`dead_over` is for",
         ),
     ],
 )

@@ -1,5 +1,5 @@
-"""Keys nobody verifies in: which of an alert's keys had no attempt verified within a period,
-and whether that can be judged at all (results must be flowing)."""
+"""Dead keys: which of an alert's keys converted below DEAD_CONVERSION over a period (nobody
+real verifies there), and whether that can be judged at all (results must be flowing)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.rules.alerts import Alert
+from app.rules.alerts import DEAD_CONVERSION, Alert
 from app.rules.durations import parse_duration
 from app.store import alert_metrics
 
-# "Nobody verified in this key" means something only while results flow: the deployment has
+# "Nobody verifies in this key" means something only while results flow: the deployment has
 # an attempt at least this old that verified. On a new deployment (or with result callbacks
 # not arriving) every key looks dead; real users' results take 8-55 s, and by then a busy
 # country's own have come in. On the simulator's fresh databases (seeds 1-10, 1-10 sign-ups/s)
@@ -26,29 +26,36 @@ async def results_flowing(conn: AsyncConnection, now: datetime, seconds: int) ->
     return await alert_metrics.any_verified(conn, since=since, until=now - RESULTS_FLOWING)
 
 
-async def verified(
-    conn: AsyncConnection, alert: Alert, values: list[str], now: datetime, seconds: int
+async def alive(
+    conn: AsyncConnection,
+    alert: Alert,
+    values: list[str],
+    *,
+    since: datetime,
+    until: datetime,
 ) -> set[str]:
-    """Which of the alert's key `values` had an attempt verified in the last `seconds`."""
-    return await alert_metrics.verified_keys(
+    """Which of the alert's key `values` converted at DEAD_CONVERSION or better in the span."""
+    return await alert_metrics.alive_keys(
         conn,
         key=alert.key,
         digits=alert.digits,
         values=values,
-        since=now - timedelta(seconds=seconds),
-        until=now,
+        since=since,
+        until=until,
+        conversion=DEAD_CONVERSION,
     )
 
 
 async def for_review(conn: AsyncConnection, alert: Alert, value: str, now: datetime) -> bool:
     """Whether the containment waits for an admin: `review`, unless the key is dead (nobody
-    verified in it within `active_if_no_verified_in`)."""
+    dead over `active_if_dead_over`)."""
     contain = alert.contain
     if contain is None or not contain.review:
         return False
-    if contain.active_if_no_verified_in is None:
+    if contain.active_if_dead_over is None:
         return True
-    seconds = parse_duration(contain.active_if_no_verified_in)
+    seconds = parse_duration(contain.active_if_dead_over)
     if not await results_flowing(conn, now, seconds):
         return True
-    return bool(await verified(conn, alert, [value], now, seconds))
+    since = now - timedelta(seconds=seconds)
+    return bool(await alive(conn, alert, [value], since=since, until=now))

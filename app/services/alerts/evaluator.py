@@ -86,12 +86,11 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
         windows=[(now - window, now)],
         min_price=alert.min_price,
     )
-    if alert.no_verified_seconds is not None:
-        if not await dead.results_flowing(conn, now, alert.no_verified_seconds):
+    if alert.dead_seconds is not None:
+        if not await dead.results_flowing(conn, now, alert.dead_seconds):
             return {}
-        for value in await dead.verified(
-            conn, alert, list(current), now, alert.no_verified_seconds
-        ):
+        since = now - timedelta(seconds=alert.dead_seconds)
+        for value in await dead.alive(conn, alert, list(current), since=since, until=now):
             del current[value]
     baseline: dict[str, float] = {}
     if alert.relative is not None:

@@ -1,7 +1,7 @@
-"""A containment made because nobody verified in a key lifts itself once the key converts as
-real users do: its premise is gone (real users' attempts, allowed before the block, came back
-verified). One verification is not enough: pumping gets ~1 % verified (in the simulator's
-seed 3 one pumped EG attempt of the ~35 let through verified, and lifted the block).
+"""A containment made because a key was dead lifts itself once the key converts as real users
+do: its premise is gone (real users' attempts, allowed before the block, came back verified).
+One verification is not enough: pumping gets ~1 % verified (in the simulator's seed 3 one
+pumped EG attempt of the ~35 let through verified, and lifted the block when it was).
 """
 
 from __future__ import annotations
@@ -15,31 +15,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.alerts import Alert
 from app.rules.durations import parse_duration
 from app.rules.model import Policy
-from app.services.alerts import messages
+from app.services.alerts import dead, messages
 from app.services.alerts.outbox import enqueue
-from app.store import alert_metrics
 from app.store import alerts as store
 from app.store.alert_rows import Containment
 
 log = structlog.get_logger()
-# Real users verify ~85 % of their attempts, pumping ~1 %; the starter policy holds a
-# 1,000-number block converting below 20 % as well.
-ALIVE_CONVERSION = 0.2
 
 
 def dead_period(alert: Alert, row: Containment) -> int | None:
-    """Seconds with nobody verified that the containment stood on (None: another premise)."""
-    if alert.no_verified_seconds is not None:
-        return alert.no_verified_seconds
+    """Seconds the key was judged dead over, the containment's premise (None: another one)."""
+    if alert.dead_seconds is not None:
+        return alert.dead_seconds
     contain = alert.contain
-    if contain is None or contain.active_if_no_verified_in is None or row.approved_by:
+    if contain is None or contain.active_if_dead_over is None or row.approved_by:
         return None
-    return parse_duration(contain.active_if_no_verified_in)
+    return parse_duration(contain.active_if_dead_over)
 
 
 async def lift_revived(conn: AsyncConnection, policy: Policy, now: datetime) -> int:
-    """Lift every active containment whose key, judged dead, now converts at ALIVE_CONVERSION
-    or better over the same period; notify as a lift. Returns how many were lifted."""
+    """Lift every active containment whose key, judged dead, is alive over the same period
+    now (app.services.alerts.dead); notify as a lift. Returns how many were lifted."""
     alerts = {alert.name: alert for alert in policy.alerts}
     lifted = 0
     for row in await store.active_containments(conn, now):
@@ -69,12 +65,5 @@ async def lift_revived(conn: AsyncConnection, policy: Policy, now: datetime) -> 
 async def _alive(
     conn: AsyncConnection, alert: Alert, row: Containment, period: int, now: datetime
 ) -> bool:
-    measured = await alert_metrics.conversion_of(
-        conn,
-        key=row.key,
-        digits=alert.digits,
-        value=row.value,
-        since=row.created_at - timedelta(seconds=period),
-        until=now,
-    )
-    return measured.total > 0 and measured.total >= ALIVE_CONVERSION * measured.attempts
+    since = row.created_at - timedelta(seconds=period)
+    return bool(await dead.alive(conn, alert, [row.value], since=since, until=now))
