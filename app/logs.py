@@ -61,6 +61,17 @@ def _json(event: Any, **_: Any) -> str:
     return to_json(event, fallback=str).decode()
 
 
+class _Stderr:
+    """Whatever sys.stderr is when a line is written: cached loggers outlive a replaced stream
+    (the CLI run twice in one process, as its tests do, wrote to the first, closed one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -75,7 +86,7 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     _mask_access_log()

@@ -1,7 +1,9 @@
 """When the alerts came: per attack scenario, how long after its first attempt the first
-`alert.firing` and the first `containment.created` naming one of its keys arrived; every
-firing that named no attacked key (on legit traffic: a false alarm); and how many real users'
-attempts fell inside a containment after it was created (each one a user blocked).
+`alert.firing`, the first `containment.created` (in force) and the first
+`containment.proposed` (waiting for an admin) naming one of its keys arrived, and how many of
+its later attempts fell inside a containment in force; every firing that named no attacked
+key (on legit traffic: a false alarm); and how many real users' attempts fell inside a
+containment in force (each one a user blocked).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from app.simulator.webhooks import Notice
 
 FIRING = "alert.firing"
 CONTAINED = "containment.created"
+PROPOSED = "containment.proposed"
+ENDED = ("containment.lifted", "containment.expired")
 
 
 class AttackAlertsDoc(TypedDict):
@@ -24,6 +28,10 @@ class AttackAlertsDoc(TypedDict):
     first_alert_after_s: float | None
     first_alert: str | None
     first_containment_after_s: float | None
+    first_containment: str | None
+    first_proposal_after_s: float | None
+    after_containment: int  # its attempts after its first containment arrived
+    inside_containment: int  # of those, how many one in force covered
 
 
 class AlertsDoc(TypedDict):
@@ -73,12 +81,37 @@ def alert_timing(
 
 
 def _legit_contained(attempts: Sequence[Attempt], notices: Sequence[Notice]) -> int:
-    blocks = [n for n in notices if n.type == CONTAINED]
-    return sum(
-        1
-        for a in attempts
-        if a.label == "legit" and any(a.at >= n.arrived_s and covers(n, a.number) for n in blocks)
-    )
+    contained = _contained(notices)
+    return sum(1 for a in attempts if a.label == "legit" and contained(a))
+
+
+def _contained(notices: Sequence[Notice]) -> Callable[[Attempt], bool]:
+    """Whether an attempt fell inside a containment in force: created before it, and not
+    lifted or expired (as notified) by then."""
+    ends = [n for n in notices if n.type in ENDED]
+    spans = [
+        (
+            n,
+            min(
+                (e.arrived_s for e in ends if _same(e, n) and e.arrived_s >= n.arrived_s),
+                default=float("inf"),
+            ),
+        )
+        for n in notices
+        if n.type == CONTAINED
+    ]
+
+    def inside(attempt: Attempt) -> bool:
+        return any(
+            start.arrived_s <= attempt.at < end and covers(start, attempt.number)
+            for start, end in spans
+        )
+
+    return inside
+
+
+def _same(one: Notice, other: Notice) -> bool:
+    return (one.key, one.value) == (other.key, other.value)
 
 
 def _attack(items: list[Attempt], notices: Sequence[Notice]) -> AttackAlertsDoc:
@@ -86,11 +119,18 @@ def _attack(items: list[Attempt], notices: Sequence[Notice]) -> AttackAlertsDoc:
     mine = [n for n in notices if n.arrived_s >= started and _hits(n, items)]
     alert = _first(mine, lambda n: n.type == FIRING)
     contained = _first(mine, lambda n: n.type == CONTAINED)
+    proposed = _first(mine, lambda n: n.type == PROPOSED)
+    later = [a for a in items if contained is not None and a.at >= contained.arrived_s]
+    inside = _contained(notices)
     return {
         "started_at_s": round(started, 2),
         "first_alert_after_s": _after(alert, started),
         "first_alert": _name(alert) if alert else None,
         "first_containment_after_s": _after(contained, started),
+        "first_containment": _name(contained) if contained else None,
+        "first_proposal_after_s": _after(proposed, started),
+        "after_containment": len(later),
+        "inside_containment": sum(1 for a in later if inside(a)),
     }
 
 
@@ -120,8 +160,12 @@ def render_alerts(document: AlertsDoc) -> list[str]:
     for name, timing in document["by_attack"].items():
         lines.append(
             f"{name}: first alert.firing {_seconds(timing['first_alert_after_s'])}"
-            f" ({timing['first_alert'] or 'none'}), first containment "
-            f"{_seconds(timing['first_containment_after_s'])} after its start"
+            f" ({timing['first_alert'] or 'none'}), first containment in force "
+            f"{_seconds(timing['first_containment_after_s'])}"
+            f" ({timing['first_containment'] or 'none'}), first proposed "
+            f"{_seconds(timing['first_proposal_after_s'])} after its start; "
+            f"{timing['inside_containment']} of its {timing['after_containment']} later "
+            "attempts inside a containment in force"
         )
     lines += [f"false alarm: {alarm}" for alarm in document["false_alarms"]]
     lines.append(f"legit attempts inside a containment: {document['legit_in_containments']}")

@@ -72,10 +72,14 @@ async def measure(
     key: str,
     digits: int | None,
     windows: Sequence[tuple[datetime, datetime]],
+    min_price: float | None = None,
 ) -> dict[str, Measured]:
-    """Totals by key value over the union of `windows` ([since, until) each)."""
+    """Totals by key value over the union of `windows` ([since, until) each), of the attempts
+    priced at least `min_price` if given."""
     total, attempts = _measure(metric)
     within = or_(*(and_(v.c.requested_at >= a, v.c.requested_at < b) for a, b in windows))
+    if min_price is not None:
+        within = and_(within, v.c.price_amount >= min_price)
     if key == "global":
         stmt = select(
             literal("global").label("value"), total.label("total"), attempts.label("attempts")
@@ -94,3 +98,38 @@ async def measure(
         for row in rows
         if row.value
     }
+
+
+async def alive_keys(
+    conn: AsyncConnection,
+    *,
+    key: str,
+    digits: int | None,
+    values: Sequence[str],
+    since: datetime,
+    until: datetime,
+    conversion: float,
+) -> set[str]:
+    """Which of `values` had attempts in [since, until) verified, at least `conversion` of
+    their allowed ones."""
+    if not values:
+        return set()
+    verified, allowed = _measure("conversion")
+    column = key_column(key, digits).label("value")
+    stmt = (
+        select(column)
+        .where(v.c.requested_at >= since, v.c.requested_at < until, column.in_(list(values)))
+        .group_by(column)
+        .having(verified > 0, verified >= conversion * allowed)
+    )
+    return {str(value) for value in (await conn.execute(stmt)).scalars()}
+
+
+async def any_verified(conn: AsyncConnection, *, since: datetime, until: datetime) -> bool:
+    """Whether any attempt requested in [since, until) has verified."""
+    stmt = (
+        select(v.c.id)
+        .where(v.c.status == SUCCESSFUL, v.c.requested_at >= since, v.c.requested_at < until)
+        .limit(1)
+    )
+    return (await conn.execute(stmt)).first() is not None

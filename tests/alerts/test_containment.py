@@ -121,6 +121,92 @@ async def test_review_holds_containment_until_approved_then_lift_and_extend(
     assert "containment.lifted" in kinds
 
 
+async def test_review_is_skipped_where_nobody_verified_within_the_period(
+    client: AsyncClient, receiver: Receiver
+) -> None:
+    """`active_if_dead_over`: a dead range is contained at once, a live one proposed."""
+    document = policy_yaml(receiver, review=True).replace(
+        "review: true", "review: true, active_if_dead_over: 7d"
+    )
+    await put_policy(client, document)
+    now = datetime.now(UTC)
+    await attempts_at(client, now - timedelta(minutes=1))
+    live = "+46709876"
+    await attempts_at(client, now - timedelta(minutes=1), prefix=live)
+    earlier = now - timedelta(days=2)
+    verified = [
+        row(
+            number=f"{live}{n}",
+            status="SUCCESSFUL",
+            requested_at=earlier,
+            decided_at=earlier,
+            created_at=earlier,
+        )
+        for n in (997, 998, 999)
+    ]
+    # the live range: 3 of its 9 allowed attempts in 7 days verified (the attacked one: none)
+    await insert_rows(runtime_of(client).engine, verified)
+    assert (await runtime_of(client).alerts.evaluate_once(now)).fired == 2
+    status = {c["value"]: c["status"] for c in await get(client, "/admin/containments")}
+    assert status == {ATTACKED: "active", live: "proposed"}
+    kinds = {
+        (n["type"], n["payload"]["value"]) for n in await get(client, "/admin/alerts/notifications")
+    }
+    assert ("containment.created", ATTACKED) in kinds
+    assert ("containment.proposed", live) in kinds
+
+
+async def test_a_dead_keys_containment_lifts_itself_once_someone_verifies_there(
+    client: AsyncClient, sinch: SinchSender, receiver: Receiver
+) -> None:
+    """Contained because nobody verified in the range (7 days); once the range converts as real
+    users do (20 % of its allowed attempts verified, counting the ones allowed before the
+    block), the premise is gone: the next evaluation lifts it. One verification is not enough."""
+    document = policy_yaml(receiver).replace("above: 5", "above: 5\n    dead_over: 7d")
+    await put_policy(client, document)
+    now = datetime.now(UTC)
+    await attempts_at(client, now - timedelta(minutes=1))
+    jobs = runtime_of(client).alerts
+    assert (await jobs.evaluate_once(now)).fired == 0  # nobody verified anywhere: not judged
+    elsewhere = now - timedelta(minutes=2)
+    real = row(
+        number=LEGIT,
+        status="SUCCESSFUL",
+        requested_at=elsewhere,
+        decided_at=elsewhere,
+        created_at=elsewhere,
+    )
+    await insert_rows(runtime_of(client).engine, [real])
+    assert (await jobs.evaluate_once(now)).containments == 1
+    await until_reason(client, sinch, f"{ATTACKED}999", "contained")
+    at = now - timedelta(seconds=50)
+
+    async def verified(*suffixes: str) -> None:
+        rows = [
+            row(
+                number=f"{ATTACKED}{n}",
+                status="SUCCESSFUL",
+                requested_at=at,
+                decided_at=at,
+                created_at=at,
+            )
+            for n in suffixes
+        ]
+        await insert_rows(runtime_of(client).engine, rows)
+
+    await verified("100")  # 1 of 7 allowed: pumping gets ~1 % verified, not a real user's 85 %
+    await jobs.evaluate_once(now + timedelta(seconds=5))
+    assert [c["status"] for c in await get(client, "/admin/containments")] == ["active"]
+    await verified("101", "102")  # 3 of 9: the range converts as real users do
+    await jobs.evaluate_once(now + timedelta(seconds=10))
+    [lifted] = await get(client, "/admin/containments")
+    assert lifted["status"] == "lifted"
+    assert lifted["lifted_by"] == "alert:range-attempts (verified since)"
+    await until_reason(client, sinch, f"{ATTACKED}998", "default")
+    kinds = [n["type"] for n in await get(client, "/admin/alerts/notifications")]
+    assert "containment.lifted" in kinds
+
+
 async def test_allowlisted_number_is_never_contained(
     client: AsyncClient, receiver: Receiver
 ) -> None:

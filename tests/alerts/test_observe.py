@@ -72,3 +72,45 @@ async def test_each_metric_per_key(client: AsyncClient) -> None:
             "+447700900123",
         }
         assert set(await seen("attempts", "application")) == {"app-one", "app-two"}
+
+
+async def test_min_price_and_dead_over_keep_costly_attempts_to_dead_keys(
+    client: AsyncClient,
+) -> None:
+    """Only attempts priced at least `min_price` count; a key where any attempt verified
+    within `dead_over` (before the window too) is not observed at all; and nothing is
+    judged dead until some attempt at least 30 s old has verified (results flowing)."""
+    engine = runtime_of(client).engine
+    stamp = {"requested_at": AT, "decided_at": AT, "created_at": AT}
+    await insert_rows(
+        engine,
+        [
+            row(number="+6777123456", country="SB", price_amount=0.38, **stamp),
+            row(number="+6777123457", country="SB", price_amount=0.05, **stamp),
+            row(number="+2348031234567", country="NG", price_amount=0.3, **stamp),
+        ],
+    )
+    costly = _alert("unverified", "country", min_price=0.2, above=0)
+    dead = _alert("unverified", "country", min_price=0.2, above=0, dead_over="7d")
+    async with engine.connect() as conn:
+        assert await observe(conn, costly, NOW) == {
+            "SB": Observation(1, 1),
+            "NG": Observation(1, 1),
+        }
+        assert await observe(conn, dead, NOW) == {}  # nobody verified anywhere yet
+    earlier = NOW - timedelta(days=3)
+    verified = row(
+        number="+2348031234568",
+        country="NG",
+        price_amount=0.01,
+        status="SUCCESSFUL",
+        requested_at=earlier,
+        decided_at=earlier,
+        created_at=earlier,
+    )
+    await insert_rows(engine, [verified])
+    async with engine.connect() as conn:
+        assert await observe(conn, dead, NOW) == {"SB": Observation(1, 1)}
+        # within the last day nobody verified anywhere: not judged
+        recent = _alert("unverified", "country", min_price=0.2, above=0, dead_over="1d")
+        assert await observe(conn, recent, NOW) == {}

@@ -55,6 +55,11 @@ def test_the_issue_shape_is_accepted() -> None:
         ({"above": None}, "needs `above` or `relative`"),
         ({"key": "global", "digits": None}, "global alert cannot contain"),
         ({"window": "ten minutes"}, "invalid duration"),
+        ({"contain": {"for": "1h", "active_if_dead_over": "7d"}}, "qualifies `review"),
+        (
+            {"key": "global", "digits": None, "contain": None, "dead_over": "7d"},
+            "`dead_over` is for",
+        ),
     ],
 )
 def test_invalid_alerts_are_refused(change: dict[str, object], message: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.simulator.alert_timing import alert_timing, covers
+from app.simulator.alert_timing import alert_timing, covers, render_alerts
 from app.simulator.outcomes import Outcome
 from app.simulator.scenarios import Attempt
 from app.simulator.webhooks import Notice
@@ -50,6 +50,10 @@ def test_each_attack_gets_its_first_alert_and_containment_and_strays_are_false_a
         "first_alert_after_s": 5.0,
         "first_alert": "a range +37190018 at 10.0 s",
         "first_containment_after_s": 5.0,
+        "first_containment": "a range +37190018 at 10.0 s",
+        "first_proposal_after_s": None,
+        "after_containment": 0,
+        "inside_containment": 0,
     }
     assert document["by_attack"]["number-abuse"]["first_alert_after_s"] is None
     assert document["false_alarms"] == [
@@ -57,3 +61,32 @@ def test_each_attack_gets_its_first_alert_and_containment_and_strays_are_false_a
         "a country GB at 30.0 s",
     ]
     assert document["legit_in_containments"] == 1
+
+
+def test_proposed_is_told_apart_from_in_force_and_later_attempts_are_checked() -> None:
+    """A proposed containment blocks nothing: it is reported on its own, and only attempts
+    inside a containment in force (created, not yet expired) count as contained."""
+    attempts = [
+        _attempt(1.0, "+6777100001", "slow-pumping"),
+        _attempt(20.0, "+6777100002", "slow-pumping"),  # inside SB's containment
+        _attempt(40.0, "+6777100003", "slow-pumping"),  # after it expired
+        _attempt(2.0, "+2348031234567", "distributed-pumping"),
+        _attempt(30.0, "+2348031234568", "distributed-pumping"),
+        _attempt(31.0, "+2348039999999", "normal", "legit"),  # NG only proposed: not blocked
+    ]
+    notices = [
+        _notice("alert.firing", "country", "SB", 5.0),
+        _notice("containment.created", "country", "SB", 5.0),
+        _notice("containment.expired", "country", "SB", 35.0),
+        _notice("alert.firing", "country", "NG", 10.0),
+        _notice("containment.proposed", "country", "NG", 10.0),
+    ]
+    document = alert_timing(attempts, notices)
+    slow = document["by_attack"]["slow-pumping"]
+    assert (slow["first_containment_after_s"], slow["first_proposal_after_s"]) == (4.0, None)
+    assert (slow["after_containment"], slow["inside_containment"]) == (2, 1)
+    spread = document["by_attack"]["distributed-pumping"]
+    assert (spread["first_containment_after_s"], spread["first_proposal_after_s"]) == (None, 8.0)
+    assert (spread["after_containment"], spread["inside_containment"]) == (0, 0)
+    assert document["legit_in_containments"] == 0
+    assert any("first proposed 8 s" in line for line in render_alerts(document))

@@ -17,8 +17,9 @@ from app.rules.alerting import AlertState, Observation, Transition, evaluate_ale
 from app.rules.alerts import Alert
 from app.rules.lists import compile_list
 from app.rules.model import Policy
-from app.services.alerts import messages
+from app.services.alerts import dead, messages
 from app.services.alerts.outbox import channels_of, enqueue
+from app.services.alerts.revival import lift_revived
 from app.services.policy.cache import live_policy
 from app.settings import Settings
 from app.store import alert_metrics, lease
@@ -58,6 +59,7 @@ async def evaluate_alerts(
         return Tick(leader=False)
     policy = await live_policy(conn, default_action=settings.default_action)
     await _expire(conn, policy, now)
+    await lift_revived(conn, policy, now)
     kinds: list[str] = []
     contained = 0
     for alert in policy.alerts:
@@ -77,14 +79,30 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
     """The alert's metric per key over its window (and, relative, the same hour of past days)."""
     window = timedelta(seconds=alert.window_seconds)
     current = await alert_metrics.measure(
-        conn, metric=alert.metric, key=alert.key, digits=alert.digits, windows=[(now - window, now)]
+        conn,
+        metric=alert.metric,
+        key=alert.key,
+        digits=alert.digits,
+        windows=[(now - window, now)],
+        min_price=alert.min_price,
     )
+    if alert.dead_seconds is not None:
+        if not await dead.results_flowing(conn, now, alert.dead_seconds):
+            return {}
+        since = now - timedelta(seconds=alert.dead_seconds)
+        for value in await dead.alive(conn, alert, list(current), since=since, until=now):
+            del current[value]
     baseline: dict[str, float] = {}
     if alert.relative is not None:
         days = alert.relative.days
         past = [(now - window - d * DAY, now - d * DAY) for d in range(1, days + 1)]
         history = await alert_metrics.measure(
-            conn, metric=alert.metric, key=alert.key, digits=alert.digits, windows=past
+            conn,
+            metric=alert.metric,
+            key=alert.key,
+            digits=alert.digits,
+            windows=past,
+            min_price=alert.min_price,
         )
         baseline = {value: m.total / days for value, m in history.items()}
     return {
@@ -183,7 +201,7 @@ async def _contain(
         return None
     repeat = await store.containments_since(conn, key=alert.key, value=value, since=now - DAY)
     seconds = contain.seconds(repeat)
-    status = "proposed" if contain.review else "active"
+    status = "proposed" if await dead.for_review(conn, alert, value, now) else "active"
     containment_id = await store.add_containment(
         conn,
         key=alert.key,
@@ -193,7 +211,7 @@ async def _contain(
         duration_seconds=seconds,
         created_at=now,
         created_by=f"alert:{alert.name}",
-        expires_at=None if contain.review else now + timedelta(seconds=seconds),
+        expires_at=None if status == "proposed" else now + timedelta(seconds=seconds),
         updated_at=now,
     )
     log.warning(

@@ -4,14 +4,18 @@ policy cache, so the request path checks them in memory without a statement of i
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.metrics import Metrics
 from app.rules.containment import Block, compile_containments
 from app.services.policy.cache import PolicyCache
 from app.store import alerts as store
+
+log = structlog.get_logger()
 
 
 class ContainmentWatcher:
@@ -36,4 +40,7 @@ class ContainmentWatcher:
         expiries = [b.expires_at for b in blocks if b.expires_at is not None]
         self._next_expiry = min(expiries) if expiries else None
         self._metrics.containments_active.set(len(blocks))
+        # When each process put each containment in force (the newest id it holds).
+        newest = max((b.id for b in blocks), default=None)
+        log.info("containments.loaded", active=len(blocks), newest=newest, pid=os.getpid())
         return True
