@@ -16,7 +16,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import JSON
+from sqlalchemy.types import JSON, String
 
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
 from app.store.rows import CallbackClaim, MatchRow, RequestRow, columns
@@ -46,8 +46,12 @@ async def policy_version(conn: AsyncConnection) -> int:
 
 
 def _pg_type(column: str) -> str:
+    """The parameter's type: strings as text, never varchar(n), whose explicit cast would
+    silently cut an overlong value (an assignment to the column refuses it instead)."""
     kind = verifications.c[column].type
-    return "json" if isinstance(kind, JSON) else str(kind.compile(dialect=_PG))
+    if isinstance(kind, JSON):
+        return "json"
+    return "text" if isinstance(kind, String) else str(kind.compile(dialect=_PG))
 
 
 CLAIM_COLUMNS = columns(CallbackClaim)

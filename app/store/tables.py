@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 
 from app.store.models import (
     BacktestRow,
@@ -29,3 +29,11 @@ rollup_hours = cast(Table, StatsHourStateRow.__table__)
 range_rollup = cast(Table, StatsRangeHourRow.__table__)
 shadow_rollup = cast(Table, StatsShadowHourRow.__table__)
 verifications = cast(Table, VerificationRow.__table__)
+
+
+def string_length(table: Table, column: str) -> int:
+    """The length of a String(n) column (what PostgreSQL refuses beyond)."""
+    kind = table.c[column].type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"{table.name}.{column} is not a String(n)")
+    return kind.length

@@ -10,6 +10,13 @@ from app.rules.facts import Facts, facts_to_json
 from app.services.intake.deliveries import Delivery
 from app.sinch.events import VerificationRequestEvent
 from app.store.rows import CallbackClaim, MatchRow, RequestRow
+from app.store.tables import string_length, verifications
+
+# Wire fields that may be longer than their column (an invalid endpoint up to 64 characters
+# in `number`, a reference up to 4,096 in `reference`): cut here, the same on every backend,
+# so no store stores more than another or refuses the row (the inbox keeps the raw body).
+_NUMBER_MAX = string_length(verifications, "number")
+_REFERENCE_MAX = string_length(verifications, "reference")
 
 
 def callback_row(
@@ -63,7 +70,7 @@ def request_row(
         degraded=degraded,
         app_key=delivery.app_key,
         method=event.method,
-        number=facts.number or event.identity.endpoint,
+        number=(facts.number or event.identity.endpoint)[:_NUMBER_MAX],
         country=facts.country,
         calling_code=facts.calling_code,
         number_type=facts.number_type,
@@ -72,7 +79,7 @@ def request_row(
         price_currency=price.currency_id if price else None,
         rate_amount=rate.amount if rate else None,
         rate_currency=rate.currency_id if rate else None,
-        reference=event.reference,
+        reference=event.reference[:_REFERENCE_MAX] if event.reference else event.reference,
         custom=event.custom,
         requested_at=now,
         request_callback_id=callback_id,
