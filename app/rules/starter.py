@@ -169,25 +169,46 @@ STARTER: dict[str, Any] = {
             },
         },
         {
+            "name": "new-destination",
+            "description": "A country where nothing has verified today: more than 2.00 (in "
+            "the account currency) allowed within an hour. Until its first success a new "
+            "destination gets a small budget in money, not a minute: real users' first codes "
+            "come back within seconds to a minute, which a busy country reaches at a few "
+            "cents an attempt, while pumping a costly destination spends it in a few "
+            "attempts. Judged from the first attempt on (no min_history).",
+            "priority": 54,
+            "action": "deny",
+            "reason": "new_destination",
+            "when": {
+                "all": [
+                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "max": 2,
+                            "measure": "spend",
+                            "only_allowed": True,
+                        }
+                    },
+                ]
+            },
+        },
+        {
             "name": "high-cost-dead-destination",
             "description": "Where an attempt costs 0.20 or more: the same after 2 allowed "
-            "unverified attempts. Slow pumping of a small, expensive country is stopped a "
-            "minute after it starts; its denied attempts cannot verify, so it stays dead, and "
-            "a few attempts an hour still get through to let real users show.",
+            "unverified attempts, judged from the first attempt on (no min_history: two "
+            "attempts are what a costly destination gets before its first success). Slow "
+            "pumping of a small, expensive country is stopped at its third attempt; its "
+            "denied attempts cannot verify, so it stays dead, and a few attempts an hour "
+            "still get through to let real users show.",
             "priority": 56,
             "action": "deny",
             "reason": "dead_destination",
             "when": {
                 "all": [
                     {"field": "price_amount", "op": "ge", "value": 0.2},
-                    {
-                        "verified": {
-                            "key": "country",
-                            "window": "1d",
-                            "at_most": 2,
-                            "min_history": "1m",
-                        }
-                    },
+                    {"verified": {"key": "country", "window": "1d", "at_most": 2}},
                     {
                         "velocity": {
                             "key": "country",
