@@ -119,18 +119,21 @@ def test_starter_stops_a_destination_nobody_verifies() -> None:
     assert _country(21, 0, 0.1) == ("deny", "dead-destination")
     assert _country(21, 2, 0.1) == ("deny", "dead-destination")
     assert _country(21, 3, 0.1) == ("allow", None)
-    assert _country(2, 0, 0.38) == ("allow", None)
-    assert _country(3, 0, 0.38) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 0, 0.38) == ("allow", None)
+    assert _country(2, 0, 0.38) == ("deny", "high-cost-new-destination")
+    assert _country(2, 1, 0.38) == ("allow", None)
+    assert _country(3, 1, 0.38) == ("deny", "high-cost-dead-destination")
 
 
 def test_starter_does_not_judge_a_cheap_destination_in_its_first_minute() -> None:
     """Results take up to a minute: a busy country's first seconds are not 'never verifies'
-    by count (its budget in money still applies); where an attempt costs 0.20 or more, two
-    unverified are all a new destination gets."""
+    by count (its budget in money still applies); where an attempt costs 0.20 or more, one
+    unverified is all a new destination gets, two once one has verified."""
     assert _country(50, 0, 0.1, history=59) == ("allow", None)
     assert _country(50, 0, 0.1, history=None) == ("allow", None)
-    assert _country(2, 0, 0.38, history=None) == ("allow", None)
-    assert _country(3, 0, 0.38, history=None) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 0, 0.38, history=None) == ("allow", None)
+    assert _country(2, 0, 0.38, history=None) == ("deny", "high-cost-new-destination")
+    assert _country(3, 1, 0.38, history=None) == ("deny", "high-cost-dead-destination")
 
 
 def test_starter_gives_a_new_destination_a_budget_in_money() -> None:
@@ -138,7 +141,7 @@ def test_starter_gives_a_new_destination_a_budget_in_money() -> None:
     assert _country(19, 0, 0.1, history=None, spent=1.85) == ("allow", None)
     assert _country(20, 0, 0.1, history=None, spent=1.95) == ("deny", "new-destination")
     assert _country(20, 1, 0.1, history=None, spent=1.95) == ("allow", None)
-    assert _country(2, 0, 0.38, history=None, spent=1.7) == ("deny", "new-destination")
+    assert _country(1, 0, 0.38, history=None, spent=1.7) == ("deny", "new-destination")
 
 
 def test_starter_holds_expensive_countries_to_their_verified_history() -> None:
