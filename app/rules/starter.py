@@ -134,6 +134,57 @@ STARTER: dict[str, Any] = {
             },
         },
         {
+            "name": "new-destination",
+            "description": "A country where nothing has verified today: more than 2.00 (in "
+            "the account currency) allowed within an hour. Until its first success a new "
+            "destination gets a small budget in money, not a minute: real users' first codes "
+            "come back within seconds to a minute, which a busy country reaches at a few "
+            "cents an attempt, while pumping a costly destination spends it in a few "
+            "attempts. Judged from the first attempt on (no min_history).",
+            "priority": 53,
+            "action": "deny",
+            "reason": "new_destination",
+            "when": {
+                "all": [
+                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "max": 2,
+                            "measure": "spend",
+                            "only_allowed": True,
+                        }
+                    },
+                ]
+            },
+        },
+        {
+            "name": "high-cost-new-destination",
+            "description": "Where an attempt costs 0.20 or more, to a country where nothing "
+            "has verified today: one allowed attempt not verified within an hour at a time. "
+            "Slow pumping of a small, expensive country gets one attempt through, not a "
+            "minute's worth; a real user's success opens the next rule's two.",
+            "priority": 54,
+            "action": "deny",
+            "reason": "new_destination",
+            "when": {
+                "all": [
+                    {"field": "price_amount", "op": "ge", "value": 0.2},
+                    {"verified": {"key": "country", "window": "1d", "at_most": 0}},
+                    {
+                        "velocity": {
+                            "key": "country",
+                            "window": "1h",
+                            "max": 1,
+                            "measure": "unverified",
+                            "only_allowed": True,
+                        }
+                    },
+                ]
+            },
+        },
+        {
             "name": "dead-destination",
             "description": "A country where at most 2 attempts verified in the last day: more "
             "than 20 allowed attempts within an hour that have not verified. Real users "
@@ -171,23 +222,18 @@ STARTER: dict[str, Any] = {
         {
             "name": "high-cost-dead-destination",
             "description": "Where an attempt costs 0.20 or more: the same after 2 allowed "
-            "unverified attempts. Slow pumping of a small, expensive country is stopped a "
-            "minute after it starts; its denied attempts cannot verify, so it stays dead, and "
-            "a few attempts an hour still get through to let real users show.",
+            "unverified attempts, judged from the first attempt on (no min_history; before "
+            "the first success rule 54 allows one). Slow pumping of a small, expensive "
+            "country is stopped at its second attempt; its denied attempts cannot verify, so "
+            "it stays dead, and an attempt or two an hour still get through to let real "
+            "users show.",
             "priority": 56,
             "action": "deny",
             "reason": "dead_destination",
             "when": {
                 "all": [
                     {"field": "price_amount", "op": "ge", "value": 0.2},
-                    {
-                        "verified": {
-                            "key": "country",
-                            "window": "1d",
-                            "at_most": 2,
-                            "min_history": "1m",
-                        }
-                    },
+                    {"verified": {"key": "country", "window": "1d", "at_most": 2}},
                     {
                         "velocity": {
                             "key": "country",
@@ -250,9 +296,11 @@ def starter_policy() -> Policy:
     """A valid policy: allowlist (0), blocklist (1), invalid numbers (10), blocked number
     types (20), price ceiling 0.50 (30), 3 unverified/h per number (40), unverified/h per
     1,000-number block above max(20, verified in 14d) while it converts below 20 % (50,
-    allowed ones; floor 3 where an attempt costs 0.20 or more, 51), 20 allowed unverified/h to
-    a country with at most 2 verified in a day and a minute of history (55; 2 where an attempt
-    costs 0.20 or more, 56), allowed unverified/h to a country above max(20, verified in 14d)
+    allowed ones; floor 3 where an attempt costs 0.20 or more, 51), 2.00 allowed/h to a
+    country with nothing verified today (53; 1 allowed unverified where an attempt costs 0.20
+    or more, 54), 20 allowed unverified/h to a country with at most 2 verified in a day and a
+    minute of history (55; 2, from the first attempt, where an attempt costs 0.20 or more,
+    56), allowed unverified/h to a country above max(20, verified in 14d)
     where an attempt costs 0.20 or more (57), and a shadow per-country conversion breaker
     (60)."""
     return Policy.model_validate(STARTER)

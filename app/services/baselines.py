@@ -2,7 +2,8 @@
 
 The request path adds no statement for them: `values` is a dictionary look-up per baseline.
 The same refresh keeps, for a `verified` condition's `min_history`, each key's first attempt
-in the condition's window (a key new since the last refresh is not judged yet).
+in the condition's window (a key new since the last refresh is not judged yet), read
+incrementally (services/first_seen.py).
 `refresh` (at startup before serving, then every `VERIFYGUARD_BASELINE_REFRESH_SECONDS`)
 reads, with one statement per baseline of the live policy, every key whose verified count
 can lift a limit above its floor; a key left out has the floor as its limit, exactly. A
@@ -22,15 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import BaselineSpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts
+from app.services.first_seen import FirstSeen
 from app.services.periodic import every
 from app.services.policy.cache import PolicyCache
-from app.store.baselines import (
-    BaselineQuery,
-    first_attempts,
-    last,
-    same_hour,
-    verified_counts,
-)
+from app.store.baselines import BaselineQuery, last, same_hour, verified_counts
 
 log = structlog.get_logger()
 
@@ -43,6 +39,7 @@ class BaselineCache:
     def __init__(self) -> None:
         self._counts: dict[str, dict[str, int]] = {}
         self._first: dict[str, dict[str, float]] = {}
+        self._seen: dict[str, FirstSeen] = {}
         self.refreshed_at: datetime | None = None
 
     def values(self, policy: CompiledPolicy, facts: Facts) -> dict[str, float]:
@@ -69,15 +66,19 @@ class BaselineCache:
         counts: dict[str, dict[str, int]] = {}
         for spec, above in policy.baselines.items():
             counts[spec.id] = await verified_counts(conn, query(spec, above, now))
-        first: dict[str, dict[str, float]] = {}
-        for history in policy.histories:
-            since = now - timedelta(seconds=history.window_seconds)
-            found = await first_attempts(conn, history.key, history.digits, since, now)
-            first[history.id] = {key: at.timestamp() for key, at in found.items()}
+        seen = {
+            history.id: self._seen.get(history.id) or FirstSeen(history)
+            for history in policy.histories
+        }
+        for tracked in seen.values():
+            await tracked.refresh(conn, now)
         self._counts = counts
-        self._first = first
+        self._seen = seen
+        self._first = {ident: tracked.firsts(now) for ident, tracked in seen.items()}
         self.refreshed_at = now
-        log.debug("baselines.refreshed", keys={k: len(v) for k, v in (counts | first).items()})
+        log.debug(
+            "baselines.refreshed", keys={k: len(v) for k, v in (counts | self._first).items()}
+        )
 
     def snapshot(self) -> Mapping[str, Mapping[str, float]]:
         return {**self._counts, **self._first}

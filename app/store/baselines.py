@@ -79,15 +79,26 @@ async def first_attempts(
     """Key -> its first attempt requested in [since, now], allowed or denied (for a
     `verified` condition's `min_history`). Every key with an attempt in the span is listed:
     one row per country, but one per block for a range key."""
+    spans = await attempt_spans(conn, key, digits, since, now)
+    return {name: first for name, (first, _) in spans.items()}
+
+
+async def attempt_spans(
+    conn: AsyncConnection, key: str, digits: int | None, since: datetime, now: datetime
+) -> dict[str, tuple[datetime, datetime]]:
+    """Key -> its first and last attempt requested in [since, now], allowed or denied. A
+    range scan of `ix_verifications_requested_at_id`: cheap for the span since the last
+    refresh, a scan of the whole window otherwise."""
     v = verifications.c
     column = key_expression(key, digits).label("key")
+    first, last = func.min(v.requested_at).label("first"), func.max(v.requested_at).label("last")
     stmt = (
-        select(column, func.min(v.requested_at).label("first"))
+        select(column, first, last)
         .where(v.requested_at >= since, v.requested_at <= now)
         .group_by(column)
     )
     rows = await conn.execute(stmt)
-    return {row.key: _aware(row.first) for row in rows if row.key is not None}
+    return {row.key: (_aware(row.first), _aware(row.last)) for row in rows if row.key is not None}
 
 
 def _aware(moment: datetime) -> datetime:

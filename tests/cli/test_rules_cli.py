@@ -52,7 +52,7 @@ def test_import_export_import_round_trip(
     assert "no changes: the policy already matches (version 1)" in again.output
     valid = run("rules", "validate", exported)
     assert valid.exit_code == 0
-    assert "12 rules (11 enforce, 1 shadow, 0 off), 2 lists, default allow" in valid.output
+    assert "14 rules (13 enforce, 1 shadow, 0 off), 2 lists, default allow" in valid.output
 
 
 def test_json_edit_updates_one_rule(database: Path, starter_file: Path, tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ def test_policy_json_round_trip() -> None:
             "only_allowed": True,
         }
     }
-    assert document["rules"][8]["when"]["all"][0] == {
+    assert document["rules"][10]["when"]["all"][0] == {
         "verified": {"key": "country", "window": "1d", "at_most": 2, "min_history": "1m"}
     }
     assert Policy.model_validate_json(policy.model_dump_json()) == policy

@@ -20,6 +20,7 @@ def test_starter_policy_is_valid_and_documented() -> None:
         "range_velocity",
         "country_velocity",
         "dead_destination",
+        "new_destination",
         "low_conversion",
     }
     assert all(rule.description for rule in policy.rules)
@@ -94,11 +95,18 @@ def test_starter_holds_high_cost_blocks_to_three_unverified() -> None:
 
 
 def _country(
-    unverified: float, verified_today: float, price: float, history: float | None = 60
+    unverified: float,
+    verified_today: float,
+    price: float,
+    history: float | None = 60,
+    spent: float | None = None,
 ) -> tuple[str, str | None]:
-    """`unverified` allowed attempts this one included; the first attempt `history` s ago."""
+    """`unverified` allowed attempts this one included; the first attempt `history` s ago;
+    `spent` allowed before this one within the hour (None: not counted)."""
     facts = make_facts(endpoint="+6777412345", price_amount=price)
     aggregates = {"allowed_attempts:country:3600": unverified - 1, "successes:country:3600": 0.0}
+    if spent is not None:
+        aggregates["allowed_spend:country:3600"] = spent
     aggregates |= {"successes:country:86400": verified_today, "attempts:country:86400": 0.0}
     if history is not None:
         aggregates["first_seen:country:86400"] = facts.now.timestamp() - history
@@ -111,16 +119,29 @@ def test_starter_stops_a_destination_nobody_verifies() -> None:
     assert _country(21, 0, 0.1) == ("deny", "dead-destination")
     assert _country(21, 2, 0.1) == ("deny", "dead-destination")
     assert _country(21, 3, 0.1) == ("allow", None)
-    assert _country(2, 0, 0.38) == ("allow", None)
-    assert _country(3, 0, 0.38) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 0, 0.38) == ("allow", None)
+    assert _country(2, 0, 0.38) == ("deny", "high-cost-new-destination")
+    assert _country(2, 1, 0.38) == ("allow", None)
+    assert _country(3, 1, 0.38) == ("deny", "high-cost-dead-destination")
 
 
-def test_starter_does_not_judge_a_destination_in_its_first_minute() -> None:
-    """Results take up to a minute: a busy country's first seconds are not 'never verifies'."""
+def test_starter_does_not_judge_a_cheap_destination_in_its_first_minute() -> None:
+    """Results take up to a minute: a busy country's first seconds are not 'never verifies'
+    by count (its budget in money still applies); where an attempt costs 0.20 or more, one
+    unverified is all a new destination gets, two once one has verified."""
     assert _country(50, 0, 0.1, history=59) == ("allow", None)
     assert _country(50, 0, 0.1, history=None) == ("allow", None)
-    assert _country(3, 0, 0.38, history=59) == ("allow", None)
-    assert _country(3, 0, 0.38, history=60) == ("deny", "high-cost-dead-destination")
+    assert _country(1, 0, 0.38, history=None) == ("allow", None)
+    assert _country(2, 0, 0.38, history=None) == ("deny", "high-cost-new-destination")
+    assert _country(3, 1, 0.38, history=None) == ("deny", "high-cost-dead-destination")
+
+
+def test_starter_gives_a_new_destination_a_budget_in_money() -> None:
+    """Nothing verified today: 2.00 allowed within the hour, then denied until one verifies."""
+    assert _country(19, 0, 0.1, history=None, spent=1.85) == ("allow", None)
+    assert _country(20, 0, 0.1, history=None, spent=1.95) == ("deny", "new-destination")
+    assert _country(20, 1, 0.1, history=None, spent=1.95) == ("allow", None)
+    assert _country(1, 0, 0.38, history=None, spent=1.7) == ("deny", "new-destination")
 
 
 def test_starter_holds_expensive_countries_to_their_verified_history() -> None:
