@@ -64,6 +64,13 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
     lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
     lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
+    seeded = [row["seeded"] for row in rows if row.get("seeded")]
+    if seeded:
+        shares = ", ".join(f"{s['allowed']}/{s['sent']}" for s in seeded)
+        lines.append(
+            "history: each VerifyGuard phase first sent verified sign-ups through the callback "
+            f"(allowed and verified: {shares})"
+        )
     return "\n".join(lines)
 
 

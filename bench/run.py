@@ -27,13 +27,14 @@ import asyncpg  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
-from bench import console, procs, wrk
+from bench import console, history, procs, wrk
 from bench.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "0b0c7a54-bench-4c1e-9d2f-5c7a1e000001"
 CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
+VERIFYGUARD_FACTORY = "app.main:create_app"
 CONSOLE_TOKEN = secrets.token_urlsafe(24)  # --console signs in with it
 
 
@@ -53,7 +54,7 @@ def verifyguard(url: str, database: str) -> Target:
         "VERIFYGUARD_ENVIRONMENT": "production",
         "VERIFYGUARD_BOOTSTRAP_TOKEN": CONSOLE_TOKEN,
     }
-    return Target(f"verifyguard ({database})", "app.main:create_app", env, database)
+    return Target(f"verifyguard ({database})", VERIFYGUARD_FACTORY, env, database)
 
 
 def baseline(dsn: str) -> Target:
@@ -100,6 +101,9 @@ def measure(
         ) as server,
         _console(target, port, args.console_overview_every) as seen,
     ):
+        seeded = None
+        if target.factory == VERIFYGUARD_FACTORY:
+            seeded = history.seed_verified(port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
         fallbacks = Fallbacks(port)
         if not rate and _use_wrk(args):
             result = wrk.closed_loop(
@@ -110,6 +114,7 @@ def measure(
         else:
             result = _drive(server.pid, port, rate=rate, args=args, phase=fallbacks.phase)
     result["fallbacks"] = fallbacks.counted
+    result["seeded"] = seeded
     result["console"] = seen.summary if seen else None
     return result
 
