@@ -9,8 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import Conflict, NotFound
 from app.rules.model import Action
-from app.services.alerts import messages
-from app.services.alerts.outbox import channels_of, enqueue
+from app.services.alerts.outbox import channels_of, containment_changed
 from app.services.policy.cache import live_policy
 from app.services.tokens import Principal
 from app.store import alerts as store
@@ -107,8 +106,5 @@ async def _changed(
     row = await store.containment_row(conn, containment_id)
     assert row is not None
     policy = await live_policy(conn, default_action=default)
-    body = messages.payload(
-        kind, alert=row.alert, key=row.key, value=row.value, at=now, containment=row
-    )
-    await enqueue(conn, channels=channels_of(policy, row.alert), body=body, now=now)
+    await containment_changed(conn, kind, row, channels=channels_of(policy, row.alert), now=now)
     return row

@@ -18,7 +18,7 @@ from app.rules.alerts import Alert
 from app.rules.lists import compile_list
 from app.rules.model import Policy
 from app.services.alerts import dead, messages
-from app.services.alerts.outbox import channels_of, enqueue
+from app.services.alerts.outbox import channels_of, containment_changed, enqueue
 from app.services.alerts.revival import lift_revived
 from app.services.policy.cache import live_policy
 from app.settings import Settings
@@ -237,12 +237,5 @@ def _exempt(policy: Policy, number: str, now: datetime) -> bool:
 async def _expire(conn: AsyncConnection, policy: Policy, now: datetime) -> None:
     for expired in await store.expire_containments(conn, now):
         row = replace(expired, status="expired")
-        body = messages.payload(
-            "containment.expired",
-            alert=row.alert,
-            key=row.key,
-            value=row.value,
-            at=now,
-            containment=row,
-        )
-        await enqueue(conn, channels=channels_of(policy, row.alert), body=body, now=now)
+        channels = channels_of(policy, row.alert)
+        await containment_changed(conn, "containment.expired", row, channels=channels, now=now)

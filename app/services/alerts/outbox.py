@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.model import Policy
+from app.services.alerts import messages
 from app.store import alerts as store
+from app.store.alert_rows import Containment
 
 
 def channels_of(policy: Policy, alert: str | None) -> list[str]:
@@ -33,3 +35,14 @@ async def enqueue(
             created_at=now,
             next_attempt_at=now,
         )
+
+
+async def containment_changed(
+    conn: AsyncConnection, kind: str, row: Containment, *, channels: list[str], now: datetime
+) -> None:
+    """Notify `channels` that a containment changed (`row` as it is now): created, lifted,
+    expired, approved…"""
+    body = messages.payload(
+        kind, alert=row.alert, key=row.key, value=row.value, at=now, containment=row
+    )
+    await enqueue(conn, channels=channels, body=body, now=now)

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.alerts import Alert
 from app.rules.durations import parse_duration
 from app.rules.model import Policy
-from app.services.alerts import dead, messages
-from app.services.alerts.outbox import enqueue
+from app.services.alerts import dead
+from app.services.alerts.outbox import containment_changed
 from app.store import alerts as store
 from app.store.alert_rows import Containment
 
@@ -48,15 +48,8 @@ async def lift_revived(conn: AsyncConnection, policy: Policy, now: datetime) -> 
             conn, row.id, status="lifted", lifted_at=now, lifted_by=by, updated_at=now
         )
         changed = replace(row, status="lifted", lifted_at=now, lifted_by=by, updated_at=now)
-        body = messages.payload(
-            "containment.lifted",
-            alert=alert.name,
-            key=row.key,
-            value=row.value,
-            at=now,
-            containment=changed,
-        )
-        await enqueue(conn, channels=list(alert.notify), body=body, now=now)
+        channels = list(alert.notify)
+        await containment_changed(conn, "containment.lifted", changed, channels=channels, now=now)
         log.warning("containment.revived", id=row.id, key=row.key, value=row.value)
         lifted += 1
     return lifted
