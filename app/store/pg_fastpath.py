@@ -111,7 +111,15 @@ def _store_sql(
 
 
 def _settle_sql(p: _Numbered) -> str:
-    """The settle deltas added to their keys' counters, only if the claim was made."""
+    """The settle deltas added to their keys' counters, only if the verification was stored.
+
+    Conditioned on `v`, not on `claim`: PostgreSQL runs the data-modifying CTEs the main
+    query does not read last-written first, so this one ran before `v`, and while `v` waited
+    for another transaction writing the same verification (the outcome batch, with a
+    receipt of a late decision) it held the settle's counter rows, a country's among them,
+    and every request counting there queued behind it (tests/store/test_hot_rows.py). Reading
+    `v` makes its row lock come first: the counter rows are taken last, and held only
+    until this statement commits."""
     # An upsert, not an UPDATE … WHERE key = ANY(…): its conflict check always probes the
     # primary key, where a generic plan of the UPDATE could scan the bucket's every row.
     keys, bucket = p("settle", "keys"), p("settle", "bucket", "bigint")
@@ -121,7 +129,7 @@ def _settle_sql(p: _Numbered) -> str:
     return (
         f", s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
         f"SELECT k, {bucket}, {values} FROM unnest({keys}::text[]) AS k "
-        "WHERE EXISTS (SELECT 1 FROM claim) "
+        "WHERE EXISTS (SELECT 1 FROM v) "
         f"ON CONFLICT (key, bucket) DO UPDATE SET {adds})"
     )
 
