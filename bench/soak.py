@@ -44,6 +44,12 @@ class Minute:
     errors: int = 0
     rss_mb: float | None = None
     fallbacks: float | None = None
+    # Load-independent (pg_stat_activity sampled every second, bench/soak.py `_watch`):
+    # backends seen waiting on a lock, those of them in a statement writing counters, and the
+    # oldest open transaction seen (a hot counter row is held until its transaction ends).
+    lock_waits: int = 0
+    counter_waits: int = 0
+    longest_xact_ms: float = 0.0
 
     def row(self, index: int) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -59,6 +65,9 @@ class Minute:
             "p99_ms": pct(0.99),
             "rss_mb": self.rss_mb,
             "fallbacks": self.fallbacks,
+            "lock_waits": self.lock_waits,
+            "counter_waits": self.counter_waits,
+            "longest_xact_ms": round(self.longest_xact_ms, 1),
         }
 
 
@@ -72,6 +81,7 @@ class Soak:
     sent: dict[str, int] = field(default_factory=lambda: {"request": 0, "receipt": 0, "result": 0})
     follow_ups: set[asyncio.TimerHandle] = field(default_factory=set)
     unsent: int = 0  # left in the queue when the drain time ran out
+    spool_left: int = 0  # in the server's spool when the drain ended
 
     def minute(self, at: float) -> Minute:
         return self.minutes[min(len(self.minutes) - 1, int((at - self.started) // 60))]
@@ -102,7 +112,15 @@ async def _worker(soak: Soak) -> None:
     reader, writer = await asyncio.open_connection(HOST, soak.port)
     while (item := await soak.queue.get()) is not None:
         scheduled, event = item
-        reply = await exchange(reader, writer, _signed(event, soak.port))
+        try:
+            reply = await exchange(reader, writer, _signed(event, soak.port))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server closed a connection left idle past its keep-alive timeout (at low
+            # rates, or while the drain waits for the last follow-ups): send it again on a
+            # new one (the dedupe key makes a repeat harmless).
+            writer.close()
+            reader, writer = await asyncio.open_connection(HOST, soak.port)
+            reply = await exchange(reader, writer, _signed(event, soak.port))
         kind = event["event"]
         soak.sent[_KINDS[kind]] += 1
         minute = soak.minute(scheduled)
@@ -152,6 +170,33 @@ async def _sample(soak: Soak, count: int) -> None:
         soak.minutes[index].fallbacks = await _fallbacks(soak.port)
 
 
+WATCH_SQL = """
+SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waits,
+       count(*) FILTER (WHERE wait_event_type = 'Lock' AND query LIKE '%INTO counters%')
+         AS counter_waits,
+       coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0) AS longest
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+"""
+
+
+async def _watch(soak: Soak, dsn: str, until: float) -> None:
+    """Every second, the soak database's backends: how many wait on a lock (how many of them
+    in a statement writing counters: the hot rows), and the oldest open transaction. These
+    do not depend on how much CPU the machine spares, as latencies and fallbacks do."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        while (now := time.perf_counter()) < until:
+            row = await conn.fetchrow(WATCH_SQL)
+            minute = soak.minute(now)
+            minute.lock_waits += row["waits"]
+            minute.counter_waits += row["counter_waits"]
+            minute.longest_xact_ms = max(minute.longest_xact_ms, 1000 * float(row["longest"]))
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+
+
 def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -159,11 +204,16 @@ def _rss_mb(pid: int) -> float:
 
 
 async def _fallbacks(port: int) -> float:
+    return await _metric(port, "verifyguard_fallback_answers_total")
+
+
+async def _metric(port: int, name: str) -> float:
+    """The sum of a metric's samples on the server's /metrics."""
     reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(f"GET /metrics HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n".encode())
     text = (await reader.read()).decode()
     writer.close()
-    found = re.findall(r"^verifyguard_fallback_answers_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    found = re.findall(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)
     return sum(float(value) for value in found)
 
 
@@ -179,17 +229,31 @@ def _drop_backlog(soak: Soak) -> None:
 
 
 async def drive(
-    port: int, pid: int, *, minutes: int, rate: float, connections: int, drain_seconds: float
+    port: int,
+    pid: int,
+    *,
+    minutes: int,
+    rate: float,
+    connections: int,
+    drain_seconds: float,
+    dsn: str | None = None,
 ) -> Soak:
     soak = Soak(port, pid, time.perf_counter(), [Minute() for _ in range(minutes)])
     workers = [asyncio.create_task(_worker(soak)) for _ in range(connections)]
     sampler = asyncio.create_task(_sample(soak, minutes))
-    await _offer(soak, rate, soak.started + 60 * minutes)
+    end = soak.started + 60 * minutes
+    watcher = asyncio.create_task(_watch(soak, dsn, end)) if dsn else None
+    await _offer(soak, rate, end)
     await sampler
+    if watcher is not None:
+        await watcher
     deadline = time.perf_counter() + drain_seconds
     while (soak.follow_ups or not soak.queue.empty()) and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)  # the last receipts and results
     _drop_backlog(soak)
+    # Spooled while the database was slow and not replayed yet: the server's last replay at
+    # shutdown is bounded (10 s), so what is left then is not in the rows counted.
+    soak.spool_left = int(await _metric(port, "verifyguard_spool_depth"))
     for _ in workers:
         soak.queue.put_nowait(None)
     await asyncio.gather(*workers)
@@ -236,11 +300,15 @@ def render(
     stored: dict[str, int],
     checks: dict[str, bool],
 ) -> str:
-    lines = ["minute  requests  errors  p50 ms  p99 ms  RSS MB  fallbacks"]
+    lines = [
+        "minute  requests  errors  p50 ms  p99 ms  RSS MB  fallbacks"
+        "  lock waits  on counters  longest xact ms"
+    ]
     for r in rows:
         lines.append(
             f"{r['minute']:>6}  {r['requests']:>8}  {r['errors']:>6}  {r['p50_ms']!s:>6}"
             f"  {r['p99_ms']!s:>6}  {r['rss_mb']!s:>6}  {r['fallbacks']!s:>9}"
+            f"  {r['lock_waits']:>10}  {r['counter_waits']:>11}  {r['longest_xact_ms']:>15}"
         )
     lines.append(f"sent: {sent} (total {sum(sent.values())})")
     lines.append(f"stored: {stored}")
@@ -271,6 +339,7 @@ def soak(args: argparse.Namespace) -> int:
                     rate=args.rate,
                     connections=args.connections,
                     drain_seconds=args.drain_seconds,
+                    dsn=dsn,
                 )
             )
             cpu = procs.cpu_seconds(server.pid) - cpu
@@ -279,6 +348,7 @@ def soak(args: argparse.Namespace) -> int:
         checks = verdicts(rows, run.sent, stored)
         checks["the server kept up (nothing left unsent)"] = run.unsent == 0
         stored["unsent"] = run.unsent
+        stored["spool_left"] = run.spool_left
         # Load-independent: the server's CPU seconds per 1,000 callbacks sent.
         per_1000 = 1000 * cpu / max(1, sum(run.sent.values()))
         print(f"server CPU: {per_1000:.3f} s per 1,000 callbacks", file=sys.stderr)
