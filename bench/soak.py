@@ -251,9 +251,14 @@ async def drive(
     while (soak.follow_ups or not soak.queue.empty()) and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)  # the last receipts and results
     _drop_backlog(soak)
-    # Spooled while the database was slow and not replayed yet: the server's last replay at
-    # shutdown is bounded (10 s), so what is left then is not in the rows counted.
-    soak.spool_left = int(await _metric(port, "verifyguard_spool_depth"))
+    # What the server spooled (fallback answers, callbacks of their verifications) is in the
+    # database once replayed: wait for that too, within the same drain time. Its last replay
+    # at shutdown is bounded (10 s), so what is left then is not in the rows counted.
+    while (left := await _metric(port, "verifyguard_spool_depth")) and (  # noqa: ASYNC110
+        time.perf_counter() < deadline
+    ):
+        await asyncio.sleep(0.5)
+    soak.spool_left = int(left)
     for _ in workers:
         soak.queue.put_nowait(None)
     await asyncio.gather(*workers)
