@@ -254,7 +254,8 @@ class _Pipe:
 
     async def drain(self) -> None:
         """Wait until every call made so far has been sent and answered."""
-        while self._task is not None and not self._task.done():
+        loop = asyncio.get_running_loop()
+        while self._task is not None and not self._task.done() and self._task.get_loop() is loop:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _write(self) -> None:
