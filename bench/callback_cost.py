@@ -6,7 +6,14 @@ kind and per 1,000 callbacks: statements sent (SQLAlchemy's and the raw asyncpg 
 BEGIN and COMMIT included, counted inside the server), transactions committed (the
 database's xact_commit), CPU seconds of the server process and of the PostgreSQL backends
 serving this database (from /proc). CPU seconds do not depend on the machine's load the
-way wall-clock figures do; the wall-clock rate is printed with the load average.
+way wall-clock figures do (but a slower phase spends more of the server's idle CPU, its
+periodic jobs: measured for 5 s before each phase, `_less_idle` takes it off); the
+wall-clock rate is printed with the load average.
+
+With --redis URL the counters live in Redis (VERIFYGUARD_REDIS_URL; the database is
+flushed first): per 1,000 callbacks also the Redis commands by name (INFO commandstats)
+and the Redis server's CPU seconds (INFO cpu). Both are server-wide: point it at a Redis
+server nothing else uses while it runs (`redis-server --port N --save ''`).
 """
 
 from __future__ import annotations
@@ -25,16 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from redis.asyncio import Redis
 
 from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.store.migrate import upgrade
 from bench import procs
 from bench.loadgen import exchange
-from bench.run import ROOT, postgres_database, verifyguard
+from bench.run import ROOT, _fallbacks, postgres_database, verifyguard
 from bench.soak import HOST, _signed
 
 COUNTS: Counter[str] = Counter()
+IDLE_SECONDS = 5.0
 
 
 def counted_app() -> Any:
@@ -139,26 +148,47 @@ async def _database_state(dsn: str, name: str) -> tuple[int, dict[int, float]]:
     return int(commits), cpu
 
 
+async def _redis_state(url: str) -> tuple[dict[str, int], float]:
+    """Calls per Redis command so far, and the Redis server's CPU seconds (server-wide)."""
+    client = Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+        cpu = await client.info("cpu")
+    finally:
+        await client.aclose()
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 async def _phase(
     kind: str,
     events: list[dict[str, Any]],
     port: int,
     pid: int,
     dsn: str,
-    connections: int,
-    profile: str = "",
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
+    connections, profile, redis = args.connections, args.profile, args.redis
     name = dsn.rsplit("/", 1)[1]
     counts0 = await _get(port, "/_bench/counts")
     if profile:
         await _get(port, "/_bench/profile")
     await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
     commits0, backends0 = await _database_state(dsn, name)
+    redis0 = await _redis_state(redis) if redis else None
+    fallbacks0 = await asyncio.to_thread(_fallbacks, port)
+    # The server's CPU while idle (its periodic jobs: alerts, containment polls), per
+    # second: a slower phase spends more of it, so it is taken off the figure below.
+    idle0, idle_started = procs.cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_rate = (procs.cpu_seconds(pid) - idle0) / (time.perf_counter() - idle_started)
     cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
     failures = await _send_all(port, events, connections)
     seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
     await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
     commits1, backends1 = await _database_state(dsn, name)
+    redis1 = await _redis_state(redis) if redis else None
+    fallbacks1 = await asyncio.to_thread(_fallbacks, port)
     counts1 = await _get(port, "/_bench/counts")
     if profile:
         await _get(port, "/_bench/profile")
@@ -166,18 +196,29 @@ async def _phase(
     per = 1000 / len(events)
     statements = {k: round((v - counts0.get(k, 0)) * per) for k, v in counts1.items()}
     statements = {k: v for k, v in statements.items() if v}
-    return {
+    row = {
         "kind": kind,
         "callbacks": len(events),
         "failures": failures,
+        # answered without the database (a deadline missed on a loaded machine): these
+        # send no statement, so the figures below are only comparable when this is 0
+        "fallbacks": round((fallbacks1 or 0) - (fallbacks0 or 0)),
         "per_second": round(len(events) / seconds),
         "statements_per_1000": statements,
         "statements_total_per_1000": sum(statements.values()),
         # less the bench's own one (its query of pg_stat_activity)
         "commits_per_1000": round((commits1 - commits0 - 1) * per),
         "server_cpu_s_per_1000": round((cpu1 - cpu0) * per, 3),
+        "server_cpu_s_per_1000_less_idle": round((cpu1 - cpu0 - idle_rate * seconds) * per, 3),
         "postgres_backend_cpu_s_per_1000": round(procs.cpu_used(backends0, backends1) * per, 3),
     }
+    if redis0 is not None and redis1 is not None:
+        # less the bench's own INFO calls (two before the phase ends, two after)
+        calls = {k: v - redis0[0].get(k, 0) for k, v in redis1[0].items()}
+        calls["info"] = calls.get("info", 0) - 2
+        row["redis_commands_per_1000"] = {k: round(v * per) for k, v in calls.items() if v}
+        row["redis_cpu_s_per_1000"] = round((redis1[1] - redis0[1]) * per, 3)
+    return row
 
 
 def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -202,11 +243,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         target = verifyguard(url, "postgres")
+        env = dict(target.env)
+        if args.profile:
+            env["BENCH_PROFILE"] = args.profile
+        if args.redis:
+            asyncio.run(_flush(args.redis))
+            env["VERIFYGUARD_REDIS_URL"] = args.redis
         log = Path(tmp) / "server.log"
         with procs.uvicorn_server(
             "bench.callback_cost:counted_app",
             port=args.port,
-            env={**target.env, "BENCH_PROFILE": args.profile} if args.profile else target.env,
+            env=env,
             log=log,
             cwd=Path(tmp),
             app_dir=ROOT,
@@ -215,11 +262,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for _, events in warm:
                 asyncio.run(_send_all(args.port, events, args.connections))
             return [
-                asyncio.run(
-                    _phase(kind, events, args.port, server.pid, dsn, args.connections, args.profile)
-                )
+                asyncio.run(_phase(kind, events, args.port, server.pid, dsn, args))
                 for kind, events in _events(args.count)
             ]
+
+
+async def _flush(url: str) -> None:
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=procs.free_port())
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--redis", default="", help="counters in Redis at this URL (its database is flushed)"
+    )
     parser.add_argument("--profile", default="", help="cProfile stats to this path (.kind)")
     args = parser.parse_args(argv)
     rows = run(args)

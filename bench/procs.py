@@ -80,12 +80,22 @@ def cpu_seconds(pid: int) -> float:
 
 def postgres_cpu() -> dict[int, float]:
     """CPU seconds of each local process named postgres (the server and its backends)."""
+    return named_cpu("postgres")
+
+
+def redis_cpu() -> dict[int, float]:
+    """CPU seconds of each local Redis server (all of them: the redis target's and any other)."""
+    return named_cpu("redis-server")
+
+
+def named_cpu(name: str) -> dict[int, float]:
+    """CPU seconds of each local process whose command name is `name`."""
     usage: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == "postgres":
+            if (entry / "comm").read_text().strip() == name:
                 usage[int(entry.name)] = cpu_seconds(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked

@@ -21,6 +21,7 @@ COLUMNS = (
     ("server_cpu", 11, "app CPU"),
     ("cpu_per_request", 13, "app ms/req"),
     ("postgres_cpu", 9, "pg CPU"),
+    ("redis_cpu", 10, "redis CPU"),
 )
 
 

@@ -1,6 +1,7 @@
 """`python -m bench.run`: VerifyGuard (one worker, starter policy) on a fresh PostgreSQL
-database and on SQLite, against the bare baseline, driven by the same load generator in its
-own process; prints throughput, latency percentiles, CPU and the ratios.
+database, on PostgreSQL with its counters in Redis, and on SQLite, against the bare
+baseline, driven by the same load generator in its own process; prints throughput, latency
+percentiles, CPU and the ratios.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
@@ -36,6 +38,7 @@ CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
 VERIFYGUARD_FACTORY = "app.main:create_app"
 CONSOLE_TOKEN = secrets.token_urlsafe(24)  # --console signs in with it
+TARGETS = ("baseline", "postgres", "redis", "sqlite")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +50,17 @@ class Target:
     console: bool = False  # a signed-in console polls during the measured phases
 
 
-def verifyguard(url: str, database: str) -> Target:
+def verifyguard(url: str, database: str, *, redis_url: str | None = None) -> Target:
     env = {
         "VERIFYGUARD_DATABASE_URL": url,
         "VERIFYGUARD_SINCH_APPS": json.dumps({KEY: SECRET}),
         "VERIFYGUARD_ENVIRONMENT": "production",
         "VERIFYGUARD_BOOTSTRAP_TOKEN": CONSOLE_TOKEN,
     }
-    return Target(f"verifyguard ({database})", VERIFYGUARD_FACTORY, env, database)
+    if redis_url is None:
+        return Target(f"verifyguard ({database})", VERIFYGUARD_FACTORY, env, database)
+    env["VERIFYGUARD_REDIS_URL"] = redis_url
+    return Target(f"verifyguard ({database}+redis)", VERIFYGUARD_FACTORY, env, database)
 
 
 def baseline(dsn: str) -> Target:
@@ -177,6 +183,7 @@ def _drive(
     _expect(loadgen.stdout.readline(), "start")
     phase(True)
     cpu, db_cpu, started = procs.cpu_seconds(pid), procs.postgres_cpu(), time.monotonic()
+    redis_cpu = procs.redis_cpu()
     _expect(loadgen.stdout.readline(), "end")
     wall = time.monotonic() - started
     phase(False)
@@ -184,6 +191,7 @@ def _drive(
     loadgen.wait(timeout=30)
     result["server_cpu"] = round((procs.cpu_seconds(pid) - cpu) / wall, 2)
     result["postgres_cpu"] = round(procs.cpu_used(db_cpu, procs.postgres_cpu()) / wall, 2)
+    result["redis_cpu"] = round(procs.cpu_used(redis_cpu, procs.redis_cpu()) / wall, 2)
     result["offered_rps"] = rate or None
     result["driver"] = "python"
     return result
@@ -255,10 +263,34 @@ def fresh_store(target: Target, workdir: Path, args: argparse.Namespace) -> Iter
         upgrade(url)
         yield _on(target, url)
         return
+    if "VERIFYGUARD_REDIS_URL" in target.env:
+        _flush(target.env["VERIFYGUARD_REDIS_URL"])  # no counts of the phase before
     with postgres_database(args.postgres, args.database_prefix) as dsn:
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         yield _on(target, url)
+
+
+def _reachable(url: str) -> bool:
+    """Whether the redis target can run (`make bench` on a machine without Redis skips it)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(f"redis target skipped: no Redis at {url} ({exc})", file=sys.stderr)
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def _flush(url: str) -> None:
+    """Empty the Redis database of the `redis` target (one given to the bench alone)."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 def _on(target: Target, url: str) -> Target:
@@ -274,6 +306,9 @@ def _targets(args: argparse.Namespace, dsn: str) -> list[Target]:
         targets.append(baseline(dsn))
     if "postgres" in chosen:
         targets.append(verifyguard("postgresql+asyncpg://per-phase", "postgres"))
+    if "redis" in chosen and _reachable(args.redis):
+        url = "postgresql+asyncpg://per-phase"
+        targets.append(verifyguard(url, "postgres", redis_url=args.redis))
     if "sqlite" in chosen:
         targets.append(verifyguard("sqlite+aiosqlite:///per-phase", "sqlite"))
     return targets
@@ -281,7 +316,7 @@ def _targets(args: argparse.Namespace, dsn: str) -> list[Target]:
 
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = set(names) - {"baseline", "postgres", "sqlite"}
+    unknown = set(names) - set(TARGETS)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown targets: {', '.join(sorted(unknown))}")
     return names
@@ -303,8 +338,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--targets",
         type=_names,
-        default=["baseline", "postgres", "sqlite"],
-        help="comma-separated: baseline,postgres,sqlite",
+        default=list(TARGETS),
+        help="comma-separated: baseline,postgres,redis,sqlite (redis: PostgreSQL with the "
+        "counters in Redis, at --redis)",
+    )
+    parser.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/15",
+        help="the redis target's Redis database, flushed before each phase: give the bench "
+        "one of its own",
     )
     parser.add_argument("--no-closed-loop", action="store_true", help="offered rates only")
     parser.add_argument(

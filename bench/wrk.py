@@ -62,6 +62,7 @@ def closed_loop(
     wrk(WARMUP_SECONDS, 0)
     phase(True)
     cpu, db_cpu, started = procs.cpu_seconds(pid), procs.postgres_cpu(), time.monotonic()
+    redis_cpu = procs.redis_cpu()
     children = os.times()
     run = wrk(duration, warmup_count)
     wall = time.monotonic() - started
@@ -82,6 +83,7 @@ def closed_loop(
         "reused_requests": figures["reused_requests"],
         "server_cpu": round((procs.cpu_seconds(pid) - cpu) / wall, 2),
         "postgres_cpu": round(procs.cpu_used(db_cpu, procs.postgres_cpu()) / wall, 2),
+        "redis_cpu": round(procs.cpu_used(redis_cpu, procs.redis_cpu()) / wall, 2),
         "driver_cpu": round((_children_cpu(after) - _children_cpu(children)) / wall, 2),
         "offered_rps": None,
         "driver": "wrk",
