@@ -31,7 +31,7 @@ from app.sinch import samples
 from app.store.migrate import upgrade
 from bench import procs
 from bench.loadgen import exchange
-from bench.run import ROOT, postgres_database, verifyguard
+from bench.run import ROOT, _fallbacks, postgres_database, verifyguard
 from bench.soak import HOST, _signed
 
 COUNTS: Counter[str] = Counter()
@@ -154,9 +154,11 @@ async def _phase(
         await _get(port, "/_bench/profile")
     await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
     commits0, backends0 = await _database_state(dsn, name)
+    fallbacks0 = await asyncio.to_thread(_fallbacks, port)
     cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
     failures = await _send_all(port, events, connections)
     seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
+    fallbacks1 = await asyncio.to_thread(_fallbacks, port)
     await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
     commits1, backends1 = await _database_state(dsn, name)
     counts1 = await _get(port, "/_bench/counts")
@@ -170,6 +172,8 @@ async def _phase(
         "kind": kind,
         "callbacks": len(events),
         "failures": failures,
+        # answered with the fallback (shed, late or degraded): their cost is not a decision's
+        "fallbacks": round((fallbacks1 or 0) - (fallbacks0 or 0)),
         "per_second": round(len(events) / seconds),
         "statements_per_1000": statements,
         "statements_total_per_1000": sum(statements.values()),
