@@ -2,9 +2,10 @@
 
 The attempt is counted and its windows read first (aggregates.py), then the inbox claim,
 the verification row, its shadow matches and the attempt's settle are stored, durably
-before the answer leaves. On PostgreSQL each is one autocommit statement (no lock held
-across the request); on SQLite both share one transaction. A redelivery's count is taken
-back. The deadline,
+before the answer leaves. How those reach the database is the lane's (lanes.py): on
+PostgreSQL in batches shared with the request events that arrive together (one counting and
+one storing statement per batch), on SQLite in one transaction shared likewise, with Redis
+counters on a connection of its own. A redelivery's count is taken back. The deadline,
 late decisions and answering without the database: resilience/outage.py tells it whole.
 """
 
