@@ -38,6 +38,7 @@ from app.services.baselines import BaselineCache
 from app.services.intake.batching import Batcher
 from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
+from app.services.intake.lanes import PgBatches
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
@@ -94,7 +95,9 @@ def counter_backend(settings: Settings) -> CounterBackend:
 def build_runtime(settings: Settings) -> Runtime:
     """The composition root: every long-lived object, each handed what it needs."""
     engine, counter_engine, held = _engines(settings)
-    admission = Admission(lanes=1 if held is None else settings.database_pool_size)
+    batched = held is not None and not settings.redis_url  # group commit on PostgreSQL
+    lanes = 1 if held is None else settings.database_pool_size
+    admission = Admission(lanes=lanes, whole=batched)
     counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
@@ -128,7 +131,7 @@ def build_runtime(settings: Settings) -> Runtime:
             shared,
             router=router,
             outage=outage,
-            decisions=Batched(group) if group else PerRequest(counting),
+            decisions=_decisions(shared, group, held if batched else None),
         ),
         outage=outage,
         metrics=shared.reporter.metrics,
@@ -225,6 +228,31 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
         admission.record(size, inner, overhead=max(0.0, seconds - inner))
 
     return GroupCommit(shared.engine, on_batch=on_batch, prologue=policy_version)
+
+
+def _decisions(
+    shared: _Shared, group: GroupCommit | None, held: HeldConnections | None
+) -> Decisions:
+    """SQLite: the writer's group commit; PostgreSQL with its counters inside (`held`):
+    request events batched into shared statements (intake/lanes.py); otherwise each on a
+    connection of its own. Admission then measures whole decisions (services/admission.py:
+    `whole`): a newcomer waits for the batches ahead and for turns of a busy event loop,
+    whatever the batches' size (a batch's seconds per decision grew as shedding shrank the
+    batches: lock-in again)."""
+    if group is not None:
+        return Batched(group)
+    if held is None:
+        return PerRequest(shared.counting)
+    metrics = shared.reporter.metrics
+
+    def on_counted(size: int, seconds: float) -> None:
+        metrics.count_batch_size.observe(size)
+
+    def on_stored(size: int, seconds: float) -> None:
+        metrics.batch_size.observe(size)
+
+    clock = shared.aggregator.backend.clock
+    return PgBatches(held.lend, clock, on_counted=on_counted, on_stored=on_stored)
 
 
 def _outcome_batch(

@@ -62,8 +62,15 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "verifyguard_decision_batch_size",
-            "Request events decided together in one transaction (SQLite group commit).",
+            "Request events decided together in one transaction (SQLite group commit; "
+            "PostgreSQL: stored by one statement).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
+        self.count_batch_size = Histogram(
+            "verifyguard_count_batch_size",
+            "Request events counted together by one statement (PostgreSQL group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
         self._outage_metrics(registry)

@@ -60,8 +60,12 @@ class Ticket:
 class Admission:
     """Admits request events that can be decided within their budget; counts holds."""
 
-    def __init__(self, *, lanes: int, hold: float = 0.002) -> None:
+    def __init__(self, *, lanes: int, hold: float = 0.002, whole: bool = False) -> None:
         self.lanes = lanes
+        self.whole = whole
+        """Holds are whole decisions, admitted to released, under the load there is
+        (PostgreSQL group commit, where a newcomer waits for about two batches and for the
+        event loop's turns, not for a lane): one is admitted if those took lately fit."""
         self.hold = hold
         self.overhead = 0.0  # a batch's fixed cost (group commit), paid by the current and the next
         self.proven = float(lanes)  # in flight at once that recently finished on time
@@ -73,7 +77,7 @@ class Admission:
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
         flight until `release`, late work included); None: answer with the fallback now."""
-        rounds = self.in_flight // self.lanes + 1
+        rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         fits = expected <= budget * HEADROOM
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
@@ -91,6 +95,8 @@ class Admission:
         if ticket is None:
             return
         took = (time.perf_counter() if now is None else now) - ticket.started
+        if self.whole:
+            self.record(1, took)
         if took > ticket.budget:
             self.proven = max(float(self.lanes), self.proven / 2)
         elif ticket.probe and took <= ticket.budget * PROOF:

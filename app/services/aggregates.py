@@ -9,7 +9,7 @@ event turns out to be a redelivery. The meaning of each change is in store/count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,10 +22,12 @@ from app.services.policy.cache import PolicyCache
 from app.store.counter_model import (
     Attempt,
     BucketClock,
+    Changes,
     CounterBackend,
     CounterDeltas,
     Measure,
     Reads,
+    Totals,
     WindowQuery,
     peeked,
     succeeded,
@@ -48,6 +50,9 @@ Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
 
 Wanted = dict[WindowQuery, list[AggregateSpec]]
+CountThrough = Callable[[Changes, Reads, int], Awaitable[Totals | None]]
+"""Counts an attempt's changes and reads its windows if the policy is still at the version
+given (None if it is not): a batch of them in one statement (store/pg_batch_count.py)."""
 
 
 def counting_scope(engine: AsyncEngine, held: HeldConnections | None) -> Counting:
@@ -80,6 +85,12 @@ class Counted:
         if self._backend.capabilities.joins_store:
             self._in_store = self.attempt.settled(allowed=allowed)
         return self._in_store
+
+    def finishes(self, *, duplicate: bool) -> bool:
+        """Whether `finish` has anything to write (after `settle_in_store`)."""
+        if duplicate:
+            return bool(self.attempt.keys)
+        return self._in_store is None and bool(self.attempt.held)
 
     async def finish(self, conn: Any, *, allowed: bool, duplicate: bool = False) -> None:
         """After the decision is stored: a redelivery takes its count (and hold) back;
@@ -145,6 +156,21 @@ class Aggregator:
                     return Counted(self.backend, cached, attempt, values)
         policy = await policies.current(conn, version=version)
         return await self.observe(conn, policy, facts)
+
+    async def observe_through(
+        self, count: CountThrough, policies: PolicyCache, facts: Facts
+    ) -> Counted | None:
+        """`observe_live`'s usual case through `count`: under the policy compiled last, if
+        that is still the live one. None: no policy is loaded, or it moved on (the caller
+        takes `observe_live` on a connection of its own, which reloads it)."""
+        cached = policies.loaded
+        if cached is None or not isinstance(cached.version, int):
+            return None
+        wanted, attempt = self._attempt(cached, facts)
+        raw = await count(attempt.counted(), Reads(list(wanted), facts.now), cached.version)
+        if raw is None:
+            return None
+        return Counted(self.backend, cached, attempt, spec_values(wanted, raw, attempt))
 
     async def peek(
         self, conn: AsyncConnection, policy: CompiledPolicy, facts: Facts

@@ -8,9 +8,12 @@ milliseconds). Here the connections stay checked out of the engine's pool for th
 the process, and waiters are served first come, first served.
 
 A connection whose user failed (a lost server, an error mid-statement) is invalidated and a
-new one is opened when it is next lent: a broken one is never lent twice. A borrower that
-leaves for its own reasons raises `LeaveIntact`, and the connection is kept: discarding it
-for a missed deadline made every late decision under overload cost a reconnection.
+new one is opened when it is next lent: a broken one is never lent twice. One whose socket
+was closed while it sat idle is replaced before it is lent (group commit uses few of the
+set, so after an outage most were never tried by a request before the replay took them).
+A borrower that leaves for its own reasons raises `LeaveIntact`, and the connection is
+kept: discarding it for a missed deadline made every late decision under overload cost a
+reconnection.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class HeldConnections:
         async with self._gate:
             conn = self._idle.popleft()
             try:
-                if conn is None or conn.closed or conn.invalidated:
+                if conn is None or not _usable(conn):
+                    if conn is not None:
+                        await _discard(conn)
                     conn = await self.engine.connect()
                 yield conn
             except LeaveIntact:
@@ -78,6 +83,17 @@ class HeldConnections:
         taken = [conn for conn in self._idle if conn is not None]
         self._idle = deque([None] * len(self._idle))
         await asyncio.gather(*(conn.close() for conn in taken), return_exceptions=True)
+
+
+def _usable(conn: AsyncConnection) -> bool:
+    """Not closed, nor its driver's connection lost while it sat idle (a cut socket): lent
+    such a one, a batch or a replay failed, and each tripped the breaker again."""
+    sync = conn.sync_connection
+    if conn.closed or conn.invalidated or sync is None or sync.closed:
+        return False
+    driver = getattr(sync.connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    return not (callable(is_closed) and is_closed())
 
 
 async def _discard(conn: AsyncConnection) -> None:

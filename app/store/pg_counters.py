@@ -181,7 +181,7 @@ class PgCounters:
         """Apply changes of one bucket and read the windows, in one statement."""
         pairs = self._pairs(queries, now)
         rows = await _count(conn, changes, pairs, self._since(pairs, now), version)
-        return None if rows is None else _sums(queries, rows)
+        return None if rows is None else window_sums(queries, rows)
 
     async def read(self, conn: AsyncConnection, reads: Reads) -> Totals:
         queries, now = reads.queries, reads.now
@@ -191,7 +191,7 @@ class PgCounters:
         values["bucket"] = self.clock.bucket(now)
         values.setdefault("oldest", values["bucket"])
         rows = await _fetch(conn, _read_statement(pairs), values)
-        return _sums(queries, {row["key"]: row for row in rows})
+        return window_sums(queries, {row["key"]: row for row in rows})
 
     def _pairs(self, queries: Sequence[WindowQuery], now: datetime) -> tuple[tuple[int, str], ...]:
         """(window, column) pairs whose window reaches back before the current bucket."""
@@ -275,7 +275,7 @@ async def _fetch(
     return await apg.fetch(statement.sql, *(values.get(name, 0) for name in statement.names))
 
 
-def _sums(queries: Sequence[WindowQuery], rows: Mapping[str, Any]) -> dict[WindowQuery, int]:
+def window_sums(queries: Sequence[WindowQuery], rows: Mapping[str, Any]) -> dict[WindowQuery, int]:
     """Each query's columns, over the current bucket and the older ones."""
     out: dict[WindowQuery, int] = {}
     for q in queries:

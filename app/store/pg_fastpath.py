@@ -24,7 +24,7 @@ from app.store.tables import verifications
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
-_MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
+MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
 
 
 async def driver(conn: AsyncConnection) -> Any:
@@ -45,7 +45,7 @@ async def policy_version(conn: AsyncConnection) -> int:
     return int(await apg.fetchval(VERSION_SQL))
 
 
-def _pg_type(column: str) -> str:
+def pg_type(column: str) -> str:
     """The parameter's type: strings as text, never varchar(n), whose explicit cast would
     silently cut an overlong value (an assignment to the column refuses it instead)."""
     kind = verifications.c[column].type
@@ -89,7 +89,7 @@ def _store_sql(
     claim = ", ".join(p("claim", c) for c in claim_columns)
     selected = ", ".join(
         # request_callback_id is not a parameter: it is the id the claim returns.
-        "claim.id" if c == "request_callback_id" else p("request", c, _pg_type(c))
+        "claim.id" if c == "request_callback_id" else p("request", c, pg_type(c))
         for c in columns
     )
     update = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("id", "created_at"))
@@ -163,7 +163,7 @@ def _arguments(
         if source == "claim":
             args.append(getattr(claim, field))
         elif source == "request":
-            args.append(_encode(field, getattr(request, field)))
+            args.append(encode(field, getattr(request, field)))
         else:
             args.append(extra[source, field])
     return args
@@ -171,7 +171,7 @@ def _arguments(
 
 def _extra(shadow: Sequence[MatchRow], settle: CounterDeltas | None) -> dict[Name, Any]:
     """The store statement's parameters that are not fields of its rows."""
-    matched = [{k: getattr(m, k) for k in _MATCH_FIELDS} for m in shadow]
+    matched = [{k: getattr(m, k) for k in MATCH_FIELDS} for m in shadow]
     extra: dict[Name, Any] = {("shadow", "json"): to_json(matched).decode()}
     if settle is not None:
         extra["settle", "keys"], extra["settle", "bucket"] = list(settle.keys), settle.bucket
@@ -183,7 +183,7 @@ def _extra(shadow: Sequence[MatchRow], settle: CounterDeltas | None) -> dict[Nam
 _JSON_COLUMNS = frozenset(c.name for c in verifications.c if isinstance(c.type, JSON))
 
 
-def _encode(column: str, value: Any) -> Any:
+def encode(column: str, value: Any) -> Any:
     if value is not None and column in _JSON_COLUMNS:
         return to_json(value).decode()  # pydantic-core's encoder: several times json.dumps
     return value

@@ -105,3 +105,25 @@ async def test_a_stalled_batch_does_not_shed_the_requests_after_it(
             )
     assert {r.status_code for r in replies} == {200}
     assert (shed or 0.0) - (before or 0.0) <= 4, f"{shed} shed after the stall was over"
+
+
+def _admitted(admission: Admission, wanted: int) -> list[Ticket]:
+    """Admit up to `wanted`, stopping at the first shed; the tickets."""
+    tickets = []
+    while len(tickets) < wanted and (ticket := admission.admit(BUDGET)):
+        tickets.append(ticket)
+    return tickets
+
+
+def test_whole_decisions_admit_by_what_they_took_not_by_queue_length() -> None:
+    """PostgreSQL group commit: a newcomer waits for about two batches, however many are in
+    flight, so decisions that took little lately admit a burst far past the lanes, and
+    decisions that took most of their budget shed all but the lanes' probes."""
+    quick = Admission(lanes=8, whole=True)
+    for ticket in _admitted(quick, 16):
+        quick.release(ticket, now=ticket.started + 0.020)
+    assert len(_admitted(quick, 200)) == 200  # per lane: (in flight / 8 + 1) x hold
+    slow = Admission(lanes=8, whole=True)
+    for ticket in _admitted(slow, 16):
+        slow.release(ticket, now=ticket.started + 0.9 * ticket.budget)
+    assert len(_admitted(slow, 200)) <= 8

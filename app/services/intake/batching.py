@@ -10,6 +10,7 @@ one bad item costs the others nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -27,6 +28,8 @@ class Batcher(Generic[In, Out]):
     """Items per batch at most."""
     name: str = "verifyguard-batcher"
     on_batch: Callable[[int], None] | None = None
+    on_written: Callable[[int, float], None] | None = None
+    """A batch's size and the seconds its write took (for admission), once written."""
     split: Callable[[Exception], bool] = lambda exc: True
     """Whether a failed batch is tried again item by item (not when the database is away)."""
     _queue: list[tuple[In, asyncio.Future[Out]]] = field(default_factory=list, init=False)
@@ -64,6 +67,7 @@ class Batcher(Generic[In, Out]):
     async def _write(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         if self.on_batch is not None:
             self.on_batch(len(batch))
+        started = time.perf_counter()
         try:
             outcomes = await self.write([item for item, _ in batch])
         except Exception as exc:
@@ -74,6 +78,8 @@ class Batcher(Generic[In, Out]):
             for one in batch:  # alone, so that one failing item fails alone
                 await self._write([one])
             return
+        if self.on_written is not None:
+            self.on_written(len(batch), time.perf_counter() - started)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, value=outcome)
 

@@ -2,9 +2,10 @@
 
 The attempt is counted and its windows read first (aggregates.py), then the inbox claim,
 the verification row, its shadow matches and the attempt's settle are stored, durably
-before the answer leaves. On PostgreSQL each is one autocommit statement (no lock held
-across the request); on SQLite both share one transaction. A redelivery's count is taken
-back. The deadline,
+before the answer leaves. How those reach the database is the lane's (lanes.py): on
+PostgreSQL in batches shared with the request events that arrive together (one counting and
+one storing statement per batch), on SQLite in one transaction shared likewise, with Redis
+counters on a connection of its own. A redelivery's count is taken back. The deadline,
 late decisions and answering without the database: resilience/outage.py tells it whole.
 """
 
@@ -15,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +29,7 @@ from app.services.baselines import BaselineCache
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
+from app.services.intake.lanes import Lane
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.intake.reporting import Reporter
 from app.services.intake.scope import Decisions
@@ -38,8 +39,8 @@ from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
-from app.store.counter_model import CounterDeltas
 from app.store.held import LeaveIntact
+from app.store.pg_batch_store import StoreItem
 from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
@@ -141,19 +142,20 @@ class Decider:
         event: VerificationRequestEvent,
         started: float,
         late: asyncio.Event,
-        conn: AsyncConnection,
+        lane: Lane,
         version: int | None,
     ) -> tuple[Reply, Decision]:
-        """Count, decide and store on `conn`; everything a decision does in the database
-        (on SQLite with others in one transaction, on the writer's thread: scope.py).
-        `version`: the live policy version, if the transaction read it already."""
+        """Count, decide and store through `lane`; everything a decision does in the database
+        (on SQLite with others in one transaction, on the writer's thread: scope.py; on
+        PostgreSQL in batches with others: lanes.py). `version`: the live policy version, if
+        the transaction read it already."""
         if late.is_set():
             # Answered while queueing for a connection: doing the work now would only
             # hold the connection from requests still in time (on SQLite, the one
             # writer), and under load turn every later request late too.
             raise Late("the deadline passed before a connection was free")
         facts = _facts(event, delivery)
-        counted = await self.aggregator.observe_live(conn, self.policies, facts, version=version)
+        counted = await lane.count(self.aggregator, self.policies, facts, version)
         baselines = self.baselines.values(counted.policy, facts)
         facts = facts.with_aggregates({**counted.values, **baselines})
         decision = evaluate(counted.policy, facts)
@@ -166,27 +168,8 @@ class Decider:
             raise Late("decided after the deadline")
         allowed = decision.action == "allow"
         settle = counted.settle_in_store(allowed=allowed)
-        reply = await self._store(
-            conn, delivery, event, facts, decision, answer, started, settle=settle
-        )
-        await counted.finish(conn, allowed=allowed, duplicate=reply.duplicate)
-        return reply, decision
-
-    async def _store(
-        self,
-        conn: AsyncConnection,
-        delivery: Delivery,
-        event: VerificationRequestEvent,
-        facts: Facts,
-        decision: Decision,
-        answer: dict[str, Any],
-        started: float,
-        *,
-        settle: CounterDeltas | None,
-    ) -> Reply:
         elapsed = (time.perf_counter() - started) * 1000
-        callback_id = await inbox.store_decision(
-            conn,
+        item = StoreItem(
             claim=callback_row(
                 delivery,
                 200,
@@ -200,11 +183,14 @@ class Decider:
             shadow=match_rows(event.id, decision, delivery.received_at),
             settle=settle,
         )
-        if callback_id is None:
-            return await self._repeat(conn, event.id)
-        return Reply(body=answer)
+        duplicate = await lane.store(item) is None
+        if counted.finishes(duplicate=duplicate):
+            await lane.run(partial(counted.finish, allowed=allowed, duplicate=duplicate))
+        if duplicate:
+            return await lane.run(partial(self._repeat, verification_id=event.id)), decision
+        return Reply(body=answer), decision
 
-    async def _repeat(self, conn: AsyncConnection, verification_id: str) -> Reply:
+    async def _repeat(self, conn: AsyncConnection, *, verification_id: str) -> Reply:
         answer = await inbox.stored_answer(conn, verification_id)
         if answer is None:
             # Claimed but never decided: the first delivery's answer was the fallback.

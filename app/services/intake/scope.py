@@ -6,9 +6,11 @@ outside the database) each request event has its own connection and statements
 (`PerRequest`); on SQLite with its counters in the database, request events that arrive
 together share one transaction on the writer's thread (store/group_commit.py).
 
-A request event is decided through `Decisions.decide(work)`, which runs `work(conn,
-version)`: `version` is the policy version its transaction already read (a shared
-transaction reads it once for all its decisions), or None where each reads its own.
+A request event is decided through `Decisions.decide(work)`, which runs `work(lane,
+version)`: `lane` (lanes.py) is how its statements reach the database, and `version` the
+policy version its transaction already read (a shared transaction reads it once for all its
+decisions), or None where each reads its own. On PostgreSQL with its counters inside,
+request events are group-committed instead (lanes.PgBatches, built by the composition root).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.aggregates import Counting
+from app.services.intake.lanes import Lane, OnConnection
 from app.store.group_commit import GroupCommit
 
 T = TypeVar("T")
@@ -33,7 +36,7 @@ class Scope(Protocol):
 
 
 class Decisions(Protocol):
-    async def decide(self, work: Callable[[AsyncConnection, int | None], Awaitable[T]]) -> T: ...
+    async def decide(self, work: Callable[[Lane, int | None], Awaitable[T]]) -> T: ...
 
     async def close(self) -> None:
         """Finish the work queued, at shutdown (after the last request event)."""
@@ -46,8 +49,8 @@ class Batched:
 
     group: GroupCommit
 
-    async def decide(self, work: Callable[[AsyncConnection, Any], Awaitable[T]]) -> T:
-        return await self.group.run_primed(work)
+    async def decide(self, work: Callable[[Lane, Any], Awaitable[T]]) -> T:
+        return await self.group.run_primed(lambda conn, version: work(OnConnection(conn), version))
 
     async def close(self) -> None:
         await self.group.close()
@@ -77,9 +80,9 @@ class PerRequest:
         async with self.counting() as conn:
             return await work(conn)
 
-    async def decide(self, work: Callable[[AsyncConnection, int | None], Awaitable[T]]) -> T:
+    async def decide(self, work: Callable[[Lane, int | None], Awaitable[T]]) -> T:
         async with self.counting() as conn:
-            return await work(conn, None)
+            return await work(OnConnection(conn), None)
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,142 @@
+"""How a decision reaches the database: on a connection of its own, or in batches.
+
+A `Lane` counts an attempt, stores its decision and runs the rare extra work (a
+redelivery's stored answer, taking its count back). `OnConnection` does each on the
+connection its scope gave the decision (SQLite's shared transaction, or a connection of
+its own: scope.py). `PgBatches` is group commit on PostgreSQL: request events that arrive
+together share one counting statement (store/pg_batch_count.py: per-attempt running
+totals in arrival order, so a burst is still cut at exactly its limit) and one storing
+statement with one synchronous commit (store/pg_batch_store.py). Each stage is a `Batcher`:
+a lone request is written at once, and while one batch is in flight the next gathers. No
+answer leaves before its store batch committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.rules.facts import Facts
+from app.services.aggregates import Aggregator, Counted, Counting
+from app.services.intake.batching import Batcher
+from app.services.policy.cache import PolicyCache
+from app.services.resilience.errors import is_outage
+from app.store import inbox
+from app.store.counter_model import BucketClock, Changes, Reads, Totals
+from app.store.pg_batch_count import CountItem, count_batch
+from app.store.pg_batch_store import StoreItem, store_batch
+
+T = TypeVar("T")
+BATCH = 256  # request events per statement at most
+
+
+class Lane(Protocol):
+    async def count(
+        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+    ) -> Counted:
+        """Count the attempt under the live policy and read its windows."""
+        ...
+
+    async def store(self, item: StoreItem) -> int | None:
+        """Store the decision durably: its inbox id, or None for a redelivery."""
+        ...
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work` on a connection (rare: a redelivery's extra statements)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OnConnection:
+    """Every statement of the decision on the connection its scope gave it."""
+
+    conn: AsyncConnection
+
+    async def count(
+        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+    ) -> Counted:
+        return await aggregator.observe_live(self.conn, policies, facts, version=version)
+
+    async def store(self, item: StoreItem) -> int | None:
+        return await inbox.store_decision(
+            self.conn,
+            claim=item.claim,
+            verification=item.verification,
+            shadow=item.shadow,
+            settle=item.settle,
+        )
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        return await work(self.conn)
+
+
+@dataclass(eq=False, slots=True)
+class PgBatches:
+    """Group commit of request events on PostgreSQL (see the module docstring); also their
+    `Decisions` scope: each decision's work runs with this one lane."""
+
+    lend: Counting
+    """A held connection for a batch (or a decision's rare extra work)."""
+    clock: BucketClock
+    on_counted: Callable[[int, float], None] | None = None
+    on_stored: Callable[[int, float], None] | None = None
+    counts: Batcher[CountItem, Totals | None] = field(init=False)
+    stores: Batcher[StoreItem, int | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = Batcher(
+            self._count_batch,
+            limit=BATCH,
+            name="verifyguard-count-batches",
+            on_written=self.on_counted,
+            split=_not_outage,
+        )
+        self.stores = Batcher(
+            self._store_batch,
+            limit=BATCH,
+            name="verifyguard-store-batches",
+            on_written=self.on_stored,
+            split=_not_outage,
+        )
+
+    async def decide(self, work: Callable[[Lane, int | None], Awaitable[T]]) -> T:
+        return await work(self, None)
+
+    async def count(
+        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+    ) -> Counted:
+        counted = await aggregator.observe_through(self._count, policies, facts)
+        if counted is not None:
+            return counted
+        async with self.lend() as conn:  # no policy loaded yet, or it changed: reload it
+            return await aggregator.observe_live(conn, policies, facts)
+
+    async def store(self, item: StoreItem) -> int | None:
+        return await self.stores.submit(item)
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.lend() as conn:
+            return await work(conn)
+
+    async def close(self) -> None:
+        await self.counts.close()
+        await self.stores.close()
+
+    async def _count(self, changes: Changes, reads: Reads, version: int) -> Totals | None:
+        return await self.counts.submit(CountItem(changes, reads, version))
+
+    async def _count_batch(self, items: Sequence[CountItem]) -> list[Totals | None]:
+        async with self.lend() as conn:
+            return await count_batch(conn, self.clock, items)
+
+    async def _store_batch(self, items: Sequence[StoreItem]) -> list[int | None]:
+        async with self.lend() as conn:
+            return await store_batch(conn, items)
+
+
+def _not_outage(exc: Exception) -> bool:
+    """A failed batch is tried item by item, unless the database is away."""
+    return not is_outage(exc)

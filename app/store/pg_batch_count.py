@@ -1,0 +1,164 @@
+"""Group commit of counting on PostgreSQL: a batch of attempts counted in one statement.
+
+The attempts of a batch (in arrival order) are summed per key and upserted into their
+bucket at once; the upsert returns each key's totals after the whole batch, atomically (the
+rows stay locked until the statement's transaction ends). Each attempt's own totals are
+then running totals in arrival order: the totals before the batch (after, less the batch's
+sum) plus the attempts up to and including it. So every attempt still sees distinct,
+correctly ordered totals, and a burst to one key is cut at exactly its limit, as if each
+had been counted by its own statement (pg_counters.py) one after another.
+
+Attempts are counted only under the policy version they were planned with, read by the
+same statement (those planned under another get None, and are counted by the caller's
+slow path). A batch that spans a bucket boundary (or two versions) is one statement per
+(bucket, version), the earlier bucket first, so the later ones read its counts as older.
+Like the single-attempt statement, its transaction commits without waiting for the WAL to
+reach the disk: the decisions' synchronous store commits after it, and flushes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.counter_model import (
+    READS,
+    VALUE_COLUMNS,
+    BucketClock,
+    Changes,
+    Reads,
+    Totals,
+)
+from app.store.pg_counters import window_sums
+from app.store.pg_fastpath import VERSION_SQL, driver
+
+
+@dataclass(frozen=True, slots=True)
+class CountItem:
+    """One attempt: its changes (of one bucket), the windows it reads, its policy version."""
+
+    changes: Changes
+    reads: Reads
+    version: int
+
+
+Pairs = tuple[tuple[int, str], ...]  # (window seconds, column) sums over older buckets
+
+
+@cache
+def _statement(pairs: Pairs) -> str:
+    """Upsert the batch's summed deltas (rows in key order) if the policy is still at $2;
+    the version, then per key its totals and its older buckets' sums."""
+    n = len(VALUE_COLUMNS)
+    arrays = ", ".join(f"${i + 4}::bigint[]" for i in range(n))
+    names = ", ".join(VALUE_COLUMNS)
+    update = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in VALUE_COLUMNS)
+    sums = [
+        f"sum(CASE WHEN bucket >= ${n + 5 + i}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
+        for i, (w, c) in enumerate(pairs)
+    ]
+    older = ""
+    if pairs:
+        older = (
+            f" LEFT JOIN LATERAL (SELECT {', '.join(sums)} FROM counters "
+            f"WHERE counters.key = up.key AND bucket >= ${n + 4}::bigint AND bucket < $1::bigint) "
+            "AS older ON true"
+        )
+    picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + [f"older.{c}_{w}" for w, c in pairs])
+    return (
+        f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
+        f"SELECT k.key, $1::bigint, {', '.join(f'k.{c}' for c in VALUE_COLUMNS)} "
+        f"FROM unnest($3::text[], {arrays}) AS k(key, {names}) "
+        f"WHERE ({VERSION_SQL}) = $2::integer "
+        "AND set_config('synchronous_commit', 'off', true) IS NOT NULL ORDER BY k.key "
+        f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
+        f"SELECT pv.version AS policy_version, up.key, {picked} "
+        f"FROM ({VERSION_SQL}) AS pv LEFT JOIN up ON true{older}"
+    )
+
+
+async def count_batch(
+    conn: AsyncConnection, clock: BucketClock, items: Sequence[CountItem]
+) -> list[Totals | None]:
+    """Each attempt's window totals, counted with the batch; None: not counted (the policy
+    had moved on from its version)."""
+    out: list[Totals | None] = [None] * len(items)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, item in enumerate(items):
+        bucket = item.changes[0].bucket if item.changes else clock.bucket(item.reads.now)
+        groups.setdefault((bucket, item.version), []).append(i)
+    for (bucket, version), indexes in sorted(groups.items()):
+        group = [items[i] for i in indexes]
+        totals = await _count_group(conn, clock, bucket, version, group)
+        for i, found in zip(indexes, totals, strict=True):
+            out[i] = found
+    return out
+
+
+def _deltas(item: CountItem) -> dict[str, list[int]]:
+    """Per key, what the attempt adds to each value column."""
+    per_key: dict[str, list[int]] = {}
+    for change in item.changes:
+        for key in change.keys:
+            row = per_key.setdefault(key, [0] * len(VALUE_COLUMNS))
+            for j, column in enumerate(VALUE_COLUMNS):
+                row[j] += change.deltas.get(column, 0)
+    return per_key
+
+
+async def _count_group(
+    conn: AsyncConnection,
+    clock: BucketClock,
+    bucket: int,
+    version: int,
+    items: Sequence[CountItem],
+) -> list[Totals | None]:
+    now = items[0].reads.now
+    pairs = _pairs(clock, items, bucket, now)
+    deltas = [_deltas(item) for item in items]
+    summed: dict[str, list[int]] = {}
+    for per_key in deltas:
+        for key, row in per_key.items():
+            total = summed.setdefault(key, [0] * len(VALUE_COLUMNS))
+            for j, d in enumerate(row):
+                total[j] += d
+    keys = sorted(summed)
+    since = [clock.oldest(now, w) for w, _ in pairs]
+    args: list[Any] = [bucket, version, keys]
+    args += [[summed[k][j] for k in keys] for j in range(len(VALUE_COLUMNS))]
+    if pairs:
+        args += [min(since), *since]
+    apg = await driver(conn)
+    rows = await apg.fetch(_statement(pairs), *args)
+    if rows[0]["policy_version"] != version:
+        return [None] * len(items)
+    after = {row["key"]: row for row in rows if row["key"] is not None}
+    running = {
+        key: [int(after[key][c]) - summed[key][j] for j, c in enumerate(VALUE_COLUMNS)]
+        for key in keys
+    }
+    out: list[Totals | None] = []
+    for item, per_key in zip(items, deltas, strict=True):
+        seen: dict[str, dict[str, Any]] = {}
+        for key, row in per_key.items():
+            current = running[key]
+            for j, d in enumerate(row):
+                current[j] += d
+            seen[key] = {**dict(after[key]), **dict(zip(VALUE_COLUMNS, current, strict=True))}
+        out.append(window_sums(item.reads.queries, seen))
+    return out
+
+
+def _pairs(clock: BucketClock, items: Sequence[CountItem], bucket: int, now: Any) -> Pairs:
+    """Every (window, column) any attempt of the group reads before the current bucket."""
+    wanted = {
+        (q.window_seconds, c)
+        for item in items
+        for q in item.reads.queries
+        for c in READS[q.measure]
+    }
+    return tuple(sorted((w, c) for w, c in wanted if clock.oldest(now, w) < bucket))

@@ -1,0 +1,148 @@
+"""Group commit of decisions on PostgreSQL: a batch of decided request events stored by one
+statement, in one transaction with one synchronous commit (one WAL flush for the batch).
+
+The statement is pg_fastpath's store statement over arrays: each event's inbox row is
+claimed (ON CONFLICT DO NOTHING: a redelivery claims nothing), and only the claimed ones
+get their verification row, their shadow matches and their settle (the allowed-only keys'
+pending turned into allowed or nothing, summed per key and bucket, rows in key order).
+It returns each event's inbox id, or None for a redelivery, in the batch's order. Dedupe
+keys must be distinct within one statement (`store_batch` splits a batch that repeats one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store import stats_rollup
+from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
+from app.store.pg_fastpath import (
+    CLAIM_COLUMNS,
+    MATCH_FIELDS,
+    REQUEST_COLUMNS,
+    SETTLE_COLUMNS,
+    driver,
+    encode,
+    pg_type,
+)
+from app.store.rows import CallbackClaim, MatchRow, RequestRow
+
+
+@dataclass(frozen=True, slots=True)
+class StoreItem:
+    """One decided request event, as pg_fastpath.store_decision takes it."""
+
+    claim: CallbackClaim
+    verification: RequestRow
+    shadow: Sequence[MatchRow]
+    settle: CounterDeltas | None
+
+
+_CLAIM_TYPES = {
+    "received_at": "timestamptz",
+    "http_status": "integer",
+    "raw_body": "bytea",
+}
+_REQUEST = tuple(c for c in REQUEST_COLUMNS if c != "request_callback_id")
+
+
+@cache
+def _statement() -> str:
+    claim_arrays = [
+        f"${i + 1}::{_CLAIM_TYPES.get(c, 'text')}[]" for i, c in enumerate(CLAIM_COLUMNS)
+    ]
+    first = len(CLAIM_COLUMNS) + 1
+    request_arrays = [f"${first + i}::{pg_type(c)}[]" for i, c in enumerate(_REQUEST)]
+    shadow = first + len(_REQUEST)
+    settle = [f"${shadow + 1 + i}::{t}[]" for i, t in enumerate(["bigint", "text", "bigint"])]
+    settle += [f"${shadow + 4 + i}::bigint[]" for i in range(len(SETTLE_COLUMNS))]
+    aliases = [f"c_{c}" for c in CLAIM_COLUMNS] + [f"r_{c}" for c in _REQUEST] + ["shadow"]
+    selected = ", ".join(
+        "mine.claim_id" if c == "request_callback_id" else f"mine.r_{c}" for c in REQUEST_COLUMNS
+    )
+    update = ", ".join(
+        f"{c} = excluded.{c}" for c in REQUEST_COLUMNS if c not in ("id", "created_at")
+    )
+    settled = ", ".join(f"sum(t.{c})" if c in SETTLE_COLUMNS else "0" for c in VALUE_COLUMNS)
+    return (
+        f"WITH src AS (SELECT * FROM unnest({', '.join(claim_arrays + request_arrays)}, "
+        f"${shadow}::json[]) WITH ORDINALITY AS s({', '.join(aliases)}, n)), "
+        f"claim AS (INSERT INTO callbacks ({', '.join(CLAIM_COLUMNS)}) "
+        f"SELECT {', '.join(f'c_{c}' for c in CLAIM_COLUMNS)} FROM src ORDER BY n "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key), "
+        "mine AS (SELECT src.*, claim.id AS claim_id FROM src "
+        "JOIN claim ON claim.dedupe_key = src.c_dedupe_key), "
+        f"v AS (INSERT INTO verifications ({', '.join(REQUEST_COLUMNS)}) "
+        f"SELECT {selected} FROM mine ORDER BY n "
+        f"ON CONFLICT (id) DO UPDATE SET {update} RETURNING id), "
+        "m AS (INSERT INTO verification_matches "
+        "(verification_id, rule_id, rule_name, rule_revision, action, reason, matched_at) "
+        "SELECT v.id, r.rule_id, r.rule_name, r.rule_revision, r.action, r.reason, "
+        "mine.c_received_at FROM mine JOIN v ON v.id = mine.r_id, "
+        "json_to_recordset(mine.shadow) AS r(rule_id int, rule_name text, "
+        "rule_revision int, action text, reason text)), "
+        f"s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
+        f"SELECT t.key, t.bucket, {settled} FROM unnest({', '.join(settle)}) "
+        f"AS t(n, key, bucket, {', '.join(SETTLE_COLUMNS)}) JOIN mine ON mine.n = t.n "
+        # through v: the verifications' rows are written (and locked) before any counter
+        # row, which is locked last and only until the commit (see pg_fastpath's settle)
+        "JOIN v ON v.id = mine.r_id "
+        "GROUP BY t.key, t.bucket ORDER BY t.key, t.bucket ON CONFLICT (key, bucket) "
+        f"DO UPDATE SET {', '.join(f'{c} = counters.{c} + excluded.{c}' for c in SETTLE_COLUMNS)}) "
+        "SELECT src.n, claim.id FROM src LEFT JOIN claim "
+        "ON claim.dedupe_key = src.c_dedupe_key ORDER BY src.n"
+    )
+
+
+async def store_batch(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int | None]:
+    """Each event's inbox id, or None for a redelivery (nothing of it written). One
+    statement (its own transaction on the autocommit connection) per run of distinct
+    dedupe keys: a key seen twice waits for the next statement, which finds it claimed."""
+    out: list[int | None] = [None] * len(items)
+    left = list(range(len(items)))
+    while left:
+        seen: set[str | None] = set()
+        now: list[int] = []
+        later: list[int] = []
+        for i in left:
+            key = items[i].claim.dedupe_key
+            (later if key in seen else now).append(i)
+            seen.add(key)
+        for i, found in zip(now, await _store(conn, [items[i] for i in now]), strict=True):
+            out[i] = found
+        left = later
+    moment = datetime.now(UTC)
+    for item, found in zip(items, out, strict=True):
+        if found is not None:  # a statement only for a verification requested long ago
+            await stats_rollup.mark_late(conn, item.verification.requested_at, moment)
+    return out
+
+
+async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int | None]:
+    args: list[Any] = [[getattr(item.claim, c) for item in items] for c in CLAIM_COLUMNS]
+    args += [[encode(c, getattr(item.verification, c)) for item in items] for c in _REQUEST]
+    args.append([_shadow(item.shadow) for item in items])
+    settle: list[list[Any]] = [[] for _ in range(3 + len(SETTLE_COLUMNS))]
+    for n, item in enumerate(items, start=1):
+        if item.settle is None:
+            continue
+        for key in item.settle.keys:
+            settle[0].append(n)
+            settle[1].append(key)
+            settle[2].append(item.settle.bucket)
+            for j, c in enumerate(SETTLE_COLUMNS):
+                settle[3 + j].append(item.settle.deltas.get(c, 0))
+    args += settle
+    apg = await driver(conn)
+    rows = await apg.fetch(_statement(), *args)
+    return [None if row["id"] is None else int(row["id"]) for row in rows]
+
+
+def _shadow(shadow: Sequence[MatchRow]) -> str:
+    return to_json([{k: getattr(m, k) for k in MATCH_FIELDS} for m in shadow]).decode()
