@@ -21,7 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store import pg_counters, pg_fastpath, pg_outcomes
+from app.store import pg_batch_store, pg_counters, pg_fastpath, pg_outcomes
 from app.store.base import create_engine
 from app.store.counter_model import CounterDeltas
 from app.store.pg_outcomes import DELIVERY_COLUMNS
@@ -66,8 +66,18 @@ async def _waiting_on_lock(conn: AsyncConnection, dsn: str, within: float = 5.0)
     raise AssertionError("the store statement never waited for the verification's row")
 
 
+async def _store_one(conn: AsyncConnection, batched: bool) -> object:
+    if batched:  # the request path's group commit: the same statement over arrays
+        item = pg_batch_store.StoreItem(claim=CLAIM, verification=REQUEST, shadow=[], settle=SETTLE)
+        return (await pg_batch_store.store_batch(conn, [item]))[0]
+    return await pg_fastpath.store_decision(
+        conn, claim=CLAIM, verification=REQUEST, shadow=[], settle=SETTLE
+    )
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
 async def test_a_store_waiting_for_its_verification_holds_no_counter_row(
-    engine: AsyncEngine, database_url: str
+    engine: AsyncEngine, database_url: str, batched: bool
 ) -> None:
     async with engine.connect() as setup:
         await pg_counters.apply(setup, [COUNT])  # the hot row exists, as it does under load
@@ -81,11 +91,7 @@ async def test_a_store_waiting_for_its_verification_holds_no_counter_row(
     )
     await other.execute(pg_outcomes._delivery_sql(), *[[receipt[c]] for c in DELIVERY_COLUMNS])
     async with engine.connect() as late, engine.connect() as counting:
-        store = asyncio.create_task(
-            pg_fastpath.store_decision(
-                late, claim=CLAIM, verification=REQUEST, shadow=[], settle=SETTLE
-            )
-        )
+        store = asyncio.create_task(_store_one(late, batched))
         try:
             await _waiting_on_lock(late, _dsn(database_url))
             apg = await pg_fastpath.driver(counting)
