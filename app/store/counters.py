@@ -29,7 +29,11 @@ from app.store.counter_model import (
 )
 from app.store.pg_counters import PgCounters
 from app.store.tables import counters
+from app.store.thread_connection import batch_connection, run_beside
 from app.store.upsert import cached, upsert
+
+CARRIED = "counters"
+"""What a batch's connection carries for the next counter statement (`settle`)."""
 
 
 class SqlCounters:
@@ -75,7 +79,7 @@ class SqlCounters:
         params: dict[str, Any] = {**since, "oldest": min(since.values())}
         params.update({f"key_{i}": key for i, key in enumerate(keys)})
         params["current"] = self.clock.bucket(now)
-        rows = {row[0]: row._mapping for row in await conn.execute(stmt, params)}
+        rows = {row[0]: row._mapping for row in await run_beside(conn, stmt, params)}
         return {q: _sum(q, rows.get(q.key)) for q in queries}
 
 
@@ -84,10 +88,14 @@ async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None
 
     On SQLite all of them in one statement, a row per key with its own deltas: SQLite
     inserts the rows one after another, so a key listed twice adds both (an attempt's
-    changes had been a statement each, two of a decision's nine)."""
+    changes had been a statement each, two of a decision's nine). In a group commit's
+    batch the statement also carries the changes earlier decisions left for it (`settle`)."""
     if conn.dialect.name == "postgresql":
         await pg_counters.apply(conn, changes)
         return
+    batch = batch_connection(conn)
+    if batch is not None:
+        changes = [*batch.take(CARRIED), *changes]
     rows: list[tuple[str, int, Mapping[str, int]]] = []
     written: set[str] = set()
     for change in changes:
@@ -104,7 +112,19 @@ async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None
         suffix = "" if len(rows) == 1 else f"_{i}"
         params[f"key{suffix}"], params[f"bucket{suffix}"] = key, bucket
         params.update({f"{name}{suffix}": deltas.get(name, 0) for name in VALUE_COLUMNS})
-    await conn.execute(stmt, params)
+    await run_beside(conn, stmt, params)  # the deferred writes never touch counters
+
+
+async def settle(conn: AsyncConnection, change: CounterDeltas) -> None:
+    """A decided attempt's settle (store/inbox.py). In a group commit's batch it is carried
+    into the batch's next counter statement — the next decision's count, or its window
+    read — instead of a statement of its own: every read of the counters in the batch comes
+    after it either way (`SqlCounters.read`), so each decision sees the same totals."""
+    batch = batch_connection(conn)
+    if batch is None:
+        await apply(conn, [change])
+    else:
+        batch.carry(CARRIED, change, apply)
 
 
 def _windows(windows: list[int], count: int) -> Any:

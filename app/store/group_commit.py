@@ -27,60 +27,32 @@ What every work of a batch would read alike is read once: the batch holds the wr
 so nothing changes it meanwhile. `prologue` (the composition root's: the policy version)
 runs after BEGIN IMMEDIATE when the batch has work queued with `run_primed`, and its value
 is handed to each such work as its second argument.
+
+What every work writes that nothing in the batch reads back waits for the batch's end:
+a decision's verification row and shadow matches go in one executemany per batch, its
+settle rides on the next decision's count (store/thread_connection.py). A decision is
+thus three statements (its count, its window read, its inbox claim) where it was six.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
+
+from app.store.thread_connection import Suspended, ThreadConnection, awaited, drive
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
-
-
-class Suspended(RuntimeError):
-    """Work run on the writer thread awaited something that does not complete at once."""
-
-
-class ThreadConnection:
-    """What request-path code uses of an AsyncConnection, run synchronously."""
-
-    def __init__(self, sync: Connection) -> None:
-        self._sync = sync
-        self.statements = 0  # run so far: a work that failed before any wrote nothing
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._sync.dialect
-
-    async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        self.statements += 1
-        return self._sync.execute(statement, parameters)
-
-    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        self.statements += 1
-        return self._sync.scalar(statement, parameters)
-
-
-def drive(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends to its end, outside any event loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    coroutine.close()
-    raise Suspended("work on the writer thread awaited something that did not complete")
 
 
 @dataclass(slots=True)
@@ -220,10 +192,12 @@ def _run_batch(
     seconds it took.
 
     Works rarely fail after writing, so first without savepoints (two statements fewer per
-    work, of eight); if one does, the transaction is rolled back and the batch run again
-    with each work in a savepoint of its own, so that one alone is undone. A work that
-    fails before any statement (a decision found late) has nothing to undo either way.
-    Works are therefore run twice at times: they change nothing outside the connection.
+    work); if one does — or a deferred write does, at the batch's end — the transaction is
+    rolled back and the batch run again with each work in a savepoint of its own, its
+    deferred writes run before its savepoint is released, so that one alone is undone. A
+    work that fails before it wrote or deferred anything (a decision found late) has
+    nothing to undo either way. Works are therefore run twice at times: they change nothing
+    outside the connection.
     """
     started = time.perf_counter()
     with engine.connect() as sync:
@@ -239,19 +213,22 @@ def _run_batch(
 def _attempt(
     sync: Connection, prologue: Work | None, works: list[PrimedWork], *, isolated: bool
 ) -> list[_Outcome] | None:
-    """Run the batch in a new transaction, left open; None: a work failed after writing
-    (only when not `isolated`: the caller rolls back)."""
+    """Run the batch in a new transaction, left open; None: a work failed after writing, or
+    a deferred write failed (only when not `isolated`: the caller rolls back)."""
     sync.exec_driver_sql("BEGIN IMMEDIATE")
     conn = ThreadConnection(sync)
-    primed = drive(_awaited(prologue(cast(AsyncConnection, conn)))) if prologue else None
+    primed = drive(awaited(prologue(cast(AsyncConnection, conn)))) if prologue else None
     outcomes: list[_Outcome] = []
     for work in works:
         savepoint = sync.begin_nested() if isolated else None
         before = conn.statements
         try:
-            value = drive(_awaited(work(cast(AsyncConnection, conn), primed)))
+            value = drive(awaited(work(cast(AsyncConnection, conn), primed)))
+            if isolated:
+                conn.flush()  # its deferred writes, inside its savepoint
         except Exception as exc:
             if savepoint is not None:
+                conn.discard()  # what it left deferred: the writes before it ran already
                 savepoint.rollback()
             elif conn.statements > before:
                 return None
@@ -260,8 +237,13 @@ def _attempt(
             if savepoint is not None:
                 savepoint.commit()
             outcomes.append(_Outcome(value=value))
+    try:
+        conn.flush()
+    except Exception:
+        if isolated:
+            raise  # nothing left deferred: each work flushed its own
+        return None  # a deferred write failed: run again, each work flushing its own
     return outcomes
 
 
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+__all__ = ["BATCH", "HOLD", "GroupCommit", "Suspended"]

@@ -21,9 +21,11 @@ from app.store.rows import (
     params,
 )
 from app.store.tables import callbacks, matches, verifications
+from app.store.thread_connection import batch_connection, run_beside, write_later
 from app.store.upsert import cached, insert_for, upsert
 
 PENDING = "PENDING"
+_ADD_MATCH = insert(matches)
 CLAIM_COLUMNS = columns(CallbackClaim)
 REQUEST_COLUMNS = columns(RequestRow)
 
@@ -34,8 +36,10 @@ async def claim_callback(conn: AsyncConnection, row: CallbackClaim) -> int | Non
         "claim",
         lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=["dedupe_key"], returning=["id"]),
     )
-    result = await conn.execute(stmt, params(row))
-    return result.scalar_one_or_none()
+    # In a batch ahead of the deferred writes: those never touch the inbox.
+    result = await run_beside(conn, stmt, params(row))
+    claimed: int | None = result.scalar_one_or_none()
+    return claimed
 
 
 async def add_callback(conn: AsyncConnection, row: CallbackClaim) -> None:
@@ -61,12 +65,15 @@ async def upsert_request(conn: AsyncConnection, row: RequestRow, *, callback_id:
     )
     values = params(row)
     values["request_callback_id"] = callback_id
-    await conn.execute(stmt, values)
+    await write_later(conn, stmt, values)  # a batch's rows in one executemany
 
 
 async def add_shadow_matches(conn: AsyncConnection, rows: Sequence[MatchRow]) -> None:
-    if rows:
-        await conn.execute(insert(matches), [params(row) for row in rows])
+    if batch_connection(conn) is not None:
+        for row in rows:
+            await write_later(conn, _ADD_MATCH, params(row))  # a batch's in one executemany
+    elif rows:
+        await conn.execute(_ADD_MATCH, [params(row) for row in rows])
 
 
 async def verification_keys(conn: AsyncConnection, verification_id: str) -> VerificationKeys | None:
@@ -137,7 +144,7 @@ async def store_decision(
             await upsert_request(conn, verification, callback_id=callback_id)
             await add_shadow_matches(conn, shadow)
             if settle is not None:
-                await counters.apply(conn, [settle])
+                await counters.settle(conn, settle)
     if callback_id is not None:
         await stats_rollup.mark_late(conn, verification.requested_at)
     return callback_id
