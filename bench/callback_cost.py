@@ -1,4 +1,5 @@
-"""`python -m bench.callback_cost`: what one callback of each kind costs on PostgreSQL.
+"""`python -m bench.callback_cost`: what one callback of each kind costs on PostgreSQL
+(or, with --store sqlite, on SQLite: statements and server CPU only).
 
 One uvicorn worker on a fresh PostgreSQL database; --count request events (closed loop,
 --connections at once), then a delivery receipt for each, then a result for each. Per
@@ -21,6 +22,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,9 @@ import asyncpg  # type: ignore[import-untyped]
 from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.store.migrate import upgrade
-from bench import procs
+from bench import history, procs
 from bench.loadgen import exchange
-from bench.run import ROOT, postgres_database, verifyguard
+from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
 from bench.soak import HOST, _signed
 
 COUNTS: Counter[str] = Counter()
@@ -149,16 +152,17 @@ async def _phase(
     profile: str = "",
 ) -> dict[str, Any]:
     name = dsn.rsplit("/", 1)[1]
+    state = _database_state if dsn.startswith("postgresql") else _no_database_state
     counts0 = await _get(port, "/_bench/counts")
     if profile:
         await _get(port, "/_bench/profile")
     await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
-    commits0, backends0 = await _database_state(dsn, name)
+    commits0, backends0 = await state(dsn, name)
     cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
     failures = await _send_all(port, events, connections)
     seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
     await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
-    commits1, backends1 = await _database_state(dsn, name)
+    commits1, backends1 = await state(dsn, name)
     counts1 = await _get(port, "/_bench/counts")
     if profile:
         await _get(port, "/_bench/profile")
@@ -173,11 +177,16 @@ async def _phase(
         "per_second": round(len(events) / seconds),
         "statements_per_1000": statements,
         "statements_total_per_1000": sum(statements.values()),
-        # less the bench's own one (its query of pg_stat_activity)
-        "commits_per_1000": round((commits1 - commits0 - 1) * per),
+        # less the bench's own one (its query of pg_stat_activity); SQLite: not counted
+        "commits_per_1000": round((commits1 - commits0 - 1) * per) if commits1 >= 0 else None,
         "server_cpu_s_per_1000": round((cpu1 - cpu0) * per, 3),
         "postgres_backend_cpu_s_per_1000": round(procs.cpu_used(backends0, backends1) * per, 3),
     }
+
+
+async def _no_database_state(dsn: str, name: str) -> tuple[int, dict[int, float]]:
+    """SQLite runs inside the server process: its CPU is the server's, no commit count."""
+    return -1, {}
 
 
 def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -194,14 +203,24 @@ def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
     return [("request", requests), ("sms_delivered", receipts), ("result", results)]
 
 
+@contextmanager
+def _database(args: argparse.Namespace, tmp: str) -> Iterator[str]:
+    """The DSN of a fresh database: PostgreSQL, or (--store sqlite) a file in `tmp`."""
+    if args.store == "sqlite":
+        yield f"sqlite+aiosqlite:///{Path(tmp) / 'cost.db'}"
+        return
+    with postgres_database(args.postgres, prefix=args.db_prefix) as dsn:
+        yield dsn
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="vg-cost-") as tmp,
-        postgres_database(args.postgres, prefix=args.db_prefix) as dsn,
+        _database(args, tmp) as dsn,
     ):
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
-        target = verifyguard(url, "postgres")
+        target = verifyguard(url, args.store)
         log = Path(tmp) / "server.log"
         with procs.uvicorn_server(
             "bench.callback_cost:counted_app",
@@ -211,6 +230,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cwd=Path(tmp),
             app_dir=ROOT,
         ) as server:
+            if args.history:
+                history.seed_verified(args.port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
             warm = _events(200)
             for _, events in warm:
                 asyncio.run(_send_all(args.port, events, args.connections))
@@ -230,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--profile", default="", help="cProfile stats to this path (.kind)")
+    parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="first a verified history, as make bench gives each phase (bench/history.py)",
+    )
     args = parser.parse_args(argv)
     rows = run(args)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
