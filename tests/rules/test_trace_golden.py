@@ -251,3 +251,27 @@ def test_cases_cover_every_outcome() -> None:
 
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(digests(), indent=1, sort_keys=True) + "\n")
+
+
+def test_a_decision_keeps_its_aggregates_as_floats() -> None:
+    """The engine builds Decision without validation: counts arriving as ints are stored as
+    the floats validation made of them (2.0, not 2, in the stored document)."""
+    compiled = policies()["starter"]
+    spec = sorted(compiled.aggregates, key=lambda s: s.id)[0]
+    facts = derive_facts(
+        method="sms",
+        endpoint=ENDPOINTS[0],
+        price_amount=0.04,
+        price_currency="EUR",
+        rate_amount=None,
+        rate_currency=None,
+        reference=None,
+        custom=None,
+        application="app-key-1",
+        now=NOW,
+        aggregates={spec.id: 2},
+    )
+    decision = evaluate(compiled, facts)
+    assert type(decision.aggregates[spec.id]) is float
+    assert decision.model_dump_json().count(f'"{spec.id}":2.0') == 1
+    assert decision == type(decision).model_validate(decision.model_dump())
