@@ -238,20 +238,31 @@ class AdaptiveNode:
     baseline: BaselineSpec
     adaptive: AdaptiveLimit
     label: str = field(init=False)
+    # The limit's constants and the trace's constant parts, rendered once per policy.
+    floor: float = field(init=False)
+    factor: float = field(init=False)
+    baseline_id: str = field(init=False)
+    at_floor: str = field(init=False)  # "floor 20 (20 or fewer verified in 14d)"
+    scaled: tuple[str, str] = field(init=False)  # around the verified count in "max(…)"
+    count_tail: str = field(init=False)  # " in 1h > limit "
 
     def __post_init__(self) -> None:
         limit = self.adaptive
-        formula = f"max({render(limit.floor)}, {render(limit.factor)}{TIMES}verified)"
+        floor, factor, baseline = float(limit.floor), limit.factor, limit.baseline_text
+        formula = f"max({render(limit.floor)}, {render(factor)}{TIMES}verified)"
         label = f"{self.counted.head} in {self.counted.window} > limit {formula}"
-        _derive(self, label=label)
+        under = f"{render(round(limit.threshold, 2))} or fewer verified {baseline}"
+        scaled = (f"max({render(floor)}, {render(factor)}{TIMES}", f" verified {baseline})")
+        _derive(self, label=label, floor=floor, factor=factor, baseline_id=self.baseline.id)
+        _derive(self, at_floor=f"floor {render(floor)} ({under})", scaled=scaled)
+        _derive(self, count_tail=f" in {self.counted.window} > limit ")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self.counted.count(env.facts)
         limit, why = self.limit(env.facts)
         held = value is not None and value > limit
         shown = "(no count)" if value is None else render(value)
-        head = f"{self.counted.head} {shown} in {self.counted.window}"
-        text = f"{head} > limit {render(limit)} = {why}: {HELD[held]}"
+        text = f"{self.counted.head} {shown}{self.count_tail}{render(limit)} = {why}: {HELD[held]}"
         out.append(ConditionTrace(self.label, held, text, value, limit, depth))
         return held
 
@@ -261,23 +272,19 @@ class AdaptiveNode:
 
     def limit_value(self, facts: Facts) -> float:
         """The effective limit."""
-        spec = self.adaptive
-        verified = facts.aggregates.get(self.baseline.id)
+        verified = facts.aggregates.get(self.baseline_id)
         if verified is None:
-            return float(spec.floor)
-        return max(float(spec.floor), round(spec.factor * verified, 6))
+            return self.floor
+        return max(self.floor, round(self.factor * verified, 6))
 
     def limit(self, facts: Facts) -> tuple[float, str]:
         """The effective limit, and how it was computed (for the trace)."""
-        spec = self.adaptive
-        floor, factor = float(spec.floor), spec.factor
-        verified = facts.aggregates.get(self.baseline.id)
-        limit = self.limit_value(facts)
+        verified = facts.aggregates.get(self.baseline_id)
         if verified is None:
-            under = f"{render(round(spec.threshold, 2))} or fewer verified {spec.baseline_text}"
-            return limit, f"floor {render(floor)} ({under})"
-        shown = f"{render(factor)}{TIMES}{render(verified)} verified {spec.baseline_text}"
-        return limit, f"max({render(floor)}, {shown})"
+            return self.floor, self.at_floor
+        before, after = self.scaled
+        limit = max(self.floor, round(self.factor * verified, 6))
+        return limit, f"{before}{render(verified)}{after}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,10 +345,12 @@ class ConversionNode:
     window: str
     head: str = field(init=False)
     rule: str = field(init=False)
+    label: str = field(init=False)
 
     def __post_init__(self) -> None:
         rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
-        _derive(self, head=f"{_key_name(self.attempts)} conversion", rule=rule)
+        head = f"{_key_name(self.attempts)} conversion"
+        _derive(self, head=head, rule=rule, label=f"{head} {rule}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         attempts, successes, ratio, held = self.measure(env.facts)
@@ -352,7 +361,7 @@ class ConversionNode:
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
         text = f"{head} {shown} {rule}: {HELD[held]}"
         actual = None if ratio is None else round(ratio, 6)
-        out.append(ConditionTrace(f"{head} {rule}", held, text, actual, self.below, depth))
+        out.append(ConditionTrace(self.label, held, text, actual, self.below, depth))
         return held
 
     def holds(self, env: Env) -> bool:
