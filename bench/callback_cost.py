@@ -1,4 +1,5 @@
-"""`python -m bench.callback_cost`: what one callback of each kind costs on PostgreSQL.
+"""`python -m bench.callback_cost`: what one callback of each kind costs on PostgreSQL
+(or, with --store sqlite, on SQLite: statements and server CPU only).
 
 One uvicorn worker on a fresh PostgreSQL database; --count request events (closed loop,
 --connections at once), then a delivery receipt for each, then a result for each. Per
@@ -28,6 +29,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +40,9 @@ from redis.asyncio import Redis
 from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.store.migrate import upgrade
-from bench import procs
+from bench import history, procs
 from bench.loadgen import exchange
-from bench.run import ROOT, _fallbacks, postgres_database, verifyguard
+from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, _fallbacks, postgres_database, verifyguard
 from bench.soak import HOST, _signed
 
 COUNTS: Counter[str] = Counter()
@@ -170,11 +173,12 @@ async def _phase(
 ) -> dict[str, Any]:
     connections, profile, redis = args.connections, args.profile, args.redis
     name = dsn.rsplit("/", 1)[1]
+    state = _database_state if dsn.startswith("postgresql") else _no_database_state
     counts0 = await _get(port, "/_bench/counts")
     if profile:
         await _get(port, "/_bench/profile")
     await asyncio.sleep(1.0)  # stats of the previous phase reach pg_stat_database
-    commits0, backends0 = await _database_state(dsn, name)
+    commits0, backends0 = await state(dsn, name)
     redis0 = await _redis_state(redis) if redis else None
     fallbacks0 = await asyncio.to_thread(_fallbacks, port)
     # The server's CPU while idle (its periodic jobs: alerts, containment polls), per
@@ -186,7 +190,7 @@ async def _phase(
     failures = await _send_all(port, events, connections)
     seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
     await asyncio.sleep(1.0)  # let the last commits reach pg_stat_database
-    commits1, backends1 = await _database_state(dsn, name)
+    commits1, backends1 = await state(dsn, name)
     redis1 = await _redis_state(redis) if redis else None
     fallbacks1 = await asyncio.to_thread(_fallbacks, port)
     counts1 = await _get(port, "/_bench/counts")
@@ -206,8 +210,8 @@ async def _phase(
         "per_second": round(len(events) / seconds),
         "statements_per_1000": statements,
         "statements_total_per_1000": sum(statements.values()),
-        # less the bench's own one (its query of pg_stat_activity)
-        "commits_per_1000": round((commits1 - commits0 - 1) * per),
+        # less the bench's own one (its query of pg_stat_activity); SQLite: not counted
+        "commits_per_1000": round((commits1 - commits0 - 1) * per) if commits1 >= 0 else None,
         "server_cpu_s_per_1000": round((cpu1 - cpu0) * per, 3),
         "server_cpu_s_per_1000_less_idle": round((cpu1 - cpu0 - idle_rate * seconds) * per, 3),
         "postgres_backend_cpu_s_per_1000": round(procs.cpu_used(backends0, backends1) * per, 3),
@@ -219,6 +223,11 @@ async def _phase(
         row["redis_commands_per_1000"] = {k: round(v * per) for k, v in calls.items() if v}
         row["redis_cpu_s_per_1000"] = round((redis1[1] - redis0[1]) * per, 3)
     return row
+
+
+async def _no_database_state(dsn: str, name: str) -> tuple[int, dict[int, float]]:
+    """SQLite runs inside the server process: its CPU is the server's, no commit count."""
+    return -1, {}
 
 
 def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -235,14 +244,24 @@ def _events(count: int) -> list[tuple[str, list[dict[str, Any]]]]:
     return [("request", requests), ("sms_delivered", receipts), ("result", results)]
 
 
+@contextmanager
+def _database(args: argparse.Namespace, tmp: str) -> Iterator[str]:
+    """The DSN of a fresh database: PostgreSQL, or (--store sqlite) a file in `tmp`."""
+    if args.store == "sqlite":
+        yield f"sqlite+aiosqlite:///{Path(tmp) / 'cost.db'}"
+        return
+    with postgres_database(args.postgres, prefix=args.db_prefix) as dsn:
+        yield dsn
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="vg-cost-") as tmp,
-        postgres_database(args.postgres, prefix=args.db_prefix) as dsn,
+        _database(args, tmp) as dsn,
     ):
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
-        target = verifyguard(url, "postgres")
+        target = verifyguard(url, args.store)
         env = dict(target.env)
         if args.profile:
             env["BENCH_PROFILE"] = args.profile
@@ -258,6 +277,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cwd=Path(tmp),
             app_dir=ROOT,
         ) as server:
+            if args.history:
+                history.seed_verified(args.port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
             warm = _events(200)
             for _, events in warm:
                 asyncio.run(_send_all(args.port, events, args.connections))
@@ -286,6 +307,12 @@ def main(argv: list[str] | None = None) -> None:
         "--redis", default="", help="counters in Redis at this URL (its database is flushed)"
     )
     parser.add_argument("--profile", default="", help="cProfile stats to this path (.kind)")
+    parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="first a verified history, as make bench gives each phase (bench/history.py)",
+    )
     args = parser.parse_args(argv)
     rows = run(args)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)

@@ -49,11 +49,13 @@ class CompiledRule:
     # Read per rule per attempt by the trace-less verdict (a backtest asks millions of times).
     enforce: bool = field(init=False)
     scoped: bool = field(init=False)  # it has a scope (else every attempt is in it)
+    mode: Literal["enforce", "shadow"] = field(init=False)  # as the trace shows it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enforce", self.rule.mode == "enforce")
         scoped = self.methods is not None or self.applications is not None
         object.__setattr__(self, "scoped", scoped)
+        object.__setattr__(self, "mode", "enforce" if self.enforce else "shadow")
 
     def in_scope(self, facts: Facts) -> bool:
         """`out_of_scope(facts) is None`, without the text."""
@@ -148,7 +150,7 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
     shadow: list[RuleMatch] = []
     decided: CompiledRule | None = None
     for rule in compiled.rules:
-        enforce = rule.rule.mode == "enforce"
+        enforce = rule.enforce
         if enforce and decided is not None:
             continue
         entry = _run(rule, env)
@@ -161,19 +163,11 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
 
 
 def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
-    rule = compiled.rule
-    mode: Literal["enforce", "shadow"] = "enforce" if rule.mode == "enforce" else "shadow"
-    skipped = compiled.out_of_scope(env.facts)
+    skipped = compiled.out_of_scope(env.facts) if compiled.scoped else None
     conditions: list[ConditionTrace] = []
     matched = skipped is None and compiled.node.run(env, conditions, 0)
-    return TraceEntry(
-        rule=rule.name,
-        rule_id=rule.id,
-        mode=mode,
-        matched=matched,
-        skipped=skipped,
-        conditions=conditions,
-    )
+    rule = compiled.rule
+    return TraceEntry(rule.name, compiled.mode, matched, rule.id, skipped, conditions)
 
 
 def _decision(
@@ -183,17 +177,21 @@ def _decision(
     shadow: list[RuleMatch],
     trace: list[TraceEntry],
 ) -> Decision:
+    # Built without validation: every value is the engine's own or the validated policy's
+    # (aggregates are floats as validation would make them; see `_aggregates`).
     common: dict[str, Any] = {
         "shadow": shadow,
         "trace": trace,
-        "aggregates": dict(facts.aggregates),
+        "aggregates": _aggregates(facts),
         "policy_version": compiled.version,
     }
     if decided is None:
-        return Decision(action=compiled.default_action, reason="default", mode="default", **common)
+        return Decision.model_construct(
+            action=compiled.default_action, reason="default", mode="default", **common
+        )
     rule = decided.rule
     answer: AnswerOverrides | None = rule.answer if rule.action == "allow" else None
-    return Decision(
+    return Decision.model_construct(
         action=rule.action,
         reason=rule.reason,
         mode="enforce",
@@ -221,14 +219,23 @@ def _contained(compiled: CompiledPolicy, facts: Facts, block: Block) -> Decision
     entry = TraceEntry(
         rule=f"containment:{block.id}", mode="enforce", matched=True, conditions=[condition]
     )
-    return Decision(
+    return Decision.model_construct(
         action="deny",
         reason="contained",
         mode="enforce",
         trace=[entry],
-        aggregates=dict(facts.aggregates),
+        aggregates=_aggregates(facts),
         policy_version=compiled.version,
     )
+
+
+def _aggregates(facts: Facts) -> dict[str, float]:
+    """The facts' aggregates as `Decision` validation would store them (every value a float)."""
+    values = dict(facts.aggregates)
+    for name, value in values.items():
+        if type(value) is not float:
+            values[name] = float(value)
+    return values
 
 
 def replay(compiled: CompiledPolicy, stored_facts: Facts | Mapping[str, Any]) -> Decision:

@@ -54,8 +54,27 @@ class Facts:
     aggregates: Mapping[str, float] = field(default_factory=dict)
 
     def with_aggregates(self, aggregates: Mapping[str, float]) -> Facts:
-        """A copy with `aggregates` added (they win over values already present)."""
-        return dataclasses.replace(self, aggregates={**self.aggregates, **aggregates})
+        """A copy with `aggregates` added (they win over values already present).
+
+        Built field by field: dataclasses.replace, which looks the fields up each time, took
+        ~4x as long on the request path (test_facts checks that every field is carried)."""
+        return Facts(
+            self.method,
+            self.number,
+            self.country,
+            self.calling_code,
+            self.number_type,
+            self.valid,
+            self.price_amount,
+            self.price_currency,
+            self.rate_amount,
+            self.rate_currency,
+            self.reference,
+            self.custom,
+            self.application,
+            self.now,
+            {**self.aggregates, **aggregates},
+        )
 
     def value(self, name: str, local: datetime) -> object:
         """The fact called `name`; `local` is `now` in the policy's timezone."""

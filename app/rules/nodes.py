@@ -8,7 +8,7 @@ once, in a helper both paths call, so an option added to a node holds on both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from app.rules.decision import ConditionTrace
 from app.rules.facts import Facts
 from app.rules.lists import CompiledList
 from app.rules.model import AllOf, AnyOf, Condition, InList, Not, Velocity, Verified
-from app.rules.render import as_json, compare, describe, operand, render
+from app.rules.render import HELD, as_json, describe, operand, render, tester
 
 _LOCAL = frozenset({"local_hour", "weekday"})  # facts read from `now` in the policy's zone
 TIMES = " \u00d7 "  # the multiplication sign, as the trace shows it
@@ -62,20 +62,27 @@ class GroupNode:
 
     kind: str
     children: tuple[Node, ...]
+    head: str = field(init=False)  # "all of 3: " (the trace's constant part)
+
+    def __post_init__(self) -> None:
+        _derive(self, head=f"{self.kind} of {len(self.children)}: ")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         mark = len(out)
-        results = [child.run(env, out, depth + 1) for child in self.children]
-        if self.kind == "not":
-            held = not results[0]
-            text = f"not ({render(results[0])}): {render(held)}"
+        inner = depth + 1
+        kind = self.kind
+        if kind == "not":
+            result = self.children[0].run(env, out, inner)
+            held = not result
+            text = f"not ({HELD[result]}): {HELD[held]}"
         else:
-            held = all(results) if self.kind == "all" else any(results)
-            text = f"{self.kind} of {len(results)}: {sum(results)} held: {render(held)}"
-        out.insert(
-            mark,
-            ConditionTrace(condition=self.kind, held=held, text=text, depth=depth),
-        )
+            count = 0
+            for child in self.children:
+                if child.run(env, out, inner):
+                    count += 1
+            held = count == len(self.children) if kind == "all" else count > 0
+            text = f"{self.head}{count} held: {HELD[held]}"
+        out.insert(mark, ConditionTrace(kind, held, text, None, None, depth))
         return held
 
     def holds(self, env: Env) -> bool:
@@ -102,25 +109,30 @@ class FieldNode:
     what: str = field(init=False)
     label: str = field(init=False)
     expected: Any = field(init=False)
+    # `compare` with the op and the prepared value bound; whether the fact is local time.
+    test: Callable[[object], bool] = field(init=False)
+    local: bool = field(init=False)
 
     def __post_init__(self) -> None:
         cond = self.condition
         what = describe(cond.op, cond.value)
         expected = as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value]
         _derive(self, what=what, label=f"{cond.field} {what}", expected=expected)
+        _derive(self, test=tester(cond.op, self.prepared), local=cond.field in _LOCAL)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         name = self.condition.field
-        actual = env.facts.value(name, env.local)
-        held = compare(self.condition.op, actual, self.prepared)
-        text = f"{name} {render(actual)} {self.what}: {render(held)}"
-        return _leaf(out, depth, self.label, held, as_json(actual), self.expected, text)
+        facts = env.facts
+        actual = facts.value(name, env.local) if self.local else getattr(facts, name)
+        held = self.test(actual)
+        text = f"{name} {render(actual)} {self.what}: {HELD[held]}"
+        out.append(ConditionTrace(self.label, held, text, as_json(actual), self.expected, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
-        cond, facts = self.condition, env.facts
-        name = cond.field
-        actual = facts.value(name, env.local) if name in _LOCAL else getattr(facts, name)
-        return compare(cond.op, actual, self.prepared)
+        name = self.condition.field
+        facts = env.facts
+        return self.test(facts.value(name, env.local) if self.local else getattr(facts, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +148,9 @@ class ListNode:
         entry = self.entry(env)
         held = entry is not None
         via = f" (entry {entry})" if entry is not None and entry != number else ""
-        text = f"number {render(number)} in list {self.name}{via}: {render(held)}"
-        return _leaf(out, depth, self.label, held, number, self.name, text)
+        text = f"number {render(number)} in list {self.name}{via}: {HELD[held]}"
+        out.append(ConditionTrace(self.label, held, text, number, self.name, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
         return self.entry(env) is not None
@@ -163,12 +176,19 @@ class VelocityNode:
     head: str = field(init=False)
     tail: str = field(init=False)
     label: str = field(init=False)
+    # What `count` reads, resolved once: the aggregate ids, what this attempt adds.
+    counted_id: str = field(init=False)
+    verified_id: str | None = field(init=False)
+    adds: int = field(init=False)  # 0 nothing, 1 one attempt, 2 its price
 
     def __post_init__(self) -> None:
         head = f"{_key_name(self.spec)} {self._words()}"
         limit = f"<= at most {render(self.max)}" if self.at_most else f"> max {render(self.max)}"
         tail = f"in {self.window} {limit}"
         _derive(self, head=head, tail=tail, label=f"{head} {tail}")
+        adds = {"allowed_attempts": 1, "allowed_spend": 2}.get(self.spec.measure, 0)
+        verified_id = self.verified.id if self.verified is not None else None
+        _derive(self, counted_id=self.spec.id, verified_id=verified_id, adds=adds)
 
     def _words(self) -> str:
         if self.verified is None:
@@ -179,8 +199,9 @@ class VelocityNode:
         value = self.count(env.facts)
         held = self.exceeds(value)
         shown = "(no count)" if value is None else render(value)
-        text = f"{self.head} {shown} {self.tail}: {render(held)}"
-        return _leaf(out, depth, self.label, held, value, self.max, text)
+        text = f"{self.head} {shown} {self.tail}: {HELD[held]}"
+        out.append(ConditionTrace(self.label, held, text, value, self.max, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
         return self.exceeds(self.count(env.facts))
@@ -190,15 +211,17 @@ class VelocityNode:
 
     def count(self, facts: Facts) -> float | None:
         """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
-        value = facts.aggregates.get(self.spec.id)
+        aggregates = facts.aggregates
+        value = aggregates.get(self.counted_id)
         if value is None or self.spec.counter_key.missing(facts):
             return None
-        if self.spec.measure == "allowed_attempts":
+        adds = self.adds
+        if adds == 1:
             value += 1
-        elif self.spec.measure == "allowed_spend":
+        elif adds == 2:
             value += facts.price_amount or 0.0
-        if self.verified is not None:
-            successes = facts.aggregates.get(self.verified.id)
+        if self.verified_id is not None:
+            successes = aggregates.get(self.verified_id)
             if successes is None:
                 return None
             value = max(0.0, float(value - successes))
@@ -215,21 +238,33 @@ class AdaptiveNode:
     baseline: BaselineSpec
     adaptive: AdaptiveLimit
     label: str = field(init=False)
+    # The limit's constants and the trace's constant parts, rendered once per policy.
+    floor: float = field(init=False)
+    factor: float = field(init=False)
+    baseline_id: str = field(init=False)
+    at_floor: str = field(init=False)  # "floor 20 (20 or fewer verified in 14d)"
+    scaled: tuple[str, str] = field(init=False)  # around the verified count in "max(…)"
+    count_tail: str = field(init=False)  # " in 1h > limit "
 
     def __post_init__(self) -> None:
         limit = self.adaptive
-        formula = f"max({render(limit.floor)}, {render(limit.factor)}{TIMES}verified)"
+        floor, factor, baseline = float(limit.floor), limit.factor, limit.baseline_text
+        formula = f"max({render(limit.floor)}, {render(factor)}{TIMES}verified)"
         label = f"{self.counted.head} in {self.counted.window} > limit {formula}"
-        _derive(self, label=label)
+        under = f"{render(round(limit.threshold, 2))} or fewer verified {baseline}"
+        scaled = (f"max({render(floor)}, {render(factor)}{TIMES}", f" verified {baseline})")
+        _derive(self, label=label, floor=floor, factor=factor, baseline_id=self.baseline.id)
+        _derive(self, at_floor=f"floor {render(floor)} ({under})", scaled=scaled)
+        _derive(self, count_tail=f" in {self.counted.window} > limit ")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self.counted.count(env.facts)
         limit, why = self.limit(env.facts)
         held = value is not None and value > limit
         shown = "(no count)" if value is None else render(value)
-        head = f"{self.counted.head} {shown} in {self.counted.window}"
-        text = f"{head} > limit {render(limit)} = {why}: {render(held)}"
-        return _leaf(out, depth, self.label, held, value, limit, text)
+        text = f"{self.counted.head} {shown}{self.count_tail}{render(limit)} = {why}: {HELD[held]}"
+        out.append(ConditionTrace(self.label, held, text, value, limit, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
         value = self.counted.count(env.facts)
@@ -237,23 +272,19 @@ class AdaptiveNode:
 
     def limit_value(self, facts: Facts) -> float:
         """The effective limit."""
-        spec = self.adaptive
-        verified = facts.aggregates.get(self.baseline.id)
+        verified = facts.aggregates.get(self.baseline_id)
         if verified is None:
-            return float(spec.floor)
-        return max(float(spec.floor), round(spec.factor * verified, 6))
+            return self.floor
+        return max(self.floor, round(self.factor * verified, 6))
 
     def limit(self, facts: Facts) -> tuple[float, str]:
         """The effective limit, and how it was computed (for the trace)."""
-        spec = self.adaptive
-        floor, factor = float(spec.floor), spec.factor
-        verified = facts.aggregates.get(self.baseline.id)
-        limit = self.limit_value(facts)
+        verified = facts.aggregates.get(self.baseline_id)
         if verified is None:
-            under = f"{render(round(spec.threshold, 2))} or fewer verified {spec.baseline_text}"
-            return limit, f"floor {render(floor)} ({under})"
-        shown = f"{render(factor)}{TIMES}{render(verified)} verified {spec.baseline_text}"
-        return limit, f"max({render(floor)}, {shown})"
+            return self.floor, self.at_floor
+        before, after = self.scaled
+        limit = max(self.floor, round(self.factor * verified, 6))
+        return limit, f"{before}{render(verified)}{after}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +312,9 @@ class HistoryNode:
         shown = "(no count)" if value is None else render(value)
         since = "no earlier attempt" if age is None else f"first attempt {int(age)}s ago"
         history = f"{since} {'>=' if old else '<'} min_history {self.min_text}"
-        text = f"{counted.head} {shown} {counted.tail}, {history}: {render(held)}"
-        return _leaf(out, depth, self.label, held, value, counted.max, text)
+        text = f"{counted.head} {shown} {counted.tail}, {history}: {HELD[held]}"
+        out.append(ConditionTrace(self.label, held, text, value, counted.max, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
         return self.judge(self.counted.count(env.facts), self.age(env.facts))
@@ -313,10 +345,12 @@ class ConversionNode:
     window: str
     head: str = field(init=False)
     rule: str = field(init=False)
+    label: str = field(init=False)
 
     def __post_init__(self) -> None:
         rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
-        _derive(self, head=f"{_key_name(self.attempts)} conversion", rule=rule)
+        head = f"{_key_name(self.attempts)} conversion"
+        _derive(self, head=head, rule=rule, label=f"{head} {rule}")
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         attempts, successes, ratio, held = self.measure(env.facts)
@@ -325,9 +359,10 @@ class ConversionNode:
             shown = "(no count)"
         else:
             shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
-        text = f"{head} {shown} {rule}: {render(held)}"
+        text = f"{head} {shown} {rule}: {HELD[held]}"
         actual = None if ratio is None else round(ratio, 6)
-        return _leaf(out, depth, f"{head} {rule}", held, actual, self.below, text)
+        out.append(ConditionTrace(self.label, held, text, actual, self.below, depth))
+        return held
 
     def holds(self, env: Env) -> bool:
         return self.measure(env.facts)[3]
@@ -350,23 +385,6 @@ def _derive(node: object, **constants: Any) -> None:
     """Set a frozen node's `init=False` fields: the trace's constant parts, rendered once."""
     for name, value in constants.items():
         object.__setattr__(node, name, value)
-
-
-def _leaf(
-    out: list[ConditionTrace],
-    depth: int,
-    condition: str,
-    held: bool,
-    actual: Any,
-    expected: Any,
-    text: str,
-) -> bool:
-    """Append a leaf condition's trace; return whether it held."""
-    trace = ConditionTrace(
-        condition=condition, held=held, actual=actual, expected=expected, text=text, depth=depth
-    )
-    out.append(trace)
-    return held
 
 
 def _key_name(spec: AggregateSpec) -> str:

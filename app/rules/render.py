@@ -60,6 +60,23 @@ def compare(op: str, actual: object, prepared: Any) -> bool:
     return _MATCH[op](actual, prepared)
 
 
+def tester(op: str, prepared: Any) -> Callable[[object], bool]:
+    """`compare` with `op` and `prepared` bound once per policy: one call per condition."""
+    if op == "present":
+        return lambda actual: (actual is not None and actual != "") is prepared
+    if op in _ORDER:
+        order = _ORDER[op]
+
+        def ordered(actual: object) -> bool:
+            if actual is None or isinstance(actual, bool):
+                return False
+            return isinstance(actual, int | float) and order(actual, prepared)
+
+        return ordered
+    match = _MATCH[op]
+    return lambda actual: actual is not None and match(actual, prepared)
+
+
 def describe(op: str, value: Any) -> str:
     """The operator and its value as text: "in [RU, NG]", "> 0.5", "present"."""
     if op == "present":
@@ -69,19 +86,32 @@ def describe(op: str, value: Any) -> str:
     return f"{OP_WORDS[op]} {render(value)}"
 
 
+# How the trace shows a condition's result, by the result (a bool indexes it).
+HELD = ("false", "true")
+
+
 def render(value: object) -> str:
+    # The exact types first (one identity test each): most values the trace shows are these.
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[return-value]
     if value is None:
         return "(missing)"
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
+    if kind is int:
+        return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:.6g}"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(render(item) for item in value) + "]"
+        return "[" + ", ".join([render(item) for item in value]) + "]"
     return str(value)
 
 
+_JSON_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def as_json(value: object) -> JsonValue:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+    if type(value) in _JSON_TYPES or isinstance(value, str | int | float | bool):
+        return value  # type: ignore[return-value]
     return str(value)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import phonenumbers
 import pytest
 
-from app.rules.facts import derive_facts, facts_from_json, facts_to_json, number_facts
+from app.rules.facts import Facts, derive_facts, facts_from_json, facts_to_json, number_facts
 
 from .factories import NOW, make_facts
 
@@ -104,6 +105,18 @@ def test_naive_now_is_taken_as_utc() -> None:
 def test_with_aggregates_merges() -> None:
     facts = make_facts(aggregates={"a": 1.0}).with_aggregates({"b": 2.0})
     assert facts.aggregates == {"a": 1.0, "b": 2.0}
+
+
+def test_with_aggregates_carries_every_field() -> None:
+    """with_aggregates lists the fields itself: a field added to Facts must be added there."""
+    values: dict[str, object] = {}
+    for index, spec in enumerate(dataclasses.fields(Facts)):
+        values[spec.name] = f"value-{index}"
+    values["aggregates"] = {"a": 1.0}
+    facts = Facts(**values)  # type: ignore[arg-type]
+    copied = facts.with_aggregates({"b": 2.0})
+    expected = dataclasses.replace(facts, aggregates={"a": 1.0, "b": 2.0})
+    assert copied == expected
 
 
 def test_facts_json_round_trip() -> None:

@@ -1,0 +1,169 @@
+"""`python -m bench.request_cpu`: the app's own CPU per request event, in process.
+
+The app (create_app, its lifespan, the starter policy) on a fresh SQLite file or
+PostgreSQL database, driven through ASGI (no sockets, no uvicorn): a verified history
+(bench/history.py's ranges, 5 verified sign-ups each), a warm-up, then --count request
+events, one at a time straight through the ASGI interface, each a distinct legit number
+(signed before the clock starts). Reports the process's CPU seconds
+(all its threads: aiosqlite's included; PostgreSQL's backends not) per 1,000 request
+events, for each of --rounds rounds. One request at a time keeps the figure free of the
+deadline's fallbacks and of batching; run two versions side by side to compare them on a
+loaded machine (the figure is CPU time, but a busy machine still inflates it somewhat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.simulator.catalog import LEGIT, pick
+from app.sinch import samples
+from app.sinch.signature import callback_headers
+from app.store.migrate import upgrade
+from bench.run import CALLBACK_PATH, KEY, SECRET, postgres_database, verifyguard
+
+
+def _body_and_headers(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(event, separators=(",", ":")).encode()
+    headers = callback_headers(
+        key=KEY, secret_b64=SECRET, body=body, path=CALLBACK_PATH, now=datetime.now(UTC)
+    )
+    return body, headers
+
+
+async def _post(client: httpx.AsyncClient, event: dict[str, Any]) -> dict[str, Any]:
+    body, headers = _body_and_headers(event)
+    response = await client.post(CALLBACK_PATH, content=body, headers=headers)
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json() if response.content else {}
+    return answer
+
+
+async def _call(app: Any, body: bytes, headers: dict[str, str]) -> bytes:
+    """One POST straight through the ASGI interface (what uvicorn would hand the app)."""
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CALLBACK_PATH,
+        "raw_path": CALLBACK_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[bytes] = []
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await asyncio.Event().wait()  # a disconnect never comes
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return b"".join(sent)
+
+
+def _requests(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    events = []
+    for _ in range(count):
+        span = pick(rng, LEGIT)
+        events.append(
+            samples.request_event(
+                number=span.number(rng), verification_id=str(uuid.uuid4()), price=span.price
+            )
+        )
+    return events
+
+
+async def _history(client: httpx.AsyncClient, rng: random.Random) -> None:
+    """Five verified sign-ups to each legit range, as bench/history.py sends them."""
+    for span in LEGIT:
+        for _ in range(5):
+            number, ident = span.number(rng), str(uuid.uuid4())
+            request = samples.request_event(number=number, verification_id=ident, price=span.price)
+            if (await _post(client, request)).get("action") == "allow":
+                await _post(client, samples.result_event(verification_id=ident, number=number))
+
+
+async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from app.main import create_app
+
+    for name, value in verifyguard(url, "bench").env.items():
+        os.environ[name] = value
+    app = create_app()
+    rng = random.Random(17)  # noqa: S311 - load shape, not secrets
+    rows = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await _history(client, rng)
+            for event in _requests(rng, 200):
+                await _post(client, event)
+            for _ in range(args.rounds):
+                signed = [_body_and_headers(event) for event in _requests(rng, args.count)]
+                actions: dict[str, int] = {}
+                started = time.process_time()
+                for body, headers in signed:
+                    action = str(json.loads(await _call(app, body, headers)).get("action"))
+                    actions[action] = actions.get(action, 0) + 1
+                cpu = time.process_time() - started
+                per = 1000 / args.count
+                rows.append({"cpu_s_per_1000": round(cpu * per, 3), "actions": actions})
+    return rows
+
+
+@contextmanager
+def _database(args: argparse.Namespace) -> Iterator[str]:
+    if args.store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="vg-cpu-") as tmp:
+            yield f"sqlite+aiosqlite:///{Path(tmp) / 'cpu.db'}"
+        return
+    with postgres_database(args.postgres, prefix=args.db_prefix) as dsn:
+        yield dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--db-prefix", default="vg_bench_")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="vg-cpu-cwd-") as cwd, _database(args) as url:
+        os.chdir(cwd)  # the spool directory lands here
+        upgrade(url)
+        rows = asyncio.run(_measure(url, args))
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    for row in rows:
+        print(json.dumps({"store": args.store, "count": args.count, **row}))
+
+
+if __name__ == "__main__":
+    main()
