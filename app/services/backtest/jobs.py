@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import structlog
@@ -228,7 +227,7 @@ def _replay_attempts(
             continue
         outcome, facts = replayer.decide(attempt)
         if counted:
-            tally.add(attempt, outcome, partial(replayer.explain, facts))
+            tally.add(attempt, outcome, facts)
 
 
 async def _heartbeat(

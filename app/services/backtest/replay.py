@@ -27,7 +27,7 @@ from datetime import datetime
 from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey
 from app.rules.engine import CompiledPolicy, Decision, evaluate
 from app.rules.facts import Facts
-from app.rules.verdict import Verdict, verdict
+from app.rules.verdict import Verdict, compile_verdict
 from app.services.aggregates import holds_pending
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
@@ -155,6 +155,7 @@ class Replayer:
 
     def __init__(self, policy: CompiledPolicy, *, bucket_seconds: int) -> None:
         self.policy = policy
+        self._verdict = compile_verdict(policy)
         self.counters = ReplayCounters(bucket_seconds)  # the bucket arithmetic
         self._kinds = _kinds(policy, bucket_seconds)
         # Successes are credited only where something reads them.
@@ -188,7 +189,7 @@ class Replayer:
         if self.policy.histories:
             aggregates.update(self._first_attempts(facts))
         hourly = self._same_hours(facts, aggregates, epoch) if self._same_hour else ()
-        outcome = verdict(self.policy, facts)
+        outcome = self._verdict(facts)
         if outcome.action == "allow":
             for counts in held:  # settled: allowed (a denied attempt adds nothing)
                 counts.allow(spend)
