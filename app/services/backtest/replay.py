@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
 from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey
 from app.rules.engine import CompiledPolicy, Decision, evaluate
@@ -81,6 +83,7 @@ class _Kind:
     spec reads, and whether its attempts are held (allowed-only limits read it)."""
 
     key: CounterKey
+    read_key: Callable[[Facts], Hashable | None]  # the key's value (its kind's store is its own)
     layout: Layout
     held: bool
     reads: tuple[tuple[str, int, int, bool], ...]  # (spec id, window, column, money)
@@ -89,6 +92,29 @@ class _Kind:
     # an hour is dropped after an hour, a block with a 14-day baseline after 14 days).
     store: ReplayCounters
     retention: int  # seconds: its longest window and two buckets
+
+
+def key_reader(key: CounterKey) -> Callable[[Facts], Hashable | None]:
+    """What tells one of the key's counters from another: `key.value(facts)` without its
+    prefix and without spelling it (None where the fact is missing), its branch on the kind
+    of key taken once."""
+    if key.key == "global":
+        return lambda facts: "global"
+    if key.key == "range":
+        digits = key.digits or 0
+        if digits > 0:
+            end = 1 + digits
+            return lambda facts: None if (number := facts.number) is None else number[:end]
+
+        def block(facts: Facts) -> str | None:
+            number = facts.number
+            if number is None or (digits < 0 and len(number) - 1 + digits < 1):
+                return None
+            return number[:digits] if digits else number[:0]
+
+        return block
+    read = attrgetter(key.key)
+    return lambda facts: None if (value := read(facts)) is None or value == "" else value
 
 
 def _kinds(policy: CompiledPolicy, bucket_seconds: int) -> tuple[_Kind, ...]:
@@ -113,7 +139,13 @@ def _kinds(policy: CompiledPolicy, bucket_seconds: int) -> tuple[_Kind, ...]:
         held = any(holds_pending(spec) for spec in specs)
         store = ReplayCounters(bucket_seconds)
         retention = max(windows) + 2 * bucket_seconds
-        kinds.append(_Kind(key, store.layout(windows), held, reads, baselines, store, retention))
+        # A window read only for successes (a baseline's, a `verified`) keeps no rows.
+        only = tuple(
+            all(column == SUCCESSES for _, at, column, _ in reads if at == w)
+            for w in range(len(windows))
+        )
+        layout = store.layout(windows, only)
+        kinds.append(_Kind(key, key_reader(key), layout, held, reads, baselines, store, retention))
     return tuple(kinds)
 
 
@@ -223,7 +255,7 @@ class Replayer:
         counted: list[KeyCounts] = []
         held: list[KeyCounts] = []
         for kind in self._kinds:
-            key = kind.key.value(facts)
+            key = kind.read_key(facts)
             if key is None:
                 continue
             counts = kind.store.at(key, kind.layout, bucket)
