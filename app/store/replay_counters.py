@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 ATTEMPTS, ALLOWED, SPEND, ALLOWED_SPEND, SUCCESSES = range(5)
 COLUMNS = 5
-TRIM = 16  # buckets no window covers any more, dropped in batches of at least this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,8 @@ class KeyCounts:
     rows, per window the index of its oldest bucket still inside and the sum of the rows
     from there to the newest. Windows that read only successes: the buckets with successes
     and their counts (two integer arrays, 16 bytes a bucket), with a head and a sum each.
-    Buckets no window covers are dropped as the key rolls over."""
+    Buckets no window covers are dropped as the key rolls over, once they are half of what
+    it holds (a sparse key keeps none; a busy key's long log is not moved on every roll)."""
 
     __slots__ = (
         "bucket",
@@ -117,7 +117,7 @@ class KeyCounts:
                 head += 1
             heads[w] = head
         keep = min(heads) if heads else len(rows) - 1
-        if keep >= TRIM:
+        if keep and 2 * keep >= len(rows):  # amortized: a long list is not moved per roll
             del buckets[:keep]
             del rows[:keep]
             self.heads = [head - keep for head in heads]
@@ -137,7 +137,7 @@ class KeyCounts:
                 head += 1
             heads[w] = head
         keep = min(heads)
-        if keep >= TRIM:
+        if keep and 2 * keep >= end:
             del logged[:keep]
             del counts[:keep]
             self.log_heads = [head - keep for head in heads]
