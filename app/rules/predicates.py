@@ -142,6 +142,9 @@ def _field(node: FieldNode, zone: ZoneInfo) -> Predicate:
 
         def ordered(facts: Facts) -> bool:
             actual = read(facts)
+            kind = type(actual)
+            if kind is float or kind is int:  # the usual case, before the exact test
+                return bool(order(actual, prepared))
             if actual is None or not isinstance(actual, int | float) or isinstance(actual, bool):
                 return False
             return bool(order(actual, prepared))

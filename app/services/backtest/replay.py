@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 
@@ -92,6 +92,10 @@ class _Kind:
     # an hour is dropped after an hour, a block with a 14-day baseline after 14 days).
     store: ReplayCounters
     retention: int  # seconds: its longest window and two buckets
+    keys: dict[Hashable, KeyCounts] = field(init=False)  # the store's, read per attempt
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", self.store.keys)
 
 
 def key_reader(key: CounterKey) -> Callable[[Facts], Hashable | None]:
@@ -258,7 +262,11 @@ class Replayer:
             key = kind.read_key(facts)
             if key is None:
                 continue
-            counts = kind.store.at(key, kind.layout, bucket)
+            counts = kind.keys.get(key)  # kind.store.at(key, kind.layout, bucket), inlined
+            if counts is None:
+                counts = kind.keys[key] = KeyCounts(kind.layout, bucket)
+            elif counts.bucket != bucket:
+                counts.roll(bucket)
             counts.count(spend)
             counted.append(counts)
             if kind.held:
@@ -301,11 +309,12 @@ class Replayer:
         return out
 
     def prune(self, now: datetime) -> None:
-        """Forget buckets no window can read any more (memory stays flat over a long replay);
-        each kind of key at most once per its retention period."""
+        """Forget buckets no window can read any more, and keys gone silent (memory stays
+        flat over a long replay); each kind of key at most four times per its retention
+        period (a key that rolls over drops its own old buckets meanwhile)."""
         current = self.counters.bucket(now.timestamp())
         for i, kind in enumerate(self._kinds):
-            if self._due(i, current, kind.retention):
+            if self._due(i, current, kind.retention // 4):
                 kind.store.forget_before(current - kind.retention)
         if self._same_hour and self._due(-1, current, self._retention):
             for baseline in self._same_hour:
