@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
 import json
 import os
 import resource
@@ -112,6 +113,8 @@ async def one(engine: AsyncEngine, name: str, since: datetime, until: datetime) 
         "status": status,
         "attempts": attempts,
         "candidate_denied": result.get("candidate", {}).get("denied"),
+        # The whole result, to hold a faster replay to the same answer.
+        "result_sha256": hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest(),
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
         "attempts_per_s": round(attempts / wall) if wall else None,

@@ -43,10 +43,12 @@ _JOB_COLUMNS = [backtests.c[f.name] for f in fields(BacktestRecord)]
 _SUMMARY_COLUMNS = [c for c in _JOB_COLUMNS if c.name not in ("result", "policy")]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredAttempt:
     """A stored request event as a backtest replays it: its facts, what live answered, and
-    how it ended (`result_at`: when its last result arrived)."""
+    how it ended (`result_at`: when its last result arrived). Not frozen: a frozen
+    dataclass's init sets each of its 20 fields through object.__setattr__ (6 us a row
+    against 1 us; a replay makes a million)."""
 
     id: str
     requested_at: datetime
@@ -196,7 +198,11 @@ async def attempts_page(
     limit: int,
 ) -> Sequence[StoredAttempt]:
     """Up to `limit` request events in [start, until), in (requested_at, id) order, after the
-    key `after` (keyset paging on ix_verifications_requested_at_id)."""
+    key `after` (keyset paging on ix_verifications_requested_at_id). On PostgreSQL the page
+    is read through the driver (asyncpg returns these columns as the ORM would: floats, and
+    aware UTC times), without SQLAlchemy's per-row processing (a third of a replay's CPU)."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
+        return await _attempts_page_asyncpg(conn, start, until, after, limit)
     at, vid = verifications.c.requested_at, verifications.c.id
     stmt = select(*_ATTEMPT_COLUMNS).where(at >= start, at < until)
     if after is not None:
@@ -204,3 +210,31 @@ async def attempts_page(
         stmt = stmt.where(tuple_(at, vid) > tuple_(literal(last_at, at.type), literal(last_id)))
     rows = await conn.execute(stmt.order_by(at, vid).limit(limit))
     return [StoredAttempt(*row) for row in rows]
+
+
+# The table's own column names, no input.
+_COLUMN_LIST = ", ".join(column.name for column in _ATTEMPT_COLUMNS)
+_PAGE_SQL = (
+    "SELECT " + _COLUMN_LIST + " FROM verifications"  # noqa: S608
+    " WHERE requested_at >= $1 AND requested_at < $2 {after}"
+    " ORDER BY requested_at, id LIMIT $3"
+)
+_FIRST_PAGE = _PAGE_SQL.format(after="")
+_NEXT_PAGE = _PAGE_SQL.format(after="AND (requested_at, id) > ($4, $5)")
+
+
+async def _attempts_page_asyncpg(
+    conn: AsyncConnection,
+    start: datetime,
+    until: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[StoredAttempt]:
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if after is None:
+        records = await driver.fetch(_FIRST_PAGE, start, until, limit)
+    else:
+        records = await driver.fetch(_NEXT_PAGE, start, until, limit, *after)
+    make = StoredAttempt
+    return [make(*record) for record in records]

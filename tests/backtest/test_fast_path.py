@@ -59,3 +59,31 @@ def test_every_replayed_verdict_is_the_traced_decision(policy: Policy) -> None:
         assert outcome == of_decision(replayer.explain(facts)), attempt.id
         denied += outcome.action == "deny"
     assert 0 < denied < 3000
+
+
+def test_replayed_facts_are_the_facts_the_constructor_builds() -> None:
+    """`attempt_facts` fills Facts through its slots (not its frozen __init__): the same
+    value, field for field, as Facts(...) from the same columns."""
+    from app.rules.facts import Facts, number_facts
+    from app.services.backtest.history import attempt_facts
+
+    for attempt in history(50):
+        parsed = number_facts(attempt.number or "")
+        built = Facts(
+            method="sms",
+            number=attempt.number,
+            country=parsed.country,
+            calling_code=parsed.calling_code,
+            number_type=parsed.number_type,
+            valid=parsed.valid,
+            price_amount=attempt.price_amount,
+            price_currency="EUR",
+            rate_amount=None,
+            rate_currency=None,
+            reference=None,
+            custom=None,
+            application=None,
+            now=attempt.requested_at,
+            aggregates={"x": 1.0},
+        )
+        assert attempt_facts(attempt, {"x": 1.0}) == built

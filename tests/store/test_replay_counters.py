@@ -32,12 +32,20 @@ COLUMNS = {
 }
 
 
+# Windows read only for their successes keep a log of the buckets with successes instead of
+# whole rows (a verified baseline over 14 days); they must read the same.
+SUCCESS_ONLY = (False, True, False, True)
+
+
+@pytest.mark.parametrize("only", [(), SUCCESS_ONLY], ids=["rows", "success-logs"])
 @pytest.mark.parametrize("seed", range(5))
-async def test_replay_counters_read_what_the_memory_backend_reads(seed: int) -> None:
+async def test_replay_counters_read_what_the_memory_backend_reads(
+    seed: int, only: tuple[bool, ...]
+) -> None:
     rng = random.Random(seed)
     memory = MemoryCounters(60, 3600 + 120)
     replay = ReplayCounters(60)
-    layout = replay.layout(WINDOWS)
+    layout = replay.layout(WINDOWS, only)
     clock = BucketClock(60)
     now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     earlier: list[tuple[tuple[KeyCounts, ...], tuple[str, ...], datetime]] = []
@@ -76,7 +84,31 @@ async def test_replay_counters_read_what_the_memory_backend_reads(seed: int) -> 
             counts = replay.keys.get(query.key)
             if counts is None or counts.bucket != bucket:
                 continue  # a key is read only in the bucket it is counted in
-            read = counts.sums[WINDOWS.index(query.window_seconds)][COLUMNS[query.measure]]
+            window = WINDOWS.index(query.window_seconds)
+            if only and only[window] and query.measure != "successes":
+                continue  # a success-only window keeps no other column
+            read = counts.sums[window][COLUMNS[query.measure]]
             assert read == expected[query], query
         if rng.random() < 0.05:
             replay.forget_before(bucket - 3600 - 60)
+
+
+def test_a_key_keeps_only_what_its_windows_read() -> None:
+    """Rolling over, a key drops the rows its longest row-reading window no longer covers,
+    and a window read only for its successes keeps just the buckets that have any: a key
+    read over an hour and, for its successes, over 14 days holds about an hour of rows."""
+    replay = ReplayCounters(60)
+    layout = replay.layout((3600, 14 * 86_400), (False, True))
+    start = replay.bucket(datetime(2026, 3, 2, tzinfo=UTC).timestamp())
+    counts = replay.at("range:+4670123", layout, start)
+    minutes = 3 * 24 * 60
+    for minute in range(minutes):
+        bucket = start + minute * 60
+        counts = replay.at("range:+4670123", layout, bucket)
+        counts.count(1)
+        if minute % 10 == 0:
+            counts.add_at(bucket, SUCCESSES, 1)
+    assert len(counts.rows) <= 2 * 60
+    assert len(counts.log_buckets) == minutes // 10
+    assert counts.sums[1][SUCCESSES] == minutes // 10
+    assert counts.sums[0][ATTEMPTS] == 60

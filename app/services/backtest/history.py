@@ -3,6 +3,9 @@ for rows stored before those columns existed), or why it cannot be replayed."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from app.rules.facts import Facts, number_facts
 from app.rules.fields import canonical_method
 from app.store.backtests import StoredAttempt
@@ -24,6 +27,13 @@ def skip_reason(attempt: StoredAttempt) -> str | None:
     return None
 
 
+# Facts built field by field through their slots: a frozen dataclass's __init__ sets each
+# field through object.__setattr__ (~8 us for Facts' 15 against ~4 us; a replay builds a
+# million). Facts has no __post_init__; a test holds the result equal to Facts(...).
+_SLOTS: tuple[Any, ...] = tuple(vars(Facts)[f.name].__set__ for f in dataclasses.fields(Facts))
+_new = object.__new__
+
+
 def attempt_facts(attempt: StoredAttempt, aggregates: dict[str, float]) -> Facts:
     """The attempt's facts at its own time, holding `aggregates` (the replay fills it)."""
     country, calling_code = attempt.country, attempt.calling_code
@@ -34,23 +44,27 @@ def attempt_facts(attempt: StoredAttempt, aggregates: dict[str, float]) -> Facts
         calling_code = calling_code if calling_code is not None else parsed.calling_code
         number_type = number_type if number_type is not None else parsed.number_type
         valid = valid if valid is not None else parsed.valid
-    return Facts(
-        method=canonical_method(attempt.method or ""),
-        number=attempt.number,
-        country=country,
-        calling_code=calling_code,
-        number_type=number_type,
-        valid=bool(valid),
-        price_amount=attempt.price_amount,
-        price_currency=attempt.price_currency.upper() if attempt.price_currency else None,
-        rate_amount=attempt.rate_amount,
-        rate_currency=attempt.rate_currency.upper() if attempt.rate_currency else None,
-        reference=attempt.reference,
-        custom=attempt.custom,
-        application=attempt.app_key.strip().lower() if attempt.app_key else None,
-        now=attempt.requested_at,
-        aggregates=aggregates,
+    values = (
+        canonical_method(attempt.method or ""),
+        attempt.number,
+        country,
+        calling_code,
+        number_type,
+        bool(valid),
+        attempt.price_amount,
+        attempt.price_currency.upper() if attempt.price_currency else None,
+        attempt.rate_amount,
+        attempt.rate_currency.upper() if attempt.rate_currency else None,
+        attempt.reference,
+        attempt.custom,
+        attempt.app_key.strip().lower() if attempt.app_key else None,
+        attempt.requested_at,
+        aggregates,
     )
+    facts: Facts = _new(Facts)
+    for put, value in zip(_SLOTS, values, strict=True):
+        put(facts, value)
+    return facts
 
 
 def verified(attempt: StoredAttempt) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.backtest import jobs
 from app.services.backtest.jobs import Defaults
-from app.services.backtest.worker import DATABASE_URL
+from app.services.backtest.worker import DATABASE_URL, lower_priority
 from app.store import backtests as store
 from app.store.backtests import BacktestRecord
 
@@ -69,6 +69,7 @@ class Backtests:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
+            lower_priority(process.pid)  # before its imports, not once they are done
             self._running[backtest_id] = process
             renewing = asyncio.create_task(self._renew(backtest_id))
             try:

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from app.rules.aggregates import AggregateSpec, BaselineSpec, CounterKey
 from app.rules.engine import CompiledPolicy, Decision, evaluate
 from app.rules.facts import Facts
-from app.rules.verdict import Verdict, verdict
+from app.rules.verdict import Verdict, compile_verdict
 from app.services.aggregates import holds_pending
 from app.services.backtest.history import attempt_facts, verified
 from app.store.backtests import StoredAttempt
@@ -81,6 +83,7 @@ class _Kind:
     spec reads, and whether its attempts are held (allowed-only limits read it)."""
 
     key: CounterKey
+    read_key: Callable[[Facts], Hashable | None]  # the key's value (its kind's store is its own)
     layout: Layout
     held: bool
     reads: tuple[tuple[str, int, int, bool], ...]  # (spec id, window, column, money)
@@ -89,6 +92,33 @@ class _Kind:
     # an hour is dropped after an hour, a block with a 14-day baseline after 14 days).
     store: ReplayCounters
     retention: int  # seconds: its longest window and two buckets
+    keys: dict[Hashable, KeyCounts] = field(init=False)  # the store's, read per attempt
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", self.store.keys)
+
+
+def key_reader(key: CounterKey) -> Callable[[Facts], Hashable | None]:
+    """What tells one of the key's counters from another: `key.value(facts)` without its
+    prefix and without spelling it (None where the fact is missing), its branch on the kind
+    of key taken once."""
+    if key.key == "global":
+        return lambda facts: "global"
+    if key.key == "range":
+        digits = key.digits or 0
+        if digits > 0:
+            end = 1 + digits
+            return lambda facts: None if (number := facts.number) is None else number[:end]
+
+        def block(facts: Facts) -> str | None:
+            number = facts.number
+            if number is None or (digits < 0 and len(number) - 1 + digits < 1):
+                return None
+            return number[:digits] if digits else number[:0]
+
+        return block
+    read = attrgetter(key.key)
+    return lambda facts: None if (value := read(facts)) is None or value == "" else value
 
 
 def _kinds(policy: CompiledPolicy, bucket_seconds: int) -> tuple[_Kind, ...]:
@@ -113,7 +143,13 @@ def _kinds(policy: CompiledPolicy, bucket_seconds: int) -> tuple[_Kind, ...]:
         held = any(holds_pending(spec) for spec in specs)
         store = ReplayCounters(bucket_seconds)
         retention = max(windows) + 2 * bucket_seconds
-        kinds.append(_Kind(key, store.layout(windows), held, reads, baselines, store, retention))
+        # A window read only for successes (a baseline's, a `verified`) keeps no rows.
+        only = tuple(
+            all(column == SUCCESSES for _, at, column, _ in reads if at == w)
+            for w in range(len(windows))
+        )
+        layout = store.layout(windows, only)
+        kinds.append(_Kind(key, key_reader(key), layout, held, reads, baselines, store, retention))
     return tuple(kinds)
 
 
@@ -155,6 +191,7 @@ class Replayer:
 
     def __init__(self, policy: CompiledPolicy, *, bucket_seconds: int) -> None:
         self.policy = policy
+        self._verdict = compile_verdict(policy)
         self.counters = ReplayCounters(bucket_seconds)  # the bucket arithmetic
         self._kinds = _kinds(policy, bucket_seconds)
         # Successes are credited only where something reads them.
@@ -188,7 +225,7 @@ class Replayer:
         if self.policy.histories:
             aggregates.update(self._first_attempts(facts))
         hourly = self._same_hours(facts, aggregates, epoch) if self._same_hour else ()
-        outcome = verdict(self.policy, facts)
+        outcome = self._verdict(facts)
         if outcome.action == "allow":
             for counts in held:  # settled: allowed (a denied attempt adds nothing)
                 counts.allow(spend)
@@ -222,10 +259,14 @@ class Replayer:
         counted: list[KeyCounts] = []
         held: list[KeyCounts] = []
         for kind in self._kinds:
-            key = kind.key.value(facts)
+            key = kind.read_key(facts)
             if key is None:
                 continue
-            counts = kind.store.at(key, kind.layout, bucket)
+            counts = kind.keys.get(key)  # kind.store.at(key, kind.layout, bucket), inlined
+            if counts is None:
+                counts = kind.keys[key] = KeyCounts(kind.layout, bucket)
+            elif counts.bucket != bucket:
+                counts.roll(bucket)
             counts.count(spend)
             counted.append(counts)
             if kind.held:
@@ -268,11 +309,12 @@ class Replayer:
         return out
 
     def prune(self, now: datetime) -> None:
-        """Forget buckets no window can read any more (memory stays flat over a long replay);
-        each kind of key at most once per its retention period."""
+        """Forget buckets no window can read any more, and keys gone silent (memory stays
+        flat over a long replay); each kind of key at most four times per its retention
+        period (a key that rolls over drops its own old buckets meanwhile)."""
         current = self.counters.bucket(now.timestamp())
         for i, kind in enumerate(self._kinds):
-            if self._due(i, current, kind.retention):
+            if self._due(i, current, kind.retention // 4):
                 kind.store.forget_before(current - kind.retention)
         if self._same_hour and self._due(-1, current, self._retention):
             for baseline in self._same_hour:

@@ -9,54 +9,46 @@ verified attempts the candidate denies).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from app.logs import mask_number
-from app.rules.engine import CompiledPolicy, Decision
+from app.rules.engine import CompiledPolicy, Decision, evaluate
+from app.rules.facts import Facts
 from app.rules.verdict import Verdict
 from app.services.audit.view import mask_deep
-from app.services.backtest.history import verified
+from app.services.backtest.history import SUCCESSFUL
 from app.store.backtests import StoredAttempt
 
 SAMPLES_PER_KIND = 5
 SAMPLE_KINDS = ("allow_to_deny", "deny_to_allow", "false_positive")
 
 
-@dataclass(slots=True)
-class Counts:
-    """Counts for the whole run, a country or a day."""
+# An attempt's class, as bits: live denied it, the candidate denies it, it verified. A row of
+# counts is eight integers, one per class (one increment per attempt; the totals, a
+# country's or a day's, are derived from them when the result is written).
+LIVE_DENY, DENY, GOOD = 4, 2, 1
+CLASSES = range(8)
 
-    attempts: int = 0
-    live_denied: int = 0
-    candidate_denied: int = 0
-    allow_to_deny: int = 0
-    deny_to_allow: int = 0
-    false_positives: int = 0
-    caught: int = 0
 
-    def add(self, *, live_deny: bool, deny: bool, good: bool) -> None:
-        self.attempts += 1
-        self.live_denied += live_deny
-        self.candidate_denied += deny
-        self.allow_to_deny += deny and not live_deny
-        self.deny_to_allow += live_deny and not deny
-        self.false_positives += deny and good
-        self.caught += deny and not live_deny and not good
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "attempts": self.attempts,
-            "live": {"allowed": self.attempts - self.live_denied, "denied": self.live_denied},
-            "candidate": {
-                "allowed": self.attempts - self.candidate_denied,
-                "denied": self.candidate_denied,
-            },
-            "flips": {"allow_to_deny": self.allow_to_deny, "deny_to_allow": self.deny_to_allow},
-            "false_positives": self.false_positives,
-            "caught": self.caught,
-        }
+def document(row: Sequence[int]) -> dict[str, Any]:
+    """The counts of a row of classes: the whole run's, a country's or a day's."""
+    attempts = sum(row)
+    live_denied = sum(row[c] for c in CLASSES if c & LIVE_DENY)
+    denied = sum(row[c] for c in CLASSES if c & DENY)
+    return {
+        "attempts": attempts,
+        "live": {"allowed": attempts - live_denied, "denied": live_denied},
+        "candidate": {"allowed": attempts - denied, "denied": denied},
+        "flips": {
+            "allow_to_deny": sum(row[c] for c in CLASSES if c & DENY and not c & LIVE_DENY),
+            "deny_to_allow": sum(row[c] for c in CLASSES if c & LIVE_DENY and not c & DENY),
+        },
+        "false_positives": sum(row[c] for c in CLASSES if c & DENY and c & GOOD),
+        "caught": row[DENY],  # the candidate denies, live allowed, it never verified
+    }
 
 
 @dataclass(slots=True)
@@ -76,14 +68,16 @@ class Tally:
     """Everything a backtest result holds, built one replayed attempt at a time."""
 
     policy: CompiledPolicy
-    totals: Counts = field(default_factory=Counts)
-    by_country: defaultdict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
-    by_day: defaultdict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    by_country: dict[str, list[int]] = field(default_factory=dict)
+    by_day: dict[str, list[int]] = field(default_factory=dict)
     by_rule: dict[str, RuleCounts] = field(default_factory=dict)
     spend_saved: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     spend_lost: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
+    # The day of the last attempt added ([start, end) and its row): attempts come in time
+    # order, so a day's key is spelled once, not per attempt.
+    _day: tuple[datetime, datetime, list[int]] | None = None
 
     def __post_init__(self) -> None:
         for compiled in self.policy.rules:
@@ -94,27 +88,48 @@ class Tally:
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
-    def add(
-        self, attempt: StoredAttempt, outcome: Verdict, explain: Callable[[], Decision]
-    ) -> None:
-        """One replayed attempt; `explain` gives the decision with its trace, asked for only
-        when the attempt is kept as a sample."""
-        live_deny, deny, good = (
-            attempt.action == "deny",
-            outcome.action == "deny",
-            verified(attempt),
-        )
-        flags = {"live_deny": live_deny, "deny": deny, "good": good}
-        self.totals.add(**flags)
-        self.by_country[attempt.country or "unknown"].add(**flags)
-        self.by_day[attempt.requested_at.date().isoformat()].add(**flags)
-        caught = deny and not live_deny and not good
-        self._rules(outcome, good=good, caught_by_live=not live_deny and not good)
-        self._money(attempt, saved=caught, lost=deny and good)
-        kinds = (deny and not live_deny, live_deny and not deny, deny and good)
-        for kind, happened in zip(SAMPLE_KINDS, kinds, strict=True):
-            if happened and len(self.samples[kind]) < SAMPLES_PER_KIND:
-                self.samples[kind].append(sample(attempt, explain()))
+    def add(self, attempt: StoredAttempt, outcome: Verdict, facts: Facts) -> None:
+        """One replayed attempt, decided from `facts` (its trace is rebuilt from them only
+        when the attempt is kept as a sample)."""
+        live_deny = attempt.action == "deny"
+        deny = outcome.action == "deny"
+        good = attempt.status == SUCCESSFUL
+        kind = LIVE_DENY * live_deny + DENY * deny + GOOD * good
+        country = attempt.country or "unknown"
+        row = self.by_country.get(country)
+        if row is None:
+            row = self.by_country[country] = [0] * 8
+        row[kind] += 1
+        day = self._day
+        at = attempt.requested_at
+        if day is None or not day[0] <= at < day[1]:
+            day = self._day = self._new_day(at)
+        day[2][kind] += 1
+        if outcome.matched:
+            self._rules(outcome, good=good, caught_by_live=not live_deny and not good)
+        if deny:
+            if not live_deny:
+                self._money(attempt, saved=not good, lost=good)
+                self._sample("allow_to_deny", attempt, facts)
+            elif good:
+                self._money(attempt, saved=False, lost=True)
+            if good:
+                self._sample("false_positive", attempt, facts)
+        elif live_deny:
+            self._sample("deny_to_allow", attempt, facts)
+
+    def _new_day(self, at: datetime) -> tuple[datetime, datetime, list[int]]:
+        start = datetime.combine(at.date(), time(0), tzinfo=at.tzinfo)
+        key = start.date().isoformat()
+        row = self.by_day.get(key)
+        if row is None:
+            row = self.by_day[key] = [0] * 8
+        return start, start + timedelta(days=1), row
+
+    def _sample(self, kind: str, attempt: StoredAttempt, facts: Facts) -> None:
+        kept = self.samples[kind]
+        if len(kept) < SAMPLES_PER_KIND:
+            kept.append(sample(attempt, evaluate(self.policy, facts)))
 
     def _rules(self, outcome: Verdict, *, good: bool, caught_by_live: bool) -> None:
         for name in outcome.matched:
@@ -135,16 +150,15 @@ class Tally:
         target[currency] += attempt.price_amount
 
     def result(self) -> dict[str, Any]:
+        totals = [sum(row[c] for row in self.by_country.values()) for c in CLASSES]
+        countries = sorted(self.by_country.items(), key=lambda kv: -sum(kv[1]))
         return {
-            **self.totals.document(),
+            **document(totals),
             "spend_saved": _money(self.spend_saved),
             "spend_lost": _money(self.spend_lost),
             "by_rule": [{"rule": name, **asdict(c)} for name, c in self.by_rule.items()],
-            "by_country": [
-                {"country": key, **counts.document()}
-                for key, counts in sorted(self.by_country.items(), key=lambda kv: -kv[1].attempts)
-            ],
-            "by_day": [{"day": key, **self.by_day[key].document()} for key in sorted(self.by_day)],
+            "by_country": [{"country": key, **document(row)} for key, row in countries],
+            "by_day": [{"day": key, **document(self.by_day[key])} for key in sorted(self.by_day)],
             "samples": self.samples,
             "skipped": [{"reason": r, "count": n} for r, n in self.skipped.most_common()],
         }
