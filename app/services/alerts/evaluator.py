@@ -85,6 +85,7 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
         digits=alert.digits,
         windows=[(now - window, now)],
         min_price=alert.min_price,
+        settled_before=now - dead.RESULT_WAIT,
     )
     if alert.dead_seconds is not None:
         if not await dead.results_flowing(conn, now, alert.dead_seconds):
@@ -103,6 +104,7 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
             digits=alert.digits,
             windows=past,
             min_price=alert.min_price,
+            settled_before=now - dead.RESULT_WAIT,
         )
         baseline = {value: m.total / days for value, m in history.items()}
     return {
