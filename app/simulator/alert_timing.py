@@ -1,5 +1,5 @@
 """When the alerts came: per attack scenario, how long after its first attempt the first
-`alert.firing`, the first `containment.created` (in force) and the first
+`alert.firing`, the first containment in force (created, approved or activated) and the first
 `containment.proposed` (waiting for an admin) naming one of its keys arrived, and how many of
 its later attempts fell inside a containment in force; every firing that named no attacked
 key (on legit traffic: a false alarm); and how many real users' attempts fell inside a
@@ -18,7 +18,8 @@ from app.simulator.scenarios import Attempt
 from app.simulator.webhooks import Notice
 
 FIRING = "alert.firing"
-CONTAINED = "containment.created"
+# In force: created so, approved by an admin, or activated once its key was judged dead.
+IN_FORCE = ("containment.created", "containment.approved", "containment.activated")
 PROPOSED = "containment.proposed"
 ENDED = ("containment.lifted", "containment.expired")
 
@@ -98,7 +99,7 @@ def _contained(notices: Sequence[Notice]) -> Callable[[Attempt], bool]:
             ),
         )
         for n in notices
-        if n.type == CONTAINED
+        if n.type in IN_FORCE
     ]
 
     def inside(attempt: Attempt) -> bool:
@@ -118,7 +119,7 @@ def _attack(items: list[Attempt], notices: Sequence[Notice]) -> AttackAlertsDoc:
     started = min(a.at for a in items)
     mine = [n for n in notices if n.arrived_s >= started and _hits(n, items)]
     alert = _first(mine, lambda n: n.type == FIRING)
-    contained = _first(mine, lambda n: n.type == CONTAINED)
+    contained = _first(mine, lambda n: n.type in IN_FORCE)
     proposed = _first(mine, lambda n: n.type == PROPOSED)
     later = [a for a in items if contained is not None and a.at >= contained.arrived_s]
     inside = _contained(notices)

@@ -3,6 +3,9 @@
 Each metric is a sum over the window's rows, grouped by the alert's key (a range is the
 number's leading digits), with the attempts it is taken over. Denied counts the rules'
 denials: not the fallback's (an overloaded guard denied those) nor a containment's.
+Conversion (and a key's deadness) is taken over the settled allowed attempts only: those with
+a result, or requested by `settled_before` (old enough that their result would have come);
+a result still on its way says nothing yet.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ def _one(condition: ColumnElement[bool], then: ColumnElement[Any] | int = 1) -> 
     return func.sum(case((condition, then), else_=0))
 
 
-def _measure(metric: str) -> tuple[Any, Any]:
+def _settled(settled_before: datetime | None) -> ColumnElement[bool]:
+    """An attempt whose result came, or that is old enough that it would have."""
+    if settled_before is None:
+        return literal(True)
+    return or_(v.c.status.is_not(None), v.c.requested_at <= settled_before)
+
+
+def _measure(metric: str, settled_before: datetime | None = None) -> tuple[Any, Any]:
     """(the metric's sum, the attempts it is taken over)."""
     allowed = v.c.action == "allow"
     verified = v.c.status == SUCCESSFUL
@@ -61,7 +71,7 @@ def _measure(metric: str) -> tuple[Any, Any]:
             and_(allowed, or_(v.c.status.is_(None), v.c.status != SUCCESSFUL))
         ), func.count()
     if metric == "conversion":
-        return _one(and_(allowed, verified)), _one(allowed)
+        return _one(and_(allowed, verified)), _one(and_(allowed, _settled(settled_before)))
     return func.count(), func.count()
 
 
@@ -73,10 +83,12 @@ async def measure(
     digits: int | None,
     windows: Sequence[tuple[datetime, datetime]],
     min_price: float | None = None,
+    settled_before: datetime | None = None,
 ) -> dict[str, Measured]:
     """Totals by key value over the union of `windows` ([since, until) each), of the attempts
-    priced at least `min_price` if given."""
-    total, attempts = _measure(metric)
+    priced at least `min_price` if given (conversion: over those settled by
+    `settled_before`)."""
+    total, attempts = _measure(metric, settled_before)
     within = or_(*(and_(v.c.requested_at >= a, v.c.requested_at < b) for a, b in windows))
     if min_price is not None:
         within = and_(within, v.c.price_amount >= min_price)
@@ -109,12 +121,13 @@ async def alive_keys(
     since: datetime,
     until: datetime,
     conversion: float,
+    settled_before: datetime,
 ) -> set[str]:
     """Which of `values` had attempts in [since, until) verified, at least `conversion` of
-    their allowed ones."""
+    their allowed ones settled by `settled_before` (a pending result does not count)."""
     if not values:
         return set()
-    verified, allowed = _measure("conversion")
+    verified, allowed = _measure("conversion", settled_before)
     column = key_column(key, digits).label("value")
     stmt = (
         select(column)

@@ -114,3 +114,44 @@ async def test_min_price_and_dead_over_keep_costly_attempts_to_dead_keys(
         # within the last day nobody verified anywhere: not judged
         recent = _alert("unverified", "country", min_price=0.2, above=0, dead_over="1d")
         assert await observe(conn, recent, NOW) == {}
+
+
+async def test_pending_results_count_neither_against_conversion_nor_towards_deadness(
+    client: AsyncClient,
+) -> None:
+    """An allowed attempt without a result is unverified for conversion and deadness only once
+    it is a minute old (its result would have come): a busy country's first results still on
+    their way must not make it look dead (simulator seed 4: NG contained, real users denied).
+    A result that came (FAIL) counts at once; pending attempts still count for `unverified`."""
+    engine = runtime_of(client).engine
+    old = NOW - timedelta(minutes=2)
+    young = NOW - timedelta(seconds=20)
+
+    def at(moment: datetime, **over: object) -> dict[str, object]:
+        return row(requested_at=moment, decided_at=moment, created_at=moment, **over)
+
+    await insert_rows(
+        engine,
+        [
+            at(old, number="+2348031230001", country="NG", price_amount=0.3, status="SUCCESSFUL"),
+            *[
+                at(young, number=f"+23480312300{n}", country="NG", price_amount=0.3)
+                for n in (10, 11, 12, 13, 14)
+            ],
+            at(young, number="+2348031230020", country="NG", price_amount=0.3, status="FAIL"),
+            # SB: one settled unverified attempt, nothing verified: dead
+            at(old, number="+6777123456", country="SB", price_amount=0.38),
+        ],
+    )
+    conversion = _alert("conversion", "country")
+    unverified = _alert("unverified", "country", min_price=0.2, above=0)
+    dead = _alert("unverified", "country", min_price=0.2, above=0, dead_over="7d")
+    async with engine.connect() as conn:
+        # NG: 1 verified of 2 settled (the five pending left out, the FAIL counted)
+        assert (await observe(conn, conversion, NOW))["NG"] == Observation(0.5, 2)
+        assert (await observe(conn, unverified, NOW))["NG"] == Observation(6, 7)
+        # 1 of 2 settled verified: alive, so not observed by a dead_over alert; SB is dead
+        assert await observe(conn, dead, NOW) == {"SB": Observation(1, 1)}
+        # a minute on, the five are settled and unverified: 1 of 7 verified, NG is dead too
+        later = NOW + timedelta(seconds=41)
+        assert set(await observe(conn, dead, later)) == {"SB", "NG"}

@@ -90,3 +90,17 @@ def test_proposed_is_told_apart_from_in_force_and_later_attempts_are_checked() -
     assert (spread["after_containment"], spread["inside_containment"]) == (0, 0)
     assert document["legit_in_containments"] == 0
     assert any("first proposed 8 s" in line for line in render_alerts(document))
+
+
+def test_a_proposal_is_in_force_once_approved_or_activated() -> None:
+    attempts = [_attempt(t, f"+99270123{int(t):04d}", "slow-pumping") for t in (1, 10, 40, 60)]
+    for kind in ("containment.approved", "containment.activated"):
+        notices = [
+            _notice("alert.firing", "country", "TJ", 5.0),
+            _notice("containment.proposed", "country", "TJ", 5.0),
+            _notice(kind, "country", "TJ", 35.0),
+        ]
+        attack = alert_timing(attempts, notices)["by_attack"]["slow-pumping"]
+        assert attack["first_proposal_after_s"] == 4.0
+        assert attack["first_containment_after_s"] == 34.0
+        assert (attack["after_containment"], attack["inside_containment"]) == (2, 2)

@@ -18,6 +18,11 @@ from app.store import alert_metrics
 # 10 s was enough to keep real users' countries out, and slow pumping's first alert passes
 # 60 s from 60 s on.
 RESULTS_FLOWING = timedelta(seconds=30)
+# An allowed attempt without a result counts as unverified (against a key's conversion, and
+# towards its deadness) only once it is this old: real users' results take 8-55 s, so a younger
+# one is most likely on its way (counted as unverified, a busy country's first minute of
+# pending results made it look dead and contained it: simulator seed 4, NG).
+RESULT_WAIT = timedelta(seconds=60)
 
 
 async def results_flowing(conn: AsyncConnection, now: datetime, seconds: int) -> bool:
@@ -34,7 +39,8 @@ async def alive(
     since: datetime,
     until: datetime,
 ) -> set[str]:
-    """Which of the alert's key `values` converted at DEAD_CONVERSION or better in the span."""
+    """Which of the alert's key `values` converted at DEAD_CONVERSION or better in the span
+    (over the attempts settled by `until`: see RESULT_WAIT)."""
     return await alert_metrics.alive_keys(
         conn,
         key=alert.key,
@@ -43,6 +49,7 @@ async def alive(
         since=since,
         until=until,
         conversion=DEAD_CONVERSION,
+        settled_before=until - RESULT_WAIT,
     )
 
 

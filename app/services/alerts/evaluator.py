@@ -1,12 +1,15 @@
 """One evaluation of every alert: observe, decide transitions (app.rules.alerting), and store
-the events, containments and notifications they cause, all in one transaction.
+the events, containments and notifications they cause.
 
-The transaction opens by claiming the `alerts` lease, so across processes and hosts one
-evaluator at a time does this; the others find the lease taken and skip.
+Each transaction opens by claiming the `alerts` lease, so across processes and hosts one
+evaluator at a time does this; the others find the lease taken and skip. A containment is
+made durable as soon as it is stored (with its alert's state, event and notices), in its own
+transaction: the workers put it in force without waiting for the other alerts' observations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
@@ -19,6 +22,7 @@ from app.rules.lists import compile_list
 from app.rules.model import Policy
 from app.services.alerts import dead, messages
 from app.services.alerts.outbox import channels_of, containment_changed, enqueue
+from app.services.alerts.promotion import activate_dead
 from app.services.alerts.revival import lift_revived
 from app.services.policy.cache import live_policy
 from app.settings import Settings
@@ -29,6 +33,9 @@ from app.store.alert_rows import AlertEvent, AlertStateRecord, Containment
 log = structlog.get_logger()
 LEASE = "alerts"
 DAY = timedelta(days=1)
+# Commits what the evaluation wrote so far and opens the next transaction; False when the lease
+# was lost meanwhile (the evaluation stops: another process evaluates now).
+Checkpoint = Callable[[], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +60,24 @@ async def evaluate_alerts(
     holder: str,
     now: datetime,
     lease_ttl: timedelta,
+    checkpoint: Checkpoint,
 ) -> Tick:
-    """Claim the lease, then evaluate every alert at `now`; skip if another process holds it."""
+    """Claim the lease, then evaluate every alert at `now`; skip if another process holds it.
+    `checkpoint` is called after each containment (see Checkpoint)."""
     if not await lease.claim(conn, name=LEASE, holder=holder, now=now, ttl=lease_ttl):
         return Tick(leader=False)
     policy = await live_policy(conn, default_action=settings.default_action)
     await _expire(conn, policy, now)
     await lift_revived(conn, policy, now)
+    if await activate_dead(conn, policy, now) and not await checkpoint():
+        return Tick(leader=False)
     kinds: list[str] = []
     contained = 0
-    for alert in policy.alerts:
-        moved, made = await _evaluate(conn, policy, alert, now)
-        kinds += moved
-        contained += made
+    try:
+        for alert in policy.alerts:
+            contained += await _evaluate(conn, policy, alert, now, checkpoint, kinds)
+    except LeaseLost:
+        log.warning("alerts.lease_lost", holder=holder)
     return Tick(
         leader=True,
         fired=kinds.count("alert.firing"),
@@ -85,6 +97,7 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
         digits=alert.digits,
         windows=[(now - window, now)],
         min_price=alert.min_price,
+        settled_before=now - dead.RESULT_WAIT,
     )
     if alert.dead_seconds is not None:
         if not await dead.results_flowing(conn, now, alert.dead_seconds):
@@ -103,6 +116,7 @@ async def observe(conn: AsyncConnection, alert: Alert, now: datetime) -> dict[st
             digits=alert.digits,
             windows=past,
             min_price=alert.min_price,
+            settled_before=now - dead.RESULT_WAIT,
         )
         baseline = {value: m.total / days for value, m in history.items()}
     return {
@@ -117,23 +131,39 @@ def _value(alert: Alert, total: float, attempts: int) -> float:
     return total
 
 
+class LeaseLost(Exception):
+    """Another process took the alerts lease during this evaluation: it evaluates now."""
+
+
 async def _evaluate(
-    conn: AsyncConnection, policy: Policy, alert: Alert, now: datetime
-) -> tuple[list[str], int]:
+    conn: AsyncConnection,
+    policy: Policy,
+    alert: Alert,
+    now: datetime,
+    checkpoint: Checkpoint,
+    kinds: list[str],
+) -> int:
+    """Evaluate one alert; append its transitions' kinds to `kinds`; how many it contained.
+    Each transition is stored with its key's state; a containment is then made durable."""
     observations = await observe(conn, alert, now)
     stored = await store.load_states(conn, alert.name)
     states = {value: AlertState(**asdict(row)) for value, row in stored.items()}
     outcome = evaluate_alert(alert, observations, states, now)
-    changed = [AlertStateRecord(**asdict(state)) for state in outcome.states.values()]
-    await store.save_states(conn, alert.name, changed, now)
+    changed = {value: AlertStateRecord(**asdict(s)) for value, s in outcome.states.items()}
     contained = 0
     for transition in outcome.transitions:
+        await store.save_states(conn, alert.name, [changed.pop(transition.value)], now)
         containment = None
         if transition.kind == "alert.firing" and alert.contain is not None:
             containment = await _contain(conn, policy, alert, transition.value, now)
-            contained += containment is not None
         await _record(conn, policy, alert, transition, containment, now)
-    return [t.kind for t in outcome.transitions], contained
+        kinds.append(transition.kind)
+        if containment is not None:
+            contained += 1
+            if not await checkpoint():
+                raise LeaseLost
+    await store.save_states(conn, alert.name, list(changed.values()), now)
+    return contained
 
 
 async def _record(

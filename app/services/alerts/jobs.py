@@ -69,15 +69,26 @@ class AlertJobs:
         return timedelta(seconds=self._config.lease_seconds)
 
     async def evaluate_once(self, now: datetime | None = None) -> Tick:
-        """One evaluation, if this process holds (or takes) the lease."""
-        async with self._engine.begin() as conn:
+        """One evaluation, if this process holds (or takes) the lease; each containment is
+        committed as soon as it is made (see app.services.alerts.evaluator)."""
+        now = now or self._clock()
+        async with self._engine.connect() as conn:
+
+            async def checkpoint() -> bool:
+                await conn.commit()
+                return await lease.claim(
+                    conn, name=LEASE, holder=self.holder, now=now, ttl=self._ttl
+                )
+
             tick = await evaluate_alerts(
                 conn,
                 settings=self._settings,
                 holder=self.holder,
-                now=now or self._clock(),
+                now=now,
                 lease_ttl=self._ttl,
+                checkpoint=checkpoint,
             )
+            await conn.commit()
         if tick.leader:
             self._led = True
             self._metrics.alerts_firing.set(tick.firing)

@@ -13,6 +13,7 @@ TITLES = {
     "containment.created": "Containment created",
     "containment.proposed": "Containment proposed (needs approval)",
     "containment.approved": "Containment approved",
+    "containment.activated": "Containment in force (the key is dead)",
     "containment.lifted": "Containment lifted",
     "containment.extended": "Containment extended",
     "containment.expired": "Containment expired",
