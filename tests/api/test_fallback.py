@@ -137,14 +137,21 @@ async def test_a_decision_late_before_it_gets_a_connection_does_no_work(
     would only hold the connection from requests still in time (the overload loop)."""
     settings = make_settings(database_url, tmp_path, decision_deadline_ms=300, database_pool_size=2)
     async with _guard(settings) as (runtime, sinch):
-        observed: list[str] = []
-        real = runtime.aggregator.observe_live
+        observed: list[str] = []  # attempts counted (on PostgreSQL, in batches: lanes.py)
+        live, through = runtime.aggregator.observe_live, runtime.aggregator.observe_through
 
-        async def spy(conn: Any, policies: Any, facts: Any, **options: Any) -> Any:
+        async def spy_live(conn: Any, policies: Any, facts: Any, **options: Any) -> Any:
+            counted = await live(conn, policies, facts, **options)
             observed.append(str(facts.number))
-            return await real(conn, policies, facts, **options)
+            return counted
 
-        runtime.aggregator.observe_live = spy
+        async def spy_through(count: Any, policies: Any, facts: Any) -> Any:
+            counted = await through(count, policies, facts)
+            observed.append(str(facts.number))
+            return counted
+
+        runtime.aggregator.observe_live = spy_live
+        runtime.aggregator.observe_through = spy_through
         events = [samples.request_event(number=f"+4670123450{i}") for i in range(5)]
         held = [] if runtime.held is None else list(runtime.held._idle)
         async with AsyncExitStack() as stack:  # every counting connection taken

@@ -29,7 +29,7 @@ from app.services.baselines import BaselineCache
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
-from app.services.intake.lanes import Lane
+from app.services.intake.lanes import Lane, Late
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.intake.reporting import Reporter
 from app.services.intake.scope import Decisions
@@ -39,16 +39,10 @@ from app.services.resilience.errors import is_outage
 from app.settings import Settings
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store import inbox
-from app.store.held import LeaveIntact
 from app.store.pg_batch_store import StoreItem
 from app.store.tasks import retrieve_exception
 
 log = structlog.get_logger()
-
-
-class Late(TimeoutError, LeaveIntact):
-    """A decision that found itself past its deadline: its work is abandoned (on SQLite the
-    transaction rolls back), and a held PostgreSQL connection is kept, not discarded."""
 
 
 @dataclass(kw_only=True, eq=False, slots=True)
@@ -155,7 +149,7 @@ class Decider:
             # writer), and under load turn every later request late too.
             raise Late("the deadline passed before a connection was free")
         facts = _facts(event, delivery)
-        counted = await lane.count(self.aggregator, self.policies, facts, version)
+        counted = await lane.count(self.aggregator, self.policies, facts, version, late)
         baselines = self.baselines.values(counted.policy, facts)
         facts = facts.with_aggregates({**counted.values, **baselines})
         decision = evaluate(counted.policy, facts)

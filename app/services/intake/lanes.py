@@ -13,6 +13,8 @@ answer leaves before its store batch committed.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -26,6 +28,7 @@ from app.services.policy.cache import PolicyCache
 from app.services.resilience.errors import is_outage
 from app.store import inbox
 from app.store.counter_model import BucketClock, Changes, Reads, Totals
+from app.store.held import LeaveIntact
 from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_batch_store import StoreItem, store_batch
 
@@ -33,11 +36,34 @@ T = TypeVar("T")
 BATCH = 256  # request events per statement at most
 
 
+class Late(TimeoutError, LeaveIntact):
+    """A decision that found itself past its deadline: its work is abandoned (on SQLite the
+    transaction rolls back), and a held PostgreSQL connection is kept, not discarded."""
+
+
+class _Skipped(enum.Enum):
+    LATE = "late"
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """An attempt waiting for its counting batch, and whether it was answered meanwhile."""
+
+    item: CountItem
+    late: asyncio.Event
+
+
 class Lane(Protocol):
     async def count(
-        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+        self,
+        aggregator: Aggregator,
+        policies: PolicyCache,
+        facts: Facts,
+        version: int | None,
+        late: asyncio.Event,
     ) -> Counted:
-        """Count the attempt under the live policy and read its windows."""
+        """Count the attempt under the live policy and read its windows; `Late` if it was
+        answered (past its deadline) before its count could start."""
         ...
 
     async def store(self, item: StoreItem) -> int | None:
@@ -56,7 +82,12 @@ class OnConnection:
     conn: AsyncConnection
 
     async def count(
-        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+        self,
+        aggregator: Aggregator,
+        policies: PolicyCache,
+        facts: Facts,
+        version: int | None,
+        late: asyncio.Event,
     ) -> Counted:
         return await aggregator.observe_live(self.conn, policies, facts, version=version)
 
@@ -83,7 +114,7 @@ class PgBatches:
     clock: BucketClock
     on_counted: Callable[[int, float], None] | None = None
     on_stored: Callable[[int, float], None] | None = None
-    counts: Batcher[CountItem, Totals | None] = field(init=False)
+    counts: Batcher[_Queued, Totals | _Skipped | None] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,9 +137,20 @@ class PgBatches:
         return await work(self, None)
 
     async def count(
-        self, aggregator: Aggregator, policies: PolicyCache, facts: Facts, version: int | None
+        self,
+        aggregator: Aggregator,
+        policies: PolicyCache,
+        facts: Facts,
+        version: int | None,
+        late: asyncio.Event,
     ) -> Counted:
-        counted = await aggregator.observe_through(self._count, policies, facts)
+        async def count(changes: Changes, reads: Reads, version: int) -> Totals | None:
+            totals = await self.counts.submit(_Queued(CountItem(changes, reads, version), late))
+            if totals is _Skipped.LATE:
+                raise Late("the deadline passed before its counting batch had a connection")
+            return totals
+
+        counted = await aggregator.observe_through(count, policies, facts)
         if counted is not None:
             return counted
         async with self.lend() as conn:  # no policy loaded yet, or it changed: reload it
@@ -125,12 +167,14 @@ class PgBatches:
         await self.counts.close()
         await self.stores.close()
 
-    async def _count(self, changes: Changes, reads: Reads, version: int) -> Totals | None:
-        return await self.counts.submit(CountItem(changes, reads, version))
-
-    async def _count_batch(self, items: Sequence[CountItem]) -> list[Totals | None]:
+    async def _count_batch(self, queued: Sequence[_Queued]) -> list[Totals | _Skipped | None]:
         async with self.lend() as conn:
-            return await count_batch(conn, self.clock, items)
+            # Answered while the batch waited for a connection: counting them now would
+            # only hold it from attempts still in time (and leave them pending as allowed).
+            skip = [q.late.is_set() for q in queued]
+            live = [q.item for q, late in zip(queued, skip, strict=True) if not late]
+            totals = iter(await count_batch(conn, self.clock, live) if live else [])
+            return [_Skipped.LATE if late else next(totals) for late in skip]
 
     async def _store_batch(self, items: Sequence[StoreItem]) -> list[int | None]:
         async with self.lend() as conn:
