@@ -33,7 +33,7 @@ from app.store.counter_model import (
     Reads,
     Totals,
 )
-from app.store.pg_counters import window_sums
+from app.store.pg_counters import own_buckets, window_sums
 from app.store.pg_fastpath import VERSION_SQL, driver
 
 
@@ -65,7 +65,7 @@ def _statement(pairs: Pairs) -> str:
     if pairs:
         older = (
             f" LEFT JOIN LATERAL (SELECT {', '.join(sums)} FROM counters "
-            f"WHERE counters.key = up.key AND bucket >= ${n + 4}::bigint AND bucket < $1::bigint) "
+            f"WHERE {own_buckets('up.key', f'${n + 4}::bigint', '<', '$1::bigint')}) "
             "AS older ON true"
         )
     picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + [f"older.{c}_{w}" for w, c in pairs])

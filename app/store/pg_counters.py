@@ -88,12 +88,12 @@ def _older(shape: _Shape, bind: _Binds) -> tuple[str, list[str]]:
     )
     sql = (
         f" LEFT JOIN LATERAL (SELECT {sums} FROM counters "
-        f"WHERE {_own_buckets('up.key', oldest, '<', bind('bucket', 'bigint'))}) AS older ON true"
+        f"WHERE {own_buckets('up.key', oldest, '<', bind('bucket', 'bigint'))}) AS older ON true"
     )
     return sql, [f"older.{c}_{w}" for w, c in shape.pairs]
 
 
-def _own_buckets(key: str, oldest: str, below: str, bucket: str) -> str:
+def own_buckets(key: str, oldest: str, below: str, bucket: str) -> str:
     """`key`'s rows from bucket `oldest` to `bucket` (`below`: "<" or "<="), as row
     comparisons on (key, bucket): only the primary key can serve them. With `bucket >= …`
     written on its own, a generic plan made while the table was never analysed (a fresh
@@ -163,7 +163,7 @@ def _read_statement(pairs: tuple[tuple[int, str], ...]) -> _Statement:
     sql = (
         f"SELECT k AS key, w.* FROM unnest({keys}) AS k "
         f"CROSS JOIN LATERAL (SELECT {', '.join(current + older)} FROM counters "
-        f"WHERE {_own_buckets('k', oldest, '<=', bucket)}) AS w"
+        f"WHERE {own_buckets('k', oldest, '<=', bucket)}) AS w"
     )
     return _Statement(sql, tuple(bind.names))
 
