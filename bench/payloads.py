@@ -9,10 +9,26 @@ import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.sinch.signature import callback_headers
+
+
+def legit_request_events(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """`count` request events to numbers of the simulator's legit catalogue, ids from `rng`."""
+    events = []
+    for _ in range(count):
+        span = pick(rng, LEGIT)
+        events.append(
+            samples.request_event(
+                number=span.number(rng),
+                verification_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                price=span.price,
+            )
+        )
+    return events
 
 
 def signed_events(
@@ -22,13 +38,7 @@ def signed_events(
     rng = random.Random(seed)  # noqa: S311 - load shape, not secrets
     now = datetime.now(UTC)
     events: list[tuple[dict[str, str], bytes]] = []
-    for _ in range(count):
-        span = pick(rng, LEGIT)
-        event = samples.request_event(
-            number=span.number(rng),
-            verification_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            price=span.price,
-        )
+    for event in legit_request_events(rng, count):
         body = json.dumps(event, separators=(",", ":")).encode()
         headers = callback_headers(key=key, secret_b64=secret, body=body, path=path, now=now)
         events.append((headers, body))

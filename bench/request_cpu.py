@@ -30,10 +30,11 @@ from typing import Any
 
 import httpx
 
-from app.simulator.catalog import LEGIT, pick
+from app.simulator.catalog import LEGIT
 from app.sinch import samples
 from app.sinch.signature import callback_headers
 from app.store.migrate import upgrade
+from bench.payloads import legit_request_events
 from bench.run import CALLBACK_PATH, KEY, SECRET, postgres_database, verifyguard
 
 
@@ -89,18 +90,6 @@ async def _call(app: Any, body: bytes, headers: dict[str, str]) -> bytes:
     return b"".join(sent)
 
 
-def _requests(rng: random.Random, count: int) -> list[dict[str, Any]]:
-    events = []
-    for _ in range(count):
-        span = pick(rng, LEGIT)
-        events.append(
-            samples.request_event(
-                number=span.number(rng), verification_id=str(uuid.uuid4()), price=span.price
-            )
-        )
-    return events
-
-
 async def _history(client: httpx.AsyncClient, rng: random.Random) -> None:
     """Five verified sign-ups to each legit range, as bench/history.py sends them."""
     for span in LEGIT:
@@ -123,10 +112,12 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await _history(client, rng)
-            for event in _requests(rng, 200):
+            for event in legit_request_events(rng, 200):
                 await _post(client, event)
             for _ in range(args.rounds):
-                signed = [_body_and_headers(event) for event in _requests(rng, args.count)]
+                signed = [
+                    _body_and_headers(event) for event in legit_request_events(rng, args.count)
+                ]
                 actions: dict[str, int] = {}
                 started = time.process_time()
                 for body, headers in signed:

@@ -20,18 +20,16 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.simulator.catalog import LEGIT, pick
-from app.sinch import samples
 from app.store.migrate import upgrade
 from bench import history, procs
 from bench.callback_cost import _get, _send_all
+from bench.payloads import legit_request_events
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, verifyguard
 
 COUNTS: Counter[str] = Counter()
@@ -78,18 +76,6 @@ def _metrics(port: int) -> dict[str, float]:
     return found
 
 
-def _requests(count: int, rng: random.Random) -> list[dict[str, Any]]:
-    events = []
-    for _ in range(count):
-        span = pick(rng, LEGIT)
-        events.append(
-            samples.request_event(
-                number=span.number(rng), verification_id=str(uuid.uuid4()), price=span.price
-            )
-        )
-    return events
-
-
 async def _phase(port: int, pid: int, events: list[dict[str, Any]], conns: int) -> dict[str, Any]:
     counts0, metrics0 = await _get(port, "/_bench/counts"), _metrics(port)
     cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
@@ -127,10 +113,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             app_dir=args.app_dir,
         ) as server:
             history.seed_verified(args.port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
-            asyncio.run(_send_all(args.port, _requests(args.warm, rng), args.connections))
+            asyncio.run(
+                _send_all(args.port, legit_request_events(rng, args.warm), args.connections)
+            )
             return [
                 asyncio.run(
-                    _phase(args.port, server.pid, _requests(args.count, rng), args.connections)
+                    _phase(
+                        args.port,
+                        server.pid,
+                        legit_request_events(rng, args.count),
+                        args.connections,
+                    )
                 )
                 for _ in range(args.rounds)
             ]
