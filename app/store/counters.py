@@ -79,8 +79,9 @@ class SqlCounters:
         params: dict[str, Any] = {**since, "oldest": min(since.values())}
         params.update({f"key_{i}": key for i, key in enumerate(keys)})
         params["current"] = self.clock.bucket(now)
-        rows = {row[0]: row._mapping for row in await run_beside(conn, stmt, params)}
-        return {q: _sum(q, rows.get(q.key)) for q in queries}
+        rows = {row[0]: row for row in await run_beside(conn, stmt, params)}
+        at = {w: 1 + i * len(VALUE_COLUMNS) for i, w in enumerate(windows)}  # see _windows
+        return {q: _sum(q, rows.get(q.key), at[q.window_seconds]) for q in queries}
 
 
 async def apply(conn: AsyncConnection, changes: Sequence[CounterDeltas]) -> None:
@@ -128,7 +129,8 @@ async def settle(conn: AsyncConnection, change: CounterDeltas) -> None:
 
 
 def _windows(windows: list[int], count: int) -> Any:
-    """Per-key sums of every column over each window (the current bucket included)."""
+    """Per-key sums of every column over each window (the current bucket included): the
+    key, then for each window in order its sum of each of VALUE_COLUMNS in order."""
     columns: list[Any] = [counters.c.key]
     for window in windows:
         inside = counters.c.bucket >= bindparam(f"since_{window}")
@@ -159,7 +161,11 @@ def _upsert(count: int, changed: tuple[str, ...]) -> Any:
     )
 
 
-def _sum(query: WindowQuery, row: Any) -> int:
+def _sum(query: WindowQuery, row: Any, at: int) -> int:
+    """The query's total in `row`, whose window's sums start at column `at`."""
     if row is None:
         return 0
-    return sum(int(row[f"{c}_{query.window_seconds}"] or 0) for c in READS[query.measure])
+    return sum(int(row[at + _COLUMN[c]] or 0) for c in READS[query.measure])
+
+
+_COLUMN = {name: i for i, name in enumerate(VALUE_COLUMNS)}

@@ -20,6 +20,8 @@ from sqlalchemy import Connection
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.sqlite_statements import plan, run, run_many
+
 T = TypeVar("T")
 Carrier = Callable[[AsyncConnection, list[Any]], Awaitable[None]]
 
@@ -44,7 +46,8 @@ class ThreadConnection:
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         self.flush()
-        return self.now(statement, parameters)
+        self.statements += 1
+        return self._sync.execute(statement, parameters)
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         self.flush()
@@ -52,8 +55,12 @@ class ThreadConnection:
         return self._sync.scalar(statement, parameters)
 
     def now(self, statement: Any, parameters: Any = None) -> Any:
-        """Run `statement` ahead of the deferred writes (`run_beside`)."""
+        """Run `statement` ahead of the deferred writes (`run_beside`): on the sqlite3
+        cursor when it has a plan (store/sqlite_statements.py; its result is then `Rows`)."""
         self.statements += 1
+        found = plan(self._sync, statement) if isinstance(parameters, Mapping) else None
+        if found is not None:
+            return run(self._sync, found, parameters)
         return self._sync.execute(statement, parameters)
 
     def later(self, statement: Any, parameters: Mapping[str, Any]) -> None:
@@ -67,7 +74,11 @@ class ThreadConnection:
             later, self._later = self._later, {}
             for statement, rows in later.items():
                 self.statements += 1
-                self._sync.execute(statement, rows)
+                found = plan(self._sync, statement)
+                if found is not None:
+                    run_many(self._sync, found, rows)
+                else:
+                    self._sync.execute(statement, rows)
             carried, self._carried = self._carried, {}
             for carrier, items in carried.values():
                 drive(awaited(carrier(cast(AsyncConnection, self), items)))
