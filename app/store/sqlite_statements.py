@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Select, TextClause
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import TextualSelect
@@ -57,19 +59,23 @@ class Plan:
 
 
 _PLANNED = (TextClause, TextualSelect, Select)
-_PLANS: dict[int, tuple[ClauseElement, Plan | None]] = {}
+_PLANS: WeakKeyDictionary[Dialect, dict[int, tuple[ClauseElement, Plan | None]]]
+_PLANS = WeakKeyDictionary()  # per dialect: its JSON serializer is part of the plan
 
 
 def plan(conn: Connection, statement: Any) -> Plan | None:
-    """The statement's plan (compiled on first use), or None if it must run through
-    SQLAlchemy."""
-    found = _PLANS.get(id(statement))
+    """The statement's plan (compiled on first use with this connection's dialect), or
+    None if it must run through SQLAlchemy."""
+    plans = _PLANS.get(conn.dialect)
+    if plans is None:
+        plans = _PLANS[conn.dialect] = {}
+    found = plans.get(id(statement))
     if found is not None and found[0] is statement:
         return found[1]
     if not isinstance(statement, _PLANNED):
         return None  # an insert() compiles per the columns given: SQLAlchemy's
     made = _compile(conn, statement)
-    _PLANS[id(statement)] = (statement, made)  # the statement is kept: its id stays its own
+    plans[id(statement)] = (statement, made)  # the statement is kept: its id stays its own
     return made
 
 
