@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from app.sinch import samples
 from app.store import inbox
+from app.store.group_commit import GroupCommit
 from app.store.rows import CallbackClaim, RequestRow, params
+from app.store.tables import verifications
 from app.store.thread_connection import ThreadConnection, drive
 from app.store.upsert import cached
 from tests.store import test_batch_writes as batch_writes
@@ -147,3 +150,32 @@ async def test_a_batchs_decisions_skip_sqlalchemys_execution(
     assert batches < len(events), "the burst was not batched"
     assert seen["execute"] / len(events) > 2, seen  # the statements were sent, and counted
     assert seen["through"] / len(events) < 1, seen  # ~3.1 when each went through it
+
+
+async def test_a_batchs_json_columns_read_back_as_given(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Through the group commit a decision's JSON is written by pydantic-core's encoder
+    (compact, as on PostgreSQL) and reads back as it was given."""
+    shutil.copy(sqlite_template, tmp_path / "j.db")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'j.db'}")
+    group = GroupCommit(engine)
+
+    async def store(conn: AsyncConnection) -> None:
+        await inbox.upsert_request(conn, REQUEST, callback_id=await _claim(conn))
+
+    await group.run(store)
+    await group.close()
+    async with engine.connect() as conn:
+        found = (await conn.execute(select(verifications.c.answer, verifications.c.decision))).one()
+        raw = await conn.exec_driver_sql("SELECT answer FROM verifications")
+        text_stored = raw.scalar_one()
+    await engine.dispose()
+    assert (found.answer, found.decision) == (REQUEST.answer, REQUEST.decision)
+    assert text_stored == '{"action":"allow","sms":{"code":"ä"}}'  # json.dumps: '{"action": …'
+
+
+async def _claim(conn: AsyncConnection) -> int:
+    claimed = await inbox.claim_callback(conn, CLAIM)
+    assert claimed is not None
+    return claimed
