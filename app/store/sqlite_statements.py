@@ -16,7 +16,8 @@ run through SQLAlchemy as before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -49,13 +50,31 @@ class Plan:
     """The values of parameters bound in the statement itself (literals such as a CASE's
     ELSE 0), for when the caller gives none."""
 
+    take: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
+    processed: tuple[tuple[int, Processor], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A count's upsert binds ~50 parameters, none processed: one C call takes them.
+        if len(self.names) > 1:
+            take: Any = itemgetter(*self.names)
+        else:
+            take = lambda p, n=self.names: tuple(p[name] for name in n)  # noqa: E731
+        object.__setattr__(self, "take", take)
+        processed = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
+        object.__setattr__(self, "processed", processed)
+
     def values(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        defaults = self.defaults
-        values = []
-        for name, process in zip(self.names, self.processors, strict=True):
-            value = parameters[name] if name in parameters else defaults[name]
-            values.append(value if process is None else process(value))
-        return tuple(values)
+        try:
+            values = self.take(parameters)
+        except KeyError:  # one bound in the statement itself
+            defaults = self.defaults
+            values = tuple(parameters[n] if n in parameters else defaults[n] for n in self.names)
+        if not self.processed:
+            return values
+        processed = list(values)
+        for i, process in self.processed:
+            processed[i] = process(processed[i])
+        return tuple(processed)
 
 
 _PLANNED = (TextClause, TextualSelect, Select)
