@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Select, TextClause
@@ -127,26 +127,30 @@ def _compile(conn: Connection, statement: ClauseElement) -> Plan | None:
 def run(conn: Connection, found: Plan, parameters: Mapping[str, Any]) -> Rows:
     """One execution of a planned statement; its rows, if it returns any."""
     values = found.values(parameters)
-    cursor = _cursor(conn, found.sql, values, many=False)
+    cursor = None
     try:
+        cursor = _cursor(conn, found.sql, values, many=False)
         cursor.execute(found.sql, values)
         return Rows(cursor.fetchall()) if cursor.description is not None else Rows()
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, found.sql, values, exc) from exc
+        raise _wrapped(conn, cursor, found.sql, values, exc) from exc
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
 
 
 def run_many(conn: Connection, found: Plan, rows: Sequence[Mapping[str, Any]]) -> None:
     """One executemany of a planned statement (it returns nothing)."""
     values = [found.values(row) for row in rows]
-    cursor = _cursor(conn, found.sql, values, many=True)
+    cursor = None
     try:
+        cursor = _cursor(conn, found.sql, values, many=True)
         cursor.executemany(found.sql, values)
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, found.sql, values, exc) from exc
+        raise _wrapped(conn, cursor, found.sql, values, exc) from exc
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
 
 
 def _cursor(conn: Connection, sql: str, values: Iterable[Any], *, many: bool) -> Any:
@@ -158,7 +162,16 @@ def _cursor(conn: Connection, sql: str, values: Iterable[Any], *, many: bool) ->
     return cursor
 
 
-def _wrapped(conn: Connection, sql: str, values: Any, exc: Exception) -> BaseException:
-    """The DBAPI error as SQLAlchemy raises it (IntegrityError, OperationalError, …)."""
-    error: type[Exception] = conn.dialect.loaded_dbapi.Error
-    return DBAPIError.instance(sql, values, exc, error, dialect=conn.dialect)
+def _wrapped(conn: Connection, cursor: Any, sql: str, values: Any, exc: Exception) -> BaseException:
+    """The DBAPI error as SQLAlchemy raises it (IntegrityError, OperationalError, …): a
+    closed database also invalidates the connection and says so (what makes it an outage:
+    services/resilience/errors.py)."""
+    dialect = conn.dialect
+    raw = conn.connection.dbapi_connection
+    lost = dialect.is_disconnect(cast(Any, exc), raw, cursor)
+    if lost:
+        conn.invalidate(exc)
+    error: type[Exception] = dialect.loaded_dbapi.Error
+    return DBAPIError.instance(
+        sql, values, exc, error, connection_invalidated=lost, dialect=dialect
+    )

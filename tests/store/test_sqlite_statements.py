@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from app.services.resilience.errors import is_outage
 from app.sinch import samples
 from app.store import inbox
 from app.store.group_commit import GroupCommit
@@ -179,3 +180,21 @@ async def _claim(conn: AsyncConnection) -> int:
     claimed = await inbox.claim_callback(conn, CLAIM)
     assert claimed is not None
     return claimed
+
+
+def test_a_planned_statement_on_a_closed_database_is_an_outage(tmp_path: Path) -> None:
+    """As through SQLAlchemy: the error says the connection was lost (the breaker opens on
+    it: services/resilience/errors.py), not a bare sqlite3 error."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    errors = []
+    for planned in (True, False):
+        with engine.connect() as sync:
+            sync.connection.dbapi_connection.close()  # type: ignore[union-attr]
+            run = ThreadConnection(sync).now if planned else sync.execute
+            with pytest.raises(DBAPIError) as raised:
+                run(text("SELECT :n"), {"n": 1})
+            errors.append(raised.value)
+    engine.dispose()
+    assert [(type(e), e.connection_invalidated, is_outage(e)) for e in errors] == [
+        (type(errors[1]), True, True)
+    ] * 2
