@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.store import pg_fastpath
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
 from app.store.policy_rows import LoadedPolicy, PolicyEntry, PolicyList, RuleRevision, StoredRule
+from app.store.thread_connection import run_beside
 
 state = cast(Table, PolicyStateRow.__table__)
 rules = cast(Table, RuleRow.__table__)
@@ -26,10 +27,15 @@ entries = cast(Table, ListEntryRow.__table__)
 async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> int:
     if conn.dialect.name == "postgresql" and not for_update:
         return await pg_fastpath.policy_version(conn)
-    stmt = select(state.c.version).where(state.c.id == 1)
     if for_update:
-        stmt = stmt.with_for_update()
-    return int((await conn.execute(stmt)).scalar_one())
+        return int((await conn.execute(_VERSION.with_for_update())).scalar_one())
+    # Each SQLite group commit's batch reads it first (its prologue): one statement, built
+    # once and run on the cursor there (store/sqlite_statements.py); no deferred write
+    # touches the policy state, so it may run beside them.
+    return int((await run_beside(conn, _VERSION, {})).scalar_one())
+
+
+_VERSION = select(state.c.version).where(state.c.id == 1)
 
 
 async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | None) -> int:

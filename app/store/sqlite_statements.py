@@ -23,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Select, TextClause
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.exc import DBAPIError, MultipleResultsFound
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import TextualSelect
 
@@ -32,6 +32,11 @@ Processor = Callable[[Any], Any]
 
 class Rows(list[tuple[Any, ...]]):
     """A planned statement's result rows, fetched at once (tuples, in column order)."""
+
+    def scalar_one(self) -> Any:
+        if not self:
+            raise NoResultFound("No row was found when one was required")
+        return self.scalar_one_or_none()
 
     def scalar_one_or_none(self) -> Any:
         if len(self) > 1:
