@@ -42,6 +42,9 @@ class StoreItem:
     verification: RequestRow
     shadow: Sequence[MatchRow]
     settle: CounterDeltas | None
+    decision_json: str | None = None
+    """The verification's `decision` already encoded (then `verification.decision` is not
+    read); None: encoded here."""
 
 
 _CLAIM_TYPES = {
@@ -126,7 +129,7 @@ async def store_batch(conn: AsyncConnection, items: Sequence[StoreItem]) -> list
 
 async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int | None]:
     args: list[Any] = [[getattr(item.claim, c) for item in items] for c in CLAIM_COLUMNS]
-    args += [[encode(c, getattr(item.verification, c)) for item in items] for c in _REQUEST]
+    args += [[_value(item, c) for item in items] for c in _REQUEST]
     args.append([_shadow(item.shadow) for item in items])
     settle: list[list[Any]] = [[] for _ in range(3 + len(SETTLE_COLUMNS))]
     for n, item in enumerate(items, start=1):
@@ -142,6 +145,12 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
     apg = await driver(conn)
     rows = await apg.fetch(_statement(), *args)
     return [None if row["id"] is None else int(row["id"]) for row in rows]
+
+
+def _value(item: StoreItem, column: str) -> Any:
+    if column == "decision" and item.decision_json is not None:
+        return item.decision_json
+    return encode(column, getattr(item.verification, column))
 
 
 def _shadow(shadow: Sequence[MatchRow]) -> str:

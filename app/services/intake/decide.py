@@ -30,7 +30,7 @@ from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.lanes import Lane, Late
-from app.services.intake.records import callback_row, match_rows, request_row
+from app.services.intake.records import callback_row, decision_json, match_rows, request_row
 from app.services.intake.reporting import Reporter
 from app.services.intake.scope import Decisions
 from app.services.policy.cache import PolicyCache
@@ -163,6 +163,7 @@ class Decider:
         allowed = decision.action == "allow"
         settle = counted.settle_in_store(allowed=allowed)
         elapsed = (time.perf_counter() - started) * 1000
+        encoded = decision_json(decision, facts) if lane.stores_json else None
         item = StoreItem(
             claim=callback_row(
                 delivery,
@@ -172,10 +173,18 @@ class Decider:
                 dedupe_key=f"{REQUEST_EVENT}:{event.id}",
             ),
             verification=request_row(
-                event, delivery, facts, decision, answer, callback_id=None, elapsed_ms=elapsed
+                event,
+                delivery,
+                facts,
+                decision,
+                answer,
+                callback_id=None,
+                elapsed_ms=elapsed,
+                document=encoded is None,
             ),
             shadow=match_rows(event.id, decision, delivery.received_at),
             settle=settle,
+            decision_json=encoded,
         )
         duplicate = await lane.store(item) is None
         if counted.finishes(duplicate=duplicate):
