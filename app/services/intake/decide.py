@@ -75,15 +75,21 @@ class Decider:
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         work.add_done_callback(lambda _: self.admission.release(ticket))
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), budget)
-        except Exception as exc:
-            if _finished(work):
-                # It finished as the wait ended (one loop turn ran both): its answer is
-                # the one stored and reported, so it is the one Sinch gets.
+        # Waited for, never cancelled (a late decision still stores what it decided); one
+        # waiter and one timer, not wait_for's and a shield's futures and callbacks.
+        await asyncio.wait((work,), timeout=budget)
+        if work.done():
+            # Also when it finished as the wait ended (one loop turn ran both): its answer
+            # is the one stored and reported, so it is the one Sinch gets.
+            exc = work.exception()  # raises CancelledError if it was cancelled (shutdown)
+            if exc is None:
                 return work.result()
-            late.set()
-            return await self._failed(delivery, event, started, work, exc)
+            if not isinstance(exc, Exception):
+                raise exc
+        else:
+            exc = TimeoutError()
+        late.set()
+        return await self._failed(delivery, event, started, work, exc)
 
     async def _failed(
         self,
@@ -213,7 +219,3 @@ class Decider:
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
     return event_facts(event, application=delivery.app_key, now=delivery.received_at)
-
-
-def _finished(work: asyncio.Task[Reply]) -> bool:
-    return work.done() and not work.cancelled() and work.exception() is None
