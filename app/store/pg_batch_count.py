@@ -99,14 +99,21 @@ async def count_batch(
     return out
 
 
+_INDEX = {column: j for j, column in enumerate(VALUE_COLUMNS)}
+
+
 def _deltas(item: CountItem) -> dict[str, list[int]]:
     """Per key, what the attempt adds to each value column."""
     per_key: dict[str, list[int]] = {}
     for change in item.changes:
+        # (index, delta) of the columns it changes: the others add nothing
+        moves = [(_INDEX[c], d) for c, d in change.deltas.items() if d and c in _INDEX]
         for key in change.keys:
-            row = per_key.setdefault(key, [0] * len(VALUE_COLUMNS))
-            for j, column in enumerate(VALUE_COLUMNS):
-                row[j] += change.deltas.get(column, 0)
+            row = per_key.get(key)
+            if row is None:
+                row = per_key[key] = [0] * len(VALUE_COLUMNS)
+            for j, d in moves:
+                row[j] += d
     return per_key
 
 
@@ -136,7 +143,7 @@ async def _count_group(
     rows = await apg.fetch(_statement(pairs), *args)
     if rows[0]["policy_version"] != version:
         return [None] * len(items)
-    after = {row["key"]: row for row in rows if row["key"] is not None}
+    after = {row["key"]: dict(row) for row in rows if row["key"] is not None}
     running = {
         key: [int(after[key][c]) - summed[key][j] for j, c in enumerate(VALUE_COLUMNS)]
         for key in keys
@@ -147,8 +154,11 @@ async def _count_group(
         for key, row in per_key.items():
             current = running[key]
             for j, d in enumerate(row):
-                current[j] += d
-            seen[key] = {**dict(after[key]), **dict(zip(VALUE_COLUMNS, current, strict=True))}
+                if d:
+                    current[j] += d
+            own = after[key].copy()  # its older buckets' sums, then its own running totals
+            own.update(zip(VALUE_COLUMNS, current, strict=True))
+            seen[key] = own
         out.append(window_sums(item.reads.queries, seen))
     return out
 

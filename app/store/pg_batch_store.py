@@ -11,6 +11,7 @@ keys must be distinct within one statement (`store_batch` splits a batch that re
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,9 @@ class StoreItem:
     verification: RequestRow
     shadow: Sequence[MatchRow]
     settle: CounterDeltas | None
+    decision_json: str | None = None
+    """The verification's `decision` already encoded (then `verification.decision` is not
+    read); None: encoded here."""
 
 
 _CLAIM_TYPES = {
@@ -126,7 +130,7 @@ async def store_batch(conn: AsyncConnection, items: Sequence[StoreItem]) -> list
 
 async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int | None]:
     args: list[Any] = [[getattr(item.claim, c) for item in items] for c in CLAIM_COLUMNS]
-    args += [[encode(c, getattr(item.verification, c)) for item in items] for c in _REQUEST]
+    args += [[_value(item, c) for item in items] for c in _REQUEST]
     args.append([_shadow(item.shadow) for item in items])
     settle: list[list[Any]] = [[] for _ in range(3 + len(SETTLE_COLUMNS))]
     for n, item in enumerate(items, start=1):
@@ -140,8 +144,28 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
                 settle[3 + j].append(item.settle.deltas.get(c, 0))
     args += settle
     apg = await driver(conn)
+    if apg not in _LZ4:
+        await apg.execute(_LZ4_SQL)
+        _LZ4.add(apg)
     rows = await apg.fetch(_statement(), *args)
     return [None if row["id"] is None else int(row["id"]) for row in rows]
+
+
+# The stored decision document (~7 kB, a starter policy's trace) is compressed by TOAST:
+# with the default pglz that cost PostgreSQL ~60 µs a row, with lz4 ~15 µs (an INSERT of
+# 5,000 documents: 310 ms against 76 ms). Set for the session of each connection this
+# stores on (they are held for the process's life), where the server supports lz4.
+_LZ4: weakref.WeakSet[Any] = weakref.WeakSet()
+_LZ4_SQL = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
+def _value(item: StoreItem, column: str) -> Any:
+    if column == "decision" and item.decision_json is not None:
+        return item.decision_json
+    return encode(column, getattr(item.verification, column))
 
 
 def _shadow(shadow: Sequence[MatchRow]) -> str:

@@ -30,7 +30,7 @@ from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.event_facts import event_facts
 from app.services.intake.lanes import Lane, Late
-from app.services.intake.records import callback_row, match_rows, request_row
+from app.services.intake.records import callback_row, decision_json, match_rows, request_row
 from app.services.intake.reporting import Reporter
 from app.services.intake.scope import Decisions
 from app.services.policy.cache import PolicyCache
@@ -75,15 +75,21 @@ class Decider:
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         work.add_done_callback(lambda _: self.admission.release(ticket))
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), budget)
-        except Exception as exc:
-            if _finished(work):
-                # It finished as the wait ended (one loop turn ran both): its answer is
-                # the one stored and reported, so it is the one Sinch gets.
+        # Waited for, never cancelled (a late decision still stores what it decided); one
+        # waiter and one timer, not wait_for's and a shield's futures and callbacks.
+        await asyncio.wait((work,), timeout=budget)
+        if work.done():
+            # Also when it finished as the wait ended (one loop turn ran both): its answer
+            # is the one stored and reported, so it is the one Sinch gets.
+            exc = work.exception()  # raises CancelledError if it was cancelled (shutdown)
+            if exc is None:
                 return work.result()
-            late.set()
-            return await self._failed(delivery, event, started, work, exc)
+            if not isinstance(exc, Exception):
+                raise exc
+        else:
+            exc = TimeoutError()
+        late.set()
+        return await self._failed(delivery, event, started, work, exc)
 
     async def _failed(
         self,
@@ -163,6 +169,7 @@ class Decider:
         allowed = decision.action == "allow"
         settle = counted.settle_in_store(allowed=allowed)
         elapsed = (time.perf_counter() - started) * 1000
+        encoded = decision_json(decision, facts) if lane.stores_json else None
         item = StoreItem(
             claim=callback_row(
                 delivery,
@@ -172,10 +179,18 @@ class Decider:
                 dedupe_key=f"{REQUEST_EVENT}:{event.id}",
             ),
             verification=request_row(
-                event, delivery, facts, decision, answer, callback_id=None, elapsed_ms=elapsed
+                event,
+                delivery,
+                facts,
+                decision,
+                answer,
+                callback_id=None,
+                elapsed_ms=elapsed,
+                document=encoded is None,
             ),
             shadow=match_rows(event.id, decision, delivery.received_at),
             settle=settle,
+            decision_json=encoded,
         )
         duplicate = await lane.store(item) is None
         if counted.finishes(duplicate=duplicate):
@@ -204,7 +219,3 @@ class Decider:
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
     return event_facts(event, application=delivery.app_key, now=delivery.received_at)
-
-
-def _finished(work: asyncio.Task[Reply]) -> bool:
-    return work.done() and not work.cancelled() and work.exception() is None

@@ -17,7 +17,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -54,6 +54,9 @@ class _Queued:
 
 
 class Lane(Protocol):
+    stores_json: ClassVar[bool]
+    """Whether `store` takes the decision document encoded (`StoreItem.decision_json`)."""
+
     async def count(
         self,
         aggregator: Aggregator,
@@ -80,6 +83,7 @@ class OnConnection:
     """Every statement of the decision on the connection its scope gave it."""
 
     conn: AsyncConnection
+    stores_json: ClassVar[bool] = False
 
     async def count(
         self,
@@ -114,6 +118,7 @@ class PgBatches:
     clock: BucketClock
     on_counted: Callable[[int, float], None] | None = None
     on_stored: Callable[[int, float], None] | None = None
+    stores_json: ClassVar[bool] = True
     counts: Batcher[_Queued, Totals | _Skipped | None] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
 
