@@ -4,8 +4,9 @@ the full read every refresh did before against the incremental one, on PostgreSQ
 Seeds --rows request events at --rate per second (each with its inbox claim; 70 % get a
 SUCCESSFUL result 2 s later, with its claim), then per round: the old refresh's two reads
 (the starter policy's 14-day range baseline whole, and min_history's last 5.5 minutes of
-attempts) and the new refresh after 30 s more traffic, each timed and its rows read from
-`verifications` counted (the backend's own statistics, `pg_stat_xact_user_tables`).
+attempts) and the new refresh after 30 s more traffic, each timed (wall clock, and this
+process's CPU) and its rows read from `verifications` counted (the backend's own
+statistics, `pg_stat_xact_user_tables`: what does not depend on the machine's load).
 """
 
 from __future__ import annotations
@@ -81,22 +82,26 @@ async def _fetched(conn: AsyncConnection) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def _old(engine: AsyncEngine, now: datetime) -> tuple[float, int]:
+async def _old(engine: AsyncEngine, now: datetime) -> tuple[float, float, int]:
     async with engine.connect() as conn:
-        before, started = await _fetched(conn), time.perf_counter()
+        before, started, cpu = await _fetched(conn), time.perf_counter(), time.process_time()
         await verified_counts(conn, BaselineQuery("range", -3, last(timedelta(days=14), now), 3))
         since = now - timedelta(seconds=30) - timedelta(minutes=5)
         await attempt_spans(conn, "country", None, since, now)
-        return time.perf_counter() - started, await _fetched(conn) - before
+        spent = time.perf_counter() - started, time.process_time() - cpu
+        return *spent, await _fetched(conn) - before
 
 
-async def _new(engine: AsyncEngine, cache: BaselineCache, now: datetime) -> tuple[float, int]:
+async def _new(
+    engine: AsyncEngine, cache: BaselineCache, now: datetime
+) -> tuple[float, float, int]:
     policy = cast(CompiledPolicy, Policy({RANGE_14D: 3}, frozenset({COUNTRY_1D})))
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        before, started = await _fetched(conn), time.perf_counter()
+        before, started, cpu = await _fetched(conn), time.perf_counter(), time.process_time()
         await cache.refresh(conn, policy, now)
-        return time.perf_counter() - started, await _fetched(conn) - before
+        spent = time.perf_counter() - started, time.process_time() - cpu
+        return *spent, await _fetched(conn) - before
 
 
 async def run(url: str, rows: int, rate: float, rounds: int) -> list[dict[str, Any]]:
@@ -108,9 +113,10 @@ async def run(url: str, rows: int, rate: float, rounds: int) -> list[dict[str, A
     async with engine.connect() as conn:
         await conn.execute(text("COMMIT"))
         await conn.execute(text("ANALYZE"))
-    cache, out = BaselineCache(), []
+    cache, out = BaselineCache(), list[dict[str, Any]]()
     full = await _new(engine, cache, now)
-    out.append({"refresh": "new, first (full read)", "seconds": full[0], "rows": full[1]})
+    initial = {"seconds": full[0], "cpu": full[1], "rows": full[2]}
+    out.append({"refresh": "new, first (full read)"} | initial)
     top = rows
     for _ in range(rounds):
         step = int(30 * rate)  # 30 s more traffic, then both refreshes
@@ -118,8 +124,10 @@ async def run(url: str, rows: int, rate: float, rounds: int) -> list[dict[str, A
         top, now = top + step, now + timedelta(seconds=30)
         old = await _old(engine, now)
         new = await _new(engine, cache, now)
-        out.append({"refresh": "old", "seconds": old[0], "rows": old[1], "history": top})
-        out.append({"refresh": "new", "seconds": new[0], "rows": new[1], "history": top})
+        for name, (seconds, cpu, read) in (("old", old), ("new", new)):
+            out.append(
+                {"refresh": name, "seconds": seconds, "cpu": cpu, "rows": read} | {"history": top}
+            )
     await engine.dispose()
     return out
 
@@ -136,9 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         for row in asyncio.run(run(url, args.rows, args.rate, args.rounds)):
-            seconds = f"{1000 * row['seconds']:.1f} ms"
+            seconds = f"{1000 * row['seconds']:.1f} ms (app CPU {1000 * row['cpu']:.1f} ms)"
             print(
-                f"{row['refresh']:<24} {seconds:>10}  rows read {row['rows']:>8}  "
+                f"{row['refresh']:<24} {seconds:>32}  rows read {row['rows']:>8}  "
                 f"history {row.get('history', args.rows)}"
             )
 
