@@ -40,7 +40,7 @@ FIRST_GAPS = 100_000  # ids below the first mark checked for claims not committe
 # 9,000 ids of 300,000 rows in one array, scanned the table rather than probe the key.
 CHUNK = 900
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-YIELD_EVERY = 2000  # claims handled between turns of the event loop
+CLAIM_CHUNK = 2000  # claim ids read at a time (then their verifications)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +84,28 @@ async def changes(
     Two reads by primary key (the claims, then their verifications), not one join: the
     planner, which cannot know how many claims lie past the statistics' last id, chose a
     hash join over a scan of every verification."""
-    ids, top = await _new_ids(conn, mark)
-    filled = sorted(i for i in mark.gaps if i in ids)
-    claims = await _claims(conn, mark.last, top, filled)
-    found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
-    out: dict[str, Change] = {}
-    for n, (claim_id, _, verification_id, received_at) in enumerate(claims):
-        if n % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)  # the request path's turns, on the same event loop
+    present, filled, top = await _new_ids(conn, mark)
+    refill = sorted(filled)
+    out: dict[str, Change] = {}  # by verification: its request's and result's claims are one
+    for lo in range(mark.last, top, CLAIM_CHUNK):  # a few MB at most in flight
+        hi = min(top, lo + CLAIM_CHUNK)
+        claims = await _claims(conn, lo, hi, refill if lo == mark.last else [])
+        found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
+        _collect(out, claims, found)
+        await asyncio.sleep(0)  # the request path's turns, on the same event loop
+    if top == mark.last and filled:
+        claims = await _claims(conn, top, top, refill)
+        found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
+        _collect(out, claims, found)
+    return list(out.values()), _next(mark, present, filled, top, now)
+
+
+def _collect(
+    out: dict[str, Change],
+    claims: Sequence[tuple[int, str, str, datetime | None]],
+    found: dict[str, Sequence[Any]],
+) -> None:
+    for claim_id, _, verification_id, received_at in claims:
         v = found.get(verification_id)
         if v is None or v[1] is None:
             continue  # a result before its request: counted when the request is stored
@@ -108,7 +122,6 @@ async def changes(
             attempt or bool(before and before.attempt),
             verified or bool(before and before.verified),
         )
-    return list(out.values()), _next(mark, ids, top, now)
 
 
 async def _claims(
@@ -168,26 +181,28 @@ async def _verifications(
     return out
 
 
-async def _new_ids(conn: AsyncConnection, mark: Mark) -> tuple[set[int], int]:
-    """The claim ids visible past the mark, and among its gaps; the highest. Counted first:
-    without a gap (the usual case) they are every id up to the highest, not fetched."""
+async def _new_ids(conn: AsyncConnection, mark: Mark) -> tuple[set[int] | None, set[int], int]:
+    """The claim ids visible past the mark (None: all of them up to the highest, the usual
+    case, counted rather than fetched), the mark's gaps now filled, and the highest id."""
     c = callbacks.c
     count, top = (
         await conn.execute(select(func.count(), func.max(c.id)).where(c.id > mark.last))
     ).one()
     top = int(top) if top is not None else mark.last
-    if count == top - mark.last:
-        ids = set(range(mark.last + 1, top + 1))
-    else:
-        ids = set((await conn.execute(select(c.id).where(c.id > mark.last))).scalars())
+    present = None
+    if count != top - mark.last:
+        present = set((await conn.execute(select(c.id).where(c.id > mark.last))).scalars())
+    filled: set[int] = set()
     if mark.gaps:
-        ids |= set((await conn.execute(select(c.id).where(c.id.in_(sorted(mark.gaps))))).scalars())
-    return ids, top
+        stmt = select(c.id).where(c.id.in_(sorted(mark.gaps)))
+        filled = set((await conn.execute(stmt)).scalars())
+    return present, filled, top
 
 
-def _next(mark: Mark, ids: set[int], top: int, now: datetime) -> Mark:
-    gaps = {i: t for i, t in mark.gaps.items() if i not in ids and now - t < GAP_LIFETIME}
-    gaps |= {i: now for i in range(mark.last + 1, top) if i not in ids}
+def _next(mark: Mark, present: set[int] | None, filled: set[int], top: int, now: datetime) -> Mark:
+    gaps = {i: t for i, t in mark.gaps.items() if i not in filled and now - t < GAP_LIFETIME}
+    if present is not None:
+        gaps |= {i: now for i in range(mark.last + 1, top) if i not in present}
     if len(gaps) > MAX_GAPS:
         gaps = dict(sorted(gaps.items())[-MAX_GAPS:])
     return Mark(top, gaps)

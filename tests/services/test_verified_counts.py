@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.rules.aggregates import BaselineSpec, HistorySpec
 from app.rules.engine import CompiledPolicy
 from app.services.baselines import BaselineCache
+from app.store import changes
 from app.store.base import create_engine
 from app.store.baselines import BaselineQuery, first_attempts, last, same_hour, verified_counts
 from tests.services.stored_history import store_request, store_result
@@ -125,7 +126,13 @@ def _steps(rng: random.Random) -> Iterator[timedelta]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-async def test_incremental_refreshes_equal_a_full_read(engine: AsyncEngine, seed: int) -> None:
+async def test_incremental_refreshes_equal_a_full_read(
+    engine: AsyncEngine, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Claims and verifications read a few at a time: a verification's request and result
+    # claims fall in different chunks.
+    monkeypatch.setattr(changes, "CLAIM_CHUNK", 7)
+    monkeypatch.setattr(changes, "CHUNK", 3)
     rng = random.Random(seed)
     history = History(engine, rng)
     for _ in range(150):  # 15 days before the first refresh, some results still to come
