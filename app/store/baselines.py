@@ -73,6 +73,18 @@ async def verified_counts(conn: AsyncConnection, query: BaselineQuery) -> dict[s
     return {row.key: int(row.verified) for row in rows if row.key is not None}
 
 
+async def verified_after(
+    conn: AsyncConnection, key: str, digits: int | None, after: datetime
+) -> list[tuple[datetime, str]]:
+    """(request time, key) of each success requested after `after` (ahead of a refresh's
+    clock: another worker's, or stored while the refresh began). Few rows, by index."""
+    v = verifications.c
+    column = key_expression(key, digits).label("key")
+    stmt = select(v.requested_at, column).where(v.status == SUCCESSFUL, v.requested_at > after)
+    rows = await conn.execute(stmt)
+    return [(aware(row.requested_at), row.key) for row in rows if row.key is not None]
+
+
 async def first_attempts(
     conn: AsyncConnection, key: str, digits: int | None, since: datetime, now: datetime
 ) -> dict[str, datetime]:
@@ -98,10 +110,10 @@ async def attempt_spans(
         .group_by(column)
     )
     rows = await conn.execute(stmt)
-    return {row.key: (_aware(row.first), _aware(row.last)) for row in rows if row.key is not None}
+    return {row.key: (aware(row.first), aware(row.last)) for row in rows if row.key is not None}
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; the store keeps UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 

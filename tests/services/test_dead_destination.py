@@ -19,9 +19,9 @@ from app.services.baselines import refresh_live
 from app.services.intake.event_facts import event_facts
 from app.services.policy.admin import replace_policy
 from app.sinch import samples
-from app.sinch.events import VerificationRequestEvent
+from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store.models import VerificationRow
-from app.store.tables import verifications
+from app.store.tables import callbacks, verifications
 from tests.support import SinchSender
 
 DEAD = {
@@ -52,8 +52,8 @@ def _runtime(sender: SinchSender) -> Any:
 
 
 async def _setup(sender: SinchSender, *, history: str | None) -> None:
-    """The policy, an attempt to `history` two minutes ago (stored as a past one would be),
-    and the baselines refreshed."""
+    """The policy, an attempt to `history` two minutes ago (stored as a past one would be:
+    with its inbox claim), and the baselines refreshed."""
     runtime = _runtime(sender)
     now = datetime.now(UTC)
     policy = Policy.model_validate({"rules": [DEAD], "default_action": "allow"})
@@ -61,8 +61,14 @@ async def _setup(sender: SinchSender, *, history: str | None) -> None:
         await replace_policy(conn, policy=policy, now=now, actor="test")
         if history is not None:
             earlier = now - timedelta(minutes=2)
-            row = {"id": str(uuid.uuid4()), "created_at": earlier, "requested_at": earlier}
+            ident = str(uuid.uuid4())
+            claim = {"received_at": earlier, "event": REQUEST_EVENT, "verification_id": ident}
+            claim |= {"dedupe_key": ident, "signature": "valid", "http_status": 200}
+            stmt = insert(callbacks).values(**claim, raw_body=b"{}").returning(callbacks.c.id)
+            callback_id = (await conn.execute(stmt)).scalar_one()
+            row = {"id": ident, "created_at": earlier, "requested_at": earlier}
             row |= {"number": f"{history}99999", "country": _country(history), "action": "deny"}
+            row |= {"request_callback_id": callback_id}
             await conn.execute(insert(verifications).values(**row))
     await refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
 

@@ -1,0 +1,121 @@
+"""One baseline's verified attempts per key, kept up to date without re-reading its spans.
+
+The first refresh (and one after a policy change, a clock that went back, a gap longer than
+the window, a same-hour baseline's next hour, or `RESYNC` since the last full read) reads
+the spans whole. Later ones only add the successes completed since (store/changes.py, read
+once per refresh for every baseline, in the same snapshot) whose request falls in the
+spans, and for `last(window)` take off the successes that left the window: one statement
+over the requests of [previous start, new start), 14 days ago, which only a very late
+result changes (and it is counted in both reads). A success requested after `now` (another
+worker's clock, a request stored while this refresh started) waits in `ahead` until `now`
+passes it, as a full read would leave it out. All counts are exact: those of the full read
+at the same `now` (tests/services/test_verified_counts.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.rules.aggregates import BaselineSpec
+from app.store.baselines import (
+    BaselineQuery,
+    last,
+    same_hour,
+    verified_after,
+    verified_counts,
+)
+from app.store.changes import Change
+
+RESYNC = timedelta(hours=6)  # a full read, for what store/changes.py cannot see
+
+
+@dataclass(slots=True)
+class VerifiedCounts:
+    """Key -> successes in the spans as of `read_until`, every key (not only those above
+    the threshold: a key below it can rise)."""
+
+    spec: BaselineSpec
+    totals: dict[str, int] = field(default_factory=dict)
+    ahead: list[tuple[datetime, str]] = field(default_factory=list)
+    read_until: datetime | None = None
+    full_at: datetime | None = None
+
+    def needs_full(self, now: datetime) -> bool:
+        previous = self.read_until
+        if previous is None or self.full_at is None or now < previous:
+            return True
+        if now - self.full_at >= RESYNC:
+            return True
+        if self.spec.same_hour_days is not None:
+            return _hour(now) != _hour(previous)
+        return now - previous >= self._window()
+
+    async def read_full(self, conn: AsyncConnection, now: datetime) -> None:
+        query = BaselineQuery(*self._key(), spans(self.spec, now), 0)
+        self.totals = await verified_counts(conn, query)
+        self.ahead = []
+        if self.spec.same_hour_days is None:  # a same-hour baseline's spans are days ago
+            self.ahead = await verified_after(conn, *self._key(), now)
+        self.read_until = self.full_at = now
+
+    async def advance(
+        self, conn: AsyncConnection, now: datetime, found: list[Change], slot: int
+    ) -> None:
+        """Apply the successes completed since the last refresh (`found`, this baseline's
+        key in column `slot`) and move the spans on to `now`."""
+        assert self.read_until is not None
+        previous, totals = self.read_until, self.totals
+        counted = spans(self.spec, now)
+        if self.spec.same_hour_days is None:
+            # [previous start, now]: what entered [previous start, start) left again below.
+            counted = [(previous - self._window(), counted[0][1])]
+            left = [(counted[0][0], now - self._window())]
+            gone = await verified_counts(conn, BaselineQuery(*self._key(), left, 0))
+            for name, n in gone.items():
+                _add(totals, name, -n)
+        waiting, self.ahead = self.ahead, []
+        entries: list[tuple[datetime, str | None]] = [*waiting]
+        entries += [(c.requested_at, c.keys[slot]) for c in found if c.verified]
+        for at, key in entries:
+            if key is None:
+                continue
+            if at > now and self.spec.same_hour_days is None:
+                self.ahead.append((at, key))
+            elif _within(counted, at):
+                _add(totals, key, 1)
+        self.read_until = now
+
+    def above(self, threshold: float) -> dict[str, int]:
+        return {key: n for key, n in self.totals.items() if n > threshold}
+
+    def _window(self) -> timedelta:
+        return timedelta(seconds=self.spec.window_seconds or 0)
+
+    def _key(self) -> tuple[str, int | None]:
+        return self.spec.key, self.spec.digits
+
+
+def spans(spec: BaselineSpec, now: datetime) -> list[tuple[datetime, datetime]]:
+    """The request times a baseline counts as of `now`."""
+    if spec.same_hour_days is not None:
+        return same_hour(spec.same_hour_days, now)
+    return last(timedelta(seconds=spec.window_seconds or 0), now)
+
+
+def _within(spans: list[tuple[datetime, datetime]], at: datetime) -> bool:
+    return any(a <= at < b for a, b in spans)
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _add(totals: dict[str, int], key: str, n: int) -> None:
+    value = totals.get(key, 0) + n
+    if value:
+        totals[key] = value
+    else:
+        totals.pop(key, None)
