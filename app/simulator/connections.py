@@ -85,8 +85,11 @@ class Connections:
             try:
                 return await self._exchange(stream, request)
             except asyncio.IncompleteReadError as exc:
+                # Closed before a byte of the answer: taken as stale and sent again on a
+                # fresh connection (a request event that was decided after all is a
+                # duplicate, answered from the inbox as stored).
                 if exc.partial:
-                    return None  # it answered in part: not a stale connection
+                    return None
             except (OSError, TimeoutError, ValueError):
                 return None
         try:
