@@ -1,6 +1,7 @@
-"""The simulator's own HTTP/1.1 client against a real server process on the default store
-(SQLite): it plays a schedule open loop, says how late it sent each event, and keeps its
-connections alive (or replaces one the server closed while it was idle)."""
+"""The simulator's keep-alive connections (aiohttp) against a real server process on the
+default store (SQLite): it plays a schedule open loop, says how late it sent each event, and
+keeps its connections alive (or sends again on a fresh one when the server closed the one
+it was lent)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from app.settings import Settings
@@ -42,9 +44,22 @@ def _target(base: str) -> CallbackTarget:
     )
 
 
+class Opened:
+    """Counts the connections a `Connections` opens, through aiohttp's tracing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._opened)
+
+    async def _opened(self, *_: object) -> None:
+        self.count += 1
+
+
 async def test_the_schedule_is_played_in_full_and_its_pace_reported(server: str) -> None:
     attempts = generate("normal", duration=3, rate=40, seed=21)
-    connections = Connections(_target(server), size=64)
+    opened = Opened()
+    connections = Connections(_target(server), size=64, traces=[opened.trace])
     runner = Runner(send=connections, target=_target(server), time_scale=1e9)
     tally = await runner.play(attempts)
     await connections.aclose()
@@ -52,7 +67,7 @@ async def test_the_schedule_is_played_in_full_and_its_pace_reported(server: str)
     assert tally.followup_errors == 0 and tally.followups_sent >= tally.total.allowed
     pace = runner.pace
     assert len(pace.late) == len(pace.answered) == len(attempts)
-    assert 1 <= connections.opened <= 64
+    assert 1 <= opened.count <= 64
     summary = pace.summary(connections=64, waited=connections.waited)
     span = attempts[-1].at - attempts[0].at
     assert summary["offered_per_s"] == round((len(attempts) - 1) / span, 1)
@@ -61,7 +76,8 @@ async def test_the_schedule_is_played_in_full_and_its_pace_reported(server: str)
 
 
 async def test_one_connection_carries_every_event_in_turn(server: str) -> None:
-    connections = Connections(_target(server), size=1)
+    opened = Opened()
+    connections = Connections(_target(server), size=1, traces=[opened.trace])
     numbers = [f"+4670123{i:04d}" for i in range(20)]
     answers = await asyncio.gather(
         *(connections(samples.request_event(number=number)) for number in numbers)
@@ -69,7 +85,7 @@ async def test_one_connection_carries_every_event_in_turn(server: str) -> None:
     await connections.aclose()
     assert [a.status_code if a else None for a in answers] == [200] * len(numbers)
     assert {a.json()["action"] for a in answers if a} == {"allow"}
-    assert connections.opened == 1
+    assert opened.count == 1
     assert connections.waited == len(numbers) - 1
 
 
@@ -99,10 +115,11 @@ async def _answers_once_per_connection() -> AsyncIterator[str]:
 
 async def test_a_connection_closed_while_idle_is_replaced() -> None:
     async with _answers_once_per_connection() as base:
-        connections = Connections(_target(base), size=4)
+        opened = Opened()
+        connections = Connections(_target(base), size=4, traces=[opened.trace])
         answers = [
             await connections(samples.request_event(number=f"+4670123456{i}")) for i in range(5)
         ]
         await connections.aclose()
     assert [a.status_code if a else None for a in answers] == [200] * 5
-    assert connections.opened == 5
+    assert opened.count == 5
