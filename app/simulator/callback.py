@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,9 +48,14 @@ class CallbackTarget:
             now=datetime.now(UTC),
         )
 
-    async def post(self, client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+    def signed(self, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """`event` as Sinch posts it: the compact JSON body and its signed headers."""
         body = json.dumps(event, separators=(",", ":")).encode()
-        return await client.post(self.url, content=body, headers=self.headers(body))
+        return body, self.headers(body)
+
+    async def post(self, client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+        body, headers = self.signed(event)
+        return await client.post(self.url, content=body, headers=headers)
 
     async def try_post(
         self, client: httpx.AsyncClient, event: dict[str, Any]
@@ -61,7 +67,37 @@ class CallbackTarget:
             return None
 
 
-def action_of(response: httpx.Response) -> str | None:
+class Answer(Protocol):
+    """What the simulator reads of a callback's answer (an httpx.Response is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    def json(self) -> Any: ...
+
+
+class Sender(Protocol):
+    """Posts one event to the callback; None when it could not be reached."""
+
+    async def __call__(self, event: dict[str, Any]) -> Answer | None: ...
+
+
+class HttpxSender:
+    """A Sender over an httpx client (tests drive the app in process through one), at most
+    `concurrency` events in flight."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, target: CallbackTarget, *, concurrency: int = 32
+    ) -> None:
+        self._client, self._target = client, target
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, event: dict[str, Any]) -> Answer | None:
+        async with self._slots:
+            return await self._target.try_post(self._client, event)
+
+
+def action_of(response: Answer) -> str | None:
     """ "allow" or "deny" from a 200 answer; None for anything Sinch would call invalid."""
     if response.status_code != 200:
         return None
@@ -72,7 +108,7 @@ def action_of(response: httpx.Response) -> str | None:
     return action if action in ("allow", "deny") else None
 
 
-def refusal(target: CallbackTarget, response: httpx.Response) -> str | None:
+def refusal(target: CallbackTarget, response: Answer) -> str | None:
     """Why every event would fail, when the answer says so (404: wrong URL; 401: wrong key or
     secret); None for any other answer."""
     if response.status_code == 404:
@@ -90,7 +126,7 @@ def refusal(target: CallbackTarget, response: httpx.Response) -> str | None:
     return None
 
 
-def _problem_code(response: httpx.Response) -> str:
+def _problem_code(response: Answer) -> str:
     try:
         return str(response.json().get("code", "unauthorized"))
     except (ValueError, AttributeError):

@@ -5,8 +5,9 @@ the final report as text or as one JSON object.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
+from app.simulator.pace import PaceDoc, render_pace
 from app.simulator.scenarios import Attempt
 
 
@@ -44,6 +45,7 @@ class ReportDoc(TypedDict):
     followup_errors: int
     by_label: dict[str, CountsDoc]
     by_scenario: dict[str, CountsDoc]
+    pace: NotRequired[PaceDoc]  # real-time runs only
 
 
 @dataclass(slots=True)
@@ -179,6 +181,8 @@ def render(document: ReportDoc) -> str:
             f"errors: {document['errors']} request events, "
             f"{document['followup_errors']} receipts/results got no 2xx"
         )
+    if "pace" in document:
+        lines += render_pace(document["pace"])
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """Play a list of attempts against a callback as Sinch would, in real time, and count answers.
 
-Request events go out on schedule with bounded concurrency; an allowed attempt later gets its
-SMS receipt and result event, after its simulated delay divided by `time_scale`.
+Request events go out on schedule (open loop: a slow answer delays no other attempt; the
+sender bounds what is in flight); an allowed attempt later gets its SMS receipt and result
+event, after its simulated delay divided by `time_scale`. `pace` records how late each request
+event went out and when it was answered.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
-
-from app.simulator.callback import CallbackTarget, action_of, refusal
+from app.simulator.callback import Answer, CallbackTarget, Sender, action_of, refusal
+from app.simulator.pace import Pace
 from app.simulator.report import Tally
 from app.simulator.scenarios import Attempt
 from app.sinch import samples
@@ -29,21 +30,21 @@ class Runner:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        send: Sender,
         target: CallbackTarget,
         time_scale: float = 60.0,
-        concurrency: int = 32,
     ) -> None:
-        self._client = client
+        self._send = send
         self._target = target
         self._scale = time_scale
-        self._slots = asyncio.Semaphore(concurrency)
         self.tally = Tally()
+        self.pace = Pace()
         self.refused: str | None = None  # why the run stopped: the callback refuses everything
         self._answered = False
 
     async def play(self, attempts: Sequence[Attempt], *, progress: Progress | None = None) -> Tally:
-        started = time.monotonic()
+        self.pace = Pace()
+        started = self.pace.started
         reporter = asyncio.create_task(self._report(progress, started)) if progress else None
         tasks: list[asyncio.Task[None]] = []
         for attempt in attempts:
@@ -52,14 +53,15 @@ class Runner:
                 await asyncio.sleep(delay)
             if self.refused:
                 break
-            tasks.append(asyncio.create_task(self._attempt(attempt)))
+            tasks.append(asyncio.create_task(self._attempt(attempt, started + attempt.at)))
         await asyncio.gather(*tasks)
         if reporter is not None and progress is not None:
             reporter.cancel()
             progress(self.tally, time.monotonic() - started)
         return self.tally
 
-    async def _attempt(self, attempt: Attempt) -> None:
+    async def _attempt(self, attempt: Attempt, due: float) -> None:
+        self.pace.sent(due, time.monotonic())
         ident = str(uuid.uuid4())
         event = samples.request_event(
             number=attempt.number,
@@ -69,6 +71,7 @@ class Runner:
             currency=attempt.currency,
         )
         response = await self._send(event)
+        self.pace.answer(due, time.monotonic())
         if response is not None and not self._answered:
             # The first answer tells a wrong URL, key or secret: every other would be the same.
             self._answered = True
@@ -100,14 +103,10 @@ class Runner:
         await self._follow_up_send(result)
 
     async def _follow_up_send(self, event: dict[str, Any]) -> None:
-        response = await self._send(event)
+        response: Answer | None = await self._send(event)
         self.tally.followups_sent += 1
-        if response is None or not response.is_success:
+        if response is None or not 200 <= response.status_code < 300:
             self.tally.followup_errors += 1
-
-    async def _send(self, event: dict[str, Any]) -> httpx.Response | None:
-        async with self._slots:
-            return await self._target.try_post(self._client, event)
 
     async def _report(self, progress: Progress, started: float) -> None:
         while True:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
-from app.simulator.callback import CallbackTarget
+from app.simulator.callback import CallbackTarget, HttpxSender
 from app.simulator.runner import Runner
 from app.simulator.scenarios import Attempt, generate
 from app.store.models import VerificationRow
@@ -46,7 +46,8 @@ async def test_simulated_events_pass_the_signature_check_and_are_decided(
     client: AsyncClient, settings: Settings, engine: AsyncEngine
 ) -> None:
     attempts = _now(generate("normal", duration=4, rate=5, seed=11))
-    runner = Runner(client=client, target=_target(settings), time_scale=1e9, concurrency=4)
+    target = _target(settings)
+    runner = Runner(send=HttpxSender(client, target, concurrency=4), target=target, time_scale=1e9)
     tally = await runner.play(attempts)
     assert tally.total.attempts == len(attempts)
     assert tally.total.errors == 0
@@ -62,7 +63,9 @@ async def test_a_wrong_secret_is_refused_and_counted_as_errors(
 ) -> None:
     attempts = _now(generate("normal", duration=2, rate=2, seed=12))
     target = _target(settings, secret=OTHER_SECRET)
-    tally = await Runner(client=client, target=target, time_scale=1e9).play(attempts)
+    tally = await Runner(send=HttpxSender(client, target), target=target, time_scale=1e9).play(
+        attempts
+    )
     assert tally.total.errors == len(attempts) > 0
     assert tally.total.allowed == tally.total.denied == 0
     assert tally.followups_sent == 0
@@ -74,7 +77,8 @@ async def test_the_starter_policy_denies_a_hammered_number_after_three_unverifie
     abuse = [
         a for a in generate("number-abuse", duration=40, rate=2, seed=13) if a.label == "fraud"
     ]
-    runner = Runner(client=client, target=_target(settings), time_scale=1e9, concurrency=1)
+    target = _target(settings)
+    runner = Runner(send=HttpxSender(client, target, concurrency=1), target=target, time_scale=1e9)
     tally = await runner.play(_now(abuse))
     assert tally.total.errors == 0
     assert tally.total.allowed == 3
@@ -84,7 +88,8 @@ async def test_the_starter_policy_denies_a_hammered_number_after_three_unverifie
 async def test_progress_is_reported_at_the_end(client: AsyncClient, settings: Settings) -> None:
     seen: list[int] = []
     attempts = _now(generate("normal", duration=2, rate=2, seed=14))
-    runner = Runner(client=client, target=_target(settings), time_scale=1e9)
+    target = _target(settings)
+    runner = Runner(send=HttpxSender(client, target), target=target, time_scale=1e9)
     await runner.play(attempts, progress=lambda tally, _: seen.append(tally.total.attempts))
     assert seen[-1] == len(attempts)
 
@@ -110,7 +115,7 @@ async def test_the_run_plays_against_the_callback_url(
         key=TEST_APP_KEY,
         secret=TEST_APP_SECRET,
     )
-    runner = Runner(client=client, target=pasted, time_scale=1e9)
+    runner = Runner(send=HttpxSender(client, pasted), target=pasted, time_scale=1e9)
     tally = await runner.play(attempts)
     assert (runner.refused, tally.total.errors, tally.total.attempts) == (None, 0, len(attempts))
 
@@ -120,7 +125,7 @@ async def test_a_wrong_secret_stops_the_run_at_its_first_answer(
 ) -> None:
     attempts = generate("normal", duration=10, rate=1, seed=14)  # one a second
     target = _target(settings, secret=OTHER_SECRET)
-    runner = Runner(client=client, target=target, time_scale=1e9)
+    runner = Runner(send=HttpxSender(client, target), target=target, time_scale=1e9)
     tally = await runner.play(attempts)
     assert runner.refused is not None
     assert "401" in runner.refused and "bad_signature" in runner.refused
@@ -139,7 +144,7 @@ async def test_a_wrong_path_stops_the_run_at_its_first_answer(
         key=TEST_APP_KEY,
         secret=TEST_APP_SECRET,
     )
-    runner = Runner(client=client, target=wrong, time_scale=1e9)
+    runner = Runner(send=HttpxSender(client, wrong), target=wrong, time_scale=1e9)
     tally = await runner.play(attempts)
     assert runner.refused is not None and runner.refused.startswith("404 from")
     assert tally.total.attempts < len(attempts)
