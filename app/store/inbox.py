@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
@@ -78,20 +78,22 @@ async def add_shadow_matches(conn: AsyncConnection, rows: Sequence[MatchRow]) ->
         await conn.execute(_ADD_MATCH, [params(row) for row in rows])
 
 
+_KEYS = select(
+    verifications.c.status,
+    verifications.c.requested_at,
+    verifications.c.number,
+    verifications.c.country,
+    verifications.c.calling_code,
+    verifications.c.reference,
+    verifications.c.app_key,
+    verifications.c.method,
+).where(verifications.c.id == bindparam("id"))
+
+
 async def verification_keys(conn: AsyncConnection, verification_id: str) -> VerificationKeys | None:
-    """What a result event needs of its verification: counter keys and current status."""
-    cols = verifications.c
-    stmt = select(
-        cols.status,
-        cols.requested_at,
-        cols.number,
-        cols.country,
-        cols.calling_code,
-        cols.reference,
-        cols.app_key,
-        cols.method,
-    ).where(cols.id == verification_id)
-    found = (await conn.execute(stmt)).mappings().one_or_none()
+    """What a result event needs of its verification: counter keys and current status
+    (the statement built once: each result on SQLite's writer built it anew)."""
+    found = (await conn.execute(_KEYS, {"id": verification_id})).mappings().one_or_none()
     return cast(VerificationKeys, dict(found)) if found is not None else None
 
 
