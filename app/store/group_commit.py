@@ -37,8 +37,8 @@ Request events come first. Their work (`run_primed`) has a deadline; receipts, r
 unknown events (`run`) have none. Queued in arrival order, a burst of those ahead of a
 request event held it back by as many works, and at saturation that was what turned
 request events into fallbacks. So each batch takes the request events queued first, in
-arrival order, and then at most FILL of the other work (all it can hold when no request
-event waits): they never wait for more than FILL others, and the others never starve.
+arrival order, and then at most FILL of the other work (OTHERS when no request event
+waits): a request event never waits for more than OTHERS of them, and they never starve.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
 FILL = 16  # other works in a batch that has request events in it: a bound on their delay
+OTHERS = 32  # other works in a batch without: what a request event arriving meanwhile waits for
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
 
 
@@ -148,9 +149,10 @@ class GroupCommit:
 
     def _take(self) -> list[_Job]:
         """Request events first (BATCH at most), then the others: FILL while a request event
-        is in the batch, so they never starve; BATCH when none is."""
+        is in the batch, so they never starve; OTHERS when none is (a request event that
+        arrives meanwhile waits for that batch)."""
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-        room = FILL if batch else BATCH
+        room = FILL if batch else OTHERS
         others, self._others = self._others[:room], self._others[room:]
         return batch + others
 
@@ -274,4 +276,4 @@ def _attempt(
     return outcomes
 
 
-__all__ = ["BATCH", "HOLD", "GroupCommit", "Suspended"]
+__all__ = ["BATCH", "FILL", "HOLD", "OTHERS", "GroupCommit", "Suspended"]
