@@ -42,14 +42,14 @@ from app.services.intake.lanes import PgBatches
 from app.services.intake.outcomes import Outcomes
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
-from app.services.intake.scope import Batched, Decisions, PerRequest, Transactional
+from app.services.intake.scope import Batched, Decisions, PerRequest, Scope, Transactional
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
 from app.services.resilience.entries import entry_key
 from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
-from app.services.resilience.replay import Replayer
+from app.services.resilience.replay import TOGETHER, Replayer
 from app.services.resilience.replay import Store as ReplayStore
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
@@ -116,7 +116,8 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
-    outage = _outage(shared, engines=engines, store=router.store)
+    replays = group or PerRequest(counting)
+    outage = _outage(shared, engines=engines, store=router.store, decisions=replays)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -181,13 +182,18 @@ def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldC
     return engine, counter_engine, HeldConnections(counter_engine, pool_size)
 
 
-def _outage(shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore) -> Outage:
-    """The breaker, with its local decider (counting in memory), spool, replay and probe."""
+def _outage(
+    shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore, decisions: Scope
+) -> Outage:
+    """The breaker, with its local decider (counting in memory), spool, replay and probe;
+    spooled decisions are replayed into `decisions` (SQLite: the group commit, TOGETHER at
+    once; elsewhere one at a time, each on a connection of its own)."""
     settings = shared.settings
     spool = Spool(settings.spool_dir / "spool.db", key_of=entry_key)
     replayer = Replayer(
         spool=spool,
-        counting=shared.counting,
+        decisions=decisions,
+        together=TOGETHER if isinstance(decisions, GroupCommit) else 1,
         admission=shared.admission,
         policies=shared.policies,
         aggregator=shared.aggregator,

@@ -32,6 +32,13 @@ What every work writes that nothing in the batch reads back waits for the batch'
 a decision's verification row and shadow matches go in one executemany per batch, its
 settle rides on the next decision's count (store/thread_connection.py). A decision is
 thus three statements (its count, its window read, its inbox claim) where it was six.
+
+Request events come first. Their work (`run_primed`) has a deadline; receipts, results and
+unknown events (`run`) have none. Queued in arrival order, a burst of those ahead of a
+request event held it back by as many works, and at saturation that was what turned
+request events into fallbacks. So each batch takes the request events queued first, in
+arrival order, and then at most FILL of the other work (OTHERS when no request event
+waits): a request event never waits for more than OTHERS of them, and they never starve.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
+FILL = 16  # other works in a batch that has request events in it: a bound on their delay
+OTHERS = 32  # other works in a batch without: what a request event arriving meanwhile waits for
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
 
 
@@ -79,6 +88,9 @@ class GroupCommit:
     prologue: Work | None = None
     """Read once per batch for the works queued with `run_primed` (see the module docstring)."""
     _queue: list[_Job] = field(default_factory=list, init=False)
+    """Request events' work (`run_primed`), in arrival order."""
+    _others: list[_Job] = field(default_factory=list, init=False)
+    """The rest (`run`), in arrival order: after request events (see the module docstring)."""
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _sync: dict[int, Engine] = field(default_factory=dict, init=False)
@@ -95,7 +107,7 @@ class GroupCommit:
 
     async def _enqueue(self, work: PrimedWork, *, primed: bool) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(work, future, primed))
+        (self._queue if primed else self._others).append(_Job(work, future, primed))
         self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._writer(), name="verifyguard-group-commit")
@@ -103,7 +115,8 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
-        await asyncio.gather(*(job.future for job in self._queue), return_exceptions=True)
+        queued = [job.future for job in (*self._queue, *self._others)]
+        await asyncio.gather(*queued, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -113,7 +126,7 @@ class GroupCommit:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue:
+            while self._queue or self._others:
                 await self._drain()
                 await asyncio.sleep(0)  # a turn for whoever waits for the pool's connection
 
@@ -135,8 +148,13 @@ class GroupCommit:
             self._settle(batch, [_Outcome(error=exc)] * len(batch))
 
     def _take(self) -> list[_Job]:
+        """Request events first (BATCH at most), then the others: FILL while a request event
+        is in the batch, so they never starve; OTHERS when none is (a request event that
+        arrives meanwhile waits for that batch)."""
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-        return batch
+        room = FILL if batch else OTHERS
+        others, self._others = self._others[:room], self._others[room:]
+        return batch + others
 
     async def _commit(self, driver: Any, sync: Engine, batch: list[_Job]) -> None:
         started = time.perf_counter()
@@ -258,4 +276,4 @@ def _attempt(
     return outcomes
 
 
-__all__ = ["BATCH", "HOLD", "GroupCommit", "Suspended"]
+__all__ = ["BATCH", "FILL", "HOLD", "OTHERS", "GroupCommit", "Suspended"]

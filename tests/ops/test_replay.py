@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.main import create_app
 from app.rules.facts import derive_facts
 from app.services.intake.deliveries import Delivery
 from app.services.resilience import Outage
@@ -153,3 +155,34 @@ async def test_only_a_spooled_verifications_later_events_queue_behind_it(
     }
     assert outcomes == {"stored": 1, "spooled": 1}
     assert status == {other_request["id"]: "SUCCESSFUL", spooled_request["id"]: "SUCCESSFUL"}
+
+
+async def test_spooled_decisions_replay_together_on_sqlites_writer(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """On SQLite spooled decisions are replayed through the writer's group commit, many to
+    a transaction (each was one of its own, on the pool's one connection, while request
+    events waited for it), and each is stored and counted once."""
+    shutil.copy(sqlite_template, tmp_path / "app.db")
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", tmp_path)
+    app = create_app(settings)
+    commits: list[str] = []
+    async with app.router.lifespan_context(app):
+        outage = _outage(app)
+        events = [samples.request_event(number=f"+4670{n}") for n in range(1000000, 1000040)]
+        for event in events:
+            entry = await _spooled_decision(outage, event)
+            await outage.spool.append(DECISION, entry.to_json())
+        engine: AsyncEngine = app.state.runtime.engine
+        async with engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+        raw._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        assert await outage.replay() == len(events)
+        raw._conn.set_trace_callback(None)
+        stored = (
+            select(func.count())
+            .select_from(VerificationRow)
+            .where(VerificationRow.__table__.c.degraded.is_(True))
+        )
+        assert await _scalar(engine, stored) == len(events)
+    assert 1 <= len(commits) <= 4, f"{len(commits)} transactions for {len(events)} entries"

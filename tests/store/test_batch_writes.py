@@ -213,3 +213,45 @@ async def test_a_redelivery_in_the_same_batch_gets_the_answer_stored_before_it(
     assert batches < len(twice), "the burst was not batched"
     assert [r.json()["action"] for r in responses] == ["allow"] * len(twice)
     assert left == (0, 0)
+
+
+async def test_a_batchs_receipts_and_results_write_their_rows_in_executemanys(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Receipts and results that arrive together: each claims its inbox row; their
+    verification rows go in one executemany per kind and batch (not a statement each),
+    and every row is written (a result read back by a later one in the batch sees it)."""
+    numbers = [f"+4670{n}" for n in random.sample(range(1_000_000, 9_999_999), 30)]
+    requests = [samples.request_event(number=n) for n in numbers]
+    receipts = [
+        samples.delivered_event(verification_id=e["id"], number=e["identity"]["endpoint"])
+        for e in requests
+    ]
+    results = [
+        samples.result_event(
+            verification_id=e["id"], number=e["identity"]["endpoint"], status="FAIL"
+        )
+        for e in requests
+    ]
+    shutil.copy(sqlite_template, tmp_path / "app.db")
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", tmp_path)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            sender = SinchSender(http, path=settings.callback_path)
+            for request in requests:
+                await sender.post(request)
+            with statements() as seen:
+                answers = await asyncio.gather(*(sender.post(e) for e in receipts + results))
+            async with app.state.runtime.engine.connect() as conn:
+                rows = await conn.execute(
+                    text("SELECT status, sms_result, action FROM verifications")
+                )
+                stored = Counter(tuple(row) for row in rows)
+    assert {r.status_code for r in answers} == {200}
+    assert stored == Counter({("FAIL", "Successful", "allow"): len(requests)})
+    # Each a claim, a result also its verification's keys (it reads the rows deferred
+    # before it: they run then); 2.5 a callback when each row was a statement of its own.
+    sent = seen["execute"] + seen["executemany"]
+    assert sent / len(receipts + results) < 2.1, seen

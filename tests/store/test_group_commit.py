@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.main import create_app
 from app.sinch import samples
 from app.store.base import create_engine
-from app.store.group_commit import GroupCommit, Suspended
+from app.store.group_commit import BATCH, OTHERS, GroupCommit, Suspended
 from tests.conftest import make_settings
 from tests.services.test_velocity import ALLOWED_LIMIT, NUMBER_LIMIT, _install, _policy
 from tests.support import SinchSender
@@ -219,3 +219,67 @@ async def test_a_batch_reads_the_policy_version_once(tmp_path: Path, sqlite_temp
     assert all(r.json()["action"] in {"allow", "deny"} for r in responses)
     assert batches - before < len(numbers), "the burst was not batched"
     assert len(reads) == batches - before, "one version read per batch, not per decision"
+
+
+async def test_request_events_run_before_other_work_queued_ahead(sqlite: AsyncEngine) -> None:
+    """Receipts and results (`run`) queued first never hold a request event's work
+    (`run_primed`) back: it runs first; they follow in the same batch."""
+    ran: list[str] = []
+
+    def work(name: str) -> Any:
+        async def record(conn: AsyncConnection, *_: Any) -> str:
+            ran.append(name)
+            return name
+
+        return record
+
+    sizes: list[int] = []
+    group = GroupCommit(sqlite, on_batch=lambda size, *_: sizes.append(size))
+    others = [group.run(work(f"result-{n}")) for n in range(3)]
+    await asyncio.gather(*others, group.run_primed(work("request")))
+    await group.close()
+    assert ran == ["request", "result-0", "result-1", "result-2"]
+    assert sizes == [4]
+
+
+async def test_other_work_is_not_starved_by_request_events(sqlite: AsyncEngine) -> None:
+    """A batch full of request events still takes some of the other work queued (FILL), so
+    a stream of request events never holds a receipt back for longer than one batch."""
+    ran: list[str] = []
+
+    def work(name: str) -> Any:
+        async def record(conn: AsyncConnection, *_: Any) -> str:
+            ran.append(name)
+            return name
+
+        return record
+
+    group = GroupCommit(sqlite)
+    requests = [group.run_primed(work(f"request-{n}")) for n in range(BATCH + 10)]
+    await asyncio.gather(group.run(work("receipt")), *requests)
+    await group.close()
+    assert ran.index("receipt") == BATCH, "after the first batch's request events, before the rest"
+
+
+async def test_a_request_event_waits_for_a_bounded_batch_of_other_work(
+    sqlite: AsyncEngine,
+) -> None:
+    """A request event that arrives while the writer runs a batch of other work only waits
+    for that batch, and that batch holds OTHERS at most (it held up to BATCH)."""
+    ran: list[str] = []
+
+    def work(name: str) -> Any:
+        async def record(conn: AsyncConnection, *_: Any) -> str:
+            ran.append(name)
+            return name
+
+        return record
+
+    group = GroupCommit(sqlite)
+    others = [asyncio.create_task(group.run(work(f"receipt-{n}"))) for n in range(100)]
+    for _ in range(3):
+        await asyncio.sleep(0)  # the writer took its first batch: it now waits for the thread
+    await group.run_primed(work("request"))
+    await asyncio.gather(*others)
+    await group.close()
+    assert ran.index("request") == OTHERS

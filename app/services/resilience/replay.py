@@ -2,19 +2,28 @@
 
 The inbox dedupe keys make an entry idempotent, and an entry leaves the spool only after
 its transaction committed, so a crash mid-replay means replaying it again, harmlessly.
+
+Where a spooled decision is written is the composition root's choice (`decisions`). On
+SQLite it is the writer's group commit: there `together` entries are replayed at once and
+share its transactions, on its thread, after the request events queued (store/
+group_commit.py). Each was a transaction of its own on the pool's one connection, its
+statements hops through the event loop while request events waited for the writer, and
+its hold taken for a decision's by admission, which then shed more: more to replay.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.metrics import Metrics
 from app.services.admission import Admission
-from app.services.aggregates import Aggregator, Counting
+from app.services.aggregates import Aggregator
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.policy.cache import PolicyCache
@@ -27,8 +36,16 @@ from app.store.spool import Spool, SpoolEntry
 
 log = structlog.get_logger()
 BATCH = 200
+TOGETHER = 32  # entries replayed at once where `decisions` batches them (SQLite)
 ATTEMPTS = 3
 Store = Callable[[Delivery], Awaitable[Reply]]  # stores a callback as intake would
+T = TypeVar("T")
+
+
+class Scope(Protocol):
+    """Where a spooled decision's statements run (intake/scope.py's Scope)."""
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
 
 
 @dataclass(kw_only=True, eq=False, slots=True)
@@ -38,10 +55,13 @@ class Replayer:
     spool: Spool
     metrics: Metrics
     store: Store
-    counting: Counting
+    decisions: Scope
+    """Where a spooled decision is written: a transaction (SQLite: the group commit's)."""
     policies: PolicyCache
     aggregator: Aggregator
     admission: Admission
+    together: int = 1
+    """Entries replayed at once (each waits for the one before it where that is 1)."""
     _failures: dict[int, int] = field(default_factory=dict, init=False)
 
     async def run(self) -> int:
@@ -51,16 +71,33 @@ class Replayer:
         while not self.admission.pressed and (batch := await self.spool.head(BATCH)):
             done: list[int] = []
             try:
-                for entry in batch:
-                    if self.admission.pressed or not await self._attempt(entry):
+                for start in range(0, len(batch), self.together):
+                    if self.admission.pressed:
                         return replayed + len(done)
-                    done.append(entry.seq)
+                    entries = batch[start : start + self.together]
+                    stored = await self._attempt_all(entries)
+                    done += stored
+                    if len(stored) < len(entries):
+                        return replayed + len(done)
             finally:
                 if done:
                     await self.spool.remove(done)
                     self.metrics.spool_depth.set(self.spool.depth)
             replayed += len(done)
         return replayed
+
+    async def _attempt_all(self, entries: list[SpoolEntry]) -> list[int]:
+        """Replay `entries` at once; the seqs of those stored up to the first that was not
+        (the rest stay, to be replayed again: a duplicate then). An outage error raises."""
+        outcomes = await asyncio.gather(*map(self._attempt, entries), return_exceptions=True)
+        stored: list[int] = []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if not outcome:
+                break
+            stored.append(entry.seq)
+        return stored
 
     async def _attempt(self, entry: SpoolEntry) -> bool:
         """True once the entry is in the database; a repeatedly failing one is parked."""
@@ -101,7 +138,8 @@ class Replayer:
             degraded=spooled.degraded,
         )
         key = f"{REQUEST_EVENT}:{event.id}"
-        async with self.counting() as conn:
+
+        async def store(conn: AsyncConnection) -> str:
             stored = await inbox.store_decision(
                 conn,
                 claim=callback_row(
@@ -117,7 +155,9 @@ class Replayer:
                 policy = await self.policies.current(conn)
                 counted = await self.aggregator.observe(conn, policy, facts)
                 await counted.finish(conn, allowed=decision.action == "allow")
-        return "stored"
+            return "stored"
+
+        return await self.decisions.run(store)
 
     async def _supersede(
         self, conn: AsyncConnection, key: str, delivery: Delivery, row: RequestRow
