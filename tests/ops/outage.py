@@ -41,6 +41,17 @@ async def guard(
             yield app, SinchSender(http, path=settings.callback_path)
 
 
+async def opened(app: FastAPI, within: float = 15.0) -> None:
+    """Wait until the breaker is open (the database found slow or away)."""
+    outage = app.state.runtime.outage
+    try:
+        async with asyncio.timeout(within):
+            while not outage.down:  # noqa: ASYNC110 (the breaker has no event to wait on)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"the breaker never opened within {within} s") from None
+
+
 async def settled(app: FastAPI, within: float = 20.0) -> None:
     """Wait until the database is back and the spool replayed."""
     runtime = app.state.runtime

@@ -22,6 +22,7 @@ from tests.ops.outage import (
     counted_numbers,
     direct,
     guard,
+    opened,
     settled,
     stored_requests,
 )
@@ -108,9 +109,13 @@ async def test_slow_database_under_load(proxy: FaultProxy, pg_url: str, tmp_path
         await asyncio.sleep(0.4)
         load.phase = "outage"
         proxy.slow(0.6)
-        # Long enough for a decision to miss its deadline and the probe to fail after it,
-        # also when a full suite's earlier tests leave the machine busy (1.5 s was not).
-        await asyncio.sleep(3.0)
+        # The breaker opens once a decision missed its deadline and the probe failed after
+        # it: when is the machine's (a fixed 1.5 s was too short once, in a full run). Then
+        # a short while decided from memory: every answer then is a spool entry, replayed
+        # one by one after recovery, so the spool's depth follows the phase's length (3 s
+        # under load left ~1,700 entries, more than `settled` could replay in 20 s).
+        await opened(app)
+        await asyncio.sleep(0.5)
         await proxy.restore()
         load.phase = "recovery"
         await asyncio.sleep(0.6)
