@@ -80,7 +80,7 @@ class BaselineCache:
             raise
 
     async def _refresh(self, conn: AsyncConnection, policy: CompiledPolicy, now: datetime) -> None:
-        verified = {s: self._verified.get(s) or VerifiedCounts(s) for s in policy.baselines}
+        verified = {s: self._counts_for(s, above) for s, above in policy.baselines.items()}
         seen = {h: self._seen.get(h) or FirstSeen(h) for h in policy.histories}
         keys = list(dict.fromkeys([(s.key, s.digits) for s in verified]))
         keys += [(h.key, h.digits) for h in seen if (h.key, h.digits) not in keys]
@@ -110,6 +110,15 @@ class BaselineCache:
             keys={k: len(v) for k, v in (self._counts | self._first).items()},
             changes=len(found),
         )
+
+    def _counts_for(self, spec: BaselineSpec, above: float) -> VerifiedCounts:
+        """The kept counts of `spec`; new ones (read in full) when its limits' threshold
+        moved across one, which decides whether keys counting one are kept as hashes."""
+        compact = above >= 1
+        kept = self._verified.get(spec)
+        if kept is not None and kept.compact == compact:
+            return kept
+        return VerifiedCounts(spec, compact=compact)
 
     def snapshot(self) -> Mapping[str, Mapping[str, float]]:
         return {**self._counts, **self._first}

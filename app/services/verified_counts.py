@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.aggregates import BaselineSpec
+from app.services.key_tally import KeyTally
 from app.store.baselines import (
     BaselineQuery,
     last,
@@ -35,10 +36,13 @@ RESYNC = timedelta(hours=6)  # a full read, for what store/changes.py cannot see
 @dataclass(slots=True)
 class VerifiedCounts:
     """Key -> successes in the spans as of `read_until`, every key (not only those above
-    the threshold: a key below it can rise)."""
+    the threshold: a key below it can rise). `compact` (every limit's threshold is one or
+    more): kept in a `KeyTally`, a key counting one as an 8-byte hash (services/key_tally.py);
+    otherwise in a dictionary."""
 
     spec: BaselineSpec
-    totals: dict[str, int] = field(default_factory=dict)
+    compact: bool = True
+    totals: dict[str, int] | KeyTally = field(default_factory=dict)
     ahead: list[tuple[datetime, str]] = field(default_factory=list)
     read_until: datetime | None = None
     full_at: datetime | None = None
@@ -55,7 +59,8 @@ class VerifiedCounts:
 
     async def read_full(self, conn: AsyncConnection, now: datetime) -> None:
         query = BaselineQuery(*self._key(), spans(self.spec, now), 0)
-        self.totals = await verified_counts(conn, query)
+        counts = await verified_counts(conn, query)
+        self.totals = KeyTally(counts) if self.compact else counts
         self.ahead = []
         if self.spec.same_hour_days is None:  # a same-hour baseline's spans are days ago
             self.ahead = await verified_after(conn, *self._key(), now)
@@ -67,7 +72,8 @@ class VerifiedCounts:
         """Apply the successes completed since the last refresh (`found`, this baseline's
         key in column `slot`) and move the spans on to `now`."""
         assert self.read_until is not None
-        previous, totals = self.read_until, self.totals
+        previous = self.read_until
+        deltas: dict[str, int] = {}
         counted = spans(self.spec, now)
         if self.spec.same_hour_days is None:
             # [previous start, now]: what entered [previous start, start) left again below.
@@ -75,7 +81,7 @@ class VerifiedCounts:
             left = [(counted[0][0], now - self._window())]
             gone = await verified_counts(conn, BaselineQuery(*self._key(), left, 0))
             for name, n in gone.items():
-                _add(totals, name, -n)
+                _add(deltas, name, -n)
         waiting, self.ahead = self.ahead, []
         entries: list[tuple[datetime, str | None]] = [*waiting]
         entries += [(c.requested_at, c.keys[slot]) for c in found if c.verified]
@@ -85,10 +91,22 @@ class VerifiedCounts:
             if at > now and self.spec.same_hour_days is None:
                 self.ahead.append((at, key))
             elif _within(counted, at):
-                _add(totals, key, 1)
+                _add(deltas, key, 1)
+        if isinstance(self.totals, KeyTally):
+            self.totals.apply(deltas)
+        else:
+            for key, n in deltas.items():
+                _add(self.totals, key, n)
         self.read_until = now
 
+    def count(self, key: str) -> int:
+        if isinstance(self.totals, KeyTally):
+            return self.totals.count(key)
+        return self.totals.get(key, 0)
+
     def above(self, threshold: float) -> dict[str, int]:
+        if isinstance(self.totals, KeyTally):
+            return self.totals.above(threshold)
         return {key: n for key, n in self.totals.items() if n > threshold}
 
     def _window(self) -> timedelta:
