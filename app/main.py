@@ -40,6 +40,7 @@ from app.services.intake.decide import Decider
 from app.services.intake.dispatch import Intake
 from app.services.intake.lanes import PgBatches
 from app.services.intake.outcomes import Outcomes
+from app.services.intake.redis_batches import RedisBatches
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
 from app.services.intake.scope import Batched, Decisions, PerRequest, Scope, Transactional
@@ -95,7 +96,7 @@ def counter_backend(settings: Settings) -> CounterBackend:
 def build_runtime(settings: Settings) -> Runtime:
     """The composition root: every long-lived object, each handed what it needs."""
     engine, counter_engine, held = _engines(settings)
-    batched = held is not None and not settings.redis_url  # group commit on PostgreSQL
+    batched = held is not None  # group commit on PostgreSQL (counters inside or in Redis)
     lanes = 1 if held is None else settings.database_pool_size
     admission = Admission(lanes=lanes, whole=batched)
     counting = admission.timed(counting_scope(engine, held))
@@ -132,7 +133,7 @@ def build_runtime(settings: Settings) -> Runtime:
             shared,
             router=router,
             outage=outage,
-            decisions=_decisions(shared, group, held if batched else None),
+            decisions=_decisions(shared, group, held),
         ),
         outage=outage,
         metrics=shared.reporter.metrics,
@@ -239,12 +240,12 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
 def _decisions(
     shared: _Shared, group: GroupCommit | None, held: HeldConnections | None
 ) -> Decisions:
-    """SQLite: the writer's group commit; PostgreSQL with its counters inside (`held`):
-    request events batched into shared statements (intake/lanes.py); otherwise each on a
-    connection of its own. Admission then measures whole decisions (services/admission.py:
-    `whole`): a newcomer waits for the batches ahead and for turns of a busy event loop,
-    whatever the batches' size (a batch's seconds per decision grew as shedding shrank the
-    batches: lock-in again)."""
+    """SQLite: the writer's group commit; PostgreSQL (`held`): request events batched into
+    shared statements (intake/lanes.py; with Redis counters intake/redis_batches.py), and
+    admission measures whole decisions (services/admission.py: `whole`): a newcomer waits
+    for the batches ahead and for turns of a busy event loop, whatever the batches' size (a
+    batch's seconds per decision grew as shedding shrank the batches: lock-in again).
+    Otherwise (SQLite with Redis counters) each on a connection of its own."""
     if group is not None:
         return Batched(group)
     if held is None:
@@ -257,6 +258,8 @@ def _decisions(
     def on_stored(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)
 
+    if shared.settings.redis_url:
+        return RedisBatches(held.lend, on_stored=on_stored)
     clock = shared.aggregator.backend.clock
     return PgBatches(held.lend, clock, on_counted=on_counted, on_stored=on_stored)
 

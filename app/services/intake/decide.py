@@ -4,9 +4,11 @@ The attempt is counted and its windows read first (aggregates.py), then the inbo
 the verification row, its shadow matches and the attempt's settle are stored, durably
 before the answer leaves. How those reach the database is the lane's (lanes.py): on
 PostgreSQL in batches shared with the request events that arrive together (one counting and
-one storing statement per batch), on SQLite in one transaction shared likewise, with Redis
-counters on a connection of its own. A redelivery's count is taken back. The deadline,
-late decisions and answering without the database: resilience/outage.py tells it whole.
+one storing statement per batch; with Redis counters, one version read, the Redis script
+runs and one storing statement: redis_batches.py), on SQLite in one transaction shared
+likewise, on SQLite with Redis counters on a connection of its own. A redelivery's count
+is taken back. The deadline, late decisions and answering without the database:
+resilience/outage.py tells it whole.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ class Decider:
         )
         duplicate = await lane.store(item) is None
         if counted.finishes(duplicate=duplicate):
-            await lane.run(partial(counted.finish, allowed=allowed, duplicate=duplicate))
+            await lane.finish(counted, allowed=allowed, duplicate=duplicate)
         if duplicate:
             return await lane.run(partial(self._repeat, verification_id=event.id)), decision
         return Reply(body=answer), decision

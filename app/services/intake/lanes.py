@@ -77,6 +77,10 @@ class Lane(Protocol):
         """`work` on a connection (rare: a redelivery's extra statements)."""
         ...
 
+    async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
+        """`counted.finish` where its counters live (after `store`, before the answer)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class OnConnection:
@@ -107,6 +111,9 @@ class OnConnection:
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         return await work(self.conn)
 
+    async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
+        await counted.finish(self.conn, allowed=allowed, duplicate=duplicate)
+
 
 @dataclass(eq=False, slots=True)
 class PgBatches:
@@ -128,15 +135,9 @@ class PgBatches:
             limit=BATCH,
             name="verifyguard-count-batches",
             on_written=self.on_counted,
-            split=_not_outage,
+            split=not_outage,
         )
-        self.stores = Batcher(
-            self._store_batch,
-            limit=BATCH,
-            name="verifyguard-store-batches",
-            on_written=self.on_stored,
-            split=_not_outage,
-        )
+        self.stores = store_batches(self.lend, on_stored=self.on_stored)
 
     async def decide(self, work: Callable[[Lane, int | None], Awaitable[T]]) -> T:
         return await work(self, None)
@@ -168,6 +169,10 @@ class PgBatches:
         async with self.lend() as conn:
             return await work(conn)
 
+    async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
+        async with self.lend() as conn:  # only a redelivery's: the settle is in the store
+            await counted.finish(conn, allowed=allowed, duplicate=duplicate)
+
     async def close(self) -> None:
         await self.counts.close()
         await self.stores.close()
@@ -181,11 +186,26 @@ class PgBatches:
             totals = iter(await count_batch(conn, self.clock, live) if live else [])
             return [_Skipped.LATE if late else next(totals) for late in skip]
 
-    async def _store_batch(self, items: Sequence[StoreItem]) -> list[int | None]:
-        async with self.lend() as conn:
+
+def store_batches(
+    lend: Counting, *, on_stored: Callable[[int, float], None] | None = None
+) -> Batcher[StoreItem, int | None]:
+    """Decided request events that arrive together stored by one statement and one commit
+    (store/pg_batch_store.py), on a held connection: each gets its inbox id, or None."""
+
+    async def write(items: Sequence[StoreItem]) -> list[int | None]:
+        async with lend() as conn:
             return await store_batch(conn, items)
 
+    return Batcher(
+        write,
+        limit=BATCH,
+        name="verifyguard-store-batches",
+        on_written=on_stored,
+        split=not_outage,
+    )
 
-def _not_outage(exc: Exception) -> bool:
+
+def not_outage(exc: Exception) -> bool:
     """A failed batch is tried item by item, unless the database is away."""
     return not is_outage(exc)

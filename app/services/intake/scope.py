@@ -9,8 +9,9 @@ together share one transaction on the writer's thread (store/group_commit.py).
 A request event is decided through `Decisions.decide(work)`, which runs `work(lane,
 version)`: `lane` (lanes.py) is how its statements reach the database, and `version` the
 policy version its transaction already read (a shared transaction reads it once for all its
-decisions), or None where each reads its own. On PostgreSQL with its counters inside,
-request events are group-committed instead (lanes.PgBatches, built by the composition root).
+decisions), or None where each reads its own. On PostgreSQL request events are
+group-committed instead (lanes.PgBatches, or redis_batches.RedisBatches with the counters
+in Redis; built by the composition root): `PerRequest` then serves the rarer callbacks.
 """
 
 from __future__ import annotations

@@ -1,0 +1,218 @@
+"""Group commit on PostgreSQL with the counters in Redis (intake/redis_batches.py).
+
+Request events that arrive together share a read of the policy version and one storing
+statement with one commit; each is counted by an atomic Redis script run, so concurrent
+bursts at one key are still cut at exactly the limit, and each is settled in Redis once
+its decision is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import func, select
+
+from app.main import create_app
+from app.rules.model import Policy
+from app.services.intake.redis_batches import RedisBatches
+from app.services.policy.admin import replace_policy
+from app.sinch import samples
+from app.store.models import CounterRow, VerificationRow
+from tests.conftest import _truncate, make_settings
+from tests.support import SinchSender
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+NUMBER_LIMIT = {
+    "name": "number-velocity",
+    "action": "deny",
+    "reason": "number_velocity",
+    "when": {"velocity": {"key": "number", "window": "1h", "max": 5}},
+}
+ALLOWED_LIMIT = {
+    "name": "allowed-velocity",
+    "action": "deny",
+    "reason": "number_velocity",
+    "when": {"velocity": {"key": "number", "window": "1h", "max": 3, "only_allowed": True}},
+}
+
+
+@pytest.fixture
+async def guard(
+    postgres_database: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[SinchSender]:
+    await _truncate(postgres_database)
+    settings = make_settings(postgres_database, tmp_path, redis_url=redis_url)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield SinchSender(http, path=settings.callback_path)
+
+
+def _runtime(sender: SinchSender) -> Any:
+    return sender.client.app.state.runtime  # type: ignore[attr-defined]
+
+
+def _batches(sender: SinchSender) -> RedisBatches:
+    scope = _runtime(sender).intake._decider.scope
+    assert isinstance(scope, RedisBatches)
+    return scope
+
+
+def _sample(sender: SinchSender, name: str) -> float:
+    registry = _runtime(sender).metrics.registry
+    return float(registry.get_sample_value(name) or 0.0)
+
+
+async def _install(sender: SinchSender, *rules: dict[str, Any], default: str = "allow") -> None:
+    """The policy, changed: the next request reads the new version and reloads it."""
+    policy = Policy.model_validate({"rules": list(rules), "default_action": default})
+    async with _runtime(sender).engine.begin() as conn:
+        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+
+
+def _number() -> str:
+    return f"+4670{random.randint(1_000_000, 9_999_999)}"
+
+
+async def _post_all(sender: SinchSender, events: list[dict[str, Any]]) -> list[str]:
+    responses = await asyncio.gather(*(sender.post(e) for e in events))
+    assert {r.status_code for r in responses} == {200}
+    return [r.json()["action"] for r in responses]
+
+
+async def _stored(sender: SinchSender, number: str) -> int:
+    async with _runtime(sender).engine.connect() as conn:
+        found = await conn.scalar(
+            select(func.count())
+            .select_from(VerificationRow)
+            .where(VerificationRow.number == number)
+        )
+    return int(found or 0)
+
+
+async def test_concurrent_request_events_share_store_batches(guard: SinchSender) -> None:
+    """40 request events at once: stored by at most 20 statements and commits (they used
+    to take a connection, a version read and a transaction each)."""
+    await _install(guard)
+    assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
+    before = _sample(guard, "verifyguard_decision_batch_size_count")
+    stored_before = _sample(guard, "verifyguard_decision_batch_size_sum")
+    number = _number()
+    answers = await _post_all(guard, [samples.request_event(number=number) for _ in range(40)])
+    assert answers == ["allow"] * 40
+    batches = _sample(guard, "verifyguard_decision_batch_size_count") - before
+    assert _sample(guard, "verifyguard_decision_batch_size_sum") - stored_before == 40
+    assert 0 < batches <= 20
+    assert await _stored(guard, number) == 40
+    async with _runtime(guard).engine.connect() as conn:
+        rows = await conn.scalar(select(func.count()).select_from(CounterRow))
+    assert rows == 0  # counted in Redis, not in the database
+
+
+async def test_concurrent_bursts_at_one_key_are_cut_at_exactly_the_limit(
+    guard: SinchSender,
+) -> None:
+    await _install(guard, NUMBER_LIMIT)
+    number = _number()
+    bursts = [[samples.request_event(number=number) for _ in range(15)] for _ in range(4)]
+    answers = await asyncio.gather(*(_post_all(guard, burst) for burst in bursts))
+    assert Counter(a for burst in answers for a in burst) == Counter(allow=5, deny=55)
+    assert await _stored(guard, number) == 60
+
+
+async def test_allowed_only_limit_is_settled_in_redis_after_the_batch(
+    guard: SinchSender,
+) -> None:
+    await _install(guard, ALLOWED_LIMIT)
+    number = _number()
+    first = [samples.request_event(number=number) for _ in range(12)]
+    assert Counter(await _post_all(guard, first)) == Counter(allow=3, deny=9)
+    # Settled: the denied ones no longer count as allowed (pending), the allowed ones do.
+    other = _number()
+    assert await _post_all(guard, [samples.request_event(number=other)]) == ["allow"]
+    assert await _post_all(guard, [samples.request_event(number=number)]) == ["deny"]
+
+
+async def test_a_policy_change_is_decided_under_at_once(guard: SinchSender) -> None:
+    await _install(guard)
+    assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
+    await _install(guard, default="deny")
+    events = [samples.request_event(number=_number()) for _ in range(10)]
+    assert await _post_all(guard, events) == ["deny"] * 10
+
+
+async def test_a_redelivery_in_the_same_batch_is_answered_as_a_duplicate(
+    guard: SinchSender,
+) -> None:
+    await _install(guard, NUMBER_LIMIT)
+    number = _number()
+    event = samples.request_event(number=number)
+    responses = await asyncio.gather(*(guard.post(event) for _ in range(3)))
+    assert {r.json()["action"] for r in responses} == {"allow"}
+    # The redeliveries took their counts back: 1 counted, so 4 more fit under 5.
+    later = [samples.request_event(number=number) for _ in range(5)]
+    assert Counter(await _post_all(guard, later)) == Counter(allow=4, deny=1)
+
+
+async def test_a_lone_request_is_read_and_stored_alone(guard: SinchSender) -> None:
+    """No collection window: its version read and its store batch hold it alone."""
+    await _install(guard, NUMBER_LIMIT)
+    assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
+    batches = _batches(guard)
+    sizes: list[int] = []
+    batches.versions.on_batch = batches.stores.on_batch = sizes.append
+    assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
+    assert sizes == [1, 1]
+
+
+async def test_a_decision_late_before_its_version_read_counts_nothing(
+    postgres_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Answered with the fallback while its batch waited for a connection: once one is
+    free, it neither counts in Redis nor stores (the spooled fallback is what is stored)."""
+    await _truncate(postgres_database)
+    settings = make_settings(
+        postgres_database,
+        tmp_path,
+        redis_url=redis_url,
+        decision_deadline_ms=300,
+        database_pool_size=2,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            sender = SinchSender(http, path=settings.callback_path)
+            await _install(sender, NUMBER_LIMIT)
+            runtime = app.state.runtime
+            number = _number()
+            assert await _post_all(sender, [samples.request_event(number=number)]) == ["allow"]
+            observed: list[str] = []
+            observe = runtime.aggregator.backend.observe
+
+            async def spy(conn: Any, changes: Any, reads: Any, **options: Any) -> Any:
+                observed.append("counted")
+                return await observe(conn, changes, reads, **options)
+
+            runtime.aggregator.backend.observe = spy
+            events = [samples.request_event(number=number) for _ in range(5)]
+            async with runtime.counting(), runtime.counting():  # every connection taken
+                answers = await _post_all(sender, events)
+            await runtime.intake.drain()
+            assert answers == ["deny"] * 5  # the fallback
+            assert observed == [], "late decisions counted after the connections came back"
+            # Only the first attempt counts: 4 more fit under the limit of 5.
+            later = [samples.request_event(number=number) for _ in range(5)]
+            assert Counter(await _post_all(sender, later)) == Counter(allow=4, deny=1)
