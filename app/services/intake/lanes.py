@@ -22,7 +22,7 @@ from typing import ClassVar, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.facts import Facts
-from app.services.aggregates import Aggregator, Counted, Counting
+from app.services.aggregates import Aggregator, Counted, Counting, CountThrough
 from app.services.intake.batching import Batcher
 from app.services.policy.cache import PolicyCache
 from app.services.resilience.errors import is_outage
@@ -156,11 +156,7 @@ class PgBatches:
                 raise Late("the deadline passed before its counting batch had a connection")
             return totals
 
-        counted = await aggregator.observe_through(count, policies, facts)
-        if counted is not None:
-            return counted
-        async with self.lend() as conn:  # no policy loaded yet, or it changed: reload it
-            return await aggregator.observe_live(conn, policies, facts)
+        return await observe_batched(aggregator, count, policies, facts, self.lend)
 
     async def store(self, item: StoreItem) -> int | None:
         return await self.stores.submit(item)
@@ -185,6 +181,22 @@ class PgBatches:
             live = [q.item for q, late in zip(queued, skip, strict=True) if not late]
             totals = iter(await count_batch(conn, self.clock, live) if live else [])
             return [_Skipped.LATE if late else next(totals) for late in skip]
+
+
+async def observe_batched(
+    aggregator: Aggregator,
+    count: CountThrough,
+    policies: PolicyCache,
+    facts: Facts,
+    lend: Counting,
+) -> Counted:
+    """The attempt counted through a batched lane's `count` under the policy compiled last;
+    when none is loaded yet or it changed, on a connection of its own, which reloads it."""
+    counted = await aggregator.observe_through(count, policies, facts)
+    if counted is not None:
+        return counted
+    async with lend() as conn:
+        return await aggregator.observe_live(conn, policies, facts)
 
 
 def store_batches(

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counted, Counting
 from app.services.intake.batching import Batcher
-from app.services.intake.lanes import BATCH, Lane, Late, not_outage, store_batches
+from app.services.intake.lanes import (
+    BATCH,
+    Lane,
+    Late,
+    not_outage,
+    observe_batched,
+    store_batches,
+)
 from app.services.policy.cache import PolicyCache
 from app.store.counter_model import Changes, Reads, Totals
 from app.store.pg_batch_store import StoreItem
@@ -70,11 +77,7 @@ class RedisBatches:
                 return None
             return await aggregator.backend.observe(None, changes, reads)
 
-        counted = await aggregator.observe_through(count, policies, facts)
-        if counted is not None:
-            return counted
-        async with self.lend() as conn:  # no policy loaded yet, or it changed: reload it
-            return await aggregator.observe_live(conn, policies, facts)
+        return await observe_batched(aggregator, count, policies, facts, self.lend)
 
     async def store(self, item: StoreItem) -> int | None:
         return await self.stores.submit(item)
