@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from math import inf
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.aggregates import HistorySpec
+from app.services.periodic import sliced
 from app.store.baselines import attempt_spans
 from app.store.changes import Change
 
@@ -30,12 +32,18 @@ MICROSECOND = timedelta(microseconds=1)
 
 @dataclass(slots=True)
 class FirstSeen:
-    """Key -> [first, last] attempt (seconds since the epoch) for one history spec."""
+    """Key -> first and last attempt (seconds since the epoch) for one history spec: two
+    dictionaries of floats, which the garbage collector does not track (a [first, last]
+    list per key was one more object for every full collection to visit). `first` is what
+    the request path reads (BaselineCache), updated in place by `advance`."""
 
     spec: HistorySpec
-    spans: dict[str, list[float]] = field(default_factory=dict)
+    first: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
     ahead: list[tuple[datetime, str]] = field(default_factory=list)
     read_until: datetime | None = None
+    oldest: float = inf
+    """No key's last attempt is older: while the window starts before it, none has left."""
 
     def needs_full(self, now: datetime) -> bool:
         previous = self.read_until
@@ -44,39 +52,57 @@ class FirstSeen:
     async def read_full(self, conn: AsyncConnection, now: datetime) -> None:
         key, digits = self.spec.key, self.spec.digits
         found = await attempt_spans(conn, key, digits, now - self._window(), now)
-        self.spans = {
-            k: [first.timestamp(), last.timestamp()] for k, (first, last) in found.items()
-        }
+        self.first = {k: first.timestamp() for k, (first, _) in found.items()}
+        self.last = {k: last.timestamp() for k, (_, last) in found.items()}
+        self.oldest = min(self.last.values(), default=inf)
         later = await attempt_spans(conn, key, digits, now + MICROSECOND, now + self._window())
         self.ahead = [(moment, k) for k, pair in later.items() for moment in pair]
         self.read_until = now
 
-    def advance(self, now: datetime, found: list[Change], slot: int) -> None:
+    async def advance(self, now: datetime, found: list[Change], slot: int) -> None:
         """Add the attempts stored since the last refresh (`found`, this spec's key in
-        column `slot`) and forget the keys whose last attempt left the window."""
+        column `slot`) and forget the keys whose last attempt left the window; a slice of
+        them at a time (services/periodic.py)."""
         waiting, self.ahead = self.ahead, []
         since = now - self._window()
-        entries: list[tuple[datetime, str | None]] = [*waiting]
-        entries += [(c.requested_at, c.keys[slot]) for c in found if c.attempt]
-        for at, key in entries:
-            if key is None or at < since:
-                continue
-            if at > now:
-                self.ahead.append((at, key))
-                continue
-            moment, known = at.timestamp(), self.spans.get(key)
-            if known is None:
-                self.spans[key] = [moment, moment]
-            else:
-                known[0], known[1] = min(known[0], moment), max(known[1], moment)
-        cutoff = since.timestamp()
-        self.spans = {key: span for key, span in self.spans.items() if span[1] >= cutoff}
+        for at, key in waiting:
+            self._add(at, key, now, since)
+        async for part in sliced(found):
+            for change in part:
+                if change.attempt:
+                    self._add(change.requested_at, change.keys[slot], now, since)
+        await self._forget(since.timestamp())
         self.read_until = now
 
-    def firsts(self, now: datetime) -> dict[str, float]:
-        """Key -> its first attempt in the window as of `now` (the window's start at most)."""
-        start = (now - self._window()).timestamp()
-        return {key: max(first, start) for key, (first, _) in self.spans.items()}
+    def start(self, now: datetime) -> float:
+        """The window's start as of `now`: an earlier first attempt is reported as this."""
+        return (now - self._window()).timestamp()
+
+    def _add(self, at: datetime, key: str | None, now: datetime, since: datetime) -> None:
+        if key is None or at < since:
+            return
+        if at > now:
+            self.ahead.append((at, key))
+            return
+        moment = at.timestamp()
+        if moment < self.first.get(key, inf):
+            self.first[key] = moment
+        if moment > self.last.get(key, -inf):
+            self.last[key] = moment
+        self.oldest = min(self.oldest, moment)
+
+    async def _forget(self, cutoff: float) -> None:
+        if cutoff <= self.oldest:
+            return
+        oldest = inf
+        async for part in sliced(list(self.last)):
+            for key in part:
+                last = self.last[key]
+                if last < cutoff:
+                    del self.last[key], self.first[key]
+                else:
+                    oldest = min(oldest, last)
+        self.oldest = oldest
 
     def _window(self) -> timedelta:
         return timedelta(seconds=self.spec.window_seconds)

@@ -1,13 +1,16 @@
-"""The app's background jobs: one run every `interval` seconds, skipped while paused."""
+"""The app's background jobs: one run every `interval` seconds, skipped while paused; their
+work handed to the event loop in slices (`sliced`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import structlog
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 
 async def every(
@@ -27,3 +30,16 @@ async def every(
             await job()
         except Exception:
             log.exception(failed)
+
+
+# Items a background job handles between two turns of the event loop: the request path
+# waits at most one slice (~1-3 ms of CPU for 1,000 baseline changes) behind such a job.
+SLICE = 1000
+
+
+async def sliced(items: Sequence[T], size: int = SLICE) -> AsyncIterator[Sequence[T]]:
+    """`items` in slices of at most `size`, the event loop turning between two of them."""
+    for start in range(0, len(items), size):
+        if start:
+            await asyncio.sleep(0)
+        yield items[start : start + size]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.aggregates import BaselineSpec
 from app.services.key_tally import KeyTally
+from app.services.periodic import sliced
 from app.store.baselines import (
     BaselineQuery,
     last,
@@ -66,38 +67,58 @@ class VerifiedCounts:
             self.ahead = await verified_after(conn, *self._key(), now)
         self.read_until = self.full_at = now
 
+    async def read_edge(self, conn: AsyncConnection, now: datetime) -> dict[str, int]:
+        """A `last(window)` baseline's successes that left the window since the last
+        refresh (in the refresh's snapshot; `advance` takes them off)."""
+        assert self.read_until is not None
+        if self.spec.same_hour_days is not None:
+            return {}
+        left = [(self.read_until - self._window(), now - self._window())]
+        return await verified_counts(conn, BaselineQuery(*self._key(), left, 0))
+
     async def advance(
-        self, conn: AsyncConnection, now: datetime, found: list[Change], slot: int
+        self, now: datetime, found: list[Change], slot: int, gone: dict[str, int]
     ) -> None:
         """Apply the successes completed since the last refresh (`found`, this baseline's
-        key in column `slot`) and move the spans on to `now`."""
+        key in column `slot`) and those that left (`gone`, from `read_edge`), and move the
+        spans on to `now`; a slice of them at a time (services/periodic.py)."""
         assert self.read_until is not None
-        previous = self.read_until
         deltas: dict[str, int] = {}
         counted = spans(self.spec, now)
         if self.spec.same_hour_days is None:
-            # [previous start, now]: what entered [previous start, start) left again below.
-            counted = [(previous - self._window(), counted[0][1])]
-            left = [(counted[0][0], now - self._window())]
-            gone = await verified_counts(conn, BaselineQuery(*self._key(), left, 0))
+            # [previous start, now]: what entered [previous start, start) left again in `gone`.
+            counted = [(self.read_until - self._window(), counted[0][1])]
             for name, n in gone.items():
                 _add(deltas, name, -n)
         waiting, self.ahead = self.ahead, []
-        entries: list[tuple[datetime, str | None]] = [*waiting]
-        entries += [(c.requested_at, c.keys[slot]) for c in found if c.verified]
-        for at, key in entries:
-            if key is None:
-                continue
-            if at > now and self.spec.same_hour_days is None:
-                self.ahead.append((at, key))
-            elif _within(counted, at):
-                _add(deltas, key, 1)
-        if isinstance(self.totals, KeyTally):
-            self.totals.apply(deltas)
-        else:
-            for key, n in deltas.items():
-                _add(self.totals, key, n)
+        for at, key in waiting:
+            self._count(deltas, counted, now, at, key)
+        async for part in sliced(found):
+            for change in part:
+                if change.verified:
+                    self._count(deltas, counted, now, change.requested_at, change.keys[slot])
+        async for some in sliced(list(deltas.items())):
+            if isinstance(self.totals, KeyTally):
+                self.totals.apply(dict(some))
+            else:
+                for key, n in some:
+                    _add(self.totals, key, n)
         self.read_until = now
+
+    def _count(
+        self,
+        deltas: dict[str, int],
+        counted: list[tuple[datetime, datetime]],
+        now: datetime,
+        at: datetime,
+        key: str | None,
+    ) -> None:
+        if key is None:
+            return
+        if at > now and self.spec.same_hour_days is None:
+            self.ahead.append((at, key))
+        elif _within(counted, at):
+            _add(deltas, key, 1)
 
     def count(self, key: str) -> int:
         if isinstance(self.totals, KeyTally):

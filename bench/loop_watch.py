@@ -1,0 +1,166 @@
+"""Event-loop blocking of a bench server, load-independent: each loop step's CPU time.
+
+Loaded into the server by `bench/loop_watch_site/sitecustomize.py` when
+`VERIFYGUARD_LOOP_WATCH=<out.json>` is set (PYTHONPATH=bench/loop_watch_site): the server
+then runs on asyncio's own loop (uvloop's steps cannot be wrapped), each `Handle._run` is
+timed in thread CPU seconds (what the step cost, whoever else shares the machine) and wall
+seconds, and a step over `STEP_MS` of CPU is kept with what ran (the task's coroutine, and
+the innermost app frames a sampling thread saw while it ran). Collections of the garbage
+collector are timed through `gc.callbacks`. Written to the JSON file every 10 s and at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import gc
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+STEP_MS = 5.0  # steps kept with their stacks
+SAMPLE_S = 0.002
+
+
+class Watch:
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.steps: list[dict[str, Any]] = []
+        self.gcs: list[dict[str, Any]] = []
+        self.gc_totals: dict[int, list[float]] = {}
+        self.count = 0
+        self.cpu_total = 0.0
+        self.current: tuple[float, str] | None = None
+        self.stacks: collections.Counter[str] = collections.Counter()
+        self.main = threading.get_ident()
+        self.gc_started: tuple[float, float] | None = None
+        self.lock = threading.Lock()
+
+    def run(self, handle: Any, original: Any) -> None:
+        label = None
+        cpu, wall = time.thread_time(), time.perf_counter()
+        self.current = (wall, "")
+        self.stacks = collections.Counter()
+        try:
+            original(handle)
+        finally:
+            spent = time.thread_time() - cpu
+            took = time.perf_counter() - wall
+            self.current = None
+            self.count += 1
+            self.cpu_total += spent
+            if spent * 1000 >= STEP_MS:
+                label = _label(handle)
+                self.steps.append(
+                    {
+                        "at": round(wall - self.started, 3),
+                        "cpu_ms": round(spent * 1000, 2),
+                        "wall_ms": round(took * 1000, 2),
+                        "what": label,
+                        "stacks": self.stacks.most_common(4),
+                    }
+                )
+
+    def sample(self) -> None:
+        while True:
+            time.sleep(SAMPLE_S)
+            current = self.current
+            if current is None or time.perf_counter() - current[0] < STEP_MS / 1000:
+                continue
+            frame = sys._current_frames().get(self.main)
+            if frame is not None:
+                self.stacks[_app_frames(frame)] += 1
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.gc_started = (time.perf_counter(), time.thread_time())
+            return
+        if self.gc_started is None:
+            return
+        wall = time.perf_counter() - self.gc_started[0]
+        cpu = time.thread_time() - self.gc_started[1]
+        gen = self.gc_totals.setdefault(info["generation"], [0, 0.0])
+        gen[0] += 1
+        gen[1] += cpu
+        if cpu * 1000 >= 1:
+            self.gcs.append(
+                {
+                    "at": round(time.monotonic() - self.started, 3),
+                    "gen": info["generation"],
+                    "cpu_ms": round(cpu * 1000, 3),
+                    "wall_ms": round(wall * 1000, 3),
+                    "collected": info["collected"],
+                }
+            )
+        self.gc_started = None
+
+    def dump(self) -> None:
+        data = {
+            "seconds": round(time.monotonic() - self.started, 1),
+            "steps_total": self.count,
+            "loop_cpu_s": round(self.cpu_total, 3),
+            "long_steps": self.steps,
+            "gc": {g: [n, round(c, 3)] for g, (n, c) in self.gc_totals.items()},
+            "gc_over_1ms": self.gcs,
+        }
+        tmp = self.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.out)
+
+    def dump_every(self) -> None:
+        while True:
+            time.sleep(10)
+            self.dump()
+
+
+def _label(handle: Any) -> str:
+    callback = getattr(handle, "_callback", None)
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", repr(coro))
+        return f"task {task.get_name()} {name}"
+    return repr(callback)[:160]
+
+
+def _app_frames(frame: Any) -> str:
+    picked = []
+    for entry in traceback.extract_stack(frame)[::-1]:
+        if "loop_watch" in entry.filename:
+            continue
+        if "/app/" in entry.filename:
+            picked.append(f"{entry.filename.rsplit('/app/', 1)[-1]}:{entry.lineno} {entry.name}")
+        elif not picked:
+            picked.append(f"{entry.filename.rsplit('/', 1)[-1]}:{entry.lineno} {entry.name}")
+        if len(picked) >= 5:
+            break
+    return " < ".join(picked)
+
+
+def install(out: str) -> None:
+    """Time every loop step and collection of this process; write them to `out`."""
+    watch = Watch(out)
+    original = asyncio.events.Handle._run
+
+    def timed(self: Any) -> None:
+        watch.run(self, original)
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    gc.callbacks.append(watch.on_gc)
+    threading.Thread(target=watch.sample, daemon=True).start()
+    threading.Thread(target=watch.dump_every, daemon=True).start()
+    atexit.register(watch.dump)
+    try:
+        import uvicorn.loops.uvloop as uvloop_module
+        from uvicorn.loops.asyncio import asyncio_loop_factory
+
+        uvloop_module.uvloop_loop_factory = asyncio_loop_factory  # type: ignore[assignment]
+    except ImportError:
+        pass
