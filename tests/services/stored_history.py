@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.facts import derive_facts
 from app.sinch.events import REQUEST_EVENT, RESULT_EVENT
@@ -33,6 +33,19 @@ async def store_request(
     engine: AsyncEngine, ident: str, number: str, *, at: datetime, stored_at: datetime | None = None
 ) -> None:
     """A request event received at `at` (its claim's time: `stored_at`, e.g. a replay)."""
+    async with engine.begin() as conn:
+        await request_in(conn, ident, number, at=at, stored_at=stored_at)
+
+
+async def request_in(
+    conn: AsyncConnection,
+    ident: str,
+    number: str,
+    *,
+    at: datetime,
+    stored_at: datetime | None = None,
+) -> None:
+    """`store_request` in the caller's transaction."""
     facts = derive_facts(
         method="sms",
         endpoint=number,
@@ -73,16 +86,23 @@ async def store_request(
         decision_ms=1.0,
         decision={},
     )
-    async with engine.begin() as conn:
-        claimed = await inbox.claim_callback(conn, _claim(REQUEST_EVENT, ident, ident, at))
-        assert claimed is not None
-        await inbox.upsert_request(conn, row, callback_id=claimed)
+    claimed = await inbox.claim_callback(conn, _claim(REQUEST_EVENT, ident, ident, at))
+    assert claimed is not None
+    await inbox.upsert_request(conn, row, callback_id=claimed)
 
 
 async def store_result(
     engine: AsyncEngine, ident: str, status: str, *, at: datetime, reason: str | None = None
 ) -> bool:
     """A result event received at `at`; False for a redelivery (nothing written)."""
+    async with engine.begin() as conn:
+        return await result_in(conn, ident, status, at=at, reason=reason)
+
+
+async def result_in(
+    conn: AsyncConnection, ident: str, status: str, *, at: datetime, reason: str | None = None
+) -> bool:
+    """`store_result` in the caller's transaction."""
     dedupe = f"{RESULT_EVENT}:{ident}:{status}:{reason or ''}:"
     row = ResultRow(
         id=ident,
@@ -96,8 +116,7 @@ async def store_result(
         status_source=None,
         result_at=at,
     )
-    async with engine.begin() as conn:
-        if await inbox.claim_callback(conn, _claim(RESULT_EVENT, ident, dedupe, at)) is None:
-            return False
-        await inbox.upsert_result(conn, row)
+    if await inbox.claim_callback(conn, _claim(RESULT_EVENT, ident, dedupe, at)) is None:
+        return False
+    await inbox.upsert_result(conn, row)
     return True
