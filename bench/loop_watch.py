@@ -34,6 +34,10 @@ class Watch:
         self.steps: list[dict[str, Any]] = []
         self.gcs: list[dict[str, Any]] = []
         self.gc_totals: dict[int, list[float]] = {}
+        self.tracked: list[tuple[int, int]] = []
+        self.batches_patched = False
+        self.waits: dict[str, list[float]] = collections.defaultdict(list)  # submit -> outcome
+        self.writes: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
         self.count = 0
         self.cpu_total = 0.0
         self.current: tuple[float, str] | None = None
@@ -44,6 +48,8 @@ class Watch:
 
     def run(self, handle: Any, original: Any) -> None:
         label = None
+        if not self.batches_patched and "app.services.intake.batching" in sys.modules:
+            self.patch_batcher(sys.modules["app.services.intake.batching"].Batcher)
         cpu, wall = time.thread_time(), time.perf_counter()
         self.current = (wall, "")
         self.stacks = collections.Counter()
@@ -66,6 +72,30 @@ class Watch:
                         "stacks": self.stacks.most_common(4),
                     }
                 )
+
+    def patch_batcher(self, batcher: Any) -> None:
+        """Each batch's size and write time, and each item's time from submit to outcome
+        (its wait for a batch in flight and its own batch's write), per batcher name."""
+        self.batches_patched = True
+        submit, write = batcher.submit, batcher._write
+        watch = self
+
+        async def timed_submit(self: Any, item: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await submit(self, item)
+            finally:
+                watch.waits[self.name].append(round(1000 * (time.perf_counter() - started), 3))
+
+        async def timed_write(self: Any, batch: Any) -> None:
+            started = time.perf_counter()
+            try:
+                await write(self, batch)
+            finally:
+                took = round(1000 * (time.perf_counter() - started), 3)
+                watch.writes[self.name].append((len(batch), took))
+
+        batcher.submit, batcher._write = timed_submit, timed_write
 
     def sample(self) -> None:
         while True:
@@ -108,6 +138,12 @@ class Watch:
             "long_steps": self.steps,
             "gc": {g: [n, round(c, 3)] for g, (n, c) in self.gc_totals.items()},
             "gc_over_1ms": self.gcs,
+            "gen2_objects": self.tracked,
+            "batch_waits_ms": {k: _spread(v) for k, v in list(self.waits.items())},
+            "batch_writes_ms": {
+                k: _spread([t for _, t in v]) | {"size": _spread([n for n, _ in v])}
+                for k, v in list(self.writes.items())
+            },
         }
         tmp = self.out + ".tmp"
         with open(tmp, "w") as f:
@@ -117,7 +153,17 @@ class Watch:
     def dump_every(self) -> None:
         while True:
             time.sleep(10)
+            # What a full collection would visit (the frozen startup objects aside).
+            self.tracked.append((round(time.monotonic() - self.started), len(gc.get_objects(2))))
             self.dump()
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    at = lambda q: ordered[int(q * (len(ordered) - 1))]  # noqa: E731
+    return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
 
 
 def _label(handle: Any) -> str:

@@ -40,7 +40,9 @@ FIRST_GAPS = 100_000  # ids below the first mark checked for claims not committe
 # 9,000 ids of 300,000 rows in one array, scanned the table rather than probe the key.
 CHUNK = 900
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-CLAIM_CHUNK = 2000  # claim ids read at a time (then their verifications)
+# Claim ids read at a time (then their verifications): a few MB at most in flight, and
+# each chunk's rows turned into changes in one step of the event loop (2,000: 6-9 ms of CPU).
+CLAIM_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ async def changes(
     present, filled, top = await _new_ids(conn, mark)
     refill = sorted(filled)
     out: dict[str, Change] = {}  # by verification: its request's and result's claims are one
-    for lo in range(mark.last, top, CLAIM_CHUNK):  # a few MB at most in flight
+    for lo in range(mark.last, top, CLAIM_CHUNK):
         hi = min(top, lo + CLAIM_CHUNK)
         claims = await _claims(conn, lo, hi, refill if lo == mark.last else [])
         found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
@@ -151,6 +153,9 @@ _PG_CLAIMS = (
 )
 
 
+_PG_PRESENT = "SELECT id FROM callbacks WHERE id > $1"
+
+
 def _columns(keys: tuple[tuple[str, int | None], ...]) -> list[Any]:
     v = verifications.c
     columns: list[Any] = [v.id, v.requested_at, v.status, v.result_at, v.request_callback_id]
@@ -190,7 +195,10 @@ async def _new_ids(conn: AsyncConnection, mark: Mark) -> tuple[set[int] | None, 
     ).one()
     top = int(top) if top is not None else mark.last
     present = None
-    if count != top - mark.last:
+    if count != top - mark.last and conn.dialect.name == "postgresql":  # asyncpg's rows
+        rows = await (await driver(conn)).fetch(_PG_PRESENT, mark.last)
+        present = {int(row[0]) for row in rows}
+    elif count != top - mark.last:
         present = set((await conn.execute(select(c.id).where(c.id > mark.last))).scalars())
     filled: set[int] = set()
     if mark.gaps:

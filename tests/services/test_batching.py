@@ -95,3 +95,22 @@ async def test_close_waits_for_the_batch_being_written() -> None:
     writer.release.set()
     await closing
     assert pending.result() == 70
+
+
+async def test_with_two_in_flight_an_item_arriving_during_a_write_starts_its_own() -> None:
+    writer = Writer(hold=True)
+    batcher: Batcher[int, int] = Batcher(writer, concurrency=2)
+    first = asyncio.create_task(batcher.submit(0))
+    await writer.started.wait()
+    second = asyncio.create_task(batcher.submit(1))
+    for _ in range(5):  # turns of the loop, not time
+        await asyncio.sleep(0)
+    assert writer.batches == [[0], [1]]  # written beside the first, not after it
+    rest = [asyncio.create_task(batcher.submit(i)) for i in (2, 3)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert writer.batches == [[0], [1]]  # two in flight: the next batch gathers
+    writer.release.set()
+    assert [await t for t in [first, second, *rest]] == [0, 10, 20, 30]
+    assert writer.batches == [[0], [1], [2, 3]]
+    await batcher.close()

@@ -34,6 +34,7 @@ from app.store.pg_batch_store import StoreItem, store_batch
 
 T = TypeVar("T")
 BATCH = 256  # request events per statement at most
+STORES_IN_FLIGHT = 2  # store batches committing at once (store_batches)
 
 
 class Late(TimeoutError, LeaveIntact):
@@ -203,7 +204,11 @@ def store_batches(
     lend: Counting, *, on_stored: Callable[[int, float], None] | None = None
 ) -> Batcher[StoreItem, int | None]:
     """Decided request events that arrive together stored by one statement and one commit
-    (store/pg_batch_store.py), on a held connection: each gets its inbox id, or None."""
+    (store/pg_batch_store.py), on a held connection: each gets its inbox id, or None. Two
+    batches may be in flight: they commute (each locks its counter rows in key order and
+    adds its settles; a redelivery racing its first delivery waits on the inbox's unique
+    key as before), so a decision decided while one commits does not wait for that commit
+    before its own starts."""
 
     async def write(items: Sequence[StoreItem]) -> list[int | None]:
         async with lend() as conn:
@@ -215,6 +220,7 @@ def store_batches(
         name="verifyguard-store-batches",
         on_written=on_stored,
         split=not_outage,
+        concurrency=STORES_IN_FLIGHT,
     )
 
 
