@@ -70,3 +70,25 @@ async def test_a_refresh_adds_at_most_a_slice_of_keys_between_two_loop_turns(
     steps = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(sizes)]
     assert max(max(step) for step in steps) <= SLICE
     assert len(cache.snapshot()[NUMBER_HISTORY.id]) == NEW
+
+
+async def test_a_refresh_past_a_claim_never_committed_counts_what_a_full_read_counts(
+    engine: AsyncEngine,
+) -> None:
+    policy = cast(CompiledPolicy, Policy({NUMBER_1H: 0}, frozenset({NUMBER_HISTORY})))
+    cache = BaselineCache()
+    async with engine.connect() as conn:
+        await cache.refresh(conn, policy, NOW)
+    for i in range(6):  # the third's claim rolled back: on PostgreSQL its id is a gap
+        ident, at = str(uuid.uuid4()), NOW + timedelta(seconds=i)
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await request_in(conn, ident, f"+4670{i:07d}", at=at)
+            await result_in(conn, ident, "SUCCESSFUL", at=at + timedelta(seconds=1))
+            await (transaction.rollback() if i == 2 else transaction.commit())
+    later, fresh = NOW + timedelta(seconds=30), BaselineCache()
+    async with engine.connect() as conn:
+        await cache.refresh(conn, policy, later)
+        await fresh.refresh(conn, policy, later)
+    assert cache.snapshot() == fresh.snapshot()
+    assert len(cache.snapshot()[NUMBER_1H.id]) == len(cache.snapshot()[NUMBER_HISTORY.id]) == 5
