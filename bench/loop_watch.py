@@ -37,6 +37,7 @@ class Watch:
         self.tracked: list[tuple[int, int]] = []
         self.batches_patched = False
         self.waits: dict[str, list[float]] = collections.defaultdict(list)  # submit -> outcome
+        self.behind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         self.writes: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
         self.count = 0
         self.cpu_total = 0.0
@@ -82,6 +83,8 @@ class Watch:
 
         async def timed_submit(self: Any, item: Any) -> Any:
             started = time.perf_counter()
+            busy = len(self._writing) >= getattr(self, "concurrency", 1)  # behind one in flight
+            watch.behind[self.name][busy] += 1
             try:
                 return await submit(self, item)
             finally:
@@ -140,6 +143,7 @@ class Watch:
             "gc_over_1ms": self.gcs,
             "gen2_objects": self.tracked,
             "batch_waits_ms": {k: _spread(v) for k, v in list(self.waits.items())},
+            "submits_free_behind": dict(self.behind),
             "batch_writes_ms": {
                 k: _spread([t for _, t in v]) | {"size": _spread([n for n, _ in v])}
                 for k, v in list(self.writes.items())
@@ -162,7 +166,10 @@ def _spread(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     if not ordered:
         return {}
-    at = lambda q: ordered[int(q * (len(ordered) - 1))]  # noqa: E731
+
+    def at(q: float) -> float:
+        return ordered[int(q * (len(ordered) - 1))]
+
     return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
 
 
@@ -207,6 +214,6 @@ def install(out: str) -> None:
         import uvicorn.loops.uvloop as uvloop_module
         from uvicorn.loops.asyncio import asyncio_loop_factory
 
-        uvloop_module.uvloop_loop_factory = asyncio_loop_factory  # type: ignore[assignment]
+        uvloop_module.uvloop_loop_factory = asyncio_loop_factory
     except ImportError:
         pass
