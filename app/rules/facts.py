@@ -159,9 +159,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Facts))  # dataclasses.fields: ~1.5 us a call
+
+
 def facts_to_json(facts: Facts) -> dict[str, Any]:
     """A JSON-able document of `facts`, for storing with the decision."""
-    document = {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts)}
+    document = {name: getattr(facts, name) for name in _FIELDS}
     document["now"] = facts.now.isoformat()
     document["aggregates"] = dict(facts.aggregates)
     return document

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.rules.aggregates import AggregateSpec
+from app.rules.aggregates import AggregateSpec, CounterKey
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts, derive_facts
 from app.services.policy.cache import PolicyCache
@@ -223,15 +224,61 @@ class Aggregator:
 
 def plan(policy: CompiledPolicy, facts: Facts, clock: BucketClock) -> tuple[Wanted, Attempt]:
     """The windows the policy's aggregates read for this attempt, and the attempt as counted
-    (what `observe` does, for a caller counting in memory itself: a backtest's replay)."""
-    attempt = Attempt.of(
-        _keys(policy, facts),
-        _held(policy, facts),
-        clock=clock,
-        now=facts.now,
-        spend=to_micros(facts.price_amount),
+    (what `observe` does, for a caller counting in memory itself: a backtest's replay).
+
+    Each counter key is spelled once per attempt, not once per aggregate reading it
+    (what `_wanted` and `_keys` give, and the keys an allowed-only aggregate reads, where
+    the attempt is held pending until decided: in one pass over `_layout`, in the same order)."""
+    layout = _layout(policy)
+    values = [counter.value(facts) for counter in layout.counters]
+    wanted: Wanted = {}
+    held: set[str] = set()
+    for spec, index, window, measure, pending in layout.specs:
+        key = values[index]
+        if key is not None:
+            wanted.setdefault(WindowQuery(key, window, measure), []).append(spec)
+            if pending:
+                held.add(key)
+    keys = {key for key in values if key is not None}
+    spend = to_micros(facts.price_amount)
+    return wanted, Attempt.of(keys, held, clock=clock, now=facts.now, spend=spend)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A compiled policy's aggregates as `plan` walks them: its distinct counter keys, and
+    per aggregate (in the policy's order) its counter key's index, window, measure read,
+    and whether it holds the attempt pending."""
+
+    counters: tuple[CounterKey, ...]
+    specs: tuple[tuple[AggregateSpec, int, int, Measure, bool], ...]
+
+
+_LAYOUTS: dict[int, tuple[CompiledPolicy, _Layout]] = {}
+
+
+def _layout(policy: CompiledPolicy) -> _Layout:
+    """`policy`'s layout, worked out once per compiled policy (kept for the last few)."""
+    found = _LAYOUTS.get(id(policy))
+    if found is not None and found[0] is policy:
+        return found[1]
+    counters = tuple(policy.counter_keys)
+    index = {counter: i for i, counter in enumerate(counters)}
+    specs = tuple(
+        (
+            spec,
+            index[spec.counter_key],
+            spec.window_seconds,
+            _MEASURES[spec.measure],
+            holds_pending(spec),
+        )
+        for spec in policy.aggregates
     )
-    return _wanted(policy, facts), attempt
+    if len(_LAYOUTS) >= 8:
+        _LAYOUTS.clear()
+    layout = _Layout(counters, specs)
+    _LAYOUTS[id(policy)] = (policy, layout)
+    return layout
 
 
 def window_query(spec: AggregateSpec, key: str) -> WindowQuery:
@@ -264,13 +311,6 @@ def spec_values(
         for q, specs in wanted.items()
         for spec in specs
     }
-
-
-def _held(policy: CompiledPolicy, facts: Facts) -> set[str]:
-    """The keys an attempt is held pending under until decided: those an allowed-only
-    aggregate reads. Other keys never need settling (and a hot key is not written twice)."""
-    held = (spec.key_value(facts) for spec in policy.aggregates if holds_pending(spec))
-    return {key for key in held if key is not None}
 
 
 def _keys(policy: CompiledPolicy, facts: Facts) -> set[str]:

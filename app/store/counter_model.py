@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Measure = Literal["attempts", "allowed", "spend", "allowed_spend", "successes"]
 
@@ -46,9 +46,12 @@ MICROS = 1_000_000
 _MONEY: frozenset[Measure] = frozenset({"spend", "allowed_spend"})
 
 
-@dataclass(frozen=True, slots=True)
-class WindowQuery:
-    """One window to read: a key's measure over the last `window_seconds`."""
+class WindowQuery(NamedTuple):
+    """One window to read: a key's measure over the last `window_seconds`.
+
+    A named tuple, not a frozen dataclass: a request event builds ~10 and hashes each ~3
+    times as a dict key, and a dataclass's generated __init__ and __hash__ are Python code
+    (~8 us of a request event, against ~3 us so)."""
 
     key: str
     window_seconds: int

@@ -18,11 +18,12 @@ reach the disk: the decisions' synchronous store commits after it, and flushes i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.counter_model import (
@@ -30,10 +31,12 @@ from app.store.counter_model import (
     VALUE_COLUMNS,
     BucketClock,
     Changes,
+    Measure,
     Reads,
     Totals,
+    WindowQuery,
 )
-from app.store.pg_counters import own_buckets, window_sums
+from app.store.pg_counters import own_buckets
 from app.store.pg_fastpath import VERSION_SQL, driver
 
 
@@ -53,26 +56,29 @@ Pairs = tuple[tuple[int, str], ...]  # (window seconds, column) sums over older 
 def _statement(pairs: Pairs) -> str:
     """Upsert the batch's summed deltas (rows in key order) if the policy is still at $2;
     the version, then per key its totals and its older buckets' sums."""
-    n = len(VALUE_COLUMNS)
-    arrays = ", ".join(f"${i + 4}::bigint[]" for i in range(n))
     names = ", ".join(VALUE_COLUMNS)
     update = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in VALUE_COLUMNS)
+    # $3: one JSON array of [key, value per column] rows, not an array parameter per
+    # column (asyncpg encodes those element by element, with isinstance checks each).
+    unpacked = ", ".join(
+        ["e->>0 AS key"] + [f"(e->>{j + 1})::bigint AS {c}" for j, c in enumerate(VALUE_COLUMNS)]
+    )
     sums = [
-        f"sum(CASE WHEN bucket >= ${n + 5 + i}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
+        f"sum(CASE WHEN bucket >= ${5 + i}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
         for i, (w, c) in enumerate(pairs)
     ]
     older = ""
     if pairs:
         older = (
             f" LEFT JOIN LATERAL (SELECT {', '.join(sums)} FROM counters "
-            f"WHERE {own_buckets('up.key', f'${n + 4}::bigint', '<', '$1::bigint')}) "
+            f"WHERE {own_buckets('up.key', '$4::bigint', '<', '$1::bigint')}) "
             "AS older ON true"
         )
     picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + [f"older.{c}_{w}" for w, c in pairs])
     return (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
         f"SELECT k.key, $1::bigint, {', '.join(f'k.{c}' for c in VALUE_COLUMNS)} "
-        f"FROM unnest($3::text[], {arrays}) AS k(key, {names}) "
+        f"FROM (SELECT {unpacked} FROM json_array_elements($3::json) AS e) AS k "
         f"WHERE ({VERSION_SQL}) = $2::integer "
         "AND set_config('synchronous_commit', 'off', true) IS NOT NULL ORDER BY k.key "
         f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
@@ -135,32 +141,53 @@ async def _count_group(
                 total[j] += d
     keys = sorted(summed)
     since = [clock.oldest(now, w) for w, _ in pairs]
-    args: list[Any] = [bucket, version, keys]
-    args += [[summed[k][j] for k in keys] for j in range(len(VALUE_COLUMNS))]
+    args: list[Any] = [bucket, version, to_json([[k, *summed[k]] for k in keys]).decode()]
     if pairs:
         args += [min(since), *since]
     apg = await driver(conn)
     rows = await apg.fetch(_statement(pairs), *args)
     if rows[0]["policy_version"] != version:
         return [None] * len(items)
-    after = {row["key"]: dict(row) for row in rows if row["key"] is not None}
+    after = {row["key"]: row for row in rows if row["key"] is not None}
     running = {
         key: [int(after[key][c]) - summed[key][j] for j, c in enumerate(VALUE_COLUMNS)]
         for key in keys
     }
     out: list[Totals | None] = []
     for item, per_key in zip(items, deltas, strict=True):
-        seen: dict[str, dict[str, Any]] = {}
+        own: dict[str, list[int]] = {}  # its keys' running totals, this attempt included
         for key, row in per_key.items():
             current = running[key]
             for j, d in enumerate(row):
                 if d:
                     current[j] += d
-            own = after[key].copy()  # its older buckets' sums, then its own running totals
-            own.update(zip(VALUE_COLUMNS, current, strict=True))
-            seen[key] = own
-        out.append(window_sums(item.reads.queries, seen))
+            own[key] = current.copy()
+        out.append(_window_sums(item.reads.queries, own, after))
     return out
+
+
+def _window_sums(
+    queries: Sequence[WindowQuery], own: Mapping[str, list[int]], after: Mapping[str, Any]
+) -> Totals:
+    """What pg_counters.window_sums reads from a row of the attempt's own running totals
+    and its key's older buckets' sums (a key the attempt did not count reads 0)."""
+    out: Totals = {}
+    for q in queries:
+        current = own.get(q.key)
+        total = 0
+        if current is not None:
+            row = after[q.key]
+            for j, older in _read_columns(q.measure, q.window_seconds):
+                total += current[j] + int(row.get(older) or 0)
+        out[q] = total
+    return out
+
+
+@cache
+def _read_columns(measure: Measure, window: int) -> tuple[tuple[int, str], ...]:
+    """Each column a window of `measure` sums: its index in VALUE_COLUMNS, and the name of
+    its older buckets' sum in the statement's rows."""
+    return tuple((_INDEX[c], f"{c}_{window}") for c in READS[measure])
 
 
 def _pairs(clock: BucketClock, items: Sequence[CountItem], bucket: int, now: Any) -> Pairs:

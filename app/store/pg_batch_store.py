@@ -1,7 +1,7 @@
 """Group commit of decisions on PostgreSQL: a batch of decided request events stored by one
 statement, in one transaction with one synchronous commit (one WAL flush for the batch).
 
-The statement is pg_fastpath's store statement over arrays: each event's inbox row is
+The statement is pg_fastpath's store statement over the batch's rows: each event's inbox row is
 claimed (ON CONFLICT DO NOTHING: a redelivery claims nothing), and only the claimed ones
 get their verification row, their shadow matches and their settle (the allowed-only keys'
 pending turned into allowed or nothing, summed per key and bucket, rows in key order).
@@ -25,7 +25,6 @@ from app.store import stats_rollup
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
 from app.store.pg_fastpath import (
     CLAIM_COLUMNS,
-    MATCH_FIELDS,
     REQUEST_COLUMNS,
     SETTLE_COLUMNS,
     driver,
@@ -54,19 +53,26 @@ _CLAIM_TYPES = {
     "raw_body": "bytea",
 }
 _REQUEST = tuple(c for c in REQUEST_COLUMNS if c != "request_callback_id")
+# The rows' scalar fields travel as two JSON documents (one array of objects each), read
+# back by json_to_recordset: asyncpg encodes an array parameter element by element, with
+# several isinstance checks against collections.abc each, and ~40 arrays of one element per
+# event cost more than pydantic-core encoding the rows at once. The raw body (bytes) and
+# the decision document (encoded already, and parsed by PostgreSQL once) stay arrays.
+_CLAIM_JSON = tuple(c for c in CLAIM_COLUMNS if c != "raw_body")
+_REQUEST_JSON = tuple(c for c in _REQUEST if c != "decision")
+_CLAIM_EXCLUDE = {"__all__": {"raw_body"}}
+_REQUEST_EXCLUDE = {"__all__": {"decision", "request_callback_id"}}
 
 
 @cache
 def _statement() -> str:
-    claim_arrays = [
-        f"${i + 1}::{_CLAIM_TYPES.get(c, 'text')}[]" for i, c in enumerate(CLAIM_COLUMNS)
-    ]
-    first = len(CLAIM_COLUMNS) + 1
-    request_arrays = [f"${first + i}::{pg_type(c)}[]" for i, c in enumerate(_REQUEST)]
-    shadow = first + len(_REQUEST)
-    settle = [f"${shadow + 1 + i}::{t}[]" for i, t in enumerate(["bigint", "text", "bigint"])]
-    settle += [f"${shadow + 4 + i}::bigint[]" for i in range(len(SETTLE_COLUMNS))]
-    aliases = [f"c_{c}" for c in CLAIM_COLUMNS] + [f"r_{c}" for c in _REQUEST] + ["shadow"]
+    claim_fields = ", ".join(f"{c} {_CLAIM_TYPES.get(c, 'text')}" for c in _CLAIM_JSON)
+    request_fields = ", ".join(f"{c} {pg_type(c)}" for c in _REQUEST_JSON)
+    settle_fields = ", ".join(
+        ["n bigint", "key text", "bucket bigint"] + [f"{c} bigint" for c in SETTLE_COLUMNS]
+    )
+    aliases = [f"c_{c}" for c in _CLAIM_JSON] + [f"r_{c}" for c in _REQUEST_JSON]
+    aliases += ["c_raw_body", "r_decision", "shadow"]
     selected = ", ".join(
         "mine.claim_id" if c == "request_callback_id" else f"mine.r_{c}" for c in REQUEST_COLUMNS
     )
@@ -75,8 +81,11 @@ def _statement() -> str:
     )
     settled = ", ".join(f"sum(t.{c})" if c in SETTLE_COLUMNS else "0" for c in VALUE_COLUMNS)
     return (
-        f"WITH src AS (SELECT * FROM unnest({', '.join(claim_arrays + request_arrays)}, "
-        f"${shadow}::json[]) WITH ORDINALITY AS s({', '.join(aliases)}, n)), "
+        "WITH src AS (SELECT * FROM ROWS FROM ("
+        f"json_to_recordset($1::json) AS ({claim_fields}), "
+        f"json_to_recordset($2::json) AS ({request_fields}), "
+        "unnest($3::bytea[]), unnest($4::json[]), json_array_elements($5::json)"
+        f") WITH ORDINALITY AS s({', '.join(aliases)}, n)), "
         f"claim AS (INSERT INTO callbacks ({', '.join(CLAIM_COLUMNS)}) "
         f"SELECT {', '.join(f'c_{c}' for c in CLAIM_COLUMNS)} FROM src ORDER BY n "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key), "
@@ -92,8 +101,8 @@ def _statement() -> str:
         "json_to_recordset(mine.shadow) AS r(rule_id int, rule_name text, "
         "rule_revision int, action text, reason text)), "
         f"s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
-        f"SELECT t.key, t.bucket, {settled} FROM unnest({', '.join(settle)}) "
-        f"AS t(n, key, bucket, {', '.join(SETTLE_COLUMNS)}) JOIN mine ON mine.n = t.n "
+        f"SELECT t.key, t.bucket, {settled} FROM json_to_recordset($6::json) "
+        f"AS t({settle_fields}) JOIN mine ON mine.n = t.n "
         # through v: the verifications' rows are written (and locked) before any counter
         # row, which is locked last and only until the commit (see pg_fastpath's settle)
         "JOIN v ON v.id = mine.r_id "
@@ -129,26 +138,33 @@ async def store_batch(conn: AsyncConnection, items: Sequence[StoreItem]) -> list
 
 
 async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int | None]:
-    args: list[Any] = [[getattr(item.claim, c) for item in items] for c in CLAIM_COLUMNS]
-    args += [[_value(item, c) for item in items] for c in _REQUEST]
-    args.append([_shadow(item.shadow) for item in items])
-    settle: list[list[Any]] = [[] for _ in range(3 + len(SETTLE_COLUMNS))]
+    settle: list[dict[str, Any]] = []
     for n, item in enumerate(items, start=1):
         if item.settle is None:
             continue
-        for key in item.settle.keys:
-            settle[0].append(n)
-            settle[1].append(key)
-            settle[2].append(item.settle.bucket)
-            for j, c in enumerate(SETTLE_COLUMNS):
-                settle[3 + j].append(item.settle.deltas.get(c, 0))
-    args += settle
+        deltas, bucket = item.settle.deltas, item.settle.bucket
+        moved = {c: deltas.get(c, 0) for c in SETTLE_COLUMNS}
+        settle.extend({"n": n, "key": key, "bucket": bucket, **moved} for key in item.settle.keys)
+    args = (
+        _json([item.claim for item in items], _CLAIM_EXCLUDE),
+        _json([item.verification for item in items], _REQUEST_EXCLUDE),
+        [item.claim.raw_body for item in items],
+        [_decision(item) for item in items],
+        _json([item.shadow for item in items]),  # json_to_recordset reads the fields it names
+        _json(settle),
+    )
     apg = await driver(conn)
     if apg not in _LZ4:
         await apg.execute(_LZ4_SQL)
         _LZ4.add(apg)
     rows = await apg.fetch(_statement(), *args)
     return [None if row["id"] is None else int(row["id"]) for row in rows]
+
+
+def _json(value: Any, exclude: dict[str, set[str]] | None = None) -> str:
+    # Non-finite floats as the strings PostgreSQL's float input reads ("Infinity"), as a
+    # binary parameter would have carried them, not as null.
+    return to_json(value, exclude=exclude, inf_nan_mode="strings").decode()
 
 
 # The stored decision document (~7 kB, a starter policy's trace) is compressed by TOAST:
@@ -162,11 +178,7 @@ _LZ4_SQL = (
 )
 
 
-def _value(item: StoreItem, column: str) -> Any:
-    if column == "decision" and item.decision_json is not None:
+def _decision(item: StoreItem) -> str | None:
+    if item.decision_json is not None:
         return item.decision_json
-    return encode(column, getattr(item.verification, column))
-
-
-def _shadow(shadow: Sequence[MatchRow]) -> str:
-    return to_json([{k: getattr(m, k) for k in MATCH_FIELDS} for m in shadow]).decode()
+    return encode("decision", item.verification.decision)  # type: ignore[no-any-return]
