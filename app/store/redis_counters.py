@@ -155,6 +155,7 @@ return table.concat(results, '|')
 """
 
 HOUR = 3600
+BATCH = 256  # calls per script run at most: as many as a PostgreSQL batch (intake/lanes.py)
 
 
 class RedisCounters:
@@ -239,7 +240,7 @@ class _Pipe:
     the failing one: as when each call was a run of its own, a failed call may be applied
     in part)."""
 
-    def __init__(self, send: Any, limit: int = 64) -> None:
+    def __init__(self, send: Any, limit: int = BATCH) -> None:
         self._send = send
         self._limit = limit
         self._queue: list[tuple[list[Any], asyncio.Future[str]]] = []

@@ -3,7 +3,7 @@
 Request events that arrive together share a read of the policy version and one storing
 statement with one commit; each is counted by an atomic Redis script run, so concurrent
 bursts at one key are still cut at exactly the limit, and each is settled in Redis once
-its decision is stored.
+its decision is stored (an allowed one's answer without waiting for that).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from app.main import create_app
@@ -142,6 +143,68 @@ async def test_allowed_only_limit_is_settled_in_redis_after_the_batch(
     other = _number()
     assert await _post_all(guard, [samples.request_event(number=other)]) == ["allow"]
     assert await _post_all(guard, [samples.request_event(number=number)]) == ["deny"]
+
+
+async def test_an_allowed_answer_leaves_before_its_settle_and_is_settled_by_shutdown(
+    postgres_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Settling an allowed attempt changes no read (pending counts as allowed): its answer
+    does not wait for that round trip to Redis (it used to, and with the settle held back
+    here, missed its deadline). The settle still lands, at the latest when the app stops."""
+    await _truncate(postgres_database)
+    settings = make_settings(
+        postgres_database, tmp_path, redis_url=redis_url, decision_deadline_ms=1000
+    )
+    app = create_app(settings)
+    answered = asyncio.Event()
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            sender = SinchSender(http, path=settings.callback_path)
+            await _install(sender, ALLOWED_LIMIT)
+            number = _number()
+            assert await _post_all(sender, [samples.request_event(number=number)]) == ["allow"]
+            backend = app.state.runtime.aggregator.backend
+            apply = backend.apply
+
+            async def held_until_answered(conn: Any, changes: Any) -> None:
+                await answered.wait()
+                await apply(conn, changes)
+
+            backend.apply = held_until_answered
+            response = await sender.post(samples.request_event(number=number))
+            answered.set()
+            assert response.json()["action"] == "allow"
+            assert _fallbacks(sender) == 0
+    assert await _settled(redis_url, f"{settings.redis_prefix}c:") == {"al": 2, "p": 0}
+
+
+def _fallbacks(sender: SinchSender) -> float:
+    registry = _runtime(sender).metrics.registry
+    return sum(
+        float(sample.value)
+        for metric in registry.collect()
+        if metric.name == "verifyguard_fallback_answers"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def _settled(redis_url: str, prefix: str) -> dict[str, int]:
+    """Allowed and pending summed over the minute hashes under `prefix`."""
+    client = Redis.from_url(redis_url)
+    totals = {"al": 0, "p": 0}
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            name = key.decode()
+            if ":h" in name.removeprefix(prefix) or name.endswith("hours-from"):
+                continue
+            for field, raw in zip(totals, await client.hmget(name, list(totals)), strict=True):
+                totals[field] += int(raw or 0)
+    finally:
+        await client.aclose()
+    return totals
 
 
 async def test_a_policy_change_is_decided_under_at_once(guard: SinchSender) -> None:

@@ -76,6 +76,20 @@ async def test_a_concurrent_burst_shares_round_trips_and_sees_distinct_totals(
     assert client.runs <= burst // 5, client.runs
 
 
+async def test_a_burst_as_large_as_a_postgresql_batch_goes_in_one_run(
+    counters: tuple[RedisCounters, CountingRedis],
+) -> None:
+    """200 attempts at once take one or two script runs (at most 64 calls a run took four),
+    so batches form in Redis as large as PostgreSQL's (256 request events)."""
+    backend, client = counters
+    reads = Reads(READS[:1], NOW)
+    seen = await asyncio.gather(
+        *(backend.observe(None, _attempt(i).counted(), reads) for i in range(200))
+    )
+    assert sorted(t[READS[0]] for t in seen if t is not None) == list(range(1, 201))
+    assert client.runs <= 2, client.runs
+
+
 async def test_settles_made_together_go_with_the_reads_after_them(
     counters: tuple[RedisCounters, CountingRedis],
 ) -> None:

@@ -79,7 +79,8 @@ class Lane(Protocol):
         ...
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
-        """`counted.finish` where its counters live (after `store`, before the answer)."""
+        """`counted.finish` where its counters live (after `store`; before the answer, but
+        for an allowed attempt's settle in Redis: redis_batches.py)."""
         ...
 
 

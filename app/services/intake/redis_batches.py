@@ -4,7 +4,11 @@ Request events that arrive together share one read of the live policy version, a
 counted through the Redis backend (whose script runs already carry the calls of concurrent
 callers together, each atomic: a burst is still cut at exactly its limit), and share one
 storing statement with one commit (lanes.store_batches). The attempt's settle goes to
-Redis after its store batch committed, and no answer leaves before that.
+Redis after its store batch committed. A denied attempt's answer (or a redelivery's) waits
+for it; an allowed one's does not: settling it turns pending into allowed, which every read
+sums already (counter_model.READS), so no read can tell whether it has been applied yet,
+and waiting for it was a round trip on the answer's path. A settle that fails leaves the
+attempt pending, which reads the same.
 
 The version is read by a batch that starts after the request arrived (a `Batcher`: while
 one read is in flight the next gathers), so a policy changed before a request arrived is
@@ -18,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.facts import Facts
@@ -37,6 +42,7 @@ from app.store.pg_batch_store import StoreItem
 from app.store.policy import policy_version
 
 T = TypeVar("T")
+log = structlog.get_logger()
 
 
 @dataclass(eq=False, slots=True)
@@ -50,6 +56,7 @@ class RedisBatches:
     stores_json: ClassVar[bool] = True
     versions: Batcher[None, int] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
+    _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.versions = Batcher(
@@ -87,11 +94,22 @@ class RedisBatches:
             return await work(conn)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
-        await counted.finish(None, allowed=allowed, duplicate=duplicate)
+        if duplicate or not allowed:
+            await counted.finish(None, allowed=allowed, duplicate=duplicate)
+            return
+        settle = asyncio.create_task(counted.finish(None, allowed=True))  # see the docstring
+        self._settling.add(settle)
+        settle.add_done_callback(self._settled)
 
     async def close(self) -> None:
         await self.versions.close()
         await self.stores.close()
+        await asyncio.gather(*self._settling, return_exceptions=True)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("counters.settle_failed", error=repr(exc)[:300])
 
     async def _read_version(self, waiting: Sequence[None]) -> list[int]:
         async with self.lend() as conn:
