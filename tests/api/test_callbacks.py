@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import MAX_CALLBACK_BYTES
+from app.api.callback_io import MAX_CALLBACK_BYTES
 from app.sinch import samples
 from app.store.models import CallbackRow, VerificationRow
 from tests.support import SinchSender
