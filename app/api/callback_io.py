@@ -1,8 +1,9 @@
 """The callback's bytes in and out: its headers picked in one pass, its body read straight from
 ASGI `receive`, its signature checked, and its answer rendered as the two ASGI messages.
 
-No Request, Headers, stream generator or Response object on the way: together they were ~7 %
-of the callback path's own instructions (callgrind), for what these few lines do.
+No Request, Headers, stream generator, Response object or middleware wrapper on the way: they
+were 61k of the HTTP side's 510k instructions per request event (bench/http_side.py under
+callgrind), for what these few lines do.
 """
 
 from __future__ import annotations

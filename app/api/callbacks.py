@@ -2,8 +2,9 @@
 
 It is served as a plain ASGI app, ahead of FastAPI's middleware stack and router (see
 `CallbackFirst`): they cost ~30 µs per request, ~3 % of a request event's CPU, and the
-callback needs none of them. What it does need it does itself: the request id, the answer
-to an AppError (problem+json) and to a crash (500, logged), as the app's handlers would.
+callback needs none of them. What it does need it does itself (its bytes: callback_io.py):
+the request id, the answer to an AppError (problem+json) and to a crash (500, logged), as the
+app's middleware and handlers would.
 The route is also declared to FastAPI, for the OpenAPI document and for other methods.
 """
 

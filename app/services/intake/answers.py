@@ -1,7 +1,8 @@
 """Turn a decision into the JSON Sinch expects: action plus the method object of the event.
 
 An answer without a code of ours is the same for the same method, defaults and overrides:
-it is built (and validated) once, then copied (~5 µs of a request event's CPU, ~1 % of it).
+it is built (and validated) once, then copied: 2.0 µs instead of 6.5 µs, 38k fewer
+instructions per request event (bench/http_side.py under callgrind).
 """
 
 from __future__ import annotations
