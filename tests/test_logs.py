@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import structlog
 
 from app.logs import configure_logging
+
+ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
 
 class CountingStream(io.StringIO):
@@ -84,3 +88,19 @@ def test_a_flush_whose_loop_stopped_does_not_hold_later_lines() -> None:
         structlog.get_logger().info("second")  # no running loop: flushed at once
     assert stream.flushes == 1
     assert [line["event"] for line in _lines(stream)] == ["first", "second"]
+
+
+def test_the_timestamp_is_structlogs_iso_utc_of_the_moment_logged() -> None:
+    with captured() as stream:
+        before = datetime.now(UTC)
+        for _ in range(200):
+            structlog.get_logger().info("decision.made")
+        after = datetime.now(UTC)
+    stamps = [str(line["timestamp"]) for line in _lines(stream)]
+    for stamp in stamps:
+        assert ISO_UTC.fullmatch(stamp), stamp
+        moment = datetime.fromisoformat(stamp)
+        assert before <= moment <= after
+        # what structlog's TimeStamper(fmt="iso", utc=True) writes for that moment
+        assert moment.isoformat().replace("+00:00", "Z") == stamp
+    assert stamps == sorted(stamps, key=datetime.fromisoformat)

@@ -37,10 +37,15 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        await self.app(scope, receive, with_request_id(send, request_id))
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((self.header, request_id.encode()))
-            await send(message)
 
-        await self.app(scope, receive, send_with_id)
+def with_request_id(send: Send, request_id: str) -> Send:
+    """`send`, with the request id header added to the response's start."""
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+        await send(message)
+
+    return send_with_id

@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import MAX_CALLBACK_BYTES
+from app.api.callback_io import MAX_CALLBACK_BYTES
 from app.sinch import samples
 from app.store.models import CallbackRow, VerificationRow
 from tests.support import SinchSender
@@ -316,3 +316,35 @@ async def test_other_methods_on_the_callback_path_are_405(
     response = await client.get(sinch.path)
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_answers_carry_the_headers_of_a_json_response_and_of_an_empty_one(
+    sinch: SinchSender,
+) -> None:
+    event = samples.request_event(number=MOBILE_SE)
+    answered = await sinch.post(event)
+    names = [name for name, _ in answered.headers.raw]
+    assert names == [b"content-length", b"content-type", b"x-request-id"]
+    assert answered.headers["content-type"] == "application/json"
+    assert answered.headers["content-length"] == str(len(answered.content))
+    assert answered.content == json.dumps(answered.json(), separators=(",", ":")).encode()
+    stored = await sinch.post(samples.result_event(verification_id=event["id"], number=MOBILE_SE))
+    assert stored.status_code == 200 and stored.content == b""
+    assert [name for name, _ in stored.headers.raw] == [b"content-length", b"x-request-id"]
+    assert stored.headers["content-length"] == "0"
+
+
+async def test_of_repeated_headers_the_first_signs_and_the_last_request_id_counts(
+    sinch: SinchSender, client: AsyncClient
+) -> None:
+    body = json.dumps(samples.request_event(number=MOBILE_SE)).encode()
+    signed = sinch.headers(body)
+    forged = "Application " + signed["authorization"].split(" ", 1)[1].split(":")[0] + ":AAAA"
+    ids = [("x-request-id", "first"), ("x-request-id", "last")]
+    rest = [(k, v) for k, v in signed.items() if k != "authorization"]
+    good_first = [("authorization", signed["authorization"]), ("authorization", forged)]
+    answered = await client.post(sinch.path, content=body, headers=good_first + rest + ids)
+    assert answered.status_code == 200 and answered.headers["x-request-id"] == "last"
+    forged_first = [("authorization", forged), ("authorization", signed["authorization"])]
+    refused = await client.post(sinch.path, content=body, headers=forged_first + rest)
+    assert refused.status_code == 401 and refused.json()["code"] == "bad_signature"

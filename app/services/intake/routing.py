@@ -33,6 +33,13 @@ from app.store.rows import CallbackClaim
 
 Store = Callable[[], Awaitable[Reply]]
 OK = Reply()
+Event = VerificationRequestEvent | VerificationResultEvent | VerificationSmsDeliveredEvent
+_EVENTS: tuple[tuple[str, type[Event]], ...] = (
+    (REQUEST_EVENT, VerificationRequestEvent),
+    (RESULT_EVENT, VerificationResultEvent),
+    (SMS_DELIVERED_EVENT, VerificationSmsDeliveredEvent),
+)
+_MARKS = tuple((f'"{name}"'.encode(), model) for name, model in _EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,9 @@ class Router:
         return await route.store()
 
     def route(self, delivery: Delivery) -> Route:
+        event = _at_once(delivery.body)
+        if event is not None:
+            return self._known(delivery, event)
         try:
             payload = json.loads(delivery.body)
         except (ValueError, RecursionError) as exc:
@@ -75,27 +85,27 @@ class Router:
         if contains_nul(payload):
             detail = "body has a NUL character (U+0000), which no Sinch field holds"
             return self._refusal(delivery, "malformed_json", detail)
-        event, ident = payload.get("event"), payload.get("id")
+        name, ident = payload.get("event"), payload.get("id")
         ident = ident[:128] if isinstance(ident, str) else None
         try:
-            if event == REQUEST_EVENT:
-                request = VerificationRequestEvent.model_validate(payload)
-                return Route("request", ident, request=request)
-            if event == RESULT_EVENT:
-                result = VerificationResultEvent.model_validate(payload)
-                store = partial(self._outcomes.result, delivery, result)
-                return Route("result", ident, store=store)
-            if event == SMS_DELIVERED_EVENT:
-                receipt = VerificationSmsDeliveredEvent.model_validate(payload)
-                store = partial(self._outcomes.delivered, delivery, receipt)
-                return Route("sms_delivered", ident, store=store)
+            for event_name, model in _EVENTS:
+                if name == event_name:
+                    return self._known(delivery, model.model_validate(payload))
         except ValidationError as exc:
             return self._invalid(delivery, payload, exc)
-        if not isinstance(event, str) or not event:
+        if not isinstance(name, str) or not name:
             errors = [{"loc": "event", "msg": "Field required"}]
             return self._refusal(delivery, "invalid_event", "event: Field required", errors)
-        store = partial(self._outcomes.unknown, delivery, payload, event)
+        store = partial(self._outcomes.unknown, delivery, payload, name)
         return Route("other", ident, store=store)
+
+    def _known(self, delivery: Delivery, event: Event) -> Route:
+        if isinstance(event, VerificationRequestEvent):
+            return Route("request", event.id, request=event)
+        if isinstance(event, VerificationResultEvent):
+            return Route("result", event.id, store=partial(self._outcomes.result, delivery, event))
+        store = partial(self._outcomes.delivered, delivery, event)
+        return Route("sms_delivered", event.id, store=store)
 
     def _invalid(self, delivery: Delivery, payload: dict[str, Any], exc: ValidationError) -> Route:
         errors = [
@@ -121,3 +131,21 @@ class Router:
         async with self._engine.begin() as conn:
             await inbox.add_callback(conn, row)
         return reply
+
+
+def _at_once(body: bytes) -> Event | None:
+    """One of Sinch's three events parsed and validated in one step by pydantic's JSON parser
+    (64k fewer instructions per request event than json.loads, the NUL walk and
+    model_validate: bench/http_side.py under callgrind), when the body plainly is one: its
+    name in it and no NUL, escaped or raw, anywhere. None for anything else: `route` then
+    parses it in full and says what is wrong, as before (a body taken here is taken there,
+    as the same event)."""
+    if b"\\u0000" in body or b"\x00" in body:
+        return None
+    for mark, model in _MARKS:
+        if mark in body:
+            try:
+                return model.model_validate_json(body)
+            except ValidationError:
+                return None
+    return None
