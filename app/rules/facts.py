@@ -85,10 +85,10 @@ class Facts:
         return getattr(self, name)
 
 
-# A parse costs ~25 us; an entry ~330 bytes (the endpoint, its E.164 string, the facts, the
+# A parse costs ~25 us; an entry ~310 bytes (the endpoint, its E.164 string, the facts, the
 # cache's node). The request and its success credit seconds later parse the same endpoint, and
 # a user asks again within a minute: 4,096 numbers are 14 s at 300 distinct numbers a second.
-# At 65,536 the cache kept ~21 MB, filled in the soak's first 4 minutes (docs/operations.md).
+# At 65,536 the cache kept ~20 MB, filled in the soak's first 4 minutes (docs/operations.md).
 NUMBER_CACHE = 4_096
 
 
