@@ -27,15 +27,27 @@ model said no (`Ticket.probe`) that finished well within its budget proves more 
 flight (`proven` grows by one per round of them); one that finished late halves it.
 `proven` only grows while the model is the one shedding, so it never admits past a model
 that is right for long: its probes are late, and it halves.
+
+The model also knows nothing of a stall while it lasts (CPU starvation: the writer's thread
+or the event loop gets no turn for a few hundred ms): its samples arrive when a batch ends.
+Meanwhile the decisions on the lanes age, the deadline answers them with the fallback, a
+closed loop sends the next at once, and that one queues behind the stalled batch and is
+late too: two waves of late answers for one stall. So admission also looks at what is happening
+now, the age of the decisions holding the lanes (CoDel's sojourn time, read at the head of
+the queue instead of when it leaves): a newcomer waits for one of them to finish, so while
+each lane's has been in flight past the headroom, it gets the fallback at once. That cannot
+shut the gate for longer than the stall: the moment a lane's decision is through, its age
+is gone, and a free lane is always tried.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import islice
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,7 +60,7 @@ PROOF = 0.5  # of its budget a probe took at most to prove one more can be in fl
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Ticket:
     """An admitted decision: its budget, when it started, and whether only `proven` let it in."""
 
@@ -60,7 +72,14 @@ class Ticket:
 class Admission:
     """Admits request events that can be decided within their budget; counts holds."""
 
-    def __init__(self, *, lanes: int, hold: float = 0.002, whole: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        lanes: int,
+        hold: float = 0.002,
+        whole: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.lanes = lanes
         self.whole = whole
         """Holds are whole decisions, admitted to released, under the load there is
@@ -70,6 +89,8 @@ class Admission:
         self.overhead = 0.0  # a batch's fixed cost (group commit), paid by the current and the next
         self.proven = float(lanes)  # in flight at once that recently finished on time
         self.in_flight = 0
+        self._clock = clock
+        self._tickets: dict[Ticket, None] = {}  # in flight, oldest first
         self._holds: deque[float] = deque([hold], maxlen=WINDOW)
         self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
         self._shed_at = float("-inf")
@@ -77,14 +98,19 @@ class Admission:
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
         flight until `release`, late work included); None: answer with the fallback now."""
+        now = self._clock()
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         fits = expected <= budget * HEADROOM
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
-        # to wait in) is always worth trying, and tells whether the estimate is stale.
-        if fits or self.in_flight < self.proven:
+        # to wait in) is always worth trying, and tells whether the estimate is stale; not
+        # behind lanes that have held their decisions past the headroom already (stalled).
+        stalled = self.waited(now) > budget * HEADROOM
+        if not stalled and (fits or self.in_flight < self.proven):
             self.in_flight += 1
-            return Ticket(budget, time.perf_counter(), probe=not fits)
+            ticket = Ticket(budget, now, probe=not fits)
+            self._tickets[ticket] = None
+            return ticket
         self._shed_at = time.monotonic()
         return None
 
@@ -93,14 +119,25 @@ class Admission:
         took tells whether `proven` grows (a probe on time) or halves (late)."""
         self.in_flight -= 1
         if ticket is None:
+            if self._tickets:  # the oldest: decisions finish in the order they came
+                del self._tickets[next(iter(self._tickets))]
             return
-        took = (time.perf_counter() if now is None else now) - ticket.started
+        self._tickets.pop(ticket, None)
+        took = (self._clock() if now is None else now) - ticket.started
         if self.whole:
             self.record(1, took)
         if took > ticket.budget:
             self.proven = max(float(self.lanes), self.proven / 2)
         elif ticket.probe and took <= ticket.budget * PROOF:
             self.proven += 1.0 / self.proven  # one more per round of `proven` on time
+
+    def waited(self, now: float) -> float:
+        """How long the decisions on the lanes have been in flight: the youngest of the
+        `lanes` oldest (0 while a lane is free). A newcomer waits for one of them to finish."""
+        if len(self._tickets) < self.lanes:
+            return 0.0
+        on_lane = next(islice(self._tickets, self.lanes - 1, None))
+        return now - on_lane.started
 
     @property
     def pressed(self) -> bool:

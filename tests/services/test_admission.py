@@ -127,3 +127,61 @@ def test_whole_decisions_admit_by_what_they_took_not_by_queue_length() -> None:
     for ticket in _admitted(slow, 16):
         slow.release(ticket, now=ticket.started + 0.9 * ticket.budget)
     assert len(_admitted(slow, 200)) <= 8
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_newcomers_are_shed_while_the_lane_is_stalled_not_queued_behind_it() -> None:
+    """The writer stalls (the process starved of CPU) with a batch on it: the estimate still
+    says a newcomer fits, but it would only wait behind the stalled batch and answer late;
+    it gets the fallback now. The moment the batch is through, newcomers are decided again."""
+    clock = _Clock()
+    admission = Admission(lanes=1, clock=clock)
+    for _ in range(8):
+        admission.record(32, 0.032, overhead=0.001)  # 1 ms a decision: 32 fit easily
+    batch = _admitted(admission, 32)
+    assert len(batch) == 32
+    clock.now += BUDGET * 0.5  # in flight for half its budget: a slow batch, not a stall
+    assert admission.admit(BUDGET), "a slow batch is no reason to shed"
+    clock.now += BUDGET * 0.4  # the batch has now held the lane past the headroom
+    shed = [admission.admit(BUDGET) for _ in range(40)]
+    assert shed == [None] * 40, "admitted behind a stalled lane: late answers"
+    for ticket in batch:  # the stalled batch is through
+        admission.release(ticket)
+    assert admission.admit(BUDGET), "still shedding once the lane moved"
+
+
+def test_a_stall_on_one_lane_leaves_the_free_lanes_open() -> None:
+    clock = _Clock()
+    admission = Admission(lanes=2, clock=clock)
+    assert admission.admit(BUDGET)
+    clock.now += BUDGET * 2  # that one is stuck on its lane
+    assert admission.admit(BUDGET), "a lane is free: tried whatever the other is doing"
+    assert admission.admit(BUDGET), "the other lane is moving"
+    clock.now += BUDGET * 0.9
+    assert not admission.admit(BUDGET), "both lanes held past the headroom"
+
+
+def test_a_steady_load_under_capacity_is_never_shed() -> None:
+    """Four decisions every 10 ms, each answered 30 ms after admission (a batch's wait and
+    its own work) on one lane, with the estimate learnt from such batches: nothing is shed."""
+    clock = _Clock()
+    admission = Admission(lanes=1, clock=clock)
+    in_flight: list[Ticket] = []
+    for _ in range(1000):
+        admission.record(4, 0.008, overhead=0.002)
+        while in_flight and in_flight[0].started <= clock.now - 0.030:
+            admission.release(in_flight.pop(0))
+        for _ in range(4):
+            ticket = admission.admit(BUDGET)
+            assert ticket, f"shed with {admission.in_flight} in flight"
+            in_flight.append(ticket)
+        clock.now += 0.010
