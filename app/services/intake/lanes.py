@@ -117,8 +117,24 @@ class OnConnection:
         await counted.finish(self.conn, allowed=allowed, duplicate=duplicate)
 
 
+class StoreBatched:
+    """What the batched lanes share: the decision's store through the store batches, its rare
+    extra work on a lent connection."""
+
+    __slots__ = ()
+    lend: Counting
+    stores: Batcher[StoreItem, int | None]
+
+    async def store(self, item: StoreItem) -> int | None:
+        return await self.stores.submit(item)
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.lend() as conn:
+            return await work(conn)
+
+
 @dataclass(eq=False, slots=True)
-class PgBatches:
+class PgBatches(StoreBatched):
     """Group commit of request events on PostgreSQL (see the module docstring); also their
     `Decisions` scope: each decision's work runs with this one lane."""
 
@@ -159,13 +175,6 @@ class PgBatches:
             return totals
 
         return await observe_batched(aggregator, count, policies, facts, self.lend)
-
-    async def store(self, item: StoreItem) -> int | None:
-        return await self.stores.submit(item)
-
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self.lend() as conn:
-            return await work(conn)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
         async with self.lend() as conn:  # only a redelivery's: the settle is in the store

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counted, Counting
@@ -32,6 +31,7 @@ from app.services.intake.lanes import (
     BATCH,
     Lane,
     Late,
+    StoreBatched,
     not_outage,
     observe_batched,
     store_batches,
@@ -46,7 +46,7 @@ log = structlog.get_logger()
 
 
 @dataclass(eq=False, slots=True)
-class RedisBatches:
+class RedisBatches(StoreBatched):
     """Request events' lane and `Decisions` scope where the counters live in Redis (they
     take no connection: see the module docstring)."""
 
@@ -85,13 +85,6 @@ class RedisBatches:
             return await aggregator.backend.observe(None, changes, reads)
 
         return await observe_batched(aggregator, count, policies, facts, self.lend)
-
-    async def store(self, item: StoreItem) -> int | None:
-        return await self.stores.submit(item)
-
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self.lend() as conn:
-            return await work(conn)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
         if duplicate or not allowed:
