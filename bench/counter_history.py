@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ from bench.batch_cost import CLOCK, count_items
 from bench.run import postgres_database
 
 COUNTED_TABLES = ("counters", "counter_hours")
+_DUMP = bool(os.environ.get("COUNTER_HISTORY_PLAN"))  # the EXPLAIN output, on stderr
 
 
 def history(items: list[CountItem], hours: int, numbers: int, now: datetime) -> Iterator[tuple]:
@@ -96,12 +99,22 @@ async def _postgres(url: str, args: argparse.Namespace, hours: int) -> dict[str,
             apg: Any = raw.driver_connection
             pid = apg.get_server_pid()
             version = await policy_version(conn)
+            await apg.execute("SET plan_cache_mode = force_generic_plan")  # as the app's
+            if args.plan_cache_mode:
+                await apg.execute(f"SET plan_cache_mode = {args.plan_cache_mode}")
             items = count_items(random.Random(17), compiled, args.count, version)  # noqa: S311
             rows = history(items, hours, args.numbers, items[0].reads.now)
             await apg.copy_records_to_table(
                 "counters", records=rows, columns=["key", "bucket", *VALUE_COLUMNS]
             )
-            await apg.execute("VACUUM ANALYZE counters")
+            # A settled history is analysed (the hour table too, where there is one). An
+            # empty table is not: analysed empty, generic plans scan it whole as it fills.
+            tables = list(COUNTED_TABLES) if hours else []
+            for table in await apg.fetch(
+                "SELECT tablename FROM pg_tables WHERE tablename = any($1::text[])",
+                tables,
+            ):
+                await apg.execute(f'VACUUM ANALYZE "{table[0]}"')
             stored = await apg.fetchval("SELECT count(*) FROM counters")
             size = args.batch
             batches = [items[i : i + size] for i in range(0, len(items), size)]
@@ -144,6 +157,8 @@ async def _explain(conn: Any, apg: Any, items: list[CountItem]) -> dict[str, Any
     sql, values = recording.last
     found = await apg.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *values)
     plan = (json.loads(found) if isinstance(found, str) else found)[0]
+    if _DUMP:
+        print(json.dumps(plan, indent=1), file=sys.stderr)
     rows: dict[str, int] = {}
     _scan_rows(plan["Plan"], rows)
     top = plan["Plan"]
@@ -221,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--numbers", type=int, default=50_000)
+    parser.add_argument(
+        "--plan-cache-mode", choices=("auto", "force_generic_plan", "force_custom_plan")
+    )
     parser.add_argument("--skip", choices=("postgresql", "sqlite"), default=None)
     args = parser.parse_args(argv)
     for hours in [int(h) for h in args.hours.split(",")]:
