@@ -9,6 +9,8 @@ per key and hour, the sums of the buckets starting in that hour, so each window 
   - its whole hours, up to the current hour, from `counter_hours`;
   - the current hour's buckets before the current one, from `counters` (one scan shared by
     every window: a window starting inside the current hour takes its part of it);
+a window of an hour or less is read by buckets only, the shared scan reaching back to its
+first bucket (no hour of it is whole; it would be two parts for ~60 buckets otherwise);
 that is at most ~2 hours of buckets and 24 hour rows for a 24 h window, whatever the
 history holds. The parts never overlap, and every bucket counts in the hour it starts in,
 so the totals are the buckets' own, for any bucket size.
@@ -52,59 +54,71 @@ def key_range(table: str, column: str, key: str, first: str, below: str) -> str:
     )
 
 
+def long(window: int) -> bool:
+    """A window longer than an hour may cover whole hours: it reads them from their totals
+    and its old edge by buckets. A shorter one is read by buckets, from the current hour's
+    scan reaching back to its first bucket (an hour of buckets at most)."""
+    return window > HOUR
+
+
 def older_joins(pairs: Pairs, key: str, bucket: str, bind: Binds) -> tuple[str, list[str]]:
     """LEFT JOIN LATERALs reading each (window, column) over the buckets before `bucket`
     (a bound parameter, the current bucket), and the select list of their sums."""
     if not pairs:
         return "", []
-    windows = sorted({w for w, _ in pairs})
+    longs = sorted({w for w, _ in pairs if long(w)})
     recent = ", ".join(
-        f"sum(CASE WHEN bucket >= {bind(('since', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
+        f"sum(CASE WHEN bucket >= {bind(('from', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
         for w, c in pairs
     )
-    hours = ", ".join(
-        f"sum(CASE WHEN hour >= {bind(('hours', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
-        for w, c in pairs
-    )
-    now_hour, first = bind("now_hour", "bigint"), bind("recent", "bigint")
-    first_hour = bind("first_hour", "bigint")
+    first = bind("recent", "bigint")
     sql = [
         f" LEFT JOIN LATERAL (SELECT {recent} FROM counters WHERE "
         f"{key_range('counters', 'bucket', key, first, bucket)}) AS recent ON true",
-        f" LEFT JOIN LATERAL (SELECT {hours} FROM counter_hours WHERE "
-        f"{key_range('counter_hours', 'hour', key, first_hour, now_hour)}) AS hours ON true",
     ]
-    for i, w in enumerate(windows):
+    sums = {(w, c): f"coalesce(recent.{c}_{w}, 0)" for w, c in pairs}
+    if longs:
+        hours = ", ".join(
+            f"sum(CASE WHEN hour >= {bind(('hours', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
+            for w, c in pairs
+            if long(w)
+        )
+        now_hour, first_hour = bind("now_hour", "bigint"), bind("first_hour", "bigint")
+        sql.append(
+            f" LEFT JOIN LATERAL (SELECT {hours} FROM counter_hours WHERE "
+            f"{key_range('counter_hours', 'hour', key, first_hour, now_hour)}) AS hours ON true"
+        )
+    for i, w in enumerate(longs):
         columns = ", ".join(f"sum({c}) AS {c}" for v, c in pairs if v == w)
         since, edge = bind(("since", w), "bigint"), bind(("edge", w), "bigint")
         sql.append(
             f" LEFT JOIN LATERAL (SELECT {columns} FROM counters WHERE "
             f"{key_range('counters', 'bucket', key, since, edge)}) AS edge{i} ON true"
         )
-    at = {w: i for i, w in enumerate(windows)}
-    sums = [
-        f"coalesce(recent.{c}_{w}, 0) + coalesce(hours.{c}_{w}, 0) "
-        f"+ coalesce(edge{at[w]}.{c}, 0) AS {c}_{w}"
-        for w, c in pairs
-    ]
-    return "".join(sql), sums
+        for v, c in pairs:
+            if v == w:
+                sums[w, c] += f" + coalesce(hours.{c}_{w}, 0) + coalesce(edge{i}.{c}, 0)"
+    return "".join(sql), [f"{total} AS {c}_{w}" for (w, c), total in sums.items()]
 
 
 def older_values(
     clock: BucketClock, now: datetime, bucket: int, windows: set[int]
 ) -> dict[Hashable, Any]:
-    """The bounds `older_joins` binds, for windows ending with bucket `bucket` at `now`."""
+    """The bounds `older_joins` binds, for windows ending with bucket `bucket` at `now`:
+    per window its first bucket (`since`), where its part of the current hour's scan
+    starts (`from`), its old edge's end (`edge`) and its first whole hour (`hours`)."""
     now_hour = bucket - bucket % HOUR
     values: dict[Hashable, Any] = {"now_hour": now_hour}
-    firsts, hours = [], []
+    froms, hours = [now_hour], [now_hour]
     for w in windows:
         since = clock.oldest(now, w)
         whole = min(-(-since // HOUR) * HOUR, now_hour)  # the first whole hour, if any
         values[("since", w)] = since
+        values[("from", w)] = max(since, now_hour) if long(w) else since
         values[("edge", w)] = whole if since < now_hour else since
         values[("hours", w)] = whole
-        firsts.append(since)
+        froms.append(values[("from", w)])
         hours.append(whole)
-    values["recent"] = max(now_hour, min(firsts, default=now_hour))
-    values["first_hour"] = min(hours, default=now_hour)
+    values["recent"] = min(froms)
+    values["first_hour"] = min(hours)
     return values
