@@ -20,6 +20,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.sinch import samples
 from app.store.base import create_engine
 from app.store.counter_model import (
     READS,
@@ -35,6 +36,7 @@ from app.store.counters import SqlCounters
 from app.store.migrate import downgrade, upgrade
 from app.store.tables import counters
 from app.store.thread_connection import ThreadConnection, drive
+from tests.support import SinchSender
 
 CLOCK = BucketClock(60)
 NOW = datetime(2026, 11, 23, 14, 37, 12, tzinfo=UTC)
@@ -234,3 +236,22 @@ def _vm_steps(path: str, queries: list[WindowQuery], hours: int) -> int:
     finally:
         engine.dispose()
     return counted[0]
+
+
+async def test_the_request_path_keeps_hours_with_its_buckets(
+    sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """Through the app (group commit's counts, the decisions' store statement that
+    carries their settles, results crediting successes): hours equal their buckets."""
+    numbers = [f"+4670123456{n}" for n in range(6)] + ["+46701234567"] * 4
+    for number in numbers:
+        event_ = samples.request_event(number=number, price=0.05)
+        response = await sinch.post(event_)
+        assert response.status_code == 200
+        if number.endswith("2") or number.endswith("7"):
+            result = samples.result_event(verification_id=event_["id"], number=number)
+            assert (await sinch.post(result)).status_code == 200
+    kept, summed = await _hour_rows(engine)
+    assert kept and kept == summed
+    assert any(values[VALUE_COLUMNS.index("successes")] for values in kept.values())
+    assert any(values[VALUE_COLUMNS.index("allowed")] for values in kept.values())
