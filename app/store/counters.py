@@ -28,7 +28,7 @@ from app.store.counter_model import (
 )
 from app.store.pg_counters import PgCounters
 from app.store.pg_windows import older_values
-from app.store.sqlite_windows import window_parameters, windows_statement
+from app.store.sqlite_windows import summed, window_parameters, windows_statement
 from app.store.tables import counters
 from app.store.thread_connection import batch_connection, run_beside
 from app.store.upsert import cached, upsert
@@ -76,7 +76,7 @@ class SqlCounters:
         windows = sorted({q.window_seconds for q in queries})
         keys = sorted({q.key for q in queries})
         stmt = cached(
-            ("hour-windows", tuple(windows), len(keys)),
+            ("hour-window-parts", tuple(windows), len(keys)),
             lambda: windows_statement(windows, len(keys)),
         )
         current = self.clock.bucket(now)
@@ -84,7 +84,7 @@ class SqlCounters:
         params = window_parameters(bounds, windows)
         params.update({f"key_{i}": key for i, key in enumerate(keys)})
         params["current"] = current
-        rows = {row[0]: row for row in await run_beside(conn, stmt, params)}
+        rows = summed(await run_beside(conn, stmt, params))
         at = {w: 1 + i * len(VALUE_COLUMNS) for i, w in enumerate(windows)}  # the layout
         return {q: _sum(q, rows.get(q.key), at[q.window_seconds]) for q in queries}
 
