@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_counters
@@ -28,6 +27,8 @@ from app.store.counter_model import (
     WindowQuery,
 )
 from app.store.pg_counters import PgCounters
+from app.store.pg_windows import older_values
+from app.store.sqlite_windows import summed, window_parameters, windows_statement
 from app.store.tables import counters
 from app.store.thread_connection import batch_connection, run_beside
 from app.store.upsert import cached, upsert
@@ -74,13 +75,17 @@ class SqlCounters:
             return await self._pg.read(conn, reads)
         windows = sorted({q.window_seconds for q in queries})
         keys = sorted({q.key for q in queries})
-        stmt = cached(("windows", tuple(windows), len(keys)), lambda: _windows(windows, len(keys)))
-        since = {f"since_{w}": self.clock.oldest(now, w) for w in windows}
-        params: dict[str, Any] = {**since, "oldest": min(since.values())}
+        stmt = cached(
+            ("hour-window-parts", tuple(windows), len(keys)),
+            lambda: windows_statement(windows, len(keys)),
+        )
+        current = self.clock.bucket(now)
+        bounds = older_values(self.clock, now, current, set(windows))
+        params = window_parameters(bounds, windows)
         params.update({f"key_{i}": key for i, key in enumerate(keys)})
-        params["current"] = self.clock.bucket(now)
-        rows = {row[0]: row for row in await run_beside(conn, stmt, params)}
-        at = {w: 1 + i * len(VALUE_COLUMNS) for i, w in enumerate(windows)}  # see _windows
+        params["current"] = current
+        rows = summed(await run_beside(conn, stmt, params))
+        at = {w: 1 + i * len(VALUE_COLUMNS) for i, w in enumerate(windows)}  # the layout
         return {q: _sum(q, rows.get(q.key), at[q.window_seconds]) for q in queries}
 
 
@@ -126,27 +131,6 @@ async def settle(conn: AsyncConnection, change: CounterDeltas) -> None:
         await apply(conn, [change])
     else:
         batch.carry(CARRIED, change, apply)
-
-
-def _windows(windows: list[int], count: int) -> Any:
-    """Per-key sums of every column over each window (the current bucket included): the
-    key, then for each window in order its sum of each of VALUE_COLUMNS in order."""
-    columns: list[Any] = [counters.c.key]
-    for window in windows:
-        inside = counters.c.bucket >= bindparam(f"since_{window}")
-        for column in VALUE_COLUMNS:
-            total = func.sum(case((inside, counters.c[column]), else_=0))
-            columns.append(total.label(f"{column}_{window}"))
-    keys: list[Any] = [bindparam(f"key_{i}") for i in range(count)]
-    return (
-        select(*columns)
-        .where(
-            counters.c.key.in_(keys),
-            counters.c.bucket >= bindparam("oldest"),
-            counters.c.bucket <= bindparam("current"),
-        )
-        .group_by(counters.c.key)
-    )
 
 
 def _upsert(count: int, changed: tuple[str, ...]) -> Any:

@@ -267,6 +267,27 @@ class CounterRow(Base):
     __table_args__ = (Index("ix_counters_bucket", "bucket"),)
 
 
+class CounterHourRow(Base):
+    """Per counter key and hour, the sums of its `counters` rows whose bucket starts in that
+    hour (`hour` = bucket - bucket % 3600): a window reads its whole hours here and only its
+    edges from the buckets. Kept by triggers on `counters` (migration 0007), so every writer
+    of a bucket (count, settle, success) keeps its hour in step in the same statement."""
+
+    __tablename__ = "counter_hours"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    allowed: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    allowed_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_counter_hours_hour", "hour"),)
+
+
 class RuleRow(Base):
     __tablename__ = "rules"
     # Never reuse an id on SQLite either: revisions outlive a deleted rule.

@@ -18,7 +18,7 @@ reach the disk: the decisions' synchronous store commits after it, and flushes i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -36,8 +36,8 @@ from app.store.counter_model import (
     Totals,
     WindowQuery,
 )
-from app.store.pg_counters import own_buckets
 from app.store.pg_fastpath import VERSION_SQL, driver
+from app.store.pg_windows import Binds, older_joins, older_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,38 +53,36 @@ Pairs = tuple[tuple[int, str], ...]  # (window seconds, column) sums over older 
 
 
 @cache
-def _statement(pairs: Pairs) -> str:
+def _statement(pairs: Pairs) -> tuple[str, tuple[Hashable, ...]]:
     """Upsert the batch's summed deltas (rows in key order) if the policy is still at $2;
-    the version, then per key its totals and its older buckets' sums."""
+    the version, then per key its totals and its older buckets' sums (pg_windows.py). The
+    statement's text, and the names of its parameters in order."""
+    bind = Binds()
+    bucket, version, rows = (
+        bind("bucket", "bigint"),
+        bind("version", "integer"),
+        bind("rows", "json"),
+    )
     names = ", ".join(VALUE_COLUMNS)
     update = ", ".join(f"{c} = counters.{c} + excluded.{c}" for c in VALUE_COLUMNS)
-    # $3: one JSON array of [key, value per column] rows, not an array parameter per
+    # rows: one JSON array of [key, value per column] rows, not an array parameter per
     # column (asyncpg encodes those element by element, with isinstance checks each).
     unpacked = ", ".join(
         ["e->>0 AS key"] + [f"(e->>{j + 1})::bigint AS {c}" for j, c in enumerate(VALUE_COLUMNS)]
     )
-    sums = [
-        f"sum(CASE WHEN bucket >= ${5 + i}::bigint THEN {c} ELSE 0 END) AS {c}_{w}"
-        for i, (w, c) in enumerate(pairs)
-    ]
-    older = ""
-    if pairs:
-        older = (
-            f" LEFT JOIN LATERAL (SELECT {', '.join(sums)} FROM counters "
-            f"WHERE {own_buckets('up.key', '$4::bigint', '<', '$1::bigint')}) "
-            "AS older ON true"
-        )
-    picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + [f"older.{c}_{w}" for w, c in pairs])
-    return (
+    older, sums = older_joins(pairs, "up.key", bucket, bind)
+    picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + sums)
+    sql = (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
-        f"SELECT k.key, $1::bigint, {', '.join(f'k.{c}' for c in VALUE_COLUMNS)} "
-        f"FROM (SELECT {unpacked} FROM json_array_elements($3::json) AS e) AS k "
-        f"WHERE ({VERSION_SQL}) = $2::integer "
+        f"SELECT k.key, {bucket}, {', '.join(f'k.{c}' for c in VALUE_COLUMNS)} "
+        f"FROM (SELECT {unpacked} FROM json_array_elements({rows}) AS e) AS k "
+        f"WHERE ({VERSION_SQL}) = {version} "
         "AND set_config('synchronous_commit', 'off', true) IS NOT NULL ORDER BY k.key "
         f"ON CONFLICT (key, bucket) DO UPDATE SET {update} RETURNING key, {names}) "
         f"SELECT pv.version AS policy_version, up.key, {picked} "
         f"FROM ({VERSION_SQL}) AS pv LEFT JOIN up ON true{older}"
     )
+    return sql, tuple(bind.names)
 
 
 async def count_batch(
@@ -140,12 +138,12 @@ async def _count_group(
             for j, d in enumerate(row):
                 total[j] += d
     keys = sorted(summed)
-    since = [clock.oldest(now, w) for w, _ in pairs]
-    args: list[Any] = [bucket, version, to_json([[k, *summed[k]] for k in keys]).decode()]
-    if pairs:
-        args += [min(since), *since]
+    values = older_values(clock, now, bucket, {w for w, _ in pairs})
+    values["bucket"], values["version"] = bucket, version
+    values["rows"] = to_json([[k, *summed[k]] for k in keys]).decode()
+    sql, names = _statement(pairs)
     apg = await driver(conn)
-    rows = await apg.fetch(_statement(pairs), *args)
+    rows = await apg.fetch(sql, *(values[name] for name in names))
     if rows[0]["policy_version"] != version:
         return [None] * len(items)
     after = {row["key"]: row for row in rows if row["key"] is not None}

@@ -5,7 +5,7 @@ SQLAlchemy costs ~130 µs of CPU per statement over asyncpg, so the hot path byp
 Each call is one statement in its own transaction: a hot key (a country, `global`) is
 locked only while PostgreSQL applies it, and the upsert returns the bucket's new totals,
 so concurrent attempts on one key see distinct counts. Parameters are numbered from one
-list of names (`_Binds`), from which the argument list is built too.
+list of names (`pg_windows.Binds`), from which the argument list is built too.
 """
 
 from __future__ import annotations
@@ -30,18 +30,7 @@ from app.store.counter_model import (
     touched,
 )
 from app.store.pg_fastpath import VERSION_SQL, driver
-
-
-class _Binds:
-    """`$n` placeholders numbered by first use of a name; `names` is the argument order."""
-
-    def __init__(self) -> None:
-        self.names: list[Hashable] = []
-
-    def __call__(self, name: Hashable, cast: str) -> str:
-        if name not in self.names:
-            self.names.append(name)
-        return f"${self.names.index(name) + 1}::{cast}"
+from app.store.pg_windows import Binds, older_joins, older_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +49,7 @@ class _Statement:
     names: tuple[Hashable, ...]
 
 
-def _delta(shape: _Shape, column: str, bind: _Binds) -> str:
+def _delta(shape: _Shape, column: str, bind: Binds) -> str:
     """The delta a key gets in `column`: the sum of what each change gives it."""
     terms = []
     for i, (everywhere, columns) in enumerate(shape.changes):
@@ -75,22 +64,12 @@ def _delta(shape: _Shape, column: str, bind: _Binds) -> str:
     return " + ".join(terms) or "0"
 
 
-def _older(shape: _Shape, bind: _Binds) -> tuple[str, list[str]]:
+def _older(shape: _Shape, bind: Binds) -> tuple[str, list[str]]:
     """Per key (LATERAL), so that even the generic plan of this prepared statement reads
-    each key's own buckets through the primary key, whatever the table grows to; a
-    key = ANY(...) form let it pick the bucket index and read every key's rows."""
-    if not shape.pairs:
-        return "", []
-    oldest = bind("oldest", "bigint")
-    sums = ", ".join(
-        f"sum(CASE WHEN bucket >= {bind(('since', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
-        for w, c in shape.pairs
-    )
-    sql = (
-        f" LEFT JOIN LATERAL (SELECT {sums} FROM counters "
-        f"WHERE {own_buckets('up.key', oldest, '<', bind('bucket', 'bigint'))}) AS older ON true"
-    )
-    return sql, [f"older.{c}_{w}" for w, c in shape.pairs]
+    each key's own rows through the primary key, whatever the table grows to; a
+    key = ANY(...) form let it pick the bucket index and read every key's rows. Whole hours
+    come from their hour totals (store/pg_windows.py)."""
+    return older_joins(shape.pairs, "up.key", bind("bucket", "bigint"), bind)
 
 
 def own_buckets(key: str, oldest: str, below: str, bucket: str) -> str:
@@ -112,7 +91,7 @@ def _count_statement(shape: _Shape) -> _Statement:
 
     With `if_version` the rows start with the policy version read (one row with no key when
     nothing was counted): counted iff the version is the one given, in one snapshot."""
-    bind = _Binds()
+    bind = Binds()
     keys, bucket = bind("keys", "text[]"), bind("bucket", "bigint")
     deltas = [_delta(shape, c, bind) for c in VALUE_COLUMNS]
     written = {c for _, columns in shape.changes for c in columns}
@@ -146,24 +125,15 @@ def _read_statement(pairs: tuple[tuple[int, str], ...]) -> _Statement:
     """Per key, the current bucket's totals and each (window, column) sum over the older
     buckets. The aggregate inside the LATERAL keeps it a per-key subquery (a plain one would
     be pulled up into a join, free to read every key's window through the bucket index)."""
-    bind = _Binds()
-    keys, bucket, oldest = (
-        bind("keys", "text[]"),
-        bind("bucket", "bigint"),
-        bind("oldest", "bigint"),
-    )
-    current = [
-        f"coalesce(sum({c}) FILTER (WHERE bucket = {bucket}), 0) AS {c}" for c in VALUE_COLUMNS
-    ]
-    older = [
-        f"coalesce(sum({c}) FILTER (WHERE bucket >= {bind(('since', w), 'bigint')} "
-        f"AND bucket < {bucket}), 0) AS {c}_{w}"
-        for w, c in pairs
-    ]
+    bind = Binds()
+    keys, bucket = bind("keys", "text[]"), bind("bucket", "bigint")
+    current = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in VALUE_COLUMNS)
+    older, sums = older_joins(pairs, "k", bucket, bind)
+    picked = ", ".join([f"w.{c}" for c in VALUE_COLUMNS] + sums)
     sql = (
-        f"SELECT k AS key, w.* FROM unnest({keys}) AS k "
-        f"CROSS JOIN LATERAL (SELECT {', '.join(current + older)} FROM counters "
-        f"WHERE {own_buckets('k', oldest, '<=', bucket)}) AS w"
+        f"SELECT k AS key, {picked} FROM unnest({keys}) AS k "
+        f"CROSS JOIN LATERAL (SELECT {current} FROM counters "
+        f"WHERE {own_buckets('k', bucket, '<=', bucket)}) AS w{older}"
     )
     return _Statement(sql, tuple(bind.names))
 
@@ -180,16 +150,16 @@ class PgCounters:
         queries, now = reads.queries, reads.now
         """Apply changes of one bucket and read the windows, in one statement."""
         pairs = self._pairs(queries, now)
-        rows = await _count(conn, changes, pairs, self._since(pairs, now), version)
+        values = self._since(pairs, now, changes[0].bucket)
+        rows = await _count(conn, changes, pairs, values, version)
         return None if rows is None else window_sums(queries, rows)
 
     async def read(self, conn: AsyncConnection, reads: Reads) -> Totals:
         queries, now = reads.queries, reads.now
         pairs = self._pairs(queries, now)
-        values = self._since(pairs, now)
+        values = self._since(pairs, now, self.clock.bucket(now))
         values["keys"] = sorted({q.key for q in queries})
         values["bucket"] = self.clock.bucket(now)
-        values.setdefault("oldest", values["bucket"])
         rows = await _fetch(conn, _read_statement(pairs), values)
         return window_sums(queries, {row["key"]: row for row in rows})
 
@@ -199,13 +169,11 @@ class PgCounters:
         pairs = sorted({(q.window_seconds, c) for q in queries for c in READS[q.measure]})
         return tuple((w, c) for w, c in pairs if self.clock.oldest(now, w) < current)
 
-    def _since(self, pairs: Sequence[tuple[int, str]], now: datetime) -> dict[Hashable, Any]:
-        """Each window's first bucket, and the oldest of them."""
-        since = {w: self.clock.oldest(now, w) for w, _ in pairs}
-        values: dict[Hashable, Any] = {("since", w): s for w, s in since.items()}
-        if since:
-            values["oldest"] = min(since.values())
-        return values
+    def _since(
+        self, pairs: Sequence[tuple[int, str]], now: datetime, bucket: int
+    ) -> dict[Hashable, Any]:
+        """The bounds of each window's parts (store/pg_windows.py)."""
+        return older_values(self.clock, now, bucket, {w for w, _ in pairs})
 
 
 _APPLY_SQL = (

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.tables import callbacks, counters, matches, verifications
+from app.store.tables import callbacks, counter_hours, counters, matches, verifications
 
 ANONYMIZED = "#"  # an anonymised number is `<first digits>#<keyed hash>`
 
@@ -73,6 +73,18 @@ async def delete_counters(conn: AsyncConnection, before_bucket: int) -> int:
     return await _delete(conn, delete(counters).where(counters.c.bucket < before_bucket))
 
 
+async def delete_counter_hours(conn: AsyncConnection, before_bucket: int) -> int:
+    """The hours that hold only buckets before `before_bucket` (an hour still holding a
+    kept bucket stays whole: a window reads an hour it only partly covers from buckets)."""
+    last = _last_gone_hour(before_bucket)
+    return await _delete(conn, delete(counter_hours).where(counter_hours.c.hour <= last))
+
+
+def _last_gone_hour(before_bucket: int) -> int:
+    """The start of the last hour whose buckets all start before `before_bucket`."""
+    return before_bucket - before_bucket % 3600 - 3600
+
+
 async def count_old(conn: AsyncConnection, before: datetime, before_bucket: int) -> dict[str, int]:
     """What a purge would delete (for --dry-run)."""
     old = select(verifications.c.id).where(verifications.c.created_at < before)
@@ -82,6 +94,9 @@ async def count_old(conn: AsyncConnection, before: datetime, before_bucket: int)
         "matches": select(func.count()).where(matches.c.verification_id.in_(old)),
         "callbacks": select(func.count()).where(about_old),
         "counters": select(func.count()).where(counters.c.bucket < before_bucket),
+        "counter_hours": select(func.count()).where(
+            counter_hours.c.hour <= _last_gone_hour(before_bucket)
+        ),
     }
     return {name: int((await conn.execute(q)).scalar_one()) for name, q in queries.items()}
 

@@ -9,6 +9,7 @@ from sqlalchemy import String, Table
 from app.store.models import (
     BacktestRow,
     CallbackRow,
+    CounterHourRow,
     CounterRow,
     StatsCountryHourRow,
     StatsHourRow,
@@ -21,6 +22,7 @@ from app.store.models import (
 
 backtests = cast(Table, BacktestRow.__table__)
 callbacks = cast(Table, CallbackRow.__table__)
+counter_hours = cast(Table, CounterHourRow.__table__)
 counters = cast(Table, CounterRow.__table__)
 country_rollup = cast(Table, StatsCountryHourRow.__table__)
 matches = cast(Table, VerificationMatchRow.__table__)

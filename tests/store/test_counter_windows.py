@@ -3,7 +3,9 @@
 The counter model (store/counter_model.py) says what each change means; the backends only
 store changes and sum windows, each its own way: Redis keeps each minute's counts and,
 beside them, each hour's, and reads whole hours from the hour totals; PostgreSQL and SQLite
-read their minutes with different statements; memory keeps dicts. SQLite is the reference.
+do the same with `counter_hours` (kept by triggers), each with its own statements; memory
+keeps minute dicts, and is what the SQL backends are held to over days of history.
+SQLite is the reference of the rest.
 Random attempts, settles, redeliveries and successes over 30 hours, with clock steps inside
 a bucket and across minutes and hours, go to the reference and to the backends under test;
 every window (10 min, 1 h, 24 h; attempts, spend, allowed, allowed spend, successes) must
@@ -93,6 +95,8 @@ async def _drive(
     old_code: Callable[[bool], None] = lambda _active: None,
     upgrade_at: Callable[[datetime], Awaitable[None]] | None = None,
     seed: float | None = None,
+    queries: Sequence[WindowQuery] = QUERIES,
+    hours: int = 30,
 ) -> None:
     """A random history of attempts, settles, redeliveries, successes and reads, across
     buckets and hours, through every side: each must read the windows the reference reads."""
@@ -103,7 +107,7 @@ async def _drive(
     old_code(bool(upgraded_after_hours))
     if not upgraded_after_hours and upgrade_at is not None:
         await upgrade_at(START)
-    while now < START + timedelta(hours=30):
+    while now < START + timedelta(hours=hours):
         step = timedelta(seconds=rng.choice([0, 5, 45, 70, 300, 1100, 2900]))
         if upgrade_at is not None and now < hours_from <= now + step:
             await _upgrade(sides, upgrade_at, hours_from)
@@ -115,13 +119,13 @@ async def _drive(
         held = {k for k in keys if rng.random() < 0.5}
         spend = rng.choice([0, 50_000, 220_000])
         attempt = Attempt.of(set(keys), held, clock=CLOCK, now=now, spend=spend)
-        queries = [q for q in QUERIES if q.key in keys]  # as the engine asks: its own keys
-        expected, *got = await _everywhere(sides, "observe", attempt.counted(), Reads(queries, now))
+        own = [q for q in queries if q.key in keys]  # as the engine asks: its own keys
+        expected, *got = await _everywhere(sides, "observe", attempt.counted(), Reads(own, now))
         for side, values in zip(subjects, got, strict=True):
-            wrong = [q for q in queries if values[q] != expected[q]][:3]
+            wrong = [q for q in own if values[q] != expected[q]][:3]
             assert values == expected, (type(side.backend).__name__, now, wrong)
         compared += 1
-        long_reads += sum(1 for q in queries if q.window_seconds == 86_400 and expected[q])
+        long_reads += sum(1 for q in own if q.window_seconds == 86_400 and expected[q])
         if rng.random() < 0.1:  # a redelivery: its count (and hold) is taken back
             await _everywhere(sides, "apply", attempt.forgotten())
             continue
@@ -134,7 +138,7 @@ async def _drive(
             credit = succeeded(set(success_keys), clock=CLOCK, requested_at=requested_at)
             await _everywhere(sides, "apply", [credit])
         if rng.random() < 0.1:
-            expected, *got = await _everywhere(sides, "read", Reads(QUERIES, now))
+            expected, *got = await _everywhere(sides, "read", Reads(queries, now))
             assert all(values == expected for values in got)
     assert compared > 100 and long_reads > 1_000
 
@@ -207,5 +211,24 @@ async def test_postgres_windows_read_what_sqlite_reads(reference: Side, database
 
     try:
         await _drive(reference, Side(SqlCounters(60), engine))
+    finally:
+        await engine.dispose()
+
+
+LONG_WINDOWS = (60, 600, 3600, 5400, 7200, 86_400, 2 * 86_400 + 1800)
+LONG_QUERIES = [WindowQuery(k, w, m) for k in KEYS for w in LONG_WINDOWS for m in MEASURES]
+
+
+async def test_sql_windows_over_days_read_what_minutes_read(database_url: str) -> None:
+    """SQLite and PostgreSQL read whole hours from `counter_hours` and only their edges
+    from buckets: over 60 hours of attempts, settles, redeliveries and late successes,
+    windows of one bucket to two days and a half read what memory's minutes read (memory
+    is the reference here: it has no hour totals)."""
+    memory = MemoryCounters(60, retention_seconds=4 * 86_400)
+    engine = create_engine(database_url)
+    try:
+        await _drive(
+            Side(memory), Side(SqlCounters(60), engine), seed=11, queries=LONG_QUERIES, hours=60
+        )
     finally:
         await engine.dispose()

@@ -118,6 +118,8 @@ async def _generic_plans(
             plan = "\n".join(r[0] for r in rows)
             assert "ix_counters_bucket" not in plan, plan
             assert "Seq Scan on counters" not in plan, plan
+            assert "ix_counter_hours_hour" not in plan, plan
+            assert "Seq Scan on counter_hours" not in plan, plan
 
 
 async def test_counter_statements_read_by_key_under_a_generic_plan(

@@ -64,6 +64,7 @@ async def purge(
     await _delete_old(engine, result, before, batch)
     async with engine.begin() as conn:
         result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
+        result.add({"counter_hours": await store.delete_counter_hours(conn, oldest_bucket)})
         await stats_rollup.forget_before(conn, before)
     for table, count in result.rows.items():
         if metrics is not None:
