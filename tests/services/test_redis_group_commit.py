@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -192,16 +193,15 @@ def _fallbacks(sender: SinchSender) -> float:
 
 
 async def _settled(redis_url: str, prefix: str) -> dict[str, int]:
-    """Allowed and pending summed over the minute hashes under `prefix`."""
+    """Allowed and pending summed over the bucket fields of the day hashes under `prefix`
+    (store/redis_counters.py: "al754" is bucket 754's allowed; "alt75", "alh12" its sums)."""
     client = Redis.from_url(redis_url)
     totals = {"al": 0, "p": 0}
     try:
-        async for key in client.scan_iter(match=f"{prefix}*"):
-            name = key.decode()
-            if ":h" in name.removeprefix(prefix) or name.endswith("hours-from"):
-                continue
-            for field, raw in zip(totals, await client.hmget(name, list(totals)), strict=True):
-                totals[field] += int(raw or 0)
+        async for key in client.scan_iter(match=f"{prefix}*:d*"):
+            for field, raw in (await client.hgetall(key)).items():
+                if found := re.fullmatch(r"(al|p)\d+", field.decode()):
+                    totals[found[1]] += int(raw)
     finally:
         await client.aclose()
     return totals

@@ -38,6 +38,7 @@ from app.store.counter_model import (
 from app.store.counters import SqlCounters
 from app.store.memory_counters import MemoryCounters
 from app.store.redis_counters import RedisCounters
+from tests.store import redis_v1
 
 KEYS = ["number:+46701234567", "range8:+4670123", "country:SE", "global"]
 MEASURES: tuple[Measure, ...] = ("attempts", "spend", "allowed", "allowed_spend", "successes")
@@ -194,6 +195,39 @@ async def test_redis_windows_read_what_minutes_read(
             reference, Side(redis), upgraded_after_hours=upgraded_after_hours,
             old_code=old_code, upgrade_at=upgrade_at,
         )  # fmt: skip
+    finally:
+        await _drop(client, prefix)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("upgraded_after_hours", [0.6, 7.5])
+async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
+    reference: Side, redis_url: str, upgraded_after_hours: float
+) -> None:
+    """The version before (a hash per key and minute, and per hour: tests/store/redis_v1.py)
+    counts, then this one (a hash per key and day) takes over mid-hour: windows reaching
+    back before the upgrade still read what the old layout holds, the upgrade's hour is read
+    in both, and late credits to buckets before it go where those windows read."""
+    client = Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    redis = RedisCounters(client, bucket_seconds=60, retention_seconds=3 * 86_400, prefix=prefix)
+    scripts = {True: client.register_script(redis_v1.SCRIPT), False: redis._script}
+    await client.set(f"{prefix}hours-from", 0)  # as the old version's start on a fresh prefix
+
+    def old_code(active: bool) -> None:
+        redis._script = scripts[active]
+
+    async def upgrade_at(moment: datetime) -> None:
+        await redis.start(moment)
+        assert await client.get(redis.marker) == str(redis.clock.bucket(moment)).encode()
+
+    try:
+        await _drive(
+            reference, Side(redis), upgraded_after_hours=upgraded_after_hours,
+            old_code=old_code, upgrade_at=upgrade_at,
+        )  # fmt: skip
+        names = {key.decode().removeprefix(prefix) async for key in client.scan_iter(f"{prefix}*")}
+        assert any(":h" in name for name in names) and any(":d" in name for name in names)
     finally:
         await _drop(client, prefix)
 
