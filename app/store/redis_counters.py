@@ -39,6 +39,11 @@ _FIELDS = {
     "pending_spend_micros": "ps",
 }
 _READ_FIELDS = {measure: [_FIELDS[c] for c in columns] for measure, columns in READS.items()}
+# Where a column's deltas are written: under the field of its measure's first column. Reads
+# only ever sum a measure's columns (counter_model.READS), so pending and allowed share one
+# field and settling an allowed attempt (pending -1, allowed +1) writes nothing. Day hashes
+# hold these fields only; the old layout's hashes may also hold "p" and "ps" (reads sum all).
+_STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column in columns}
 
 # One hash per counter key and UTC day (":d<day start>") holds the day's counts: per bucket
 # (field: column field + the bucket's index in the day, "a754") and per hour ("ah12"). A
@@ -233,19 +238,15 @@ local function shape_of(lo, current)
   by[current] = shape
   return shape
 end
-local function expand(group, columns)
-  local id = table.concat(columns, ',')
-  local found = group.fields[id]
+local function expand(group, f)
+  local found = group.fields[f]
   if not found then
     local fields, signs = {}, {}
-    for _, t in ipairs(group.terms) do
-      for _, f in ipairs(columns) do
-        fields[#fields + 1] = field_name(f, t[1])
-        signs[#signs + 1] = t[2]
-      end
+    for i, t in ipairs(group.terms) do
+      fields[i], signs[i] = field_name(f, t[1]), t[2]
     end
     found = {fields, signs}
-    group.fields[id] = found
+    group.fields[f] = found
   end
   return found[1], found[2]
 end
@@ -270,7 +271,7 @@ local function total(key, b, columns, current, old)
   end
   if from then
     for _, group in ipairs(shape_of(math.max(b, start), current)) do
-      local fields, signs = expand(group, columns)
+      local fields, signs = expand(group, columns[1])
       local got = redis.call('HMGET', prefix .. key .. ':d' .. group.day, unpack(fields))
       for i = 1, #fields do sum = sum + signs[i] * (tonumber(got[i]) or 0) end
     end
@@ -331,8 +332,8 @@ class RedisCounters:
         await self.redis.aclose()
 
     async def apply(self, conn: Any, changes: Changes) -> None:
-        if any(c.keys for c in changes):
-            await self._pipe.call([_changes(changes), 0, []])
+        if stored := _changes(changes):
+            await self._pipe.call([stored, 0, []])
 
     async def observe(
         self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
@@ -363,11 +364,17 @@ class RedisCounters:
 
 
 def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
-    """The changes as the script takes them: [bucket, keys, [[field, delta], ...]]."""
+    """The changes as the script takes them: [bucket, keys, [[field, delta], ...]], those
+    that write nothing left out (see _STORED)."""
     out: list[Any] = []
     for change in changes:
-        deltas = [[_FIELDS[c], d] for c, d in change.deltas.items() if d]
-        out.append([change.bucket, list(change.keys), deltas])
+        sums: dict[str, int] = {}
+        for column, delta in change.deltas.items():
+            field = _STORED[column]
+            sums[field] = sums.get(field, 0) + delta
+        deltas = [[field, delta] for field, delta in sums.items() if delta]
+        if deltas and change.keys:
+            out.append([change.bucket, list(change.keys), deltas])
     return out
 
 
