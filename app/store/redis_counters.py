@@ -1,4 +1,5 @@
-"""The counter model in Redis: one hash per counter key and bucket, fields per column.
+"""The counter model in Redis: one hash per counter key and day, fields per measure and
+bucket, 10 minutes and hour (the layout: the comment above `_SCRIPT`).
 
 Each call is part of one Lua script run, so applying an attempt's changes and reading its
 windows is atomic: concurrent attempts on one key see distinct totals, on every worker and
@@ -45,14 +46,16 @@ _READ_FIELDS = {measure: [_FIELDS[c] for c in columns] for measure, columns in R
 # hold these fields only; the old layout's hashes may also hold "p" and "ps" (reads sum all).
 _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column in columns}
 
-# One hash per counter key and UTC day (":d<day start>") holds the day's counts: per bucket
-# (field: column field + the bucket's index in the day, "a754") and per hour ("ah12"). A
-# window's whole hours are read from their hour fields and the part of an hour it covers at
-# either end minute by minute, or as the hour's total less its other minutes where fewer:
-# every field a call's windows need from one key's day goes in one HMGET (~4 per attempt for
-# the starter policy's 10 windows on 3 keys, where a hash per minute and per hour took
-# ~120-230 HMGETs and the Redis server's CPU was the limit), and a write goes to one hash,
-# whose expiry is set once, when a run first writes it.
+# One hash per counter key and UTC day (":d<day start>") holds the day's counts, a field per
+# measure (see _STORED) and bucket ("a754": the bucket's index in the day), 10 minutes
+# ("at75", where buckets tile them) and hour ("ah12"). A window's whole hours are read from
+# their hour fields and the part of an hour it covers at either end from its buckets and
+# 10-minute blocks, or as the hour's total less the blocks it does not cover, whichever takes
+# fewer fields (buckets after the current one, from a host whose clock runs ahead, are not
+# read). A window reads one HMGET per day hash, its fields planned once a run (they are the
+# same for every key): ~12-15 HMGETs for the starter policy's 10 windows, where a hash per
+# minute and per hour took 60-230 and the Lua around them made the Redis server's CPU the
+# limit. A write goes to one hash, whose expiry is set when a run first writes it.
 #
 # The layout before (kept readable for the upgrade): a hash per key and minute (":<bucket>")
 # and, from the `hours-from` marker on, per key and hour (":h<hour start>"), trusted from
@@ -65,8 +68,9 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 #
 # ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), then the calls as JSON: a
 # list of [changes, current bucket, reads], changes a list of [bucket, keys, [[field,
-# delta]...]], reads a list of [key, first bucket, fields]. Returns, per call, its totals
-# joined by "," and the calls joined by "|".
+# delta]...]], reads a list of [key, first bucket, fields] (the measure's column fields: day
+# hashes read the first, the old layout all). Returns, per call, its totals joined by ","
+# and the calls joined by "|".
 _SCRIPT = """
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local calls = cjson.decode(ARGV[5])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -228,6 +229,26 @@ async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
         )  # fmt: skip
         names = {key.decode().removeprefix(prefix) async for key in client.scan_iter(f"{prefix}*")}
         assert any(":h" in name for name in names) and any(":d" in name for name in names)
+    finally:
+        await _drop(client, prefix)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("size", [45, 300, 900])
+async def test_redis_windows_read_what_memory_reads_with_other_buckets(
+    redis_url: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buckets of 45 s (no 10-minute level), 5 and 15 minutes: the day hashes' levels and
+    edges still read what memory (compared with SQLite above) reads."""
+    monkeypatch.setattr(sys.modules[__name__], "CLOCK", BucketClock(size))
+    client = Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    redis = RedisCounters(client, bucket_seconds=size, retention_seconds=3 * 86_400, prefix=prefix)
+    await redis.start(START)
+    try:
+        await _drive(
+            Side(MemoryCounters(size, retention_seconds=3 * 86_400)), Side(redis), seed=size
+        )
     finally:
         await _drop(client, prefix)
 
