@@ -208,7 +208,8 @@ async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
     """The version before (a hash per key and minute, and per hour: tests/store/redis_v1.py)
     counts, then this one (a hash per key and day) takes over mid-hour: windows reaching
     back before the upgrade still read what the old layout holds, the upgrade's hour is read
-    in both, and late credits to buckets before it go where those windows read."""
+    in both (an old process still running counts there), and late credits to buckets before
+    it go where those windows read."""
     client = Redis.from_url(redis_url)
     prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
     redis = RedisCounters(client, bucket_seconds=60, retention_seconds=3 * 86_400, prefix=prefix)
@@ -221,6 +222,12 @@ async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
     async def upgrade_at(moment: datetime) -> None:
         await redis.start(moment)
         assert await client.get(redis.marker) == str(redis.clock.bucket(moment)).encode()
+        # A process of the old version, not yet stopped, counts after the marker was set.
+        attempt = Attempt.of(set(KEYS[:2]), set(), clock=CLOCK, now=moment, spend=70_000)
+        old_code(True)
+        await redis.apply(None, attempt.counted())
+        old_code(False)
+        await reference.call("apply", attempt.counted())
 
     try:
         await _drive(
