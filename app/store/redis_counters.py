@@ -1,4 +1,5 @@
-"""The counter model in Redis: one hash per counter key and bucket, fields per column.
+"""The counter model in Redis: one hash per counter key and day, fields per measure and
+bucket, 10 minutes and hour (the layout: the comment above `_SCRIPT`).
 
 Each call is part of one Lua script run, so applying an attempt's changes and reading its
 windows is atomic: concurrent attempts on one key see distinct totals, on every worker and
@@ -39,110 +40,252 @@ _FIELDS = {
     "pending_spend_micros": "ps",
 }
 _READ_FIELDS = {measure: [_FIELDS[c] for c in columns] for measure, columns in READS.items()}
+# Where a column's deltas are written: under the field of its measure's first column. Reads
+# only ever sum a measure's columns (counter_model.READS), so pending and allowed share one
+# field and settling an allowed attempt (pending -1, allowed +1) writes nothing. Day hashes
+# hold these fields only; the old layout's hashes may also hold "p" and "ps" (reads sum all).
+_STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column in columns}
 
-# Each minute's counts also go to their hour's hash (":h<hour start>"). A window's whole
-# hours are read from their hour hashes; the part of an hour it covers at either end is
-# read minute by minute, or as the hour's total less the hour's other minutes where that
-# takes fewer reads: at most 2 x 31 + 24 reads for a day, where reading every minute took
-# 1,440 (the starter policy's 24 h conversion window made Redis the bottleneck at ~200
-# attempts/s). Hours are trusted from the first whole hour after the marker: 0 where the
-# prefix held no counts when it was set (all hours), else the minute it was set, as minutes
-# counted before (by a version without hour hashes) have none, and are read as minutes.
-# A call's windows on one key read each hash once, every field they need in one HMGET (the
-# starter's 10 windows on 3 keys read 646 hashes per attempt when each window read its own
-# minutes, ~120 now).
+# One hash per counter key and UTC day (":d<day start>") holds the day's counts, a field per
+# measure (see _STORED) and bucket ("a754": the bucket's index in the day), 10 minutes
+# ("at75", where buckets tile them) and hour ("ah12"). A window's whole hours are read from
+# their hour fields and the part of an hour it covers at either end from its buckets and
+# 10-minute blocks, or as the hour's total less the blocks it does not cover, whichever takes
+# fewer fields (buckets after the current one, from a host whose clock runs ahead, are not
+# read). A window reads one HMGET per day hash, its fields planned once a run (they are the
+# same for every key): ~12-15 HMGETs for the starter policy's 10 windows, where a hash per
+# minute and per hour took 60-230 and the Lua around them made the Redis server's CPU the
+# limit. A write goes to one hash, whose expiry is set when a run first writes it.
 #
-# ARGV: prefix, bucket size, ttl, hour (0: no hour hashes), then the calls as JSON: a list
-# of [changes, current bucket, reads], changes a list of [bucket, keys, [[field, delta]...]],
-# reads a list of [key, first bucket, fields]. Returns, per call, its totals joined by ","
+# The layout before (kept readable for the upgrade): a hash per key and minute (":<bucket>")
+# and, from the `hours-from` marker on, per key and hour (":h<hour start>"), trusted from
+# the first whole hour after it (0: every hour). The `days-from` marker, set once (start, or
+# the first write), says where day hashes begin: 0 where the prefix held no counts, else the
+# bucket it was set in. Hours before that bucket's hour are read in the old layout; its hour
+# in both (a process of the old version still running writes there, this one in day hashes),
+# later ones in day hashes only. Buckets that do not tile an hour (hour = 0) keep minute
+# hashes only.
+#
+# ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), then the calls as JSON: a
+# list of [changes, current bucket, reads], changes a list of [bucket, keys, [[field,
+# delta]...]], reads a list of [key, first bucket, fields] (the measure's column fields: day
+# hashes read the first, the old layout all). Returns, per call, its totals joined by ","
 # and the calls joined by "|".
 _SCRIPT = """
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local calls = cjson.decode(ARGV[5])
-local marker = prefix .. 'hours-from'
-local marked, trusted, expiring = false, nil, {}
-local function targets(key, bucket)
-  local out = {{prefix .. key .. ':' .. bucket, ttl}}
-  if hour > 0 then out[2] = {prefix .. key .. ':h' .. (bucket - bucket % hour), ttl + hour} end
-  return out
+local day = 86400
+local hours_marker, days_marker = prefix .. 'hours-from', prefix .. 'days-from'
+local trusted, days, expiring = nil, nil, {}
+local function expire(name, seconds)
+  if not expiring[name] then
+    if redis.call('TTL', name) < 0 then redis.call('EXPIRE', name, seconds) end
+    expiring[name] = true
+  end
+end
+-- A day hash of a busy key holds hundreds of fields: in Redis's compact encoding (a listpack,
+-- up to hash-max-listpack-entries) each field read or written scans them all. A value longer
+-- than hash-max-listpack-value (64 by default) turns a hash into a hash table for good.
+local wide = string.rep('-', 256)
+local function widen(name)
+  if not expiring[name] and redis.call('HLEN', name) > 64 then
+    redis.call('HSETNX', name, '_', wide)
+  end
+  expire(name, ttl + day)
+end
+-- The levels a day hash counts at, finest first: the bucket, 10 minutes (where buckets tile
+-- them) and the hour; a field is a column's field, the level's tag and the block's index in
+-- the day ("a754", "at75", "ah12"). A suffix number s = level * 1e6 + index names one
+-- (-1: the old layout's field itself); names are memoised, as formatting a number is most
+-- of what building one costs.
+local levels, tags = {size}, {''}
+if hour > 0 then
+  if size < 600 and 600 % size == 0 then levels[2], tags[2] = 600, 't' end
+  levels[#levels + 1], tags[#tags + 1] = hour, 'h'
+end
+local names = {}
+local function field_name(f, s)
+  local by = names[f]
+  if not by then
+    by = {[-1] = f}
+    names[f] = by
+  end
+  local name = by[s]
+  if not name then
+    local k = math.floor(s / 1e6)
+    name = f .. tags[k] .. (s - k * 1e6)
+    by[s] = name
+  end
+  return name
+end
+local function days_from()
+  if days == nil then days = tonumber(redis.call('GET', days_marker)) or false end
+  return days
 end
 local function apply(changes)
   for _, change in ipairs(changes) do
     local bucket, keys, deltas = change[1], change[2], change[3]
-    if hour > 0 and #keys > 0 and not marked then
-      redis.call('SET', marker, bucket, 'NX')
-      marked = true
+    if hour > 0 and #keys > 0 and not days_from() then
+      redis.call('SET', days_marker, bucket, 'NX')
+      days = tonumber(redis.call('GET', days_marker))
     end
-    for _, key in ipairs(keys) do
-      for _, target in ipairs(targets(key, bucket)) do
-        for _, d in ipairs(deltas) do redis.call('HINCRBY', target[1], d[1], d[2]) end
-        if not expiring[target[1]] then
-          if redis.call('TTL', target[1]) < 0 then redis.call('EXPIRE', target[1], target[2]) end
-          expiring[target[1]] = true
+    if #keys == 0 then -- nothing to count
+    elseif hour == 0 or bucket < days - days % hour then
+      -- The old layout: minute hashes only, or a count credited to a bucket before day hashes
+      -- began (a late success): where the windows over that bucket read.
+      for _, key in ipairs(keys) do
+        local name = prefix .. key .. ':' .. bucket
+        for _, d in ipairs(deltas) do redis.call('HINCRBY', name, d[1], d[2]) end
+        expire(name, ttl)
+        if hour > 0 then
+          name = prefix .. key .. ':h' .. (bucket - bucket % hour)
+          for _, d in ipairs(deltas) do redis.call('HINCRBY', name, d[1], d[2]) end
+          expire(name, ttl + hour)
         end
+      end
+    else
+      local d = bucket - bucket % day
+      local fields = {}
+      for k, length in ipairs(levels) do
+        local s = k * 1e6 + (bucket - bucket % length - d) / length
+        for _, delta in ipairs(deltas) do
+          fields[#fields + 1] = {field_name(delta[1], s), delta[2]}
+        end
+      end
+      for _, key in ipairs(keys) do
+        local name = prefix .. key .. ':d' .. d
+        for _, f in ipairs(fields) do redis.call('HINCRBY', name, f[1], f[2]) end
+        widen(name)
       end
     end
   end
 end
 local function trusted_from()
-  if hour > 0 and not trusted then
-    local from = tonumber(redis.call('GET', marker))
-    if from then trusted = from - from % hour + hour end
+  if hour > 0 and trusted == nil then
+    local from = tonumber(redis.call('GET', hours_marker))
+    trusted = from and from - from % hour + hour or false
   end
   return trusted
 end
-local function read(current, queries)
-  local fields, slot = {}, {}
-  for _, q in ipairs(queries) do
-    local key = q[1]
-    if not fields[key] then fields[key], slot[key] = {}, {} end
-    for _, f in ipairs(q[3]) do
-      if not slot[key][f] then
-        table.insert(fields[key], f)
-        slot[key][f] = #fields[key]
+-- The old layout's hashes a window's buckets b..last_b read: {hash, sign}.
+local function legacy(key, b, last_b, current, out)
+  local from = trusted_from()
+  while b <= last_b do
+    local h = hour > 0 and b - b % hour or nil
+    if from and h >= from then
+      local final = h + hour - size
+      local last = math.min(final, last_b)
+      local before, after = (b - h) / size, (final - last) / size
+      local alive = before == 0 or h + ttl > current + size
+      if alive and 1 + before + after < (last - b) / size + 1 then
+        out[#out + 1] = {prefix .. key .. ':h' .. h, 1}
+        for m = h, b - size, size do out[#out + 1] = {prefix .. key .. ':' .. m, -1} end
+        for m = last + size, final, size do out[#out + 1] = {prefix .. key .. ':' .. m, -1} end
+      else
+        for m = b, last, size do out[#out + 1] = {prefix .. key .. ':' .. m, 1} end
       end
+      b = last + size
+    else
+      out[#out + 1] = {prefix .. key .. ':' .. b, 1}
+      b = b + size
     end
   end
-  local from, seen, out = trusted_from(), {}, {}
-  for i, q in ipairs(queries) do
-    local key, b, wanted, total = q[1], q[2], q[3], 0
-    local function add(name, sign)
-      local values = seen[name]
+end
+-- Buckets lo..hi of one block of level k, as the sum of its smaller blocks (the partly
+-- covered ones split further), or as the block's total less the blocks it does not cover,
+-- whichever takes fewer fields: {suffix, sign} terms.
+local function parts(lo, hi, k, sign, d, out)
+  local length = levels[k]
+  local start = lo - lo % length
+  local final = start + length - size
+  if k == 1 or (lo == start and hi == final) then
+    out[#out + 1] = {k * 1e6 + (start - d) / length, sign}
+    return
+  end
+  local sub = levels[k - 1]
+  local function pieces(from, to, sgn, into)
+    while from <= to do
+      local e = math.min(from - from % sub + sub - size, to)
+      parts(from, e, k - 1, sgn, d, into)
+      from = e + size
+    end
+  end
+  local summed, rest = {}, {{k * 1e6 + (start - d) / length, sign}}
+  pieces(lo, hi, sign, summed)
+  pieces(start, lo - size, -sign, rest)
+  pieces(hi + size, final, -sign, rest)
+  for _, t in ipairs(#rest < #summed and rest or summed) do out[#out + 1] = t end
+end
+-- The day hashes' fields that buckets lo..current sum, the same for every key: per day
+-- {day, terms, fields by column list}; planned once a run.
+local shapes = {}
+local function shape_of(lo, current)
+  local by = shapes[lo]
+  if not by then
+    by = {}
+    shapes[lo] = by
+  end
+  local shape = by[current]
+  if shape then return shape end
+  shape = {}
+  local b, group = lo, nil
+  while b <= current do
+    local d = b - b % day
+    if not group or group.day ~= d then
+      group = {day = d, terms = {}, fields = {}}
+      shape[#shape + 1] = group
+    end
+    local last = math.min(b - b % hour + hour - size, current)
+    parts(b, last, #levels, 1, d, group.terms)
+    b = last + size
+  end
+  by[current] = shape
+  return shape
+end
+local function expand(group, f)
+  local found = group.fields[f]
+  if not found then
+    local fields, signs = {}, {}
+    for i, t in ipairs(group.terms) do
+      fields[i], signs[i] = field_name(f, t[1]), t[2]
+    end
+    found = {fields, signs}
+    group.fields[f] = found
+  end
+  return found[1], found[2]
+end
+-- A window's total: its buckets before day hashes began from the old layout (each hash
+-- read once a call: `old`), the rest from one HMGET per day.
+local function total(key, b, columns, current, old)
+  local sum, from = 0, hour > 0 and days_from() or false
+  local start = from and from - from % hour or nil
+  if not from or b < start + hour then
+    local hashes = {}
+    legacy(key, b, from and math.min(current, start + hour - size) or current, current, hashes)
+    for _, t in ipairs(hashes) do
+      local values = old[t[1]]
       if not values then
-        values = redis.call('HMGET', name, unpack(fields[key]))
-        seen[name] = values
+        values = {}
+        local flat = redis.call('HGETALL', t[1])
+        for i = 1, #flat, 2 do values[flat[i]] = flat[i + 1] end
+        old[t[1]] = values
       end
-      for _, f in ipairs(wanted) do
-        total = total + sign * (tonumber(values[slot[key][f]]) or 0)
-      end
+      for _, f in ipairs(columns) do sum = sum + t[2] * (tonumber(values[f]) or 0) end
     end
-    local function minutes(first, last, sign)
-      for m = first, last, size do add(prefix .. key .. ':' .. m, sign) end
+  end
+  if from then
+    for _, group in ipairs(shape_of(math.max(b, start), current)) do
+      local fields, signs = expand(group, columns[1])
+      local got = redis.call('HMGET', prefix .. key .. ':d' .. group.day, unpack(fields))
+      for i = 1, #fields do sum = sum + signs[i] * (tonumber(got[i]) or 0) end
     end
-    while b <= current do
-      local h = hour > 0 and b - b % hour or nil
-      if from and h >= from then
-        -- The window's minutes b..last of hour h: read them, or read the hour's total less
-        -- its other minutes, whichever takes fewer reads (the minutes before b must not
-        -- have expired; those after `current` are in the future, mostly none).
-        local final = h + hour - size
-        local last = math.min(final, current)
-        local before, after = (b - h) / size, (final - last) / size
-        local alive = before == 0 or h + ttl > current + size
-        if alive and 1 + before + after < (last - b) / size + 1 then
-          add(prefix .. key .. ':h' .. h, 1)
-          minutes(h, b - size, -1)
-          minutes(last + size, final, -1)
-        else
-          minutes(b, last, 1)
-        end
-        b = last + size
-      else
-        add(prefix .. key .. ':' .. b, 1)
-        b = b + size
-      end
-    end
-    out[i] = string.format('%.0f', total)
+  end
+  return sum
+end
+local function read(current, queries)
+  local out, old = {}, {}
+  for i, q in ipairs(queries) do
+    out[i] = string.format('%.0f', total(q[1], q[2], q[3], current, old))
   end
   return table.concat(out, ',')
 end
@@ -172,13 +315,13 @@ class RedisCounters:
         self.prefix = prefix
         # Hour hashes only where minutes tile an hour exactly (any divisor of 3600 does).
         self.hour = HOUR if bucket_seconds < HOUR and HOUR % bucket_seconds == 0 else 0
-        self.marker = f"{prefix}hours-from"
+        self.marker = f"{prefix}days-from"
         self._script = redis.register_script(_SCRIPT)
         self._pipe = _Pipe(self._send)
 
     async def start(self, now: datetime | None = None) -> None:
-        """Set the marker, once for all workers and hosts: hour totals are trusted at once
-        where the prefix holds no counts yet, else from the next whole hour."""
+        """Set the marker, once for all workers and hosts: day hashes hold every count where
+        the prefix holds none yet, else the counts from now on (see the script's comment)."""
         if not self.hour or await self.redis.exists(self.marker):
             return
         holds_counts = False
@@ -193,8 +336,8 @@ class RedisCounters:
         await self.redis.aclose()
 
     async def apply(self, conn: Any, changes: Changes) -> None:
-        if any(c.keys for c in changes):
-            await self._pipe.call([_changes(changes), 0, []])
+        if stored := _changes(changes):
+            await self._pipe.call([stored, 0, []])
 
     async def observe(
         self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
@@ -225,11 +368,17 @@ class RedisCounters:
 
 
 def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
-    """The changes as the script takes them: [bucket, keys, [[field, delta], ...]]."""
+    """The changes as the script takes them: [bucket, keys, [[field, delta], ...]], those
+    that write nothing left out (see _STORED)."""
     out: list[Any] = []
     for change in changes:
-        deltas = [[_FIELDS[c], d] for c, d in change.deltas.items() if d]
-        out.append([change.bucket, list(change.keys), deltas])
+        sums: dict[str, int] = {}
+        for column, delta in change.deltas.items():
+            field = _STORED[column]
+            sums[field] = sums.get(field, 0) + delta
+        deltas = [[field, delta] for field, delta in sums.items() if delta]
+        if deltas and change.keys:
+            out.append([change.bucket, list(change.keys), deltas])
     return out
 
 

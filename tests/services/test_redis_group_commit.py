@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -150,7 +151,8 @@ async def test_an_allowed_answer_leaves_before_its_settle_and_is_settled_by_shut
 ) -> None:
     """Settling an allowed attempt changes no read (pending counts as allowed): its answer
     does not wait for that round trip to Redis (it used to, and with the settle held back
-    here, missed its deadline). The settle still lands, at the latest when the app stops."""
+    here, missed its deadline). Redis stores allowed and pending in one field (an allowed
+    settle writes nothing there: store/redis_counters.py), so both count as allowed at the end."""
     await _truncate(postgres_database)
     settings = make_settings(
         postgres_database, tmp_path, redis_url=redis_url, decision_deadline_ms=1000
@@ -192,16 +194,16 @@ def _fallbacks(sender: SinchSender) -> float:
 
 
 async def _settled(redis_url: str, prefix: str) -> dict[str, int]:
-    """Allowed and pending summed over the minute hashes under `prefix`."""
+    """Allowed and pending summed over the bucket fields of the day hashes under `prefix`
+    (store/redis_counters.py: "al754" is bucket 754's allowed and pending; "alt75", "alh12"
+    sums of buckets)."""
     client = Redis.from_url(redis_url)
     totals = {"al": 0, "p": 0}
     try:
-        async for key in client.scan_iter(match=f"{prefix}*"):
-            name = key.decode()
-            if ":h" in name.removeprefix(prefix) or name.endswith("hours-from"):
-                continue
-            for field, raw in zip(totals, await client.hmget(name, list(totals)), strict=True):
-                totals[field] += int(raw or 0)
+        async for key in client.scan_iter(match=f"{prefix}*:d*"):
+            for field, raw in (await client.hgetall(key)).items():
+                if found := re.fullmatch(r"(al|p)\d+", field.decode()):
+                    totals[found[1]] += int(raw)
     finally:
         await client.aclose()
     return totals

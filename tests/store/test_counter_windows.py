@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from app.store.counter_model import (
 from app.store.counters import SqlCounters
 from app.store.memory_counters import MemoryCounters
 from app.store.redis_counters import RedisCounters
+from tests.store import redis_v1
 
 KEYS = ["number:+46701234567", "range8:+4670123", "country:SE", "global"]
 MEASURES: tuple[Measure, ...] = ("attempts", "spend", "allowed", "allowed_spend", "successes")
@@ -198,6 +200,66 @@ async def test_redis_windows_read_what_minutes_read(
             reference, Side(redis), upgraded_after_hours=upgraded_after_hours,
             old_code=old_code, upgrade_at=upgrade_at,
         )  # fmt: skip
+    finally:
+        await _drop(client, prefix)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("upgraded_after_hours", [0.6, 7.5])
+async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
+    reference: Side, redis_url: str, upgraded_after_hours: float
+) -> None:
+    """The version before (a hash per key and minute, and per hour: tests/store/redis_v1.py)
+    counts, then this one (a hash per key and day) takes over mid-hour: windows reaching
+    back before the upgrade still read what the old layout holds, the upgrade's hour is read
+    in both (an old process still running counts there), and late credits to buckets before
+    it go where those windows read."""
+    client = Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    redis = RedisCounters(client, bucket_seconds=60, retention_seconds=3 * 86_400, prefix=prefix)
+    scripts = {True: client.register_script(redis_v1.SCRIPT), False: redis._script}
+    await client.set(f"{prefix}hours-from", 0)  # as the old version's start on a fresh prefix
+
+    def old_code(active: bool) -> None:
+        redis._script = scripts[active]
+
+    async def upgrade_at(moment: datetime) -> None:
+        await redis.start(moment)
+        assert await client.get(redis.marker) == str(redis.clock.bucket(moment)).encode()
+        # A process of the old version, not yet stopped, counts after the marker was set.
+        attempt = Attempt.of(set(KEYS[:2]), set(), clock=CLOCK, now=moment, spend=70_000)
+        old_code(True)
+        await redis.apply(None, attempt.counted())
+        old_code(False)
+        await reference.call("apply", attempt.counted())
+
+    try:
+        await _drive(
+            reference, Side(redis), upgraded_after_hours=upgraded_after_hours,
+            old_code=old_code, upgrade_at=upgrade_at,
+        )  # fmt: skip
+        names = {key.decode().removeprefix(prefix) async for key in client.scan_iter(f"{prefix}*")}
+        assert any(":h" in name for name in names) and any(":d" in name for name in names)
+    finally:
+        await _drop(client, prefix)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("size", [45, 300, 900])
+async def test_redis_windows_read_what_memory_reads_with_other_buckets(
+    redis_url: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buckets of 45 s (no 10-minute level), 5 and 15 minutes: the day hashes' levels and
+    edges still read what memory (compared with SQLite above) reads."""
+    monkeypatch.setattr(sys.modules[__name__], "CLOCK", BucketClock(size))
+    client = Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    redis = RedisCounters(client, bucket_seconds=size, retention_seconds=3 * 86_400, prefix=prefix)
+    await redis.start(START)
+    try:
+        await _drive(
+            Side(MemoryCounters(size, retention_seconds=3 * 86_400)), Side(redis), seed=size
+        )
     finally:
         await _drop(client, prefix)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery
+from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery, succeeded
 from app.store.redis_counters import RedisCounters
 
 pytestmark = pytest.mark.redis
@@ -129,3 +130,62 @@ async def test_counts_in_a_later_minute_of_the_hour_are_not_read(
     assert set((await backend.read(None, Reads(queries, NOW))).values()) == {1}
     later = await backend.read(None, Reads(queries, NOW.replace(minute=44)))
     assert set(later.values()) == {2}
+
+
+STARTER_READS = [  # the windows the starter policy reads for one attempt (app/rules/starter.py)
+    ("country", 86_400, "attempts"),
+    ("range", 3600, "attempts"),
+    ("number", 3600, "attempts"),
+    ("country", 3600, "allowed"),
+    ("country", 3600, "successes"),
+    ("range", 3600, "allowed"),
+    ("country", 3600, "allowed_spend"),
+    ("number", 3600, "successes"),
+    ("country", 86_400, "successes"),
+    ("range", 3600, "successes"),
+]
+
+
+async def _script_commands(client: Redis, prefix: str, work: Any) -> Counter[str]:
+    """The commands scripts ran on keys under `prefix` while `work` ran (MONITOR sees every
+    client's, so the count does not depend on what else the server is doing)."""
+    done, counts = f"{prefix}done", Counter[str]()
+    async with client.monitor() as monitor:
+        await work()
+        await client.get(done)
+        while True:
+            line = (await monitor.connection.read_response()).decode(errors="replace")
+            if done in line:
+                return counts
+            if " lua] " in line and prefix in line:
+                counts[line.split(" lua] ", 1)[1].split(" ", 1)[0].strip('"')] += 1
+
+
+async def test_an_attempt_under_the_starter_windows_takes_few_redis_commands(
+    counters: tuple[RedisCounters, CountingRedis],
+) -> None:
+    """Count, window reads, settle and success of one attempt, mid-hour (where a window's
+    edges cover half an hour each): a few HMGETs, one per window and day hash (a hash per
+    minute and hour took ~230, and the Redis server's CPU was the limit), and ~65 commands
+    in all (~290)."""
+    backend, client = counters
+    now = NOW.replace(minute=30)
+    attempts = 10
+
+    async def work() -> None:
+        for i in range(attempts):
+            keys = {"country": KEY, "range": "range8:+4670123", "number": f"number:+4670123{i:04d}"}
+            attempt = Attempt.of(
+                set(keys.values()), {KEY, keys["range"]}, clock=BucketClock(60), now=now, spend=9
+            )
+            reads = [WindowQuery(keys[k], window, m) for k, window, m in STARTER_READS]
+            await backend.observe(None, attempt.counted(), Reads(reads, now))
+            settle = attempt.settled(allowed=True)
+            assert settle is not None
+            await backend.apply(None, [settle])
+            credit = succeeded(set(keys.values()), clock=BucketClock(60), requested_at=now)
+            await backend.apply(None, [credit])
+
+    counts = await _script_commands(client, backend.prefix, work)
+    assert counts["HMGET"] <= 13 * attempts, counts
+    assert counts.total() <= 75 * attempts, counts
