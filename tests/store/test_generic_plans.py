@@ -88,12 +88,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path, bootstrap_token=TOKEN)
 
 
-def _capture(*engines: AsyncEngine) -> list[tuple[str, tuple[Any, ...]]]:
-    """Statements on counters run by new connections of these engines (query, args)."""
+def _capture(*engines: AsyncEngine, table: str = "counters") -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements on `table` run by new connections of these engines (query, args)."""
     captured: list[tuple[str, tuple[Any, ...]]] = []
 
     def capture(record: Any) -> None:
-        if "counters" in record.query:
+        if table in record.query:
             captured.append((record.query, record.args))
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -105,7 +105,7 @@ def _capture(*engines: AsyncEngine) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 async def _generic_plans(
-    engine: AsyncEngine, statements: list[tuple[str, tuple[Any, ...]]]
+    engine: AsyncEngine, statements: list[tuple[str, tuple[Any, ...]]], table: str = "counters"
 ) -> None:
     async with engine.connect() as conn:
         apg = (await conn.get_raw_connection()).driver_connection
@@ -117,7 +117,7 @@ async def _generic_plans(
             await apg.execute("DEALLOCATE probe")
             plan = "\n".join(r[0] for r in rows)
             assert "ix_counters_bucket" not in plan, plan
-            assert "Seq Scan on counters" not in plan, plan
+            assert f"Seq Scan on {table}" not in plan, plan
 
 
 async def test_counter_statements_read_by_key_under_a_generic_plan(
@@ -205,3 +205,33 @@ async def test_counter_statements_read_by_key_on_a_fresh_table(
     assert analysed is not None and analysed < 0, "the table must never have been analysed"
     assert len(captured) >= 3, "the counting, store and dry-run statements"
     await _generic_plans(engine, captured)
+
+
+async def test_outcome_statements_read_verifications_by_id_on_a_fresh_table(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """The result batch's statement reads what each verification was before it (its keys,
+    its status). Planned generically on a fresh, never-analysed table (the pool's
+    connections do so within the first seconds of a new deployment), its join to the
+    results went through a hash of a sequential scan of every verification, a plan kept as
+    the table grew: each batch of results read the whole table (the soak's rise from its
+    first minute, bench/soak.py --profile)."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    captured = _capture(runtime.engine, table="verifications")
+    await runtime.engine.dispose()
+    request = samples.request_event(number="+46701234567", price=0.05)
+    response = await sinch.post(request)
+    assert response.status_code == 200 and response.json()["action"] == "allow"
+    ident = request["id"]
+    for event_ in (
+        samples.delivered_event(verification_id=ident, number="+46701234567"),
+        samples.result_event(verification_id=ident, number="+46701234567"),
+    ):
+        assert (await sinch.post(event_)).status_code == 200
+    async with engine.connect() as conn:
+        analysed = await conn.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'verifications'")
+        )
+    assert analysed is not None and analysed < 0, "the table must never have been analysed"
+    assert any("unnest" in query for query, _ in captured), "the outcome batch's statements"
+    await _generic_plans(engine, captured, table="verifications")
