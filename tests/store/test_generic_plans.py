@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from app.sinch import samples
+from app.store import changes
 from app.store.counters import SqlCounters, counters
 from tests.conftest import make_settings
 from tests.support import SinchSender
@@ -112,8 +113,8 @@ async def _generic_plans(
         await apg.execute("SET plan_cache_mode = force_generic_plan")
         for query, args in list(statements):  # this connection may be capturing too
             await apg.execute(f"PREPARE probe AS {query}")
-            literals = ",".join(_literal(a) for a in args)
-            rows = await apg.fetch(f"EXPLAIN EXECUTE probe({literals})")
+            literals = f"({','.join(_literal(a) for a in args)})" if args else ""
+            rows = await apg.fetch(f"EXPLAIN EXECUTE probe{literals}")
             await apg.execute("DEALLOCATE probe")
             plan = "\n".join(r[0] for r in rows)
             assert "ix_counters_bucket" not in plan, plan
@@ -235,3 +236,39 @@ async def test_outcome_statements_read_verifications_by_id_on_a_fresh_table(
     assert analysed is not None and analysed < 0, "the table must never have been analysed"
     assert any("unnest" in query for query, _ in captured), "the outcome batch's statements"
     await _generic_plans(engine, captured, table="verifications")
+
+
+async def test_refresh_reads_new_claims_by_id_on_a_fresh_table(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """The baseline refresh reads the inbox claims past its mark (store/changes.py) every
+    30 s. Its `id > $1` reads, planned on a never-analysed table (a fresh database on a
+    server without autovacuum, or before its first pass), scanned every callback stored,
+    and each refresh read more of them than the last (bench/soak.py --profile: the
+    `callbacks` sequential scans of each minute)."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for n in range(3):
+        event_ = samples.request_event(number=f"+4670123456{n}", price=0.05)
+        assert (await sinch.post(event_)).status_code == 200
+    captured = _capture(runtime.engine, table="callbacks")
+    await runtime.engine.dispose()
+
+    def through_sqlalchemy(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM callbacks" in statement:  # the reads (asyncpg logs its own calls only)
+            captured.append((statement, tuple(parameters)))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", through_sqlalchemy)
+    now = datetime.now(UTC)
+    async with runtime.engine.connect() as conn:
+        mark = await changes.start(conn, now)
+        behind = changes.Mark(0, {})  # every claim new, and ids missing (read as gaps)
+        found, _ = await changes.changes(conn, behind, [("country", None)], now)
+    event.remove(runtime.engine.sync_engine, "before_cursor_execute", through_sqlalchemy)
+    assert mark.last and found, "the claims were read"
+    assert len(captured) >= 4, "the mark, the count, the ids present and the claims"
+    async with engine.connect() as conn:
+        analysed = await conn.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'callbacks'")
+        )
+    assert analysed is not None and analysed < 0, "the table must never have been analysed"
+    await _generic_plans(engine, captured, table="callbacks")
