@@ -350,7 +350,7 @@ def soak(args: argparse.Namespace) -> int:
             args.profile.mkdir(parents=True, exist_ok=True)
             env = env | soak_profile.server_env(args.profile)
         with procs.uvicorn_server(
-            target.factory, port=port, env=env, log=log, cwd=workdir, app_dir=ROOT
+            target.factory, port=port, env=env, log=log, cwd=workdir, app_dir=args.app_dir
         ) as server:
             cpu = procs.cpu_seconds(server.pid)
             run = asyncio.run(
@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
         "--drain-seconds", type=float, default=60.0, help="after the run, for the backlog"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--app-dir", type=Path, default=ROOT, help="the checkout the server imports app from"
+    )
     parser.add_argument(
         "--profile",
         type=Path,

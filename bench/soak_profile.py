@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench import procs
 from bench.run import ROOT
 
 SITE = ROOT / "bench" / "loop_watch_site"
@@ -32,6 +33,7 @@ FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)
 """
 DELTAS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd")
 DELTAS += ("n_tup_del", "blks_hit", "blks_read", "auto")
+CPU = "_backend_cpu"  # not a table: pid -> CPU seconds
 
 
 def server_env(out: Path) -> dict[str, str]:
@@ -41,11 +43,21 @@ def server_env(out: Path) -> dict[str, str]:
     return {"PYTHONPATH": path, "VERIFYGUARD_LOOP_WATCH": str(out.resolve() / "watch")}
 
 
-async def tables(conn: Any) -> dict[str, dict[str, int]]:
+BACKENDS_SQL = (
+    "SELECT pid FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+async def tables(conn: Any) -> dict[str, Any]:
+    """The tables' cumulative statistics, and the CPU seconds of each of the database's
+    backends (the server's connections) so far."""
     rows = await conn.fetch(TABLE_SQL)
-    return {
+    out: dict[str, Any] = {
         r["relname"]: {k: int(r[k]) for k in (*DELTAS, "n_live_tup", "n_dead_tup")} for r in rows
     }
+    out[CPU] = {row["pid"]: procs.cpu_seconds(row["pid"]) for row in await conn.fetch(BACKENDS_SQL)}
+    return out
 
 
 def _minutes(bins: dict[str, Any], started: float, count: int) -> list[dict[str, Any]]:
@@ -99,11 +111,15 @@ def report(
         }  # fmt: skip
         if index + 1 < len(snapshots):
             before, after = snapshots[index], snapshots[index + 1]
+            used = after[CPU]
+            row["postgres_cpu_s"] = round(
+                sum(cpu - before[CPU].get(pid, 0.0) for pid, cpu in used.items()), 2
+            )
             row["tables"] = {
                 name: {k: v[k] - before.get(name, {}).get(k, 0) for k in DELTAS}
                 | {"live": v["n_live_tup"], "dead": v["n_dead_tup"]}
                 for name, v in after.items()
-                if any(v[k] - before.get(name, {}).get(k, 0) for k in DELTAS)
+                if name != CPU and any(v[k] - before.get(name, {}).get(k, 0) for k in DELTAS)
             }
         result.append(row)
     return {"minutes": result, "gc_totals": data.get("gc"), "long_steps": data.get("long_steps")}
@@ -113,7 +129,8 @@ def render(profile: dict[str, Any]) -> str:
     lines = []
     for m in profile["minutes"]:
         lines.append(
-            f"--- minute {m['minute']}: loop CPU {m['loop_cpu_s']} s, steps > 5 ms "
+            f"--- minute {m['minute']}: loop CPU {m['loop_cpu_s']} s, its database's backends'"
+            f" CPU {m.get('postgres_cpu_s')} s, steps > 5 ms "
             f"{m['steps_over_5ms']} ({m['their_cpu_ms']} ms), gc [n, ms, max] {m['gc']}"
         )
         lines.append(f"  tasks CPU ms: {m['task_cpu_ms']}")
