@@ -25,6 +25,7 @@ from typing import Any
 
 STEP_MS = 5.0  # steps kept with their stacks
 SAMPLE_S = 0.002
+BIN_S = 5
 
 
 class Watch:
@@ -46,6 +47,18 @@ class Watch:
         self.main = threading.get_ident()
         self.gc_started: tuple[float, float] | None = None
         self.lock = threading.Lock()
+        self.bins: dict[int, dict[str, Any]] = {}
+
+    def bin(self) -> dict[str, Any]:
+        key = int(time.time()) // BIN_S * BIN_S
+        found = self.bins.get(key)
+        if found is None:
+            found = self.bins[key] = {
+                "steps": 0, "cpu_ms": 0.0, "long": 0, "long_cpu_ms": 0.0,
+                "tasks": collections.Counter(), "long_what": collections.Counter(),
+                "gc": {}, "sql": {},
+            }  # fmt: skip
+        return found
 
     def run(self, handle: Any, original: Any) -> None:
         label = None
@@ -62,8 +75,17 @@ class Watch:
             self.current = None
             self.count += 1
             self.cpu_total += spent
+            bin = self.bin()
+            bin["steps"] += 1
+            bin["cpu_ms"] += spent * 1000
+            name = _task_name(handle)
+            if name is not None and not name.startswith("Task-"):
+                bin["tasks"][name] += spent * 1000
             if spent * 1000 >= STEP_MS:
                 label = _label(handle)
+                bin["long"] += 1
+                bin["long_cpu_ms"] += spent * 1000
+                bin["long_what"][label] += 1
                 self.steps.append(
                     {
                         "at": round(wall - self.started, 3),
@@ -121,6 +143,10 @@ class Watch:
         gen = self.gc_totals.setdefault(info["generation"], [0, 0.0])
         gen[0] += 1
         gen[1] += cpu
+        per = self.bin()["gc"].setdefault(info["generation"], [0, 0.0, 0.0])
+        per[0] += 1
+        per[1] += cpu * 1000
+        per[2] = max(per[2], cpu * 1000)
         if cpu * 1000 >= 1:
             self.gcs.append(
                 {
@@ -132,6 +158,41 @@ class Watch:
                 }
             )
         self.gc_started = None
+
+    def statement(self, query: str, took: float, rows: int) -> None:
+        text = " ".join(query.split())[:90]
+        entry = self.bin()["sql"].setdefault(text, [0, 0.0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += took * 1000
+        entry[2] += rows
+        entry[3] = max(entry[3], took * 1000)
+
+    def patch_asyncpg(self) -> None:
+        """Every statement's wall time and rows: asyncpg's two execution paths (prepared
+        statements, as SQLAlchemy's dialect uses them; and a connection's own calls)."""
+        try:
+            from asyncpg import connection, prepared_stmt
+        except ImportError:
+            return
+        watch = self
+        prepared = prepared_stmt.PreparedStatement
+        do_prepared = prepared._PreparedStatement__do_execute  # type: ignore[attr-defined]
+        do_connection = connection.Connection._do_execute
+
+        async def timed_prepared(self: Any, executor: Any) -> Any:
+            started = time.perf_counter()
+            result = await do_prepared(self, executor)
+            watch.statement(self._query, time.perf_counter() - started, _rows(result))
+            return result
+
+        async def timed_connection(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = await do_connection(self, query, *args, **kwargs)
+            watch.statement(query, time.perf_counter() - started, _rows(result[0]))
+            return result
+
+        prepared._PreparedStatement__do_execute = timed_prepared  # type: ignore[attr-defined]
+        connection.Connection._do_execute = timed_connection  # type: ignore[method-assign]
 
     def dump(self) -> None:
         data = {
@@ -148,10 +209,15 @@ class Watch:
                 k: _spread([t for _, t in v]) | {"size": _spread([n for n, _ in v])}
                 for k, v in list(self.writes.items())
             },
+            "bins": {key: dict(value) for key, value in list(self.bins.items())},
         }
         tmp = self.out + ".tmp"
+        try:
+            text = json.dumps(data)
+        except RuntimeError:  # a bin changed while copied (the loop runs on): next time
+            return
         with open(tmp, "w") as f:
-            json.dump(data, f)
+            f.write(text)
         os.replace(tmp, self.out)
 
     def dump_every(self) -> None:
@@ -171,6 +237,16 @@ def _spread(values: list[float]) -> dict[str, float]:
         return ordered[int(q * (len(ordered) - 1))]
 
     return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
+
+
+def _rows(result: Any) -> int:
+    data = result[0] if isinstance(result, tuple) else result
+    return len(data) if isinstance(data, list) else 0
+
+
+def _task_name(handle: Any) -> str | None:
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    return task.get_name() if isinstance(task, asyncio.Task) else None
 
 
 def _label(handle: Any) -> str:
@@ -207,6 +283,7 @@ def install(out: str) -> None:
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign]
     gc.callbacks.append(watch.on_gc)
+    watch.patch_asyncpg()
     threading.Thread(target=watch.sample, daemon=True).start()
     threading.Thread(target=watch.dump_every, daemon=True).start()
     atexit.register(watch.dump)

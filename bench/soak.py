@@ -30,7 +30,7 @@ from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.sinch.signature import callback_headers
 from app.store.migrate import upgrade
-from bench import procs
+from bench import procs, soak_profile
 from bench.loadgen import exchange
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
 
@@ -82,6 +82,8 @@ class Soak:
     follow_ups: set[asyncio.TimerHandle] = field(default_factory=set)
     unsent: int = 0  # left in the queue when the drain time ran out
     spool_left: int = 0  # in the server's spool when the drain ended
+    epoch: float = field(default_factory=lambda: time.time())  # `started`, on the wall clock
+    tables: list[dict[str, Any]] = field(default_factory=list)  # --profile: each minute's end
 
     def minute(self, at: float) -> Minute:
         return self.minutes[min(len(self.minutes) - 1, int((at - self.started) // 60))]
@@ -162,12 +164,22 @@ async def _offer(soak: Soak, rate: float, until: float) -> None:
         await asyncio.sleep(max(0.0, soak.started + sent / rate - time.perf_counter()))
 
 
-async def _sample(soak: Soak, count: int) -> None:
-    """At the end of each minute: the server's RSS and its fallback answers so far."""
-    for index in range(count):
-        await asyncio.sleep(max(0.0, soak.started + 60 * (index + 1) - time.perf_counter()))
-        soak.minutes[index].rss_mb = _rss_mb(soak.pid)
-        soak.minutes[index].fallbacks = await _fallbacks(soak.port)
+async def _sample(soak: Soak, count: int, dsn: str | None) -> None:
+    """At the end of each minute: the server's RSS and its fallback answers so far (with
+    --profile, the database's table statistics too, and at the start)."""
+    conn = await asyncpg.connect(dsn) if dsn else None
+    try:
+        if conn is not None:
+            soak.tables.append(await soak_profile.tables(conn))
+        for index in range(count):
+            await asyncio.sleep(max(0.0, soak.started + 60 * (index + 1) - time.perf_counter()))
+            soak.minutes[index].rss_mb = _rss_mb(soak.pid)
+            soak.minutes[index].fallbacks = await _fallbacks(soak.port)
+            if conn is not None:
+                soak.tables.append(await soak_profile.tables(conn))
+    finally:
+        if conn is not None:
+            await conn.close()
 
 
 WATCH_SQL = """
@@ -237,10 +249,11 @@ async def drive(
     connections: int,
     drain_seconds: float,
     dsn: str | None = None,
+    profile: bool = False,
 ) -> Soak:
     soak = Soak(port, pid, time.perf_counter(), [Minute() for _ in range(minutes)])
     workers = [asyncio.create_task(_worker(soak)) for _ in range(connections)]
-    sampler = asyncio.create_task(_sample(soak, minutes))
+    sampler = asyncio.create_task(_sample(soak, minutes, dsn if profile else None))
     end = soak.started + 60 * minutes
     watcher = asyncio.create_task(_watch(soak, dsn, end)) if dsn else None
     await _offer(soak, rate, end)
@@ -332,8 +345,12 @@ def soak(args: argparse.Namespace) -> int:
         port, workdir = args.port or procs.free_port(), Path(tmp)
         log = workdir / "soak-server.log"
         print(f"… soak: {args.minutes} min at {args.rate:g} request events/s", file=sys.stderr)
+        env = target.env
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            env = env | soak_profile.server_env(args.profile)
         with procs.uvicorn_server(
-            target.factory, port=port, env=target.env, log=log, cwd=workdir, app_dir=ROOT
+            target.factory, port=port, env=env, log=log, cwd=workdir, app_dir=args.app_dir
         ) as server:
             cpu = procs.cpu_seconds(server.pid)
             run = asyncio.run(
@@ -345,9 +362,16 @@ def soak(args: argparse.Namespace) -> int:
                     connections=args.connections,
                     drain_seconds=args.drain_seconds,
                     dsn=dsn,
+                    profile=bool(args.profile),
                 )
             )
             cpu = procs.cpu_seconds(server.pid) - cpu
+        if args.profile:  # the server has stopped: its watch file is complete
+            found = soak_profile.report(
+                args.profile, server.pid, run.epoch, args.minutes, run.tables
+            )
+            (args.profile / "profile.json").write_text(json.dumps(found))
+            print(soak_profile.render(found), file=sys.stderr)
         stored = asyncio.run(_stored(dsn))  # once the server has stopped, its writes done
         rows = [minute.row(i) for i, minute in enumerate(run.minutes)]
         checks = verdicts(rows, run.sent, stored)
@@ -378,6 +402,15 @@ def main(argv: list[str] | None = None) -> None:
         "--drain-seconds", type=float, default=60.0, help="after the run, for the backlog"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--app-dir", type=Path, default=ROOT, help="the checkout the server imports app from"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a directory: run the server with bench/loop_watch.py and print, per minute, its"
+        " loop steps, periodic tasks, collections and statements, and the tables' scans",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -104,9 +104,14 @@ def _result_sql() -> str:
         for c in ("method", "number", "reference", "custom")
     )
     before = ", ".join(f"v.{c}" for c in KEY_COLUMNS)
+    # Each result's row looked up by its id, in a LATERAL subquery the LIMIT keeps apart:
+    # written as a join, the generic plan the pool's connections make in a new deployment's
+    # first seconds (a small, never-analysed table) hashed a sequential scan of the whole
+    # table, and kept it as the table grew (tests/store/test_generic_plans.py).
     return (
         f"WITH r AS (SELECT * FROM {_unnest(verifications, RESULT_COLUMNS)}), "
-        f"before AS (SELECT v.id, {before} FROM verifications v JOIN r ON v.id = r.id), "
+        f"before AS (SELECT v.* FROM r CROSS JOIN LATERAL (SELECT v.id, {before} "
+        "FROM verifications v WHERE v.id = r.id LIMIT 1) AS v), "
         f"up AS (INSERT INTO verifications ({names}) SELECT {names} FROM r "
         f"ON CONFLICT (id) DO UPDATE SET {final}, {first}) "
         "SELECT * FROM before"

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from app.sinch import samples
+from app.store import changes
 from app.store.counters import SqlCounters, counters
 from tests.conftest import make_settings
 from tests.support import SinchSender
@@ -88,12 +89,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path, bootstrap_token=TOKEN)
 
 
-def _capture(*engines: AsyncEngine) -> list[tuple[str, tuple[Any, ...]]]:
-    """Statements on counters run by new connections of these engines (query, args)."""
+def _capture(*engines: AsyncEngine, table: str = "counters") -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements on `table` run by new connections of these engines (query, args)."""
     captured: list[tuple[str, tuple[Any, ...]]] = []
 
     def capture(record: Any) -> None:
-        if "counters" in record.query:
+        if table in record.query:
             captured.append((record.query, record.args))
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -105,19 +106,19 @@ def _capture(*engines: AsyncEngine) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 async def _generic_plans(
-    engine: AsyncEngine, statements: list[tuple[str, tuple[Any, ...]]]
+    engine: AsyncEngine, statements: list[tuple[str, tuple[Any, ...]]], table: str = "counters"
 ) -> None:
     async with engine.connect() as conn:
         apg = (await conn.get_raw_connection()).driver_connection
         await apg.execute("SET plan_cache_mode = force_generic_plan")
         for query, args in list(statements):  # this connection may be capturing too
             await apg.execute(f"PREPARE probe AS {query}")
-            literals = ",".join(_literal(a) for a in args)
-            rows = await apg.fetch(f"EXPLAIN EXECUTE probe({literals})")
+            literals = f"({','.join(_literal(a) for a in args)})" if args else ""
+            rows = await apg.fetch(f"EXPLAIN EXECUTE probe{literals}")
             await apg.execute("DEALLOCATE probe")
             plan = "\n".join(r[0] for r in rows)
             assert "ix_counters_bucket" not in plan, plan
-            assert "Seq Scan on counters" not in plan, plan
+            assert f"Seq Scan on {table}" not in plan, plan
             assert "ix_counter_hours_hour" not in plan, plan
             assert "Seq Scan on counter_hours" not in plan, plan
 
@@ -207,3 +208,69 @@ async def test_counter_statements_read_by_key_on_a_fresh_table(
     assert analysed is not None and analysed < 0, "the table must never have been analysed"
     assert len(captured) >= 3, "the counting, store and dry-run statements"
     await _generic_plans(engine, captured)
+
+
+async def test_outcome_statements_read_verifications_by_id_on_a_fresh_table(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """The result batch's statement reads what each verification was before it (its keys,
+    its status). Planned generically on a fresh, never-analysed table (the pool's
+    connections do so within the first seconds of a new deployment), its join to the
+    results went through a hash of a sequential scan of every verification, a plan kept as
+    the table grew: each batch of results read the whole table (the soak's rise from its
+    first minute, bench/soak.py --profile)."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    captured = _capture(runtime.engine, table="verifications")
+    await runtime.engine.dispose()
+    request = samples.request_event(number="+46701234567", price=0.05)
+    response = await sinch.post(request)
+    assert response.status_code == 200 and response.json()["action"] == "allow"
+    ident = request["id"]
+    for event_ in (
+        samples.delivered_event(verification_id=ident, number="+46701234567"),
+        samples.result_event(verification_id=ident, number="+46701234567"),
+    ):
+        assert (await sinch.post(event_)).status_code == 200
+    async with engine.connect() as conn:
+        analysed = await conn.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'verifications'")
+        )
+    assert analysed is not None and analysed < 0, "the table must never have been analysed"
+    assert any("unnest" in query for query, _ in captured), "the outcome batch's statements"
+    await _generic_plans(engine, captured, table="verifications")
+
+
+async def test_refresh_reads_new_claims_by_id_on_a_fresh_table(
+    client: AsyncClient, sinch: SinchSender, engine: AsyncEngine
+) -> None:
+    """The baseline refresh reads the inbox claims past its mark (store/changes.py) every
+    30 s. Its `id > $1` reads, planned on a never-analysed table (a fresh database on a
+    server without autovacuum, or before its first pass), scanned every callback stored,
+    and each refresh read more of them than the last (bench/soak.py --profile: the
+    `callbacks` sequential scans of each minute)."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for n in range(3):
+        event_ = samples.request_event(number=f"+4670123456{n}", price=0.05)
+        assert (await sinch.post(event_)).status_code == 200
+    captured = _capture(runtime.engine, table="callbacks")
+    await runtime.engine.dispose()
+
+    def through_sqlalchemy(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM callbacks" in statement:  # the reads (asyncpg logs its own calls only)
+            captured.append((statement, tuple(parameters)))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", through_sqlalchemy)
+    now = datetime.now(UTC)
+    async with runtime.engine.connect() as conn:
+        mark = await changes.start(conn, now)
+        behind = changes.Mark(0, {})  # every claim new, and ids missing (read as gaps)
+        found, _ = await changes.changes(conn, behind, [("country", None)], now)
+    event.remove(runtime.engine.sync_engine, "before_cursor_execute", through_sqlalchemy)
+    assert mark.last and found, "the claims were read"
+    assert len(captured) >= 4, "the mark, the count, the ids present and the claims"
+    async with engine.connect() as conn:
+        analysed = await conn.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'callbacks'")
+        )
+    assert analysed is not None and analysed < 0, "the table must never have been analysed"
+    await _generic_plans(engine, captured, table="callbacks")
