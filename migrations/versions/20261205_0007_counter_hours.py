@@ -49,18 +49,36 @@ def _upsert(values: str) -> str:
 _INSERTED = ", ".join(f"NEW.{c}" for c in _COLUMNS)
 _CHANGED = ", ".join(f"NEW.{c} - OLD.{c}" for c in _COLUMNS)
 
-_PG_FUNCTION = f"""
-CREATE FUNCTION counters_to_hours() RETURNS trigger LANGUAGE plpgsql AS $$
+# On PostgreSQL the triggers run once per statement over its transition tables: a batch's
+# rows go to their hours in one grouped upsert (in key order, as the counts lock their rows),
+# where a row trigger ran a PL/pgSQL call and an upsert per bucket (~0.1 ms of the database's
+# CPU per attempt in `make bench`). An INSERT ... ON CONFLICT shows its inserted rows to the
+# INSERT trigger and its updated ones to the UPDATE trigger.
+
+
+def _pg_function(name: str, source: str, values: str) -> str:
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        {_upsert(_INSERTED)};
-    ELSE
-        {_upsert(_CHANGED)};
-    END IF;
+    INSERT INTO counter_hours (key, hour, {_NAMES})
+    SELECT n.key, n.bucket - n.bucket % 3600, {values}
+    FROM {source}
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (key, hour) DO UPDATE SET {_ADD};
     RETURN NULL;
 END
 $$
 """
+
+
+_PG_INSERTED = _pg_function(
+    "counters_inserted_to_hours", "inserted n", ", ".join(f"sum(n.{c})" for c in _COLUMNS)
+)
+_PG_UPDATED = _pg_function(
+    "counters_updated_to_hours",
+    "updated n JOIN replaced o ON o.key = n.key AND o.bucket = n.bucket",
+    ", ".join(f"sum(n.{c} - o.{c})" for c in _COLUMNS),
+)
 
 _BACKFILL = (
     f"INSERT INTO counter_hours (key, hour, {_NAMES}) "
@@ -85,10 +103,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_counter_hours_hour", "counter_hours", ["hour"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_PG_FUNCTION)
+        op.execute(_PG_INSERTED)
+        op.execute(_PG_UPDATED)
         op.execute(
-            "CREATE TRIGGER counters_to_hours AFTER INSERT OR UPDATE ON counters "
-            "FOR EACH ROW EXECUTE FUNCTION counters_to_hours()"
+            "CREATE TRIGGER counters_inserted_to_hours AFTER INSERT ON counters "
+            "REFERENCING NEW TABLE AS inserted "
+            "FOR EACH STATEMENT EXECUTE FUNCTION counters_inserted_to_hours()"
+        )
+        op.execute(
+            "CREATE TRIGGER counters_updated_to_hours AFTER UPDATE ON counters "
+            "REFERENCING OLD TABLE AS replaced NEW TABLE AS updated "
+            "FOR EACH STATEMENT EXECUTE FUNCTION counters_updated_to_hours()"
         )
     else:
         op.execute(
@@ -104,8 +129,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER counters_to_hours ON counters")
-        op.execute("DROP FUNCTION counters_to_hours()")
+        op.execute("DROP TRIGGER counters_updated_to_hours ON counters")
+        op.execute("DROP TRIGGER counters_inserted_to_hours ON counters")
+        op.execute("DROP FUNCTION counters_updated_to_hours()")
+        op.execute("DROP FUNCTION counters_inserted_to_hours()")
     else:
         op.execute("DROP TRIGGER counters_to_hours_update")
         op.execute("DROP TRIGGER counters_to_hours_insert")
