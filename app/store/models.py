@@ -249,13 +249,9 @@ class StatsHourStateRow(Base):
     )
 
 
-class CounterRow(Base):
-    """Velocity and conversion counters: one row per counter key and time bucket."""
+class _CounterValues:
+    """The value columns a counter bucket and an hour total share (mixed in after the key)."""
 
-    __tablename__ = "counters"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     allowed: Mapped[int] = mapped_column(Integer, default=0)
     pending: Mapped[int] = mapped_column(Integer, default=0)
@@ -264,10 +260,19 @@ class CounterRow(Base):
     pending_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     successes: Mapped[int] = mapped_column(Integer, default=0)
 
+
+class CounterRow(Base, _CounterValues):
+    """Velocity and conversion counters: one row per counter key and time bucket."""
+
+    __tablename__ = "counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
     __table_args__ = (Index("ix_counters_bucket", "bucket"),)
 
 
-class CounterHourRow(Base):
+class CounterHourRow(Base, _CounterValues):
     """Per counter key and hour, the sums of its `counters` rows whose bucket starts in that
     hour (`hour` = bucket - bucket % 3600): a window reads its whole hours here and only its
     edges from the buckets. Kept by triggers on `counters` (migration 0007), so every writer
@@ -277,13 +282,6 @@ class CounterHourRow(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    allowed: Mapped[int] = mapped_column(Integer, default=0)
-    pending: Mapped[int] = mapped_column(Integer, default=0)
-    spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-    allowed_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-    pending_spend_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-    successes: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_counter_hours_hour", "hour"),)
 
