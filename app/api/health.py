@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import RuntimeDep
-from app.store.migrate import current_revision, head_revision
+from app.store.migrate import current_revision, head_revision, hour_trigger_problems
 
 router = APIRouter(tags=["health"])
 CHECK_SECONDS = 2.0
@@ -48,7 +48,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None, responses=READINESS)
 async def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
-    """Database reachable, schema at head, policy loaded; `degraded` while on the spool."""
+    """Database reachable, schema at head (with its triggers), policy loaded; `degraded`
+    while on the spool."""
     outage = runtime.outage
     policy_loaded = runtime.policies.loaded is not None
     state = {"policy_loaded": policy_loaded, "spool_depth": outage.spool.depth}
@@ -59,10 +60,19 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
         return {"status": "degraded", "reason": reason, **state}
     try:
         revision = await asyncio.wait_for(current_revision(runtime.engine), CHECK_SECONDS)
+        at_head = revision == head_revision()
+        triggers = (
+            await asyncio.wait_for(hour_trigger_problems(runtime.engine), CHECK_SECONDS)
+            if at_head
+            else []
+        )
     except Exception as exc:
         return _not_ready(f"database unreachable: {type(exc).__name__}", state)
-    if revision != head_revision():
+    if not at_head:
         return _not_ready(f"schema at {revision}, expected {head_revision()}", state)
+    if triggers:
+        reason = f"counter_hours triggers: {'; '.join(triggers)} (`verifyguard db repair-triggers`)"
+        return _not_ready(reason, state)
     if not policy_loaded:
         return _not_ready("no policy loaded", state)
     if outage.spool.depth:

@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store import hour_triggers
+
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -45,10 +47,33 @@ class SchemaNotCurrentError(RuntimeError):
     pass
 
 
-async def require_head(engine: AsyncEngine) -> None:
+async def _require_revision(engine: AsyncEngine) -> None:
     current, head = await current_revision(engine), head_revision()
     if current != head:
         raise SchemaNotCurrentError(
             f"database schema is at {current or 'nothing'}, this VerifyGuard needs {head}: "
             "run `verifyguard db upgrade`"
         )
+
+
+class HourTriggersMissingError(SchemaNotCurrentError):
+    pass
+
+
+async def require_head(engine: AsyncEngine) -> None:
+    """At head, and with the triggers that keep `counter_hours` (not part of the revision:
+    a table restored or recreated by hand loses them, and long windows under-count)."""
+    await _require_revision(engine)
+    found = await hour_trigger_problems(engine)
+    if found:
+        raise HourTriggersMissingError(
+            "the triggers that keep counter_hours in step with counters are not as "
+            f"migration 0007 made them ({'; '.join(found)}): windows longer than an hour "
+            "would under-count. Run `verifyguard db repair-triggers` (puts them back and "
+            "rebuilds counter_hours from counters; writes to counters wait while it runs)"
+        )
+
+
+async def hour_trigger_problems(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return await hour_triggers.problems(conn)
