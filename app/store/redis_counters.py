@@ -60,10 +60,10 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # The layout before (kept readable for the upgrade): a hash per key and minute (":<bucket>")
 # and, from the `hours-from` marker on, per key and hour (":h<hour start>"), trusted from
 # the first whole hour after it (0: every hour). The `days-from` marker, set once (start, or
-# the first write), says where day hashes begin: 0 where the prefix held no counts, else the
-# bucket it was set in. Hours before that bucket's hour are read in the old layout; its hour
-# in both (a process of the old version still running writes there, this one in day hashes),
-# later ones in day hashes only. Buckets that do not tile an hour (hour = 0) keep minute
+# a write that finds none: 0), says where day hashes begin: 0 where the prefix held no counts
+# of the old layout, else the bucket it was set in. Hours before that bucket's hour are read
+# in the old layout; its hour in both (an old process still running writes there, this one
+# in day hashes), later ones in day hashes only. Buckets that do not tile an hour keep minute
 # hashes only.
 #
 # ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), then the calls as JSON: a
@@ -126,7 +126,10 @@ local function apply(changes)
   for _, change in ipairs(changes) do
     local bucket, keys, deltas = change[1], change[2], change[3]
     if hour > 0 and #keys > 0 and not days_from() then
-      redis.call('SET', days_marker, bucket, 'NX')
+      -- No marker after start(): evicted (an allkeys-* maxmemory policy). Day hashes hold
+      -- every count but those of the old layout's last `ttl` (0); "from now" would hide the
+      -- day hashes' counts before this hour from every window.
+      redis.call('SET', days_marker, 0, 'NX')
       days = tonumber(redis.call('GET', days_marker))
     end
     if #keys == 0 then -- nothing to count
@@ -321,15 +324,20 @@ class RedisCounters:
 
     async def start(self, now: datetime | None = None) -> None:
         """Set the marker, once for all workers and hosts: day hashes hold every count where
-        the prefix holds none yet, else the counts from now on (see the script's comment)."""
+        the prefix holds none of the old layout's, else the counts from now on (see the
+        script's comment). Day hashes alone (the marker evicted) are not an upgrade."""
         if not self.hour or await self.redis.exists(self.marker):
             return
-        holds_counts = False
-        async for _key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            holds_counts = True
-            break
-        value = self.clock.bucket(now or datetime.now(UTC)) if holds_counts else 0
+        value = self.clock.bucket(now or datetime.now(UTC)) if await self._old_layout() else 0
         await self.redis.set(self.marker, value, nx=True)
+
+    async def _old_layout(self) -> bool:
+        """Whether a minute or hour hash of the layout before day hashes is still kept."""
+        async for key in self.redis.scan_iter(match=f"{self.prefix}*:[0-9h]*", count=1000):
+            last = key.decode().rsplit(":", 1)[-1]
+            if last.removeprefix("h").isdigit():
+                return True
+        return False
 
     async def close(self) -> None:
         await self._pipe.drain()
