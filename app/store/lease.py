@@ -26,6 +26,9 @@ async def claim(
     """Take or extend the lease `name` for `holder` until now + ttl; False if another holds it.
 
     A missing lease row (a job never run, or a cleared table) is created by its first claimant.
+    One that loses that race (its insert waited for the winner's and found the row) claims
+    the row the winner committed, as it would have had the row been there: the winner may be
+    this holder's own other job, and then it holds the lease too.
     """
     stmt = (
         update(leases)
@@ -36,7 +39,9 @@ async def claim(
         return True
     values = {"name": name, "holder": holder, "expires_at": now + ttl}
     created = insert_for(conn, leases).values(**values).on_conflict_do_nothing()
-    return bool((await conn.execute(created)).rowcount == 1)
+    if (await conn.execute(created)).rowcount == 1:
+        return True
+    return bool((await conn.execute(stmt)).rowcount == 1)
 
 
 async def release(conn: AsyncConnection, *, name: str, holder: str) -> None:
