@@ -11,7 +11,6 @@ keys must be distinct within one statement (`store_batch` splits a batch that re
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,9 +153,6 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
         _json(settle),
     )
     apg = await driver(conn)
-    if apg not in _LZ4:
-        await apg.execute(_LZ4_SQL)
-        _LZ4.add(apg)
     rows = await apg.fetch(_statement(), *args)
     return [None if row["id"] is None else int(row["id"]) for row in rows]
 
@@ -165,17 +161,6 @@ def _json(value: Any, exclude: dict[str, set[str]] | None = None) -> str:
     # Non-finite floats as the strings PostgreSQL's float input reads ("Infinity"), as a
     # binary parameter would have carried them, not as null.
     return to_json(value, exclude=exclude, inf_nan_mode="strings").decode()
-
-
-# The stored decision document (~7 kB, a starter policy's trace) is compressed by TOAST:
-# with the default pglz that cost PostgreSQL ~60 µs a row, with lz4 ~15 µs (an INSERT of
-# 5,000 documents: 310 ms against 76 ms). Set for the session of each connection this
-# stores on (they are held for the process's life), where the server supports lz4.
-_LZ4: weakref.WeakSet[Any] = weakref.WeakSet()
-_LZ4_SQL = (
-    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings "
-    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
-)
 
 
 def _decision(item: StoreItem) -> str | None:

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.store.base import create_engine
@@ -83,3 +84,36 @@ def test_sqlite_upgrade_never_hands_a_deleted_rules_id_to_a_new_rule(database_ur
             "'2026-11-27 11:00:00', '2026-11-27 11:00:00') RETURNING id"
         ).fetchone()[0]
     assert new_id == 4
+
+
+_LZ4_SUPPORTED = (
+    "SELECT coalesce(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings "
+    "WHERE name = 'default_toast_compression'"
+)
+_DECISION_COMPRESSION = (
+    "SELECT attcompression::text FROM pg_attribute "
+    "WHERE attrelid = 'verifications'::regclass AND attname = 'decision'"
+)
+
+
+async def _scalar(url: str, sql: str) -> object:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_postgres_decision_column_is_lz4_from_0008_and_default_below(database_url: str) -> None:
+    """0008 sets lz4 on the decision column (where the server has it); its downgrade puts the
+    server's default back; upgrading again sets it again."""
+    if not asyncio.run(_scalar(database_url, _LZ4_SUPPORTED)):
+        pytest.skip("this PostgreSQL has no lz4")
+    assert asyncio.run(_scalar(database_url, _DECISION_COMPRESSION)) == "l"
+    downgrade(database_url, "0007")
+    assert asyncio.run(_scalar(database_url, _DECISION_COMPRESSION)) == ""
+    upgrade(database_url)
+    assert asyncio.run(_scalar(database_url, _DECISION_COMPRESSION)) == "l"
