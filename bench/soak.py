@@ -2,7 +2,9 @@
 --minutes (10) at --rate (300) request events/s, open loop, each allowed attempt followed by
 its SMS delivery receipt (1 s later) and its result event (2 s later), every event signed as
 it is sent. Per minute: p50/p99 of the request events (from their scheduled time), errors,
-the server's RSS and the fallback answers; at the end, rows stored against events sent.
+the server's RSS and the fallback answers, the load generator's lateness and CPU, the
+database's size, reads and checkpoints; at the end, rows stored against events sent.
+--warmup-minutes N runs N minutes first, printed but left out of the targets.
 
 Targets (issue 16): p99 of the last minute within 20 % of the first, RSS growth after the
 first minute < 20 MB, no fallback, nothing missing. Exit status 1 when one is missed.
@@ -50,12 +52,27 @@ class Minute:
     lock_waits: int = 0
     counter_waits: int = 0
     longest_xact_ms: float = 0.0
+    # The load generator, on the same machine: how late its request events were written to
+    # a connection after their scheduled time (the loop's lateness and the wait for a free
+    # connection; counted in the latencies, as it must be in an open loop), the part of each
+    # latency from write to reply, and its own CPU seconds this minute.
+    send_lags: list[float] = field(default_factory=list)
+    replies: list[float] = field(default_factory=list)
+    loadgen_cpu_s: float | None = None
+    # The database at the minute's end: its size against shared_buffers (once larger, new
+    # pages evict others, dirty ones written out by the backends themselves), the blocks
+    # its backends had to read from outside shared_buffers this minute, and the server's
+    # checkpoints this minute (each is followed by full-page images in the WAL).
+    db_mb: float | None = None
+    blks_read: int | None = None
+    checkpoints: int | None = None
 
     def row(self, index: int) -> dict[str, Any]:
         ordered = sorted(self.latencies)
+        lags, replies = sorted(self.send_lags), sorted(self.replies)
 
-        def pct(q: float) -> float | None:
-            return round(1000 * ordered[int(q * (len(ordered) - 1))], 2) if ordered else None
+        def pct(q: float, values: list[float] = ordered) -> float | None:
+            return round(1000 * values[int(q * (len(values) - 1))], 2) if values else None
 
         return {
             "minute": index + 1,
@@ -68,6 +85,15 @@ class Minute:
             "lock_waits": self.lock_waits,
             "counter_waits": self.counter_waits,
             "longest_xact_ms": round(self.longest_xact_ms, 1),
+            "send_lag_p99_ms": pct(0.99, lags),
+            "reply_p50_ms": pct(0.50, replies),
+            "reply_p99_ms": pct(0.99, replies),
+            "loadgen_cpu_s": self.loadgen_cpu_s,
+            "db_mb": self.db_mb,
+            "blks_read_per_request": round(self.blks_read / len(ordered), 2)
+            if self.blks_read is not None and ordered
+            else None,
+            "checkpoints": self.checkpoints,
         }
 
 
@@ -84,6 +110,8 @@ class Soak:
     spool_left: int = 0  # in the server's spool when the drain ended
     epoch: float = field(default_factory=lambda: time.time())  # `started`, on the wall clock
     tables: list[dict[str, Any]] = field(default_factory=list)  # --profile: each minute's end
+    # --profile: per minute, the soak database's WAL by relation, and the bytes skipped
+    wal: list[tuple[dict[str, list[int]], int]] = field(default_factory=list)
 
     def minute(self, at: float) -> Minute:
         return self.minutes[min(len(self.minutes) - 1, int((at - self.started) // 60))]
@@ -114,14 +142,17 @@ async def _worker(soak: Soak) -> None:
     reader, writer = await asyncio.open_connection(HOST, soak.port)
     while (item := await soak.queue.get()) is not None:
         scheduled, event = item
+        request = _signed(event, soak.port)
+        written = time.perf_counter()
         try:
-            reply = await exchange(reader, writer, _signed(event, soak.port))
+            reply = await exchange(reader, writer, request)
         except (asyncio.IncompleteReadError, ConnectionError):
             # The server closed a connection left idle past its keep-alive timeout (at low
             # rates, or while the drain waits for the last follow-ups): send it again on a
             # new one (the dedupe key makes a repeat harmless).
             writer.close()
             reader, writer = await asyncio.open_connection(HOST, soak.port)
+            written = time.perf_counter()
             reply = await exchange(reader, writer, _signed(event, soak.port))
         kind = event["event"]
         soak.sent[_KINDS[kind]] += 1
@@ -130,7 +161,10 @@ async def _worker(soak: Soak) -> None:
             minute.errors += 1
             continue
         if kind == "VerificationRequestEvent":
-            minute.latencies.append(time.perf_counter() - scheduled)
+            done = time.perf_counter()
+            minute.latencies.append(done - scheduled)
+            minute.send_lags.append(written - scheduled)
+            minute.replies.append(done - written)
             if b'"allow"' in reply:
                 _follow_up(soak, event)
     writer.close()
@@ -164,18 +198,37 @@ async def _offer(soak: Soak, rate: float, until: float) -> None:
         await asyncio.sleep(max(0.0, soak.started + sent / rate - time.perf_counter()))
 
 
-async def _sample(soak: Soak, count: int, dsn: str | None) -> None:
-    """At the end of each minute: the server's RSS and its fallback answers so far (with
-    --profile, the database's table statistics too, and at the start)."""
+DB_SQL = """
+SELECT pg_database_size(current_database()) AS size, d.blks_read,
+       b.checkpoints_timed + b.checkpoints_req AS checkpoints
+FROM pg_stat_database d, pg_stat_bgwriter b WHERE d.datname = current_database()
+"""
+
+
+async def _sample(soak: Soak, count: int, dsn: str | None, profile: bool) -> None:
+    """At the end of each minute: the server's RSS, its fallback answers so far, the
+    database's size, reads and the checkpoints (with --profile, the database's table
+    statistics too, and at the start)."""
     conn = await asyncpg.connect(dsn) if dsn else None
     try:
-        if conn is not None:
+        if conn is not None and profile:
             soak.tables.append(await soak_profile.tables(conn))
+        db = await conn.fetchrow(DB_SQL) if conn is not None else None
+        cpu = time.process_time()
         for index in range(count):
             await asyncio.sleep(max(0.0, soak.started + 60 * (index + 1) - time.perf_counter()))
+            used, cpu = time.process_time() - cpu, time.process_time()
+            soak.minutes[index].loadgen_cpu_s = round(used, 2)
             soak.minutes[index].rss_mb = _rss_mb(soak.pid)
             soak.minutes[index].fallbacks = await _fallbacks(soak.port)
-            if conn is not None:
+            if conn is not None and db is not None:
+                now = await conn.fetchrow(DB_SQL)
+                minute = soak.minutes[index]
+                minute.db_mb = round(now["size"] / 2**20, 1)
+                minute.blks_read = now["blks_read"] - db["blks_read"]
+                minute.checkpoints = now["checkpoints"] - db["checkpoints"]
+                db = now
+            if conn is not None and profile:
                 soak.tables.append(await soak_profile.tables(conn))
     finally:
         if conn is not None:
@@ -207,6 +260,28 @@ async def _watch(soak: Soak, dsn: str, until: float) -> None:
             await asyncio.sleep(1.0)
     finally:
         await conn.close()
+
+
+async def _wal_watch(soak: Soak, dsn: str, until: float) -> None:
+    """--profile: every 10 s, the WAL written since the last read, by relation (each read
+    counted in the minute it ends in)."""
+    reader = await soak_profile.wal_open(dsn)
+    soak.wal = [({}, 0) for _ in soak.minutes]
+    try:
+        while time.perf_counter() < until:
+            await asyncio.sleep(max(0.0, min(10.0, until - time.perf_counter())))
+            index = min(
+                len(soak.minutes) - 1, int((time.perf_counter() - 0.5 - soak.started) // 60)
+            )
+            try:
+                found, skipped = await soak_profile.wal_read(reader)
+            except asyncpg.PostgresError as error:  # a gap in the profile, not a failed soak
+                print(f"… WAL read: {error}", file=sys.stderr)
+                continue
+            soak_profile.wal_add(soak.wal[index][0], found)
+            soak.wal[index] = (soak.wal[index][0], soak.wal[index][1] + skipped)
+    finally:
+        await soak_profile.wal_close(reader)
 
 
 def _rss_mb(pid: int) -> float:
@@ -253,11 +328,14 @@ async def drive(
 ) -> Soak:
     soak = Soak(port, pid, time.perf_counter(), [Minute() for _ in range(minutes)])
     workers = [asyncio.create_task(_worker(soak)) for _ in range(connections)]
-    sampler = asyncio.create_task(_sample(soak, minutes, dsn if profile else None))
+    sampler = asyncio.create_task(_sample(soak, minutes, dsn, profile))
     end = soak.started + 60 * minutes
     watcher = asyncio.create_task(_watch(soak, dsn, end)) if dsn else None
+    wal = asyncio.create_task(_wal_watch(soak, dsn, end)) if dsn and profile else None
     await _offer(soak, rate, end)
     await sampler
+    if wal is not None:
+        await wal
     if watcher is not None:
         await watcher
     deadline = time.perf_counter() + drain_seconds
@@ -320,13 +398,18 @@ def render(
 ) -> str:
     lines = [
         "minute  requests  errors  p50 ms  p99 ms  RSS MB  fallbacks"
-        "  lock waits  on counters  longest xact ms"
+        "  lock waits  on counters  longest xact ms  send lag p99  reply p50/p99  loadgen CPU s"
+        "  DB MB  reads/request  checkpoints"
     ]
     for r in rows:
         lines.append(
-            f"{r['minute']:>6}  {r['requests']:>8}  {r['errors']:>6}  {r['p50_ms']!s:>6}"
+            f"{'w' if r.get('warmup') else ' '}{r['minute']:>5}  {r['requests']:>8}"
+            f"  {r['errors']:>6}  {r['p50_ms']!s:>6}"
             f"  {r['p99_ms']!s:>6}  {r['rss_mb']!s:>6}  {r['fallbacks']!s:>9}"
             f"  {r['lock_waits']:>10}  {r['counter_waits']:>11}  {r['longest_xact_ms']:>15}"
+            f"  {r['send_lag_p99_ms']!s:>12}  {r['reply_p50_ms']!s:>5}/{r['reply_p99_ms']!s:<6}"
+            f"  {r['loadgen_cpu_s']!s:>13}  {r['db_mb']!s:>5}  {r['blks_read_per_request']!s:>13}"
+            f"  {r['checkpoints']!s:>11}"
         )
     lines.append(f"sent: {sent} (total {sum(sent.values())})")
     lines.append(f"stored: {stored}")
@@ -344,7 +427,11 @@ def soak(args: argparse.Namespace) -> int:
         target = verifyguard(url, "postgres")
         port, workdir = args.port or procs.free_port(), Path(tmp)
         log = workdir / "soak-server.log"
-        print(f"… soak: {args.minutes} min at {args.rate:g} request events/s", file=sys.stderr)
+        total = args.warmup_minutes + args.minutes
+        print(
+            f"… soak: {args.warmup_minutes} + {args.minutes} min at {args.rate:g} request events/s",
+            file=sys.stderr,
+        )
         env = target.env
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -357,7 +444,7 @@ def soak(args: argparse.Namespace) -> int:
                 drive(
                     port,
                     server.pid,
-                    minutes=args.minutes,
+                    minutes=total,
                     rate=args.rate,
                     connections=args.connections,
                     drain_seconds=args.drain_seconds,
@@ -368,13 +455,15 @@ def soak(args: argparse.Namespace) -> int:
             cpu = procs.cpu_seconds(server.pid) - cpu
         if args.profile:  # the server has stopped: its watch file is complete
             found = soak_profile.report(
-                args.profile, server.pid, run.epoch, args.minutes, run.tables
+                args.profile, server.pid, run.epoch, total, run.tables, run.wal
             )
             (args.profile / "profile.json").write_text(json.dumps(found))
             print(soak_profile.render(found), file=sys.stderr)
         stored = asyncio.run(_stored(dsn))  # once the server has stopped, its writes done
         rows = [minute.row(i) for i, minute in enumerate(run.minutes)]
-        checks = verdicts(rows, run.sent, stored)
+        for row in rows[: args.warmup_minutes]:
+            row["warmup"] = True
+        checks = verdicts(rows[args.warmup_minutes :], run.sent, stored)
         checks["the server kept up (nothing left unsent)"] = run.unsent == 0
         stored["unsent"] = run.unsent
         stored["spool_left"] = run.spool_left
@@ -396,6 +485,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db-prefix", default="vg_bench_", help="of the database created")
     parser.add_argument("--port", type=int, default=0, help="the server's (0: a free one)")
     parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument(
+        "--warmup-minutes",
+        type=int,
+        default=0,
+        help="run this long first at the same rate, shown but not in the targets (operations.md)",
+    )
     parser.add_argument("--rate", type=float, default=300.0, help="request events per second")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
 
 from bench import procs
 from bench.run import ROOT
@@ -28,11 +31,42 @@ SELECT s.relname, s.seq_scan, s.seq_tup_read, coalesce(s.idx_scan, 0) AS idx_sca
        s.n_live_tup, s.n_dead_tup,
        coalesce(io.heap_blks_hit, 0) + coalesce(io.idx_blks_hit, 0) AS blks_hit,
        coalesce(io.heap_blks_read, 0) + coalesce(io.idx_blks_read, 0) AS blks_read,
-       s.autovacuum_count + s.autoanalyze_count AS auto
+       s.autovacuum_count + s.autoanalyze_count AS auto,
+       s.vacuum_count + s.autovacuum_count AS vacuums, s.n_tup_hot_upd,
+       coalesce(io.toast_blks_hit, 0) + coalesce(io.tidx_blks_hit, 0) AS toast_hit,
+       coalesce(io.toast_blks_read, 0) + coalesce(io.tidx_blks_read, 0) AS toast_read,
+       pg_relation_size(s.relid) / 8192 AS heap_pages,
+       pg_indexes_size(s.relid) / 8192 AS index_pages,
+       coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) / 8192 AS toast_pages
 FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)
+JOIN pg_class c ON c.oid = s.relid
 """
-DELTAS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd")
-DELTAS += ("n_tup_del", "blks_hit", "blks_read", "auto")
+DELTAS: tuple[str, ...] = (
+    "seq_scan",
+    "seq_tup_read",
+    "idx_scan",
+    "idx_tup_fetch",
+    "n_tup_ins",
+    "n_tup_upd",
+)
+DELTAS += ("n_tup_del", "blks_hit", "blks_read", "auto", "n_tup_hot_upd", "toast_hit")
+DELTAS += ("toast_read", "vacuums")
+SIZES = ("n_live_tup", "n_dead_tup", "heap_pages", "index_pages", "toast_pages")
+# Server-wide (PostgreSQL 15 has no per-database WAL or I/O counts: other databases' writes
+# are in these too): WAL records, full-page images and bytes, checkpoints, and who wrote
+# dirty buffers out (the checkpointer, the background writer, or backends themselves when
+# no clean buffer was left: shared_buffers outgrown).
+CLUSTER_SQL = """
+SELECT w.wal_records, w.wal_fpi, w.wal_bytes, w.wal_buffers_full,
+       b.checkpoints_timed + b.checkpoints_req AS checkpoints, b.buffers_checkpoint,
+       b.buffers_clean, b.buffers_backend, b.buffers_alloc,
+       (b.checkpoint_write_time + b.checkpoint_sync_time)::bigint AS checkpoint_ms,
+       d.blks_read AS db_blks_read, d.blks_hit AS db_blks_hit, d.xact_commit AS db_commits,
+       pg_database_size(current_database()) / 8192 AS db_pages
+FROM pg_stat_wal w, pg_stat_bgwriter b, pg_stat_database d
+WHERE d.datname = current_database()
+"""
+CLUSTER = "_cluster"  # not a table: the server-wide counters above
 CPU = "_backend_cpu"  # not a table: pid -> CPU seconds
 
 
@@ -53,9 +87,8 @@ async def tables(conn: Any) -> dict[str, Any]:
     """The tables' cumulative statistics, and the CPU seconds of each of the database's
     backends (the server's connections) so far."""
     rows = await conn.fetch(TABLE_SQL)
-    out: dict[str, Any] = {
-        r["relname"]: {k: int(r[k]) for k in (*DELTAS, "n_live_tup", "n_dead_tup")} for r in rows
-    }
+    out: dict[str, Any] = {r["relname"]: {k: int(r[k]) for k in (*DELTAS, *SIZES)} for r in rows}
+    out[CLUSTER] = {k: int(v) for k, v in (await conn.fetchrow(CLUSTER_SQL)).items()}
     out[CPU] = {row["pid"]: procs.cpu_seconds(row["pid"]) for row in await conn.fetch(BACKENDS_SQL)}
     return out
 
@@ -85,7 +118,12 @@ def _minutes(bins: dict[str, Any], started: float, count: int) -> list[dict[str,
 
 
 def report(
-    out: Path, pid: int, started: float, count: int, snapshots: list[dict[str, Any]]
+    out: Path,
+    pid: int,
+    started: float,
+    count: int,
+    snapshots: list[dict[str, Any]],
+    wal: list[tuple[dict[str, list[int]], int]] | None = None,
 ) -> dict[str, Any]:
     """The per-minute profile (JSON-able) from the server's watch file and the snapshots of
     the database's tables taken at the start and the end of every minute."""
@@ -117,10 +155,17 @@ def report(
             )
             row["tables"] = {
                 name: {k: v[k] - before.get(name, {}).get(k, 0) for k in DELTAS}
-                | {"live": v["n_live_tup"], "dead": v["n_dead_tup"]}
+                | {k: v[k] for k in SIZES}
                 for name, v in after.items()
-                if name != CPU and any(v[k] - before.get(name, {}).get(k, 0) for k in DELTAS)
+                if name not in (CPU, CLUSTER)
+                and any(v[k] - before.get(name, {}).get(k, 0) for k in DELTAS)
             }
+            if CLUSTER in after and CLUSTER in before:
+                now, then = after[CLUSTER], before[CLUSTER]
+                row["cluster"] = {k: v - then[k] for k, v in now.items() if k != "db_pages"}
+                row["cluster"]["db_pages"] = now["db_pages"]
+        if wal is not None and index < len(wal):
+            row["wal"] = wal_summary(*wal[index])
         result.append(row)
     return {"minutes": result, "gc_totals": data.get("gc"), "long_steps": data.get("long_steps")}
 
@@ -140,6 +185,111 @@ def render(profile: dict[str, Any]) -> str:
                 f"  sql {s['calls']:>6} x {s['mean_ms']:>6} ms (max {s['max_ms']:>6})"
                 f" {s['rows_per_call']:>6} rows  {s['text']}"
             )
+        if "wal" in m:
+            lines.append(f"  WAL of the soak's database: {m['wal']}")
+        if "cluster" in m:
+            lines.append(f"  server-wide: {m['cluster']}")
         for name, t in m.get("tables", {}).items():
             lines.append(f"  table {name}: {t}")
     return "\n".join(lines)
+
+
+# The soak database's share of the WAL, read back with pg_walinspect (PostgreSQL 15 keeps
+# no per-database WAL counts): every record's first block names its database and relation;
+# records of other databases, and those without a block (commits), are summed apart. Read
+# every 10 s from where the last read stopped (or the last checkpoint's redo point, if a
+# checkpoint removed that WAL first). Read from a side database (`<soak database>_wal`,
+# dropped after): a read of a few hundred MB of WAL takes seconds, and a statement running
+# that long in the soak's own database holds back its pruning horizon, so that no dead
+# version of a hot counter row could be pruned meanwhile (a first version read from there
+# made the very dead-tuple growth it was meant to observe).
+WAL_SQL = r"""
+WITH w AS (
+    SELECT (regexp_match(block_ref, 'rel \d+/(\d+)/(\d+)')) AS m, record_length, fpi_length
+    FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
+)
+SELECT CASE WHEN w.m IS NULL THEN -1 WHEN w.m[1]::oid <> $3::oid THEN -2
+            ELSE w.m[2]::bigint END AS rel,
+       count(*) AS records, count(*) FILTER (WHERE w.fpi_length > 0) AS fpis,
+       sum(w.record_length) AS bytes, sum(w.fpi_length) AS fpi_bytes
+FROM w GROUP BY 1
+"""
+WAL_EDGE_SQL = (
+    "SELECT pg_current_wal_flush_lsn()::text AS now,"
+    " (pg_control_checkpoint()).redo_lsn::text AS redo"
+)
+NAMES_SQL = "SELECT relfilenode::bigint AS node, relname FROM pg_class WHERE relfilenode <> 0"
+SPECIAL = {-1: "(no block)", -2: "(other databases)"}
+
+
+@dataclass(slots=True)
+class WalReader:
+    side: Any  # a connection to the side database
+    soak: Any  # a connection to the soak database, for the relations' names
+    oid: int
+    since: str
+
+
+async def wal_open(dsn: str) -> WalReader:
+    soak = await asyncpg.connect(dsn)
+    name = await soak.fetchval("SELECT current_database()")
+    await soak.execute(f'DROP DATABASE IF EXISTS "{name}_wal"')
+    await soak.execute(f'CREATE DATABASE "{name}_wal"')
+    side = await asyncpg.connect(dsn.rsplit("/", 1)[0] + f"/{name}_wal")
+    await side.execute("CREATE EXTENSION pg_walinspect")
+    oid = await soak.fetchval("SELECT oid::bigint FROM pg_database WHERE datname = $1", name)
+    since = str(await side.fetchval("SELECT pg_current_wal_flush_lsn()::text"))
+    return WalReader(side, soak, int(oid), since)
+
+
+async def wal_close(reader: WalReader) -> None:
+    await reader.side.close()
+    name = await reader.soak.fetchval("SELECT current_database()")
+    await reader.soak.execute(f'DROP DATABASE IF EXISTS "{name}_wal"')
+    await reader.soak.close()
+
+
+async def wal_read(reader: WalReader) -> tuple[dict[str, list[int]], int]:
+    """Per relation [records, FPIs, bytes, FPI bytes] of the WAL since the last read, and
+    how many bytes of WAL were skipped (removed by a checkpoint before they were read: then
+    read from its redo point)."""
+    conn = reader.side
+    edge = await conn.fetchrow(WAL_EDGE_SQL)
+    now, skipped = str(edge["now"]), 0
+    try:
+        rows = await conn.fetch(WAL_SQL, reader.since, now, reader.oid)
+    except asyncpg.PostgresError:  # a segment removed by a checkpoint
+        redo = str(edge["redo"])
+        skipped = int(
+            await conn.fetchval("SELECT $2::text::pg_lsn - $1::text::pg_lsn", reader.since, redo)
+        )
+        rows = await conn.fetch(WAL_SQL, redo, now, reader.oid)
+    reader.since = now
+    names = {r["node"]: r["relname"] for r in await reader.soak.fetch(NAMES_SQL)}
+    found: dict[str, list[int]] = {}
+    for r in rows:
+        rel = SPECIAL.get(r["rel"]) or names.get(r["rel"], str(r["rel"]))
+        wal_add(
+            found, {rel: [int(r["records"]), int(r["fpis"]), int(r["bytes"]), int(r["fpi_bytes"])]}
+        )
+    return found, skipped
+
+
+def wal_add(into: dict[str, list[int]], found: dict[str, list[int]]) -> None:
+    for rel, values in found.items():
+        into[rel] = [a + b for a, b in zip(into.get(rel, [0, 0, 0, 0]), values, strict=True)]
+
+
+def wal_summary(wal: dict[str, list[int]], skipped: int) -> dict[str, Any]:
+    """The soak database's records, FPIs and MB, its top relations by bytes, and the rest."""
+    ours = {k: v for k, v in wal.items() if not k.startswith("(")}
+    total = [sum(v[i] for v in ours.values()) for i in range(4)]
+    top = sorted(ours.items(), key=lambda kv: -kv[1][2])[:8]
+    mb = 1024 * 1024
+    return {
+        "records": total[0], "fpis": total[1], "mb": round(total[2] / mb, 1),
+        "fpi_mb": round(total[3] / mb, 1),
+        "top": {k: [v[0], v[1], round(v[2] / mb, 1)] for k, v in top},
+        "others_mb": {k: round(v[2] / mb, 1) for k, v in wal.items() if k.startswith("(")},
+        "skipped_mb": round(skipped / mb, 1),
+    }  # fmt: skip
