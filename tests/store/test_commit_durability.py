@@ -18,6 +18,7 @@ from sqlalchemy import event, text
 from app.settings import Settings
 from app.sinch import samples
 from tests.conftest import make_settings
+from tests.engines import renew_connections
 from tests.support import SinchSender
 
 pytestmark = [
@@ -44,7 +45,7 @@ async def test_only_the_live_count_commits_asynchronously(
 
     event.listen(runtime.counter_engine.sync_engine, "connect", on_connect)
     await runtime.held.close()
-    await runtime.counter_engine.dispose()  # the one counting connection made anew, logged
+    await renew_connections(runtime.counter_engine)  # the one counting connection made anew, logged
 
     # The starter policy's range limit counts allowed attempts: the store settles them.
     response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))

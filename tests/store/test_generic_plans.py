@@ -24,6 +24,7 @@ from app.sinch import samples
 from app.store import changes
 from app.store.counters import SqlCounters, counters
 from tests.conftest import make_settings
+from tests.engines import renew_connections
 from tests.support import SinchSender
 
 TOKEN = "generic-plans-admin-token"
@@ -130,7 +131,7 @@ async def test_counter_statements_read_by_key_under_a_generic_plan(
     await _history(engine, datetime.now(UTC))
     captured = _capture(runtime.counter_engine)
     await runtime.held.close()
-    await runtime.counter_engine.dispose()  # new connections, with the logger
+    await renew_connections(runtime.counter_engine)  # new connections, with the logger
     # The starter policy counts number, range and country and holds the range (allowed-only).
     response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
     assert response.status_code == 200 and response.json()["action"] == "allow"
@@ -144,7 +145,7 @@ async def test_a_dry_run_reads_counters_by_key_under_a_generic_plan(
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     await _history(engine, datetime.now(UTC))
     captured = _capture(runtime.engine)
-    await runtime.engine.dispose()
+    await renew_connections(runtime.engine)
     event_ = samples.request_event(number="+46701234567", price=0.05)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     response = await client.post("/admin/evaluate", json={"event": event_}, headers=headers)
@@ -191,8 +192,8 @@ async def test_counter_statements_read_by_key_on_a_fresh_table(
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     captured = _capture(runtime.counter_engine, runtime.engine)
     await runtime.held.close()
-    await runtime.counter_engine.dispose()
-    await runtime.engine.dispose()
+    await renew_connections(runtime.counter_engine)
+    await renew_connections(runtime.engine)
     # The first loads the policy (one connection of its own); the second is group-committed.
     for number in ("+46701234567", "+46701234569"):
         response = await sinch.post(samples.request_event(number=number, price=0.05))
@@ -221,7 +222,7 @@ async def test_outcome_statements_read_verifications_by_id_on_a_fresh_table(
     first minute, bench/soak.py --profile)."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     captured = _capture(runtime.engine, table="verifications")
-    await runtime.engine.dispose()
+    await renew_connections(runtime.engine)
     request = samples.request_event(number="+46701234567", price=0.05)
     response = await sinch.post(request)
     assert response.status_code == 200 and response.json()["action"] == "allow"
@@ -253,7 +254,7 @@ async def test_refresh_reads_new_claims_by_id_on_a_fresh_table(
         event_ = samples.request_event(number=f"+4670123456{n}", price=0.05)
         assert (await sinch.post(event_)).status_code == 200
     captured = _capture(runtime.engine, table="callbacks")
-    await runtime.engine.dispose()
+    await renew_connections(runtime.engine)
 
     def through_sqlalchemy(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
         if "FROM callbacks" in statement:  # the reads (asyncpg logs its own calls only)

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.cli import serve as serve_command
 from app.main import create_app
 from app.store import hour_triggers
 from app.store.base import create_engine
@@ -134,7 +133,7 @@ def test_the_cli_reports_refuses_to_serve_and_repairs(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VERIFYGUARD_DATABASE_URL", database_url)
-    monkeypatch.setattr(serve_command.uvicorn, "run", _started)  # a failure, not a hang
+    monkeypatch.setattr("uvicorn.run", _started)  # a failure, not a hang
     runner = CliRunner()
     asyncio.run(_drop_and_dispose(database_url))
     current = runner.invoke(cli, ["db", "current"])
