@@ -144,7 +144,9 @@ end
 -- is read at most once a run (`values`: the stored value plus this run's deltas), and each
 -- hash's deltas are summed and written once, when the run ends (`flush`), so calls on a busy
 -- key share its reads and writes. Nothing else writes day hashes during a run.
-local values, pending, written = {}, {}, {}
+-- A window's terms in one day hash are summed once a run (`sums`: {total, sign by field}
+-- per hash and field list) and kept up to date as deltas are added.
+local values, pending, written, sums, summed = {}, {}, {}, {}, {}
 local function add(name, f, delta)
   local p = pending[name]
   if not p then
@@ -155,6 +157,41 @@ local function add(name, f, delta)
   p[f] = (p[f] or 0) + delta
   local v = values[name]
   if v and v[f] then v[f] = v[f] + delta end
+  local list = summed[name]
+  if list then
+    for i = 1, #list do
+      local s = list[i][2][f]
+      if s then list[i][1] = list[i][1] + s * delta end
+    end
+  end
+end
+local signs_by = {}
+local function signs_of(fields, signs)
+  local by = signs_by[fields]
+  if not by then
+    by = {}
+    for i = 1, #fields do by[fields[i]] = (by[fields[i]] or 0) + signs[i] end
+    signs_by[fields] = by
+  end
+  return by
+end
+local function sum_of(name, fields, signs)
+  local by = sums[name]
+  if not by then
+    by = {}
+    sums[name] = by
+    summed[name] = {}
+  end
+  local found = by[fields]
+  if not found then
+    local v, total = values[name], 0
+    for j = 1, #fields do total = total + signs[j] * v[fields[j]] end
+    found = {total, signs_of(fields, signs)}
+    by[fields] = found
+    local list = summed[name]
+    list[#list + 1] = found
+  end
+  return found[1]
 end
 -- The fields `wanted` of hash `name` in `values`: one HMGET for those not read yet.
 local function fetch(name, wanted)
@@ -344,29 +381,29 @@ end
 -- A call's windows: the fields each day hash holds for them read in one HMGET (none where
 -- the run read them already).
 local function read(current, n, keys, firsts, columns)
-  local sums, old, terms, wanted, names = {}, {}, {}, {}, {}
+  local partial, old, terms, wanted, names = {}, {}, {}, {}, {}
   for i = 1, n do
     local mine = {}
-    sums[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
+    partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
     terms[i] = mine
-    for _, t in ipairs(mine) do
-      local list = wanted[t[1]]
-      if not list then
-        list = {}
-        wanted[t[1]] = list
-        names[#names + 1] = t[1]
+    for k = 1, #mine do
+      local name, fields = mine[k][1], mine[k][2]
+      if not (sums[name] and sums[name][fields]) then
+        local list = wanted[name]
+        if not list then
+          list = {}
+          wanted[name] = list
+          names[#names + 1] = name
+        end
+        for j = 1, #fields do list[#list + 1] = fields[j] end
       end
-      for _, f in ipairs(t[2]) do list[#list + 1] = f end
     end
   end
-  for _, name in ipairs(names) do fetch(name, wanted[name]) end
+  for k = 1, #names do fetch(names[k], wanted[names[k]]) end
   local out = {}
-  for i, mine in ipairs(terms) do
-    local sum = sums[i]
-    for _, t in ipairs(mine) do
-      local v, fields, signs = values[t[1]], t[2], t[3]
-      for j = 1, #fields do sum = sum + signs[j] * v[fields[j]] end
-    end
+  for i = 1, n do
+    local sum, mine = partial[i], terms[i]
+    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
     out[i] = string.format('%.0f', sum)
   end
   return table.concat(out, ',')
