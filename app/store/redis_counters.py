@@ -52,10 +52,12 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # their hour fields and the part of an hour it covers at either end from its buckets and
 # 10-minute blocks, or as the hour's total less the blocks it does not cover, whichever takes
 # fewer fields (buckets after the current one, from a host whose clock runs ahead, are not
-# read). A window reads one HMGET per day hash, its fields planned once a run (they are the
-# same for every key): ~12-15 HMGETs for the starter policy's 10 windows, where a hash per
-# minute and per hour took 60-230 and the Lua around them made the Redis server's CPU the
-# limit. A write goes to one hash, whose expiry is set when a run first writes it.
+# read). A window's fields are planned once a run (they are the same for every key), and a
+# call's windows read one HMGET per day hash, for the fields the run has not read yet: ~4
+# HMGETs for the starter policy's 10 windows, and fewer when a run's calls share keys (one
+# per window and day hash took 12-15; a hash per minute and per hour 60-230, and the Lua
+# around them made the Redis server's CPU the limit). A run's writes are summed per hash
+# and field and written when it ends, with the hash's expiry.
 #
 # The layout before (kept readable for the upgrade): a hash per key and minute (":<bucket>")
 # and, from the `hours-from` marker on, per key and hour (":h<hour start>"), trusted from
@@ -548,8 +550,9 @@ def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
 class _Pipe:
     """Calls made while a script run is under way wait for it, then go in one run together,
     in the order they were made: batches grow with the load, and a lone call is sent at
-    once. A run that fails fails each of its calls (Redis runs a script's commands up to
-    the failing one: as when each call was a run of its own, a failed call may be applied
+    once. A run that fails fails each of its calls (Redis keeps a script's commands up to
+    the failing one: day-hash writes are made when a run ends, so a run failing before
+    then writes none of them; the old layout's writes, made as its calls go, may be kept
     in part)."""
 
     def __init__(self, send: Any, limit: int = BATCH) -> None:
