@@ -12,7 +12,6 @@ counts, reads and settles, and a lone call is sent at once. Needs a single Redis
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,8 @@ _FIELDS = {
     "pending": "p",
     "pending_spend_micros": "ps",
 }
-_READ_FIELDS = {measure: [_FIELDS[c] for c in columns] for measure, columns in READS.items()}
+# A measure's column fields, as the script reads them (joined by ",").
+_READ_FIELDS = {measure: ",".join(_FIELDS[c] for c in cols) for measure, cols in READS.items()}
 # Where a column's deltas are written: under the field of its measure's first column. Reads
 # only ever sum a measure's columns (counter_model.READS), so pending and allowed share one
 # field and settling an allowed attempt (pending -1, allowed +1) writes nothing. Day hashes
@@ -52,10 +52,12 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # their hour fields and the part of an hour it covers at either end from its buckets and
 # 10-minute blocks, or as the hour's total less the blocks it does not cover, whichever takes
 # fewer fields (buckets after the current one, from a host whose clock runs ahead, are not
-# read). A window reads one HMGET per day hash, its fields planned once a run (they are the
-# same for every key): ~12-15 HMGETs for the starter policy's 10 windows, where a hash per
-# minute and per hour took 60-230 and the Lua around them made the Redis server's CPU the
-# limit. A write goes to one hash, whose expiry is set when a run first writes it.
+# read). A window's fields are planned once a run (they are the same for every key), and a
+# call's windows read one HMGET per day hash, for the fields the run has not read yet: ~4
+# HMGETs for the starter policy's 10 windows, and fewer when a run's calls share keys (one
+# per window and day hash took 12-15; a hash per minute and per hour 60-230, and the Lua
+# around them made the Redis server's CPU the limit). A run's writes are summed per hash
+# and field and written when it ends, with the hash's expiry.
 #
 # The layout before (kept readable for the upgrade): a hash per key and minute (":<bucket>")
 # and, from the `hours-from` marker on, per key and hour (":h<hour start>"), trusted from
@@ -66,14 +68,17 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # in day hashes), later ones in day hashes only. Buckets that do not tile an hour keep minute
 # hashes only.
 #
-# ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), then the calls as JSON: a
-# list of [changes, current bucket, reads], changes a list of [bucket, keys, [[field,
-# delta]...]], reads a list of [key, first bucket, fields] (the measure's column fields: day
-# hashes read the first, the old layout all). Returns, per call, its totals joined by ","
-# and the calls joined by "|".
+# ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), the calls as one string of
+# tokens (`_encode`), then the counter keys they name (token k: ARGV[5 + k]). A call is its
+# changes' count, each change as its bucket, key count, keys, delta count and (field, delta)
+# pairs, then its current bucket, read count and reads, each as its key, first bucket and
+# fields joined by "," (the measure's column fields: day hashes read the first, the old
+# layout all). Decoding JSON into tables was a third of the script's cost. Returns, per
+# call, its totals joined by ",", and the calls joined by "|".
 _SCRIPT = """
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local calls = cjson.decode(ARGV[5])
+local token = string.gmatch(ARGV[5], '%S+')
+local function number() return tonumber(token()) end
 local day = 86400
 local hours_marker, days_marker = prefix .. 'hours-from', prefix .. 'days-from'
 local trusted, days, expiring = nil, nil, {}
@@ -118,9 +123,103 @@ local function field_name(f, s)
   end
   return name
 end
+-- A day hash's name (formatting the day's number is most of what building one costs).
+local day_names = {}
+local function day_name(key, d)
+  local by = day_names[key]
+  if not by then
+    by = {}
+    day_names[key] = by
+  end
+  local name = by[d]
+  if not name then
+    name = prefix .. key .. ':d' .. d
+    by[d] = name
+  end
+  return name
+end
 local function days_from()
   if days == nil then days = tonumber(redis.call('GET', days_marker)) or false end
   return days
+end
+-- Day hashes are read and written through the run's copy of the fields it touched: a field
+-- is read at most once a run (`values`: the stored value plus this run's deltas), and each
+-- hash's deltas are summed and written once, when the run ends (`flush`), so calls on a busy
+-- key share its reads and writes. Nothing else writes day hashes during a run.
+-- A window's terms in one day hash are summed once a run (`sums`: {total, sign by field}
+-- per hash and field list) and kept up to date as deltas are added.
+local values, pending, written, sums, summed = {}, {}, {}, {}, {}
+local function add(name, f, delta)
+  local p = pending[name]
+  if not p then
+    p = {}
+    pending[name] = p
+    written[#written + 1] = name
+  end
+  p[f] = (p[f] or 0) + delta
+  local v = values[name]
+  if v and v[f] then v[f] = v[f] + delta end
+  local list = summed[name]
+  if list then
+    for i = 1, #list do
+      local s = list[i][2][f]
+      if s then list[i][1] = list[i][1] + s * delta end
+    end
+  end
+end
+local signs_by = {}
+local function signs_of(fields, signs)
+  local by = signs_by[fields]
+  if not by then
+    by = {}
+    for i = 1, #fields do by[fields[i]] = (by[fields[i]] or 0) + signs[i] end
+    signs_by[fields] = by
+  end
+  return by
+end
+local function sum_of(name, fields, signs)
+  local by = sums[name]
+  if not by then
+    by = {}
+    sums[name] = by
+    summed[name] = {}
+  end
+  local found = by[fields]
+  if not found then
+    local v, total = values[name], 0
+    for j = 1, #fields do total = total + signs[j] * v[fields[j]] end
+    found = {total, signs_of(fields, signs)}
+    by[fields] = found
+    local list = summed[name]
+    list[#list + 1] = found
+  end
+  return found[1]
+end
+-- The fields `wanted` of hash `name` in `values`: one HMGET for those not read yet.
+local function fetch(name, wanted)
+  local v, missing, seen = values[name], {}, {}
+  if not v then
+    v = {}
+    values[name] = v
+  end
+  for _, f in ipairs(wanted) do
+    if v[f] == nil and not seen[f] then
+      seen[f] = true
+      missing[#missing + 1] = f
+    end
+  end
+  if #missing == 0 then return v end
+  local got, p = redis.call('HMGET', name, unpack(missing)), pending[name]
+  for i, f in ipairs(missing) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
+  return v
+end
+local function flush()
+  for _, name in ipairs(written) do
+    for f, delta in pairs(pending[name]) do
+      if delta ~= 0 then redis.call('HINCRBY', name, f, delta) end
+    end
+    widen(name)
+  end
 end
 local function apply(changes)
   for _, change in ipairs(changes) do
@@ -156,9 +255,8 @@ local function apply(changes)
         end
       end
       for _, key in ipairs(keys) do
-        local name = prefix .. key .. ':d' .. d
-        for _, f in ipairs(fields) do redis.call('HINCRBY', name, f[1], f[2]) end
-        widen(name)
+        local name = day_name(key, d)
+        for _, f in ipairs(fields) do add(name, f[1], f[2]) end
       end
     end
   end
@@ -258,45 +356,95 @@ local function expand(group, f)
   return found[1], found[2]
 end
 -- A window's total: its buckets before day hashes began from the old layout (each hash
--- read once a call: `old`), the rest from one HMGET per day.
-local function total(key, b, columns, current, old)
+-- read once a call: `old`), the rest from its day hashes, whose terms go to `terms` ({hash,
+-- fields, signs}) to be read together with the call's other windows'.
+local function total(key, b, columns, current, old, terms)
   local sum, from = 0, hour > 0 and days_from() or false
   local start = from and from - from % hour or nil
   if not from or b < start + hour then
     local hashes = {}
     legacy(key, b, from and math.min(current, start + hour - size) or current, current, hashes)
     for _, t in ipairs(hashes) do
-      local values = old[t[1]]
-      if not values then
-        values = {}
+      local hash = old[t[1]]
+      if not hash then
+        hash = {}
         local flat = redis.call('HGETALL', t[1])
-        for i = 1, #flat, 2 do values[flat[i]] = flat[i + 1] end
-        old[t[1]] = values
+        for i = 1, #flat, 2 do hash[flat[i]] = flat[i + 1] end
+        old[t[1]] = hash
       end
-      for _, f in ipairs(columns) do sum = sum + t[2] * (tonumber(values[f]) or 0) end
+      for _, f in ipairs(columns) do sum = sum + t[2] * (tonumber(hash[f]) or 0) end
     end
   end
   if from then
     for _, group in ipairs(shape_of(math.max(b, start), current)) do
       local fields, signs = expand(group, columns[1])
-      local got = redis.call('HMGET', prefix .. key .. ':d' .. group.day, unpack(fields))
-      for i = 1, #fields do sum = sum + signs[i] * (tonumber(got[i]) or 0) end
+      terms[#terms + 1] = {day_name(key, group.day), fields, signs}
     end
   end
   return sum
 end
-local function read(current, queries)
-  local out, old = {}, {}
-  for i, q in ipairs(queries) do
-    out[i] = string.format('%.0f', total(q[1], q[2], q[3], current, old))
+-- A call's windows: the fields each day hash holds for them read in one HMGET (none where
+-- the run read them already).
+local function read(current, n, keys, firsts, columns)
+  local partial, old, terms, wanted, names = {}, {}, {}, {}, {}
+  for i = 1, n do
+    local mine = {}
+    partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
+    terms[i] = mine
+    for k = 1, #mine do
+      local name, fields = mine[k][1], mine[k][2]
+      if not (sums[name] and sums[name][fields]) then
+        local list = wanted[name]
+        if not list then
+          list = {}
+          wanted[name] = list
+          names[#names + 1] = name
+        end
+        for j = 1, #fields do list[#list + 1] = fields[j] end
+      end
+    end
+  end
+  for k = 1, #names do fetch(names[k], wanted[names[k]]) end
+  local out = {}
+  for i = 1, n do
+    local sum, mine = partial[i], terms[i]
+    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
+    out[i] = string.format('%.0f', sum)
   end
   return table.concat(out, ',')
 end
-local results = {}
-for i, call in ipairs(calls) do
-  apply(call[1])
-  results[i] = #call[3] > 0 and read(call[2], call[3]) or ''
+local split = {}
+local function columns_of(fields)
+  local found = split[fields]
+  if not found then
+    found = {}
+    for f in string.gmatch(fields, '[^,]+') do found[#found + 1] = f end
+    split[fields] = found
+  end
+  return found
 end
+local results, keys, firsts, columns = {}, {}, {}, {}
+for changes in token do
+  local list = {}
+  for c = 1, tonumber(changes) do
+    local bucket, names, deltas = number(), {}, {}
+    for k = 1, number() do names[k] = ARGV[5 + number()] end
+    for k = 1, number() do
+      local f = token()
+      deltas[k] = {f, number()}
+    end
+    list[c] = {bucket, names, deltas}
+  end
+  apply(list)
+  local current, n = number(), number()
+  for q = 1, n do
+    keys[q] = ARGV[5 + number()]
+    firsts[q] = number()
+    columns[q] = columns_of(token())
+  end
+  results[#results + 1] = n > 0 and read(current, n, keys, firsts, columns) or ''
+end
+flush()
 return table.concat(results, '|')
 """
 
@@ -320,6 +468,7 @@ class RedisCounters:
         self.hour = HOUR if bucket_seconds < HOUR and HOUR % bucket_seconds == 0 else 0
         self.marker = f"{prefix}days-from"
         self._script = redis.register_script(_SCRIPT)
+        self._args = _encode
         self._pipe = _Pipe(self._send)
 
     async def start(self, now: datetime | None = None) -> None:
@@ -368,11 +517,27 @@ class RedisCounters:
 
     async def _send(self, calls: list[list[Any]]) -> list[str]:
         """One script run for `calls`, in order; each one's totals, joined by ","."""
-        payload = json.dumps(calls, separators=(",", ":"))
-        args: list[str | int] = [self.prefix, self.clock.size, self.ttl, self.hour, payload]
-        raw = await self._script(args=args)
+        raw = await self._script(args=self._args(self, calls))
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return text.split("|")
+
+
+def _encode(counters: RedisCounters, calls: list[list[Any]]) -> list[str | int]:
+    """The script's arguments for `calls` (see the comment above `_SCRIPT`): each counter
+    key once, the tokens naming it by its place."""
+    keys: dict[str, int] = {}
+    out: list[str] = []
+    for changes, current, wanted in calls:
+        out.append(str(len(changes)))
+        for bucket, names, deltas in changes:
+            out.append(f"{bucket} {len(names)}")
+            out.extend([str(keys.setdefault(k, len(keys) + 1)) for k in names])
+            out.append(str(len(deltas)))
+            out.extend([f"{field} {delta}" for field, delta in deltas])
+        out.append(f"{current} {len(wanted)}")
+        out.extend([f"{keys.setdefault(k, len(keys) + 1)} {b} {f}" for k, b, f in wanted])
+    args: list[str | int] = [counters.prefix, counters.clock.size, counters.ttl, counters.hour]
+    return [*args, " ".join(out), *keys]
 
 
 def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
@@ -393,8 +558,9 @@ def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
 class _Pipe:
     """Calls made while a script run is under way wait for it, then go in one run together,
     in the order they were made: batches grow with the load, and a lone call is sent at
-    once. A run that fails fails each of its calls (Redis runs a script's commands up to
-    the failing one: as when each call was a run of its own, a failed call may be applied
+    once. A run that fails fails each of its calls (Redis keeps a script's commands up to
+    the failing one: day-hash writes are made when a run ends, so a run failing before
+    then writes none of them; the old layout's writes, made as its calls go, may be kept
     in part)."""
 
     def __init__(self, send: Any, limit: int = BATCH) -> None:

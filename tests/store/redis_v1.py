@@ -1,6 +1,12 @@
 """The Redis counters' script of the version before day hashes (commit 2b513a1), frozen:
 a hash per key and minute, and from the `hours-from` marker on per key and hour. Tests run
-it as the old version to check that an upgrade reads what it stored (same arguments)."""
+it as the old version to check that an upgrade reads what it stored, with the arguments that
+version built (`args`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
 
 SCRIPT = """
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -99,3 +105,14 @@ for i, call in ipairs(calls) do
 end
 return table.concat(results, '|')
 """
+
+
+def args(counters: Any, calls: list[list[Any]]) -> list[str | int]:
+    """The old version's arguments for `calls`: the calls as JSON, each read's fields as a
+    list."""
+    old = [
+        [changes, current, [[k, b, fields.split(",")] for k, b, fields in wanted]]
+        for changes, current, wanted in calls
+    ]
+    payload = json.dumps(old, separators=(",", ":"))
+    return [counters.prefix, counters.clock.size, counters.ttl, counters.hour, payload]

@@ -218,10 +218,11 @@ async def test_redis_windows_read_the_same_across_the_day_hash_upgrade(
     prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
     redis = RedisCounters(client, bucket_seconds=60, retention_seconds=3 * 86_400, prefix=prefix)
     scripts = {True: client.register_script(redis_v1.SCRIPT), False: redis._script}
+    encoders = {True: redis_v1.args, False: redis._args}
     await client.set(f"{prefix}hours-from", 0)  # as the old version's start on a fresh prefix
 
     def old_code(active: bool) -> None:
-        redis._script = scripts[active]
+        redis._script, redis._args = scripts[active], encoders[active]
 
     async def upgrade_at(moment: datetime) -> None:
         await redis.start(moment)

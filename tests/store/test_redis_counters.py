@@ -165,9 +165,9 @@ async def test_an_attempt_under_the_starter_windows_takes_few_redis_commands(
     counters: tuple[RedisCounters, CountingRedis],
 ) -> None:
     """Count, window reads, settle and success of one attempt, mid-hour (where a window's
-    edges cover half an hour each): a few HMGETs, one per window and day hash (a hash per
-    minute and hour took ~230, and the Redis server's CPU was the limit), and ~65 commands
-    in all (~290)."""
+    edges cover half an hour each): one HMGET per day hash the windows read (one per window
+    and day hash took 12; a hash per minute and hour ~230, and the Redis server's CPU was
+    the limit), and ~58 commands in all (~66, ~290)."""
     backend, client = counters
     now = NOW.replace(minute=30)
     attempts = 10
@@ -187,5 +187,30 @@ async def test_an_attempt_under_the_starter_windows_takes_few_redis_commands(
             await backend.apply(None, [credit])
 
     counts = await _script_commands(client, backend.prefix, work)
-    assert counts["HMGET"] <= 13 * attempts, counts
-    assert counts.total() <= 75 * attempts, counts
+    assert counts["HMGET"] <= 4 * attempts, counts  # the country's 2 days, range, number
+    assert counts.total() <= 60 * attempts, counts
+
+
+async def test_a_run_reads_and_writes_a_shared_key_once_for_all_its_calls(
+    counters: tuple[RedisCounters, CountingRedis],
+) -> None:
+    """20 attempts at once on one key (and a number each) share script runs, and in a run
+    the shared key's day hashes are read once and its fields written once with the calls'
+    summed deltas: each call took one HMGET per window and day hash and an HINCRBY per
+    field, level and key (360 and 60+)."""
+    backend, client = counters
+    burst = 20
+
+    async def work() -> None:
+        reads = Reads(READS, NOW)
+        await asyncio.gather(
+            *(backend.observe(None, _attempt(i).counted(), reads) for i in range(burst))
+        )
+
+    counts = await _script_commands(client, backend.prefix, work)
+    runs = client.runs
+    assert runs <= 2, runs
+    # KEY: 4 fields (attempts, spend, allowed, allowed spend) at 3 levels, once a run; each
+    # number: 2 fields (attempts, spend) at 3 levels.
+    assert counts["HINCRBY"] == 12 * runs + 6 * burst, (counts, runs)
+    assert counts["HMGET"] <= 2 * runs, (counts, runs)  # the day and, for 24 h, the day before
