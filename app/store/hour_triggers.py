@@ -15,15 +15,9 @@ import re
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-_COLUMNS = (
-    "attempts",
-    "allowed",
-    "pending",
-    "spend_micros",
-    "allowed_spend_micros",
-    "pending_spend_micros",
-    "successes",
-)
+from app.store.counter_model import VALUE_COLUMNS
+
+_COLUMNS = VALUE_COLUMNS  # migration 0007 lists the same columns, in this order
 _NAMES = ", ".join(_COLUMNS)
 _ADD = ", ".join(f"{c} = counter_hours.{c} + excluded.{c}" for c in _COLUMNS)
 REBUILD = (
