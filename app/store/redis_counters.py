@@ -108,6 +108,15 @@ if hour > 0 then
   if size < 600 and 600 % size == 0 then levels[2], tags[2] = 600, 't' end
   levels[#levels + 1], tags[#tags + 1] = hour, 'h'
 end
+-- The table under `t[k]`, made on first use (the memos below are keyed twice).
+local function inner(t, k)
+  local by = t[k]
+  if not by then
+    by = {}
+    t[k] = by
+  end
+  return by
+end
 local names = {}
 local function field_name(f, s)
   local by = names[f]
@@ -126,11 +135,7 @@ end
 -- A day hash's name (formatting the day's number is most of what building one costs).
 local day_names = {}
 local function day_name(key, d)
-  local by = day_names[key]
-  if not by then
-    by = {}
-    day_names[key] = by
-  end
+  local by = inner(day_names, key)
   local name = by[d]
   if not name then
     name = prefix .. key .. ':d' .. d
@@ -321,11 +326,7 @@ end
 -- {day, terms, fields by column list}; planned once a run.
 local shapes = {}
 local function shape_of(lo, current)
-  local by = shapes[lo]
-  if not by then
-    by = {}
-    shapes[lo] = by
-  end
+  local by = inner(shapes, lo)
   local shape = by[current]
   if shape then return shape end
   shape = {}
