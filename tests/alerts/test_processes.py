@@ -42,6 +42,9 @@ async def _server(database_url: str, spool: str) -> AsyncIterator[str]:
         "VERIFYGUARD_SPOOL_DIR": spool,
         "VERIFYGUARD_ALERTS__EVALUATE_SECONDS": "1",
         "VERIFYGUARD_ALERTS__DELIVERY_SECONDS": "0.5",
+        # Answers are checked for their rule's action, not for speed: a process's first
+        # decisions on a loaded machine must not become the fallback deny.
+        "VERIFYGUARD_DECISION_DEADLINE_MS": "5000",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
