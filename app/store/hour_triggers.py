@@ -1,5 +1,12 @@
-"""The triggers that keep `counter_hours` in step with `counters` (migration 0007): checked
+"""The triggers that keep `counter_hours` in step with `counters` (migration 0009): checked
 before serving and by `/readyz`, put back by `verifyguard db repair-triggers`.
+
+An hour row holds what windows read: per measure (counter_model.READS) the sum of its
+columns, in the measure's first column (`allowed` holds allowed + pending, and
+`allowed_spend_micros` likewise; `pending` and `pending_spend_micros` stay 0). So a change
+that moves pending into allowed (an allowed attempt's settle, most of the decisions' store
+statements) changes no hour, and the triggers skip it: no hour row is written when every
+measure's change is 0.
 
 Without them every minute row written goes uncounted in its hour, and every window longer
 than an hour silently under-counts (a table restored or recreated outside the migrations,
@@ -11,50 +18,73 @@ changed by hand is found as well as a missing one.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.counter_model import VALUE_COLUMNS
+from app.store.counter_model import READS, VALUE_COLUMNS
 
-_COLUMNS = VALUE_COLUMNS  # migration 0007 lists the same columns, in this order
+_COLUMNS = VALUE_COLUMNS  # migration 0009 lists the same columns, in this order
 _NAMES = ", ".join(_COLUMNS)
 _ADD = ", ".join(f"{c} = counter_hours.{c} + excluded.{c}" for c in _COLUMNS)
+FOLDED = {columns[0]: columns for columns in READS.values()}
+"""Per hour column, the minute columns it sums (none: it stays 0)."""
+
+
+def hour_values(term: Callable[[str], str]) -> list[str]:
+    """Each hour column's value, from `term(minute column)`."""
+    return [" + ".join(term(c) for c in FOLDED.get(column, ())) or "0" for column in _COLUMNS]
+
+
+def _changed(values: list[str]) -> str:
+    """Whether any measure changes (the columns that stay 0 aside)."""
+    return " OR ".join(f"{v} <> 0" for v in values if v != "0")
+
+
+_SUMS = hour_values(lambda c: f"sum({c})")
 REBUILD = (
     "DELETE FROM counter_hours",
     f"INSERT INTO counter_hours (key, hour, {_NAMES}) "
-    f"SELECT key, bucket - bucket % 3600, {', '.join(f'sum({c})' for c in _COLUMNS)} "
-    "FROM counters GROUP BY key, bucket - bucket % 3600",
+    f"SELECT key, bucket - bucket % 3600, {', '.join(_SUMS)} "
+    f"FROM counters GROUP BY key, bucket - bucket % 3600 HAVING {_changed(_SUMS)}",
 )
 
 # SQLite: row triggers; sqlite_master keeps each one's CREATE statement as written.
 
 
-def _sqlite_upsert(values: str) -> str:
+def _sqlite_trigger(name: str, event: str, term: Callable[[str], str]) -> str:
+    values = hour_values(term)
     return (
+        f"CREATE TRIGGER {name} AFTER {event} ON counters WHEN {_changed(values)} BEGIN "
         f"INSERT INTO counter_hours (key, hour, {_NAMES}) "
-        f"VALUES (NEW.key, NEW.bucket - NEW.bucket % 3600, {values}) "
-        f"ON CONFLICT (key, hour) DO UPDATE SET {_ADD}"
+        f"VALUES (NEW.key, NEW.bucket - NEW.bucket % 3600, {', '.join(values)}) "
+        f"ON CONFLICT (key, hour) DO UPDATE SET {_ADD}; END"
     )
 
 
 SQLITE_TRIGGERS = {
-    "counters_to_hours_insert": "CREATE TRIGGER counters_to_hours_insert AFTER INSERT ON "
-    f"counters BEGIN {_sqlite_upsert(', '.join(f'NEW.{c}' for c in _COLUMNS))}; END",
-    "counters_to_hours_update": "CREATE TRIGGER counters_to_hours_update AFTER UPDATE ON "
-    f"counters BEGIN {_sqlite_upsert(', '.join(f'NEW.{c} - OLD.{c}' for c in _COLUMNS))}; END",
+    "counters_to_hours_insert": _sqlite_trigger(
+        "counters_to_hours_insert", "INSERT", lambda c: f"NEW.{c}"
+    ),
+    "counters_to_hours_update": _sqlite_trigger(
+        "counters_to_hours_update", "UPDATE", lambda c: f"NEW.{c} - OLD.{c}"
+    ),
 }
 
 # PostgreSQL: statement triggers over transition tables, each calling its function.
 
 
-def _pg_body(source: str, values: str) -> str:
+def _pg_body(source: str, term: Callable[[str], str]) -> str:
+    """One grouped upsert of the statement's rows into their hours (in key order, as the
+    counts lock their rows), leaving out the hours whose measures do not change."""
+    values = hour_values(lambda c: f"sum({term(c)})")
     return f"""
 BEGIN
     INSERT INTO counter_hours (key, hour, {_NAMES})
-    SELECT n.key, n.bucket - n.bucket % 3600, {values}
+    SELECT n.key, n.bucket - n.bucket % 3600, {", ".join(values)}
     FROM {source}
-    GROUP BY 1, 2 ORDER BY 1, 2
+    GROUP BY 1, 2 HAVING {_changed(values)} ORDER BY 1, 2
     ON CONFLICT (key, hour) DO UPDATE SET {_ADD};
     RETURN NULL;
 END
@@ -62,12 +92,10 @@ END
 
 
 PG_FUNCTIONS = {
-    "counters_inserted_to_hours": _pg_body(
-        "inserted n", ", ".join(f"sum(n.{c})" for c in _COLUMNS)
-    ),
+    "counters_inserted_to_hours": _pg_body("inserted n", lambda c: f"n.{c}"),
     "counters_updated_to_hours": _pg_body(
         "updated n JOIN replaced o ON o.key = n.key AND o.bucket = n.bucket",
-        ", ".join(f"sum(n.{c} - o.{c})" for c in _COLUMNS),
+        lambda c: f"n.{c} - o.{c}",
     ),
 }
 PG_TRIGGERS = {

@@ -275,9 +275,10 @@ class CounterRow(Base, _CounterValues):
 
 
 class CounterHourRow(Base, _CounterValues):
-    """Per counter key and hour, the sums of its `counters` rows whose bucket starts in that
-    hour (`hour` = bucket - bucket % 3600): a window reads its whole hours here and only its
-    edges from the buckets. Kept by triggers on `counters` (migration 0007), so every writer
+    """Per counter key and hour, what windows read of its `counters` rows whose bucket starts
+    in that hour (`hour` = bucket - bucket % 3600): each measure's sum, pending folded into
+    allowed (store/hour_triggers.py); a window reads its whole hours here and only its edges
+    from the buckets. Kept by triggers on `counters` (migrations 0007, 0009), so every writer
     of a bucket (count, settle, success) keeps its hour in step in the same statement."""
 
     __tablename__ = "counter_hours"

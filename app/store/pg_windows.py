@@ -3,7 +3,8 @@
 A window of W seconds sums the key's buckets from its first (`since`) up to the current
 one. Read bucket by bucket, a 24 h window of one-minute buckets is 1,440 rows per key and
 attempt once a day of history exists (bench/counter_history.py). `counter_hours` holds,
-per key and hour, the sums of the buckets starting in that hour, so each window is read as
+per key and hour, what windows read of the buckets starting in that hour (each measure's
+sum: store/hour_triggers.py), so each window is read as
   - its old edge: the buckets from `since` to the first whole hour (or to the current
     hour, whichever comes first), from `counters`;
   - its whole hours, up to the current hour, from `counter_hours`;

@@ -1,9 +1,10 @@
 """Hour totals: kept in step with the buckets by every writer, backfilled by the upgrade,
 and what bounds a window read once days of history exist.
 
-`counter_hours` holds per key and hour the sums of the key's buckets that start in that
-hour (migration 0007's triggers); SQL window reads take whole hours from it and only their
-edges from buckets (store/pg_windows.py, store/sqlite_windows.py).
+`counter_hours` holds per key and hour what windows read of the key's buckets that start
+in that hour, each measure's sum (migration 0009's triggers); SQL window reads take whole
+hours from it and only their edges from buckets (store/pg_windows.py,
+store/sqlite_windows.py).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _expected(rows: list[dict[str, Any]], query: WindowQuery, now: datetime) -> 
 
 
 async def _hour_rows(engine: AsyncEngine) -> tuple[dict[tuple[str, int], tuple[int, ...]], ...]:
-    """The hour table, and the hour sums of the buckets, to compare."""
+    """The hour table, and the hour sums of the buckets, to compare: per key and hour what
+    windows read of it (each measure's sum; hours where all are 0 left out)."""
     names = ", ".join(VALUE_COLUMNS)
     sums = ", ".join(f"sum({c})" for c in VALUE_COLUMNS)
     async with engine.connect() as conn:
@@ -80,10 +82,17 @@ async def _hour_rows(engine: AsyncEngine) -> tuple[dict[tuple[str, int], tuple[i
                 "GROUP BY key, bucket - bucket % 3600"
             )
         )
-        return (
-            {(r[0], int(r[1])): tuple(int(v) for v in r[2:]) for r in kept},
-            {(r[0], int(r[1])): tuple(int(v) for v in r[2:]) for r in summed},
-        )
+        return _measures(kept), _measures(summed)
+
+
+def _measures(rows: Any) -> dict[tuple[str, int], tuple[int, ...]]:
+    out = {}
+    for row in rows:
+        values = dict(zip(VALUE_COLUMNS, (int(v) for v in row[2:]), strict=True))
+        measures = tuple(sum(values[c] for c in READS[m]) for m in MEASURES)
+        if any(measures):
+            out[row[0], int(row[1])] = measures
+    return out
 
 
 async def _read(engine: AsyncEngine, queries: list[WindowQuery], now: datetime) -> dict[Any, int]:
@@ -253,5 +262,45 @@ async def test_the_request_path_keeps_hours_with_its_buckets(
             assert (await sinch.post(result)).status_code == 200
     kept, summed = await _hour_rows(engine)
     assert kept and kept == summed
-    assert any(values[VALUE_COLUMNS.index("successes")] for values in kept.values())
-    assert any(values[VALUE_COLUMNS.index("allowed")] for values in kept.values())
+    assert any(values[MEASURES.index("successes")] for values in kept.values())
+    assert any(values[MEASURES.index("allowed")] for values in kept.values())
+
+
+async def test_an_allowed_settle_leaves_its_hours_alone(database_url: str) -> None:
+    """Hours hold each measure's sum (pending counts as allowed), so settling an allowed
+    attempt (pending into allowed) changes no hour, and no hour row is written for it; a
+    denied one takes its hold off the hours."""
+    engine = create_engine(database_url)
+    store, keys = SqlCounters(60), {"country:SE", "range-3:+467012"}
+    allowed = Attempt.of(keys, keys, clock=CLOCK, now=NOW, spend=5000)
+    denied = Attempt.of(keys, keys, clock=CLOCK, now=NOW + timedelta(seconds=61), spend=7000)
+    try:
+        async with engine.begin() as conn:
+            await store.apply(conn, [*allowed.counted(), *denied.counted()])
+        before = await _stored_hours(engine)
+        assert {k: v[1:] for k, v in before.items()} == {
+            k: (2, 2, 0, 12000, 12000, 0, 0) for k in keys
+        }
+        async with engine.begin() as conn:
+            await store.apply(conn, [allowed.settled(allowed=True)])  # type: ignore[list-item]
+        assert await _stored_hours(engine) == before  # not even rewritten (PostgreSQL: xmin)
+        async with engine.begin() as conn:
+            await store.apply(conn, [denied.settled(allowed=False)])  # type: ignore[list-item]
+        after = await _stored_hours(engine)
+        assert {k: v[1:] for k, v in after.items()} == {
+            k: (2, 1, 0, 12000, 5000, 0, 0) for k in keys
+        }
+        kept, summed = await _hour_rows(engine)
+        assert kept == summed
+    finally:
+        await engine.dispose()
+
+
+async def _stored_hours(engine: AsyncEngine) -> dict[str, tuple[Any, ...]]:
+    """Per key its hour row as stored: the row's version first (PostgreSQL's xmin, changed
+    by any write of it; SQLite: none), then its columns."""
+    version = "xmin::text" if engine.dialect.name == "postgresql" else "NULL"
+    names = ", ".join(VALUE_COLUMNS)
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(f"SELECT key, {version}, {names} FROM counter_hours"))
+        return {r[0]: (r[1], *(int(v) for v in r[2:])) for r in rows}
