@@ -80,6 +80,10 @@ local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), t
 local token = string.gmatch(ARGV[5], '%S+')
 local function number() return tonumber(token()) end
 local day = 86400
+-- Numbers as text through %d: concatenating one (or passing it to redis.call) formats it as
+-- a float ("%.14g", "%.17g"), several times the instructions; names, totals and deltas are
+-- made by the hundred a run.
+local fmt = string.format
 local hours_marker, days_marker = prefix .. 'hours-from', prefix .. 'days-from'
 local trusted, days, expiring = nil, nil, {}
 local function expire(name, seconds)
@@ -127,7 +131,7 @@ local function field_name(f, s)
   local name = by[s]
   if not name then
     local k = math.floor(s / 1e6)
-    name = f .. tags[k] .. (s - k * 1e6)
+    name = f .. tags[k] .. fmt('%d', s - k * 1e6)
     by[s] = name
   end
   return name
@@ -138,7 +142,7 @@ local function day_name(key, d)
   local by = inner(day_names, key)
   local name = by[d]
   if not name then
-    name = prefix .. key .. ':d' .. d
+    name = prefix .. key .. ':d' .. fmt('%d', d)
     by[d] = name
   end
   return name
@@ -221,7 +225,7 @@ end
 local function flush()
   for _, name in ipairs(written) do
     for f, delta in pairs(pending[name]) do
-      if delta ~= 0 then redis.call('HINCRBY', name, f, delta) end
+      if delta ~= 0 then redis.call('HINCRBY', name, f, fmt('%d', delta)) end
     end
     widen(name)
   end
@@ -410,7 +414,7 @@ local function read(current, n, keys, firsts, columns)
   for i = 1, n do
     local sum, mine = partial[i], terms[i]
     for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
-    out[i] = string.format('%.0f', sum)
+    out[i] = fmt('%d', sum)
   end
   return table.concat(out, ',')
 end
