@@ -204,23 +204,28 @@ local function sum_of(name, fields, signs)
   end
   return found[1]
 end
--- The fields `wanted` of hash `name` in `values`: one HMGET for those not read yet.
-local function fetch(name, wanted)
-  local v, missing, seen = values[name], {}, {}
+-- The fields of hash `name` that `want` marks (false in `values`: asked for, not read yet),
+-- noting the hash in `missing` on its first; `load` reads them all in one HMGET.
+local function want(name, f, missing)
+  local v = values[name]
   if not v then
     v = {}
     values[name] = v
   end
-  for _, f in ipairs(wanted) do
-    if v[f] == nil and not seen[f] then
-      seen[f] = true
-      missing[#missing + 1] = f
+  if v[f] == nil then
+    v[f] = false
+    local list = missing[name]
+    if not list then
+      list = {}
+      missing[name] = list
+      missing[#missing + 1] = name
     end
+    list[#list + 1] = f
   end
-  if #missing == 0 then return v end
-  local got, p = redis.call('HMGET', name, unpack(missing)), pending[name]
-  for i, f in ipairs(missing) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
-  return v
+end
+local function load(name, fields)
+  local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
+  for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
 end
 local function flush()
   for _, name in ipairs(written) do
@@ -391,7 +396,7 @@ end
 -- A call's windows: the fields each day hash holds for them read in one HMGET (none where
 -- the run read them already).
 local function read(current, n, keys, firsts, columns)
-  local partial, old, terms, wanted, names = {}, {}, {}, {}, {}
+  local partial, old, terms, missing = {}, {}, {}, {}
   for i = 1, n do
     local mine = {}
     partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
@@ -399,17 +404,11 @@ local function read(current, n, keys, firsts, columns)
     for k = 1, #mine do
       local name, fields = mine[k][1], mine[k][2]
       if not (sums[name] and sums[name][fields]) then
-        local list = wanted[name]
-        if not list then
-          list = {}
-          wanted[name] = list
-          names[#names + 1] = name
-        end
-        for j = 1, #fields do list[#list + 1] = fields[j] end
+        for j = 1, #fields do want(name, fields[j], missing) end
       end
     end
   end
-  for k = 1, #names do fetch(names[k], wanted[names[k]]) end
+  for k = 1, #missing do load(missing[k], missing[missing[k]]) end
   local out = {}
   for i = 1, n do
     local sum, mine = partial[i], terms[i]
