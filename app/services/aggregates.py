@@ -93,12 +93,19 @@ class Counted:
             return bool(self.attempt.keys)
         return self._in_store is None and bool(self.attempt.held)
 
+    def settles(self, *, allowed: bool) -> bool:
+        """Whether settling it (not a redelivery) writes anything: not where the store
+        statement did it, where it is held nowhere, or where an allowed settle is a no-op."""
+        if self._in_store is not None or not self.attempt.held:
+            return False
+        return not allowed or self._backend.capabilities.settles_allowed
+
     async def finish(self, conn: Any, *, allowed: bool, duplicate: bool = False) -> None:
         """After the decision is stored: a redelivery takes its count (and hold) back;
         otherwise the attempt is settled, unless the store statement did it."""
         if duplicate:
             changes = self.attempt.forgotten()
-        elif self._in_store is not None:
+        elif not self.settles(allowed=allowed):
             return
         else:
             settle = self.attempt.settled(allowed=allowed)

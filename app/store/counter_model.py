@@ -194,6 +194,8 @@ class Capabilities:
     """`observe` can count only if the policy is still at a version (it lives beside it)."""
     joins_store: bool = False
     """Its changes can be applied by the decision's own store statement (same database)."""
+    settles_allowed: bool = True
+    """Settling an allowed attempt writes something (False: it stores pending as allowed)."""
 
 
 class CounterBackend(Protocol):

@@ -80,6 +80,10 @@ local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), t
 local token = string.gmatch(ARGV[5], '%S+')
 local function number() return tonumber(token()) end
 local day = 86400
+-- Numbers as text through %d: concatenating one (or passing it to redis.call) formats it as
+-- a float ("%.14g", "%.17g"), several times the instructions; names, totals and deltas are
+-- made by the hundred a run.
+local fmt = string.format
 local hours_marker, days_marker = prefix .. 'hours-from', prefix .. 'days-from'
 local trusted, days, expiring = nil, nil, {}
 local function expire(name, seconds)
@@ -127,7 +131,7 @@ local function field_name(f, s)
   local name = by[s]
   if not name then
     local k = math.floor(s / 1e6)
-    name = f .. tags[k] .. (s - k * 1e6)
+    name = f .. tags[k] .. fmt('%d', s - k * 1e6)
     by[s] = name
   end
   return name
@@ -138,7 +142,7 @@ local function day_name(key, d)
   local by = inner(day_names, key)
   local name = by[d]
   if not name then
-    name = prefix .. key .. ':d' .. d
+    name = prefix .. key .. ':d' .. fmt('%d', d)
     by[d] = name
   end
   return name
@@ -200,28 +204,33 @@ local function sum_of(name, fields, signs)
   end
   return found[1]
 end
--- The fields `wanted` of hash `name` in `values`: one HMGET for those not read yet.
-local function fetch(name, wanted)
-  local v, missing, seen = values[name], {}, {}
+-- The fields of hash `name` that `want` marks (false in `values`: asked for, not read yet),
+-- noting the hash in `missing` on its first; `load` reads them all in one HMGET.
+local function want(name, f, missing)
+  local v = values[name]
   if not v then
     v = {}
     values[name] = v
   end
-  for _, f in ipairs(wanted) do
-    if v[f] == nil and not seen[f] then
-      seen[f] = true
-      missing[#missing + 1] = f
+  if v[f] == nil then
+    v[f] = false
+    local list = missing[name]
+    if not list then
+      list = {}
+      missing[name] = list
+      missing[#missing + 1] = name
     end
+    list[#list + 1] = f
   end
-  if #missing == 0 then return v end
-  local got, p = redis.call('HMGET', name, unpack(missing)), pending[name]
-  for i, f in ipairs(missing) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
-  return v
+end
+local function load(name, fields)
+  local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
+  for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
 end
 local function flush()
   for _, name in ipairs(written) do
     for f, delta in pairs(pending[name]) do
-      if delta ~= 0 then redis.call('HINCRBY', name, f, delta) end
+      if delta ~= 0 then redis.call('HINCRBY', name, f, fmt('%d', delta)) end
     end
     widen(name)
   end
@@ -387,7 +396,7 @@ end
 -- A call's windows: the fields each day hash holds for them read in one HMGET (none where
 -- the run read them already).
 local function read(current, n, keys, firsts, columns)
-  local partial, old, terms, wanted, names = {}, {}, {}, {}, {}
+  local partial, old, terms, missing = {}, {}, {}, {}
   for i = 1, n do
     local mine = {}
     partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
@@ -395,22 +404,16 @@ local function read(current, n, keys, firsts, columns)
     for k = 1, #mine do
       local name, fields = mine[k][1], mine[k][2]
       if not (sums[name] and sums[name][fields]) then
-        local list = wanted[name]
-        if not list then
-          list = {}
-          wanted[name] = list
-          names[#names + 1] = name
-        end
-        for j = 1, #fields do list[#list + 1] = fields[j] end
+        for j = 1, #fields do want(name, fields[j], missing) end
       end
     end
   end
-  for k = 1, #names do fetch(names[k], wanted[names[k]]) end
+  for k = 1, #missing do load(missing[k], missing[missing[k]]) end
   local out = {}
   for i = 1, n do
     local sum, mine = partial[i], terms[i]
     for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
-    out[i] = string.format('%.0f', sum)
+    out[i] = fmt('%d', sum)
   end
   return table.concat(out, ',')
 end
@@ -456,7 +459,7 @@ BATCH = 256  # calls per script run at most: as many as a PostgreSQL batch (inta
 class RedisCounters:
     """Counters shared by every worker and host through one Redis primary."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(settles_allowed=False)  # pending is stored as allowed
 
     def __init__(
         self, redis: Redis, *, bucket_seconds: int, retention_seconds: int, prefix: str = "vg:c:"

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -24,9 +24,11 @@ from sqlalchemy import func, select
 
 from app.main import create_app
 from app.rules.model import Policy
+from app.services.aggregates import Counted
 from app.services.intake.redis_batches import RedisBatches
 from app.services.policy.admin import replace_policy
 from app.sinch import samples
+from app.store.counter_model import Attempt, Reads, WindowQuery
 from app.store.models import CounterRow, VerificationRow
 from tests.conftest import _truncate, make_settings
 from tests.support import SinchSender
@@ -180,6 +182,25 @@ async def test_an_allowed_answer_leaves_before_its_settle_and_is_settled_by_shut
             assert response.json()["action"] == "allow"
             assert _fallbacks(sender) == 0
     assert await _settled(redis_url, f"{settings.redis_prefix}c:") == {"al": 2, "p": 0}
+
+
+async def test_an_allowed_settle_that_writes_nothing_starts_nothing(guard: SinchSender) -> None:
+    """Redis stores pending as allowed, so settling an allowed attempt writes nothing: its
+    finish leaves no task behind (one per allowed answer was ~19 µs of the app's CPU); a
+    denied attempt's settle is still written before its answer."""
+    backend = _runtime(guard).aggregator.backend
+    keys = {f"number:{_number()}"}
+    now = datetime.now(UTC)
+    attempt = Attempt.of(keys, keys, clock=backend.clock, now=now, spend=1)
+    await backend.apply(None, attempt.counted())
+    lane, tasks = _batches(guard), len(asyncio.all_tasks())
+    await lane.finish(Counted(backend, cast(Any, None), attempt, {}), allowed=True, duplicate=False)
+    assert len(asyncio.all_tasks()) == tasks
+    await lane.finish(
+        Counted(backend, cast(Any, None), attempt, {}), allowed=False, duplicate=False
+    )
+    reads = Reads([WindowQuery(next(iter(keys)), 3600, "allowed")], now)
+    assert list((await backend.read(None, reads)).values()) == [0]
 
 
 def _fallbacks(sender: SinchSender) -> float:

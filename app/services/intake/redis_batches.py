@@ -8,7 +8,8 @@ Redis after its store batch committed. A denied attempt's answer (or a redeliver
 for it; an allowed one's does not: settling it turns pending into allowed, which every read
 sums already (counter_model.READS), so no read can tell whether it has been applied yet,
 and waiting for it was a round trip on the answer's path. A settle that fails leaves the
-attempt pending, which reads the same.
+attempt pending, which reads the same. Redis stores pending as allowed, so that settle
+writes nothing there and is not started at all (a task per allowed answer: ~19 µs of CPU).
 
 The version is read by a batch that starts after the request arrived (a `Batcher`: while
 one read is in flight the next gathers), so a policy changed before a request arrived is
@@ -90,6 +91,8 @@ class RedisBatches(StoreBatched):
         if duplicate or not allowed:
             await counted.finish(None, allowed=allowed, duplicate=duplicate)
             return
+        if not counted.settles(allowed=True):
+            return  # Redis stores pending as allowed: no task for a settle that writes nothing
         settle = asyncio.create_task(counted.finish(None, allowed=True))  # see the docstring
         self._settling.add(settle)
         settle.add_done_callback(self._settled)
