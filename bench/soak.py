@@ -460,7 +460,7 @@ def soak(args: argparse.Namespace) -> int:
         _server(args) as admin,
         postgres_database(admin, prefix=args.db_prefix) as dsn,
     ):
-        where = "a private cluster" if args.private_postgres else admin.rsplit("/", 1)[0]
+        where = ("a private cluster at " if args.private_postgres else "") + admin.rsplit("/", 1)[0]
         print(f"… PostgreSQL ({where}): {asyncio.run(_settings(dsn))}", file=sys.stderr)
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
