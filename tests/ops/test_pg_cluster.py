@@ -1,7 +1,7 @@
 """`bench.soak --private-postgres`'s cluster, for real: initdb, started on the recommended
-settings, reachable, then stopped and removed, also when the block ends in an error. About
-3 s here (initdb without fsync, start, stop), so it runs with the suite; skipped where
-PostgreSQL's server programs are not installed."""
+settings, reachable, then stopped and removed, also when the block ends in an error. Each
+test takes 0.7 s on a quiet machine, ~3 s on a loaded one (initdb without fsync, start,
+stop), so they run with the suite; skipped where PostgreSQL's server programs are missing."""
 
 from __future__ import annotations
 
