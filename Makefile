@@ -46,7 +46,9 @@ vendor: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# PostgreSQL, 10 minutes at 300 request events/s (SOAK_ARGS="--minutes 2" for a short one).
+# PostgreSQL, 10 minutes at 300 request events/s (SOAK_ARGS="--minutes 2" for a short one;
+# SOAK_ARGS="--private-postgres" on a private cluster with the production settings,
+# docs/operations.md).
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
