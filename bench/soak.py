@@ -57,6 +57,13 @@ class Minute:
     lock_waits: int = 0
     counter_waits: int = 0
     longest_xact_ms: float = 0.0
+    # Which transaction that was: its backend type, state and its latest statement (for an
+    # idle-in-transaction backend, the last one it ran), truncated (`longest_what`).
+    longest_xact: str = ""
+    # Samples (about one a second) in which an autovacuum worker ran in the soak database,
+    # and the tables it worked on.
+    autovacuum_samples: int = 0
+    autovacuumed: set[str] = field(default_factory=set)
     # The load generator, on the same machine: how late its request events were written to
     # a connection after their scheduled time (the loop's lateness and the wait for a free
     # connection; counted in the latencies, as it must be in an open loop), the part of each
@@ -93,6 +100,9 @@ class Minute:
             "lock_waits": self.lock_waits,
             "counter_waits": self.counter_waits,
             "longest_xact_ms": round(self.longest_xact_ms, 1),
+            "longest_xact": self.longest_xact,
+            "autovacuum_samples": self.autovacuum_samples,
+            "autovacuumed": sorted(self.autovacuumed),
             "send_lag_p99_ms": pct(0.99, lags),
             "reply_p50_ms": pct(0.50, replies),
             "reply_p99_ms": pct(0.99, replies),
@@ -250,27 +260,47 @@ async def _sample(soak: Soak, count: int, dsn: str | None, profile: bool) -> Non
 
 
 WATCH_SQL = """
+WITH open AS (
+  SELECT wait_event_type, query, backend_type, state, application_name,
+         extract(epoch FROM clock_timestamp() - xact_start) AS age
+  FROM pg_stat_activity
+  WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+)
 SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waits,
        count(*) FILTER (WHERE wait_event_type = 'Lock' AND query LIKE '%INTO counters%')
          AS counter_waits,
-       coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0) AS longest
-FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+       coalesce(max(age), 0) AS longest,
+       array_remove(array_agg(query) FILTER (WHERE backend_type = 'autovacuum worker'), NULL)
+         AS autovacuum,
+       (SELECT concat_ws(' | ', nullif(application_name, ''), backend_type, state,
+                         left(regexp_replace(query, '\\s+', ' ', 'g'), $1))
+        FROM open ORDER BY age DESC LIMIT 1) AS what
+FROM open
 """
+WHAT_CHARS = 160  # of the longest transaction's statement, as sampled
 
 
 async def _watch(soak: Soak, dsn: str, until: float) -> None:
     """Every second, the soak database's backends: how many wait on a lock (how many of them
-    in a statement writing counters: the hot rows), and the oldest open transaction. These
-    do not depend on how much CPU the machine spares, as latencies and fallbacks do."""
+    in a statement writing counters: the hot rows), and the oldest open transaction, with
+    what it is (backend type, state, its latest statement: the periodic job or request
+    statement that holds it). These do not depend on how much CPU the machine spares, as
+    latencies and fallbacks do."""
     conn = await asyncpg.connect(dsn)
     try:
         while (now := time.perf_counter()) < until:
-            row = await conn.fetchrow(WATCH_SQL)
+            row = await conn.fetchrow(WATCH_SQL, WHAT_CHARS)
             minute = soak.minute(now)
             minute.lock_waits += row["waits"]
             minute.counter_waits += row["counter_waits"]
-            minute.longest_xact_ms = max(minute.longest_xact_ms, 1000 * float(row["longest"]))
+            if row["autovacuum"]:
+                minute.autovacuum_samples += 1
+                minute.autovacuumed.update(
+                    q.removeprefix("autovacuum: ") for q in row["autovacuum"]
+                )
+            longest = 1000 * float(row["longest"])
+            if longest > minute.longest_xact_ms:
+                minute.longest_xact_ms, minute.longest_xact = longest, row["what"] or ""
             await asyncio.sleep(1.0)
     finally:
         await conn.close()
@@ -387,6 +417,28 @@ async def _stored(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
+VACUUMS_SQL = """
+SELECT relname, autovacuum_count, autoanalyze_count, n_live_tup, n_dead_tup
+FROM pg_stat_user_tables
+WHERE autovacuum_count + autoanalyze_count > 0 ORDER BY autovacuum_count DESC, relname
+"""
+
+
+async def _vacuums(dsn: str) -> str:
+    """The tables autovacuum visited during the soak: its vacuums and analyzes of each, and
+    the live and dead rows left at the end."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(VACUUMS_SQL)
+    finally:
+        await conn.close()
+    return "\n".join(
+        f"  {r['relname']}: {r['autovacuum_count']} vacuums, {r['autoanalyze_count']} analyzes,"
+        f" {r['n_live_tup']} live / {r['n_dead_tup']} dead rows"
+        for r in rows
+    )
+
+
 def verdicts(
     rows: list[dict[str, Any]], sent: dict[str, int], stored: dict[str, int]
 ) -> dict[str, bool]:
@@ -427,6 +479,14 @@ def render(
         )
     lines.append(f"sent: {sent} (total {sum(sent.values())})")
     lines.append(f"stored: {stored}")
+    lines.append("the longest open transaction of each minute (backend | state | statement):")
+    lines += [f"{r['minute']:>6}  {r['longest_xact_ms']:>8} ms  {r['longest_xact']}" for r in rows]
+    lines.append("autovacuum, per minute: seconds seen running (sampled each second): tables")
+    lines += [
+        f"{r['minute']:>6}  {r['autovacuum_samples']:>4} s  {', '.join(r['autovacuumed'])}"
+        for r in rows
+        if r["autovacuum_samples"]
+    ]
     lines += [f"{'PASS' if ok else 'MISS'}  {name}" for name, ok in checks.items()]
     return "\n".join(lines)
 
@@ -500,6 +560,7 @@ def soak(args: argparse.Namespace) -> int:
             (args.profile / "profile.json").write_text(json.dumps(found))
             print(soak_profile.render(found), file=sys.stderr)
         stored = asyncio.run(_stored(dsn))  # once the server has stopped, its writes done
+        print(f"autovacuum, per table:\n{asyncio.run(_vacuums(dsn))}", file=sys.stderr)
         rows = [minute.row(i) for i, minute in enumerate(run.minutes)]
         for row in rows[: args.warmup_minutes]:
             row["warmup"] = True
