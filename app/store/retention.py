@@ -101,10 +101,13 @@ async def count_old(conn: AsyncConnection, before: datetime, before_bucket: int)
     return {name: int((await conn.execute(q)).scalar_one()) for name, q in queries.items()}
 
 
-def _to_anonymize(before: datetime) -> Any:
+def _to_anonymize(before: datetime, since: datetime | None = None) -> Any:
+    """Numbers of verifications created before `before` (and not before `since`, when given:
+    the periodic task's watermark) not anonymised yet."""
     cols = verifications.c
+    created = (cols.created_at < before,) + ((cols.created_at >= since,) if since else ())
     return (
-        cols.created_at < before,
+        *created,
         cols.number.is_not(None),
         cols.number.not_like(f"%{ANONYMIZED}%"),
     )
@@ -116,12 +119,12 @@ async def count_to_anonymize(conn: AsyncConnection, before: datetime) -> int:
 
 
 async def numbers_to_anonymize(
-    conn: AsyncConnection, before: datetime, limit: int
+    conn: AsyncConnection, before: datetime, limit: int, since: datetime | None = None
 ) -> list[StoredNumber]:
     cols = verifications.c
     stmt = (
         select(cols.id, cols.number, cols.decision)
-        .where(*_to_anonymize(before))
+        .where(*_to_anonymize(before, since))
         .order_by(cols.created_at)
         .limit(limit)
     )

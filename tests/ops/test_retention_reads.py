@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.services.audit import retention
 from app.store import retention as store
 from app.store.base import create_engine
 
@@ -22,7 +23,7 @@ SEED = """
 WITH r AS (
   SELECT g, CAST(:start AS timestamptz) + make_interval(secs => g / 300.0) AS at,
          md5(g::text)::uuid::text AS id
-  FROM generate_series(1, :rows) AS g
+  FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
 ), q AS (
   INSERT INTO callbacks (received_at, event, verification_id, dedupe_key, signature,
                          http_status, raw_body)
@@ -31,7 +32,8 @@ WITH r AS (
 )
 INSERT INTO verifications (id, created_at, requested_at, number, country, action,
                            request_callback_id, shadow_deny, degraded)
-SELECT r.id, r.at, r.at, '+4670' || lpad(r.g::text, 7, '0'), 'SE', 'allow', q.callback_id,
+SELECT r.id, r.at, r.at, '+4670' || lpad(r.g::text, 7, '0') || :mark, 'SE', 'allow',
+       q.callback_id,
        false, false
 FROM r JOIN q ON q.verification_id = r.id ORDER BY r.g  -- in time order, as the app stores
 """
@@ -39,6 +41,20 @@ EXAMINED = """
 SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS examined
 FROM pg_stat_xact_user_tables WHERE relname IN ('verifications', 'callbacks')
 """
+
+
+async def _seed(
+    conn: AsyncConnection, start: datetime, first: int, last: int, mark: str = ""
+) -> None:
+    params = {"start": start, "first": first, "last": last, "mark": mark}
+    await conn.execute(text(SEED), params)
+
+
+async def _vacuum(engine: AsyncEngine) -> None:
+    """What autovacuum does soon after a table grows (and what summarises new ranges)."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE verifications, callbacks"))
 
 
 async def _examined(conn: AsyncConnection) -> dict[str, int]:
@@ -53,11 +69,8 @@ async def test_selecting_old_rows_examines_none_when_nothing_is_old(
     try:
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-            await conn.execute(text(SEED), {"start": now - timedelta(hours=1), "rows": ROWS})
-        async with engine.connect() as conn:
-            # What autovacuum does soon after a table grows (and what summarises new ranges).
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("VACUUM ANALYZE verifications, callbacks"))
+            await _seed(conn, now - timedelta(hours=1), 1, ROWS)
+        await _vacuum(engine)
         before = now - timedelta(days=30)
         async with engine.connect() as conn:
             start = await _examined(conn)
@@ -70,6 +83,53 @@ async def test_selecting_old_rows_examines_none_when_nothing_is_old(
         # statements read them), ~1,200 callbacks here.
         assert grown["verifications"] < 2 * ROWS // 4
         assert grown["callbacks"] < ROWS // 4
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
+        await engine.dispose()
+
+
+async def test_periodic_anonymizing_reads_from_its_watermark_and_misses_nothing(
+    postgres_database: str,
+) -> None:
+    """The task's second run reads the verifications created since its first run's
+    threshold (less the margin), not the anonymised history before it; and what it leaves
+    is what a full pass leaves: no number older than the threshold."""
+    engine = create_engine(postgres_database)
+    now = datetime.now(UTC)
+    older = timedelta(days=30)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
+            # Anonymised long ago: the history a full pass reads again every time.
+            await _seed(conn, now - timedelta(days=40), 1, ROWS, mark="#0")
+            # Old at the first run, and the ones that get old between the two runs.
+            await _seed(conn, now - timedelta(days=30, hours=2), ROWS + 1, ROWS + 100)
+            await _seed(
+                conn, now - timedelta(days=30) + timedelta(minutes=10), ROWS + 101, ROWS + 200
+            )
+        await _vacuum(engine)
+        watermark = retention.Watermark()
+        first = now
+        assert watermark.since(first) is None  # the first run is a full pass
+        done = await retention.anonymize(engine, older_than=older, key=b"k", now=first)
+        watermark.ran(first, first - older, None)
+        assert done == 100
+        second = first + timedelta(hours=1)
+        since = watermark.since(second)
+        assert since == first - older - retention.Watermark.MARGIN
+        async with engine.connect() as conn:
+            start = await _examined(conn)
+            rows = await store.numbers_to_anonymize(conn, second - older, 500, since)
+            examined = await _examined(conn)
+        assert len(rows) == 100
+        assert examined["verifications"] - start.get("verifications", 0) < ROWS // 4
+        done = await retention.anonymize(
+            engine, older_than=older, key=b"k", now=second, since=since
+        )
+        assert done == 100
+        async with engine.connect() as conn:
+            assert await store.count_to_anonymize(conn, second - older) == 0
     finally:
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))

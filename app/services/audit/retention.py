@@ -101,15 +101,17 @@ async def anonymize(
     dry_run: bool = False,
     batch: int = 500,
     metrics: Metrics | None = None,
+    since: datetime | None = None,
 ) -> int:
-    """Replace numbers of verifications created before now - older_than, everywhere stored."""
+    """Replace numbers of verifications created before now - older_than, everywhere stored
+    (only those created at or after `since`, when given: see `Watermark`)."""
     before, done = now - older_than, 0
     if dry_run:
         async with engine.connect() as conn:
             return await store.count_to_anonymize(conn, before)
     while True:
         async with engine.begin() as conn:
-            rows = await store.numbers_to_anonymize(conn, before, batch)
+            rows = await store.numbers_to_anonymize(conn, before, batch, since)
             if rows:
                 tokens = {row.id: (row.number, pseudonym(row.number, key)) for row in rows}
                 await store.set_numbers(conn, [_anonymized(row, tokens) for row in rows])
@@ -122,6 +124,36 @@ async def anonymize(
     if metrics is not None:
         metrics.retention_rows.labels("verifications", "anonymized").inc(done)
     return done
+
+
+@dataclass
+class Watermark:
+    """The periodic task's anonymisation reads only what became old since its last run:
+    after a run, every verification created before that run's `before` is anonymised (a
+    row is created at its write's `now`), so the next run starts from it, less `MARGIN`
+    (a worker's clock behind, a spool replayed with older times). A full pass still runs
+    every `FULL_EVERY` (and at each start): without the watermark each hourly run read every
+    verification older than the threshold, the already anonymised ones too, a read that
+    grows with the history kept (bench/job_growth.py)."""
+
+    MARGIN = timedelta(days=1)
+    FULL_EVERY = timedelta(days=1)
+    done_before: datetime | None = None  # the last run's `before`
+    full_at: datetime | None = None  # when the last full pass ran
+
+    def since(self, now: datetime) -> datetime | None:
+        if (
+            self.done_before is None
+            or self.full_at is None
+            or now - self.full_at >= self.FULL_EVERY
+        ):
+            return None
+        return self.done_before - self.MARGIN
+
+    def ran(self, now: datetime, before: datetime, since: datetime | None) -> None:
+        self.done_before = before
+        if since is None:
+            self.full_at = now
 
 
 def _anonymized(row: StoredNumber, tokens: dict[str, tuple[str, str]]) -> StoredNumber:
@@ -160,6 +192,7 @@ async def run_periodically(
     metrics: Metrics,
 ) -> None:
     """The automatic retention task of the app: every `interval` seconds, unless paused."""
+    watermark = Watermark()
 
     async def run() -> None:
         if retention_days:
@@ -173,8 +206,12 @@ async def run_periodically(
             )
             log.info("retention.purged", **purged.rows)
         if anonymize_after_days and key:
-            older = timedelta(days=anonymize_after_days)
-            count = await anonymize(engine, older_than=older, key=key, now=now(), metrics=metrics)
-            log.info("retention.anonymized", verifications=count)
+            older, at = timedelta(days=anonymize_after_days), now()
+            since = watermark.since(at)
+            count = await anonymize(
+                engine, older_than=older, key=key, now=at, metrics=metrics, since=since
+            )
+            watermark.ran(at, at - older, since)
+            log.info("retention.anonymized", verifications=count, since=since)
 
     await every(interval, run, paused=paused, failed="retention.failed")
