@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import callbacks, counter_hours, counters, matches, verifications
@@ -49,11 +49,11 @@ async def delete_verifications(conn: AsyncConnection, ids: Sequence[str]) -> dic
     """Delete verifications, their shadow matches and every callback about them."""
     gone = {
         "matches": await _delete(conn, delete(matches).where(matches.c.verification_id.in_(ids))),
-        "callbacks": await _delete(
+        "callbacks": await _delete_ranged(
             conn, delete(callbacks).where(callbacks.c.verification_id.in_(ids))
         ),
     }
-    gone["verifications"] = await _delete(
+    gone["verifications"] = await _delete_ranged(
         conn, delete(verifications).where(verifications.c.id.in_(ids))
     )
     return gone
@@ -66,7 +66,7 @@ async def old_callbacks(conn: AsyncConnection, before: datetime, limit: int) -> 
 
 
 async def delete_callbacks(conn: AsyncConnection, ids: Sequence[int]) -> int:
-    return await _delete(conn, delete(callbacks).where(callbacks.c.id.in_(ids)))
+    return await _delete_ranged(conn, delete(callbacks).where(callbacks.c.id.in_(ids)))
 
 
 async def delete_counters(conn: AsyncConnection, before_bucket: int) -> int:
@@ -161,3 +161,33 @@ async def set_bodies(conn: AsyncConnection, rows: Sequence[StoredBody]) -> None:
 
 async def _delete(conn: AsyncConnection, stmt: Any) -> int:
     return int((await conn.execute(stmt)).rowcount or 0)
+
+
+# PostgreSQL: the block-range index of each table retention selects by time (migration
+# 0011), and the pages one summary covers (its default).
+BRIN = {
+    "verifications": "ix_verifications_created_at_brin",
+    "callbacks": "ix_callbacks_received_at_brin",
+}
+PAGES_PER_RANGE = 128
+_BLOCK: Any = literal_column("((ctid::text::point)[0])::bigint")
+_DESUMMARIZE = text(
+    "SELECT count(brin_desummarize_range(CAST(:index AS regclass), b)) "
+    "FROM unnest(CAST(:starts AS bigint[])) AS b"
+)
+
+
+async def _delete_ranged(conn: AsyncConnection, stmt: Any) -> int:
+    """Delete rows of a table with a block-range index; on PostgreSQL, forget the summaries
+    of the ranges they leave. A summary only ever widens: once the freed space holds new
+    rows, a range would still claim its purged times and be read by every later selection
+    of old rows (after a retention cycle, every range). Unsummarised, it is read only until
+    the next vacuum (the purge's dead rows bring one) summarises what it holds then."""
+    if conn.dialect.name != "postgresql":
+        return await _delete(conn, stmt)
+    blocks = (await conn.execute(stmt.returning(_BLOCK))).scalars().all()
+    starts = sorted({int(b) - int(b) % PAGES_PER_RANGE for b in blocks})
+    if starts:
+        index = BRIN[stmt.table.name]
+        await conn.execute(_DESUMMARIZE, {"index": index, "starts": starts})
+    return len(blocks)

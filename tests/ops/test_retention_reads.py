@@ -134,3 +134,39 @@ async def test_periodic_anonymizing_reads_from_its_watermark_and_misses_nothing(
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
         await engine.dispose()
+
+
+async def test_a_purge_leaves_no_stale_range_for_the_next_selection(
+    postgres_database: str,
+) -> None:
+    """Purged rows' pages refilled with new rows (after the vacuum the purge brings) are not
+    read by the next selection of old rows: the purge forgot those ranges' summaries, which
+    otherwise still claimed the purged times (every range, once retention has cycled)."""
+    engine = create_engine(postgres_database)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
+            await _seed(conn, now - timedelta(days=100), 1, ROWS)
+        await _vacuum(engine)
+        purged = await retention.purge(
+            engine, older_than=timedelta(days=90), counter_retention=timedelta(days=8), now=now
+        )
+        assert purged.rows["verifications"] == ROWS
+        await _vacuum(engine)  # as autovacuum after the purge's deletes: the space is free
+        async with engine.begin() as conn:
+            await _seed(conn, now - timedelta(hours=1), ROWS + 1, 2 * ROWS)
+        await _vacuum(engine)
+        before = now - timedelta(days=90)
+        async with engine.connect() as conn:
+            start = await _examined(conn)
+            assert await store.old_verifications(conn, before, 1000) == []
+            assert await store.old_callbacks(conn, before, 1000) == []
+            examined = await _examined(conn)
+        grown = {name: examined.get(name, 0) - start.get(name, 0) for name in examined}
+        assert grown["verifications"] < ROWS // 4
+        assert grown["callbacks"] < ROWS // 4
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
+        await engine.dispose()
