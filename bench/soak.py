@@ -418,15 +418,17 @@ async def _stored(dsn: str) -> dict[str, int]:
 
 
 VACUUMS_SQL = """
-SELECT relname, autovacuum_count, autoanalyze_count, n_live_tup, n_dead_tup
+SELECT relname, autovacuum_count, autoanalyze_count, n_live_tup, n_dead_tup, n_tup_upd,
+       n_tup_hot_upd
 FROM pg_stat_user_tables
 WHERE autovacuum_count + autoanalyze_count > 0 ORDER BY autovacuum_count DESC, relname
 """
 
 
 async def _vacuums(dsn: str) -> str:
-    """The tables autovacuum visited during the soak: its vacuums and analyzes of each, and
-    the live and dead rows left at the end."""
+    """The tables autovacuum visited during the soak: its vacuums and analyzes of each, the
+    live and dead rows left at the end, and the updates (those that stayed on their page:
+    HOT, no index entry; a long snapshot keeps dead versions that would make room)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(VACUUMS_SQL)
@@ -434,7 +436,8 @@ async def _vacuums(dsn: str) -> str:
         await conn.close()
     return "\n".join(
         f"  {r['relname']}: {r['autovacuum_count']} vacuums, {r['autoanalyze_count']} analyzes,"
-        f" {r['n_live_tup']} live / {r['n_dead_tup']} dead rows"
+        f" {r['n_live_tup']} live / {r['n_dead_tup']} dead rows,"
+        f" {r['n_tup_upd']} updates ({r['n_tup_hot_upd']} HOT)"
         for r in rows
     )
 
