@@ -29,15 +29,21 @@ _INDEXES = (
 
 
 def upgrade() -> None:
-    for name, table, column in _INDEXES:
-        op.create_index(
-            name,
-            table,
-            [column],
-            unique=False,
-            postgresql_using="brin",
-            postgresql_with={"autosummarize": "on"},
-        )
+    # Both tables are large and written on every callback: on PostgreSQL build the indexes
+    # without blocking writes (a BRIN build reads the table once; CONCURRENTLY cannot run
+    # inside a transaction).
+    concurrently = op.get_bind().dialect.name == "postgresql"
+    with op.get_context().autocommit_block():
+        for name, table, column in _INDEXES:
+            op.create_index(
+                name,
+                table,
+                [column],
+                unique=False,
+                postgresql_using="brin",
+                postgresql_with={"autosummarize": "on"},
+                postgresql_concurrently=concurrently,
+            )
 
 
 def downgrade() -> None:
