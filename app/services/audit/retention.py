@@ -61,6 +61,8 @@ async def purge(
         async with engine.connect() as conn:
             result.add(await store.count_old(conn, before, oldest_bucket))
         return result
+    async with engine.begin() as conn:
+        await store.summarize_new_ranges(conn)
     await _delete_old(engine, result, before, batch)
     async with engine.begin() as conn:
         result.add({"counters": await store.delete_counters(conn, oldest_bucket)})
@@ -109,6 +111,8 @@ async def anonymize(
     if dry_run:
         async with engine.connect() as conn:
             return await store.count_to_anonymize(conn, before)
+    async with engine.begin() as conn:
+        await store.summarize_new_ranges(conn)
     while True:
         async with engine.begin() as conn:
             rows = await store.numbers_to_anonymize(conn, before, batch, since)
