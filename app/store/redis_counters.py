@@ -227,12 +227,18 @@ local function load(name, fields)
   local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
   for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
 end
+-- A hash none of whose fields came back as just its delta (each held a count already)
+-- existed before this run and did not grow: the run that made it, or added its last field,
+-- set its expiry and checked its size, so it takes no TTL or HLEN (a busy key's hashes).
 local function flush()
   for _, name in ipairs(written) do
+    local grew = false
     for f, delta in pairs(pending[name]) do
-      if delta ~= 0 then redis.call('HINCRBY', name, f, fmt('%d', delta)) end
+      if delta ~= 0 and redis.call('HINCRBY', name, f, fmt('%d', delta)) == delta then
+        grew = true
+      end
     end
-    widen(name)
+    if grew then widen(name) end
   end
 end
 local function apply(changes)
