@@ -227,12 +227,18 @@ local function load(name, fields)
   local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
   for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
 end
+-- A hash none of whose fields came back as just its delta (each held a count already)
+-- existed before this run and did not grow: the run that made it, or added its last field,
+-- set its expiry and checked its size, so it takes no TTL or HLEN (a busy key's hashes).
 local function flush()
   for _, name in ipairs(written) do
+    local grew = false
     for f, delta in pairs(pending[name]) do
-      if delta ~= 0 then redis.call('HINCRBY', name, f, fmt('%d', delta)) end
+      if delta ~= 0 and redis.call('HINCRBY', name, f, fmt('%d', delta)) == delta then
+        grew = true
+      end
     end
-    widen(name)
+    if grew then widen(name) end
   end
 end
 local function apply(changes)
@@ -474,6 +480,8 @@ class RedisCounters:
         self._script = redis.register_script(_SCRIPT)
         self._args = _encode
         self._pipe = _Pipe(self._send)
+        # A window's first bucket, as its distance from the current one (by window length).
+        self._spans: dict[int, int] = {}
 
     async def start(self, now: datetime | None = None) -> None:
         """Set the marker, once for all workers and hosts: day hashes hold every count where
@@ -510,14 +518,21 @@ class RedisCounters:
         return await self._run([], reads) if reads.queries else {}
 
     async def _run(self, changes: list[Any], reads: Reads) -> Totals:
-        queries, now = reads.queries, reads.now
-        wanted = [
-            [q.key, self.clock.oldest(now, q.window_seconds), _READ_FIELDS[q.measure]]
-            for q in queries
-        ]
-        raw = await self._pipe.call([changes, self.clock.bucket(now), wanted])
-        totals = raw.split(",") if queries else []
-        return {q: int(v) for q, v in zip(queries, totals, strict=True)}
+        queries = reads.queries
+        current = self.clock.bucket(reads.now)
+        spans = self._spans
+        wanted = []
+        for q in queries:
+            span = spans.get(q.window_seconds)
+            if span is None:
+                span = spans[q.window_seconds] = current - self.clock.oldest(
+                    reads.now, q.window_seconds
+                )
+            wanted.append((q.key, current - span, _READ_FIELDS[q.measure]))
+        raw = await self._pipe.call([changes, current, wanted])
+        if not queries:
+            return {}
+        return dict(zip(queries, map(int, raw.split(",")), strict=True))
 
     async def _send(self, calls: list[list[Any]]) -> list[str]:
         """One script run for `calls`, in order; each one's totals, joined by ","."""
@@ -545,17 +560,19 @@ def _encode(counters: RedisCounters, calls: list[list[Any]]) -> list[str | int]:
 
 
 def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
-    """The changes as the script takes them: [bucket, keys, [[field, delta], ...]], those
+    """The changes as the script takes them: (bucket, keys, [(field, delta), ...]), those
     that write nothing left out (see _STORED)."""
     out: list[Any] = []
     for change in changes:
+        if not change.keys:
+            continue
         sums: dict[str, int] = {}
         for column, delta in change.deltas.items():
             field = _STORED[column]
             sums[field] = sums.get(field, 0) + delta
-        deltas = [[field, delta] for field, delta in sums.items() if delta]
-        if deltas and change.keys:
-            out.append([change.bucket, list(change.keys), deltas])
+        deltas = [(field, delta) for field, delta in sums.items() if delta]
+        if deltas:
+            out.append((change.bucket, change.keys, deltas))
     return out
 
 

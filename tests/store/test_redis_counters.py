@@ -214,3 +214,35 @@ async def test_a_run_reads_and_writes_a_shared_key_once_for_all_its_calls(
     # number: 2 fields (attempts, spend) at 3 levels.
     assert counts["HINCRBY"] == 12 * runs + 6 * burst, (counts, runs)
     assert counts["HMGET"] <= 2 * runs, (counts, runs)  # the day and, for 24 h, the day before
+
+
+async def test_a_run_on_hashes_that_grow_no_field_checks_no_expiry_or_size(
+    counters: tuple[RedisCounters, CountingRedis],
+) -> None:
+    """A second attempt in the same minute on the same keys adds to fields that all hold a
+    count already: its run sends no TTL or HLEN (the run that made the hashes set their
+    expiry and checked their size; before, every run sent both for each hash it wrote). The
+    next minute's attempt adds its bucket's fields, and the hashes are checked again: one
+    made without an expiry (here by hand) gets it."""
+    backend, client = counters
+    reads = Reads(READS, NOW)
+    assert await backend.observe(None, _attempt(1).counted(), reads) is not None
+
+    async def again() -> None:
+        assert await backend.observe(None, _attempt(1).counted(), reads) is not None
+
+    counts = await _script_commands(client, backend.prefix, again)
+    assert counts["HINCRBY"] > 0, counts
+    assert counts["TTL"] == counts["HLEN"] == counts["EXPIRE"] == 0, counts
+    hashes = [key async for key in client.scan_iter(f"{backend.prefix}*:d*")]
+    assert len(hashes) == 2, hashes  # the country's and the number's day
+    for key in hashes:
+        assert await client.ttl(key) > 0, key
+        await client.persist(key)
+    later = NOW.replace(minute=43)
+    attempt = Attempt.of(
+        {KEY, f"number:+4670{1:07d}"}, {KEY}, clock=BucketClock(60), now=later, spend=1
+    )
+    assert await backend.observe(None, attempt.counted(), Reads(READS, later)) is not None
+    for key in hashes:
+        assert await client.ttl(key) > 0, key
