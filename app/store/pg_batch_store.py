@@ -3,8 +3,9 @@ statement, in one transaction with one synchronous commit (one WAL flush for the
 
 The statement is pg_fastpath's store statement over the batch's rows: each event's inbox row is
 claimed (ON CONFLICT DO NOTHING: a redelivery claims nothing), and only the claimed ones
-get their verification row, their shadow matches and their settle (the allowed-only keys'
-pending turned into allowed or nothing, summed per key and bucket, rows in key order).
+get their verification row, their shadow matches and their settle (a denied attempt's hold
+under the allowed-only keys taken back, summed per key and bucket, rows in key order; an
+allowed attempt's settle writes nothing).
 It returns each event's inbox id, or None for a redelivery, in the batch's order. Dedupe
 keys must be distinct within one statement (`store_batch` splits a batch that repeats one).
 """
