@@ -65,7 +65,7 @@ def counting_scope(engine: AsyncEngine, held: HeldConnections | None) -> Countin
 class Counted:
     """One attempt, counted: the values its policy read, and what is left to do."""
 
-    __slots__ = ("_backend", "_in_store", "attempt", "policy", "values")
+    __slots__ = ("_backend", "_joined", "attempt", "policy", "values")
 
     def __init__(
         self,
@@ -78,31 +78,31 @@ class Counted:
         self.policy = policy
         self.attempt = attempt
         self.values = values
-        self._in_store: CounterDeltas | None = None
+        self._joined = False
 
     def settle_in_store(self, *, allowed: bool) -> CounterDeltas | None:
         """The settle, for the decision's store statement to apply itself if it claims the
-        event; None where the counters live elsewhere or the attempt is held nowhere."""
-        if self._backend.capabilities.joins_store:
-            self._in_store = self.attempt.settled(allowed=allowed)
-        return self._in_store
+        event; None where the counters live elsewhere or the settle writes nothing (held
+        nowhere, or allowed: its hold is its allowed count already)."""
+        if not self._backend.capabilities.joins_store:
+            return None
+        self._joined = True
+        return self.attempt.settled(allowed=allowed)
 
-    def finishes(self, *, duplicate: bool) -> bool:
+    def finishes(self, *, allowed: bool, duplicate: bool) -> bool:
         """Whether `finish` has anything to write (after `settle_in_store`)."""
         if duplicate:
             return bool(self.attempt.keys)
-        return self._in_store is None and bool(self.attempt.held)
+        return self.settles(allowed=allowed)
 
     def settles(self, *, allowed: bool) -> bool:
         """Whether settling it (not a redelivery) writes anything: not where the store
-        statement did it, where it is held nowhere, or where an allowed settle is a no-op."""
-        if self._in_store is not None or not self.attempt.held:
-            return False
-        return not allowed or self._backend.capabilities.settles_allowed
+        statement did it, nor where it writes nothing (held nowhere, or allowed)."""
+        return not self._joined and self.attempt.settled(allowed=allowed) is not None
 
     async def finish(self, conn: Any, *, allowed: bool, duplicate: bool = False) -> None:
         """After the decision is stored: a redelivery takes its count (and hold) back;
-        otherwise the attempt is settled, unless the store statement did it."""
+        otherwise a denied attempt's hold is taken back, unless the store statement did it."""
         if duplicate:
             changes = self.attempt.forgotten()
         elif not self.settles(allowed=allowed):

@@ -4,12 +4,15 @@ only stores `Change`s and sums columns over buckets; the meaning lives here.
 
 Counts are kept per counter key and time bucket, in integer columns (spend in micros of
 the currency). An attempt adds one attempt and its spend under each of its keys; under the
-keys an allowed-only limit reads it is also held *pending* until decided, and pending
-counts as allowed, so a burst cannot overrun such a limit while its attempts are being
-decided. Settling turns pending into allowed (or nothing, if denied); forgetting (a
-redelivery) takes the whole count back; a success is credited to the bucket of the
-attempt's request. A window of W seconds covers the ceil(W / bucket) most recent buckets,
-the current one included.
+keys an allowed-only limit reads it is also *held* until decided, written straight into
+the allowed columns (a hold counts as allowed), so a burst cannot overrun such a limit
+while its attempts are being decided. Settling an allowed attempt changes nothing (its
+hold already is its allowed count: no row is written); settling a denied one takes the
+hold back; forgetting (a redelivery) takes the whole count back; a success is credited to
+the bucket of the attempt's request. The `pending` columns are no longer written: rows
+from before (and from a process of an older version still running) may hold pending, and
+every read sums it with allowed, so holds and settles of either version add up. A window
+of W seconds covers the ceil(W / bucket) most recent buckets, the current one included.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ READS: dict[Measure, tuple[str, ...]] = {
     "allowed_spend": ("allowed_spend_micros", "pending_spend_micros"),
     "successes": ("successes",),
 }
-"""The columns a measure sums: attempts still being decided count as allowed."""
+"""The columns a measure sums: attempts still being decided count as allowed (their holds
+are written into `allowed`; `pending` is read for rows written before that)."""
 
 MICROS = 1_000_000
 _MONEY: frozenset[Measure] = frozenset({"spend", "allowed_spend"})
@@ -116,17 +120,11 @@ class Attempt:
         return self._changes(-1)
 
     def settled(self, *, allowed: bool) -> CounterDeltas | None:
-        """What deciding it adds: no longer pending; allowed if it was. None if never held."""
-        if not self.held:
+        """What deciding it adds: a denied attempt's hold taken back. None if it writes
+        nothing: never held, or allowed (the hold is its allowed count already)."""
+        if not self.held or allowed:
             return None
-        won = 1 if allowed else 0
-        spend = self.spend_micros
-        deltas = {
-            "pending": -1,
-            "pending_spend_micros": -spend,
-            "allowed": won,
-            "allowed_spend_micros": spend * won,
-        }
+        deltas = {"allowed": -1, "allowed_spend_micros": -self.spend_micros}
         return CounterDeltas(self.held, self.bucket, deltas)
 
     def _changes(self, sign: int) -> tuple[CounterDeltas, ...]:
@@ -137,7 +135,7 @@ class Attempt:
         if not self.held:
             return (count,)
         hold = CounterDeltas(
-            self.held, self.bucket, {"pending": sign, "pending_spend_micros": spend}
+            self.held, self.bucket, {"allowed": sign, "allowed_spend_micros": spend}
         )
         return (count, hold)
 
@@ -194,8 +192,6 @@ class Capabilities:
     """`observe` can count only if the policy is still at a version (it lives beside it)."""
     joins_store: bool = False
     """Its changes can be applied by the decision's own store statement (same database)."""
-    settles_allowed: bool = True
-    """Settling an allowed attempt writes something (False: it stores pending as allowed)."""
 
 
 class CounterBackend(Protocol):

@@ -4,9 +4,9 @@ before serving and by `/readyz`, put back by `verifyguard db repair-triggers`.
 An hour row holds what windows read: per measure (counter_model.READS) the sum of its
 columns, in the measure's first column (`allowed` holds allowed + pending, and
 `allowed_spend_micros` likewise; `pending` and `pending_spend_micros` stay 0). So a change
-that moves pending into allowed (an allowed attempt's settle, most of the decisions' store
-statements) changes no hour, and the triggers skip it: no hour row is written when every
-measure's change is 0.
+that moves pending into allowed (an allowed attempt's settle by a version that still held
+attempts pending) changes no hour, and the triggers skip it: no hour row is written when
+every measure's change is 0.
 
 Without them every minute row written goes uncounted in its hour, and every window longer
 than an hour silently under-counts (a table restored or recreated outside the migrations,

@@ -3,8 +3,9 @@ statement, in one transaction with one synchronous commit (one WAL flush for the
 
 The statement is pg_fastpath's store statement over the batch's rows: each event's inbox row is
 claimed (ON CONFLICT DO NOTHING: a redelivery claims nothing), and only the claimed ones
-get their verification row, their shadow matches and their settle (the allowed-only keys'
-pending turned into allowed or nothing, summed per key and bucket, rows in key order).
+get their verification row, their shadow matches and their settle (a denied attempt's hold
+under the allowed-only keys taken back, summed per key and bucket, rows in key order; an
+allowed attempt's settle writes nothing).
 It returns each event's inbox id, or None for a redelivery, in the batch's order. Dedupe
 keys must be distinct within one statement (`store_batch` splits a batch that repeats one).
 """
@@ -64,12 +65,12 @@ _REQUEST_EXCLUDE = {"__all__": {"decision", "request_callback_id"}}
 
 
 @cache
-def _statement() -> str:
+def _statement(settles: bool) -> str:
+    """The store statement; without `settles` it has no settle part (and no $6): an INSERT
+    into `counters`, even of no rows, fires its statement triggers (the hours' upserts, two
+    with ON CONFLICT DO UPDATE), and a batch of allowed attempts settles nothing."""
     claim_fields = ", ".join(f"{c} {_CLAIM_TYPES.get(c, 'text')}" for c in _CLAIM_JSON)
     request_fields = ", ".join(f"{c} {pg_type(c)}" for c in _REQUEST_JSON)
-    settle_fields = ", ".join(
-        ["n bigint", "key text", "bucket bigint"] + [f"{c} bigint" for c in SETTLE_COLUMNS]
-    )
     aliases = [f"c_{c}" for c in _CLAIM_JSON] + [f"r_{c}" for c in _REQUEST_JSON]
     aliases += ["c_raw_body", "r_decision", "shadow"]
     selected = ", ".join(
@@ -78,7 +79,6 @@ def _statement() -> str:
     update = ", ".join(
         f"{c} = excluded.{c}" for c in REQUEST_COLUMNS if c not in ("id", "created_at")
     )
-    settled = ", ".join(f"sum(t.{c})" if c in SETTLE_COLUMNS else "0" for c in VALUE_COLUMNS)
     return (
         "WITH src AS (SELECT * FROM ROWS FROM ("
         f"json_to_recordset($1::json) AS ({claim_fields}), "
@@ -98,17 +98,29 @@ def _statement() -> str:
         "SELECT v.id, r.rule_id, r.rule_name, r.rule_revision, r.action, r.reason, "
         "mine.c_received_at FROM mine JOIN v ON v.id = mine.r_id, "
         "json_to_recordset(mine.shadow) AS r(rule_id int, rule_name text, "
-        "rule_revision int, action text, reason text)), "
-        f"s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
+        "rule_revision int, action text, reason text))"
+        f"{_settle_sql() if settles else ''} "
+        "SELECT src.n, claim.id FROM src LEFT JOIN claim "
+        "ON claim.dedupe_key = src.c_dedupe_key ORDER BY src.n"
+    )
+
+
+def _settle_sql() -> str:
+    """Denied attempts' holds taken back, summed per key and bucket (rows in key order), only
+    for the events the statement claimed."""
+    settle_fields = ", ".join(
+        ["n bigint", "key text", "bucket bigint"] + [f"{c} bigint" for c in SETTLE_COLUMNS]
+    )
+    settled = ", ".join(f"sum(t.{c})" if c in SETTLE_COLUMNS else "0" for c in VALUE_COLUMNS)
+    return (
+        f", s AS (INSERT INTO counters (key, bucket, {', '.join(VALUE_COLUMNS)}) "
         f"SELECT t.key, t.bucket, {settled} FROM json_to_recordset($6::json) "
         f"AS t({settle_fields}) JOIN mine ON mine.n = t.n "
         # through v: the verifications' rows are written (and locked) before any counter
         # row, which is locked last and only until the commit (see pg_fastpath's settle)
         "JOIN v ON v.id = mine.r_id "
         "GROUP BY t.key, t.bucket ORDER BY t.key, t.bucket ON CONFLICT (key, bucket) "
-        f"DO UPDATE SET {', '.join(f'{c} = counters.{c} + excluded.{c}' for c in SETTLE_COLUMNS)}) "
-        "SELECT src.n, claim.id FROM src LEFT JOIN claim "
-        "ON claim.dedupe_key = src.c_dedupe_key ORDER BY src.n"
+        f"DO UPDATE SET {', '.join(f'{c} = counters.{c} + excluded.{c}' for c in SETTLE_COLUMNS)})"
     )
 
 
@@ -144,16 +156,17 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
         deltas, bucket = item.settle.deltas, item.settle.bucket
         moved = {c: deltas.get(c, 0) for c in SETTLE_COLUMNS}
         settle.extend({"n": n, "key": key, "bucket": bucket, **moved} for key in item.settle.keys)
-    args = (
+    args: tuple[Any, ...] = (
         _json([item.claim for item in items], _CLAIM_EXCLUDE),
         _json([item.verification for item in items], _REQUEST_EXCLUDE),
         [item.claim.raw_body for item in items],
         [_decision(item) for item in items],
         _json([item.shadow for item in items]),  # json_to_recordset reads the fields it names
-        _json(settle),
     )
+    if settle:
+        args += (_json(settle),)
     apg = await driver(conn)
-    rows = await apg.fetch(_statement(), *args)
+    rows = await apg.fetch(_statement(bool(settle)), *args)
     return [None if row["id"] is None else int(row["id"]) for row in rows]
 
 

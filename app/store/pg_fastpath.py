@@ -23,7 +23,7 @@ from app.store.rows import CallbackClaim, MatchRow, RequestRow, columns
 from app.store.tables import verifications
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-SETTLE_COLUMNS = ("pending", "pending_spend_micros", "allowed", "allowed_spend_micros")
+SETTLE_COLUMNS = ("allowed", "allowed_spend_micros")  # a denied attempt's hold taken back
 MATCH_FIELDS = ("rule_id", "rule_name", "rule_revision", "action", "reason")
 
 

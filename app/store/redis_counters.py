@@ -465,7 +465,7 @@ BATCH = 256  # calls per script run at most: as many as a PostgreSQL batch (inta
 class RedisCounters:
     """Counters shared by every worker and host through one Redis primary."""
 
-    capabilities = Capabilities(settles_allowed=False)  # pending is stored as allowed
+    capabilities = Capabilities()
 
     def __init__(
         self, redis: Redis, *, bucket_seconds: int, retention_seconds: int, prefix: str = "vg:c:"

@@ -85,7 +85,7 @@ def _item(tag: str, *, awkward: bool) -> StoreItem:
     settle = CounterDeltas(
         keys=(f"number:{tag}", f"range:{tag}"),
         bucket=42,
-        deltas={"pending": -1, "pending_spend_micros": -50_000, "allowed": 1},
+        deltas={"allowed": -1, "allowed_spend_micros": -50_000},
     )
     return StoreItem(claim=claim, verification=request, shadow=shadow, settle=settle)
 

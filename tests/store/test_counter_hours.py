@@ -28,6 +28,7 @@ from app.store.counter_model import (
     VALUE_COLUMNS,
     Attempt,
     BucketClock,
+    CounterDeltas,
     Measure,
     Reads,
     WindowQuery,
@@ -267,9 +268,10 @@ async def test_the_request_path_keeps_hours_with_its_buckets(
 
 
 async def test_an_allowed_settle_leaves_its_hours_alone(database_url: str) -> None:
-    """Hours hold each measure's sum (pending counts as allowed), so settling an allowed
-    attempt (pending into allowed) changes no hour, and no hour row is written for it; a
-    denied one takes its hold off the hours."""
+    """Hours hold each measure's sum (pending counts as allowed), so a change moving pending
+    into allowed (an allowed settle by a version that held attempts pending) changes no
+    hour, and no hour row is written for it; the model's allowed settle writes nothing at
+    all; a denied one takes its hold off the hours."""
     engine = create_engine(database_url)
     store, keys = SqlCounters(60), {"country:SE", "range-3:+467012"}
     allowed = Attempt.of(keys, keys, clock=CLOCK, now=NOW, spend=5000)
@@ -281,8 +283,11 @@ async def test_an_allowed_settle_leaves_its_hours_alone(database_url: str) -> No
         assert {k: v[1:] for k, v in before.items()} == {
             k: (2, 2, 0, 12000, 12000, 0, 0) for k in keys
         }
+        assert allowed.settled(allowed=True) is None
+        moved = {"pending": -1, "pending_spend_micros": -5000}
+        moved |= {"allowed": 1, "allowed_spend_micros": 5000}
         async with engine.begin() as conn:
-            await store.apply(conn, [allowed.settled(allowed=True)])  # type: ignore[list-item]
+            await store.apply(conn, [CounterDeltas(allowed.held, allowed.bucket, moved)])
         assert await _stored_hours(engine) == before  # not even rewritten (PostgreSQL: xmin)
         async with engine.begin() as conn:
             await store.apply(conn, [denied.settled(allowed=False)])  # type: ignore[list-item]

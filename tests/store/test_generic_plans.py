@@ -21,10 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from app.sinch import samples
-from app.store import changes
+from app.store import changes, pg_batch_store
+from app.store.counter_model import CounterDeltas
 from app.store.counters import SqlCounters, counters
+from app.store.pg_batch_store import StoreItem
 from tests.conftest import make_settings
 from tests.engines import renew_connections
+from tests.store.test_store_statement import CLAIM, REQUEST
 from tests.support import SinchSender
 
 TOKEN = "generic-plans-admin-token"
@@ -135,7 +138,16 @@ async def test_counter_statements_read_by_key_under_a_generic_plan(
     # The starter policy counts number, range and country and holds the range (allowed-only).
     response = await sinch.post(samples.request_event(number="+46701234567", price=0.05))
     assert response.status_code == 200 and response.json()["action"] == "allow"
-    assert len(captured) >= 2, "the counting and the store statements"
+    assert captured, "the counting statement"
+    assert not any("INSERT INTO callbacks" in q for q, _ in captured), (
+        "an allowed one settles nothing"
+    )
+    # A denied attempt's settle is the store statement's: take the range's hold back.
+    bucket = SqlCounters(60).clock.bucket(datetime.now(UTC))
+    settle = CounterDeltas(("range-3:+46701234",), bucket, {"allowed": -1})
+    async with runtime.held.lend() as conn:
+        await pg_batch_store.store_batch(conn, [StoreItem(CLAIM, REQUEST, [], settle)])
+    assert any("INSERT INTO callbacks" in q for q, _ in captured), "the store statement"
     await _generic_plans(engine, captured)
 
 

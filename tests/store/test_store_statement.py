@@ -69,7 +69,7 @@ SHADOW = [
         matched_at=NOW,
     )
 ]
-SETTLE = CounterDeltas(keys=("number:+46701234233",), bucket=42, deltas={"pending": -1})
+SETTLE = CounterDeltas(keys=("number:+46701234233",), bucket=42, deltas={"allowed": -1})
 
 
 async def _statement(
@@ -142,8 +142,8 @@ async def test_settle_deltas_go_to_their_own_columns(monkeypatch: pytest.MonkeyP
     bucket, *deltas = settled.group(2).split(", ")
     assert args[int(bucket[1:].split("::")[0]) - 1] == 42
     bound = _bound(settled.group(1), ", ".join(deltas), args)
-    assert bound["pending"] == -1
-    assert bound["allowed"] == 0 and bound["pending_spend_micros"] == 0
+    assert bound["allowed"] == -1
+    assert bound["allowed_spend_micros"] == 0
     assert all(v is None for c, v in bound.items() if c not in pg_fastpath.SETTLE_COLUMNS)
     keys = re.search(r"unnest\(\$(\d+)::text\[\]\) AS k WHERE EXISTS", sql)
     assert keys is not None and args[int(keys.group(1)) - 1] == ["number:+46701234233"]

@@ -165,7 +165,7 @@ class Decider:
             method=event.method, decision=decision, defaults=self.settings.answers
         )
         # On failure nothing is settled: in SQLite the transaction rolls back the counts;
-        # elsewhere the attempt stays counted, and pending (as allowed) until it ages out.
+        # elsewhere the attempt stays counted, and held (as allowed) until it ages out.
         if late.is_set():
             raise Late("decided after the deadline")
         allowed = decision.action == "allow"
@@ -195,7 +195,7 @@ class Decider:
             decision_json=encoded,
         )
         duplicate = await lane.store(item) is None
-        if counted.finishes(duplicate=duplicate):
+        if counted.finishes(allowed=allowed, duplicate=duplicate):
             await lane.finish(counted, allowed=allowed, duplicate=duplicate)
         if duplicate:
             return await lane.run(partial(self._repeat, verification_id=event.id)), decision

@@ -3,13 +3,10 @@
 Request events that arrive together share one read of the live policy version, are
 counted through the Redis backend (whose script runs already carry the calls of concurrent
 callers together, each atomic: a burst is still cut at exactly its limit), and share one
-storing statement with one commit (lanes.store_batches). The attempt's settle goes to
-Redis after its store batch committed. A denied attempt's answer (or a redelivery's) waits
-for it; an allowed one's does not: settling it turns pending into allowed, which every read
-sums already (counter_model.READS), so no read can tell whether it has been applied yet,
-and waiting for it was a round trip on the answer's path. A settle that fails leaves the
-attempt pending, which reads the same. Redis stores pending as allowed, so that settle
-writes nothing there and is not started at all (a task per allowed answer: ~19 µs of CPU).
+storing statement with one commit (lanes.store_batches). A denied attempt's settle (or a
+redelivery's forgetting) goes to Redis after its store batch committed, and its answer
+waits for it; an allowed one's writes nothing (its hold is its allowed count already:
+counter_model) and is not made at all.
 
 The version is read by a batch that starts after the request arrived (a `Batcher`: while
 one read is in flight the next gathers), so a policy changed before a request arrived is
@@ -22,8 +19,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
-
-import structlog
 
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counted, Counting
@@ -43,7 +38,6 @@ from app.store.pg_batch_store import StoreItem
 from app.store.policy import policy_version
 
 T = TypeVar("T")
-log = structlog.get_logger()
 
 
 @dataclass(eq=False, slots=True)
@@ -57,7 +51,6 @@ class RedisBatches(StoreBatched):
     stores_json: ClassVar[bool] = True
     versions: Batcher[None, int] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
-    _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.versions = Batcher(
@@ -88,24 +81,11 @@ class RedisBatches(StoreBatched):
         return await observe_batched(aggregator, count, policies, facts, self.lend)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
-        if duplicate or not allowed:
-            await counted.finish(None, allowed=allowed, duplicate=duplicate)
-            return
-        if not counted.settles(allowed=True):
-            return  # Redis stores pending as allowed: no task for a settle that writes nothing
-        settle = asyncio.create_task(counted.finish(None, allowed=True))  # see the docstring
-        self._settling.add(settle)
-        settle.add_done_callback(self._settled)
+        await counted.finish(None, allowed=allowed, duplicate=duplicate)
 
     async def close(self) -> None:
         await self.versions.close()
         await self.stores.close()
-        await asyncio.gather(*self._settling, return_exceptions=True)
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("counters.settle_failed", error=repr(exc)[:300])
 
     async def _read_version(self, waiting: Sequence[None]) -> list[int]:
         async with self.lend() as conn:
