@@ -51,7 +51,7 @@ class CallbackRow(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
 
-    # Retention's `received_at < …` (migration 0011): a block-range index on PostgreSQL.
+    # Retention's `received_at < …` (migration 0010): a block-range index on PostgreSQL.
     __table_args__ = (_time_index("ix_callbacks_received_at_brin", "received_at"),)
 
 
@@ -125,7 +125,7 @@ class VerificationRow(Base):
         Index("ix_verifications_reference", "reference"),
         Index("ix_verifications_country_requested_at", "country", "requested_at"),
         Index("ix_verifications_rule_name_requested_at", "rule_name", "requested_at"),
-        # Retention's `created_at < …` (migration 0011).
+        # Retention's `created_at < …` (migration 0010).
         _time_index("ix_verifications_created_at_brin", "created_at"),
         # The top denied number ranges read the denied rows alone (a small share).
         Index(

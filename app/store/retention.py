@@ -164,7 +164,7 @@ async def _delete(conn: AsyncConnection, stmt: Any) -> int:
 
 
 # PostgreSQL: the block-range index of each table retention selects by time (migration
-# 0011), and the pages one summary covers (its default).
+# 0010), and the pages one summary covers (its default).
 BRIN = {
     "verifications": "ix_verifications_created_at_brin",
     "callbacks": "ix_callbacks_received_at_brin",

@@ -1,7 +1,7 @@
 """Retention's reads follow what is old, not the tables' size: with nothing to purge or to
 anonymise, selecting the old verifications and callbacks examines at most the rows of the
 tables' last block range, the one still filling that vacuum leaves unsummarised (PostgreSQL:
-the block-range indexes of migration 0011; before them, both tables were read whole at
+the block-range indexes of migration 0010; before them, both tables were read whole at
 every hourly run: 20,000 rows each statement here)."""
 
 from __future__ import annotations
