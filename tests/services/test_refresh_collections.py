@@ -7,6 +7,7 @@ reads a verified baseline, through `refresh_live` as the app's job runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.gc_settings import young_collections_paused
 from app.rules.model import Policy
 from app.services.baselines import BaselineCache, refresh_live
 from app.services.policy.admin import replace_policy
@@ -71,3 +73,14 @@ async def test_a_refresh_runs_no_collection_and_collections_resume_after_it(
     fresh = BaselineCache()  # everything read in full: the refresh applied all of it
     await refresh_live(engine, policies, fresh, NOW + timedelta(seconds=30))
     assert cache.snapshot() == fresh.snapshot() != {}
+
+
+async def test_a_pause_ends_at_its_limit_if_the_job_is_stuck() -> None:
+    """A refresh held by a database that stopped answering leaves the collector on again
+    after `limit` (the loop's timers fire in deadline order: no race with the sleep)."""
+    assert gc.isenabled()
+    with young_collections_paused(limit=0.01):
+        assert not gc.isenabled()
+        await asyncio.sleep(0.05)
+        assert gc.isenabled()
+    assert gc.isenabled()
