@@ -23,8 +23,13 @@ import time
 import traceback
 from typing import Any
 
-STEP_MS = 5.0  # steps kept with their stacks
+# Steps kept with their stacks (VERIFYGUARD_LOOP_WATCH_STEP_MS: 2 to see the smaller ones).
+STEP_MS = float(os.environ.get("VERIFYGUARD_LOOP_WATCH_STEP_MS") or 5.0)
+# A step's CPU, binned: its upper edges in ms (the bins' "sizes": steps per range).
+SIZES_MS = (1.0, 2.0, 5.0, 10.0, 20.0, float("inf"))
 SAMPLE_S = 0.002
+# VERIFYGUARD_LOOP_WATCH_GC_CENSUS=1: each young collection's objects by type (costs CPU).
+CENSUS = bool(os.environ.get("VERIFYGUARD_LOOP_WATCH_GC_CENSUS"))
 BIN_S = 5
 
 
@@ -46,6 +51,8 @@ class Watch:
         self.stacks: collections.Counter[str] = collections.Counter()
         self.main = threading.get_ident()
         self.gc_started: tuple[float, float] | None = None
+        self.gc_in_step = [0.0, -1]  # collections' CPU within the running step, top generation
+        self.censuses: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.bins: dict[int, dict[str, Any]] = {}
 
@@ -56,7 +63,7 @@ class Watch:
             found = self.bins[key] = {
                 "steps": 0, "cpu_ms": 0.0, "long": 0, "long_cpu_ms": 0.0,
                 "tasks": collections.Counter(), "long_what": collections.Counter(),
-                "gc": {}, "sql": {},
+                "gc": {}, "sql": {}, "sizes": [0] * len(SIZES_MS),
             }  # fmt: skip
         return found
 
@@ -67,6 +74,7 @@ class Watch:
         cpu, wall = time.thread_time(), time.perf_counter()
         self.current = (wall, "")
         self.stacks = collections.Counter()
+        self.gc_in_step = [0.0, -1]
         try:
             original(handle)
         finally:
@@ -78,11 +86,15 @@ class Watch:
             bin = self.bin()
             bin["steps"] += 1
             bin["cpu_ms"] += spent * 1000
+            bin["sizes"][next(i for i, top in enumerate(SIZES_MS) if spent * 1000 < top)] += 1
             name = _task_name(handle)
             if name is not None and not name.startswith("Task-"):
                 bin["tasks"][name] += spent * 1000
             if spent * 1000 >= STEP_MS:
                 label = _label(handle)
+                gc_ms, gen = self.gc_in_step
+                if gc_ms * 2 >= spent * 1000:  # mostly a collection: name it first
+                    label = f"gc{gen} in {label}"
                 bin["long"] += 1
                 bin["long_cpu_ms"] += spent * 1000
                 bin["long_what"][label] += 1
@@ -92,6 +104,7 @@ class Watch:
                         "cpu_ms": round(spent * 1000, 2),
                         "wall_ms": round(took * 1000, 2),
                         "what": label,
+                        "gc_ms": round(gc_ms, 2),
                         "stacks": self.stacks.most_common(4),
                     }
                 )
@@ -134,6 +147,8 @@ class Watch:
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            if CENSUS and info["generation"] < 2:
+                self.census(info["generation"])
             self.gc_started = (time.perf_counter(), time.thread_time())
             return
         if self.gc_started is None:
@@ -143,6 +158,8 @@ class Watch:
         gen = self.gc_totals.setdefault(info["generation"], [0, 0.0])
         gen[0] += 1
         gen[1] += cpu
+        self.gc_in_step[0] += cpu * 1000
+        self.gc_in_step[1] = max(self.gc_in_step[1], info["generation"])
         per = self.bin()["gc"].setdefault(info["generation"], [0, 0.0, 0.0])
         per[0] += 1
         per[1] += cpu * 1000
@@ -158,6 +175,20 @@ class Watch:
                 }
             )
         self.gc_started = None
+
+    def census(self, generation: int) -> None:
+        """What a collection of `generation` is about to visit: its objects by type, and
+        the items of its containers (a young list or dict is traversed whole)."""
+        found: collections.Counter[str] = collections.Counter()
+        items = 0
+        for obj in gc.get_objects(generation):
+            found[type(obj).__qualname__] += 1
+            if isinstance(obj, list | dict | set):
+                items += len(obj)
+        self.censuses.append(
+            {"at": round(time.monotonic() - self.started, 3), "gen": generation,
+             "objects": sum(found.values()), "items": items, "types": found.most_common(12)}
+        )  # fmt: skip
 
     def statement(self, query: str, took: float, rows: int) -> None:
         text = " ".join(query.split())[:90]
@@ -202,6 +233,7 @@ class Watch:
             "long_steps": self.steps,
             "gc": {g: [n, round(c, 3)] for g, (n, c) in self.gc_totals.items()},
             "gc_over_1ms": self.gcs,
+            "gc_census": self.censuses,
             "gen2_objects": self.tracked,
             "batch_waits_ms": {k: _spread(v) for k, v in list(self.waits.items())},
             "submits_free_behind": dict(self.behind),

@@ -96,7 +96,8 @@ async def tables(conn: Any) -> dict[str, Any]:
 def _minutes(bins: dict[str, Any], started: float, count: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"steps": 0, "cpu_ms": 0.0, "long": 0, "long_cpu_ms": 0.0, "tasks": Counter(),
-         "long_what": Counter(), "gc": defaultdict(lambda: [0, 0.0, 0.0]), "sql": {}}
+         "long_what": Counter(), "gc": defaultdict(lambda: [0, 0.0, 0.0]), "sql": {},
+         "sizes": [0] * 6}
         for _ in range(count)
     ]  # fmt: skip
     for key, b in bins.items():
@@ -106,6 +107,7 @@ def _minutes(bins: dict[str, Any], started: float, count: int) -> list[dict[str,
         m = out[index]
         for name in ("steps", "cpu_ms", "long", "long_cpu_ms"):
             m[name] += b[name]
+        m["sizes"] = [a + b for a, b in zip(m["sizes"], b.get("sizes", [0] * 6), strict=True)]
         m["tasks"].update(b["tasks"])
         m["long_what"].update(b["long_what"])
         for gen, (n, cpu, top) in b["gc"].items():
@@ -138,6 +140,8 @@ def report(
             "loop_cpu_s": round(m["cpu_ms"] / 1000, 2),
             "steps_over_5ms": m["long"],
             "their_cpu_ms": round(m["long_cpu_ms"]),
+            # Steps by CPU: < 1, 1-2, 2-5, 5-10, 10-20, >= 20 ms (bench/loop_watch.py).
+            "step_sizes": m["sizes"],
             "long_what": m["long_what"].most_common(5),
             "task_cpu_ms": {k: round(v) for k, v in m["tasks"].most_common(8)},
             "gc": {g: [n, round(c), round(t, 1)] for g, (n, c, t) in sorted(m["gc"].items())},
@@ -175,9 +179,10 @@ def render(profile: dict[str, Any]) -> str:
     for m in profile["minutes"]:
         lines.append(
             f"--- minute {m['minute']}: loop CPU {m['loop_cpu_s']} s, its database's backends'"
-            f" CPU {m.get('postgres_cpu_s')} s, steps > 5 ms "
+            f" CPU {m.get('postgres_cpu_s')} s, steps > the watch's STEP_MS "
             f"{m['steps_over_5ms']} ({m['their_cpu_ms']} ms), gc [n, ms, max] {m['gc']}"
         )
+        lines.append(f"  steps by CPU (<1, 1-2, 2-5, 5-10, 10-20, >=20 ms): {m['step_sizes']}")
         lines.append(f"  tasks CPU ms: {m['task_cpu_ms']}")
         lines.append(f"  long steps: {m['long_what']}")
         for s in m["sql"]:

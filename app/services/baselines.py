@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.gc_settings import young_collections_paused
 from app.rules.aggregates import BaselineSpec, HistorySpec
 from app.rules.engine import CompiledPolicy
 from app.rules.facts import Facts
@@ -177,17 +178,21 @@ class BaselineCache:
 async def refresh_live(
     engine: AsyncEngine, policies: PolicyCache, cache: BaselineCache, now: datetime
 ) -> None:
-    """Refresh `cache` for the live policy."""
-    async with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # One snapshot: the changes, the edges and any full read agree (SQLite: the
-            # app's one connection already sees no write in between).
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        policy = await policies.current(conn)
-        read = await cache.read(conn, policy, now)
-    # Applied once the snapshot is released: it was held while the changes were applied,
-    # their slices yielding to the request path (the soak's longest transactions, 0.1-0.55 s).
-    await cache.apply(policy, read, now)
+    """Refresh `cache` for the live policy; no collection of the garbage collector while
+    it runs (app/gc_settings.py: its changes and rows are freed as it drops them)."""
+    with young_collections_paused():
+        async with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # One snapshot: the changes, the edges and any full read agree (SQLite: the
+                # app's one connection already sees no write in between).
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            policy = await policies.current(conn)
+            read = await cache.read(conn, policy, now)
+        # Applied once the snapshot is released: it was held while the changes were
+        # applied, their slices yielding to the request path (the soak's longest
+        # transactions, 0.1-0.55 s).
+        await cache.apply(policy, read, now)
+        del read  # its changes freed before collections resume
 
 
 def run_periodically(
