@@ -8,6 +8,22 @@ database's size, reads and checkpoints; at the end, rows stored against events s
 --private-postgres runs it on a private PostgreSQL cluster with the recommended production
 settings (bench/postgres_settings.py) instead of the server at --postgres.
 
+Per minute also the server's cost per answer, independent of how much CPU the machine
+spares: CPU ms per request event of the server process and of the PostgreSQL processes
+serving it (the soak database's client backends; with --private-postgres every process of
+the cluster), from /proc, and the counter rows read per request event (`counters` and
+`counter_hours`: tables' sequential tuples plus index entries, pg_stat_user_*).
+
+--history-hours H (default HISTORY_HOURS, 1) first fills the counters with H hours of
+history for the keys the soak's request events count (their countries, a row per minute;
+their number ranges, a row per quarter hour; --history-numbers other numbers' rows:
+bench.counter_history.fill), so minute 1 reads windows as full as a server that has run
+for an hour, and what the soak measures is drift, not the windows filling up: the starter
+policy reads 1 h windows (and 24 h of country successes), so on a fresh database
+(--history-hours 0) each hot-key attempt reads more rows every minute for the first hour
+(63 rows per country attempt at 1 h, 75 at 24 h, bench.counter_history), and the cost per
+answer rises with it. --history-hours 0 measures a fresh install's first minutes.
+
 Targets (issue 16): p99 of the last minute within 20 % of the first, RSS growth after the
 first minute < 20 MB, no fallback, nothing missing. Exit status 1 when one is missed.
 """
@@ -523,6 +539,7 @@ def render(
         "minute  requests  errors  p50 ms  p99 ms  RSS MB  fallbacks"
         "  lock waits  on counters  longest xact ms  send lag p99  reply p50/p99  loadgen CPU s"
         "  DB MB  reads/request  less new pages  checkpoints"
+        "  server CPU ms/req  PG CPU ms/req  counter rows/req"
     ]
     for r in rows:
         lines.append(
@@ -533,6 +550,8 @@ def render(
             f"  {r['send_lag_p99_ms']!s:>12}  {r['reply_p50_ms']!s:>5}/{r['reply_p99_ms']!s:<6}"
             f"  {r['loadgen_cpu_s']!s:>13}  {r['db_mb']!s:>5}  {r['blks_read_per_request']!s:>13}"
             f"  {r['blks_read_beyond_growth_per_request']!s:>14}  {r['checkpoints']!s:>11}"
+            f"  {r['server_cpu_ms_per_request']!s:>17}  {r['pg_cpu_ms_per_request']!s:>13}"
+            f"  {r['counter_rows_read_per_request']!s:>16}"
         )
     lines.append(f"sent: {sent} (total {sum(sent.values())})")
     lines.append(f"stored: {stored}")
