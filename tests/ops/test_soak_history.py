@@ -68,6 +68,6 @@ async def test_backend_cpu_counts_the_servers_backends_not_the_soaks_own(
         await server.close()
     assert server.get_server_pid() in usage
     assert own.get_server_pid() not in usage
-    row = soak.Minute(latencies=[0.01] * 4, server_cpu_s=0.02, pg_cpu_s=0.01).row(0)
+    row = soak.Minute(answered=4, server_cpu_s=0.02, pg_cpu_s=0.01).row(0)
     assert row["server_cpu_ms_per_request"] == 5.0
     assert row["pg_cpu_ms_per_request"] == 2.5
