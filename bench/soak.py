@@ -109,6 +109,7 @@ class Minute:
     server_cpu_s: float | None = None
     pg_cpu_s: float | None = None
     counter_rows: int | None = None
+    counter_seq_rows: int | None = None  # of counter_rows, read by sequential scans
     answered: int = 0
 
     def row(self, index: int) -> dict[str, Any]:
@@ -147,6 +148,7 @@ class Minute:
             "server_cpu_ms_per_request": _per(self.server_cpu_s, 1000, self.answered),
             "pg_cpu_ms_per_request": _per(self.pg_cpu_s, 1000, self.answered),
             "counter_rows_read_per_request": _per(self.counter_rows, 1, self.answered),
+            "counter_seq_rows_read_per_request": _per(self.counter_seq_rows, 1, self.answered),
         }
 
 
@@ -291,6 +293,8 @@ SELECT pg_database_size(current_database()) AS size, d.blks_read,
           WHERE relname IN ('counters', 'counter_hours'))
        + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes
           WHERE relname IN ('counters', 'counter_hours')))::bigint AS counter_rows
+       , (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables
+          WHERE relname IN ('counters', 'counter_hours'))::bigint AS counter_seq_rows
 FROM pg_stat_database d, pg_stat_bgwriter b WHERE d.datname = current_database()
 """
 
@@ -366,6 +370,7 @@ async def _sample(
                 minute.new_blocks = (now["size"] - db["size"]) // 8192
                 minute.checkpoints = now["checkpoints"] - db["checkpoints"]
                 minute.counter_rows = now["counter_rows"] - db["counter_rows"]
+                minute.counter_seq_rows = now["counter_seq_rows"] - db["counter_seq_rows"]
                 db = now
             if conn is not None and pg is not None:
                 after = await _pg_cpu(conn, cluster)
