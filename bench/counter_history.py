@@ -64,9 +64,33 @@ def history(items: list[CountItem], hours: int, numbers: int, now: datetime) -> 
         for i, key in enumerate(ranges):
             if (m + i) % 15 == 0:
                 yield (key, bucket, 1, 1, 0, 3000, 3000, 0, 1)
+    seen: set[tuple[str, int]] = set()  # a number drawn twice in one minute: one row
     for _ in range(numbers if minutes else 0):
         number = f"number:+4670{rng.randrange(10**7):07d}"
-        yield (number, current - 60 * rng.randrange(1, minutes + 1), 1, 1, 0, 3000, 3000, 0, 0)
+        bucket = current - 60 * rng.randrange(1, minutes + 1)
+        if (number, bucket) not in seen:
+            seen.add((number, bucket))
+            yield (number, bucket, 1, 1, 0, 3000, 3000, 0, 0)
+
+
+async def fill(apg: Any, items: list[CountItem], hours: int, numbers: int) -> int:
+    """Fill a PostgreSQL database's counters (asyncpg connection `apg`) with `hours` hours of
+    history (`history`) for the keys of `items`, analyse them, return the counter rows stored.
+    Shared by this benchmark and `bench.soak --history-hours`."""
+    rows = history(items, hours, numbers, items[0].reads.now)
+    await apg.copy_records_to_table(
+        "counters", records=rows, columns=["key", "bucket", *VALUE_COLUMNS]
+    )
+    # A settled history is analysed (the hour table too, where there is one). An
+    # empty table is not: analysed empty, generic plans scan it whole as it fills.
+    tables = list(COUNTED_TABLES) if hours else []
+    for table in await apg.fetch(
+        "SELECT tablename FROM pg_tables WHERE tablename = any($1::text[])",
+        tables,
+    ):
+        await apg.execute(f'VACUUM ANALYZE "{table[0]}"')
+    stored: int = await apg.fetchval("SELECT count(*) FROM counters")
+    return stored
 
 
 def _scan_rows(plan: dict[str, Any], found: dict[str, int]) -> None:
@@ -103,19 +127,7 @@ async def _postgres(url: str, args: argparse.Namespace, hours: int) -> dict[str,
             if args.plan_cache_mode:
                 await apg.execute(f"SET plan_cache_mode = {args.plan_cache_mode}")
             items = count_items(random.Random(17), compiled, args.count, version)  # noqa: S311
-            rows = history(items, hours, args.numbers, items[0].reads.now)
-            await apg.copy_records_to_table(
-                "counters", records=rows, columns=["key", "bucket", *VALUE_COLUMNS]
-            )
-            # A settled history is analysed (the hour table too, where there is one). An
-            # empty table is not: analysed empty, generic plans scan it whole as it fills.
-            tables = list(COUNTED_TABLES) if hours else []
-            for table in await apg.fetch(
-                "SELECT tablename FROM pg_tables WHERE tablename = any($1::text[])",
-                tables,
-            ):
-                await apg.execute(f'VACUUM ANALYZE "{table[0]}"')
-            stored = await apg.fetchval("SELECT count(*) FROM counters")
+            stored = await fill(apg, items, hours, args.numbers)
             size = args.batch
             batches = [items[i : i + size] for i in range(0, len(items), size)]
             client = backend = 0.0

@@ -8,6 +8,22 @@ database's size, reads and checkpoints; at the end, rows stored against events s
 --private-postgres runs it on a private PostgreSQL cluster with the recommended production
 settings (bench/postgres_settings.py) instead of the server at --postgres.
 
+Per minute also the server's cost per answer, independent of how much CPU the machine
+spares: CPU ms per request event of the server process and of the PostgreSQL processes
+serving it (the soak database's client backends; with --private-postgres every process of
+the cluster), from /proc, and the counter rows read per request event (`counters` and
+`counter_hours`: tables' sequential tuples plus index entries, pg_stat_user_*).
+
+--history-hours H (default HISTORY_HOURS, 1) first fills the counters with H hours of
+history for the keys the soak's request events count (their countries, a row per minute;
+their number ranges, a row per quarter hour; --history-numbers other numbers' rows:
+bench.counter_history.fill), so minute 1 reads windows as full as a server that has run
+for an hour, and what the soak measures is drift, not the windows filling up: the starter
+policy reads 1 h windows (and 24 h of country successes), so on a fresh database
+(--history-hours 0) each hot-key attempt reads more rows every minute for the first hour
+(63 rows per country attempt at 1 h, 75 at 24 h, bench.counter_history), and the cost per
+answer rises with it. --history-hours 0 measures a fresh install's first minutes.
+
 Targets (issue 16): p99 of the last minute within 20 % of the first, RSS growth after the
 first minute < 20 MB, no fallback, nothing missing. Exit status 1 when one is missed.
 """
@@ -33,15 +49,22 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from app.rules.engine import compile_policy
+from app.rules.starter import starter_policy
 from app.simulator.catalog import LEGIT, pick
 from app.sinch import samples
 from app.sinch.signature import callback_headers
 from app.store.migrate import upgrade
-from bench import pg_cluster, postgres_settings, procs, soak_profile
+from app.store.pg_batch_count import CountItem
+from bench import counter_history, pg_cluster, postgres_settings, procs, soak_profile
+from bench.batch_cost import count_items
 from bench.loadgen import exchange
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
 
 HOST = "127.0.0.1"
+HISTORY_HOURS = 1  # --history-hours' default (docstring)
+SEED = 16  # the request events' numbers: _offer's and the history fill's (the same attempts)
+OWN = "vg-soak"  # application_name of the soak's own PostgreSQL connections (not the server's)
 RECEIPT_AFTER, RESULT_AFTER = 1.0, 2.0
 
 
@@ -81,6 +104,20 @@ class Minute:
     blks_read: int | None = None
     new_blocks: int | None = None
     checkpoints: int | None = None
+    # Load-independent cost per answer (CPU time from /proc, not wall clock): the server
+    # process's CPU seconds this minute and its PostgreSQL backends' (the soak database's
+    # client backends; with --private-postgres every process of the cluster, so its
+    # checkpointer, WAL writer and autovacuum too), less the soak's own connections. And the
+    # counter rows the database read this minute (tables' sequential tuples plus index
+    # entries of `counters` and `counter_hours`): what grows as a fresh database's windows
+    # fill up (--history-hours).
+    # Per request event answered this minute (by the time of its answer, not its schedule:
+    # a server that falls behind spends a minute's CPU on earlier minutes' events).
+    server_cpu_s: float | None = None
+    pg_cpu_s: float | None = None
+    counter_rows: int | None = None
+    counter_seq_rows: int | None = None  # of counter_rows, read by sequential scans
+    answered: int = 0
 
     def row(self, index: int) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -117,7 +154,16 @@ class Minute:
             if self.blks_read is not None and self.new_blocks is not None and ordered
             else None,
             "checkpoints": self.checkpoints,
+            "answered": self.answered,
+            "server_cpu_ms_per_request": _per(self.server_cpu_s, 1000, self.answered),
+            "pg_cpu_ms_per_request": _per(self.pg_cpu_s, 1000, self.answered),
+            "counter_rows_read_per_request": _per(self.counter_rows, 1, self.answered),
+            "counter_seq_rows_read_per_request": _per(self.counter_seq_rows, 1, self.answered),
         }
+
+
+def _per(value: float | None, scale: float, requests: int) -> float | None:
+    return round(scale * value / requests, 3) if value is not None and requests else None
 
 
 @dataclass(slots=True)
@@ -185,6 +231,7 @@ async def _worker(soak: Soak) -> None:
             continue
         if kind == "VerificationRequestEvent":
             done = time.perf_counter()
+            soak.minute(done).answered += 1
             minute.latencies.append(done - scheduled)
             minute.send_lags.append(written - scheduled)
             minute.replies.append(done - written)
@@ -206,17 +253,45 @@ def _follow_up(soak: Soak, request: dict[str, Any]) -> None:
     soak.later(RESULT_AFTER, samples.result_event(verification_id=ident, number=number))
 
 
+def request_events() -> Iterator[dict[str, Any]]:
+    """The soak's request events, in order: realistic numbers, as bench.payloads (no velocity
+    rule fires). `history_items` draws the same numbers."""
+    rng = random.Random(SEED)  # noqa: S311 - load shape, not secrets
+    while True:
+        span = pick(rng, LEGIT)
+        yield samples.request_event(
+            number=span.number(rng), verification_id=str(uuid.uuid4()), price=span.price
+        )
+
+
+def history_items(count: int) -> list[CountItem]:
+    """What the soak's first `count` request events count under the starter policy (the
+    keys: their countries, number ranges and numbers): bench.batch_cost.count_items draws
+    its numbers as `request_events` does, from the same seed."""
+    compiled = compile_policy(starter_policy(), version=1)
+    return count_items(random.Random(SEED), compiled, count, 1)  # noqa: S311
+
+
+async def fill_history(dsn: str, hours: int, count: int, numbers: int) -> int:
+    """--history-hours: the soak database's counters filled with `hours` hours of history
+    (bench.counter_history.fill: every country key a row per minute, every range key a row
+    per quarter hour, `numbers` other per-number rows) for the keys of the soak's first
+    `count` request events; the counter rows stored."""
+    items = history_items(count)
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": OWN})
+    try:
+        return await counter_history.fill(conn, items, hours, numbers)
+    finally:
+        await conn.close()
+
+
 async def _offer(soak: Soak, rate: float, until: float) -> None:
-    rng = random.Random(16)  # noqa: S311 - load shape, not secrets
+    events = request_events()
     sent = 0
     while (now := time.perf_counter()) < until:
         due = int((now - soak.started) * rate) + 1
         for i in range(sent, due):
-            span = pick(rng, LEGIT)  # realistic numbers, as bench.payloads: no velocity rule fires
-            event = samples.request_event(
-                number=span.number(rng), verification_id=str(uuid.uuid4()), price=span.price
-            )
-            soak.queue.put_nowait((soak.started + i / rate, event))
+            soak.queue.put_nowait((soak.started + i / rate, next(events)))
         sent = due
         await asyncio.sleep(max(0.0, soak.started + sent / rate - time.perf_counter()))
 
@@ -224,25 +299,78 @@ async def _offer(soak: Soak, rate: float, until: float) -> None:
 DB_SQL = """
 SELECT pg_database_size(current_database()) AS size, d.blks_read,
        b.checkpoints_timed + b.checkpoints_req AS checkpoints
+       , ((SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables
+          WHERE relname IN ('counters', 'counter_hours'))
+       + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes
+          WHERE relname IN ('counters', 'counter_hours')))::bigint AS counter_rows
+       , (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables
+          WHERE relname IN ('counters', 'counter_hours'))::bigint AS counter_seq_rows
 FROM pg_stat_database d, pg_stat_bgwriter b WHERE d.datname = current_database()
 """
 
+BACKENDS_SQL = """
+SELECT pid, application_name = $1 AS own FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+"""
 
-async def _sample(soak: Soak, count: int, dsn: str | None, profile: bool) -> None:
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (a PostgreSQL cluster's postmaster: all of it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # ended while we looked
+                if _parent(int(entry.name)) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
+async def _pg_cpu(conn: Any, cluster: bool) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL processes serving the soak: the soak database's client
+    backends, or (`cluster`, a private one) every process of the cluster; never the soak's
+    own connections."""
+    rows = await conn.fetch(BACKENDS_SQL, OWN)
+    own = {r["pid"] for r in rows if r["own"]}
+    if cluster:
+        postmaster = _parent(conn.get_server_pid())
+        pids = [postmaster, *_children(postmaster)]
+    else:
+        pids = [r["pid"] for r in rows]
+    usage = {}
+    for pid in pids:
+        if pid not in own:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                usage[pid] = procs.cpu_seconds(pid)
+    return usage
+
+
+async def _sample(
+    soak: Soak, count: int, dsn: str | None, profile: bool, cluster: bool = False
+) -> None:
     """At the end of each minute: the server's RSS, its fallback answers so far, the
-    database's size, reads and the checkpoints (with --profile, the database's table
-    statistics too, and at the start)."""
-    conn = await asyncpg.connect(dsn) if dsn else None
+    server's and its PostgreSQL backends' CPU, the database's size, reads, counter rows read
+    and the checkpoints (with --profile, the database's table statistics too, and at the
+    start)."""
+    own = {"application_name": OWN}
+    conn = await asyncpg.connect(dsn, server_settings=own) if dsn else None
     try:
         if conn is not None and profile:
             soak.tables.append(await soak_profile.tables(conn))
         db = await conn.fetchrow(DB_SQL) if conn is not None else None
+        pg = await _pg_cpu(conn, cluster) if conn is not None else None
+        server = procs.cpu_seconds(soak.pid)
         cpu = time.process_time()
         for index in range(count):
             await asyncio.sleep(max(0.0, soak.started + 60 * (index + 1) - time.perf_counter()))
             used, cpu = time.process_time() - cpu, time.process_time()
             soak.minutes[index].loadgen_cpu_s = round(used, 2)
             soak.minutes[index].rss_mb = _rss_mb(soak.pid)
+            used, server = procs.cpu_seconds(soak.pid) - server, procs.cpu_seconds(soak.pid)
+            soak.minutes[index].server_cpu_s = round(used, 3)
             soak.minutes[index].fallbacks = await _fallbacks(soak.port)
             if conn is not None and db is not None:
                 now = await conn.fetchrow(DB_SQL)
@@ -251,7 +379,13 @@ async def _sample(soak: Soak, count: int, dsn: str | None, profile: bool) -> Non
                 minute.blks_read = now["blks_read"] - db["blks_read"]
                 minute.new_blocks = (now["size"] - db["size"]) // 8192
                 minute.checkpoints = now["checkpoints"] - db["checkpoints"]
+                minute.counter_rows = now["counter_rows"] - db["counter_rows"]
+                minute.counter_seq_rows = now["counter_seq_rows"] - db["counter_seq_rows"]
                 db = now
+            if conn is not None and pg is not None:
+                after = await _pg_cpu(conn, cluster)
+                soak.minutes[index].pg_cpu_s = round(procs.cpu_used(pg, after), 3)
+                pg = after
             if conn is not None and profile:
                 soak.tables.append(await soak_profile.tables(conn))
     finally:
@@ -286,7 +420,7 @@ async def _watch(soak: Soak, dsn: str, until: float) -> None:
     what it is (backend type, state, its latest statement: the periodic job or request
     statement that holds it). These do not depend on how much CPU the machine spares, as
     latencies and fallbacks do."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": OWN})
     try:
         while (now := time.perf_counter()) < until:
             row = await conn.fetchrow(WATCH_SQL, WHAT_CHARS)
@@ -369,10 +503,11 @@ async def drive(
     drain_seconds: float,
     dsn: str | None = None,
     profile: bool = False,
+    cluster: bool = False,
 ) -> Soak:
     soak = Soak(port, pid, time.perf_counter(), [Minute() for _ in range(minutes)])
     workers = [asyncio.create_task(_worker(soak)) for _ in range(connections)]
-    sampler = asyncio.create_task(_sample(soak, minutes, dsn, profile))
+    sampler = asyncio.create_task(_sample(soak, minutes, dsn, profile, cluster))
     end = soak.started + 60 * minutes
     watcher = asyncio.create_task(_watch(soak, dsn, end)) if dsn else None
     wal = asyncio.create_task(_wal_watch(soak, dsn, end)) if dsn and profile else None
@@ -469,6 +604,7 @@ def render(
         "minute  requests  errors  p50 ms  p99 ms  RSS MB  fallbacks"
         "  lock waits  on counters  longest xact ms  send lag p99  reply p50/p99  loadgen CPU s"
         "  DB MB  reads/request  less new pages  checkpoints"
+        "  server CPU ms/req  PG CPU ms/req  counter rows/req"
     ]
     for r in rows:
         lines.append(
@@ -479,6 +615,8 @@ def render(
             f"  {r['send_lag_p99_ms']!s:>12}  {r['reply_p50_ms']!s:>5}/{r['reply_p99_ms']!s:<6}"
             f"  {r['loadgen_cpu_s']!s:>13}  {r['db_mb']!s:>5}  {r['blks_read_per_request']!s:>13}"
             f"  {r['blks_read_beyond_growth_per_request']!s:>14}  {r['checkpoints']!s:>11}"
+            f"  {r['server_cpu_ms_per_request']!s:>17}  {r['pg_cpu_ms_per_request']!s:>13}"
+            f"  {r['counter_rows_read_per_request']!s:>16}"
         )
     lines.append(f"sent: {sent} (total {sum(sent.values())})")
     lines.append(f"stored: {stored}")
@@ -527,6 +665,17 @@ def soak(args: argparse.Namespace) -> int:
         print(f"… PostgreSQL ({where}): {asyncio.run(_settings(dsn))}", file=sys.stderr)
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
+        if args.history_hours:
+            attempts = int(args.rate * 60 * (args.warmup_minutes + args.minutes))
+            started = time.perf_counter()
+            filled = asyncio.run(
+                fill_history(dsn, args.history_hours, attempts, args.history_numbers)
+            )
+            print(
+                f"… history: {args.history_hours} h for the keys of {attempts} request events,"
+                f" {filled} counter rows ({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+            )
         target = verifyguard(url, "postgres")
         port, workdir = args.port or procs.free_port(), Path(tmp)
         log = workdir / "soak-server.log"
@@ -553,6 +702,7 @@ def soak(args: argparse.Namespace) -> int:
                     drain_seconds=args.drain_seconds,
                     dsn=dsn,
                     profile=bool(args.profile),
+                    cluster=args.private_postgres,
                 )
             )
             cpu = procs.cpu_seconds(server.pid) - cpu
@@ -602,6 +752,19 @@ def main(argv: list[str] | None = None) -> None:
         help="run this long first at the same rate, shown but not in the targets (operations.md)",
     )
     parser.add_argument("--rate", type=float, default=300.0, help="request events per second")
+    parser.add_argument(
+        "--history-hours",
+        type=int,
+        default=HISTORY_HOURS,
+        help="fill the counters with this many hours of history for the soak's keys before"
+        " the load (0: a fresh database, whose windows fill up during the soak)",
+    )
+    parser.add_argument(
+        "--history-numbers",
+        type=int,
+        default=50_000,
+        help="with --history-hours: other per-number counter rows (bench.counter_history)",
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--drain-seconds", type=float, default=60.0, help="after the run, for the backlog"
