@@ -6,6 +6,7 @@ every hourly run: 20,000 rows each statement here)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,141 +62,120 @@ async def _examined(conn: AsyncConnection) -> dict[str, int]:
     return {r.relname: int(r.examined) for r in await conn.execute(text(EXAMINED))}
 
 
-async def test_selecting_old_rows_examines_none_when_nothing_is_old(
-    postgres_database: str,
-) -> None:
+@pytest.fixture
+async def engine(postgres_database: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database with both tables empty, emptied again after."""
     engine = create_engine(postgres_database)
-    now = datetime.now(UTC)
+    truncate = text("TRUNCATE verifications, callbacks CASCADE")
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-            await _seed(conn, now - timedelta(hours=1), 1, ROWS)
-        await _vacuum(engine)
-        before = now - timedelta(days=30)
-        async with engine.connect() as conn:
-            start = await _examined(conn)
-            assert await store.old_verifications(conn, before, 1000) == []
-            assert await store.old_callbacks(conn, before, 1000) == []
-            assert await store.numbers_to_anonymize(conn, before, 500) == []
-            examined = await _examined(conn)
-        grown = {name: examined.get(name, 0) - start.get(name, 0) for name in examined}
-        # Each statement at most the last range of 128 pages: ~3,400 verifications (two
-        # statements read them), ~1,200 callbacks here.
-        assert grown["verifications"] < 2 * ROWS // 4
-        assert grown["callbacks"] < ROWS // 4
+            await conn.execute(truncate)
+        yield engine
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
+            await conn.execute(truncate)
         await engine.dispose()
 
 
+async def _examined_by_old_selections(engine: AsyncEngine, before: datetime) -> dict[str, int]:
+    """Rows of each table examined by selecting the old verifications and callbacks (both
+    finding none)."""
+    async with engine.connect() as conn:
+        start = await _examined(conn)
+        assert await store.old_verifications(conn, before, 1000) == []
+        assert await store.old_callbacks(conn, before, 1000) == []
+        examined = await _examined(conn)
+    return {name: examined.get(name, 0) - start.get(name, 0) for name in examined}
+
+
+async def test_selecting_old_rows_examines_none_when_nothing_is_old(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await _seed(conn, now - timedelta(hours=1), 1, ROWS)
+    await _vacuum(engine)
+    before = now - timedelta(days=30)
+    grown = await _examined_by_old_selections(engine, before)
+    async with engine.connect() as conn:
+        start = await _examined(conn)
+        assert await store.numbers_to_anonymize(conn, before, 500) == []
+        examined = await _examined(conn)
+    grown["verifications"] += examined["verifications"] - start.get("verifications", 0)
+    # Each statement at most the last range of 128 pages: ~3,400 verifications (two
+    # statements read them), ~1,200 callbacks here.
+    assert grown["verifications"] < 2 * ROWS // 4
+    assert grown["callbacks"] < ROWS // 4
+
+
 async def test_periodic_anonymizing_reads_from_its_watermark_and_misses_nothing(
-    postgres_database: str,
+    engine: AsyncEngine,
 ) -> None:
     """The task's second run reads the verifications created since its first run's
     threshold (less the margin), not the anonymised history before it; and what it leaves
     is what a full pass leaves: no number older than the threshold."""
-    engine = create_engine(postgres_database)
     now = datetime.now(UTC)
     older = timedelta(days=30)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-            # Anonymised long ago: the history a full pass reads again every time.
-            await _seed(conn, now - timedelta(days=40), 1, ROWS, mark="#0")
-            # Old at the first run, and the ones that get old between the two runs.
-            await _seed(conn, now - timedelta(days=30, hours=2), ROWS + 1, ROWS + 100)
-            await _seed(
-                conn, now - timedelta(days=30) + timedelta(minutes=10), ROWS + 101, ROWS + 200
-            )
-        await _vacuum(engine)
-        watermark = retention.Watermark()
-        first = now
-        assert watermark.since(first) is None  # the first run is a full pass
-        done = await retention.anonymize(engine, older_than=older, key=b"k", now=first)
-        watermark.ran(first, first - older, None)
-        assert done == 100
-        second = first + timedelta(hours=1)
-        since = watermark.since(second)
-        assert since == first - older - retention.Watermark.MARGIN
-        async with engine.connect() as conn:
-            start = await _examined(conn)
-            rows = await store.numbers_to_anonymize(conn, second - older, 500, since)
-            examined = await _examined(conn)
-        assert len(rows) == 100
-        assert examined["verifications"] - start.get("verifications", 0) < ROWS // 4
-        done = await retention.anonymize(
-            engine, older_than=older, key=b"k", now=second, since=since
-        )
-        assert done == 100
-        async with engine.connect() as conn:
-            assert await store.count_to_anonymize(conn, second - older) == 0
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-        await engine.dispose()
+    async with engine.begin() as conn:
+        # Anonymised long ago: the history a full pass reads again every time.
+        await _seed(conn, now - timedelta(days=40), 1, ROWS, mark="#0")
+        # Old at the first run, and the ones that get old between the two runs.
+        await _seed(conn, now - timedelta(days=30, hours=2), ROWS + 1, ROWS + 100)
+        await _seed(conn, now - timedelta(days=30) + timedelta(minutes=10), ROWS + 101, ROWS + 200)
+    await _vacuum(engine)
+    watermark = retention.Watermark()
+    first = now
+    assert watermark.since(first) is None  # the first run is a full pass
+    done = await retention.anonymize(engine, older_than=older, key=b"k", now=first)
+    watermark.ran(first, first - older, None)
+    assert done == 100
+    second = first + timedelta(hours=1)
+    since = watermark.since(second)
+    assert since == first - older - retention.Watermark.MARGIN
+    async with engine.connect() as conn:
+        start = await _examined(conn)
+        rows = await store.numbers_to_anonymize(conn, second - older, 500, since)
+        examined = await _examined(conn)
+    assert len(rows) == 100
+    assert examined["verifications"] - start.get("verifications", 0) < ROWS // 4
+    done = await retention.anonymize(engine, older_than=older, key=b"k", now=second, since=since)
+    assert done == 100
+    async with engine.connect() as conn:
+        assert await store.count_to_anonymize(conn, second - older) == 0
 
 
-async def test_a_purge_leaves_no_stale_range_for_the_next_selection(
-    postgres_database: str,
-) -> None:
+async def test_a_purge_leaves_no_stale_range_for_the_next_selection(engine: AsyncEngine) -> None:
     """Purged rows' pages refilled with new rows (after the vacuum the purge brings) are not
     read by the next selection of old rows: the purge forgot those ranges' summaries, which
     otherwise still claimed the purged times (every range, once retention has cycled)."""
-    engine = create_engine(postgres_database)
     now = datetime.now(UTC)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-            await _seed(conn, now - timedelta(days=100), 1, ROWS)
-        await _vacuum(engine)
-        purged = await retention.purge(
-            engine, older_than=timedelta(days=90), counter_retention=timedelta(days=8), now=now
-        )
-        assert purged.rows["verifications"] == ROWS
-        await _vacuum(engine)  # as autovacuum after the purge's deletes: the space is free
-        async with engine.begin() as conn:
-            await _seed(conn, now - timedelta(hours=1), ROWS + 1, 2 * ROWS)
-        await _vacuum(engine)
-        before = now - timedelta(days=90)
-        async with engine.connect() as conn:
-            start = await _examined(conn)
-            assert await store.old_verifications(conn, before, 1000) == []
-            assert await store.old_callbacks(conn, before, 1000) == []
-            examined = await _examined(conn)
-        grown = {name: examined.get(name, 0) - start.get(name, 0) for name in examined}
-        assert grown["verifications"] < ROWS // 4
-        assert grown["callbacks"] < ROWS // 4
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-        await engine.dispose()
+    async with engine.begin() as conn:
+        await _seed(conn, now - timedelta(days=100), 1, ROWS)
+    await _vacuum(engine)
+    purged = await retention.purge(
+        engine, older_than=timedelta(days=90), counter_retention=timedelta(days=8), now=now
+    )
+    assert purged.rows["verifications"] == ROWS
+    await _vacuum(engine)  # as autovacuum after the purge's deletes: the space is free
+    async with engine.begin() as conn:
+        await _seed(conn, now - timedelta(hours=1), ROWS + 1, 2 * ROWS)
+    await _vacuum(engine)
+    grown = await _examined_by_old_selections(engine, now - timedelta(days=90))
+    assert grown["verifications"] < ROWS // 4
+    assert grown["callbacks"] < ROWS // 4
 
 
-async def test_a_purge_summarises_new_ranges_itself(postgres_database: str) -> None:
+async def test_a_purge_summarises_new_ranges_itself(engine: AsyncEngine) -> None:
     """With autovacuum off or behind, no vacuum summarises the ranges filled since the last
     run; the purge does it first, so its selections read only the last range, not every
     range added since (20,000 rows examined without it)."""
-    engine = create_engine(postgres_database)
     now = datetime.now(UTC)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-            await _seed(conn, now - timedelta(hours=1), 1, ROWS)
-        async with engine.begin() as conn:
-            assert await store.summarize_new_ranges(conn) > 0
-        before = now - timedelta(days=30)
-        async with engine.connect() as conn:
-            start = await _examined(conn)
-            assert await store.old_verifications(conn, before, 1000) == []
-            assert await store.old_callbacks(conn, before, 1000) == []
-            examined = await _examined(conn)
-        grown = {name: examined.get(name, 0) - start.get(name, 0) for name in examined}
-        assert grown["verifications"] < ROWS // 4
-        assert grown["callbacks"] < ROWS // 4
-        async with engine.begin() as conn:
-            assert await store.summarize_new_ranges(conn) == 0  # nothing new since
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE verifications, callbacks CASCADE"))
-        await engine.dispose()
+    async with engine.begin() as conn:
+        await _seed(conn, now - timedelta(hours=1), 1, ROWS)
+    async with engine.begin() as conn:
+        assert await store.summarize_new_ranges(conn) > 0
+    grown = await _examined_by_old_selections(engine, now - timedelta(days=30))
+    assert grown["verifications"] < ROWS // 4
+    assert grown["callbacks"] < ROWS // 4
+    async with engine.begin() as conn:
+        assert await store.summarize_new_ranges(conn) == 0  # nothing new since
