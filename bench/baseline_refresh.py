@@ -32,12 +32,21 @@ from bench.run import postgres_database
 RANGE_14D = BaselineSpec("range", -3, 14 * 86_400, None)
 COUNTRY_1D = HistorySpec("country", None, 86_400)
 
-SEED = """
+
+def seed_sql(id_expr: str = "'v' || g") -> str:
+    """Request events :first..:last at :rate a second from :start, 70 % of them verified 2 s
+    later, priced, inserted in time order as the app stores them; ids are `id_expr` of `g`
+    (`'v' || g` here, so results can name them; bench/job_growth.py takes random-looking
+    uuids, whose B-tree grows as real verification ids do)."""
+    return _SEED.replace("{id_expr}", id_expr)
+
+
+_SEED = """
 WITH r AS (
   SELECT g, CAST(:start AS timestamptz)
            + make_interval(secs => (g - CAST(:first AS bigint)) / CAST(:rate AS float8)) AS at,
          '+4670' || lpad(((g * 7919) % 10000000)::text, 7, '0') AS number,
-         'v' || g AS id, (g % 10) < 7 AS ok
+         {id_expr} AS id, (g % 10) < 7 AS ok
   FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
 ), q AS (
   INSERT INTO callbacks (received_at, event, verification_id, dedupe_key, signature,
@@ -46,12 +55,16 @@ WITH r AS (
   RETURNING id AS callback_id, verification_id
 )
 INSERT INTO verifications (id, created_at, requested_at, number, country, action,
-                           request_callback_id, status, result_at, shadow_deny, degraded)
+                           request_callback_id, status, result_at, shadow_deny, degraded,
+                           price_amount, price_currency)
 SELECT r.id, r.at, r.at, r.number, 'SE', 'allow', q.callback_id,
        CASE WHEN ok THEN 'SUCCESSFUL' END, CASE WHEN ok THEN r.at + interval '2 s' END,
-       false, false
-FROM r JOIN q ON q.verification_id = r.id
+       false, false, 0.05, 'EUR'
+FROM r JOIN q ON q.verification_id = r.id ORDER BY r.g
 """
+
+
+SEED = seed_sql()
 RESULTS = """
 INSERT INTO callbacks (received_at, event, verification_id, dedupe_key, signature,
                        http_status, raw_body)

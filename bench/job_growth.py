@@ -37,29 +37,10 @@ from app.settings import Settings
 from app.store.base import create_engine
 from app.store.migrate import upgrade
 from bench import pg_cluster, postgres_settings
+from bench.baseline_refresh import seed_sql
 from bench.run import postgres_database
 
-SEED = """
-WITH r AS (
-  SELECT g, CAST(:start AS timestamptz)
-           + make_interval(secs => (g - CAST(:first AS bigint)) / CAST(:rate AS float8)) AS at,
-         '+4670' || lpad(((g * 7919) % 10000000)::text, 7, '0') AS number,
-         md5(g::text)::uuid::text AS id, (g % 10) < 7 AS ok
-  FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
-), q AS (
-  INSERT INTO callbacks (received_at, event, verification_id, dedupe_key, signature,
-                         http_status, raw_body)
-  SELECT at, 'VerificationRequestEvent', id, 'q' || id, 'valid', 200, '\\x'::bytea FROM r
-  RETURNING id AS callback_id, verification_id
-)
-INSERT INTO verifications (id, created_at, requested_at, number, country, action,
-                           request_callback_id, status, result_at, shadow_deny, degraded,
-                           price_amount, price_currency)
-SELECT r.id, r.at, r.at, r.number, 'SE', 'allow', q.callback_id,
-       CASE WHEN ok THEN 'SUCCESSFUL' END, CASE WHEN ok THEN r.at + interval '2 s' END,
-       false, false, 0.05, 'EUR'
-FROM r JOIN q ON q.verification_id = r.id ORDER BY r.g  -- in time order, as the app stores
-"""
+SEED = seed_sql("md5(g::text)::uuid::text")
 FOLLOW_UPS = """
 INSERT INTO callbacks (received_at, event, verification_id, dedupe_key, signature,
                        http_status, raw_body)
