@@ -282,7 +282,8 @@ class CounterRow(Base, _CounterValues):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
-    __table_args__ = (Index("ix_counters_bucket", "bucket"),)
+    # Retention's `bucket < …` only (windows read by the primary key): BRIN (migration 0011).
+    __table_args__ = (_time_index("ix_counters_bucket", "bucket"),)
 
 
 class CounterHourRow(Base, _CounterValues):
@@ -297,7 +298,8 @@ class CounterHourRow(Base, _CounterValues):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
-    __table_args__ = (Index("ix_counter_hours_hour", "hour"),)
+    # Retention's `hour <= …` only: BRIN (migration 0011).
+    __table_args__ = (_time_index("ix_counter_hours_hour", "hour"),)
 
 
 class RuleRow(Base):

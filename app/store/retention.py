@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
+from sqlalchemy import (
+    bindparam,
+    delete,
+    distinct,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import callbacks, counter_hours, counters, matches, verifications
@@ -70,14 +81,14 @@ async def delete_callbacks(conn: AsyncConnection, ids: Sequence[int]) -> int:
 
 
 async def delete_counters(conn: AsyncConnection, before_bucket: int) -> int:
-    return await _delete(conn, delete(counters).where(counters.c.bucket < before_bucket))
+    return await _delete_ranged(conn, delete(counters).where(counters.c.bucket < before_bucket))
 
 
 async def delete_counter_hours(conn: AsyncConnection, before_bucket: int) -> int:
     """The hours that hold only buckets before `before_bucket` (an hour still holding a
     kept bucket stays whole: a window reads an hour it only partly covers from buckets)."""
     last = _last_gone_hour(before_bucket)
-    return await _delete(conn, delete(counter_hours).where(counter_hours.c.hour <= last))
+    return await _delete_ranged(conn, delete(counter_hours).where(counter_hours.c.hour <= last))
 
 
 def _last_gone_hour(before_bucket: int) -> int:
@@ -163,19 +174,17 @@ async def _delete(conn: AsyncConnection, stmt: Any) -> int:
     return int((await conn.execute(stmt)).rowcount or 0)
 
 
-# PostgreSQL: the block-range index of each table retention selects by time (migration
-# 0010), and the pages one summary covers (its default).
+# PostgreSQL: the block-range index of each table retention selects by time (migrations
+# 0010, 0011), and the pages one summary covers (its default).
 BRIN = {
     "verifications": "ix_verifications_created_at_brin",
     "callbacks": "ix_callbacks_received_at_brin",
+    "counters": "ix_counters_bucket",
+    "counter_hours": "ix_counter_hours_hour",
 }
 PAGES_PER_RANGE = 128
 _BLOCK: Any = literal_column("((ctid::text::point)[0])::bigint")
 _SUMMARIZE = text("SELECT brin_summarize_new_values(CAST(:index AS regclass))")
-_DESUMMARIZE = text(
-    "SELECT count(brin_desummarize_range(CAST(:index AS regclass), b)) "
-    "FROM unnest(CAST(:starts AS bigint[])) AS b"
-)
 
 
 async def _delete_ranged(conn: AsyncConnection, stmt: Any) -> int:
@@ -186,12 +195,16 @@ async def _delete_ranged(conn: AsyncConnection, stmt: Any) -> int:
     the next vacuum (the purge's dead rows bring one) summarises what it holds then."""
     if conn.dialect.name != "postgresql":
         return await _delete(conn, stmt)
-    blocks = (await conn.execute(stmt.returning(_BLOCK))).scalars().all()
-    starts = sorted({int(b) - int(b) % PAGES_PER_RANGE for b in blocks})
-    if starts:
-        index = BRIN[stmt.table.name]
-        await conn.execute(_DESUMMARIZE, {"index": index, "starts": starts})
-    return len(blocks)
+    # One statement: the rows' blocks stay in the database (a counters purge is an hour of
+    # every key's minute rows, too many to send to the client and back).
+    gone = stmt.returning(_BLOCK.label("block")).cte("gone")
+    ranges = select(distinct(gone.c.block - gone.c.block % PAGES_PER_RANGE).label("start"))
+    starts = ranges.subquery()
+    index = literal(BRIN[stmt.table.name]).cast(REGCLASS)
+    forgotten = select(func.count(func.brin_desummarize_range(index, starts.c.start)))
+    counted = select(func.count()).select_from(gone)
+    both = select(counted.scalar_subquery(), forgotten.scalar_subquery())
+    return int((await conn.execute(both)).tuples().one()[0])
 
 
 async def summarize_new_ranges(conn: AsyncConnection) -> int:
