@@ -8,7 +8,9 @@ connection. Reports per 1,000 events the client's CPU (this process: building th
 parameters, asyncpg encoding them, reading the rows) and the PostgreSQL backend's CPU (from
 /proc), for each of --rounds rounds. Both are CPU time, not wall clock: run an old and a
 new checkout alternately (`cd old && python -m bench.batch_cost`) to compare them on a
-loaded machine.
+loaded machine. With --wal, also each stage's WAL records and bytes (full-page images
+left out) per event in the bench's database, by relation (pg_walinspect, read from a side
+database: bench/soak_profile.py).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from app.store.pg_batch_store import StoreItem, store_batch
 from app.store.pg_fastpath import policy_version
 from bench import procs
 from bench.run import postgres_database
+from bench.soak_profile import WalReader, wal_close, wal_open, wal_read
 
 CLOCK = BucketClock(60)
 
@@ -112,10 +115,26 @@ async def _timed(
     return time.process_time() - cpu0, procs.cpu_seconds(pid) - backend0
 
 
+async def _wal(reader: WalReader | None, count: int) -> dict[str, Any]:
+    """The WAL since the last read, per event: records and bytes (no full-page images) in
+    all, and the records of each relation that wrote at least 0.05 per event."""
+    if reader is None:
+        return {}
+    found, _ = await wal_read(reader)
+    ours = {name: v for name, v in found.items() if not name.startswith("(")}
+    by = sorted(((v[0] / count, name) for name, v in ours.items()), reverse=True)
+    return {
+        "wal_records": round(sum(v[0] for v in ours.values()) / count, 2),
+        "wal_bytes": round(sum(v[2] - v[3] for v in ours.values()) / count),
+        "wal_records_by": {name: round(n, 2) for n, name in by if n >= 0.05},
+    }
+
+
 async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     rng = random.Random(17)  # noqa: S311 - load shape, not secrets
     compiled = compile_policy(starter_policy(), version=1)
     engine = create_engine(url, autocommit=True)
+    reader = await wal_open(args.dsn) if args.wal else None
     rows = []
     try:
         async with engine.connect() as conn:
@@ -130,14 +149,17 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 stores = store_items(rng, compiled, args.count)
                 counts = count_items(rng, compiled, args.count, version)
                 size = args.batch
+                await _wal(reader, 1)  # from here
                 store = await _timed(
                     conn, pid, [stores[i : i + size] for i in range(0, len(stores), size)],
                     store_batch,
                 )  # fmt: skip
+                store_wal = await _wal(reader, args.count)
                 count = await _timed(
                     conn, pid, [counts[i : i + size] for i in range(0, len(counts), size)],
                     counted,
                 )  # fmt: skip
+                count_wal = await _wal(reader, args.count)
                 if round_:
                     per = 1000 / args.count
                     rows.append(
@@ -146,9 +168,13 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                             "store_backend_cpu_s_per_1000": round(store[1] * per, 4),
                             "count_client_cpu_s_per_1000": round(count[0] * per, 4),
                             "count_backend_cpu_s_per_1000": round(count[1] * per, 4),
+                            **{f"store_{k}": v for k, v in store_wal.items()},
+                            **{f"count_{k}": v for k, v in count_wal.items()},
                         }
                     )
     finally:
+        if reader is not None:
+            await wal_close(reader)
         await engine.dispose()
     return rows
 
@@ -160,8 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=3200)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--wal", action="store_true", help="also WAL per event (pg_walinspect)")
     args = parser.parse_args(argv)
     with postgres_database(args.postgres, prefix=args.db_prefix) as dsn:
+        args.dsn = dsn
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         for row in asyncio.run(_measure(url, args)):
