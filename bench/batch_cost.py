@@ -10,7 +10,9 @@ parameters, asyncpg encoding them, reading the rows) and the PostgreSQL backend'
 new checkout alternately (`cd old && python -m bench.batch_cost`) to compare them on a
 loaded machine. With --wal, also each stage's WAL records and bytes (full-page images
 left out) per event in the bench's database, by relation (pg_walinspect, read from a side
-database: bench/soak_profile.py).
+database: bench/soak_profile.py); --private-postgres runs on a private cluster
+(bench/pg_cluster.py) that keeps its WAL, so that no checkpoint of another database removes
+it before it is read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +45,7 @@ from app.store.migrate import upgrade
 from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_batch_store import StoreItem, store_batch
 from app.store.pg_fastpath import policy_version
-from bench import procs
+from bench import pg_cluster, procs
 from bench.run import postgres_database
 from bench.soak_profile import WalReader, wal_close, wal_open, wal_read
 
@@ -187,7 +190,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wal", action="store_true", help="also WAL per event (pg_walinspect)")
+    parser.add_argument("--private-postgres", action="store_true", help="on a private cluster")
     args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        if args.private_postgres:
+            args.postgres = stack.enter_context(pg_cluster.private_cluster(PRIVATE))
+        _run(args)
+
+
+PRIVATE = {"wal_keep_size": "4GB", "max_wal_size": "8GB", "checkpoint_timeout": "1h"}
+"""The private cluster's settings: its WAL kept for a run's reads."""
+
+
+def _run(args: argparse.Namespace) -> None:
     with postgres_database(args.postgres, prefix=args.db_prefix) as dsn:
         args.dsn = dsn
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
