@@ -15,7 +15,9 @@ of the ranges it purges (store/retention.py), as for verifications and callbacks
 SQLite (no BRIN): unchanged.
 
 PostgreSQL builds the new index beside the old one and swaps names, without blocking writes
-(CONCURRENTLY, outside a transaction); the downgrade does the same the other way.
+(CONCURRENTLY, outside a transaction); the downgrade does the same the other way. Each
+step may be run again after a failure part way (`IF EXISTS`: an interrupted build leaves an
+invalid `…_new`, dropped first).
 """
 
 from collections.abc import Sequence
@@ -45,7 +47,7 @@ def _swap(brin: bool) -> None:
                 f"CREATE INDEX CONCURRENTLY {name}_new ON {table} "
                 f"USING {method} ({column}){options}"
             )
-            op.execute(f"DROP INDEX CONCURRENTLY {name}")
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             op.execute(f"ALTER INDEX {name}_new RENAME TO {name}")
 
 
