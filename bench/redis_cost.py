@@ -74,7 +74,9 @@ async def measure(url: str, minute: int, count: int, concurrency: int) -> None:
         attempt = model.Attempt.of(every, held, clock=clock, now=now, spend=8500)
         reads = [model.WindowQuery(keys[k], w, m) for k, w, m in STARTER_READS]
         await backend.observe(None, attempt.counted(), model.Reads(reads, now))
-        await backend.apply(None, [attempt.settled(allowed=True)])
+        settle = attempt.settled(allowed=True)  # None: holds are written as allowed
+        if settle is not None:
+            await backend.apply(None, [settle])
         await backend.apply(None, [model.succeeded(every, clock=clock, requested_at=now)])
 
     await client.config_resetstat()

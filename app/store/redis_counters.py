@@ -12,11 +12,13 @@ counts, reads and settles, and a lone call is sent at once. Needs a single Redis
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from app.store.counter_model import (
     READS,
@@ -76,7 +78,18 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # layout all). Decoding JSON into tables was a third of the script's cost. Returns, per
 # call, its totals joined by ",", and the calls joined by "|".
 _SCRIPT = """
+-- What a run plans and names that depends only on the bucket size and hour (the windows'
+-- fields, the fields' names, the measures' column lists), kept from run to run where the
+-- script is a Redis function (a library's locals live until it is loaded again); an EVAL
+-- run starts with none. Plans are kept for the last few current buckets only.
+local memos = {}
+local function run(ARGV)
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local memo = memos[ARGV[2] .. ' ' .. ARGV[4]]
+if not memo then
+  memo = {names = {}, shapes = {}, plans = 0, split = {}}
+  memos[ARGV[2] .. ' ' .. ARGV[4]] = memo
+end
 local token = string.gmatch(ARGV[5], '%S+')
 local function number() return tonumber(token()) end
 local day = 86400
@@ -121,7 +134,7 @@ local function inner(t, k)
   end
   return by
 end
-local names = {}
+local names = memo.names
 local function field_name(f, s)
   local by = names[f]
   if not by then
@@ -176,28 +189,20 @@ local function add(name, f, delta)
     end
   end
 end
-local signs_by = {}
-local function signs_of(fields, signs)
-  local by = signs_by[fields]
-  if not by then
-    by = {}
-    for i = 1, #fields do by[fields[i]] = (by[fields[i]] or 0) + signs[i] end
-    signs_by[fields] = by
-  end
-  return by
-end
-local function sum_of(name, fields, signs)
+-- `plan`: a window's fields in one day hash, their signs, and the sign by field.
+local function sum_of(name, plan)
   local by = sums[name]
   if not by then
     by = {}
     sums[name] = by
     summed[name] = {}
   end
+  local fields = plan[1]
   local found = by[fields]
   if not found then
-    local v, total = values[name], 0
+    local v, signs, total = values[name], plan[2], 0
     for j = 1, #fields do total = total + signs[j] * v[fields[j]] end
-    found = {total, signs_of(fields, signs)}
+    found = {total, plan[3]}
     by[fields] = found
     local list = summed[name]
     list[#list + 1] = found
@@ -339,10 +344,14 @@ local function parts(lo, hi, k, sign, d, out)
 end
 -- The day hashes' fields that buckets lo..current sum, the same for every key: per day
 -- {day, terms, fields by column list}; planned once a run.
-local shapes = {}
 local function shape_of(lo, current)
-  local by = inner(shapes, lo)
-  local shape = by[current]
+  local by = memo.shapes[current]
+  if not by then
+    if memo.plans >= 4 then memo.shapes, memo.plans = {}, 0 end
+    by = {}
+    memo.shapes[current], memo.plans = by, memo.plans + 1
+  end
+  local shape = by[lo]
   if shape then return shape end
   shape = {}
   local b, group = lo, nil
@@ -356,20 +365,21 @@ local function shape_of(lo, current)
     parts(b, last, #levels, 1, d, group.terms)
     b = last + size
   end
-  by[current] = shape
+  by[lo] = shape
   return shape
 end
 local function expand(group, f)
   local found = group.fields[f]
   if not found then
-    local fields, signs = {}, {}
+    local fields, signs, by = {}, {}, {}
     for i, t in ipairs(group.terms) do
       fields[i], signs[i] = field_name(f, t[1]), t[2]
+      by[fields[i]] = (by[fields[i]] or 0) + t[2]
     end
-    found = {fields, signs}
+    found = {fields, signs, by}
     group.fields[f] = found
   end
-  return found[1], found[2]
+  return found
 end
 -- A window's total: its buckets before day hashes began from the old layout (each hash
 -- read once a call: `old`), the rest from its day hashes, whose terms go to `terms` ({hash,
@@ -393,8 +403,7 @@ local function total(key, b, columns, current, old, terms)
   end
   if from then
     for _, group in ipairs(shape_of(math.max(b, start), current)) do
-      local fields, signs = expand(group, columns[1])
-      terms[#terms + 1] = {day_name(key, group.day), fields, signs}
+      terms[#terms + 1] = {day_name(key, group.day), expand(group, columns[1])}
     end
   end
   return sum
@@ -408,7 +417,7 @@ local function read(current, n, keys, firsts, columns)
     partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
     terms[i] = mine
     for k = 1, #mine do
-      local name, fields = mine[k][1], mine[k][2]
+      local name, fields = mine[k][1], mine[k][2][1]
       if not (sums[name] and sums[name][fields]) then
         for j = 1, #fields do want(name, fields[j], missing) end
       end
@@ -418,12 +427,12 @@ local function read(current, n, keys, firsts, columns)
   local out = {}
   for i = 1, n do
     local sum, mine = partial[i], terms[i]
-    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
+    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2]) end
     out[i] = fmt('%d', sum)
   end
   return table.concat(out, ',')
 end
-local split = {}
+local split = memo.split
 local function columns_of(fields)
   local found = split[fields]
   if not found then
@@ -456,6 +465,7 @@ for changes in token do
 end
 flush()
 return table.concat(results, '|')
+end
 """
 
 HOUR = 3600
@@ -477,7 +487,7 @@ class RedisCounters:
         # Hour hashes only where minutes tile an hour exactly (any divisor of 3600 does).
         self.hour = HOUR if bucket_seconds < HOUR and HOUR % bucket_seconds == 0 else 0
         self.marker = f"{prefix}days-from"
-        self._script = redis.register_script(_SCRIPT)
+        self._script = _Function(redis, _SCRIPT)
         self._args = _encode
         self._pipe = _Pipe(self._send)
         # A window's first bucket, as its distance from the current one (by window length).
@@ -574,6 +584,45 @@ def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
         if deltas:
             out.append((change.bucket, change.keys, deltas))
     return out
+
+
+class _Function:
+    """The script as a Redis function (`FCALL`): its library's memos (what a run plans and
+    names) are kept from run to run, where an `EVALSHA` run makes them afresh. The library
+    and function are named by the script's hash, so versions side by side each call their
+    own; loaded on first use and again when Redis lost it (a restart, `FUNCTION FLUSH`).
+    Where Redis has no functions (before 7.0), runs go through `EVALSHA`."""
+
+    def __init__(self, redis: Redis, body: str) -> None:
+        self.redis = redis
+        self.name = f"verifyguard_counters_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        self.library = (
+            f"#!lua name={self.name}\n{body}\n"
+            f"redis.register_function('{self.name}', function(_, argv) return run(argv) end)\n"
+        )
+        self.script = redis.register_script(f"{body}\nreturn run(ARGV)\n")
+        self.functions = True
+
+    async def __call__(self, *, args: list[Any]) -> Any:
+        if self.functions:
+            try:
+                return await self.redis.fcall(self.name, 0, *args)
+            except ResponseError as exc:
+                if "unknown command" in str(exc).lower():
+                    self.functions = False
+                elif "function not found" in str(exc).lower():
+                    await self._load()
+                    return await self.redis.fcall(self.name, 0, *args)
+                else:
+                    raise
+        return await self.script(args=args)
+
+    async def _load(self) -> None:
+        try:
+            await self.redis.function_load(self.library)
+        except ResponseError as exc:
+            if "already exists" not in str(exc):
+                raise
 
 
 class _Pipe:
