@@ -171,21 +171,27 @@ end
 -- A window's terms in one day hash are summed once a run (`sums`: {total, sign by field}
 -- per hash and field list) and kept up to date as deltas are added.
 local values, pending, written, sums, summed = {}, {}, {}, {}, {}
-local function add(name, f, delta)
+-- Adds deltas[i] to field fields[i] of hash `name` (a call's change on one key).
+local function add(name, fields, deltas)
   local p = pending[name]
   if not p then
     p = {}
     pending[name] = p
     written[#written + 1] = name
   end
-  p[f] = (p[f] or 0) + delta
-  local v = values[name]
-  if v and v[f] then v[f] = v[f] + delta end
-  local list = summed[name]
-  if list then
-    for i = 1, #list do
-      local s = list[i][2][f]
-      if s then list[i][1] = list[i][1] + s * delta end
+  local v, list = values[name], summed[name]
+  for i = 1, #fields do
+    local f, delta = fields[i], deltas[i]
+    p[f] = (p[f] or 0) + delta
+    if v then
+      local x = v[f]
+      if x then v[f] = x + delta end
+    end
+    if list then
+      for j = 1, #list do
+        local s = list[j][2][f]
+        if s then list[j][1] = list[j][1] + s * delta end
+      end
     end
   end
 end
@@ -211,26 +217,36 @@ local function sum_of(name, plan)
 end
 -- The fields of hash `name` that `want` marks (false in `values`: asked for, not read yet),
 -- noting the hash in `missing` on its first; `load` reads them all in one HMGET.
-local function want(name, f, missing)
+local function want(name, fields, missing)
   local v = values[name]
   if not v then
     v = {}
     values[name] = v
   end
-  if v[f] == nil then
-    v[f] = false
-    local list = missing[name]
-    if not list then
-      list = {}
-      missing[name] = list
-      missing[#missing + 1] = name
+  local list = missing[name]
+  for j = 1, #fields do
+    local f = fields[j]
+    if v[f] == nil then
+      v[f] = false
+      if not list then
+        list = {}
+        missing[name] = list
+        missing[#missing + 1] = name
+      end
+      list[#list + 1] = f
     end
-    list[#list + 1] = f
   end
 end
 local function load(name, fields)
   local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
-  for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
+  if p then
+    for i = 1, #fields do
+      local f = fields[i]
+      v[f] = (tonumber(got[i]) or 0) + (p[f] or 0)
+    end
+  else
+    for i = 1, #fields do v[fields[i]] = tonumber(got[i]) or 0 end
+  end
 end
 -- A hash none of whose fields came back as just its delta (each held a count already)
 -- existed before this run and did not grow: the run that made it, or added its last field,
@@ -272,17 +288,14 @@ local function apply(changes)
       end
     else
       local d = bucket - bucket % day
-      local fields = {}
+      local fields, amounts = {}, {}
       for k, length in ipairs(levels) do
         local s = k * 1e6 + (bucket - bucket % length - d) / length
         for _, delta in ipairs(deltas) do
-          fields[#fields + 1] = {field_name(delta[1], s), delta[2]}
+          fields[#fields + 1], amounts[#fields + 1] = field_name(delta[1], s), delta[2]
         end
       end
-      for _, key in ipairs(keys) do
-        local name = day_name(key, d)
-        for _, f in ipairs(fields) do add(name, f[1], f[2]) end
-      end
+      for _, key in ipairs(keys) do add(day_name(key, d), fields, amounts) end
     end
   end
 end
@@ -419,7 +432,7 @@ local function read(current, n, keys, firsts, columns)
     for k = 1, #mine do
       local name, fields = mine[k][1], mine[k][2][1]
       if not (sums[name] and sums[name][fields]) then
-        for j = 1, #fields do want(name, fields[j], missing) end
+        want(name, fields, missing)
       end
     end
   end
