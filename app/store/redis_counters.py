@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from app.store.counter_model import (
     READS,
@@ -603,8 +603,9 @@ class _Function:
     """The script as a Redis function (`FCALL`): its library's memos (what a run plans and
     names) are kept from run to run, where an `EVALSHA` run makes them afresh. The library
     and function are named by the script's hash, so versions side by side each call their
-    own; loaded on first use and again when Redis lost it (a restart, `FUNCTION FLUSH`).
-    Where Redis has no functions (before 7.0), runs go through `EVALSHA`."""
+    own; loaded on first use and again when Redis lost it (a restart, `FUNCTION DELETE`).
+    Where Redis has no functions (before 7.0) or the user may not call or load them (ACL),
+    runs go through `EVALSHA` (the same script, with no memos kept)."""
 
     def __init__(self, redis: Redis, body: str) -> None:
         self.redis = redis
@@ -619,23 +620,25 @@ class _Function:
     async def __call__(self, *, args: list[Any]) -> Any:
         if self.functions:
             try:
-                return await self.redis.fcall(self.name, 0, *args)
-            except ResponseError as exc:
-                if "unknown command" in str(exc).lower():
-                    self.functions = False
-                elif "function not found" in str(exc).lower():
-                    await self._load()
-                    return await self.redis.fcall(self.name, 0, *args)
-                else:
+                return await self._fcall(args)
+            except ResponseError as exc:  # a command refused is not run: nothing applied
+                if not isinstance(exc, NoPermissionError) and "unknown command" not in str(exc):
                     raise
+                self.functions = False
         return await self.script(args=args)
 
-    async def _load(self) -> None:
+    async def _fcall(self, args: list[Any]) -> Any:
+        try:
+            return await self.redis.fcall(self.name, 0, *args)
+        except ResponseError as exc:
+            if "Function not found" not in str(exc):
+                raise
         try:
             await self.redis.function_load(self.library)
         except ResponseError as exc:
-            if "already exists" not in str(exc):
+            if "already exists" not in str(exc):  # loaded meanwhile by another worker
                 raise
+        return await self.redis.fcall(self.name, 0, *args)
 
 
 class _Pipe:

@@ -83,3 +83,28 @@ async def test_a_lost_library_is_loaded_again(counters: tuple[RedisCounters, Red
     await client.function_delete(mine)
     assert await _count(backend) == 2
     assert await client.function_list(library=mine)
+
+
+async def test_a_user_who_may_not_call_functions_counts_through_scripts(
+    counters: tuple[RedisCounters, Redis], redis_url: str
+) -> None:
+    """A Redis user whose ACL allows scripts but not functions: the refused FCALL ran
+    nothing, and every run goes through EVALSHA (refused, each run would fail: every answer
+    the fallback)."""
+    backend, client = counters
+    user = f"vgtest-{uuid.uuid4().hex[:12]}"
+    await client.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], channels=["*"],
+        commands=["+@all", "-fcall", "-function"],
+    )  # fmt: skip
+    limited = Redis.from_url(redis_url, username=user, password="secret")
+    other = RedisCounters(
+        limited, bucket_seconds=60, retention_seconds=86_400, prefix=backend.prefix
+    )
+    try:
+        assert [await _count(other) for _ in range(3)] == [1, 2, 3]
+        refused = [e for e in await client.acl_log() if e["username"] == user]
+        assert [e["object"] for e in refused] == ["fcall"], refused
+    finally:
+        await other.close()
+        await client.acl_deluser(user)
