@@ -621,9 +621,9 @@ class _Function:
         if self.functions:
             try:
                 return await self._fcall(args)
-            except ResponseError as exc:  # a command refused is not run: nothing applied
-                if not isinstance(exc, NoPermissionError) and "unknown command" not in str(exc):
-                    raise
+            except ResponseError as exc:  # FCALL or FUNCTION refused: the run did not start
+                if not (isinstance(exc, NoPermissionError) or _no_functions(exc)):
+                    raise  # an error inside the run (a command it calls refused, ...)
                 self.functions = False
         return await self.script(args=args)
 
@@ -639,6 +639,12 @@ class _Function:
             if "already exists" not in str(exc):  # loaded meanwhile by another worker
                 raise
         return await self.redis.fcall(self.name, 0, *args)
+
+
+def _no_functions(exc: ResponseError) -> bool:
+    """Whether Redis has no FCALL or FUNCTION command (before 7.0)."""
+    text = str(exc).lower()
+    return "unknown command" in text and ("fcall" in text or "function" in text)
 
 
 class _Pipe:
