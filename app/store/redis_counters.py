@@ -12,11 +12,13 @@ counts, reads and settles, and a lone call is sent at once. Needs a single Redis
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError, ResponseError
 
 from app.store.counter_model import (
     READS,
@@ -76,7 +78,18 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 # layout all). Decoding JSON into tables was a third of the script's cost. Returns, per
 # call, its totals joined by ",", and the calls joined by "|".
 _SCRIPT = """
+-- What a run plans and names that depends only on the bucket size and hour (the windows'
+-- fields, the fields' names, the measures' column lists), kept from run to run where the
+-- script is a Redis function (a library's locals live until it is loaded again); an EVAL
+-- run starts with none. Plans are kept for the last few current buckets only.
+local memos = {}
+local function run(ARGV)
 local prefix, size, ttl, hour = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local memo = memos[ARGV[2] .. ' ' .. ARGV[4]]
+if not memo then
+  memo = {names = {}, shapes = {}, plans = 0, split = {}}
+  memos[ARGV[2] .. ' ' .. ARGV[4]] = memo
+end
 local token = string.gmatch(ARGV[5], '%S+')
 local function number() return tonumber(token()) end
 local day = 86400
@@ -121,7 +134,7 @@ local function inner(t, k)
   end
   return by
 end
-local names = {}
+local names = memo.names
 local function field_name(f, s)
   local by = names[f]
   if not by then
@@ -158,46 +171,44 @@ end
 -- A window's terms in one day hash are summed once a run (`sums`: {total, sign by field}
 -- per hash and field list) and kept up to date as deltas are added.
 local values, pending, written, sums, summed = {}, {}, {}, {}, {}
-local function add(name, f, delta)
+-- Adds deltas[i] to field fields[i] of hash `name` (a call's change on one key).
+local function add(name, fields, deltas)
   local p = pending[name]
   if not p then
     p = {}
     pending[name] = p
     written[#written + 1] = name
   end
-  p[f] = (p[f] or 0) + delta
-  local v = values[name]
-  if v and v[f] then v[f] = v[f] + delta end
-  local list = summed[name]
-  if list then
-    for i = 1, #list do
-      local s = list[i][2][f]
-      if s then list[i][1] = list[i][1] + s * delta end
+  local v, list = values[name], summed[name]
+  for i = 1, #fields do
+    local f, delta = fields[i], deltas[i]
+    p[f] = (p[f] or 0) + delta
+    if v then
+      local x = v[f]
+      if x then v[f] = x + delta end
+    end
+    if list then
+      for j = 1, #list do
+        local s = list[j][2][f]
+        if s then list[j][1] = list[j][1] + s * delta end
+      end
     end
   end
 end
-local signs_by = {}
-local function signs_of(fields, signs)
-  local by = signs_by[fields]
-  if not by then
-    by = {}
-    for i = 1, #fields do by[fields[i]] = (by[fields[i]] or 0) + signs[i] end
-    signs_by[fields] = by
-  end
-  return by
-end
-local function sum_of(name, fields, signs)
+-- `plan`: a window's fields in one day hash, their signs, and the sign by field.
+local function sum_of(name, plan)
   local by = sums[name]
   if not by then
     by = {}
     sums[name] = by
     summed[name] = {}
   end
+  local fields = plan[1]
   local found = by[fields]
   if not found then
-    local v, total = values[name], 0
+    local v, signs, total = values[name], plan[2], 0
     for j = 1, #fields do total = total + signs[j] * v[fields[j]] end
-    found = {total, signs_of(fields, signs)}
+    found = {total, plan[3]}
     by[fields] = found
     local list = summed[name]
     list[#list + 1] = found
@@ -206,26 +217,36 @@ local function sum_of(name, fields, signs)
 end
 -- The fields of hash `name` that `want` marks (false in `values`: asked for, not read yet),
 -- noting the hash in `missing` on its first; `load` reads them all in one HMGET.
-local function want(name, f, missing)
+local function want(name, fields, missing)
   local v = values[name]
   if not v then
     v = {}
     values[name] = v
   end
-  if v[f] == nil then
-    v[f] = false
-    local list = missing[name]
-    if not list then
-      list = {}
-      missing[name] = list
-      missing[#missing + 1] = name
+  local list = missing[name]
+  for j = 1, #fields do
+    local f = fields[j]
+    if v[f] == nil then
+      v[f] = false
+      if not list then
+        list = {}
+        missing[name] = list
+        missing[#missing + 1] = name
+      end
+      list[#list + 1] = f
     end
-    list[#list + 1] = f
   end
 end
 local function load(name, fields)
   local v, got, p = values[name], redis.call('HMGET', name, unpack(fields)), pending[name]
-  for i, f in ipairs(fields) do v[f] = (tonumber(got[i]) or 0) + (p and p[f] or 0) end
+  if p then
+    for i = 1, #fields do
+      local f = fields[i]
+      v[f] = (tonumber(got[i]) or 0) + (p[f] or 0)
+    end
+  else
+    for i = 1, #fields do v[fields[i]] = tonumber(got[i]) or 0 end
+  end
 end
 -- A hash none of whose fields came back as just its delta (each held a count already)
 -- existed before this run and did not grow: the run that made it, or added its last field,
@@ -267,17 +288,14 @@ local function apply(changes)
       end
     else
       local d = bucket - bucket % day
-      local fields = {}
+      local fields, amounts = {}, {}
       for k, length in ipairs(levels) do
         local s = k * 1e6 + (bucket - bucket % length - d) / length
         for _, delta in ipairs(deltas) do
-          fields[#fields + 1] = {field_name(delta[1], s), delta[2]}
+          fields[#fields + 1], amounts[#fields + 1] = field_name(delta[1], s), delta[2]
         end
       end
-      for _, key in ipairs(keys) do
-        local name = day_name(key, d)
-        for _, f in ipairs(fields) do add(name, f[1], f[2]) end
-      end
+      for _, key in ipairs(keys) do add(day_name(key, d), fields, amounts) end
     end
   end
 end
@@ -339,10 +357,14 @@ local function parts(lo, hi, k, sign, d, out)
 end
 -- The day hashes' fields that buckets lo..current sum, the same for every key: per day
 -- {day, terms, fields by column list}; planned once a run.
-local shapes = {}
 local function shape_of(lo, current)
-  local by = inner(shapes, lo)
-  local shape = by[current]
+  local by = memo.shapes[current]
+  if not by then
+    if memo.plans >= 4 then memo.shapes, memo.plans = {}, 0 end
+    by = {}
+    memo.shapes[current], memo.plans = by, memo.plans + 1
+  end
+  local shape = by[lo]
   if shape then return shape end
   shape = {}
   local b, group = lo, nil
@@ -356,20 +378,21 @@ local function shape_of(lo, current)
     parts(b, last, #levels, 1, d, group.terms)
     b = last + size
   end
-  by[current] = shape
+  by[lo] = shape
   return shape
 end
 local function expand(group, f)
   local found = group.fields[f]
   if not found then
-    local fields, signs = {}, {}
+    local fields, signs, by = {}, {}, {}
     for i, t in ipairs(group.terms) do
       fields[i], signs[i] = field_name(f, t[1]), t[2]
+      by[fields[i]] = (by[fields[i]] or 0) + t[2]
     end
-    found = {fields, signs}
+    found = {fields, signs, by}
     group.fields[f] = found
   end
-  return found[1], found[2]
+  return found
 end
 -- A window's total: its buckets before day hashes began from the old layout (each hash
 -- read once a call: `old`), the rest from its day hashes, whose terms go to `terms` ({hash,
@@ -393,8 +416,7 @@ local function total(key, b, columns, current, old, terms)
   end
   if from then
     for _, group in ipairs(shape_of(math.max(b, start), current)) do
-      local fields, signs = expand(group, columns[1])
-      terms[#terms + 1] = {day_name(key, group.day), fields, signs}
+      terms[#terms + 1] = {day_name(key, group.day), expand(group, columns[1])}
     end
   end
   return sum
@@ -408,9 +430,9 @@ local function read(current, n, keys, firsts, columns)
     partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
     terms[i] = mine
     for k = 1, #mine do
-      local name, fields = mine[k][1], mine[k][2]
+      local name, fields = mine[k][1], mine[k][2][1]
       if not (sums[name] and sums[name][fields]) then
-        for j = 1, #fields do want(name, fields[j], missing) end
+        want(name, fields, missing)
       end
     end
   end
@@ -418,12 +440,12 @@ local function read(current, n, keys, firsts, columns)
   local out = {}
   for i = 1, n do
     local sum, mine = partial[i], terms[i]
-    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2], mine[k][3]) end
+    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2]) end
     out[i] = fmt('%d', sum)
   end
   return table.concat(out, ',')
 end
-local split = {}
+local split = memo.split
 local function columns_of(fields)
   local found = split[fields]
   if not found then
@@ -456,6 +478,7 @@ for changes in token do
 end
 flush()
 return table.concat(results, '|')
+end
 """
 
 HOUR = 3600
@@ -477,7 +500,7 @@ class RedisCounters:
         # Hour hashes only where minutes tile an hour exactly (any divisor of 3600 does).
         self.hour = HOUR if bucket_seconds < HOUR and HOUR % bucket_seconds == 0 else 0
         self.marker = f"{prefix}days-from"
-        self._script = redis.register_script(_SCRIPT)
+        self._script = _Function(redis, _SCRIPT)
         self._args = _encode
         self._pipe = _Pipe(self._send)
         # A window's first bucket, as its distance from the current one (by window length).
@@ -574,6 +597,54 @@ def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
         if deltas:
             out.append((change.bucket, change.keys, deltas))
     return out
+
+
+class _Function:
+    """The script as a Redis function (`FCALL`): its library's memos (what a run plans and
+    names) are kept from run to run, where an `EVALSHA` run makes them afresh. The library
+    and function are named by the script's hash, so versions side by side each call their
+    own; loaded on first use and again when Redis lost it (a restart, `FUNCTION DELETE`).
+    Where Redis has no functions (before 7.0) or the user may not call or load them (ACL),
+    runs go through `EVALSHA` (the same script, with no memos kept)."""
+
+    def __init__(self, redis: Redis, body: str) -> None:
+        self.redis = redis
+        self.name = f"verifyguard_counters_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        self.library = (
+            f"#!lua name={self.name}\n{body}\n"
+            f"redis.register_function('{self.name}', function(_, argv) return run(argv) end)\n"
+        )
+        self.script = redis.register_script(f"{body}\nreturn run(ARGV)\n")
+        self.functions = True
+
+    async def __call__(self, *, args: list[Any]) -> Any:
+        if self.functions:
+            try:
+                return await self._fcall(args)
+            except ResponseError as exc:  # FCALL or FUNCTION refused: the run did not start
+                if not (isinstance(exc, NoPermissionError) or _no_functions(exc)):
+                    raise  # an error inside the run (a command it calls refused, ...)
+                self.functions = False
+        return await self.script(args=args)
+
+    async def _fcall(self, args: list[Any]) -> Any:
+        try:
+            return await self.redis.fcall(self.name, 0, *args)
+        except ResponseError as exc:
+            if "Function not found" not in str(exc):
+                raise
+        try:
+            await self.redis.function_load(self.library)
+        except ResponseError as exc:
+            if "already exists" not in str(exc):  # loaded meanwhile by another worker
+                raise
+        return await self.redis.fcall(self.name, 0, *args)
+
+
+def _no_functions(exc: ResponseError) -> bool:
+    """Whether Redis has no FCALL or FUNCTION command (before 7.0)."""
+    text = str(exc).lower()
+    return "unknown command" in text and ("fcall" in text or "function" in text)
 
 
 class _Pipe:

@@ -31,6 +31,10 @@ class CountingRedis(Redis):
         self.runs += 1
         return await super().evalsha(*args, **kwargs)
 
+    async def fcall(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.runs += 1
+        return await super().fcall(*args, **kwargs)
+
 
 @pytest.fixture
 async def counters(redis_url: str) -> AsyncIterator[tuple[RedisCounters, CountingRedis]]:
