@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextvars
 import gc
 import json
 import os
@@ -30,13 +31,20 @@ SIZES_MS = (1.0, 2.0, 5.0, 10.0, 20.0, float("inf"))
 SAMPLE_S = 0.002
 # VERIFYGUARD_LOOP_WATCH_GC_CENSUS=1: each young collection's objects by type (costs CPU).
 CENSUS = bool(os.environ.get("VERIFYGUARD_LOOP_WATCH_GC_CENSUS"))
+# VERIFYGUARD_LOOP_WATCH_REQUESTS=1: every callback's stages (bench/soak_profile.py `tail`).
+REQUESTS = bool(os.environ.get("VERIFYGUARD_LOOP_WATCH_REQUESTS"))
 BIN_S = 5
+# The callback a step or a batch submit works for (copied into the tasks it starts).
+SERVING: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "loop_watch_serving", default=None
+)
 
 
 class Watch:
     def __init__(self, out: str) -> None:
         self.out = out
         self.started = time.monotonic()
+        self.started_wall = time.time()  # the same instant on the wall clock (the soak's)
         self.steps: list[dict[str, Any]] = []
         self.gcs: list[dict[str, Any]] = []
         self.gc_totals: dict[int, list[float]] = {}
@@ -45,6 +53,11 @@ class Watch:
         self.waits: dict[str, list[float]] = collections.defaultdict(list)  # submit -> outcome
         self.behind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         self.writes: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
+        # Per callback (VERIFYGUARD_LOOP_WATCH_REQUESTS=1): the finished ones (start, total,
+        # own steps' CPU, steps, longest, the stages' waits); SERVING holds the running one's.
+        self.requests: list[list[Any]] = []
+        self.batch_of: dict[int, tuple[float, float, int]] = {}  # id(item) -> its batch
+        self.callbacks_patched = not REQUESTS
         self.count = 0
         self.cpu_total = 0.0
         self.current: tuple[float, str] | None = None
@@ -71,6 +84,8 @@ class Watch:
         label = None
         if not self.batches_patched and "app.services.intake.batching" in sys.modules:
             self.patch_batcher(sys.modules["app.services.intake.batching"].Batcher)
+        if not self.callbacks_patched and "app.api.callbacks" in sys.modules:
+            self.patch_callbacks(sys.modules["app.api.callbacks"].CallbackFirst)
         cpu, wall = time.thread_time(), time.perf_counter()
         self.current = (wall, "")
         self.stacks = collections.Counter()
@@ -87,6 +102,12 @@ class Watch:
             bin["steps"] += 1
             bin["cpu_ms"] += spent * 1000
             bin["sizes"][next(i for i, top in enumerate(SIZES_MS) if spent * 1000 < top)] += 1
+            context = getattr(handle, "_context", None) if REQUESTS else None
+            record = context.get(SERVING) if context is not None else None
+            if record is not None and record["open"]:
+                record["cpu"] += spent
+                record["steps"] += 1
+                record["top"] = max(record["top"], spent)
             name = _task_name(handle)
             if name is not None and not name.startswith("Task-"):
                 bin["tasks"][name] += spent * 1000
@@ -120,20 +141,60 @@ class Watch:
             started = time.perf_counter()
             busy = len(self._writing) >= getattr(self, "concurrency", 1)  # behind one in flight
             watch.behind[self.name][busy] += 1
+            queued = len(self._queue)
             try:
                 return await submit(self, item)
             finally:
-                watch.waits[self.name].append(round(1000 * (time.perf_counter() - started), 3))
+                ended = time.perf_counter()
+                watch.waits[self.name].append(round(1000 * (ended - started), 3))
+                record = SERVING.get()
+                batch = watch.batch_of.pop(id(item), None)
+                if record is not None and batch is not None:
+                    # Waited for its batch to start, its batch's write, then for its turn.
+                    record["stages"][self.name.removeprefix("verifyguard-")] = [
+                        round(1000 * (batch[0] - started), 2),
+                        round(1000 * (batch[1] - batch[0]), 2),
+                        round(1000 * (ended - batch[1]), 2),
+                        batch[2], int(busy), queued,
+                    ]  # fmt: skip
 
         async def timed_write(self: Any, batch: Any) -> None:
             started = time.perf_counter()
             try:
                 await write(self, batch)
             finally:
-                took = round(1000 * (time.perf_counter() - started), 3)
+                ended = time.perf_counter()
+                took = round(1000 * (ended - started), 3)
                 watch.writes[self.name].append((len(batch), took))
+                if REQUESTS:
+                    for item, _ in batch:
+                        watch.batch_of[id(item)] = (started, ended, len(batch))
 
         batcher.submit, batcher._write = timed_submit, timed_write
+
+    def patch_callbacks(self, app: Any) -> None:
+        """Each callback's time in the server (from its ASGI call to its answer's last
+        byte handed to the transport), its own steps' CPU and its batches' stages."""
+        self.callbacks_patched = True
+        serve = app._serve_callback
+        watch = self
+
+        async def timed_serve(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            record = {"cpu": 0.0, "steps": 0, "top": 0.0, "stages": {}, "open": True}
+            SERVING.set(record)
+            started = time.perf_counter()
+            try:
+                await serve(self, scope, receive, send)
+            finally:
+                ended = time.perf_counter()
+                record["open"] = False
+                watch.requests.append(
+                    [round(started - watch.started, 4), round(1000 * (ended - started), 2),
+                     round(1000 * record["cpu"], 2), record["steps"],
+                     round(1000 * record["top"], 2), record["stages"]]
+                )  # fmt: skip
+
+        app._serve_callback = timed_serve
 
     def sample(self) -> None:
         while True:
@@ -228,6 +289,7 @@ class Watch:
     def dump(self) -> None:
         data = {
             "seconds": round(time.monotonic() - self.started, 1),
+            "started_wall": self.started_wall,
             "steps_total": self.count,
             "loop_cpu_s": round(self.cpu_total, 3),
             "long_steps": self.steps,
@@ -251,6 +313,17 @@ class Watch:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, self.out)
+        self.flush_requests()
+
+    def flush_requests(self) -> None:
+        """The callbacks finished since the last flush, appended a line each (one small
+        encoding at a time: a single large one would hold the GIL, stalling the loop)."""
+        with self.lock:
+            done, self.requests = self.requests, []
+            if done:
+                with open(self.out + ".requests", "a") as f:
+                    for record in done:
+                        f.write(json.dumps(record) + "\n")
 
     def dump_every(self) -> None:
         while True:

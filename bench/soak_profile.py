@@ -132,6 +132,7 @@ def report(
     path = out / f"watch.{pid}"
     data = json.loads(path.read_text()) if path.exists() else {"bins": {}}
     minutes = _minutes(data["bins"], started, count)
+    tails = tail(path.with_name(path.name + ".requests"), data, started, count)
     result = []
     for index, m in enumerate(minutes):
         sql = sorted(m["sql"].items(), key=lambda kv: -kv[1][1])
@@ -151,6 +152,8 @@ def report(
                 for text, (n, ms, rows, top) in sql[:12]
             ],
         }  # fmt: skip
+        if tails[index]:
+            row["tail"] = tails[index]
         if index + 1 < len(snapshots):
             before, after = snapshots[index], snapshots[index + 1]
             used = after[CPU]
@@ -174,6 +177,62 @@ def report(
     return {"minutes": result, "gc_totals": data.get("gc"), "long_steps": data.get("long_steps")}
 
 
+# A callback's stages (bench/loop_watch.py, VERIFYGUARD_LOOP_WATCH_REQUESTS=1): per batcher,
+# [waited for its batch to start, its batch's write, waited after it for its turn, its
+# batch's size, whether a batch was in flight when it was submitted, items queued then].
+STAGES = ("count-batches", "store-batches")
+
+
+def tail(
+    path: Path, data: dict[str, Any], started: float, count: int
+) -> list[dict[str, Any] | None]:
+    """Per soak minute, the request events' time in the server (ASGI call to answer) and
+    where it went: the mean stages of the answers at the median (45-55 %) and of the
+    slowest 1 %: each batch's wait to start, write and wait after, what ran on the loop
+    for the request itself (`own_cpu`), and the rest (the loop's turns it waited for)."""
+    out: list[list[list[Any]]] = [[] for _ in range(count)]
+    if not path.exists() or "started_wall" not in data:
+        return [None] * count
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if STAGES[0] not in record[5]:
+            continue  # receipts and results
+        index = int((data["started_wall"] + record[0] - started) // 60)
+        if 0 <= index < count:
+            out[index].append(record)
+    return [_tail(sorted(records, key=lambda r: r[1])) if records else None for records in out]
+
+
+def _tail(records: list[list[Any]]) -> dict[str, Any]:
+    n = len(records)
+
+    def band(chosen: list[list[Any]]) -> dict[str, Any]:
+        def mean(values: list[float]) -> float:
+            return round(sum(values) / max(1, len(values)), 2)
+
+        row: dict[str, Any] = {"n": len(chosen), "total": mean([r[1] for r in chosen])}
+        staged = 0.0
+        for stage in STAGES:
+            short = stage.split("-")[0]
+            parts = [r[5].get(stage) or [0] * 6 for r in chosen]
+            for i, part in enumerate(("wait", "write", "after")):
+                row[f"{short}_{part}"] = mean([p[i] for p in parts])
+                staged += row[f"{short}_{part}"]
+            row[f"{short}_size"] = mean([p[3] for p in parts])
+        row["own_cpu"] = mean([r[2] for r in chosen])
+        row["rest"] = round(row["total"] - staged, 2)
+        return row
+
+    return {
+        "n": n,
+        "p50_ms": records[n // 2][1],
+        "p99_ms": records[int(0.99 * (n - 1))][1],
+        "over_20ms": sum(1 for r in records if r[1] > 20),
+        "median": band(records[int(0.45 * n) : int(0.55 * n) + 1]),
+        "top_1pct": band(records[int(0.99 * n) :]),
+    }
+
+
 def render(profile: dict[str, Any]) -> str:
     lines = []
     for m in profile["minutes"]:
@@ -190,6 +249,14 @@ def render(profile: dict[str, Any]) -> str:
                 f"  sql {s['calls']:>6} x {s['mean_ms']:>6} ms (max {s['max_ms']:>6})"
                 f" {s['rows_per_call']:>6} rows  {s['text']}"
             )
+        if "tail" in m:
+            t = m["tail"]
+            lines.append(
+                f"  request events in the server: {t['n']}, p50 {t['p50_ms']} ms, p99"
+                f" {t['p99_ms']} ms, over 20 ms {t['over_20ms']}; stages, mean ms:"
+            )
+            for band in ("median", "top_1pct"):
+                lines.append(f"    {band}: {t[band]}")
         if "wal" in m:
             lines.append(f"  WAL of the soak's database: {m['wal']}")
         if "cluster" in m:

@@ -21,10 +21,10 @@ from app.rules.alerts import Alert
 from app.rules.lists import compile_list
 from app.rules.model import Policy
 from app.services.alerts import dead, messages
+from app.services.alerts.live import LivePolicy
 from app.services.alerts.outbox import channels_of, containment_changed, enqueue
 from app.services.alerts.promotion import activate_dead
 from app.services.alerts.revival import lift_revived
-from app.services.policy.cache import live_policy
 from app.settings import Settings
 from app.store import alert_metrics, lease
 from app.store import alerts as store
@@ -61,12 +61,15 @@ async def evaluate_alerts(
     now: datetime,
     lease_ttl: timedelta,
     checkpoint: Checkpoint,
+    live: LivePolicy | None = None,
 ) -> Tick:
     """Claim the lease, then evaluate every alert at `now`; skip if another process holds it.
-    `checkpoint` is called after each containment (see Checkpoint)."""
+    `checkpoint` is called after each containment (see Checkpoint); `live` keeps the policy
+    loaded between evaluations (services/alerts/live.py)."""
     if not await lease.claim(conn, name=LEASE, holder=holder, now=now, ttl=lease_ttl):
         return Tick(leader=False)
-    policy = await live_policy(conn, default_action=settings.default_action)
+    live = live or LivePolicy(default_action=settings.default_action)
+    policy = await live.read(conn)
     await _expire(conn, policy, now)
     await lift_revived(conn, policy, now)
     if await activate_dead(conn, policy, now) and not await checkpoint():
