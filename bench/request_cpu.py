@@ -3,12 +3,26 @@
 The app (create_app, its lifespan, the starter policy) on a fresh SQLite file or
 PostgreSQL database, driven through ASGI (no sockets, no uvicorn): a verified history
 (bench/history.py's ranges, 5 verified sign-ups each), a warm-up, then --count request
-events, one at a time straight through the ASGI interface, each a distinct legit number
+events straight through the ASGI interface, each a distinct legit number
 (signed before the clock starts). Reports the process's CPU seconds
 (all its threads: aiosqlite's included; PostgreSQL's backends not) per 1,000 request
-events, for each of --rounds rounds. One request at a time keeps the figure free of the
-deadline's fallbacks and of batching; run two versions side by side to compare them on a
-loaded machine (the figure is CPU time, but a busy machine still inflates it somewhat).
+events, for each of --rounds rounds. One request at a time (the default) keeps the figure free
+of the deadline's fallbacks and of batching; --concurrency N keeps N in flight, so that on
+PostgreSQL they share counting and storing batches as under load. Run two versions side by
+side to compare them on a loaded machine (the figure is CPU time, but a busy machine still
+inflates it somewhat).
+
+For a figure load does not change, count instructions with callgrind around the measured
+rounds only. Under valgrind a request event takes ~50x as long: give it a deadline it can
+meet (VERIFYGUARD_DECISION_DEADLINE_MS=10000, or fallbacks and shedding change the path
+measured) and quiet the periodic jobs, whose share grows with the run's length
+(VERIFYGUARD_ALERTS__ENABLED=false VERIFYGUARD_BASELINE_REFRESH_SECONDS=3600
+VERIFYGUARD_OUTAGE_PROBE_INTERVAL_MS=60000 VERIFYGUARD_STATS_ROLLUP_INTERVAL_SECONDS=0);
+--concurrency 1 gives the steadiest count (batches of one, whatever the timing):
+    BENCH_CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no \\
+        --callgrind-out-file=cg.out .venv/bin/python -m bench.request_cpu --store postgres \\
+        --count 500 --rounds 1 --concurrency 1
+    grep ^totals: cg.out    # divided by --count: instructions per request event
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import asyncio
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +105,27 @@ async def _call(app: Any, body: bytes, headers: dict[str, str]) -> bytes:
     return b"".join(sent)
 
 
+def _callgrind(state: str) -> None:
+    if os.environ.get("BENCH_CALLGRIND"):
+        command = ["callgrind_control", "-i", state, str(os.getpid())]
+        subprocess.run(command, capture_output=True, check=False)  # noqa: S603
+
+
+async def _answer_all(
+    app: Any, signed: list[tuple[bytes, dict[str, str]]], at_once: int
+) -> list[str]:
+    """Each signed request event's action, `at_once` of them in flight."""
+    queue = iter(signed)
+    actions: list[str] = []
+
+    async def worker() -> None:
+        for body, headers in queue:
+            actions.append(str(json.loads(await _call(app, body, headers)).get("action")))
+
+    await asyncio.gather(*(worker() for _ in range(at_once)))
+    return actions
+
+
 async def _history(client: httpx.AsyncClient, rng: random.Random) -> None:
     """Five verified sign-ups to each legit range, as bench/history.py sends them."""
     for span in LEGIT:
@@ -118,12 +154,14 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 signed = [
                     _body_and_headers(event) for event in legit_request_events(rng, args.count)
                 ]
-                actions: dict[str, int] = {}
+                _callgrind("on")
                 started = time.process_time()
-                for body, headers in signed:
-                    action = str(json.loads(await _call(app, body, headers)).get("action"))
-                    actions[action] = actions.get(action, 0) + 1
+                answered = await _answer_all(app, signed, args.concurrency)
                 cpu = time.process_time() - started
+                _callgrind("off")
+                actions: dict[str, int] = {}
+                for action in answered:
+                    actions[action] = actions.get(action, 0) + 1
                 per = 1000 / args.count
                 rows.append({"cpu_s_per_1000": round(cpu * per, 3), "actions": actions})
     return rows
@@ -146,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db-prefix", default="vg_bench_")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=1, help="request events in flight")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vg-cpu-cwd-") as cwd, _database(args) as url:
         os.chdir(cwd)  # the spool directory lands here

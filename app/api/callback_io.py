@@ -8,13 +8,13 @@ callgrind), for what these few lines do.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NoReturn
 
 import structlog
+from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
@@ -25,9 +25,9 @@ from app.sinch.signature import SignatureError, SignedRequest
 
 MAX_CALLBACK_BYTES = 256 * 1024  # Sinch's events are a few hundred bytes
 log = structlog.get_logger()
-# What starlette's JSONResponse renders (json.dumps with these arguments), without building
-# an encoder for every answer.
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# The bytes starlette's JSONResponse renders (json.dumps(ensure_ascii=False, allow_nan=False,
+# separators=(",", ":")), UTF-8), by pydantic-core's encoder: the same bytes for an answer's
+# strings, integers, booleans, lists and objects (escapes included), 0.3 µs instead of 2.3.
 _JSON_TYPE = (b"content-type", b"application/json")
 # The headers the callback reads; as starlette's Headers, the first of each counts.
 _WANTED = {
@@ -113,7 +113,7 @@ def answer_messages(reply: Reply, request_id: str) -> tuple[Message, Message]:
     """A reply without an error as ASGI messages: what starlette's JSONResponse (a body) or
     Response (none) would send, with the request id header as the middleware adds it."""
     status = reply.status
-    body = b"" if reply.body is None else _JSON.encode(reply.body).encode()
+    body = b"" if reply.body is None else to_json(reply.body)
     headers: list[tuple[bytes, bytes]] = []
     if not (status < 200 or status in (204, 304)):
         headers.append((b"content-length", str(len(body)).encode()))

@@ -77,9 +77,8 @@ class Decider:
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         work.add_done_callback(lambda _: self.admission.release(ticket))
-        # Waited for, never cancelled (a late decision still stores what it decided); one
-        # waiter and one timer, not wait_for's and a shield's futures and callbacks.
-        await asyncio.wait((work,), timeout=budget)
+        # Waited for, never cancelled (a late decision still stores what it decided).
+        await _until_done(work, budget)
         if work.done():
             # Also when it finished as the wait ended (one loop turn ran both): its answer
             # is the one stored and reported, so it is the one Sinch gets.
@@ -217,6 +216,28 @@ class Decider:
         """At shutdown, after the last request event: late decisions finish, then the scope."""
         await self.drain()
         await self.scope.close()
+
+
+async def _until_done(work: asyncio.Task[Reply], seconds: float) -> None:
+    """Return once `work` is done or `seconds` have passed, whichever comes first;
+    `work` is never cancelled (nor when the caller is). What `asyncio.wait((work,),
+    timeout=timeout)` does, with one waiter, one timer and one callback: without its set,
+    its checks and its done and pending sets, ~2 µs less per request event (bench/request_cpu
+    under callgrind: docs/operations.md)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake)
+    work.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        work.remove_done_callback(wake)
 
 
 def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
