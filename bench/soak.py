@@ -57,7 +57,7 @@ from app.sinch import samples
 from app.sinch.signature import callback_headers
 from app.store.migrate import upgrade
 from app.store.pg_batch_count import CountItem
-from bench import counter_history, pg_cluster, postgres_settings, procs, soak_profile
+from bench import counter_history, pg_cluster, postgres_settings, procs, soak_profile, soak_trace
 from bench.batch_cost import count_items
 from bench.loadgen import exchange
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
@@ -184,6 +184,7 @@ class Soak:
     tables: list[dict[str, Any]] = field(default_factory=list)  # --profile: each minute's end
     # --profile: per minute, the soak database's WAL by relation, and the bytes skipped
     wal: list[tuple[dict[str, list[int]], int]] = field(default_factory=list)
+    trace: soak_trace.Trace | None = None  # --trace: second by second
 
     def minute(self, at: float) -> Minute:
         return self.minutes[min(len(self.minutes) - 1, int((at - self.started) // 60))]
@@ -238,6 +239,10 @@ async def _worker(soak: Soak) -> None:
             minute.latencies.append(done - scheduled)
             minute.send_lags.append(written - scheduled)
             minute.replies.append(done - written)
+            if soak.trace is not None:
+                second = soak.trace.at(scheduled)
+                second.latencies.append(done - scheduled)
+                second.replies.append(done - written)
             if b'"allow"' in reply:
                 _follow_up(soak, event)
     writer.close()
@@ -507,19 +512,30 @@ async def drive(
     dsn: str | None = None,
     profile: bool = False,
     cluster: bool = False,
+    trace: bool = False,
 ) -> Soak:
     soak = Soak(port, pid, time.perf_counter(), [Minute() for _ in range(minutes)])
+    if trace:
+        seconds = [soak_trace.Second() for _ in range(60 * minutes)]
+        soak.trace = soak_trace.Trace(soak.started, seconds)
     workers = [asyncio.create_task(_worker(soak)) for _ in range(connections)]
     sampler = asyncio.create_task(_sample(soak, minutes, dsn, profile, cluster))
     end = soak.started + 60 * minutes
     watcher = asyncio.create_task(_watch(soak, dsn, end)) if dsn else None
     wal = asyncio.create_task(_wal_watch(soak, dsn, end)) if dsn and profile else None
+    tracer = (
+        asyncio.create_task(soak_trace.watch(soak.trace, dsn, OWN, end))
+        if dsn and soak.trace is not None
+        else None
+    )
     await _offer(soak, rate, end)
     await sampler
     if wal is not None:
         await wal
     if watcher is not None:
         await watcher
+    if tracer is not None:
+        await tracer
     deadline = time.perf_counter() + drain_seconds
     while (soak.follow_ups or not soak.queue.empty()) and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)  # the last receipts and results
@@ -642,16 +658,22 @@ def _server(args: argparse.Namespace) -> Iterator[str]:
     if not args.private_postgres:
         yield args.postgres
         return
-    with pg_cluster.private_cluster(postgres_settings.SETTINGS) as admin:
+    with pg_cluster.private_cluster(_cluster_settings(args)) as admin:
         yield admin
 
 
-async def _settings(dsn: str) -> str:
+def _cluster_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The production settings, with --pg-setting's overrides and additions (to try one)."""
+    extra = dict(item.split("=", 1) for item in args.pg_setting)
+    return {**postgres_settings.SETTINGS, **extra}
+
+
+async def _settings(dsn: str, names: list[str]) -> str:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1)",
-            list(postgres_settings.SETTINGS),
+            names,
         )
     finally:
         await conn.close()
@@ -665,7 +687,10 @@ def soak(args: argparse.Namespace) -> int:
         postgres_database(admin, prefix=args.db_prefix) as dsn,
     ):
         where = ("a private cluster at " if args.private_postgres else "") + admin.rsplit("/", 1)[0]
-        print(f"… PostgreSQL ({where}): {asyncio.run(_settings(dsn))}", file=sys.stderr)
+        print(
+            f"… PostgreSQL ({where}): {asyncio.run(_settings(dsn, list(_cluster_settings(args))))}",
+            file=sys.stderr,
+        )
         url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         upgrade(url)
         if args.history_hours:
@@ -706,9 +731,13 @@ def soak(args: argparse.Namespace) -> int:
                     dsn=dsn,
                     profile=bool(args.profile),
                     cluster=args.private_postgres,
+                    trace=args.trace is not None,
                 )
             )
             cpu = procs.cpu_seconds(server.pid) - cpu
+        if args.trace is not None and run.trace is not None:
+            reports = asyncio.run(soak_trace.vacuum_reports(dsn))
+            soak_trace.write(args.trace, run.trace, run.epoch, reports)
         if args.profile:  # the server has stopped: its watch file is complete
             found = soak_profile.report(
                 args.profile, server.pid, run.epoch, total, run.tables, run.wal
@@ -781,6 +810,20 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="a directory: run the server with bench/loop_watch.py and print, per minute, its"
         " loop steps, periodic tasks, collections and statements, and the tables' scans",
+    )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --private-postgres: a setting added to or overriding the production ones"
+        " (to try one; repeatable)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="a file: the soak second by second (latencies, autovacuum, WAL, waits, run queue;"
+        " bench/soak_trace.py), as JSON lines",
     )
     args = parser.parse_args(argv)
     # `kill` as Ctrl-C: the blocks' ends stop the server and remove a private cluster.
