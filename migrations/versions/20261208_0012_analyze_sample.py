@@ -1,7 +1,7 @@
 """callbacks and verifications analysed from a sample of 3,000 rows
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-08 09:00:00
 
 Autovacuum analyses a young table about once a minute (each time a tenth of its rows
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
