@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from httpx import AsyncClient, Response
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sinch.signature import callback_headers
+from app.store.base import create_engine
+from app.store.redis_counters import RedisCounters
 
 TEST_APP_KEY = "5F5C418A-0F91-4BBC-8234-A9BF5EDDAD97"
 TEST_APP_SECRET = "JViE5vDor0Sw3WllZka15Q=="
@@ -35,3 +43,35 @@ class SinchSender:
         body = event if isinstance(event, bytes) else json.dumps(event).encode()
         headers = self.headers(body, **over)
         return await self.client.post(self.path, content=body, headers=headers)
+
+
+@asynccontextmanager
+async def engine_on_empty(url: str, tables: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the database at `url` with `tables` (a TRUNCATE list) emptied before the
+    block and again after it."""
+    engine = create_engine(url)
+    truncate = text(f"TRUNCATE {tables}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(truncate)
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(truncate)
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def redis_counters(client: Redis, now: datetime) -> AsyncIterator[RedisCounters]:
+    """Redis counters (1-minute buckets, a day kept) under a key prefix of their own, started
+    at `now`; their keys deleted after the block."""
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    backend = RedisCounters(client, bucket_seconds=60, retention_seconds=86_400, prefix=prefix)
+    await backend.start(now)
+    try:
+        yield backend
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await backend.close()

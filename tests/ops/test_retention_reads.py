@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.audit import retention
 from app.store import retention as store
-from app.store.base import create_engine
+from tests.support import engine_on_empty
 
 pytestmark = pytest.mark.postgres
 ROWS = 20_000
@@ -65,16 +65,8 @@ async def _examined(conn: AsyncConnection) -> dict[str, int]:
 @pytest.fixture
 async def engine(postgres_database: str) -> AsyncIterator[AsyncEngine]:
     """An engine on the test database with both tables empty, emptied again after."""
-    engine = create_engine(postgres_database)
-    truncate = text("TRUNCATE verifications, callbacks CASCADE")
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(truncate)
+    async with engine_on_empty(postgres_database, "verifications, callbacks CASCADE") as engine:
         yield engine
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(truncate)
-        await engine.dispose()
 
 
 async def _examined_by_old_selections(engine: AsyncEngine, before: datetime) -> dict[str, int]:

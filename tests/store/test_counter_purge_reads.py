@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store import retention as store
-from app.store.base import create_engine
+from tests.support import engine_on_empty
 
 pytestmark = pytest.mark.postgres
 KEYS = 20_000
@@ -38,16 +38,8 @@ WHERE i.relname IN ('ix_counters_bucket', 'ix_counter_hours_hour')
 
 @pytest.fixture
 async def engine(postgres_database: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(postgres_database)
-    truncate = text("TRUNCATE counters, counter_hours")
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(truncate)
+    async with engine_on_empty(postgres_database, "counters, counter_hours") as engine:
         yield engine
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(truncate)
-        await engine.dispose()
 
 
 async def _seed(engine: AsyncEngine, at: datetime) -> None:

@@ -4,7 +4,6 @@ and a burst to one key still sees distinct totals, so a limit cuts it at exactly
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 
 from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery, succeeded
 from app.store.redis_counters import RedisCounters
+from tests.support import redis_counters
 
 pytestmark = pytest.mark.redis
 
@@ -39,14 +39,8 @@ class CountingRedis(Redis):
 @pytest.fixture
 async def counters(redis_url: str) -> AsyncIterator[tuple[RedisCounters, CountingRedis]]:
     client = CountingRedis.from_url(redis_url)
-    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
-    backend = RedisCounters(client, bucket_seconds=60, retention_seconds=86_400, prefix=prefix)
-    await backend.start(NOW)
-    yield backend, client
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await backend.close()
+    async with redis_counters(client, NOW) as backend:
+        yield backend, client
 
 
 def _attempt(number: int) -> Attempt:

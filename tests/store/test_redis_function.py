@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery
 from app.store.redis_counters import RedisCounters
+from tests.support import redis_counters
 
 pytestmark = pytest.mark.redis
 
@@ -25,14 +26,8 @@ READS = Reads([WindowQuery(KEY, 3600, "attempts"), WindowQuery(KEY, 86_400, "att
 @pytest.fixture
 async def counters(redis_url: str) -> AsyncIterator[tuple[RedisCounters, Redis]]:
     client = Redis.from_url(redis_url)
-    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
-    backend = RedisCounters(client, bucket_seconds=60, retention_seconds=86_400, prefix=prefix)
-    await backend.start(NOW)
-    yield backend, client
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await backend.close()
+    async with redis_counters(client, NOW) as backend:
+        yield backend, client
 
 
 async def _count(backend: RedisCounters) -> int:
