@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -75,3 +76,21 @@ async def redis_counters(client: Redis, now: datetime) -> AsyncIterator[RedisCou
         if keys:
             await client.delete(*keys)
         await backend.close()
+
+
+async def redis_commands(
+    client: Redis, prefix: str, work: Callable[[], Awaitable[None]], *, by_scripts: bool
+) -> Counter[str]:
+    """The commands run on keys under `prefix` while `work` ran, by name: those scripts and
+    functions ran (`by_scripts`), or those clients sent. MONITOR sees every client's, so the
+    count does not depend on what else the server is doing."""
+    done, counts = f"{prefix}done", Counter[str]()
+    async with client.monitor() as monitor:
+        await work()
+        await client.get(done)
+        while True:
+            line = (await monitor.connection.read_response()).decode(errors="replace")
+            if done in line:
+                return counts
+            if prefix in line and (" lua] " in line) == by_scripts:
+                counts[line.split("] ", 1)[1].split(" ", 1)[0].strip('"').upper()] += 1

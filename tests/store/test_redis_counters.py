@@ -4,7 +4,6 @@ and a burst to one key still sees distinct totals, so a limit cuts it at exactly
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from redis.asyncio import Redis
 
 from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery, succeeded
 from app.store.redis_counters import RedisCounters
-from tests.support import redis_counters
+from tests.support import redis_commands, redis_counters
 
 pytestmark = pytest.mark.redis
 
@@ -145,21 +144,6 @@ STARTER_READS = [  # the windows the starter policy reads for one attempt (app/r
 ]
 
 
-async def _script_commands(client: Redis, prefix: str, work: Any) -> Counter[str]:
-    """The commands scripts ran on keys under `prefix` while `work` ran (MONITOR sees every
-    client's, so the count does not depend on what else the server is doing)."""
-    done, counts = f"{prefix}done", Counter[str]()
-    async with client.monitor() as monitor:
-        await work()
-        await client.get(done)
-        while True:
-            line = (await monitor.connection.read_response()).decode(errors="replace")
-            if done in line:
-                return counts
-            if " lua] " in line and prefix in line:
-                counts[line.split(" lua] ", 1)[1].split(" ", 1)[0].strip('"')] += 1
-
-
 async def test_an_attempt_under_the_starter_windows_takes_few_redis_commands(
     counters: tuple[RedisCounters, CountingRedis],
 ) -> None:
@@ -183,7 +167,7 @@ async def test_an_attempt_under_the_starter_windows_takes_few_redis_commands(
             credit = succeeded(set(keys.values()), clock=BucketClock(60), requested_at=now)
             await backend.apply(None, [credit])
 
-    counts = await _script_commands(client, backend.prefix, work)
+    counts = await redis_commands(client, backend.prefix, work, by_scripts=True)
     assert counts["HMGET"] <= 4 * attempts, counts  # the country's 2 days, range, number
     assert counts.total() <= 60 * attempts, counts
 
@@ -204,7 +188,7 @@ async def test_a_run_reads_and_writes_a_shared_key_once_for_all_its_calls(
             *(backend.observe(None, _attempt(i).counted(), reads) for i in range(burst))
         )
 
-    counts = await _script_commands(client, backend.prefix, work)
+    counts = await redis_commands(client, backend.prefix, work, by_scripts=True)
     runs = client.runs
     assert runs <= 2, runs
     # KEY: 4 fields (attempts, spend, allowed, allowed spend) at 3 levels, once a run; each
@@ -228,7 +212,7 @@ async def test_a_run_on_hashes_that_grow_no_field_checks_no_expiry_or_size(
     async def again() -> None:
         assert await backend.observe(None, _attempt(1).counted(), reads) is not None
 
-    counts = await _script_commands(client, backend.prefix, again)
+    counts = await redis_commands(client, backend.prefix, again, by_scripts=True)
     assert counts["HINCRBY"] > 0, counts
     assert counts["TTL"] == counts["HLEN"] == counts["EXPIRE"] == 0, counts
     hashes = [key async for key in client.scan_iter(f"{backend.prefix}*:d*")]

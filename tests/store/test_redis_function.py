@@ -7,14 +7,13 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery
 from app.store.redis_counters import RedisCounters
-from tests.support import redis_counters
+from tests.support import redis_commands, redis_counters
 
 pytestmark = pytest.mark.redis
 
@@ -38,20 +37,6 @@ async def _count(backend: RedisCounters) -> int:
     return next(iter(totals.values()))
 
 
-async def _sent(client: Redis, prefix: str, work: Any) -> Counter[str]:
-    """The commands clients sent (not scripts) naming `prefix` while `work` ran."""
-    done, counts = f"{prefix}done", Counter[str]()
-    async with client.monitor() as monitor:
-        await work()
-        await client.get(done)
-        while True:
-            line = (await monitor.connection.read_response()).decode(errors="replace")
-            if done in line:
-                return counts
-            if " lua] " not in line and prefix in line:
-                counts[line.split("] ", 1)[1].split(" ", 1)[0].strip('"').upper()] += 1
-
-
 async def test_runs_are_calls_of_a_function_not_scripts(
     counters: tuple[RedisCounters, Redis],
 ) -> None:
@@ -63,7 +48,7 @@ async def test_runs_are_calls_of_a_function_not_scripts(
     async def work() -> None:
         assert [await _count(backend) for _ in range(3)] == [2, 3, 4]
 
-    sent = await _sent(client, backend.prefix, work)
+    sent = await redis_commands(client, backend.prefix, work, by_scripts=False)
     assert sent == Counter({"FCALL": 3}), sent
 
 
