@@ -509,7 +509,9 @@ class RedisCounters:
     async def start(self, now: datetime | None = None) -> None:
         """Set the marker, once for all workers and hosts: day hashes hold every count where
         the prefix holds none of the old layout's, else the counts from now on (see the
-        script's comment). Day hashes alone (the marker evicted) are not an upgrade."""
+        script's comment). Day hashes alone (the marker evicted) are not an upgrade. Other
+        versions' function libraries are deleted (`_Function.prune`)."""
+        await self._script.prune()
         if not self.hour or await self.redis.exists(self.marker):
             return
         value = self.clock.bucket(now or datetime.now(UTC)) if await self._old_layout() else 0
@@ -599,17 +601,28 @@ def _changes(changes: Sequence[CounterDeltas]) -> list[Any]:
     return out
 
 
+LIBRARY = "verifyguard_counters_"
+LOADS = 3  # FUNCTION LOADs a run tries before it fails (_Function._fcall)
+
+
 class _Function:
     """The script as a Redis function (`FCALL`): its library's memos (what a run plans and
     names) are kept from run to run, where an `EVALSHA` run makes them afresh. The library
     and function are named by the script's hash, so versions side by side each call their
     own; loaded on first use and again when Redis lost it (a restart, `FUNCTION DELETE`).
     Where Redis has no functions (before 7.0) or the user may not call or load them (ACL),
-    runs go through `EVALSHA` (the same script, with no memos kept)."""
+    runs go through `EVALSHA` (the same script, with no memos kept).
+
+    A process deletes the other versions' libraries when it starts (`prune`), so they do not
+    pile up in Redis deploy after deploy (functions are server-wide: every database's). In a
+    rolling deploy a version still running then finds its library gone and loads it again
+    at its next run (one FUNCTION LOAD per process; it prunes nothing then), so deleting a
+    library in use costs a reload, never a failed run: a deploy leaves at most the last
+    version before it, which the next one deletes."""
 
     def __init__(self, redis: Redis, body: str) -> None:
         self.redis = redis
-        self.name = f"verifyguard_counters_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        self.name = f"{LIBRARY}{hashlib.sha256(body.encode()).hexdigest()[:16]}"
         self.library = (
             f"#!lua name={self.name}\n{body}\n"
             f"redis.register_function('{self.name}', function(_, argv) return run(argv) end)\n"
@@ -628,17 +641,40 @@ class _Function:
         return await self.script(args=args)
 
     async def _fcall(self, args: list[Any]) -> Any:
-        try:
-            return await self.redis.fcall(self.name, 0, *args)
-        except ResponseError as exc:
-            if "Function not found" not in str(exc):
-                raise
-        try:
-            await self.redis.function_load(self.library)
-        except ResponseError as exc:
-            if "already exists" not in str(exc):  # loaded meanwhile by another worker
-                raise
+        for _ in range(LOADS):
+            try:
+                return await self.redis.fcall(self.name, 0, *args)
+            except ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+            try:  # deleted again before the run (another version started): loaded again
+                await self.redis.function_load(self.library)
+            except ResponseError as exc:
+                if "already exists" not in str(exc):  # loaded meanwhile by another worker
+                    raise
         return await self.redis.fcall(self.name, 0, *args)
+
+    async def prune(self) -> None:
+        """Delete the libraries of the counters' other versions (see the class docstring);
+        nothing where Redis has no functions or the user may not list or delete them."""
+        try:
+            listed = await self.redis.function_list(library=f"{LIBRARY}*")
+        except ResponseError as exc:
+            if isinstance(exc, NoPermissionError) or _no_functions(exc):
+                return
+            raise
+        for library in listed:
+            fields = dict(zip(library[::2], library[1::2], strict=True))
+            name = fields[b"library_name"].decode()
+            if name == self.name or not name.startswith(LIBRARY):
+                continue
+            try:
+                await self.redis.function_delete(name)
+            except ResponseError as exc:
+                if isinstance(exc, NoPermissionError):
+                    return
+                if "not found" not in str(exc).lower():  # deleted meanwhile by another one
+                    raise
 
 
 def _no_functions(exc: ResponseError) -> bool:

@@ -3,6 +3,7 @@ and name from one run to the next, and is loaded again when Redis lost it."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -10,9 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from app.store.counter_model import Attempt, BucketClock, Reads, WindowQuery
-from app.store.redis_counters import RedisCounters
+from app.store.redis_counters import _SCRIPT, LIBRARY, RedisCounters, _Function
 from tests.support import redis_commands, redis_counters
 
 pytestmark = pytest.mark.redis
@@ -88,3 +90,47 @@ async def test_a_user_who_may_not_call_functions_counts_through_scripts(
     finally:
         await other.close()
         await client.acl_deluser(user)
+
+
+def _version_before(client: Redis, prefix: str) -> RedisCounters:
+    """Counters under `prefix` whose script is another version's (its library named apart)."""
+    backend = RedisCounters(client, bucket_seconds=60, retention_seconds=86_400, prefix=prefix)
+    backend._script = _Function(client, f"{_SCRIPT}\n-- the version before\n")  # type: ignore[attr-defined]
+    return backend
+
+
+async def _libraries(client: Redis) -> set[str]:
+    listed = await client.function_list(library=f"{LIBRARY}*")
+    return {dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"].decode() for lib in listed}
+
+
+async def test_a_start_deletes_the_other_versions_libraries_and_both_count_on(
+    redis_url: str,
+) -> None:
+    """Each deployed version loads a library of its own: a start deletes the others', or they
+    piled up deploy after deploy. In a rolling deploy the version still running finds its
+    library gone, loads it again and counts on (no run fails), and prunes nothing then: the
+    new version's library stays."""
+    before_client, client = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    prefix = f"vgtest:{uuid.uuid4().hex[:12]}:c:"
+    before = _version_before(before_client, prefix)
+    backend = RedisCounters(client, bucket_seconds=60, retention_seconds=86_400, prefix=prefix)
+    old, new = before._script.name, backend._script.name  # type: ignore[attr-defined]
+    try:
+        await before.start(NOW)
+        assert await _count(before) == 1
+        assert old in await _libraries(client)
+        await backend.start(NOW)
+        assert await _libraries(client) & {old, new} == set()  # nothing of this prefix loaded
+        assert await _count(before) == 2  # its library loaded again
+        assert await _count(backend) == 3
+        assert await _count(before) == 4
+        assert {old, new} <= await _libraries(client)
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        with contextlib.suppress(ResponseError):
+            await client.function_delete(old)
+        await before.close()
+        await backend.close()
