@@ -23,6 +23,12 @@ VERIFYGUARD_OUTAGE_PROBE_INTERVAL_MS=60000 VERIFYGUARD_STATS_ROLLUP_INTERVAL_SEC
         --callgrind-out-file=cg.out .venv/bin/python -m bench.request_cpu --store postgres \\
         --count 500 --rounds 1 --concurrency 1
     grep ^totals: cg.out    # divided by --count: instructions per request event
+
+With --redis URL (PostgreSQL only) the counters live in Redis (a prefix of its own, deleted
+afterwards). Each row then also gives, per 1,000 request events, the CPU seconds of the
+bench database's PostgreSQL backends (/proc: this host's server) and its transactions, and,
+with a Redis server of its own (`redis-server --port N --save ''`: INFO is server-wide), the
+Redis server's CPU seconds and its commands.
 """
 
 from __future__ import annotations
@@ -105,6 +111,53 @@ async def _call(app: Any, body: bytes, headers: dict[str, str]) -> bytes:
     return b"".join(sent)
 
 
+def _backend_cpu(pids: list[int]) -> float:
+    """CPU seconds the processes `pids` used so far (those gone since count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class _Servers:
+    """The database's (and Redis's) side of a round: its backends' CPU and transactions."""
+
+    def __init__(self, url: str, redis_url: str | None) -> None:
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.redis_url = redis_url
+
+    async def snapshot(self) -> dict[str, float]:
+        import asyncpg
+        from redis.asyncio import Redis
+
+        await asyncio.sleep(1.0)  # PostgreSQL publishes a backend's statistics within 1 s
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            )
+            xacts = await conn.fetchval(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+        finally:
+            await conn.close()
+        out = {"pg_cpu": _backend_cpu([r["pid"] for r in pids]), "pg_xacts": float(xacts)}
+        if self.redis_url:
+            client = Redis.from_url(self.redis_url)
+            cpu, stats = await client.info("cpu"), await client.info("commandstats")
+            await client.aclose()
+            out["redis_cpu"] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+            out["redis_calls"] = float(sum(v["calls"] for v in stats.values()))
+            out["fcalls"] = float(stats.get("cmdstat_fcall", {}).get("calls", 0))
+        return out
+
+
 def _callgrind(state: str) -> None:
     if os.environ.get("BENCH_CALLGRIND"):
         command = ["callgrind_control", "-i", state, str(os.getpid())]
@@ -139,8 +192,12 @@ async def _history(client: httpx.AsyncClient, rng: random.Random) -> None:
 async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     from app.main import create_app
 
-    for name, value in verifyguard(url, "bench").env.items():
+    for name, value in verifyguard(url, "bench", redis_url=args.redis).env.items():
         os.environ[name] = value
+    prefix = f"vgcpu:{uuid.uuid4().hex[:8]}:"
+    if args.redis:
+        os.environ["VERIFYGUARD_REDIS_PREFIX"] = prefix
+    servers = _Servers(url, args.redis) if args.store == "postgres" else None
     app = create_app()
     rng = random.Random(17)  # noqa: S311 - load shape, not secrets
     rows = []
@@ -154,17 +211,34 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 signed = [
                     _body_and_headers(event) for event in legit_request_events(rng, args.count)
                 ]
+                before = await servers.snapshot() if servers else {}
                 _callgrind("on")
                 started = time.process_time()
                 answered = await _answer_all(app, signed, args.concurrency)
                 cpu = time.process_time() - started
                 _callgrind("off")
+                after = await servers.snapshot() if servers else {}
                 actions: dict[str, int] = {}
                 for action in answered:
                     actions[action] = actions.get(action, 0) + 1
                 per = 1000 / args.count
-                rows.append({"cpu_s_per_1000": round(cpu * per, 3), "actions": actions})
+                row: dict[str, Any] = {"cpu_s_per_1000": round(cpu * per, 3)}
+                for name, value in after.items():
+                    row[f"{name}_per_1000"] = round((value - before[name]) * per, 3)
+                rows.append({**row, "actions": actions})
+    if args.redis:
+        await _delete_keys(args.redis, prefix)
     return rows
+
+
+async def _delete_keys(url: str, prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    names = [key async for key in client.scan_iter(f"{prefix}*", count=1000)]
+    for i in range(0, len(names), 500):
+        await client.delete(*names[i : i + 500])
+    await client.aclose()
 
 
 @contextmanager
@@ -185,14 +259,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1, help="request events in flight")
+    parser.add_argument("--redis", default=None, help="counters in this Redis (--store postgres)")
     args = parser.parse_args(argv)
+    if args.redis and args.store != "postgres":
+        parser.error("--redis needs --store postgres")
     with tempfile.TemporaryDirectory(prefix="vg-cpu-cwd-") as cwd, _database(args) as url:
         os.chdir(cwd)  # the spool directory lands here
         upgrade(url)
         rows = asyncio.run(_measure(url, args))
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
     for row in rows:
-        print(json.dumps({"store": args.store, "count": args.count, **row}))
+        store = f"{args.store}+redis" if args.redis else args.store
+        print(json.dumps({"store": store, "count": args.count, **row}))
 
 
 if __name__ == "__main__":
