@@ -216,12 +216,26 @@ local function sum_of(name, plan)
   return found[1]
 end
 -- The fields of hash `name` that `want` marks (false in `values`: asked for, not read yet),
--- noting the hash in `missing` on its first; `load` reads them all in one HMGET.
+-- noting the hash in `missing` on its first; `load` reads them all in one HMGET. A hash
+-- that does not exist when a run first reads it (`fresh`: a number's or a range's first
+-- attempt of the day, most of them) holds this run's deltas only, as nothing else writes
+-- day hashes during a run: its fields are known without reading them, and `flush` makes
+-- it in one HSET.
+local fresh = {}
 local function want(name, fields, missing)
   local v = values[name]
   if not v then
     v = {}
     values[name] = v
+    if redis.call('EXISTS', name) == 0 then fresh[name] = true end
+  end
+  if fresh[name] then
+    local p = pending[name]
+    for j = 1, #fields do
+      local f = fields[j]
+      if v[f] == nil then v[f] = p and p[f] or 0 end
+    end
+    return
   end
   local list = missing[name]
   for j = 1, #fields do
@@ -248,18 +262,41 @@ local function load(name, fields)
     for i = 1, #fields do v[fields[i]] = tonumber(got[i]) or 0 end
   end
 end
+-- A fresh hash made by one HSET of the run's deltas, its expiry set (no TTL: it had none).
+local function create(name)
+  local args = {}
+  for f, delta in pairs(pending[name]) do
+    if delta ~= 0 then
+      args[#args + 1] = f
+      args[#args + 1] = fmt('%d', delta)
+    end
+  end
+  for i = 1, #args, 1000 do -- unpack's limit: Lua's C stack
+    redis.call('HSET', name, unpack(args, i, math.min(i + 999, #args)))
+  end
+  if #args > 128 then
+    widen(name)
+  elseif #args > 0 then
+    redis.call('EXPIRE', name, ttl + day)
+    expiring[name] = true
+  end
+end
 -- A hash none of whose fields came back as just its delta (each held a count already)
 -- existed before this run and did not grow: the run that made it, or added its last field,
 -- set its expiry and checked its size, so it takes no TTL or HLEN (a busy key's hashes).
 local function flush()
   for _, name in ipairs(written) do
-    local grew = false
-    for f, delta in pairs(pending[name]) do
-      if delta ~= 0 and redis.call('HINCRBY', name, f, fmt('%d', delta)) == delta then
-        grew = true
+    if fresh[name] then
+      create(name)
+    else
+      local grew = false
+      for f, delta in pairs(pending[name]) do
+        if delta ~= 0 and redis.call('HINCRBY', name, f, fmt('%d', delta)) == delta then
+          grew = true
+        end
       end
+      if grew then widen(name) end
     end
-    if grew then widen(name) end
   end
 end
 local function apply(changes)

@@ -178,7 +178,8 @@ async def test_a_run_reads_and_writes_a_shared_key_once_for_all_its_calls(
     """20 attempts at once on one key (and a number each) share script runs, and in a run
     the shared key's day hashes are read once and its fields written once with the calls'
     summed deltas: each call took one HMGET per window and day hash and an HINCRBY per
-    field, level and key (360 and 60+)."""
+    field, level and key (360 and 60+). The key's hash, made by the first run, is one HSET
+    (its fields are that run's deltas: a fresh hash, below)."""
     backend, client = counters
     burst = 20
 
@@ -193,8 +194,39 @@ async def test_a_run_reads_and_writes_a_shared_key_once_for_all_its_calls(
     assert runs <= 2, runs
     # KEY: 4 fields (attempts, spend, allowed, allowed spend) at 3 levels, once a run; each
     # number: 2 fields (attempts, spend) at 3 levels.
-    assert counts["HINCRBY"] == 12 * runs + 6 * burst, (counts, runs)
-    assert counts["HMGET"] <= 2 * runs, (counts, runs)  # the day and, for 24 h, the day before
+    assert counts["HSET"] == 1, counts
+    assert counts["HINCRBY"] == 12 * (runs - 1) + 6 * burst, (counts, runs)
+    assert counts["HMGET"] <= 2 * (runs - 1), (counts, runs)  # the day and the day before
+
+
+async def test_a_keys_first_attempt_of_the_day_makes_its_hash_in_one_write(
+    counters: tuple[RedisCounters, CountingRedis],
+) -> None:
+    """Most numbers and ranges are seen once a day: a run that finds a key's day hash
+    missing knows its fields (the run's own deltas) without reading them, and makes it with
+    one HSET and its expiry (before: an HMGET of the windows' fields, an HINCRBY per field
+    and level, TTL and HLEN: 10 commands here besides the marker's GET, 3 now). Its totals are the same, and the
+    next attempt reads and adds to what it wrote."""
+    backend, client = counters
+    number = "number:+46701234567"
+    reads = Reads([WindowQuery(number, 3600, "attempts"), WindowQuery(number, 3600, "spend")], NOW)
+
+    def attempt() -> Attempt:
+        return Attempt.of({number}, set(), clock=BucketClock(60), now=NOW, spend=7)
+
+    seen: list[dict[WindowQuery, int] | None] = []
+
+    async def first() -> None:
+        seen.append(await backend.observe(None, attempt().counted(), reads))
+
+    counts = await redis_commands(client, backend.prefix, first, by_scripts=True)
+    assert seen == [dict(zip(reads.queries, [1, 7], strict=True))]
+    assert counts == {"GET": 1, "EXISTS": 1, "HSET": 1, "EXPIRE": 1}, counts  # GET: the marker
+    hashes = [key async for key in client.scan_iter(f"{backend.prefix}{number}:d*")]
+    assert len(hashes) == 1 and await client.ttl(hashes[0]) > 86_400, hashes
+    assert len(await client.hgetall(hashes[0])) == 6  # attempts and spend, at 3 levels
+    totals = await backend.observe(None, attempt().counted(), reads)
+    assert totals == dict(zip(reads.queries, [2, 14], strict=True))
 
 
 async def test_a_run_on_hashes_that_grow_no_field_checks_no_expiry_or_size(
