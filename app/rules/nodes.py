@@ -46,14 +46,15 @@ _MEASURE_WORDS = {
 # again (the starter policy's 30 conditions read a handful of distinct values between them:
 # a country, a type, small counts). Records are never changed once built (decision.py),
 # so decisions may share them. A value's key is typed, and a falsy one's is its repr: 1,
-# 1.0 and True, and 0.0 and -0.0, render or serialize differently. A node keeps at most
+# 1.0 and True, and 0.0 and -0.0, render or serialize differently. A repr (a str) stands
+# where a truthy value's class does, so "" never meets the string "''". A node keeps at most
 # _MEMO records, then starts over (a count that keeps rising is new each time).
 _MEMO = 256
 _Memo = dict[Any, ConditionTrace]
 
 
-def _key(value: object) -> tuple[type, object]:
-    return (value.__class__, value) if value else (value.__class__, repr(value))
+def _key(value: object) -> tuple[object, object]:
+    return (value.__class__, value) if value else (repr(value), None)
 
 
 def _kept(memo: _Memo, key: object, record: ConditionTrace) -> ConditionTrace:
@@ -154,7 +155,8 @@ class FieldNode:
         name = self.condition.field
         facts = env.facts
         actual = facts.value(name, env.local) if self.local else getattr(facts, name)
-        key = (depth, _key(actual))
+        # _key(actual), inline (the most common nodes)
+        key = (depth, actual.__class__, actual) if actual else (depth, repr(actual), None)
         record = self.memo.get(key)
         if record is None:
             held = self.test(actual)
@@ -233,7 +235,7 @@ class VelocityNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self.count(env.facts)
-        key = (depth, _key(value))
+        key = (depth, value.__class__, value) if value else (depth, repr(value), None)
         record = self.memo.get(key)
         if record is None:
             held = self.exceeds(value)

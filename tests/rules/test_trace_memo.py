@@ -20,7 +20,7 @@ def _facts(rnd: random.Random, spec_ids: list[str]) -> Facts:
     aggregates = {spec: rnd.choice(ALIKE) for spec in spec_ids if rnd.random() < 0.9}
     return make_facts(
         price_amount=rnd.choice(ALIKE),
-        number_type=rnd.choice(["mobile", "premium_rate", None, ""]),
+        number_type=rnd.choice(["mobile", "premium_rate", None, "", "''", "None"]),
         valid=rnd.choice([True, False, 1, 0]),
         aggregates={k: v for k, v in aggregates.items() if v is not None},
     )
