@@ -15,6 +15,7 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from app.rules.e164 import number_kind, number_region, parse_e164
 from app.rules.fields import NUMBER_TYPES, WEEKDAYS, canonical_method
 
 _TYPE_NAMES: dict[int, str] = {
@@ -85,10 +86,11 @@ class Facts:
         return getattr(self, name)
 
 
-# A parse costs ~25 us; an entry ~310 bytes (the endpoint, its E.164 string, the facts, the
-# cache's node). The request and its success credit seconds later parse the same endpoint, and
-# a user asks again within a minute: 4,096 numbers are 14 s at 300 distinct numbers a second.
-# At 65,536 the cache kept ~20 MB, filled in the soak's first 4 minutes (docs/operations.md).
+# A parse costs ~87k instructions (e164.py; ~240k through phonenumbers.parse); an entry
+# ~310 bytes (the endpoint, its E.164 string, the facts, the cache's node). The request and
+# its success credit seconds later parse the same endpoint, and a user asks again within a
+# minute: 4,096 numbers are 14 s at 300 distinct numbers a second. At 65,536 the cache kept
+# ~20 MB, filled in the soak's first 4 minutes (docs/operations.md).
 NUMBER_CACHE = 4_096
 
 
@@ -99,14 +101,14 @@ def number_facts(endpoint: str) -> NumberFacts:
     if not text.startswith("+"):
         return NumberFacts(None, None, None, None, False)
     try:
-        parsed = phonenumbers.parse(text, None)
+        parsed = parse_e164(text)  # phonenumbers.parse(text, None), faster for "+digits"
     except NumberParseException:
         return NumberFacts(None, None, None, None, False)
     # The region once: for a calling code shared by several regions (+1, +44, +7) finding it
     # matches the number against each one's patterns, and is_valid_number would do it again.
-    region = phonenumbers.region_code_for_number(parsed)
+    region = number_region(parsed)  # phonenumbers.region_code_for_number(parsed)
     calling_code = int(parsed.country_code or 0)
-    kind = phonenumbers.number_type(parsed)
+    kind = number_kind(parsed, region)  # phonenumbers.number_type(parsed), region known
     return NumberFacts(
         e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         country=_country(region, calling_code),

@@ -41,6 +41,29 @@ _MEASURE_WORDS = {
 }
 
 
+# Each node's trace records, by what it read: a record depends only on the node (its depth
+# included) and the values it read, so one built for a value is reused for the same value
+# again (the starter policy's 30 conditions read a handful of distinct values between them:
+# a country, a type, small counts). Records are never changed once built (decision.py),
+# so decisions may share them. A value's key is typed, and a falsy one's is its repr: 1,
+# 1.0 and True, and 0.0 and -0.0, render or serialize differently. A repr (a str) stands
+# where a truthy value's class does, so "" never meets the string "''". A node keeps at most
+# _MEMO records, then starts over (a count that keeps rising is new each time).
+_MEMO = 256
+_Memo = dict[Any, ConditionTrace]
+
+
+def _key(value: object) -> tuple[object, object]:
+    return (value.__class__, value) if value else (repr(value), None)
+
+
+def _kept(memo: _Memo, key: object, record: ConditionTrace) -> ConditionTrace:
+    if len(memo) >= _MEMO:
+        memo.clear()
+    memo[key] = record
+    return record
+
+
 @dataclass(frozen=True, slots=True)
 class Env:
     facts: Facts
@@ -63,27 +86,34 @@ class GroupNode:
     kind: str
     children: tuple[Node, ...]
     head: str = field(init=False)  # "all of 3: " (the trace's constant part)
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _derive(self, head=f"{self.kind} of {len(self.children)}: ")
+        _derive(self, head=f"{self.kind} of {len(self.children)}: ", memo={})
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         mark = len(out)
         inner = depth + 1
+        count = 0  # for `not`, its child's result
+        for child in self.children:
+            if child.run(env, out, inner):
+                count += 1
+        record = self.memo.get((depth, count))
+        if record is None:
+            record = _kept(self.memo, (depth, count), self._record(count, depth))
+        out.insert(mark, record)
+        return record.held
+
+    def _record(self, count: int, depth: int) -> ConditionTrace:
         kind = self.kind
         if kind == "not":
-            result = self.children[0].run(env, out, inner)
+            result = count > 0
             held = not result
             text = f"not ({HELD[result]}): {HELD[held]}"
         else:
-            count = 0
-            for child in self.children:
-                if child.run(env, out, inner):
-                    count += 1
             held = count == len(self.children) if kind == "all" else count > 0
             text = f"{self.head}{count} held: {HELD[held]}"
-        out.insert(mark, ConditionTrace(kind, held, text, None, None, depth))
-        return held
+        return ConditionTrace(kind, held, text, None, None, depth)
 
     def holds(self, env: Env) -> bool:
         kind = self.kind
@@ -112,22 +142,29 @@ class FieldNode:
     # `compare` with the op and the prepared value bound; whether the fact is local time.
     test: Callable[[object], bool] = field(init=False)
     local: bool = field(init=False)
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         cond = self.condition
         what = describe(cond.op, cond.value)
         expected = as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value]
         _derive(self, what=what, label=f"{cond.field} {what}", expected=expected)
-        _derive(self, test=tester(cond.op, self.prepared), local=cond.field in _LOCAL)
+        _derive(self, test=tester(cond.op, self.prepared), local=cond.field in _LOCAL, memo={})
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         name = self.condition.field
         facts = env.facts
         actual = facts.value(name, env.local) if self.local else getattr(facts, name)
-        held = self.test(actual)
-        text = f"{name} {render(actual)} {self.what}: {HELD[held]}"
-        out.append(ConditionTrace(self.label, held, text, as_json(actual), self.expected, depth))
-        return held
+        # _key(actual), inline (the most common nodes)
+        key = (depth, actual.__class__, actual) if actual else (depth, repr(actual), None)
+        record = self.memo.get(key)
+        if record is None:
+            held = self.test(actual)
+            text = f"{name} {render(actual)} {self.what}: {HELD[held]}"
+            record = ConditionTrace(self.label, held, text, as_json(actual), self.expected, depth)
+            record = _kept(self.memo, key, record)
+        out.append(record)
+        return record.held
 
     def holds(self, env: Env) -> bool:
         name = self.condition.field
@@ -180,6 +217,7 @@ class VelocityNode:
     counted_id: str = field(init=False)
     verified_id: str | None = field(init=False)
     adds: int = field(init=False)  # 0 nothing, 1 one attempt, 2 its price
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         head = f"{_key_name(self.spec)} {self._words()}"
@@ -188,7 +226,7 @@ class VelocityNode:
         _derive(self, head=head, tail=tail, label=f"{head} {tail}")
         adds = {"allowed_attempts": 1, "allowed_spend": 2}.get(self.spec.measure, 0)
         verified_id = self.verified.id if self.verified is not None else None
-        _derive(self, counted_id=self.spec.id, verified_id=verified_id, adds=adds)
+        _derive(self, counted_id=self.spec.id, verified_id=verified_id, adds=adds, memo={})
 
     def _words(self) -> str:
         if self.verified is None:
@@ -197,11 +235,16 @@ class VelocityNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         value = self.count(env.facts)
-        held = self.exceeds(value)
-        shown = "(no count)" if value is None else render(value)
-        text = f"{self.head} {shown} {self.tail}: {HELD[held]}"
-        out.append(ConditionTrace(self.label, held, text, value, self.max, depth))
-        return held
+        key = (depth, value.__class__, value) if value else (depth, repr(value), None)
+        record = self.memo.get(key)
+        if record is None:
+            held = self.exceeds(value)
+            shown = "(no count)" if value is None else render(value)
+            text = f"{self.head} {shown} {self.tail}: {HELD[held]}"
+            record = ConditionTrace(self.label, held, text, value, self.max, depth)
+            record = _kept(self.memo, key, record)
+        out.append(record)
+        return record.held
 
     def holds(self, env: Env) -> bool:
         return self.exceeds(self.count(env.facts))
@@ -245,6 +288,7 @@ class AdaptiveNode:
     at_floor: str = field(init=False)  # "floor 20 (20 or fewer verified in 14d)"
     scaled: tuple[str, str] = field(init=False)  # around the verified count in "max(…)"
     count_tail: str = field(init=False)  # " in 1h > limit "
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         limit = self.adaptive
@@ -255,16 +299,23 @@ class AdaptiveNode:
         scaled = (f"max({render(floor)}, {render(factor)}{TIMES}", f" verified {baseline})")
         _derive(self, label=label, floor=floor, factor=factor, baseline_id=self.baseline.id)
         _derive(self, at_floor=f"floor {render(floor)} ({under})", scaled=scaled)
-        _derive(self, count_tail=f" in {self.counted.window} > limit ")
+        _derive(self, count_tail=f" in {self.counted.window} > limit ", memo={})
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        value = self.counted.count(env.facts)
-        limit, why = self.limit(env.facts)
-        held = value is not None and value > limit
-        shown = "(no count)" if value is None else render(value)
-        text = f"{self.counted.head} {shown}{self.count_tail}{render(limit)} = {why}: {HELD[held]}"
-        out.append(ConditionTrace(self.label, held, text, value, limit, depth))
-        return held
+        facts = env.facts
+        value = self.counted.count(facts)
+        key = (depth, _key(value), _key(facts.aggregates.get(self.baseline_id)))
+        record = self.memo.get(key)
+        if record is None:
+            limit, why = self.limit(facts)
+            held = value is not None and value > limit
+            shown = "(no count)" if value is None else render(value)
+            head, tail, at = self.counted.head, self.count_tail, render(limit)
+            text = f"{head} {shown}{tail}{at} = {why}: {HELD[held]}"
+            record = ConditionTrace(self.label, held, text, value, limit, depth)
+            record = _kept(self.memo, key, record)
+        out.append(record)
+        return record.held
 
     def holds(self, env: Env) -> bool:
         value = self.counted.count(env.facts)
@@ -346,23 +397,29 @@ class ConversionNode:
     head: str = field(init=False)
     rule: str = field(init=False)
     label: str = field(init=False)
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         rule = f"in {self.window} < {render(self.below)} (min {self.min_attempts} attempts)"
         head = f"{_key_name(self.attempts)} conversion"
-        _derive(self, head=head, rule=rule, label=f"{head} {rule}")
+        _derive(self, head=head, rule=rule, label=f"{head} {rule}", memo={})
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         attempts, successes, ratio, held = self.measure(env.facts)
-        head, rule = self.head, self.rule
-        if attempts is None or successes is None or ratio is None:
-            shown = "(no count)"
-        else:
-            shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
-        text = f"{head} {shown} {rule}: {HELD[held]}"
-        actual = None if ratio is None else round(ratio, 6)
-        out.append(ConditionTrace(self.label, held, text, actual, self.below, depth))
-        return held
+        key = (depth, _key(attempts), _key(successes))
+        record = self.memo.get(key)
+        if record is None:
+            head, rule = self.head, self.rule
+            if attempts is None or successes is None or ratio is None:
+                shown = "(no count)"
+            else:
+                shown = f"{render(successes)}/{render(attempts)} = {ratio:.3f}"
+            text = f"{head} {shown} {rule}: {HELD[held]}"
+            actual = None if ratio is None else round(ratio, 6)
+            record = ConditionTrace(self.label, held, text, actual, self.below, depth)
+            record = _kept(self.memo, key, record)
+        out.append(record)
+        return record.held
 
     def holds(self, env: Env) -> bool:
         return self.measure(env.facts)[3]

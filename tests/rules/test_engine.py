@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.rules.containment import Block, compile_containments
 from app.rules.engine import Decision, compile_policy, evaluate, replay
 from app.rules.facts import facts_from_json, facts_to_json
 
@@ -274,3 +276,53 @@ def test_fallback_decision() -> None:
     decision = Decision.fallback("allow")
     assert (decision.action, decision.reason, decision.mode) == ("allow", "fallback", "fallback")
     assert decision.model_dump(mode="json")["trace"] == []
+
+
+def _as_model_construct_built_it(decision: Decision) -> Decision:
+    """The Decision as evaluate built it before (Decision.model_construct), on each path."""
+    common = {
+        "trace": decision.trace,
+        "aggregates": decision.aggregates,
+        "policy_version": decision.policy_version,
+    }
+    if decision.reason == "contained":
+        return Decision.model_construct(action="deny", reason="contained", mode="enforce", **common)
+    common["shadow"] = decision.shadow
+    if decision.mode == "default":
+        return Decision.model_construct(
+            action=decision.action, reason="default", mode="default", **common
+        )
+    return Decision.model_construct(
+        action=decision.action,
+        reason=decision.reason,
+        mode="enforce",
+        rule=decision.rule,
+        rule_id=decision.rule_id,
+        rule_revision=decision.rule_revision,
+        answer=decision.answer,
+        **common,
+    )
+
+
+def test_decisions_are_built_as_model_construct_builds_them() -> None:
+    # evaluate fills the Decision's fields itself (no per-field loop): the same __dict__, in
+    # the same order, the same fields set and no extra or private values, on all three paths.
+    rule = make_rule(SE, action="allow", answer={"sms_code_length": 6})
+    shadow = make_rule(SE, name="s1", mode="shadow", action="deny")
+    compiled = compile_policy(make_policy(rule, shadow), version=4)
+    other = compile_policy(make_policy(make_rule(NO)), version="v")
+    block = Block(7, "a1", "country", "SE", NOW + timedelta(hours=1))
+    contained = replace(compiled, containments=compile_containments([block]))
+    facts = make_facts(aggregates={"x": 2})
+    made = [evaluate(compiled, facts), evaluate(other, facts), evaluate(contained, facts)]
+    assert [(d.mode, d.reason, len(d.shadow)) for d in made] == [
+        ("enforce", "test_reason", 1),
+        ("default", "default", 0),
+        ("enforce", "contained", 0),
+    ]
+    for decision in made:
+        expected = _as_model_construct_built_it(decision)
+        assert list(decision.__dict__.items()) == list(expected.__dict__.items())
+        assert decision.model_fields_set == expected.model_fields_set
+        assert (decision.__pydantic_extra__, decision.__pydantic_private__) == (None, None)
+        assert decision.model_dump_json() == expected.model_dump_json()
