@@ -18,6 +18,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app.gc_settings import PauseCollector
+
 DECISION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.5)
 
 
@@ -28,6 +30,7 @@ class Metrics:
         # The collectors the client's default registry holds, in its order.
         self.registry = registry = CollectorRegistry()
         GCCollector(registry=registry)
+        PauseCollector(registry)  # each collection's pause, by generation
         PlatformCollector(registry=registry)
         ProcessCollector(registry=registry)
         self.callbacks = Counter(

@@ -52,10 +52,17 @@ class Watch:
         self.batches_patched = False
         self.waits: dict[str, list[float]] = collections.defaultdict(list)  # submit -> outcome
         self.behind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-        self.writes: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
+        # Each batch's size and write ms, in two flat lists: ints and floats are not tracked
+        # by the collector, a tuple per batch was (and set off collections of its own).
+        self.writes: dict[str, tuple[list[int], list[float]]] = collections.defaultdict(
+            lambda: ([], [])
+        )
         # Per callback (VERIFYGUARD_LOOP_WATCH_REQUESTS=1): the finished ones (start, total,
-        # own steps' CPU, steps, longest, the stages' waits); SERVING holds the running one's.
-        self.requests: list[list[Any]] = []
+        # own steps' CPU, steps, longest, the stages' waits), each already a JSON line: a
+        # string is not tracked by the collector, where a list and dicts per callback kept for
+        # 10 s made the watched server collect every few seconds (the collections it then
+        # reported as the request path's). SERVING holds the running one's.
+        self.requests: list[str] = []
         self.batch_of: dict[int, tuple[float, float, int]] = {}  # id(item) -> its batch
         self.callbacks_patched = not REQUESTS
         self.count = 0
@@ -165,7 +172,9 @@ class Watch:
             finally:
                 ended = time.perf_counter()
                 took = round(1000 * (ended - started), 3)
-                watch.writes[self.name].append((len(batch), took))
+                sizes, times = watch.writes[self.name]
+                sizes.append(len(batch))
+                times.append(took)
                 if REQUESTS:
                     for item, _ in batch:
                         watch.batch_of[id(item)] = (started, ended, len(batch))
@@ -188,11 +197,11 @@ class Watch:
             finally:
                 ended = time.perf_counter()
                 record["open"] = False
-                watch.requests.append(
+                watch.requests.append(json.dumps(
                     [round(started - watch.started, 4), round(1000 * (ended - started), 2),
                      round(1000 * record["cpu"], 2), record["steps"],
                      round(1000 * record["top"], 2), record["stages"]]
-                )  # fmt: skip
+                ))  # fmt: skip
 
         app._serve_callback = timed_serve
 
@@ -300,8 +309,8 @@ class Watch:
             "batch_waits_ms": {k: _spread(v) for k, v in list(self.waits.items())},
             "submits_free_behind": dict(self.behind),
             "batch_writes_ms": {
-                k: _spread([t for _, t in v]) | {"size": _spread([n for n, _ in v])}
-                for k, v in list(self.writes.items())
+                k: _spread(list(times)) | {"size": _spread(list(sizes))}
+                for k, (sizes, times) in list(self.writes.items())
             },
             "bins": {key: dict(value) for key, value in list(self.bins.items())},
         }
@@ -316,14 +325,14 @@ class Watch:
         self.flush_requests()
 
     def flush_requests(self) -> None:
-        """The callbacks finished since the last flush, appended a line each (one small
-        encoding at a time: a single large one would hold the GIL, stalling the loop)."""
+        """The callbacks finished since the last flush, appended a line each (each encoded
+        as it finished: a single large encoding would hold the GIL, stalling the loop)."""
         with self.lock:
             done, self.requests = self.requests, []
             if done:
                 with open(self.out + ".requests", "a") as f:
-                    for record in done:
-                        f.write(json.dumps(record) + "\n")
+                    for line in done:
+                        f.write(line + "\n")
 
     def dump_every(self) -> None:
         while True:

@@ -116,6 +116,9 @@ class Minute:
     # a server that falls behind spends a minute's CPU on earlier minutes' events).
     server_cpu_s: float | None = None
     pg_cpu_s: float | None = None
+    # The server's garbage collections this minute, per generation: how many and their
+    # pauses' sum in ms (its `verifyguard_gc_pause_seconds`; an older server has none).
+    gc: dict[str, list[float]] | None = None
     counter_rows: int | None = None
     counter_seq_rows: int | None = None  # of counter_rows, read by sequential scans
     answered: int = 0
@@ -162,6 +165,7 @@ class Minute:
             "pg_cpu_ms_per_request": _per(self.pg_cpu_s, 1000, self.answered),
             "counter_rows_read_per_request": _per(self.counter_rows, 1, self.answered),
             "counter_seq_rows_read_per_request": _per(self.counter_seq_rows, 1, self.answered),
+            "gc": self.gc,
         }
 
 
@@ -372,6 +376,7 @@ async def _sample(
         pg = await _pg_cpu(conn, cluster) if conn is not None else None
         server = procs.cpu_seconds(soak.pid)
         cpu = time.process_time()
+        pauses = await _gc_pauses(soak.port)
         for index in range(count):
             await asyncio.sleep(max(0.0, soak.started + 60 * (index + 1) - time.perf_counter()))
             used, cpu = time.process_time() - cpu, time.process_time()
@@ -380,6 +385,15 @@ async def _sample(
             used, server = procs.cpu_seconds(soak.pid) - server, procs.cpu_seconds(soak.pid)
             soak.minutes[index].server_cpu_s = round(used, 3)
             soak.minutes[index].fallbacks = await _fallbacks(soak.port)
+            now_pauses = await _gc_pauses(soak.port)
+            soak.minutes[index].gc = {
+                generation: [
+                    now_pauses[generation][0] - count,
+                    round(now_pauses[generation][1] - ms, 1),
+                ]
+                for generation, (count, ms) in pauses.items()
+            }
+            pauses = now_pauses
             if conn is not None and db is not None:
                 now = await conn.fetchrow(DB_SQL)
                 minute = soak.minutes[index]
@@ -488,6 +502,20 @@ async def _metric(port: int, name: str) -> float:
     writer.close()
     found = re.findall(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)
     return sum(float(value) for value in found)
+
+
+async def _gc_pauses(port: int) -> dict[str, tuple[float, float]]:
+    """The server's collections so far per generation: how many, and their pauses in ms."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(f"GET /metrics HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n".encode())
+    text = (await reader.read()).decode()
+    writer.close()
+    found = dict.fromkeys("012", (0.0, 0.0))
+    pattern = r'^verifyguard_gc_pause_seconds_(count|sum)\{generation="(\d)"\} ([0-9.e+-]+)$'
+    for kind, generation, value in re.findall(pattern, text, re.M):
+        count, ms = found[generation]
+        found[generation] = (float(value), ms) if kind == "count" else (count, 1000 * float(value))
+    return found
 
 
 def _drop_backlog(soak: Soak) -> None:
@@ -641,6 +669,12 @@ def render(
     lines.append(f"stored: {stored}")
     lines.append("the longest open transaction of each minute (backend | state | statement):")
     lines += [f"{r['minute']:>6}  {r['longest_xact_ms']:>8} ms  {r['longest_xact']}" for r in rows]
+    lines.append("the server's garbage collections per minute, by generation: count (pause ms)")
+    lines += [
+        f"{r['minute']:>6}  "
+        + "  ".join(f"gen{g} {n:g} ({ms} ms)" for g, (n, ms) in (r["gc"] or {}).items())
+        for r in rows
+    ]
     lines.append("autovacuum, per minute: seconds seen running (sampled each second): tables")
     lines += [
         f"{r['minute']:>6}  {r['autovacuum_samples']:>4} s  {', '.join(r['autovacuumed'])}"
