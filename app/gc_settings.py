@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
 import time
 from collections.abc import Iterable, Iterator
@@ -101,7 +102,7 @@ class Pauses:
         generation = info["generation"]
         self.sums[generation] += took
         counts = self.buckets[generation]
-        counts[next((i for i, b in enumerate(PAUSE_BUCKETS) if took <= b), -1)] += 1
+        counts[bisect.bisect_left(PAUSE_BUCKETS, took)] += 1  # the last: +Inf
 
 
 PAUSES = Pauses()
