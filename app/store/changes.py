@@ -18,13 +18,14 @@ re-reads everything now and then for those.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, any_, case, func, literal_column, or_, select
+from sqlalchemy import and_, any_, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,12 +40,20 @@ FIRST_GAPS = 100_000  # ids below the first mark checked for claims not committe
 # Verifications read per statement: SQLite takes one parameter each; PostgreSQL, given
 # 9,000 ids of 300,000 rows in one array, scanned the table rather than probe the key.
 CHUNK = 900
+# Around the claims' receipt times, the request times read in order (_recent).
+RECENT_MARGIN = timedelta(seconds=5)
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-# Claim ids read at a time (then their verifications): a few MB at most in flight, and
-# each chunk's rows turned into changes in one step of the event loop (2,000: 6-9 ms of CPU;
-# 1,000 still made steps of 2-3.5 ms, the refresh's share of the soak's steps over 2 ms).
+# Claims turned into changes in one step of the event loop (2,000: 6-9 ms of CPU; 1,000
+# still made steps of 2-3.5 ms, the refresh's share of the soak's steps over 2 ms).
 CLAIM_CHUNK = 500
-PRESENT_CHUNK = 1000  # ids in (last, top] read at a time when some are missing
+# Inbox ids read at a time (their claims decoded in one step of the event loop: the ~18,000
+# ids of a refresh at 300/s in one result were 6 ms of decoding and 8 ms making a set).
+SPAN_CHUNK = 1000
+
+
+# (inbox id, event, verification id, received at if a result) of a request or result claim
+# (event and verification id None for any other inbox row).
+Claim = tuple[int, str | None, str | None, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +82,7 @@ async def start(conn: AsyncConnection, now: datetime) -> Mark:
     if top is None:
         return Mark()
     floor = max(0, int(top) - FIRST_GAPS)
-    seen = set((await conn.execute(select(c.id).where(_span(floor, int(top))))).scalars())
+    seen = set((await conn.execute(select(c.id).where(_ids(floor, int(top))))).scalars())
     return Mark(int(top), {i: now for i in range(floor + 1, int(top)) if i not in seen})
 
 
@@ -85,37 +94,45 @@ async def changes(
 ) -> tuple[list[Change], Mark]:
     """The attempts and successes the claims after `mark` stored; the next mark.
 
-    Two reads by primary key (the claims, then their verifications), not one join: the
-    planner, which cannot know how many claims lie past the statistics' last id, chose a
-    hash join over a scan of every verification."""
-    present, filled, top = await _new_ids(conn, mark)
-    refill = sorted(filled)
-    out: dict[str, Change] = {}  # by verification: its request's and result's claims are one
-    for lo in range(mark.last, top, CLAIM_CHUNK):
-        hi = min(top, lo + CLAIM_CHUNK)
-        claims = await _claims(conn, lo, hi, refill if lo == mark.last else [])
-        found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
-        _collect(out, claims, found)
+    Reads by primary key, not one join (the planner, which cannot know how many claims lie
+    past the statistics' last id, chose a hash join over a scan of every verification):
+    the inbox past the mark once, a range at a time (its ids present and its claims in the
+    same pass over the heap: a count, then the ids, then the claims visited the same pages
+    up to three times), then each verification the claims name once, in id order (its
+    request's and result's claims, 2 s apart, fall in different ranges: read per range,
+    most verifications were looked up twice)."""
+    top = await _top(conn, mark)
+    claims, filled = await _filled(conn, mark)
+    missing: set[int] = set()  # ids in (last, top] not visible in this snapshot
+    for lo in range(mark.last, top, SPAN_CHUNK):
+        hi = min(top, lo + SPAN_CHUNK)
+        rows = await _span(conn, lo, hi)
+        if len(rows) != hi - lo:
+            missing.update(set(range(lo + 1, hi + 1)).difference([row[0] for row in rows]))
+        claims += [row for row in rows if row[2] is not None]
         await asyncio.sleep(0)  # the request path's turns, on the same event loop
-    if top == mark.last and filled:
-        claims = await _claims(conn, top, top, refill)
-        found = await _verifications(conn, sorted({claim[2] for claim in claims}), tuple(keys))
-        _collect(out, claims, found)
-    return list(out.values()), _next(mark, present, filled, top, now)
+    wanted = {c[2] for c in claims if c[2] is not None}
+    found = await _recent(conn, claims, wanted, tuple(keys))
+    found |= await _verifications(conn, sorted(wanted.difference(found)), tuple(keys))
+    out: dict[str, Change] = {}  # by verification: its request's and result's claims are one
+    for start in range(0, len(claims), CLAIM_CHUNK):
+        _collect(out, claims[start : start + CLAIM_CHUNK], found)
+        await asyncio.sleep(0)
+    return list(out.values()), _next(mark, missing, filled, top, now)
 
 
 def _collect(
     out: dict[str, Change],
-    claims: Sequence[tuple[int, str, str, datetime | None]],
+    claims: Sequence[Claim],
     found: dict[str, Sequence[Any]],
 ) -> None:
-    for claim_id, _, verification_id, received_at in claims:
-        v = found.get(verification_id)
-        if v is None or v[1] is None:
+    for claim_id, event, verification_id, received_at in claims:
+        v = found.get(verification_id or "")
+        if verification_id is None or v is None or v[1] is None:
             continue  # a result before its request: counted when the request is stored
         attempt = claim_id == v[4]
         verified = v[2] == SUCCESSFUL and (
-            attempt or (received_at is not None and received_at == v[3])
+            attempt or (event == RESULT and received_at is not None and received_at == v[3])
         )
         if not (attempt or verified):
             continue
@@ -128,50 +145,68 @@ def _collect(
         )
 
 
-async def _claims(
-    conn: AsyncConnection, last: int, top: int, filled: Sequence[int]
-) -> list[tuple[int, str, str, datetime | None]]:
-    """(id, event, verification id, received at if a result) of the new request and result
-    claims: those in (last, top] and the gaps `filled`."""
+async def _span(conn: AsyncConnection, last: int, top: int) -> list[Claim]:
+    """Every inbox id in (last, top], with its (event, verification id, received at if a
+    result) when it is a request or result claim (None otherwise): one pass over the span's
+    heap pages, in the order they were written."""
     if conn.dialect.name == "postgresql":  # asyncpg's rows: a fifth of SQLAlchemy's CPU
-        rows = await (await driver(conn)).fetch(_PG_CLAIMS, last, top, list(filled))
+        rows = await (await driver(conn)).fetch(_PG_SPAN, last, top)
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
-    c = callbacks.c
-    span = and_(c.id > last, c.id <= top)
-    received = case((c.event == RESULT, c.received_at))
-    stmt = select(c.id, c.event, c.verification_id, received).where(
-        or_(span, c.id.in_(filled)) if filled else span,
-        c.event.in_((REQUEST, RESULT)),
-        c.verification_id.is_not(None),
-    )
+    stmt = select(*_claim_columns()).where(_ids(last, top))
     return [(int(r[0]), r[1], r[2], r[3]) for r in await conn.execute(stmt)]
 
 
-# The span and the gaps read apart: an OR of the two, or an open `id > $1`, planned on a
-# never-analysed table (a new database before autovacuum's first pass, or without it) is a
-# scan of every callback, kept by the connection's generic plan as the inbox grows.
-# Each gap is looked up by its id (a LATERAL subquery the LIMIT keeps apart, as in
-# pg_outcomes.py).
+async def _filled(conn: AsyncConnection, mark: Mark) -> tuple[list[Claim], set[int]]:
+    """The claims among the mark's gaps now visible, and those gaps' ids (filled)."""
+    if not mark.gaps:
+        return [], set()
+    wanted = sorted(mark.gaps)
+    if conn.dialect.name == "postgresql":
+        rows: Any = await (await driver(conn)).fetch(_PG_GAPS, wanted)
+    else:
+        stmt = select(*_claim_columns()).where(callbacks.c.id.in_(wanted))
+        rows = await conn.execute(stmt)
+    found = [(int(r[0]), r[1], r[2], r[3]) for r in rows]
+    return [row for row in found if row[2] is not None], {row[0] for row in found}
+
+
+def _claim_columns() -> list[Any]:
+    c = callbacks.c
+    claim = and_(c.event.in_((REQUEST, RESULT)), c.verification_id.is_not(None))
+    return [
+        c.id,
+        case((claim, c.event)),
+        case((claim, c.verification_id)),
+        case((claim, c.received_at)),
+    ]
+
+
+# Ranges bounded on both sides: an open `id > $1`, planned on a never-analysed table (a new
+# database before autovacuum's first pass, or without it), is a scan of every callback,
+# kept by the connection's generic plan as the inbox grows. Each gap is looked up by its id
+# (a LATERAL subquery the LIMIT keeps apart, as in pg_outcomes.py).
 _PG_CLAIM_COLUMNS = (
-    "SELECT c.id, c.event, c.verification_id, "
-    "CASE WHEN c.event = 'VerificationResultEvent' THEN c.received_at END FROM callbacks c WHERE "
+    "SELECT c.id, CASE WHEN c.verification_id IS NOT NULL AND c.event IN "
+    "('VerificationRequestEvent', 'VerificationResultEvent') THEN c.event END, "
+    "CASE WHEN c.event IN ('VerificationRequestEvent', 'VerificationResultEvent') "
+    "THEN c.verification_id END, "
+    "CASE WHEN c.event IN ('VerificationRequestEvent', 'VerificationResultEvent') "
+    "THEN c.received_at END FROM callbacks c WHERE "
 )
-_PG_CLAIM_KINDS = (
-    " AND c.verification_id IS NOT NULL "
-    "AND c.event IN ('VerificationRequestEvent', 'VerificationResultEvent')"
-)
-_PG_CLAIMS = (
-    f"{_PG_CLAIM_COLUMNS}c.id > $1 AND c.id <= $2{_PG_CLAIM_KINDS} UNION ALL "  # noqa: S608
-    "SELECT c.* FROM unnest($3::bigint[]) AS g(id) CROSS JOIN LATERAL "
-    f"({_PG_CLAIM_COLUMNS}c.id = g.id AND NOT (c.id > $1 AND c.id <= $2){_PG_CLAIM_KINDS} "
-    "LIMIT 1) AS c"
+_PG_SPAN = f"{_PG_CLAIM_COLUMNS}c.id > $1 AND c.id <= $2"
+_PG_GAPS = (
+    "SELECT c.* FROM unnest($1::bigint[]) AS g(id) CROSS JOIN LATERAL "  # noqa: S608
+    f"({_PG_CLAIM_COLUMNS}c.id = g.id LIMIT 1) AS c"
 )
 
 
-_PG_PRESENT = "SELECT id FROM callbacks WHERE id > $1 AND id <= $2"
+async def _top(conn: AsyncConnection, mark: Mark) -> int:
+    """The highest inbox id visible (the primary key's last entry), never below the mark."""
+    highest = (await conn.execute(select(func.max(callbacks.c.id)))).scalar()
+    return max(mark.last, int(highest)) if highest is not None else mark.last
 
 
-def _span(last: int, top: int) -> Any:
+def _ids(last: int, top: int) -> Any:
     """Ids in (last, top]: bounded on both sides, a range the primary key serves in any
     plan (an open `id > last` is estimated at a third of the table without statistics)."""
     c = callbacks.c
@@ -191,6 +226,51 @@ def _pg_verifications(keys: tuple[tuple[str, int | None], ...]) -> str:
     return str(stmt.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
 
 
+async def _recent(
+    conn: AsyncConnection,
+    claims: Sequence[Claim],
+    wanted: set[str],
+    keys: tuple[tuple[str, int | None], ...],
+) -> dict[str, Sequence[Any]]:
+    """The `wanted` verifications requested around when their claims were received, read
+    by request time (`ix_verifications_requested_at_id`: the rows of the refresh's seconds
+    lie together, in the index and in the heap, visited in the heap's order), not one
+    primary-key descent each, scattered over the index. What this misses (a result hours
+    late, a request time on another clock) is read by id. A slice of time at a time (about
+    CHUNK verifications: 2 * CHUNK claims); stops once it has read half as many rows not
+    wanted."""
+    if conn.dialect.name != "postgresql" or not wanted:
+        return {}
+    times = sorted(c[3] for c in claims if c[3] is not None)
+    if not times:
+        return {}
+    # From the first hundredth of the claims (a gap filled late or a spooled callback
+    # replayed does not stretch the read over the hours between) to the last.
+    first = times[len(times) // 100] - RECENT_MARGIN
+    bounds = [first, *(t for t in times[2 * CHUNK :: 2 * CHUNK] if t > first)]
+    bounds.append(max(times[-1], bounds[-1]) + RECENT_MARGIN)
+    out: dict[str, Sequence[Any]] = {}
+    fetch, statement, unwanted = (await driver(conn)).fetch, _pg_recent(keys), 0
+    for lo, hi in itertools.pairwise(bounds):
+        if unwanted > len(wanted) // 2 + CHUNK:  # not where the wanted ones are
+            break
+        rows = await fetch(statement, lo, hi)
+        out |= {row[0]: tuple(row) for row in rows if row[0] in wanted}
+        unwanted += sum(1 for row in rows if row[0] not in wanted)
+        await asyncio.sleep(0)  # the request path's turns
+    return out
+
+
+@cache
+def _pg_recent(keys: tuple[tuple[str, int | None], ...]) -> str:
+    """The verifications requested in [$1, $2)."""
+    v = verifications.c
+    since = v.requested_at >= literal_column("$1::timestamptz")
+    before = v.requested_at < literal_column("$2::timestamptz")
+    stmt = select(*_columns(keys)).where(since, before)
+    return str(stmt.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
+
+
 async def _verifications(
     conn: AsyncConnection, ids: Sequence[str], keys: tuple[tuple[str, int | None], ...]
 ) -> dict[str, Sequence[Any]]:
@@ -205,37 +285,13 @@ async def _verifications(
             stmt = select(*_columns(keys)).where(verifications.c.id.in_(chunk))
             rows = await conn.execute(stmt)
         out |= {row[0]: tuple(row) for row in rows}
+        await asyncio.sleep(0)  # the request path's turns
     return out
 
 
-async def _new_ids(conn: AsyncConnection, mark: Mark) -> tuple[set[int] | None, set[int], int]:
-    """The claim ids visible past the mark (None: all of them up to the highest, the usual
-    case, counted rather than fetched), the mark's gaps now filled, and the highest id."""
-    c = callbacks.c
-    highest = (await conn.execute(select(func.max(c.id)))).scalar()  # the index's last entry
-    top = max(mark.last, int(highest)) if highest is not None else mark.last
-    count = (await conn.execute(select(func.count()).where(_span(mark.last, top)))).scalar()
-    present = None
-    if count != top - mark.last and conn.dialect.name == "postgresql":  # asyncpg's rows
-        # A span at a time: the ~18,000 ids of a refresh at 300/s in one result were 6 ms
-        # of the event loop decoding them and 8 ms making the set (bench/loop_watch.py).
-        present, fetch = set(), (await driver(conn)).fetch
-        for lo in range(mark.last, top, PRESENT_CHUNK):
-            rows = await fetch(_PG_PRESENT, lo, min(top, lo + PRESENT_CHUNK))
-            present.update([int(row[0]) for row in rows])
-    elif count != top - mark.last:
-        present = set((await conn.execute(select(c.id).where(_span(mark.last, top)))).scalars())
-    filled: set[int] = set()
-    if mark.gaps:
-        stmt = select(c.id).where(c.id.in_(sorted(mark.gaps)))
-        filled = set((await conn.execute(stmt)).scalars())
-    return present, filled, top
-
-
-def _next(mark: Mark, present: set[int] | None, filled: set[int], top: int, now: datetime) -> Mark:
+def _next(mark: Mark, missing: set[int], filled: set[int], top: int, now: datetime) -> Mark:
     gaps = {i: t for i, t in mark.gaps.items() if i not in filled and now - t < GAP_LIFETIME}
-    if present is not None:
-        gaps |= {i: now for i in range(mark.last + 1, top) if i not in present}
+    gaps |= {i: now for i in missing}
     if len(gaps) > MAX_GAPS:
         gaps = dict(sorted(gaps.items())[-MAX_GAPS:])
     return Mark(top, gaps)

@@ -132,7 +132,7 @@ async def test_incremental_refreshes_equal_a_full_read(
     # Claims and verifications read a few at a time: a verification's request and result
     # claims fall in different chunks (and the ids present past a mark, where some are not).
     monkeypatch.setattr(changes, "CLAIM_CHUNK", 7)
-    monkeypatch.setattr(changes, "PRESENT_CHUNK", 5)
+    monkeypatch.setattr(changes, "SPAN_CHUNK", 5)
     monkeypatch.setattr(changes, "CHUNK", 3)
     rng = random.Random(seed)
     history = History(engine, rng)
