@@ -27,6 +27,7 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path.cwd()))  # the worktree run from, not this file's
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,8 +74,8 @@ INSERT INTO verifications (id, created_at, requested_at, number, country, action
                            request_callback_id, shadow_deny, degraded, price_amount,
                            price_currency, custom)
 SELECT c.verification_id, c.received_at, c.received_at,
-       '+4670' || lpad((abs(('x' || substr(c.verification_id, 1, 8))::bit(32)::int) % 10000000)::text,
-                       7, '0'),
+       '+4670' || lpad((abs(('x' || substr(c.verification_id, 1, 8))::bit(32)::int)
+                        % 10000000)::text, 7, '0'),
        'SE', 'allow', c.id, false, false, 0.05, 'EUR', repeat('x', 300)
 FROM callbacks c WHERE c.id > :lo AND c.event = 'VerificationRequestEvent' ORDER BY c.id
 """
@@ -179,24 +180,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--body", type=int, default=640, help="raw body bytes per callback")
     args = parser.parse_args(argv)
-    with private_cluster(SETTINGS) as admin:
-        with postgres_database(admin, prefix="vg_refresh_") as dsn:
+    with (
+        private_cluster(SETTINGS) as admin,
+        postgres_database(admin, prefix="vg_refresh_") as dsn,
+    ):
+        asyncio.run(_statements_extension(dsn))
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        upgrade(url)
+        for row in asyncio.run(run(url, args)):
+            top = row.pop("top")
+            print({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()})
+            for line in top:
+                print("    ", line)
 
-            async def extension() -> None:
-                import asyncpg  # type: ignore[import-untyped]
 
-                conn = await asyncpg.connect(dsn)
-                await conn.execute("CREATE EXTENSION pg_stat_statements")
-                await conn.close()
-
-            asyncio.run(extension())
-            url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-            upgrade(url)
-            for row in asyncio.run(run(url, args)):
-                top = row.pop("top")
-                print({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()})
-                for line in top:
-                    print("    ", line)
+async def _statements_extension(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION pg_stat_statements")
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ same transaction (request events, results; a fallback answer or a spooled callba
 is replayed), and the inbox's ids grow with each claim. So the claims above the last id read
 (and the ids missing below it: claims not committed then) name the verifications that changed,
 whatever their request time: a result hours late, a request stored after its result. Read
-through the primary key: the cost follows the callbacks since the last read, not the
-history. Per verification this returns the attempt its request's claim stored and the
+through indexes: the inbox's span past the mark once, then each verification named once,
+by request time around the claims' receipt (the refresh's seconds lie together in the
+index and the heap: a few thousand buffers, not a primary-key descent per claim) and by id
+for the rest; the cost follows the callbacks since the last read, not the history. Per verification this returns the attempt its request's claim stored and the
 success it completed: one requested and SUCCESSFUL now whose request's claim, or the result
 claim that set its status (received at its `result_at`), is new was not both before (in
 the previous snapshot); a PENDING after it, or a redelivery, completes nothing.
