@@ -8,8 +8,9 @@ whatever their request time: a result hours late, a request stored after its res
 through indexes: the inbox's span past the mark once, then each verification named once,
 by request time around the claims' receipt (the refresh's seconds lie together in the
 index and the heap: a few thousand buffers, not a primary-key descent per claim) and by id
-for the rest; the cost follows the callbacks since the last read, not the history. Per verification this returns the attempt its request's claim stored and the
-success it completed: one requested and SUCCESSFUL now whose request's claim, or the result
+for the rest; the cost follows the callbacks since the last read, not the history.
+Per verification this returns the attempt its request's claim stored and the success it
+completed: one requested and SUCCESSFUL now whose request's claim, or the result
 claim that set its status (received at its `result_at`), is new was not both before (in
 the previous snapshot); a PENDING after it, or a redelivery, completes nothing.
 Not seen: a final result replaced by another final one (SUCCESSFUL by FAIL, or by a
