@@ -6,7 +6,7 @@ inbox claim, 70 % with a SUCCESSFUL result and its claim), with the collector as
 sets it (app/gc_settings.py `server_gc`). Then per round: 30 s more traffic (its inbox ids
 with a gap, as concurrent claims leave on PostgreSQL), and one refresh as the app's job runs
 it (`refresh_live`: a REPEATABLE READ snapshot, then the changes applied), either as before
-(`old`: collections on, the ids present past the mark in one read) or as now (`new`). Each
+(`old`: collections on) or as now (`new`). Each
 loop step is timed in thread CPU (asyncio's loop; uvloop's steps cannot be timed): the
 refresh's longest step, its steps over 2 ms, and the collections during it (count, CPU).
 Thread CPU, not wall time: what the loop spends does not depend on the machine's load.
@@ -31,7 +31,6 @@ from app.rules.model import Policy
 from app.services import baselines
 from app.services.policy.admin import replace_policy
 from app.services.policy.cache import PolicyCache
-from app.store import changes
 from app.store.base import create_engine
 from app.store.migrate import upgrade
 from bench.baseline_refresh import _seed
@@ -89,15 +88,14 @@ class Steps:
 
 @contextlib.contextmanager
 def old_ways() -> Iterator[None]:
-    """The refresh as it was: collections on, the present ids in one read."""
-    paused, chunk = baselines.young_collections_paused, changes.PRESENT_CHUNK
+    """The refresh with collections on (its separate read of the ids present past the mark,
+    once in one result, is gone: store/changes.py reads the span once, SPAN_CHUNK at a time)."""
+    paused = baselines.young_collections_paused
     baselines.young_collections_paused = contextlib.nullcontext  # type: ignore[assignment]
-    changes.PRESENT_CHUNK = 1 << 40
     try:
         yield
     finally:
         baselines.young_collections_paused = paused
-        changes.PRESENT_CHUNK = chunk
 
 
 async def run(engine: AsyncEngine, rows: int, rate: float, rounds: int) -> list[dict[str, Any]]:
