@@ -266,6 +266,7 @@ async def test_refresh_reads_new_claims_by_id_on_a_fresh_table(
         event_ = samples.request_event(number=f"+4670123456{n}", price=0.05)
         assert (await sinch.post(event_)).status_code == 200
     captured = _capture(runtime.engine, table="callbacks")
+    read = _capture(runtime.engine, table="FROM verifications")  # the changed ones
     await renew_connections(runtime.engine)
 
     def through_sqlalchemy(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -287,3 +288,5 @@ async def test_refresh_reads_new_claims_by_id_on_a_fresh_table(
         )
     assert analysed is not None and analysed < 0, "the table must never have been analysed"
     await _generic_plans(engine, captured, table="callbacks")
+    assert any("requested_at >=" in query for query, _ in read), "by request time"
+    await _generic_plans(engine, read, table="verifications")
