@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from app.store.base import create_engine
-from app.store.models import Base
+from app.store.models import Base, compared_here
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,6 +29,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared_here(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

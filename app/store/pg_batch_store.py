@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import stats_rollup
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
+from app.store.models import DEDUPE_CONFLICT_PG
 from app.store.pg_fastpath import (
     CLAIM_COLUMNS,
     REQUEST_COLUMNS,
@@ -87,7 +88,7 @@ def _statement(settles: bool) -> str:
         f") WITH ORDINALITY AS s({', '.join(aliases)}, n)), "
         f"claim AS (INSERT INTO callbacks ({', '.join(CLAIM_COLUMNS)}) "
         f"SELECT {', '.join(f'c_{c}' for c in CLAIM_COLUMNS)} FROM src ORDER BY n "
-        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key), "
+        f"ON CONFLICT {DEDUPE_CONFLICT_PG} DO NOTHING RETURNING id, dedupe_key), "
         "mine AS (SELECT src.*, claim.id AS claim_id FROM src "
         "JOIN claim ON claim.dedupe_key = src.c_dedupe_key), "
         f"v AS (INSERT INTO verifications ({', '.join(REQUEST_COLUMNS)}) "

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import JSON, String
 
 from app.store.counter_model import VALUE_COLUMNS, CounterDeltas
+from app.store.models import DEDUPE_CONFLICT_PG
 from app.store.rows import CallbackClaim, MatchRow, RequestRow, columns
 from app.store.tables import verifications
 
@@ -98,7 +99,7 @@ def _store_sql(
     settled = _settle_sql(p) if settle else ""
     return (
         f"WITH claim AS (INSERT INTO callbacks ({', '.join(claim_columns)}) VALUES ({claim}) "
-        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id), "
+        f"ON CONFLICT {DEDUPE_CONFLICT_PG} DO NOTHING RETURNING id), "
         f"v AS (INSERT INTO verifications ({', '.join(columns)}) SELECT {selected} FROM claim "
         f"ON CONFLICT (id) DO UPDATE SET {update} RETURNING id), "
         "m AS (INSERT INTO verification_matches "

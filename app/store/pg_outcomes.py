@@ -25,6 +25,7 @@ from sqlalchemy import String, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.models import DEDUPE_CONFLICT_PG
 from app.store.pg_fastpath import driver
 from app.store.rows import (
     CallbackClaim,
@@ -86,7 +87,7 @@ def _claim_sql() -> str:
     names = ", ".join(CLAIM_COLUMNS)
     return (
         f"INSERT INTO callbacks ({names}) SELECT {names} FROM {_unnest(callbacks, CLAIM_COLUMNS)} "
-        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key"
+        f"ON CONFLICT {DEDUPE_CONFLICT_PG} DO NOTHING RETURNING dedupe_key"
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.store.models import DEDUPE_DIGEST_PG
 from app.store.tables import callbacks
 from app.store.tasks import retrieve_exception
 
@@ -80,5 +81,8 @@ async def claimed(conn: AsyncConnection, dedupe_key: str) -> tuple[int, datetime
     stmt = select(callbacks.c.id, callbacks.c.received_at).where(
         callbacks.c.dedupe_key == dedupe_key
     )
+    if conn.dialect.name == "postgresql":  # found through the index on its digest
+        digest = text(f"{DEDUPE_DIGEST_PG} = (md5(:digest_of)::uuid)")
+        stmt = stmt.where(digest.bindparams(digest_of=dedupe_key))
     row = (await conn.execute(stmt)).one_or_none()
     return (int(row.id), row.received_at) if row is not None else None

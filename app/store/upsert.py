@@ -51,8 +51,11 @@ def upsert(
         if update
         else "DO NOTHING"
     )
-    target = ", ".join(conflict)
-    sql = f"INSERT INTO {table.name} ({names}) VALUES {values} ON CONFLICT ({target}) {action}"
+    # A target whose unique index differs between the dialects (the inbox's dedupe key, on
+    # its digest on PostgreSQL) is not named, for DO NOTHING: any conflict is that one.
+    named = update or tuple(conflict) not in table.info.get("conflict_any", ())
+    target = f" ({', '.join(conflict)})" if named else ""
+    sql = f"INSERT INTO {table.name} ({names}) VALUES {values} ON CONFLICT{target} {action}"
     if returning:
         sql += " RETURNING " + ", ".join(returning)
     binds = {param(c, r): table.c[c].type for c in columns for r in range(rows)}

@@ -13,11 +13,12 @@ from sqlalchemy.engine import Connection
 
 from app.store.base import create_engine
 from app.store.migrate import current_revision, downgrade, head_revision, upgrade
-from app.store.models import Base
+from app.store.models import Base, compared_here
 
 
 def _diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    opts = {"compare_type": True, "include_object": compared_here(connection.dialect.name)}
+    context = MigrationContext.configure(connection, opts=opts)
     return list(compare_metadata(context, Base.metadata))
 
 
