@@ -318,41 +318,41 @@ local function flush()
     end
   end
 end
-local function apply(changes)
-  for _, change in ipairs(changes) do
-    local bucket, keys, deltas = change[1], change[2], change[3]
-    if hour > 0 and #keys > 0 and not days_from() then
-      -- No marker after start(): evicted (an allkeys-* maxmemory policy). Day hashes hold
-      -- every count but those of the old layout's last `ttl` (0); "from now" would hide the
-      -- day hashes' counts before this hour from every window.
-      redis.call('SET', days_marker, 0, 'NX')
-      days = tonumber(redis.call('GET', days_marker))
-    end
-    if #keys == 0 then -- nothing to count
-    elseif hour == 0 or bucket < days - days % hour then
-      -- The old layout: minute hashes only, or a count credited to a bucket before day hashes
-      -- began (a late success): where the windows over that bucket read.
-      for _, key in ipairs(keys) do
-        local name = prefix .. key .. ':' .. bucket
-        for _, d in ipairs(deltas) do redis.call('HINCRBY', name, d[1], d[2]) end
-        expire(name, ttl)
-        if hour > 0 then
-          name = prefix .. key .. ':h' .. (bucket - bucket % hour)
-          for _, d in ipairs(deltas) do redis.call('HINCRBY', name, d[1], d[2]) end
-          expire(name, ttl + hour)
-        end
+-- One change: `nk` keys (keys[1..nk]) and `nd` deltas (ds[i] to field fs[i]), the call's
+-- scratch tables (refilled for each change: no table is made per change or delta).
+local function apply(bucket, keys, nk, fs, ds, nd)
+  if hour > 0 and nk > 0 and not days_from() then
+    -- No marker after start(): evicted (an allkeys-* maxmemory policy). Day hashes hold
+    -- every count but those of the old layout's last `ttl` (0); "from now" would hide the
+    -- day hashes' counts before this hour from every window.
+    redis.call('SET', days_marker, 0, 'NX')
+    days = tonumber(redis.call('GET', days_marker))
+  end
+  if nk == 0 then -- nothing to count
+  elseif hour == 0 or bucket < days - days % hour then
+    -- The old layout: minute hashes only, or a count credited to a bucket before day hashes
+    -- began (a late success): where the windows over that bucket read.
+    for k = 1, nk do
+      local key = keys[k]
+      local name = prefix .. key .. ':' .. bucket
+      for i = 1, nd do redis.call('HINCRBY', name, fs[i], ds[i]) end
+      expire(name, ttl)
+      if hour > 0 then
+        name = prefix .. key .. ':h' .. (bucket - bucket % hour)
+        for i = 1, nd do redis.call('HINCRBY', name, fs[i], ds[i]) end
+        expire(name, ttl + hour)
       end
-    else
-      local d = bucket - bucket % day
-      local fields, amounts = {}, {}
-      for k, length in ipairs(levels) do
-        local s = k * 1e6 + (bucket - bucket % length - d) / length
-        for _, delta in ipairs(deltas) do
-          fields[#fields + 1], amounts[#fields + 1] = field_name(delta[1], s), delta[2]
-        end
-      end
-      for _, key in ipairs(keys) do add(day_name(key, d), fields, amounts) end
     end
+  else
+    local d = bucket - bucket % day
+    local fields, amounts = {}, {}
+    for k, length in ipairs(levels) do
+      local s = k * 1e6 + (bucket - bucket % length - d) / length
+      for i = 1, nd do
+        fields[#fields + 1], amounts[#fields + 1] = field_name(fs[i], s), ds[i]
+      end
+    end
+    for k = 1, nk do add(day_name(keys[k], d), fields, amounts) end
   end
 end
 local function trusted_from()
@@ -451,13 +451,16 @@ local function expand(group, f)
   return found
 end
 -- A window's total: its buckets before day hashes began from the old layout (each hash
--- read once a call: `old`), the rest from its day hashes, whose terms go to `terms` ({hash,
--- fields, signs}) to be read together with the call's other windows'.
-local function total(key, b, columns, current, old, terms)
+-- read once a call: `old`, made on first use), the rest from its day hashes, whose terms
+-- (hash, plan) go to the call's scratch lists `tnames`, `tplans` (no table made per window
+-- or term) to be read together with the call's other windows'.
+local tnames, tplans, tends, partial, out, old = {}, {}, {}, {}, {}, nil
+local function total(key, b, columns, current, nt)
   local sum, from = 0, hour > 0 and days_from() or false
   local start = from and from - from % hour or nil
   if not from or b < start + hour then
     local hashes = {}
+    old = old or {}
     legacy(key, b, from and math.min(current, start + hour - size) or current, current, hashes)
     for _, t in ipairs(hashes) do
       local hash = old[t[1]]
@@ -471,35 +474,41 @@ local function total(key, b, columns, current, old, terms)
     end
   end
   if from then
-    for _, group in ipairs(shape_of(math.max(b, start), current)) do
-      terms[#terms + 1] = {day_name(key, group.day), expand(group, columns[1])}
+    local shape = shape_of(math.max(b, start), current)
+    for g = 1, #shape do
+      local group = shape[g]
+      nt = nt + 1
+      tnames[nt], tplans[nt] = day_name(key, group.day), expand(group, columns[1])
     end
   end
-  return sum
+  return sum, nt
 end
 -- A call's windows: the fields each day hash holds for them read in one HMGET (none where
 -- the run read them already).
 local function read(current, n, keys, firsts, columns)
-  local partial, old, terms, missing = {}, {}, {}, {}
+  local missing, nt = {}, 0
+  old = nil
   for i = 1, n do
-    local mine = {}
-    partial[i] = total(keys[i], firsts[i], columns[i], current, old, mine)
-    terms[i] = mine
-    for k = 1, #mine do
-      local name, fields = mine[k][1], mine[k][2][1]
-      if not (sums[name] and sums[name][fields]) then
-        want(name, fields, missing)
-      end
+    local first = nt + 1
+    partial[i], nt = total(keys[i], firsts[i], columns[i], current, nt)
+    tends[i] = nt
+    for k = first, nt do
+      local name, fields = tnames[k], tplans[k][1]
+      local by = sums[name]
+      if not (by and by[fields]) then want(name, fields, missing) end
     end
   end
   for k = 1, #missing do load(missing[k], missing[missing[k]]) end
-  local out = {}
+  local k = 1
   for i = 1, n do
-    local sum, mine = partial[i], terms[i]
-    for k = 1, #mine do sum = sum + sum_of(mine[k][1], mine[k][2]) end
+    local sum = partial[i]
+    while k <= tends[i] do
+      sum = sum + sum_of(tnames[k], tplans[k])
+      k = k + 1
+    end
     out[i] = fmt('%d', sum)
   end
-  return table.concat(out, ',')
+  return table.concat(out, ',', 1, n)
 end
 local split = memo.split
 local function columns_of(fields)
@@ -511,21 +520,21 @@ local function columns_of(fields)
   end
   return found
 end
-local results, keys, firsts, columns = {}, {}, {}, {}
+local results, keys, firsts, columns, names, fs, ds = {}, {}, {}, {}, {}, {}, {}
 while more() do
   local changes = number()
   if changes < 0 then break end -- the padding
-  local list = {}
-  for c = 1, changes do
-    local bucket, names, deltas = number(), {}, {}
-    for k = 1, number() do names[k] = ARGV[5 + number()] end
-    for k = 1, number() do
-      local f = ARGV[5 + number()]
-      deltas[k] = {f, number()}
+  for _ = 1, changes do
+    local bucket = number()
+    local nk = number()
+    for k = 1, nk do names[k] = ARGV[5 + number()] end
+    local nd = number()
+    for i = 1, nd do
+      fs[i] = ARGV[5 + number()]
+      ds[i] = number()
     end
-    list[c] = {bucket, names, deltas}
+    apply(bucket, names, nk, fs, ds, nd)
   end
-  apply(list)
   local current, n = number(), number()
   for q = 1, n do
     keys[q] = ARGV[5 + number()]
