@@ -187,8 +187,8 @@ end
 -- A window's terms in one day hash are summed once a run (`sums`: {total, sign by field}
 -- per hash and field list) and kept up to date as deltas are added.
 local values, pending, written, sums, summed = {}, {}, {}, {}, {}
--- Adds deltas[i] to field fields[i] of hash `name` (a call's change on one key).
-local function add(name, fields, deltas)
+-- Adds deltas[i] to field fields[i] of hash `name`, i = 1..nf (a change on one key).
+local function add(name, fields, deltas, nf)
   local p = pending[name]
   if not p then
     p = {}
@@ -196,7 +196,7 @@ local function add(name, fields, deltas)
     written[#written + 1] = name
   end
   local v, list = values[name], summed[name]
-  for i = 1, #fields do
+  for i = 1, nf do
     local f, delta = fields[i], deltas[i]
     p[f] = (p[f] or 0) + delta
     if v then
@@ -319,7 +319,9 @@ local function flush()
   end
 end
 -- One change: `nk` keys (keys[1..nk]) and `nd` deltas (ds[i] to field fs[i]), the call's
--- scratch tables (refilled for each change: no table is made per change or delta).
+-- scratch tables (refilled for each change: no table is made per change or delta), as are
+-- `fields` and `amounts` (its fields and deltas at every level).
+local fields, amounts = {}, {}
 local function apply(bucket, keys, nk, fs, ds, nd)
   if hour > 0 and nk > 0 and not days_from() then
     -- No marker after start(): evicted (an allkeys-* maxmemory policy). Day hashes hold
@@ -344,15 +346,15 @@ local function apply(bucket, keys, nk, fs, ds, nd)
       end
     end
   else
-    local d = bucket - bucket % day
-    local fields, amounts = {}, {}
+    local d, nf = bucket - bucket % day, 0
     for k, length in ipairs(levels) do
       local s = k * 1e6 + (bucket - bucket % length - d) / length
       for i = 1, nd do
-        fields[#fields + 1], amounts[#fields + 1] = field_name(fs[i], s), ds[i]
+        nf = nf + 1
+        fields[nf], amounts[nf] = field_name(fs[i], s), ds[i]
       end
     end
-    for k = 1, nk do add(day_name(keys[k], d), fields, amounts) end
+    for k = 1, nk do add(day_name(keys[k], d), fields, amounts, nf) end
   end
 end
 local function trusted_from()
