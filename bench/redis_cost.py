@@ -8,6 +8,12 @@ intake does. Prints the server's CPU (INFO cpu) and the commands the scripts ran
 commandstats) per attempt. Both are server-wide: give it a Redis server of its own
 (`redis-server --port N --save ''`). With --app-dir, the counters of another checkout (a
 same-run comparison with a former version).
+
+For a figure load does not change, run the server under callgrind and take the difference
+of two counts (the day of history and the start cancel out):
+    valgrind --tool=callgrind --callgrind-out-file=cg.out redis-server --port N --save ''
+    callgrind_control -z PID; python -m bench.redis_cost --redis ... --minutes 0 --count 300
+    callgrind_control -d PID   # then again with --count 900: (Ir 900 - Ir 300) / 600
 """
 
 from __future__ import annotations
