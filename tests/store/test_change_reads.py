@@ -80,6 +80,9 @@ async def test_a_refresh_reads_each_changed_verification_once_by_request_time(
     # Each verification read once (the old reads: twice, with its request's claims and
     # with its result's; on this small table a scan of all of them per span), by request
     # time; one primary-key scan, for the late result's.
-    assert scans["rows read"] == NEW + 1, scans
+    # Up to 2 more per planned statement: with statistics (an ANALYZE before this test),
+    # the planner reads the index's first or last live row for a bound past the histogram
+    # (get_actual_variable_range), which counts as a scan and a row fetched.
+    assert NEW + 1 <= scans["rows read"] <= NEW + 1 + 4, scans
     assert scans["pk_verifications"] <= 1, scans
     assert scans["ix_verifications_requested_at_id"] >= 1, scans
