@@ -1,4 +1,5 @@
-"""The JSON log lines: written as they come, flushed once per event-loop turn."""
+"""The JSON log lines: written as they come, flushed once per event-loop turn (not at all on a
+stream that writes through), the same lines as structlog's processors made."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 
-from app.logs import configure_logging
+from app.logs import _json, _JsonLine, _mask_values, _UtcTimestamp, configure_logging
 
 ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
@@ -104,3 +107,77 @@ def test_the_timestamp_is_structlogs_iso_utc_of_the_moment_logged() -> None:
         # what structlog's TimeStamper(fmt="iso", utc=True) writes for that moment
         assert moment.isoformat().replace("+00:00", "Z") == stamp
     assert stamps == sorted(stamps, key=datetime.fromisoformat)
+
+
+class CountingThrough(io.TextIOWrapper):
+    """A text stream as the interpreter's stderr is: write-through to an unbuffered file."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        type(self).flushes += 1
+        super().flush()
+
+
+def test_a_write_through_stream_gets_each_line_as_written_and_no_flush(tmp_path: Path) -> None:
+    path = tmp_path / "stderr"
+    stream = CountingThrough(io.FileIO(path, "w"), encoding="utf-8", write_through=True)
+    CountingThrough.flushes = 0
+
+    async def lines() -> list[str]:
+        seen = []
+        for index in range(3):
+            structlog.get_logger().info("decision.made", index=index)
+            seen.append(path.read_text())  # on disk before the loop turn ends
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return seen
+
+    saved, sys.stderr = sys.stderr, stream
+    configure_logging(json_logs=True)
+    try:
+        seen = asyncio.run(lines())
+    finally:
+        sys.stderr = saved
+        structlog.reset_defaults()
+        stream.close()
+    assert [text.count("\n") for text in seen] == [1, 2, 3]
+    assert CountingThrough.flushes == 1  # the close's own; none scheduled per line
+
+
+def _processor_chain_line(name: str, event: dict[str, Any]) -> str:
+    """The line structlog's own processors made (the JSON chain before it was one)."""
+    chain: list[Any] = [
+        structlog.processors.add_log_level,
+        _UtcTimestamp(),
+        _mask_values,
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(serializer=_json),
+    ]
+    out: Any = event
+    for processor in chain:
+        out = processor(None, name, out)
+    return str(out)
+
+
+def _without_timestamp(line: str) -> str:
+    return re.sub(r',"timestamp":"[^"]*"', "", line)
+
+
+def test_a_json_line_is_what_structlogs_processors_made() -> None:
+    try:
+        raise ValueError("+46701234567 refused")
+    except ValueError:
+        failure = sys.exc_info()
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("info", {"event": "decision.made", "action": "allow", "rule": None, "ms": 1.5}),
+        ("info", {"event": "x", "number": "+46701234567", "note": "call +4412345678901 now"}),
+        ("warn", {"event": "x", "nested": {"number": "+46701234567"}, "n": 46701234567}),
+        ("info", {"event": "x", "+46701234567": "key", "at": datetime(2026, 1, 1, tzinfo=UTC)}),
+        ("exception", {"event": "crash", "number": "+46701234567", "exc_info": failure}),
+        ("error", {"event": "x", "exc_info": False, "short": "+123"}),
+    ]
+    line = _JsonLine()
+    for name, event in events:
+        expected = _processor_chain_line(name, dict(event))
+        assert _without_timestamp(line(None, name, dict(event))) == _without_timestamp(expected)

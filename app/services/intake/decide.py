@@ -155,10 +155,14 @@ class Decider:
             # hold the connection from requests still in time (on SQLite, the one
             # writer), and under load turn every later request late too.
             raise Late("the deadline passed before a connection was free")
-        facts = _facts(event, delivery)
+        # One Facts: counting reads none of its aggregates, filled in (as with_aggregates would
+        # merge them) once the windows are read, before the engine reads any.
+        aggregates: dict[str, float] = {}
+        facts = _facts(event, delivery, aggregates)
         counted = await lane.count(self.aggregator, self.policies, facts, version, late)
         baselines = self.baselines.values(counted.policy, facts)
-        facts = facts.with_aggregates({**counted.values, **baselines})
+        aggregates.update(counted.values)
+        aggregates.update(baselines)
         decision = evaluate(counted.policy, facts)
         answer = build_answer(
             method=event.method, decision=decision, defaults=self.settings.answers
@@ -240,5 +244,11 @@ async def _until_done(work: asyncio.Task[Reply], seconds: float) -> None:
         work.remove_done_callback(wake)
 
 
-def _facts(event: VerificationRequestEvent, delivery: Delivery) -> Facts:
-    return event_facts(event, application=delivery.app_key, now=delivery.received_at)
+def _facts(
+    event: VerificationRequestEvent,
+    delivery: Delivery,
+    aggregates: dict[str, float] | None = None,
+) -> Facts:
+    return event_facts(
+        event, application=delivery.app_key, now=delivery.received_at, aggregates=aggregates
+    )

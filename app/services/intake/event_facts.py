@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from app.rules.facts import Facts, derive_facts
@@ -9,9 +10,14 @@ from app.sinch.events import VerificationRequestEvent
 
 
 def event_facts(
-    event: VerificationRequestEvent, *, application: str | None, now: datetime
+    event: VerificationRequestEvent,
+    *,
+    application: str | None,
+    now: datetime,
+    aggregates: Mapping[str, float] | None = None,
 ) -> Facts:
-    """Facts for a request event from Sinch application `application`, received at `now`."""
+    """Facts for a request event from Sinch application `application`, received at `now`
+    (`aggregates`: the Facts' own, see derive_facts)."""
     price, rate = event.price, event.rate
     return derive_facts(
         method=event.method,
@@ -24,4 +30,5 @@ def event_facts(
         custom=event.custom,
         application=application,
         now=now,
+        aggregates=aggregates,
     )

@@ -12,6 +12,9 @@ from app.metrics import Metrics, rule_label
 from app.rules.decision import Decision
 
 log = structlog.get_logger()
+# `log.info` on structlog's lazy proxy looks "info" up on the proxy first, and that lookup
+# fails (an AttributeError, its message formatted) before the proxy's __getattr__ binds;
+# `log.bind()` is the proxy's own bind, the same (cached) logger without the failed lookup.
 
 
 class Reporter:
@@ -41,7 +44,7 @@ class Reporter:
         self._request(outcome).inc()
         if outcome != "duplicate":
             self._decision(decision).inc()
-        log.info(
+        log.bind().info(
             "decision.made",
             event_type="request",
             verification_id=verification_id,
@@ -59,7 +62,7 @@ class Reporter:
         """Any other callback (result, receipt, unknown or unparseable)."""
         self.metrics.callbacks.labels(event, outcome).inc()
         fields: dict[str, Any] = {"latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-        log.info(
+        log.bind().info(
             "callback.received",
             event_type=event,
             verification_id=verification_id,
