@@ -18,6 +18,7 @@ from app.store.pg_batch_store import StoreItem, store_batch
 from app.store.pg_outcomes import DeliveryWrite, ResultWrite, write_outcomes
 from app.store.rows import CallbackClaim, DeliveryRow, ResultRow
 from tests.conftest import _truncate
+from tests.services.stored_history import _claim as stored_claim
 from tests.store.test_batch_store_rows import _item
 
 NOW = datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC)
@@ -25,18 +26,7 @@ OLD_KEY = "VerificationResultEvent:v-old:SUCCESSFUL:callback"
 
 
 def _claim(key: str, vid: str = "v-1", event: str = "VerificationRequestEvent") -> CallbackClaim:
-    return CallbackClaim(
-        received_at=NOW,
-        app_key="app",
-        event=event,
-        verification_id=vid,
-        dedupe_key=key,
-        signature="valid",
-        http_status=200,
-        error_code=None,
-        content_type="application/json",
-        raw_body=b"{}",
-    )
+    return stored_claim(event, vid, key, NOW)
 
 
 async def _scalar(url: str, sql: str) -> object:
