@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
 from app.store.counter_model import CounterDeltas
+from app.store.models import DEDUPE_DIGEST_PG
 from app.store.rows import (
     CallbackClaim,
     DeliveryRow,
@@ -34,9 +35,12 @@ DELIVERY_COLUMNS = columns(DeliveryRow)
 
 async def claim_callback(conn: AsyncConnection, row: CallbackClaim) -> int | None:
     """Insert an inbox row; None when its dedupe key was already stored (a redelivery)."""
+    # The dedupe key's unique index is on its digest on PostgreSQL (models.py).
+    dialect = conn.dialect.name
+    target = DEDUPE_DIGEST_PG if dialect == "postgresql" else "dedupe_key"
     stmt = cached(
-        "claim",
-        lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=["dedupe_key"], returning=["id"]),
+        ("claim", dialect),
+        lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=[target], returning=["id"]),
     )
     # In a batch ahead of the deferred writes: those never touch the inbox.
     result = await run_beside(conn, stmt, params(row))

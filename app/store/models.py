@@ -87,9 +87,6 @@ class CallbackRow(Base):
             Index("uq_callbacks_dedupe_digest", text(DEDUPE_DIGEST_PG), unique=True),
         ),
         only_on("sqlite", UniqueConstraint("dedupe_key", name="uq_callbacks_dedupe_key")),
-        # A claim's upsert (store/upsert.py) names no target, the same text on both: the
-        # dedupe key is the only unique key a claim can conflict on.
-        {"info": {"conflict_any": {("dedupe_key",)}}},
     )
 
 

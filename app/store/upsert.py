@@ -35,6 +35,8 @@ def upsert(
 ) -> TextClause:
     """INSERT `rows` rows of `columns`; on conflict apply `update` (SQL per column) or do nothing.
 
+    `conflict` names the unique index's columns or expressions (an expression in parentheses).
+
     Parameters are named after the columns, suffixed `_<row>` when `rows` > 1, except the
     `shared` ones, bound once for every row.
     """
@@ -51,11 +53,8 @@ def upsert(
         if update
         else "DO NOTHING"
     )
-    # A target whose unique index differs between the dialects (the inbox's dedupe key, on
-    # its digest on PostgreSQL) is not named, for DO NOTHING: any conflict is that one.
-    named = update or tuple(conflict) not in table.info.get("conflict_any", ())
-    target = f" ({', '.join(conflict)})" if named else ""
-    sql = f"INSERT INTO {table.name} ({names}) VALUES {values} ON CONFLICT{target} {action}"
+    target = ", ".join(conflict)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES {values} ON CONFLICT ({target}) {action}"
     if returning:
         sql += " RETURNING " + ", ".join(returning)
     binds = {param(c, r): table.c[c].type for c in columns for r in range(rows)}
