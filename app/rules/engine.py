@@ -50,8 +50,11 @@ class CompiledRule:
     enforce: bool = field(init=False)
     scoped: bool = field(init=False)  # it has a scope (else every attempt is in it)
     mode: Literal["enforce", "shadow"] = field(init=False)  # as the trace shows it
+    # Trace entries built, by the identities of the records in them (see `_run`).
+    entries: dict[tuple[int, ...], TraceEntry] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", {})
         object.__setattr__(self, "enforce", self.rule.mode == "enforce")
         scoped = self.methods is not None or self.applications is not None
         object.__setattr__(self, "scoped", scoped)
@@ -162,12 +165,29 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
     return _decision(compiled, facts, decided, shadow, trace)
 
 
+# A rule's entry is reused when its node wrote the very same records (nodes.py reuses them
+# for the same values read), so that the entry's encoded text is too (decision.py). The key
+# is the records' ids; the entry kept holds those records, so while it is kept no other
+# object has their ids. A rule keeps at most _ENTRIES entries, then starts over.
+_ENTRIES = 256
+
+
 def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
-    skipped = compiled.out_of_scope(env.facts) if compiled.scoped else None
-    conditions: list[ConditionTrace] = []
-    matched = skipped is None and compiled.node.run(env, conditions, 0)
     rule = compiled.rule
-    return TraceEntry(rule.name, compiled.mode, matched, rule.id, skipped, conditions)
+    skipped = compiled.out_of_scope(env.facts) if compiled.scoped else None
+    if skipped is not None:
+        return TraceEntry(rule.name, compiled.mode, False, rule.id, skipped, [])
+    conditions: list[ConditionTrace] = []
+    matched = compiled.node.run(env, conditions, 0)
+    key = tuple(map(id, conditions))
+    entries = compiled.entries
+    entry = entries.get(key)
+    if entry is None:
+        if len(entries) >= _ENTRIES:
+            entries.clear()
+        entry = TraceEntry(rule.name, compiled.mode, matched, rule.id, None, conditions)
+        entries[key] = entry
+    return entry
 
 
 def _decision(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from app.rules.decision import trace_json
 from app.rules.engine import Decision
 from app.rules.facts import Facts, facts_to_json
 from app.services.intake.deliveries import Delivery
@@ -115,8 +116,17 @@ def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]
 def decision_json(decision: Decision, facts: Facts) -> str:
     """`decision_document(decision, facts)` as JSON text, the same text as
     `to_json(decision_document(...))`, encoded in one pass (no dict in between)."""
-    encoded = decision.model_dump_json()
-    return f'{encoded[:-1]},"facts":{to_json(facts_to_json(facts)).decode()}}}'
+    encoded = decision.model_dump_json(exclude=_TRACE)
+    # The trace goes where the model puts it, before the aggregates: no text before them
+    # holds the key (an encoded string holds no bare quote), so the first match is the key.
+    at = encoded.index(_AFTER_TRACE)
+    trace = trace_json(decision.trace)
+    facts_text = to_json(facts_to_json(facts)).decode()
+    return f'{encoded[:at]},"trace":{trace}{encoded[at:-1]},"facts":{facts_text}}}'
+
+
+_TRACE = {"trace"}
+_AFTER_TRACE = ',"aggregates":'
 
 
 def match_rows(verification_id: str, decision: Decision, now: datetime) -> list[MatchRow]:
