@@ -350,22 +350,31 @@ class HistoryNode:
     min_seconds: int
     min_text: str
     label: str = field(init=False)
+    memo: _Memo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _derive(self, label=f"{self.counted.label}, history >= {self.min_text}")
+        _derive(self, label=f"{self.counted.label}, history >= {self.min_text}", memo={})
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         counted = self.counted
         value = counted.count(env.facts)
         age = self.age(env.facts)
-        old = self.old_enough(age)
-        held = self.judge(value, age)
-        shown = "(no count)" if value is None else render(value)
-        since = "no earlier attempt" if age is None else f"first attempt {int(age)}s ago"
-        history = f"{since} {'>=' if old else '<'} min_history {self.min_text}"
-        text = f"{counted.head} {shown} {counted.tail}, {history}: {HELD[held]}"
-        out.append(ConditionTrace(self.label, held, text, value, counted.max, depth))
-        return held
+        # The record shows the age in whole seconds, and min_seconds is whole: the age is
+        # never negative, so age >= min_seconds exactly when its whole seconds are.
+        seconds = None if age is None else int(age)
+        key = (depth, _key(value), seconds)
+        record = self.memo.get(key)
+        if record is None:
+            old = self.old_enough(age)
+            held = self.judge(value, age)
+            shown = "(no count)" if value is None else render(value)
+            since = "no earlier attempt" if seconds is None else f"first attempt {seconds}s ago"
+            history = f"{since} {'>=' if old else '<'} min_history {self.min_text}"
+            text = f"{counted.head} {shown} {counted.tail}, {history}: {HELD[held]}"
+            record = ConditionTrace(self.label, held, text, value, counted.max, depth)
+            record = _kept(self.memo, key, record)
+        out.append(record)
+        return record.held
 
     def holds(self, env: Env) -> bool:
         return self.judge(self.counted.count(env.facts), self.age(env.facts))

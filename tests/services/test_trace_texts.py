@@ -120,3 +120,19 @@ def test_a_rule_reuses_its_entry_for_the_same_records_only() -> None:
     other = evaluate(compiled, make_facts(aggregates=counts | {"attempts:number:3600": 9.0}))
     changed = [e.rule for e in other.trace if e is not by_rule[e.rule]]
     assert "number-unverified" in changed
+
+
+def test_first_attempt_ages_around_min_history_are_encoded_as_their_own() -> None:
+    """The starter's `min_history 1m`: an age's record is reused by its whole seconds."""
+    policy = starter_policy()
+    compiled = compile_policy(policy, version=1)
+    (history,) = compiled.histories
+    now = make_facts().now.timestamp()
+    ages = [0, 0.4, 1, 59, 59.4, 59.999, 60, 60.0001, 60.7, 61, 86_399.5, 59.2, 60.1, 0.9]
+    for verified in (0.0, 2.0, 3.0):
+        for age in ages:
+            counts = {"successes:country:86400": verified, history.id: now - age}
+            facts = make_facts(aggregates=counts)
+            decision = evaluate(compiled, facts)
+            expected = _expected(evaluate(compile_policy(policy, version=1), facts), facts)
+            assert decision_json(decision, facts) == _expected(decision, facts) == expected
