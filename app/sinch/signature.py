@@ -82,13 +82,14 @@ def format_timestamp(moment: datetime) -> str:
 
 def parse_timestamp(value: str) -> datetime:
     """Parse ISO-8601 with up to 9 fractional digits (Sinch sends 7, Python takes 6)."""
-    match = _TIMESTAMP_RE.match(value.strip())
+    text = value.strip()
+    match = _TIMESTAMP_RE.match(text)
     if match is None:
         raise ValueError(f"not an ISO-8601 timestamp: {value!r}")
-    frac = (match["frac"] or "").ljust(6, "0")[:6]
-    tz = match["tz"] or "Z"
-    tz = "+00:00" if tz == "Z" else tz
-    return datetime.fromisoformat(f"{match['base']}.{frac}{tz}")
+    # What the pattern admits fromisoformat reads as it is (Python 3.11+: a fraction of 7 to
+    # 9 digits cut to 6, as before); rebuilding the text first cost ~5k instructions a callback.
+    moment = datetime.fromisoformat(text)
+    return moment if match["tz"] else moment.replace(tzinfo=UTC)
 
 
 class _KeyedHmac:

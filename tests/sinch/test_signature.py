@@ -191,3 +191,41 @@ def test_every_secret_length_verifies_as_hmac_signs(length: int) -> None:
         with pytest.raises(SignatureError) as caught:
             verifier.verify(SignedRequest("POST", "/cb", body, forged), now=datetime.now(UTC))
         assert caught.value.failure is SignatureFailure.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-05T23:04:51Z", datetime(2026, 12, 5, 23, 4, 51, tzinfo=UTC)),
+        ("2026-12-05T23:04:51", datetime(2026, 12, 5, 23, 4, 51, tzinfo=UTC)),
+        (" 2026-12-05T23:04:51.1\n", datetime(2026, 12, 5, 23, 4, 51, 100000, tzinfo=UTC)),
+        ("2026-12-05T23:04:51.1234567Z", datetime(2026, 12, 5, 23, 4, 51, 123456, tzinfo=UTC)),
+        ("2026-12-05T23:04:51.123456789Z", datetime(2026, 12, 5, 23, 4, 51, 123456, tzinfo=UTC)),
+        (
+            "2026-12-05T23:04:51.5+0200",
+            datetime(2026, 12, 5, 21, 4, 51, 500000, tzinfo=UTC),
+        ),
+        ("2026-12-05T23:04:51-05:30", datetime(2026, 12, 6, 4, 34, 51, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_of_every_admitted_form_parse_to_their_moment(
+    text: str, expected: datetime
+) -> None:
+    parsed = parse_timestamp(text)
+    assert parsed == expected and parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-05 23:04:51Z",  # fromisoformat takes any separator; Sinch sends T
+        "2026-12-05T23:04:51.1234567890Z",
+        "2026-12-05T23:04Z",
+        "2026-12-05T23:04:51.Z",
+        "2026-12-05T23:04:51+2",
+        "20261205T230451Z",
+    ],
+)
+def test_timestamps_outside_the_pattern_are_malformed(text: str) -> None:
+    with pytest.raises(ValueError, match="not an ISO-8601 timestamp"):
+        parse_timestamp(text)
