@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from app.services.intake import answers
 from app.sinch import samples
 from app.sinch.signature import SignedRequest
 from tests.support import SinchSender
@@ -31,3 +32,25 @@ async def test_a_callbacks_signature_is_checked_without_a_signed_request(
     refused = await sinch.client.post(sinch.path, content=body, headers=forged)
     assert refused.status_code == 401
     assert built == []
+
+
+async def test_an_sms_answer_without_a_code_of_ours_merges_no_settings(
+    sinch: SinchSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached answer is copied as it is; only a code of ours needs the settings merged
+    (answers.py), and the answer is the same bytes."""
+    merged: list[dict[str, Any]] = []
+    merge = answers._merge
+
+    def counting(*args: Any) -> dict[str, Any]:
+        merged.append(result := merge(*args))
+        return result
+
+    monkeypatch.setattr(answers, "_merge", counting)
+    await sinch.post(samples.request_event(number="+46701234567"))  # the cache filled
+    merged.clear()
+    answered = await sinch.post(samples.request_event(number="+46701234568"))
+    assert (
+        answered.content == b'{"action":"allow","sms":{"codeType":"Numeric","expiry":"00:05:00"}}'
+    )
+    assert merged == []
