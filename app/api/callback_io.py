@@ -21,7 +21,7 @@ from starlette.types import Message, Receive
 from app.api.deps import Runtime
 from app.errors import PayloadTooLarge, Unauthorized
 from app.services.intake.dispatch import Delivery, Reply
-from app.sinch.signature import SignatureError, SignedRequest
+from app.sinch.signature import SignatureError
 
 MAX_CALLBACK_BYTES = 256 * 1024  # Sinch's events are a few hundred bytes
 log = structlog.get_logger()
@@ -92,12 +92,11 @@ def _too_large(size: int) -> NoReturn:
 async def signed_delivery(runtime: Runtime, body: bytes, headers: Mapping[str, str]) -> Delivery:
     """The raw callback body, its signature checked against the configured Sinch apps."""
     now = datetime.now(UTC)
-    signed = SignedRequest(
-        method="POST", path=runtime.settings.signed_path, body=body, headers=headers
-    )
     content_type = headers.get("content-type")
     try:
-        app_key = runtime.verifier.verify(signed, now=now)
+        app_key = runtime.verifier.verify_parts(
+            method="POST", path=runtime.settings.signed_path, body=body, headers=headers, now=now
+        )
     except SignatureError as exc:
         rejected = Delivery(body, content_type, exc.app_key, now, signature=exc.failure.value)
         await runtime.intake.reject(rejected)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -23,6 +22,7 @@ from app.api.deps import Runtime
 from app.api.middleware import RequestIds, with_request_id
 from app.api.problems import problem_responses
 from app.errors import AppError, PayloadTooLarge, crashed, problem_for
+from app.logs import bind_request_id
 from app.sinch.answers import RequestAnswer
 from app.sinch.events import (
     VerificationRequestEvent,
@@ -110,8 +110,7 @@ class CallbackFirst(FastAPI):
         headers = pick_headers(scope["headers"])
         request_id = headers.request_id or self._request_ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bind_request_id(request_id)
         try:
             body = await read_body(receive, headers.signed)
             runtime: Runtime = self.state.runtime

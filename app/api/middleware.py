@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import secrets
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logs import bind_request_id
 
 
 class RequestIds:
@@ -35,8 +36,7 @@ class RequestIdMiddleware:
         incoming = dict(scope["headers"]).get(self.header, b"").decode("latin-1")[:64]
         request_id = incoming or self._ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bind_request_id(request_id)
         await self.app(scope, receive, with_request_id(send, request_id))
 
 

@@ -82,13 +82,37 @@ def format_timestamp(moment: datetime) -> str:
 
 def parse_timestamp(value: str) -> datetime:
     """Parse ISO-8601 with up to 9 fractional digits (Sinch sends 7, Python takes 6)."""
-    match = _TIMESTAMP_RE.match(value.strip())
+    text = value.strip()
+    match = _TIMESTAMP_RE.match(text)
     if match is None:
         raise ValueError(f"not an ISO-8601 timestamp: {value!r}")
-    frac = (match["frac"] or "").ljust(6, "0")[:6]
-    tz = match["tz"] or "Z"
-    tz = "+00:00" if tz == "Z" else tz
-    return datetime.fromisoformat(f"{match['base']}.{frac}{tz}")
+    # What the pattern admits fromisoformat reads as it is (Python 3.11+: a fraction of 7 to
+    # 9 digits cut to 6, as before); rebuilding the text first cost ~5k instructions a callback.
+    moment = datetime.fromisoformat(text)
+    return moment if match["tz"] else moment.replace(tzinfo=UTC)
+
+
+class _KeyedHmac:
+    """HMAC-SHA256 under one secret, its key schedule done once: the inner and outer hashes
+    with the padded key absorbed, copied per message (RFC 2104, as hmac.HMAC does without
+    OpenSSL). hmac.new fetched the digest, keyed and freed an OpenSSL context per callback:
+    ~29k instructions a signature against ~16k (a micro-benchmark under callgrind)."""
+
+    _BLOCK = 64  # SHA-256's block size
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) > self._BLOCK:
+            secret = hashlib.sha256(secret).digest()
+        key = secret.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,28 +127,41 @@ class SignatureVerifier:
     """Checks callbacks for one or more Sinch applications (key → secret)."""
 
     def __init__(self, apps: Mapping[str, bytes], *, tolerance: timedelta | None) -> None:
-        self._apps = {key.lower(): secret for key, secret in apps.items()}
+        self._apps = {key.lower(): _KeyedHmac(secret) for key, secret in apps.items()}
         self._tolerance = tolerance
 
     def verify(self, request: SignedRequest, *, now: datetime) -> str:
         """Return the application key (lowercase) or raise SignatureError."""
-        app_key, signature = _parse_authorization(request.headers.get("authorization"))
-        secret = self._apps.get(app_key.lower())
-        if secret is None:
+        return self.verify_parts(
+            method=request.method,
+            path=request.path,
+            body=request.body,
+            headers=request.headers,
+            now=now,
+        )
+
+    def verify_parts(
+        self, *, method: str, path: str, body: bytes, headers: Mapping[str, str], now: datetime
+    ) -> str:
+        """`verify` of a request given as its parts: the callback's path builds no
+        SignedRequest (a frozen dataclass: ~7k instructions a callback)."""
+        app_key, signature = _parse_authorization(headers.get("authorization"))
+        keyed = self._apps.get(app_key.lower())
+        if keyed is None:
             raise SignatureError(SignatureFailure.UNKNOWN_APPLICATION, app_key)
-        timestamp = request.headers.get("x-timestamp")
+        timestamp = headers.get("x-timestamp")
         if not timestamp:
             raise SignatureError(SignatureFailure.MISSING_TIMESTAMP, app_key)
         self._check_age(timestamp, now=now, app_key=app_key)
-        expected = sign(
-            secret=secret,
-            method=request.method,
-            body=request.body,
-            content_type=request.headers.get("content-type", ""),
+        message = string_to_sign(
+            method=method,
+            body=body,
+            content_type=headers.get("content-type", ""),
             timestamp=timestamp,
-            path=request.path,
+            path=path,
         )
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        expected = base64.b64encode(keyed.digest(message.encode("utf-8")))
+        if not hmac.compare_digest(expected, signature.encode()):
             raise SignatureError(SignatureFailure.BAD_SIGNATURE, app_key)
         return app_key.lower()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,83 @@ def test_seven_digit_fraction_round_trips() -> None:
     assert parsed == datetime(2023, 12, 1, 15, 1, 20, 40644, tzinfo=UTC)
     assert format_timestamp(parsed) == "2023-12-01T15:01:20.0406440Z"
     assert parse_timestamp("2014-06-04T13:41:58Z").tzinfo is not None
+
+
+def test_the_secret_is_keyed_once_per_application_not_per_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hmac.new per callback keyed and freed an OpenSSL context each time (~13k instructions
+    a callback): the verifier absorbs each secret into its hashes once."""
+    verifier = _verifier(CALLBACK)
+    keyed: list[bytes] = []
+    new = hmac.new
+
+    def counting(key: bytes, *args: Any, **kwargs: Any) -> hmac.HMAC:
+        keyed.append(key)
+        return new(key, *args, **kwargs)
+
+    monkeypatch.setattr(hmac, "new", counting)
+    for _ in range(3):
+        assert verifier.verify(_request(CALLBACK), now=datetime.now(UTC)) == CALLBACK["key"].lower()
+    assert keyed == []
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 32, 63, 64, 65, 100, 200])
+def test_every_secret_length_verifies_as_hmac_signs(length: int) -> None:
+    """Keys longer than SHA-256's 64-byte block are hashed first, shorter ones padded."""
+    secret = bytes((7 * i + length) % 256 for i in range(length))
+    verifier = SignatureVerifier({"app": secret}, tolerance=None)
+    for body in (b"", b"{}", b"x" * 1000):
+        timestamp = format_timestamp(datetime.now(UTC))
+        fields = {"method": "POST", "body": body, "content_type": "application/json"}
+        signature = sign(secret=secret, **fields, timestamp=timestamp, path="/cb")
+        headers = {
+            "authorization": f"Application app:{signature}",
+            "x-timestamp": timestamp,
+            "content-type": "application/json",
+        }
+        request = SignedRequest(method="POST", path="/cb", body=body, headers=headers)
+        assert verifier.verify(request, now=datetime.now(UTC)) == "app"
+        other = ("B" if signature[0] != "B" else "C") + signature[1:]
+        forged = {**headers, "authorization": f"Application app:{other}"}
+        with pytest.raises(SignatureError) as caught:
+            verifier.verify(SignedRequest("POST", "/cb", body, forged), now=datetime.now(UTC))
+        assert caught.value.failure is SignatureFailure.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-05T23:04:51Z", datetime(2026, 12, 5, 23, 4, 51, tzinfo=UTC)),
+        ("2026-12-05T23:04:51", datetime(2026, 12, 5, 23, 4, 51, tzinfo=UTC)),
+        (" 2026-12-05T23:04:51.1\n", datetime(2026, 12, 5, 23, 4, 51, 100000, tzinfo=UTC)),
+        ("2026-12-05T23:04:51.1234567Z", datetime(2026, 12, 5, 23, 4, 51, 123456, tzinfo=UTC)),
+        ("2026-12-05T23:04:51.123456789Z", datetime(2026, 12, 5, 23, 4, 51, 123456, tzinfo=UTC)),
+        (
+            "2026-12-05T23:04:51.5+0200",
+            datetime(2026, 12, 5, 21, 4, 51, 500000, tzinfo=UTC),
+        ),
+        ("2026-12-05T23:04:51-05:30", datetime(2026, 12, 6, 4, 34, 51, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_of_every_admitted_form_parse_to_their_moment(
+    text: str, expected: datetime
+) -> None:
+    parsed = parse_timestamp(text)
+    assert parsed == expected and parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-05 23:04:51Z",  # fromisoformat takes any separator; Sinch sends T
+        "2026-12-05T23:04:51.1234567890Z",
+        "2026-12-05T23:04Z",
+        "2026-12-05T23:04:51.Z",
+        "2026-12-05T23:04:51+2",
+        "20261205T230451Z",
+    ],
+)
+def test_timestamps_outside_the_pattern_are_malformed(text: str) -> None:
+    with pytest.raises(ValueError, match="not an ISO-8601 timestamp"):
+        parse_timestamp(text)
