@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import TextClause, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import counters, pg_fastpath, stats_rollup
@@ -33,15 +33,19 @@ RESULT_COLUMNS = columns(ResultRow)
 DELIVERY_COLUMNS = columns(DeliveryRow)
 
 
-async def claim_callback(conn: AsyncConnection, row: CallbackClaim) -> int | None:
-    """Insert an inbox row; None when its dedupe key was already stored (a redelivery)."""
-    # The dedupe key's unique index is on its digest on PostgreSQL (models.py).
-    dialect = conn.dialect.name
+def claim_statement(dialect: str) -> TextClause:
+    """The inbox claim's upsert on `dialect`: the dedupe key's unique index is on its digest
+    on PostgreSQL (models.py), on the key elsewhere."""
     target = DEDUPE_DIGEST_PG if dialect == "postgresql" else "dedupe_key"
-    stmt = cached(
+    return cached(
         ("claim", dialect),
         lambda: upsert(callbacks, CLAIM_COLUMNS, conflict=[target], returning=["id"]),
     )
+
+
+async def claim_callback(conn: AsyncConnection, row: CallbackClaim) -> int | None:
+    """Insert an inbox row; None when its dedupe key was already stored (a redelivery)."""
+    stmt = claim_statement(conn.dialect.name)
     # In a batch ahead of the deferred writes: those never touch the inbox.
     result = await run_beside(conn, stmt, params(row))
     claimed: int | None = result.scalar_one_or_none()

@@ -26,7 +26,6 @@ from app.store.policy import policy_version
 from app.store.rows import CallbackClaim, RequestRow, params
 from app.store.tables import verifications
 from app.store.thread_connection import ThreadConnection, drive
-from app.store.upsert import cached
 from tests.store import test_batch_writes as batch_writes
 from tests.store.test_batch_writes import _app_burst, statements
 
@@ -83,7 +82,7 @@ def _stored(url: str, *, planned: bool) -> list[tuple[Any, ...]]:
         if planned:
             claimed = drive(inbox.claim_callback(conn, CLAIM))  # type: ignore[arg-type]
         else:
-            stmt = cached("claim", lambda: None)  # what claim_callback built
+            stmt = inbox.claim_statement("sqlite")  # what claim_callback runs
             claimed = sync.execute(stmt, params(CLAIM)).scalar_one_or_none()
         assert claimed == 1
         drive(inbox.upsert_request(conn, REQUEST, callback_id=claimed))  # type: ignore[arg-type]
