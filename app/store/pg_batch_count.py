@@ -93,18 +93,14 @@ async def count_batch(
     out: list[Totals | None] = [None] * len(items)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, item in enumerate(items):
-        groups.setdefault((bucket_of(clock, item), item.version), []).append(i)
+        bucket = item.changes[0].bucket if item.changes else clock.bucket(item.reads.now)
+        groups.setdefault((bucket, item.version), []).append(i)
     for (bucket, version), indexes in sorted(groups.items()):
         group = [items[i] for i in indexes]
         totals = await _count_group(conn, clock, bucket, version, group)
         for i, found in zip(indexes, totals, strict=True):
             out[i] = found
     return out
-
-
-def bucket_of(clock: BucketClock, item: CountItem) -> int:
-    """The bucket the attempt counts in (the older ones are only read)."""
-    return item.changes[0].bucket if item.changes else clock.bucket(item.reads.now)
 
 
 _INDEX = {column: j for j, column in enumerate(VALUE_COLUMNS)}

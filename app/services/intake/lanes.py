@@ -7,8 +7,8 @@ its own: scope.py). `PgBatches` is group commit on PostgreSQL: request events th
 together share one counting statement (store/pg_batch_count.py: per-attempt running
 totals in arrival order, so a burst is still cut at exactly its limit) and one storing
 statement with one synchronous commit (store/pg_batch_store.py). Each stage is a `Batcher`:
-a lone request is written at once, up to two batches of a stage are in flight, and while
-they are the next gathers. No answer leaves before its store batch committed.
+a lone request is written at once, and while one batch is in flight the next gathers. No
+answer leaves before its store batch committed.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from app.services.resilience.errors import is_outage
 from app.store import inbox
 from app.store.counter_model import BucketClock, Changes, Reads, Totals
 from app.store.held import LeaveIntact
-from app.store.pg_batch_count import CountItem, bucket_of, count_batch
+from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_batch_store import StoreItem, store_batch
 
 T = TypeVar("T")
 BATCH = 256  # request events per statement at most
-COUNTS_IN_FLIGHT = 2  # counting batches at once (PgBatches._count_batch)
 STORES_IN_FLIGHT = 2  # store batches committing at once (store_batches)
 
 
@@ -147,9 +146,6 @@ class PgBatches(StoreBatched):
     stores_json: ClassVar[bool] = True
     counts: Batcher[_Queued, Totals | _Skipped | None] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
-    _counting: dict[asyncio.Event, int | None] = field(default_factory=dict, init=False)
-    """The counting batches in flight (set once counted) and the one bucket each counts in
-    (None: several)."""
 
     def __post_init__(self) -> None:
         self.counts = Batcher(
@@ -158,7 +154,6 @@ class PgBatches(StoreBatched):
             name="verifyguard-count-batches",
             on_written=self.on_counted,
             split=not_outage,
-            concurrency=COUNTS_IN_FLIGHT,
         )
         self.stores = store_batches(self.lend, on_stored=self.on_stored)
 
@@ -190,30 +185,13 @@ class PgBatches(StoreBatched):
         await self.stores.close()
 
     async def _count_batch(self, queued: Sequence[_Queued]) -> list[Totals | _Skipped | None]:
-        """Counted on a lent connection, while another batch may be counting: each statement
-        commits alone (its row locks last only while it runs), so the second one's upsert
-        of a key waits for the first's and returns the totals after both: a burst is still
-        cut at exactly its limit. But a statement reads the buckets before its own from its
-        snapshot, so only batches counting in one and the same bucket overlap; any other
-        first waits for those in flight (else its windows could miss their attempts)."""
-        buckets = {bucket_of(self.clock, q.item) for q in queued}
-        alone = next(iter(buckets)) if len(buckets) == 1 else None
-        before = [done for done, one in self._counting.items() if alone is None or one != alone]
-        counted = asyncio.Event()
-        self._counting[counted] = alone
-        try:
-            for done in before:
-                await done.wait()
-            async with self.lend() as conn:
-                # Answered while the batch waited for a connection: counting them now would
-                # only hold it from attempts still in time (and leave them pending as allowed).
-                skip = [q.late.is_set() for q in queued]
-                live = [q.item for q, late in zip(queued, skip, strict=True) if not late]
-                totals = iter(await count_batch(conn, self.clock, live) if live else [])
-                return [_Skipped.LATE if late else next(totals) for late in skip]
-        finally:
-            del self._counting[counted]
-            counted.set()
+        async with self.lend() as conn:
+            # Answered while the batch waited for a connection: counting them now would
+            # only hold it from attempts still in time (and leave them pending as allowed).
+            skip = [q.late.is_set() for q in queued]
+            live = [q.item for q, late in zip(queued, skip, strict=True) if not late]
+            totals = iter(await count_batch(conn, self.clock, live) if live else [])
+            return [_Skipped.LATE if late else next(totals) for late in skip]
 
 
 async def observe_batched(
