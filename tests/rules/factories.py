@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.rules.engine import Decision, compile_policy, evaluate
+from app.rules.engine import CompiledPolicy, Decision, compile_policy, evaluate
 from app.rules.facts import Facts, derive_facts
 from app.rules.model import Policy, Rule
 
@@ -42,3 +42,12 @@ def make_policy(*rules: Rule, **fields: Any) -> Policy:
 
 def decide(policy: Policy, facts: Facts) -> Decision:
     return evaluate(compile_policy(policy, version=1), facts)
+
+
+def spec_ids(compiled: CompiledPolicy) -> list[str]:
+    """The ids of the values a compiled policy reads from `Facts.aggregates`, sorted."""
+    return sorted(
+        [s.id for s in compiled.aggregates]
+        + [b.id for b in compiled.baselines]
+        + [h.id for h in compiled.histories]
+    )

@@ -10,7 +10,7 @@ from app.rules.engine import compile_policy, evaluate
 from app.rules.facts import Facts
 from app.rules.starter import starter_policy
 
-from .factories import make_facts
+from .factories import make_facts, spec_ids
 
 # Values alike as keys (1 == 1.0 == True, 0.0 == -0.0) but not as trace text or JSON.
 ALIKE = [1, 1.0, True, 0, 0.0, -0.0, False, None, 2, 2.0, 3, 21, 20.0, 0.2, 0.5, 0.25]
@@ -29,11 +29,7 @@ def _facts(rnd: random.Random, spec_ids: list[str]) -> Facts:
 def test_reused_trace_records_are_the_ones_built_for_the_value_read() -> None:
     policy = starter_policy()
     reused = compile_policy(policy, version=1)
-    ids = sorted(
-        [s.id for s in reused.aggregates]
-        + [b.id for b in reused.baselines]
-        + [h.id for h in reused.histories]
-    )
+    ids = spec_ids(reused)
     rnd = random.Random(5)
     for _ in range(600):  # past the memo's 256 records a node, so it starts over too
         facts = _facts(rnd, ids)

@@ -13,7 +13,7 @@ from app.rules.engine import CompiledPolicy, compile_policy, evaluate
 from app.rules.facts import Facts
 from app.rules.starter import starter_policy
 from app.services.intake.records import decision_document, decision_json
-from tests.rules.factories import make_facts, make_policy, make_rule
+from tests.rules.factories import make_facts, make_policy, make_rule, spec_ids
 from tests.rules.test_trace_golden import cases
 
 # Values alike as keys (1 == 1.0 == True, 0.0 == -0.0) but not as text.
@@ -52,11 +52,7 @@ def test_reused_texts_encode_as_the_dict_document() -> None:
 def test_values_alike_as_keys_are_encoded_as_their_own() -> None:
     policy = starter_policy()
     compiled = compile_policy(policy, version=1)
-    ids = sorted(
-        [s.id for s in compiled.aggregates]
-        + [b.id for b in compiled.baselines]
-        + [h.id for h in compiled.histories]
-    )
+    ids = spec_ids(compiled)
     rnd = random.Random(11)
     for _ in range(700):  # past the 256 records a node and entries a rule keep
         aggregates = {spec: rnd.choice(ALIKE) for spec in ids if rnd.random() < 0.9}
