@@ -70,8 +70,13 @@ def sign(
     message = string_to_sign(
         method=method, body=body, content_type=content_type, timestamp=timestamp, path=path
     )
-    digest = hmac.new(secret, message.encode("utf-8"), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
+    return _signature(hmac.new(secret, digestmod=hashlib.sha256), message).decode()
+
+
+def _signature(mac: hmac.HMAC, message: str) -> bytes:
+    """The signature of `message` (base64 of its HMAC-SHA256) with `mac`, a fresh keyed MAC."""
+    mac.update(message.encode("utf-8"))
+    return base64.b64encode(mac.digest())
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -142,9 +147,7 @@ class SignatureVerifier:
             timestamp=timestamp,
             path=path,
         )
-        mac = keyed.copy()
-        mac.update(message.encode("utf-8"))
-        expected = base64.b64encode(mac.digest())
+        expected = _signature(keyed.copy(), message)
         if not hmac.compare_digest(expected, signature.encode()):
             raise SignatureError(SignatureFailure.BAD_SIGNATURE, app_key)
         return app_key.lower()
