@@ -143,24 +143,28 @@ def derive_facts(
 ) -> Facts:
     """Facts for one attempt. A naive `now` is taken to be UTC. `aggregates`, when given, is
     the Facts' own, not copied: a decision fills the dict it passed once the attempt's windows
-    are read (intake/decide.py), instead of building a second Facts (~23k instructions)."""
+    are read (intake/decide.py), instead of building a second Facts (~23k instructions).
+
+    The Facts are built by position, in the fields' order (as `with_aggregates` does):
+    fifteen keywords cost ~6.6k instructions more a construction (callgrind), once per
+    request event (test_facts checks each field gets its own value)."""
     number = number_facts(endpoint)
     return Facts(
-        method=canonical_method(method),
-        number=number.e164,
-        country=number.country,
-        calling_code=number.calling_code,
-        number_type=number.number_type,
-        valid=number.valid,
-        price_amount=price_amount,
-        price_currency=price_currency.upper() if price_currency else None,
-        rate_amount=rate_amount,
-        rate_currency=rate_currency.upper() if rate_currency else None,
-        reference=reference,
-        custom=custom,
-        application=application.strip().lower() if application else None,
-        now=_utc(now),
-        aggregates={} if aggregates is None else aggregates,
+        canonical_method(method),  # method
+        number.e164,  # number
+        number.country,  # country
+        number.calling_code,  # calling_code
+        number.number_type,  # number_type
+        number.valid,  # valid
+        price_amount,  # price_amount
+        price_currency.upper() if price_currency else None,  # price_currency
+        rate_amount,  # rate_amount
+        rate_currency.upper() if rate_currency else None,  # rate_currency
+        reference,  # reference
+        custom,  # custom
+        application.strip().lower() if application else None,  # application
+        _utc(now),  # now
+        {} if aggregates is None else aggregates,  # aggregates
     )
 
 

@@ -162,3 +162,40 @@ def test_parsed_numbers_kept_stay_small_however_many_numbers_arrive() -> None:
         tracemalloc.stop()
         number_facts.cache_clear()
     assert kept < 2_000_000, kept
+
+
+def test_derive_facts_puts_each_value_in_its_field() -> None:
+    """derive_facts builds the Facts by position: each input lands in its own field."""
+    aggregates = {"attempts:number:3600": 4.0}
+    facts = derive_facts(
+        method="SMS",
+        endpoint="+46701234567",
+        price_amount=1.5,
+        price_currency="eur",
+        rate_amount=2.5,
+        rate_currency="usd",
+        reference="ref-1",
+        custom="custom-1",
+        application=" App-Key ",
+        now=NOW,
+        aggregates=aggregates,
+    )
+    expected = Facts(
+        method="sms",
+        number="+46701234567",
+        country="SE",
+        calling_code=46,
+        number_type="mobile",
+        valid=True,
+        price_amount=1.5,
+        price_currency="EUR",
+        rate_amount=2.5,
+        rate_currency="USD",
+        reference="ref-1",
+        custom="custom-1",
+        application="app-key",
+        now=NOW,
+        aggregates=aggregates,
+    )
+    assert facts == expected
+    assert facts.aggregates is aggregates
