@@ -116,7 +116,7 @@ def decision_document(decision: Decision, facts: Facts | None) -> dict[str, Any]
 def decision_json(decision: Decision, facts: Facts) -> str:
     """`decision_document(decision, facts)` as JSON text, the same text as
     `to_json(decision_document(...))`, encoded in one pass (no dict in between)."""
-    encoded = decision.model_dump_json(exclude=_TRACE)
+    encoded = _DECISION.to_json(decision, exclude=_TRACE).decode()
     # The trace goes where the model puts it, before the aggregates: no text before them
     # holds the key (an encoded string holds no bare quote), so the first match is the key.
     at = encoded.index(_AFTER_TRACE)
@@ -125,6 +125,9 @@ def decision_json(decision: Decision, facts: Facts) -> str:
     return f'{encoded[:at]},"trace":{trace}{encoded[at:-1]},"facts":{facts_text}}}'
 
 
+# The model's serializer called as model_dump_json calls it, without the wrapper's sixteen
+# keywords passed through (~7k instructions a decision, a third of the encoding).
+_DECISION = Decision.__pydantic_serializer__
 _TRACE = {"trace"}
 _AFTER_TRACE = ',"aggregates":'
 
