@@ -37,7 +37,7 @@ from app.store.counter_model import (
     WindowQuery,
 )
 from app.store.pg_fastpath import VERSION_SQL, driver
-from app.store.pg_windows import Binds, older_joins, older_values
+from app.store.pg_windows import HOUR, Binds, older_joins, older_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def _statement(pairs: Pairs) -> tuple[str, tuple[Hashable, ...]]:
     unpacked = ", ".join(
         ["e->>0 AS key"] + [f"(e->>{j + 1})::bigint AS {c}" for j, c in enumerate(VALUE_COLUMNS)]
     )
-    older, sums = older_joins(pairs, "up.key", bucket, bind)
+    older, sums = older_joins(pairs, "up.key", bucket, bind, only_long=True)
     picked = ", ".join([f"up.{c}" for c in VALUE_COLUMNS] + sums)
     sql = (
         f"WITH up AS (INSERT INTO counters (key, bucket, {names}) "
@@ -140,6 +140,9 @@ async def _count_group(
     keys = sorted(summed)
     values = older_values(clock, now, bucket, {w for w, _ in pairs})
     values["bucket"], values["version"] = bucket, version
+    values["long_keys"] = sorted(
+        {q.key for item in items for q in item.reads.queries if q.window_seconds > HOUR}
+    )
     values["rows"] = to_json([[k, *summed[k]] for k in keys]).decode()
     sql, names = _statement(pairs)
     apg = await driver(conn)

@@ -62,12 +62,22 @@ def long(window: int) -> bool:
     return window > HOUR
 
 
-def older_joins(pairs: Pairs, key: str, bucket: str, bind: Binds) -> tuple[str, list[str]]:
+def older_joins(
+    pairs: Pairs, key: str, bucket: str, bind: Binds, *, only_long: bool = False
+) -> tuple[str, list[str]]:
     """LEFT JOIN LATERALs reading each (window, column) over the buckets before `bucket`
-    (a bound parameter, the current bucket), and the select list of their sums."""
+    (a bound parameter, the current bucket), and the select list of their sums.
+
+    With `only_long`, hours and old edges are read only for the keys bound as `long_keys`
+    (those a window longer than an hour reads); the others' long sums are 0, and no window
+    of theirs reads them. A key outside the list skips those scans (a gating filter on
+    parameters: no index is probed). With the starter policy only the country keys read a
+    long window: 2 index scans fewer per number and range key (tests/store/
+    test_hot_path_reads.py)."""
     if not pairs:
         return "", []
     longs = sorted({w for w, _ in pairs if long(w)})
+    only = f" AND {key} = ANY({bind('long_keys', 'text[]')})" if only_long and longs else ""
     recent = ", ".join(
         f"sum(CASE WHEN bucket >= {bind(('from', w), 'bigint')} THEN {c} ELSE 0 END) AS {c}_{w}"
         for w, c in pairs
@@ -87,14 +97,15 @@ def older_joins(pairs: Pairs, key: str, bucket: str, bind: Binds) -> tuple[str, 
         now_hour, first_hour = bind("now_hour", "bigint"), bind("first_hour", "bigint")
         sql.append(
             f" LEFT JOIN LATERAL (SELECT {hours} FROM counter_hours WHERE "
-            f"{key_range('counter_hours', 'hour', key, first_hour, now_hour)}) AS hours ON true"
+            f"{key_range('counter_hours', 'hour', key, first_hour, now_hour)}{only}) "
+            "AS hours ON true"
         )
     for i, w in enumerate(longs):
         columns = ", ".join(f"sum({c}) AS {c}" for v, c in pairs if v == w)
         since, edge = bind(("since", w), "bigint"), bind(("edge", w), "bigint")
         sql.append(
             f" LEFT JOIN LATERAL (SELECT {columns} FROM counters WHERE "
-            f"{key_range('counters', 'bucket', key, since, edge)}) AS edge{i} ON true"
+            f"{key_range('counters', 'bucket', key, since, edge)}{only}) AS edge{i} ON true"
         )
         for v, c in pairs:
             if v == w:
