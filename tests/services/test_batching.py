@@ -114,3 +114,17 @@ async def test_with_two_in_flight_an_item_arriving_during_a_write_starts_its_own
     assert [await t for t in [first, second, *rest]] == [0, 10, 20, 30]
     assert writer.batches == [[0], [1], [2, 3]]
     await batcher.close()
+
+
+async def test_with_two_in_flight_a_batch_is_written_in_the_turn_its_writer_wakes() -> None:
+    """No task per batch: a writer wakes the loop turn after the item arrives and writes it
+    then (a task of its own would start a turn later, behind everything else ready then)."""
+    writer = Writer()
+    batcher: Batcher[int, int] = Batcher(writer, concurrency=2)
+    assert await batcher.submit(0) == 0  # the writers are up and waiting
+    pending = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0)  # the item is queued, its writer woken
+    await asyncio.sleep(0)  # the writer's turn
+    assert writer.batches == [[0], [1]]
+    assert await pending == 10
+    await batcher.close()

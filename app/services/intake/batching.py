@@ -1,15 +1,17 @@
 """Micro-batching: items submitted while a batch is being written form the next batch.
 
-`Batcher.submit(item)` returns the item's outcome once its batch is written. One task
-writes: it takes whatever is queued (a lone item at once, without waiting for company),
-and while that batch is written the next one gathers. So batches grow with the load and add
-no latency when idle. If a batch of several fails as a whole, each item is tried alone, so
+`Batcher.submit(item)` returns the item's outcome once its batch is written. A writer
+takes whatever is queued (a lone item at once, without waiting for company), and while
+that batch is written the next one gathers. So batches grow with the load and add no
+latency when idle. If a batch of several fails as a whole, each item is tried alone, so
 one bad item costs the others nothing.
 
-`concurrency` batches may be in flight at once (1: one at a time). With 2, an item that
-arrives while a batch is being written starts its own at once rather than waiting for a
-batch it did not join: where the batches commute (the PostgreSQL store batches: rows locked
-in key order, sums of settles) this takes a whole commit off such an item's wait.
+`concurrency` batches may be in flight at once (1: one at a time): that many writers, each
+writing its batch itself (no task per batch, which would start a loop turn later, behind
+everything else ready then). With 2, an item that arrives while a batch is being written
+starts its own at once rather than waiting for a batch it did not join: where the batches
+commute (the PostgreSQL store batches: rows locked in key order, sums of settles) this
+takes a whole commit off such an item's wait.
 """
 
 from __future__ import annotations
@@ -38,20 +40,23 @@ class Batcher(Generic[In, Out]):
     split: Callable[[Exception], bool] = lambda exc: True
     """Whether a failed batch is tried again item by item (not when the database is away)."""
     concurrency: int = 1
-    """Batches in flight at most."""
+    """Batches in flight at most (one writer each)."""
+    parts: int = 1
+    """A written batch's items resume in this many parts, a loop turn apart, the first at
+    once: what the first part does next (on PostgreSQL, its decisions' store batch) starts
+    while the later parts still run, instead of after the whole batch's CPU work."""
     _queue: list[tuple[In, asyncio.Future[Out]]] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _writers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _writing: dict[object, list[asyncio.Future[Out]]] = field(default_factory=dict, init=False)
-    """The items of each batch in flight (by its task, or a token when written inline)."""
-    _done: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """The items of each batch in flight (by a token of its own)."""
 
     async def submit(self, item: In) -> Out:
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._wakeup.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._writer(), name=self.name)
+        if not self._writers or any(task.done() for task in self._writers):
+            self._start()
         return await future
 
     async def close(self) -> None:
@@ -59,37 +64,33 @@ class Batcher(Generic[In, Out]):
         writing = [future for futures in self._writing.values() for future in futures]
         waiting = [*writing, *(future for _, future in self._queue)]
         await asyncio.gather(*waiting, return_exceptions=True)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._writers:
+            task.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
+        self._writers = []
+
+    def _start(self) -> None:
+        alive = [task for task in self._writers if not task.done()]
+        missing = self.concurrency - len(alive)
+        self._writers = alive + [
+            asyncio.create_task(self._writer(), name=self.name) for _ in range(missing)
+        ]
 
     async def _writer(self) -> None:
         while True:
             await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                if len(self._writing) >= self.concurrency:
-                    self._done.clear()
-                    await self._done.wait()  # a batch in flight was written
-                    continue
-                batch, self._queue = self._queue[: self.limit], self._queue[self.limit :]
-                futures = [future for _, future in batch]
-                if self.concurrency == 1:  # written here: no task per batch
-                    token = object()
-                    self._writing[token] = futures
-                    try:
-                        await self._write(batch)
-                    finally:
-                        del self._writing[token]
-                    continue
-                task = asyncio.create_task(self._write(batch), name=f"{self.name}-write")
-                self._writing[task] = futures
-                task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        del self._writing[task]
-        self._done.set()
+            if not self._queue:  # another writer took it
+                self._wakeup.clear()
+                continue
+            batch, self._queue = self._queue[: self.limit], self._queue[self.limit :]
+            if not self._queue:
+                self._wakeup.clear()
+            token = object()
+            self._writing[token] = [future for _, future in batch]
+            try:
+                await self._write(batch)
+            finally:
+                del self._writing[token]
 
     async def _write(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         if self.on_batch is not None:
@@ -107,8 +108,23 @@ class Batcher(Generic[In, Out]):
             return
         if self.on_written is not None:
             self.on_written(len(batch), time.perf_counter() - started)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        settled = [(future, out) for (_, future), out in zip(batch, outcomes, strict=True)]
+        size = -(-len(settled) // self.parts) if len(settled) >= 2 * self.parts else len(settled)
+        self._resume(settled, size, object())
+
+    def _resume(
+        self, settled: list[tuple[asyncio.Future[Out], Out]], size: int, token: object
+    ) -> None:
+        """Settle the first `size` items; the rest a loop turn later, in `size`s (after the
+        steps those woke, which run first). Still unsettled items count as being written."""
+        for future, outcome in settled[:size]:
             _settle(future, value=outcome)
+        rest = settled[size:]
+        if not rest:
+            self._writing.pop(token, None)
+            return
+        self._writing[token] = [future for future, _ in rest]
+        asyncio.get_running_loop().call_soon(self._resume, rest, size, token)
 
 
 def _settle(
