@@ -26,13 +26,21 @@ _TRACE_CONFIG = ConfigDict(extra="forbid")
 
 
 class _Encoded:
-    """A slot for a trace record's own JSON text (`trace_json`), set when it is first
-    encoded. Not a dataclass field: pydantic neither validates nor serializes it."""
+    """A slot for a trace record's own JSON (`trace_json`), set when it is first encoded;
+    b"" until then. Bytes, as pydantic writes them and the store sends them: no decoding
+    and encoding again of text that holds non-ASCII. Not a dataclass field: pydantic
+    neither validates nor serializes it. Set empty by `__post_init__` (the dataclass's
+    `__init__` and pydantic's validation both call it): reading an unset slot raises an
+    AttributeError, whose message cost ~2.3k instructions a new record (~24k an answer)
+    under `getattr(…, None)`."""
 
     __slots__ = ("_json",)
-    _json: str
+    _json: bytes
 
-    def _kept(self, text: str) -> str:
+    def __post_init__(self) -> None:
+        self._json = b""
+
+    def _kept(self, text: bytes) -> bytes:
         self._json = text
         return text
 
@@ -78,29 +86,29 @@ class TraceEntry(_Encoded):
 _CONDITION_JSON = TypeAdapter(ConditionTrace)
 _ENTRY_JSON = TypeAdapter(TraceEntry)
 _HEADS = 4096
-_heads: dict[tuple[Any, ...], str] = {}
+_heads: dict[tuple[Any, ...], bytes] = {}
 
 
-def trace_json(trace: list[TraceEntry]) -> str:
-    """`trace` as JSON text (a list of entries), as `Decision.model_dump_json` encodes it."""
-    return f"[{','.join([getattr(entry, '_json', None) or _entry(entry) for entry in trace])}]"
+def trace_json(trace: list[TraceEntry]) -> bytes:
+    """`trace` as JSON (a list of entries, UTF-8), as `Decision.model_dump_json` encodes it."""
+    return b"[%b]" % b",".join([entry._json or _entry(entry) for entry in trace])
 
 
-def _entry(entry: TraceEntry) -> str:
+def _entry(entry: TraceEntry) -> bytes:
     head = _head(entry)
     if head is None:  # values not of the declared types: encoded as pydantic has it
-        text = _ENTRY_JSON.dump_json(entry).decode()
+        text = _ENTRY_JSON.dump_json(entry)
     else:
-        records = [getattr(c, "_json", None) or _record(c) for c in entry.conditions]
-        text = f"{head}{','.join(records)}]}}"
+        records = [c._json or _record(c) for c in entry.conditions]
+        text = b"%b%b]}" % (head, b",".join(records))
     return entry._kept(text)
 
 
-def _record(record: ConditionTrace) -> str:
-    return record._kept(_CONDITION_JSON.dump_json(record).decode())
+def _record(record: ConditionTrace) -> bytes:
+    return record._kept(_CONDITION_JSON.dump_json(record))
 
 
-def _head(entry: TraceEntry) -> str | None:
+def _head(entry: TraceEntry) -> bytes | None:
     """The entry's text up to its conditions' (`{"rule":…,"conditions":[`), or None when
     its values are not of the declared types."""
     key = (entry.rule, entry.mode, entry.matched, entry.rule_id, entry.skipped)
@@ -113,7 +121,7 @@ def _head(entry: TraceEntry) -> str | None:
     if not (type(rule) is str and type(mode) is str and type(skipped) in (str, type(None))):
         return None
     bare = TraceEntry(rule, mode, matched, rule_id, skipped, [])
-    head = _ENTRY_JSON.dump_json(bare).decode()[: -len("]}")]
+    head = _ENTRY_JSON.dump_json(bare)[: -len(b"]}")]
     if len(_heads) >= _HEADS:
         _heads.clear()
     _heads[key] = head

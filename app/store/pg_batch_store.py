@@ -43,9 +43,9 @@ class StoreItem:
     verification: RequestRow
     shadow: Sequence[MatchRow]
     settle: CounterDeltas | None
-    decision_json: str | None = None
-    """The verification's `decision` already encoded (then `verification.decision` is not
-    read); None: encoded here."""
+    decision_json: bytes | None = None
+    """The verification's `decision` already encoded, UTF-8 (then `verification.decision` is
+    not read); None: encoded here."""
 
 
 _CLAIM_TYPES = {
@@ -171,13 +171,14 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
     return [None if row["id"] is None else int(row["id"]) for row in rows]
 
 
-def _json(value: Any, exclude: dict[str, set[str]] | None = None) -> str:
+def _json(value: Any, exclude: dict[str, set[str]] | None = None) -> bytes:
     # Non-finite floats as the strings PostgreSQL's float input reads ("Infinity"), as a
-    # binary parameter would have carried them, not as null.
-    return to_json(value, exclude=exclude, inf_nan_mode="strings").decode()
+    # binary parameter would have carried them, not as null. Bytes: a json parameter takes
+    # them as they are (store/base.py's codec).
+    return to_json(value, exclude=exclude, inf_nan_mode="strings")
 
 
-def _decision(item: StoreItem) -> str | None:
+def _decision(item: StoreItem) -> bytes | str | None:
     if item.decision_json is not None:
         return item.decision_json
     return encode("decision", item.verification.decision)  # type: ignore[no-any-return]

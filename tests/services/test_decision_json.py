@@ -14,7 +14,7 @@ def test_encoded_document_is_the_dict_document_encoded() -> None:
     seen = 0
     for _, compiled, facts, _ in cases():
         decision = evaluate(compiled, facts)
-        expected = to_json(decision_document(decision, facts)).decode()
+        expected = to_json(decision_document(decision, facts))
         assert decision_json(decision, facts) == expected
         seen += 1
     assert seen > 50
