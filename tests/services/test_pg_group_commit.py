@@ -11,7 +11,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,13 @@ from sqlalchemy import func, select, text
 
 from app.main import create_app
 from app.rules.model import Policy
-from app.services.intake.batching import Batcher
-from app.services.intake.lanes import PgBatches, _Queued
+from app.services.intake.lanes import PgBatches
 from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.base import create_engine
 from app.store.counter_model import BucketClock, CounterDeltas, Reads, WindowQuery
 from app.store.models import CounterRow, VerificationRow
 from app.store.pg_batch_count import CountItem, count_batch
-from app.store.pg_fastpath import policy_version
 from tests.conftest import _truncate, make_settings
 from tests.support import SinchSender
 
@@ -215,45 +213,3 @@ async def test_stored_decision_documents_are_compressed_with_lz4(pg: SinchSender
             await conn.scalars(text("SELECT pg_column_compression(decision) FROM verifications"))
         ).all()
     assert methods and set(methods) == {"lz4"}
-
-
-async def _count_item(sender: SinchSender) -> CountItem:
-    """An attempt at a fresh number, under the live policy version."""
-    clock, now = BucketClock(60), datetime.now(UTC)
-    async with _runtime(sender).engine.connect() as conn:
-        version = await policy_version(conn)
-    query = WindowQuery(f"number:{_number()}", 3600, "attempts")
-    changes = (CounterDeltas((query.key,), clock.bucket(now), {"attempts": 1}),)
-    return CountItem(changes, Reads([query], now), version)
-
-
-async def test_a_counted_batch_is_stored_in_halves_the_first_while_the_second_decides(
-    pg: SinchSender,
-) -> None:
-    """The counted batch's decisions resume in two halves a loop turn apart, so the first
-    half's store batch is taken before the second half runs (it was one batch after the
-    whole counted batch's CPU work); the second half makes the other batch in flight."""
-    await _install(pg, NUMBER_LIMIT)
-    batches = _batches(pg)
-    counted: list[int] = []
-    batches.counts.on_batch = counted.append
-    stored: list[list[int]] = []
-
-    async def store(items: Sequence[int]) -> list[int]:
-        stored.append(list(items))
-        return list(items)
-
-    stores: Batcher[int, int] = Batcher(store, concurrency=2)
-    item = await _count_item(pg)
-
-    async def decision(i: int) -> Any:
-        totals = await batches.counts.submit(_Queued(item, asyncio.Event()))
-        await stores.submit(i)
-        return totals
-
-    totals = await asyncio.gather(*(decision(i) for i in range(64)))
-    await stores.close()
-    assert counted == [64]
-    assert stored == [list(range(32)), list(range(32, 64))]  # before: [list(range(64))]
-    query = item.reads.queries[0]
-    assert [t[query] for t in totals] == list(range(1, 65))

@@ -41,10 +41,6 @@ class Batcher(Generic[In, Out]):
     """Whether a failed batch is tried again item by item (not when the database is away)."""
     concurrency: int = 1
     """Batches in flight at most (one writer each)."""
-    parts: int = 1
-    """A written batch's items resume in this many parts, a loop turn apart, the first at
-    once: what the first part does next (on PostgreSQL, its decisions' store batch) starts
-    while the later parts still run, instead of after the whole batch's CPU work."""
     _queue: list[tuple[In, asyncio.Future[Out]]] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _writers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
@@ -108,23 +104,8 @@ class Batcher(Generic[In, Out]):
             return
         if self.on_written is not None:
             self.on_written(len(batch), time.perf_counter() - started)
-        settled = [(future, out) for (_, future), out in zip(batch, outcomes, strict=True)]
-        size = -(-len(settled) // self.parts) if len(settled) >= 2 * self.parts else len(settled)
-        self._resume(settled, size, object())
-
-    def _resume(
-        self, settled: list[tuple[asyncio.Future[Out], Out]], size: int, token: object
-    ) -> None:
-        """Settle the first `size` items; the rest a loop turn later, in `size`s (after the
-        steps those woke, which run first). Still unsettled items count as being written."""
-        for future, outcome in settled[:size]:
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, value=outcome)
-        rest = settled[size:]
-        if not rest:
-            self._writing.pop(token, None)
-            return
-        self._writing[token] = [future for future, _ in rest]
-        asyncio.get_running_loop().call_soon(self._resume, rest, size, token)
 
 
 def _settle(

@@ -9,11 +9,6 @@ totals in arrival order, so a burst is still cut at exactly its limit) and one s
 statement with one synchronous commit (store/pg_batch_store.py). Each stage is a `Batcher`:
 a lone request is written at once, and while one batch is in flight the next gathers. No
 answer leaves before its store batch committed.
-
-A counted batch's decisions resume in two halves, a loop turn apart: each runs the engine
-(~0.15 ms of CPU), so the first half's store batch starts while the second half is still
-being decided, rather than after the whole batch (6-7 ms for 40); the second half's is
-the other store batch in flight.
 """
 
 from __future__ import annotations
@@ -40,7 +35,6 @@ from app.store.pg_batch_store import StoreItem, store_batch
 T = TypeVar("T")
 BATCH = 256  # request events per statement at most
 STORES_IN_FLIGHT = 2  # store batches committing at once (store_batches)
-COUNTED_PARTS = 2  # a counted batch's decisions resume in halves (PgBatches)
 
 
 class Late(TimeoutError, LeaveIntact):
@@ -160,7 +154,6 @@ class PgBatches(StoreBatched):
             name="verifyguard-count-batches",
             on_written=self.on_counted,
             split=not_outage,
-            parts=COUNTED_PARTS,
         )
         self.stores = store_batches(self.lend, on_stored=self.on_stored)
 
