@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -177,40 +177,10 @@ def _utc(moment: datetime) -> datetime:
 _FIELDS = tuple(f.name for f in dataclasses.fields(Facts))  # dataclasses.fields: ~1.5 us a call
 
 
-class _UtcIsoformat:
-    """`moment.isoformat()`, the same text, with a UTC moment's date and time of day written
-    once a second: `datetime.isoformat` formats its text through PyUnicode_FromFormat twice
-    (the moment, then its offset), ~12.4k instructions (callgrind), the most of a request
-    event's `facts_to_json`. Any thread may call it: the second and its text are one tuple,
-    replaced whole."""
-
-    def __init__(self) -> None:
-        start = datetime(1970, 1, 1, tzinfo=UTC)
-        self._second: tuple[datetime, datetime, str] = (start, start, "")
-
-    def __call__(self, moment: datetime) -> str:
-        start, end, text = self._second
-        if moment.tzinfo is not UTC or type(moment) is not datetime:
-            return moment.isoformat()
-        if not start <= moment < end:
-            if moment >= _LAST_SECOND:
-                return moment.isoformat()  # the second's end is past datetime.max
-            start = moment.replace(microsecond=0)
-            text = start.isoformat()[:-6]  # without its "+00:00"
-            self._second = (start, start + _SECOND, text)
-        micros = moment.microsecond
-        return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
-
-
-_SECOND = timedelta(seconds=1)
-_LAST_SECOND = datetime.max.replace(microsecond=0, tzinfo=UTC)
-utc_isoformat = _UtcIsoformat()
-
-
 def facts_to_json(facts: Facts) -> dict[str, Any]:
     """A JSON-able document of `facts`, for storing with the decision."""
     document = {name: getattr(facts, name) for name in _FIELDS}
-    document["now"] = utc_isoformat(facts.now)
+    document["now"] = facts.now.isoformat()
     document["aggregates"] = dict(facts.aggregates)
     return document
 

@@ -10,14 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import phonenumbers
 import pytest
 
-from app.rules.facts import (
-    Facts,
-    derive_facts,
-    facts_from_json,
-    facts_to_json,
-    number_facts,
-    utc_isoformat,
-)
+from app.rules.facts import Facts, derive_facts, facts_from_json, facts_to_json, number_facts
 
 from .factories import NOW, make_facts
 
@@ -206,37 +199,3 @@ def test_derive_facts_puts_each_value_in_its_field() -> None:
     )
     assert facts == expected
     assert facts.aggregates is aggregates
-
-
-def _moments() -> list[datetime]:
-    start = datetime(2026, 12, 6, 2, 0, 59, 999_998, tzinfo=UTC)
-    steps = [timedelta(microseconds=n) for n in (0, 1, 2, 3, 999_999, 1_000_000, 1_000_002)]
-    moments = [start + step for step in steps]  # across the second's end, whole seconds
-    moments += [datetime(2026, 12, 6, 2, 1, tzinfo=UTC) + timedelta(days=d) for d in (-400, 3)]
-    moments += [
-        datetime.min.replace(tzinfo=UTC),
-        datetime.max.replace(tzinfo=UTC),
-        datetime.max.replace(microsecond=0, tzinfo=UTC),
-        datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
-        datetime(2026, 1, 1, 12, 0, 0, 5),  # naive
-        datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(0))),  # UTC, another object
-    ]
-    return moments
-
-
-def test_utc_isoformat_writes_what_isoformat_writes() -> None:
-    for moment in _moments() + list(reversed(_moments())):
-        assert utc_isoformat(moment) == moment.isoformat()
-        assert facts_to_json(make_facts(now=moment))["now"] == moment.isoformat()
-
-
-def test_utc_isoformat_formats_a_second_once() -> None:
-    """Within one second only the fraction is written: the second's text is reused."""
-    moment = datetime(2026, 12, 6, 2, 0, 7, 10, tzinfo=UTC)
-    utc_isoformat(moment)
-    kept = utc_isoformat._second
-    assert utc_isoformat(moment + timedelta(microseconds=5)) == "2026-12-06T02:00:07.000015+00:00"
-    assert utc_isoformat(moment.replace(microsecond=0)) == "2026-12-06T02:00:07+00:00"
-    assert utc_isoformat._second is kept
-    assert utc_isoformat(moment + timedelta(seconds=1)) == "2026-12-06T02:00:08.000010+00:00"
-    assert utc_isoformat._second is not kept
