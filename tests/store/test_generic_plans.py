@@ -58,7 +58,10 @@ async def _history(engine: AsyncEngine, now: datetime) -> None:
             await conn.execute(insert(counters), rows(start, 5_000))
 
 
-def _literal(value: Any) -> str:
+def _literal(value: Any, kind: str = "") -> str:
+    """`value` as a literal of the parameter's type `kind` (JSON is sent encoded, as bytes)."""
+    if isinstance(value, bytes) and kind in ("json", "jsonb"):
+        return "'" + value.decode().replace("'", "''") + "'"
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -117,7 +120,8 @@ async def _generic_plans(
         await apg.execute("SET plan_cache_mode = force_generic_plan")
         for query, args in list(statements):  # this connection may be capturing too
             await apg.execute(f"PREPARE probe AS {query}")
-            literals = f"({','.join(_literal(a) for a in args)})" if args else ""
+            kinds = [t.name for t in (await apg.prepare(query)).get_parameters()]
+            literals = f"({','.join(map(_literal, args, kinds))})" if args else ""
             rows = await apg.fetch(f"EXPLAIN EXECUTE probe{literals}")
             await apg.execute("DEALLOCATE probe")
             plan = "\n".join(r[0] for r in rows)
