@@ -6,17 +6,14 @@ another: every measure, windows reaching into older buckets, awkward keys includ
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.base import create_engine
 from app.store.counter_model import BucketClock, CounterDeltas, Reads, Totals, WindowQuery
 from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_counters import PgCounters
-from tests.conftest import _truncate
 
 pytestmark = pytest.mark.postgres
 
@@ -44,17 +41,6 @@ def _attempts(prefix: str, now: datetime, count: int) -> list[tuple[CountItem, R
         reads = Reads(queries, now)
         out.append((CountItem(tuple(changes), reads, 0), reads))
     return out
-
-
-@pytest.fixture
-async def conn(postgres_database: str) -> AsyncIterator[AsyncConnection]:
-    await _truncate(postgres_database)
-    engine = create_engine(postgres_database, autocommit=True)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    finally:
-        await engine.dispose()
 
 
 def _renamed(totals: Totals, prefix: str) -> dict[tuple[str, int, str], int]:

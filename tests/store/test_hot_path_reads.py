@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.base import create_engine
 from app.store.counter_model import BucketClock, CounterDeltas, Reads, WindowQuery
 from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_batch_store import StoreItem, store_batch
 from app.store.pg_fastpath import driver
-from tests.conftest import _truncate
 from tests.store.test_batch_store_rows import _item
 
 pytestmark = pytest.mark.postgres
@@ -29,17 +26,6 @@ pytestmark = pytest.mark.postgres
 CLOCK = BucketClock(60)
 NOW = datetime(2026, 3, 2, 10, 30, 1, tzinfo=UTC)
 PAGE = 8192  # a B-tree's metapage: the whole index while it holds no entry
-
-
-@pytest.fixture
-async def conn(postgres_database: str) -> AsyncIterator[AsyncConnection]:
-    await _truncate(postgres_database)
-    engine = create_engine(postgres_database, autocommit=True)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    finally:
-        await engine.dispose()
 
 
 def _attempt(number: str) -> CountItem:
