@@ -23,12 +23,12 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.rules.engine import CompiledPolicy, compile_policy, evaluate
 from app.rules.facts import Facts, derive_facts
@@ -133,6 +133,23 @@ async def _wal(reader: WalReader | None, count: int) -> dict[str, Any]:
     }
 
 
+async def counted(conn: AsyncConnection, batch: Sequence[CountItem]) -> None:
+    """One counting batch, as `_timed` runs a stage's batches."""
+    await count_batch(conn, CLOCK, batch)
+
+
+@asynccontextmanager
+async def measured_connection(
+    engine: AsyncEngine,
+) -> AsyncIterator[tuple[AsyncConnection, int, int]]:
+    """A connection of `engine`, its backend's pid (whose CPU `_timed` reads from /proc)
+    and the live policy version (the counting items are planned under it)."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+        yield conn, pid, await policy_version(conn)
+
+
 async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     rng = random.Random(17)  # noqa: S311 - load shape, not secrets
     compiled = compile_policy(starter_policy(), version=1)
@@ -140,14 +157,7 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     reader = await wal_open(args.dsn) if args.wal else None
     rows = []
     try:
-        async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
-            version = await policy_version(conn)
-
-            async def counted(conn: AsyncConnection, batch: Sequence[CountItem]) -> None:
-                await count_batch(conn, CLOCK, batch)
-
+        async with measured_connection(engine) as (conn, pid, version):
             for round_ in range(args.rounds + 1):  # the first warms up
                 stores = store_items(rng, compiled, args.count)
                 counts = count_items(rng, compiled, args.count, version)

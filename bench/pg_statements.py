@@ -20,17 +20,21 @@ from contextlib import ExitStack
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.engine import compile_policy
 from app.rules.starter import starter_policy
 from app.store.base import create_engine
 from app.store.migrate import upgrade
-from app.store.pg_batch_count import CountItem, count_batch
 from app.store.pg_batch_store import store_batch
-from app.store.pg_fastpath import policy_version
 from bench import pg_cluster
-from bench.batch_cost import CLOCK, PRIVATE, _timed, count_items, store_items
+from bench.batch_cost import (
+    PRIVATE,
+    _timed,
+    count_items,
+    counted,
+    measured_connection,
+    store_items,
+)
 from bench.run import postgres_database
 
 SETTINGS = {
@@ -57,14 +61,7 @@ async def _measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     engine = create_engine(url, autocommit=True)
     stages = {"store": 0.0, "count": 0.0}
     try:
-        async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
-            version = await policy_version(conn)
-
-            async def counted(conn: AsyncConnection, batch: list[CountItem]) -> None:
-                await count_batch(conn, CLOCK, batch)
-
+        async with measured_connection(engine) as (conn, pid, version):
             size = args.batch
             for round_ in range(args.rounds + 1):
                 stores = store_items(rng, compiled, args.count)
