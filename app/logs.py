@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
 import logging
 import re
@@ -124,15 +125,19 @@ class _JsonLine:
         self._timestamp = _UtcTimestamp()
         self._exc_info = structlog.processors.format_exc_info
 
-    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> str:
+    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> str | bytes:
+        """The line: as the encoder's UTF-8 bytes (`_StderrLines` writes them as they are), or
+        as text for a line with `exc_info`."""
         event["level"] = _LEVELS.get(name, name)
         self._timestamp(logger, name, event)
         if "exc_info" in event:
             return _json(self._exc_info(logger, name, _mask_values(logger, name, event)))
         line = to_json(event, fallback=str)
-        if b"+" in line:
+        # find, not `in`: bytes' `in` tries its operand as a byte value first and formats
+        # the TypeError saying it is not one (~1.8k instructions a line).
+        if line.find(b"+") >= 0:
             line = to_json(_mask_values(logger, name, event), fallback=str)
-        return line.decode()
+        return line
 
 
 # structlog's add_log_level: its method name, but "warn" and "exception" mapped.
@@ -158,12 +163,21 @@ class _StderrLines:
         self._since: float | None = None  # when the pending flush was scheduled
         self._stream: object = None  # the stream last written, and whether it writes through
         self._direct = False
+        self._utf8 = False  # and whether it encodes as UTF-8
 
-    def msg(self, message: str) -> None:
+    def msg(self, message: str | bytes) -> None:
+        """One line; a JSON line comes as its UTF-8 bytes. To the interpreter's UTF-8 stderr
+        they go to its file as they are (decoded and encoded again: ~2k instructions a line)."""
         stream = sys.stderr
-        stream.write(message + "\n")
         if stream is not self._stream:
             self._stream, self._direct = stream, _writes_through(stream)
+            self._utf8 = _is_utf8(getattr(stream, "encoding", None))
+        if isinstance(message, bytes):
+            if self._direct and self._utf8:
+                stream.buffer.write(message + b"\n")
+                return  # written through: nothing to flush
+            message = message.decode()
+        stream.write(message + "\n")
         if self._direct:
             return  # the interpreter's own stderr: the line went out as written, no flush
         try:
@@ -183,6 +197,13 @@ class _StderrLines:
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
+
+
+def _is_utf8(encoding: str | None) -> bool:
+    try:
+        return encoding is not None and codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _writes_through(stream: object) -> bool:

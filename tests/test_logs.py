@@ -160,8 +160,10 @@ def _processor_chain_line(name: str, event: dict[str, Any]) -> str:
     return str(out)
 
 
-def _without_timestamp(line: str) -> str:
-    return re.sub(r',"timestamp":"[^"]*"', "", line)
+def _without_timestamp(line: str | bytes) -> str:
+    """The line as text (a JSON line comes as its UTF-8 bytes), its timestamp left out."""
+    text = line.decode() if isinstance(line, bytes) else line
+    return re.sub(r',"timestamp":"[^"]*"', "", text)
 
 
 def test_a_json_line_is_what_structlogs_processors_made() -> None:

@@ -113,7 +113,9 @@ class CallbackFirst(FastAPI):
         bind_request_id(request_id)
         try:
             body = await read_body(receive, headers.signed)
-            runtime: Runtime = self.state.runtime
+            # By key: as an attribute, the State's own lookup fails (an AttributeError, its
+            # message formatted) before its __getattr__ reads the same dict.
+            runtime: Runtime = self.state["runtime"]
             delivery = await signed_delivery(runtime, body, headers.signed)
             reply = await runtime.intake.receive(delivery)
         except PayloadTooLarge as error:

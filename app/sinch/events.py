@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 REQUEST_EVENT = "VerificationRequestEvent"
 RESULT_EVENT = "VerificationResultEvent"
@@ -29,12 +29,14 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
-def canonical_method(value: object) -> object:
-    """Sinch writes `flashCall` in older docs and `flashcall` on the wire: compare lowercase."""
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Method = Annotated[str, BeforeValidator(canonical_method), Field(min_length=1, max_length=32)]
+# Sinch writes `flashCall` in older docs and `flashcall` on the wire: compare lowercase.
+# pydantic-core strips and lowers it, in the JSON parse; a Python BeforeValidator
+# (value.strip().lower()) was ~5k instructions a request event (micro-benchmark under
+# callgrind). As Rust's trim, the strip leaves U+001C..U+001F, which str.strip removed; the
+# length is checked before lowering (one of 32 that lowers longer is now kept).
+Method = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32)
+]
 
 
 class _Wire(BaseModel):

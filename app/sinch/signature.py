@@ -59,9 +59,7 @@ def content_md5(body: bytes) -> str:
 def string_to_sign(
     *, method: str, body: bytes, content_type: str, timestamp: str, path: str
 ) -> str:
-    return "\n".join(
-        [method.upper(), content_md5(body), content_type, f"x-timestamp:{timestamp}", path]
-    )
+    return f"{method.upper()}\n{content_md5(body)}\n{content_type}\nx-timestamp:{timestamp}\n{path}"
 
 
 def sign(
@@ -133,7 +131,8 @@ class SignatureVerifier:
         """`verify` of a request given as its parts: the callback's path builds no
         SignedRequest (a frozen dataclass: ~7k instructions a callback)."""
         app_key, signature = _parse_authorization(headers.get("authorization"))
-        keyed = self._apps.get(app_key.lower())
+        lowered = app_key.lower()
+        keyed = self._apps.get(lowered)
         if keyed is None:
             raise SignatureError(SignatureFailure.UNKNOWN_APPLICATION, app_key)
         timestamp = headers.get("x-timestamp")
@@ -150,7 +149,7 @@ class SignatureVerifier:
         expected = _signature(keyed.copy(), message)
         if not hmac.compare_digest(expected, signature.encode()):
             raise SignatureError(SignatureFailure.BAD_SIGNATURE, app_key)
-        return app_key.lower()
+        return lowered
 
     def _check_age(self, timestamp: str, *, now: datetime, app_key: str) -> None:
         try:

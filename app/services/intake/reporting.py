@@ -41,9 +41,11 @@ class Reporter:
         """
         seconds = time.perf_counter() - started
         self._seconds.observe(seconds)
-        self._request(outcome).inc()
+        # The children looked up here, the helpers called only for a label set's first time.
+        (self._requests.get(outcome) or self._request(outcome)).inc()
         if outcome != "duplicate":
-            self._decision(decision).inc()
+            key = (decision.action, decision.reason, decision.rule, decision.mode)
+            (self._decisions.get(key) or self._decision(key)).inc()
         log.bind().info(
             "decision.made",
             event_type="request",
@@ -77,15 +79,12 @@ class Reporter:
         log.warning("callback.rejected", cause=cause, app_key=app_key)
 
     def _request(self, outcome: str) -> Counter:
-        child = self._requests.get(outcome)
-        if child is None:
-            child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
+        child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
         return child
 
-    def _decision(self, decision: Decision) -> Counter:
-        key = (decision.action, decision.reason, decision.rule, decision.mode)
-        child = self._decisions.get(key)
-        if child is None:
-            labels = (decision.action, decision.reason, rule_label(decision.rule), decision.mode)
-            child = self._decisions[key] = self.metrics.decisions.labels(*labels)
+    def _decision(self, key: tuple[str, str, str | None, str]) -> Counter:
+        action, reason, rule, mode = key
+        child = self._decisions[key] = self.metrics.decisions.labels(
+            action, reason, rule_label(rule), mode
+        )
         return child
