@@ -150,7 +150,7 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
         block = compiled.containments.covering(facts, facts.now)
         if block is not None and not exempt(facts, compiled.lists, compiled.policy.never_contain):
             return _contained(compiled, facts, block)
-    env = Env(facts=facts, local=facts.now.astimezone(compiled.zone), lists=compiled.lists)
+    env = Env(facts, compiled.zone, compiled.lists)
     trace: list[TraceEntry] = []
     shadow: list[RuleMatch] = []
     decided: CompiledRule | None = None

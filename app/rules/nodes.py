@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from app.rules.aggregates import (
@@ -69,8 +69,14 @@ def _kept(memo: _Memo, key: object, record: ConditionTrace) -> ConditionTrace:
 @dataclass(slots=True)
 class Env:
     facts: Facts
-    local: datetime
+    zone: tzinfo  # the policy's
     lists: Mapping[str, CompiledList]
+
+    @property
+    def local(self) -> datetime:
+        """`now` in the policy's timezone, when a condition reads it (local_hour, weekday):
+        most policies never do, and the conversion was ~4k instructions an evaluation."""
+        return self.facts.now.astimezone(self.zone)
 
 
 class Node(Protocol):
@@ -321,7 +327,15 @@ class AdaptiveNode:
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         facts = env.facts
         value = self.counted.count(facts)
-        key = (depth, _key(value), _key(facts.aggregates.get(self.baseline_id)))
+        base = facts.aggregates.get(self.baseline_id)
+        # (depth, _key(value), _key(base)), flat and inline (three nodes of the starter's)
+        key = (
+            depth,
+            value.__class__ if value else repr(value),
+            value or None,
+            base.__class__ if base else repr(base),
+            base or None,
+        )
         record = self.memo.get(key)
         if record is None:
             limit, why = self.limit(facts)
@@ -432,7 +446,14 @@ class ConversionNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         attempts, successes, ratio, held = self.measure(env.facts)
-        key = (depth, _key(attempts), _key(successes))
+        # (depth, _key(attempts), _key(successes)), flat and inline
+        key = (
+            depth,
+            attempts.__class__ if attempts else repr(attempts),
+            attempts or None,
+            successes.__class__ if successes else repr(successes),
+            successes or None,
+        )
         record = self.memo.get(key)
         if record is None:
             head, rule = self.head, self.rule
