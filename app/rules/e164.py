@@ -14,7 +14,7 @@ tests/rules/test_e164.py holds it to `parse` for every calling code.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from phonenumbers import (
@@ -100,6 +100,18 @@ class _Types:
     mobile: _Test | None
     same_mobile_and_fixed: bool
     leading: re.Pattern[str] | None  # the region's leading digits, for a shared calling code
+    # The types after `general`, by the national number's length (see `_by_length`).
+    lengths: dict[int, _Combined] = field(default_factory=dict, compare=False)
+
+
+# For one length, the types `_number_type_helper` tries after `general` (the special types,
+# fixed line, then mobile unless it is the fixed line's pattern) whose possible lengths
+# allow it, as one pattern of named alternatives in that order, and each name's type. A
+# full match's alternative is the first whose pattern matches the whole number: the type
+# testing them one by one finds first, in one regex call where a mobile number took ten
+# (~14k instructions of a number's ~114k facts, callgrind).
+_Combined = tuple[re.Pattern[str] | None, dict[str, int]]
+_FIXED, _MOBILE = "fixed_line", "mobile"
 
 
 def _test(desc: PhoneNumberDesc | None) -> _Test | None:
@@ -168,13 +180,34 @@ def _kind(national: str, types: _Types) -> int:
     """`_number_type_helper(national, metadata)`."""
     if not _matches(national, types.general):
         return PhoneNumberType.UNKNOWN
-    for kind, test in types.special:
-        if _matches(national, test):
-            return kind
-    if _matches(national, types.fixed_line):
-        if types.same_mobile_and_fixed or _matches(national, types.mobile):
-            return PhoneNumberType.FIXED_LINE_OR_MOBILE
-        return PhoneNumberType.FIXED_LINE
-    if not types.same_mobile_and_fixed and _matches(national, types.mobile):
-        return PhoneNumberType.MOBILE
-    return PhoneNumberType.UNKNOWN
+    combined = types.lengths.get(len(national))
+    if combined is None:
+        combined = types.lengths[len(national)] = _by_length(types, len(national))
+    pattern, kinds = combined
+    found = pattern.fullmatch(national) if pattern is not None else None
+    if found is None:
+        return PhoneNumberType.UNKNOWN
+    kind = kinds[str(found.lastgroup)]  # each alternative is a named group
+    if kind == PhoneNumberType.FIXED_LINE and (
+        types.same_mobile_and_fixed or _matches(national, types.mobile)
+    ):
+        return PhoneNumberType.FIXED_LINE_OR_MOBILE
+    return kind
+
+
+def _by_length(types: _Types, length: int) -> _Combined:
+    tests: list[tuple[str, int, _Test | None]] = [
+        (f"t{kind}", kind, test) for kind, test in types.special
+    ]
+    tests.append((_FIXED, PhoneNumberType.FIXED_LINE, types.fixed_line))
+    if not types.same_mobile_and_fixed:
+        tests.append((_MOBILE, PhoneNumberType.MOBILE, types.mobile))
+    named = [
+        (name, kind, test[1].pattern)
+        for name, kind, test in tests
+        if test is not None and (test[0] is None or length in test[0])
+    ]
+    if not named:
+        return None, {}
+    pattern = "|".join(f"(?P<{name}>{text})" for name, _, text in named)
+    return re.compile(pattern), {name: kind for name, kind, _ in named}

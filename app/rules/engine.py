@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from app.rules.aggregates import (
     AggregateSpec,
     BaselineSpec,
@@ -51,7 +53,7 @@ class CompiledRule:
     scoped: bool = field(init=False)  # it has a scope (else every attempt is in it)
     mode: Literal["enforce", "shadow"] = field(init=False)  # as the trace shows it
     # Trace entries built, by the identities of the records in them (see `_run`).
-    entries: dict[tuple[int, ...], TraceEntry] = field(init=False, compare=False, repr=False)
+    entries: dict[object, TraceEntry] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", {})
@@ -148,7 +150,7 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
         block = compiled.containments.covering(facts, facts.now)
         if block is not None and not exempt(facts, compiled.lists, compiled.policy.never_contain):
             return _contained(compiled, facts, block)
-    env = Env(facts=facts, local=facts.now.astimezone(compiled.zone), lists=compiled.lists)
+    env = Env(facts, compiled.zone, compiled.lists)
     trace: list[TraceEntry] = []
     shadow: list[RuleMatch] = []
     decided: CompiledRule | None = None
@@ -167,8 +169,10 @@ def evaluate(compiled: CompiledPolicy, facts: Facts) -> Decision:
 
 # A rule's entry is reused when its node wrote the very same records (nodes.py reuses them
 # for the same values read), so that the entry's encoded text is too (decision.py). The key
-# is the records' ids; the entry kept holds those records, so while it is kept no other
-# object has their ids. A rule keeps at most _ENTRIES entries, then starts over.
+# is the records' ids (one record's, as is: half the starter's rules write one, and a tuple
+# of one built through map() was ~30 % of such a rule's run); the entry kept holds those
+# records, so while it is kept no other object has their ids. A rule writes as many records
+# each time (every node writes its own). A rule keeps at most _ENTRIES, then starts over.
 _ENTRIES = 256
 
 
@@ -179,7 +183,7 @@ def _run(compiled: CompiledRule, env: Env) -> TraceEntry:
         return TraceEntry(rule.name, compiled.mode, False, rule.id, skipped, [])
     conditions: list[ConditionTrace] = []
     matched = compiled.node.run(env, conditions, 0)
-    key = tuple(map(id, conditions))
+    key: object = id(conditions[0]) if len(conditions) == 1 else tuple(map(id, conditions))
     entries = compiled.entries
     entry = entries.get(key)
     if entry is None:
@@ -212,8 +216,15 @@ def _decision(
 # `Decision.model_construct(**given)` with every field given in order (pydantic's loop over
 # the fields, with their defaults' copies, was ~50k instructions of a ~450k evaluation):
 # the same __dict__ (fields in declaration order), fields set, no extra, no private values.
-# tests/rules/test_engine.py holds it to model_construct.
-_FIELDS = tuple(Decision.model_fields)
+# The __dict__ is a dict display and the slots are set through their descriptors:
+# dict(zip(fields, values, strict=True)) and object.__setattr__ were ~12k instructions of
+# ~20k. tests/rules/test_engine.py holds it to model_construct (a field added to Decision
+# and missing here fails it).
+_new = Decision.__new__
+_set_dict = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _GIVEN = ("action", "reason", "mode", "shadow", "trace", "aggregates", "policy_version")
 _DEFAULTED = frozenset(_GIVEN)
 _DECIDED = frozenset((*_GIVEN, "rule", "rule_id", "rule_revision", "answer"))
@@ -223,11 +234,30 @@ _CONTAINED = frozenset(_GIVEN) - {"shadow"}
 def _constructed(values: tuple[Any, ...], given: frozenset[str]) -> Decision:
     """What `Decision.model_construct` builds from `values` (one per field, in order) when
     the fields named in `given` were passed and the others were left at their defaults."""
-    decision = Decision.__new__(Decision)
-    object.__setattr__(decision, "__dict__", dict(zip(_FIELDS, values, strict=True)))
-    object.__setattr__(decision, "__pydantic_fields_set__", set(given))
-    object.__setattr__(decision, "__pydantic_extra__", None)
-    object.__setattr__(decision, "__pydantic_private__", None)
+    action, reason, mode, rule, rule_id, revision, answer, shadow, trace, aggregates, version = (
+        values
+    )
+    decision = _new(Decision)
+    _set_dict(
+        decision,
+        "__dict__",
+        {
+            "action": action,
+            "reason": reason,
+            "mode": mode,
+            "rule": rule,
+            "rule_id": rule_id,
+            "rule_revision": revision,
+            "answer": answer,
+            "shadow": shadow,
+            "trace": trace,
+            "aggregates": aggregates,
+            "policy_version": version,
+        },
+    )
+    _set_fields_set(decision, set(given))
+    _set_extra(decision, None)
+    _set_private(decision, None)
     return decision
 
 

@@ -23,7 +23,11 @@ _TYPE_NAMES: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+# Facts and NumberFacts are not frozen (as decision.py's trace records): a frozen
+# dataclass's __init__ sets each field through object.__setattr__, ~6x the cost of a plain
+# one (Facts: ~2.3 µs of ~2.7, once per request event; NumberFacts: once per number
+# parsed). Nothing changes them once built; a NumberFacts is shared through the cache.
+@dataclass(slots=True)
 class NumberFacts:
     """What libphonenumber says about one endpoint; all None/False when it cannot parse it."""
 
@@ -34,7 +38,7 @@ class NumberFacts:
     valid: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Facts:
     """One attempt as the engine sees it. `aggregates` holds values by AggregateSpec.id."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from app.rules.aggregates import (
@@ -64,11 +64,19 @@ def _kept(memo: _Memo, key: object, record: ConditionTrace) -> ConditionTrace:
     return record
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built once per evaluation, and a frozen dataclass's __init__ sets each field
+# through object.__setattr__ (~3x the cost). Nothing changes it once built.
+@dataclass(slots=True)
 class Env:
     facts: Facts
-    local: datetime
+    zone: tzinfo  # the policy's
     lists: Mapping[str, CompiledList]
+
+    @property
+    def local(self) -> datetime:
+        """`now` in the policy's timezone, when a condition reads it (local_hour, weekday):
+        most policies never do, and the conversion was ~4k instructions an evaluation."""
+        return self.facts.now.astimezone(self.zone)
 
 
 class Node(Protocol):
@@ -141,6 +149,7 @@ class FieldNode:
     expected: Any = field(init=False)
     # `compare` with the op and the prepared value bound; whether the fact is local time.
     test: Callable[[object], bool] = field(init=False)
+    fact: str = field(init=False)  # the condition's field (read on a model, ~3x as long)
     local: bool = field(init=False)
     memo: _Memo = field(init=False, compare=False, repr=False)
 
@@ -150,9 +159,10 @@ class FieldNode:
         expected = as_json(cond.value) if not isinstance(cond.value, list) else [*cond.value]
         _derive(self, what=what, label=f"{cond.field} {what}", expected=expected)
         _derive(self, test=tester(cond.op, self.prepared), local=cond.field in _LOCAL, memo={})
+        _derive(self, fact=cond.field)
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
-        name = self.condition.field
+        name = self.fact
         facts = env.facts
         actual = facts.value(name, env.local) if self.local else getattr(facts, name)
         # _key(actual), inline (the most common nodes)
@@ -167,7 +177,7 @@ class FieldNode:
         return record.held
 
     def holds(self, env: Env) -> bool:
-        name = self.condition.field
+        name = self.fact
         facts = env.facts
         return self.test(facts.value(name, env.local) if self.local else getattr(facts, name))
 
@@ -216,6 +226,8 @@ class VelocityNode:
     # What `count` reads, resolved once: the aggregate ids, what this attempt adds.
     counted_id: str = field(init=False)
     verified_id: str | None = field(init=False)
+    missing: Callable[[Facts], bool] = field(init=False)  # the counter key's `missing`
+    fact: str | None = field(init=False)  # the fact it names, read here (None: range, global)
     adds: int = field(init=False)  # 0 nothing, 1 one attempt, 2 its price
     memo: _Memo = field(init=False, compare=False, repr=False)
 
@@ -227,6 +239,8 @@ class VelocityNode:
         adds = {"allowed_attempts": 1, "allowed_spend": 2}.get(self.spec.measure, 0)
         verified_id = self.verified.id if self.verified is not None else None
         _derive(self, counted_id=self.spec.id, verified_id=verified_id, adds=adds, memo={})
+        key = self.spec.counter_key.key
+        _derive(self, missing=self.spec.counter_key.missing, fact=_fact_named(key))
 
     def _words(self) -> str:
         if self.verified is None:
@@ -256,7 +270,14 @@ class VelocityNode:
         """Allowed-only counters hold earlier allowed attempts; add this one to compare."""
         aggregates = facts.aggregates
         value = aggregates.get(self.counted_id)
-        if value is None or self.spec.counter_key.missing(facts):
+        if value is None:
+            return None
+        fact = self.fact  # `missing`, inline for a key that names a fact (most of them)
+        if fact is not None:
+            named = getattr(facts, fact)
+            if named is None or named == "":
+                return None
+        elif self.missing(facts):
             return None
         adds = self.adds
         if adds == 1:
@@ -267,7 +288,9 @@ class VelocityNode:
             successes = aggregates.get(self.verified_id)
             if successes is None:
                 return None
-            value = max(0.0, float(value - successes))
+            value = value - successes
+            # max(0.0, float(value)), without the builtin's call (NaN and -0.0 give 0.0)
+            value = float(value) if value > 0 else 0.0
         return value
 
 
@@ -304,7 +327,15 @@ class AdaptiveNode:
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         facts = env.facts
         value = self.counted.count(facts)
-        key = (depth, _key(value), _key(facts.aggregates.get(self.baseline_id)))
+        base = facts.aggregates.get(self.baseline_id)
+        # (depth, _key(value), _key(base)), flat and inline (three nodes of the starter's)
+        key = (
+            depth,
+            value.__class__ if value else repr(value),
+            value or None,
+            base.__class__ if base else repr(base),
+            base or None,
+        )
         record = self.memo.get(key)
         if record is None:
             limit, why = self.limit(facts)
@@ -415,7 +446,14 @@ class ConversionNode:
 
     def run(self, env: Env, out: list[ConditionTrace], depth: int) -> bool:
         attempts, successes, ratio, held = self.measure(env.facts)
-        key = (depth, _key(attempts), _key(successes))
+        # (depth, _key(attempts), _key(successes)), flat and inline
+        key = (
+            depth,
+            attempts.__class__ if attempts else repr(attempts),
+            attempts or None,
+            successes.__class__ if successes else repr(successes),
+            successes or None,
+        )
         record = self.memo.get(key)
         if record is None:
             head, rule = self.head, self.rule
@@ -451,6 +489,11 @@ def _derive(node: object, **constants: Any) -> None:
     """Set a frozen node's `init=False` fields: the trace's constant parts, rendered once."""
     for name, value in constants.items():
         object.__setattr__(node, name, value)
+
+
+def _fact_named(key: str) -> str | None:
+    """The fact a counter key reads as it is (`CounterKey.missing` tests it for None or "")."""
+    return None if key in ("range", "global") else key
 
 
 def _key_name(spec: AggregateSpec) -> str:

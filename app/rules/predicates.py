@@ -69,7 +69,7 @@ def _compile(
         return _conversion(node), _AGGREGATE
 
     def holds(facts: Facts) -> bool:  # pragma: no cover - every node kind is written out
-        return node.holds(Env(facts=facts, local=facts.now.astimezone(zone), lists=lists))
+        return node.holds(Env(facts, zone, lists))
 
     return holds, _AGGREGATE
 
