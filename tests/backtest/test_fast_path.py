@@ -62,8 +62,8 @@ def test_every_replayed_verdict_is_the_traced_decision(policy: Policy) -> None:
 
 
 def test_replayed_facts_are_the_facts_the_constructor_builds() -> None:
-    """`attempt_facts` fills Facts through its slots (not its frozen __init__): the same
-    value, field for field, as Facts(...) from the same columns."""
+    """`attempt_facts` builds Facts by position: the same value, field for field, as
+    Facts(...) by keyword from the same columns."""
     from app.rules.facts import Facts, number_facts
     from app.services.backtest.history import attempt_facts
 
