@@ -91,8 +91,13 @@ class BucketClock:
 
     def oldest(self, now: datetime, window_seconds: int) -> int:
         """The first bucket of a window ending with the current one."""
+        return self.first(self.bucket(now), window_seconds)
+
+    def first(self, current: int, window_seconds: int) -> int:
+        """The first bucket of a window ending with bucket `current` (`oldest` for a caller
+        that has the current bucket already: `bucket` reads the clock's timestamp)."""
         buckets = max(1, math.ceil(window_seconds / self.size))
-        return self.bucket(now) - (buckets - 1) * self.size
+        return current - (buckets - 1) * self.size
 
 
 @dataclass(frozen=True, slots=True)
