@@ -175,6 +175,18 @@ def without_own(query: WindowQuery, read: float, spend_micros: int) -> float:
     return read
 
 
+def decided_value(query: WindowQuery, total: int, spend_micros: int) -> float:
+    """`without_own(query, value(query, total), spend_micros)`, in one call and the same
+    arithmetic: what the engine reads of a window while the attempt is decided (~10 reads
+    a request event)."""
+    measure = query.measure
+    if measure == "allowed":
+        return float(total) - 1.0
+    if measure == "allowed_spend":
+        return total / MICROS - spend_micros / MICROS
+    return total / MICROS if measure == "spend" else float(total)
+
+
 def to_micros(amount: float | None) -> int:
     return round(amount * MICROS) if amount else 0
 
