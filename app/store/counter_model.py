@@ -62,16 +62,17 @@ class WindowQuery(NamedTuple):
     measure: Measure
 
 
-@dataclass(frozen=True, slots=True)
-class Reads:
-    """The windows to read, as of `now`."""
+class Reads(NamedTuple):
+    """The windows to read, as of `now`. A named tuple, as `WindowQuery` and the other
+    values made once per request event here (`CounterDeltas`, `Attempt`): a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (~6k instructions for
+    three fields, against ~3.5k for a named tuple)."""
 
     queries: Sequence[WindowQuery]
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CounterDeltas:
+class CounterDeltas(NamedTuple):
     """A change: deltas to add to the counters of some keys in one bucket."""
 
     keys: tuple[str, ...]
@@ -100,8 +101,7 @@ class BucketClock:
         return current - (buckets - 1) * self.size
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One request event as the counters see it: its keys, where it is held, its bucket."""
 
     keys: tuple[str, ...]

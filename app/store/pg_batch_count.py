@@ -19,10 +19,9 @@ reach the disk: the decisions' synchronous store commits after it, and flushes i
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,9 +40,9 @@ from app.store.pg_fastpath import VERSION_SQL, driver
 from app.store.pg_windows import HOUR, Binds, older_joins, older_values
 
 
-@dataclass(frozen=True, slots=True)
-class CountItem:
-    """One attempt: its changes (of one bucket), the windows it reads, its policy version."""
+class CountItem(NamedTuple):
+    """One attempt: its changes (of one bucket), the windows it reads, its policy version
+    (a named tuple: one per request event, see counter_model.Reads)."""
 
     changes: Changes
     reads: Reads
