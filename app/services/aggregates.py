@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -30,11 +30,10 @@ from app.store.counter_model import (
     Reads,
     Totals,
     WindowQuery,
+    decided_value,
     peeked,
     succeeded,
     to_micros,
-    value,
-    without_own,
 )
 from app.store.held import HeldConnections
 
@@ -50,7 +49,7 @@ _ALLOWED_ONLY = frozenset({"allowed_attempts", "allowed_spend"})
 Counting = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens the connection counters run on (autocommit on PostgreSQL, a transaction on SQLite)."""
 
-Wanted = dict[WindowQuery, list[AggregateSpec]]
+Wanted = Mapping[WindowQuery, Sequence[AggregateSpec]]
 CountThrough = Callable[[Changes, Reads, int], Awaitable[Totals | None]]
 """Counts an attempt's changes and reads its windows if the policy is still at the version
 given (None if it is not): a batch of them in one statement (store/pg_batch_count.py)."""
@@ -235,30 +234,67 @@ def plan(policy: CompiledPolicy, facts: Facts, clock: BucketClock) -> tuple[Want
 
     Each counter key is spelled once per attempt, not once per aggregate reading it
     (what `_wanted` and `_keys` give, and the keys an allowed-only aggregate reads, where
-    the attempt is held pending until decided: in one pass over `_layout`, in the same order)."""
+    the attempt is held pending until decided). Which windows are read, by which aggregates,
+    depends only on which counter keys have a value: worked out once per such shape
+    (`_Layout.shape`), so an attempt only spells its keys into it."""
     layout = _layout(policy)
-    values = [counter.value(facts) for counter in layout.counters]
-    wanted: Wanted = {}
-    held: set[str] = set()
-    for spec, index, window, measure, pending in layout.specs:
-        key = values[index]
-        if key is not None:
-            wanted.setdefault(WindowQuery(key, window, measure), []).append(spec)
-            if pending:
-                held.add(key)
-    keys = {key for key in values if key is not None}
+    values: list[Any] = [counter.value(facts) for counter in layout.counters]
+    if None in values:
+        shape = layout.shape(tuple(key is not None for key in values))
+    else:  # the usual case: every counter key has a value
+        shape = layout.full
+    wanted: Wanted = {WindowQuery(values[i], w, m): specs for i, w, m, specs in shape.reads}
+    keys = set(values)
+    keys.discard(None)
+    held = {values[i] for i in shape.held}
     spend = to_micros(facts.price_amount)
     return wanted, Attempt.of(keys, held, clock=clock, now=facts.now, spend=spend)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a layout's aggregates read when some of its counter keys have a value: per
+    distinct (counter key's index, window, measure), in the policy's order, the aggregates
+    reading it; and the counter keys an allowed-only aggregate reads (held under)."""
+
+    reads: tuple[tuple[int, int, Measure, tuple[AggregateSpec, ...]], ...]
+    held: frozenset[int]
 
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """A compiled policy's aggregates as `plan` walks them: its distinct counter keys, and
     per aggregate (in the policy's order) its counter key's index, window, measure read,
-    and whether it holds the attempt pending."""
+    and whether it holds the attempt pending; and the shapes worked out so far."""
 
     counters: tuple[CounterKey, ...]
     specs: tuple[tuple[AggregateSpec, int, int, Measure, bool], ...]
+    full: _Shape = field(init=False)
+    """The shape when every counter key has a value."""
+    shapes: dict[tuple[bool, ...], _Shape] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full", self.shape((True,) * len(self.counters)))
+
+    def shape(self, present: tuple[bool, ...]) -> _Shape:
+        """The shape when the counter keys `present` have a value (worked out once).
+        Distinct counter keys never spell the same key (each spells its own name first), so
+        grouping the reads by counter key is grouping them by the key spelled."""
+        found = self.shapes.get(present)
+        if found is not None:
+            return found
+        reads: dict[tuple[int, int, Measure], list[AggregateSpec]] = {}
+        held: set[int] = set()
+        for spec, index, window, measure, pending in self.specs:
+            if present[index]:
+                reads.setdefault((index, window, measure), []).append(spec)
+                if pending:
+                    held.add(index)
+        found = _Shape(
+            tuple((*read, tuple(specs)) for read, specs in reads.items()), frozenset(held)
+        )
+        self.shapes[present] = found
+        return found
 
 
 _LAYOUTS: dict[int, tuple[CompiledPolicy, _Layout]] = {}
@@ -300,7 +336,7 @@ def holds_pending(spec: AggregateSpec) -> bool:
 
 def _wanted(policy: CompiledPolicy, facts: Facts) -> Wanted:
     """The window each of the policy's aggregates reads for this attempt."""
-    wanted: Wanted = {}
+    wanted: dict[WindowQuery, list[AggregateSpec]] = {}
     for spec in policy.aggregates:
         key = spec.key_value(facts)
         if key is not None:
@@ -313,11 +349,12 @@ def spec_values(
 ) -> dict[str, float]:
     """Values by spec id; allowed-only ones without this attempt (the engine adds it)."""
     spend = attempt.spend_micros
-    return {
-        spec.id: without_own(q, value(q, raw[q]), spend)
-        for q, specs in wanted.items()
-        for spec in specs
-    }
+    out: dict[str, float] = {}
+    for q, specs in wanted.items():
+        read = decided_value(q, raw[q], spend)
+        for spec in specs:
+            out[spec.id] = read
+    return out
 
 
 def _keys(policy: CompiledPolicy, facts: Facts) -> set[str]:

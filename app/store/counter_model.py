@@ -62,16 +62,17 @@ class WindowQuery(NamedTuple):
     measure: Measure
 
 
-@dataclass(frozen=True, slots=True)
-class Reads:
-    """The windows to read, as of `now`."""
+class Reads(NamedTuple):
+    """The windows to read, as of `now`. A named tuple, as `WindowQuery` and the other
+    values made once per request event here (`CounterDeltas`, `Attempt`): a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (~6k instructions for
+    three fields, against ~3.5k for a named tuple)."""
 
     queries: Sequence[WindowQuery]
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CounterDeltas:
+class CounterDeltas(NamedTuple):
     """A change: deltas to add to the counters of some keys in one bucket."""
 
     keys: tuple[str, ...]
@@ -91,12 +92,16 @@ class BucketClock:
 
     def oldest(self, now: datetime, window_seconds: int) -> int:
         """The first bucket of a window ending with the current one."""
+        return self.first(self.bucket(now), window_seconds)
+
+    def first(self, current: int, window_seconds: int) -> int:
+        """The first bucket of a window ending with bucket `current` (`oldest` for a caller
+        that has the current bucket already: `bucket` reads the clock's timestamp)."""
         buckets = max(1, math.ceil(window_seconds / self.size))
-        return self.bucket(now) - (buckets - 1) * self.size
+        return current - (buckets - 1) * self.size
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One request event as the counters see it: its keys, where it is held, its bucket."""
 
     keys: tuple[str, ...]
@@ -168,6 +173,18 @@ def without_own(query: WindowQuery, read: float, spend_micros: int) -> float:
     if query.measure == "allowed_spend":
         return read - spend_micros / MICROS
     return read
+
+
+def decided_value(query: WindowQuery, total: int, spend_micros: int) -> float:
+    """`without_own(query, value(query, total), spend_micros)`, in one call and the same
+    arithmetic: what the engine reads of a window while the attempt is decided (~10 reads
+    a request event)."""
+    measure = query.measure
+    if measure == "allowed":
+        return float(total) - 1.0
+    if measure == "allowed_spend":
+        return total / MICROS - spend_micros / MICROS
+    return total / MICROS if measure == "spend" else float(total)
 
 
 def to_micros(amount: float | None) -> int:

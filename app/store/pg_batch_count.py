@@ -19,9 +19,9 @@ reach the disk: the decisions' synchronous store commits after it, and flushes i
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,9 +40,9 @@ from app.store.pg_fastpath import VERSION_SQL, driver
 from app.store.pg_windows import HOUR, Binds, older_joins, older_values
 
 
-@dataclass(frozen=True, slots=True)
-class CountItem:
-    """One attempt: its changes (of one bucket), the windows it reads, its policy version."""
+class CountItem(NamedTuple):
+    """One attempt: its changes (of one bucket), the windows it reads, its policy version
+    (a named tuple: one per request event, see counter_model.Reads)."""
 
     changes: Changes
     reads: Reads
@@ -104,20 +104,17 @@ async def count_batch(
 
 
 _INDEX = {column: j for j, column in enumerate(VALUE_COLUMNS)}
+_OLDER = 2 + len(VALUE_COLUMNS)  # a row: policy_version, key, the totals, then the sums
 
 
-def _deltas(item: CountItem) -> dict[str, list[int]]:
-    """Per key, what the attempt adds to each value column."""
-    per_key: dict[str, list[int]] = {}
+def _deltas(item: CountItem) -> dict[str, list[tuple[int, int]]]:
+    """Per key, what the attempt adds: (index in VALUE_COLUMNS, delta) of each column it
+    changes (the others add nothing)."""
+    per_key: dict[str, list[tuple[int, int]]] = {}
     for change in item.changes:
-        # (index, delta) of the columns it changes: the others add nothing
         moves = [(_INDEX[c], d) for c, d in change.deltas.items() if d and c in _INDEX]
         for key in change.keys:
-            row = per_key.get(key)
-            if row is None:
-                row = per_key[key] = [0] * len(VALUE_COLUMNS)
-            for j, d in moves:
-                row[j] += d
+            per_key.setdefault(key, []).extend(moves)
     return per_key
 
 
@@ -129,13 +126,16 @@ async def _count_group(
     items: Sequence[CountItem],
 ) -> list[Totals | None]:
     now = items[0].reads.now
-    pairs = _pairs(clock, items, bucket, now)
+    shapes = {(q.window_seconds, q.measure) for item in items for q in item.reads.queries}
+    pairs = _pairs(clock, shapes, bucket, now)
     deltas = [_deltas(item) for item in items]
     summed: dict[str, list[int]] = {}
     for per_key in deltas:
-        for key, row in per_key.items():
-            total = summed.setdefault(key, [0] * len(VALUE_COLUMNS))
-            for j, d in enumerate(row):
+        for key, moves in per_key.items():
+            total = summed.get(key)
+            if total is None:
+                total = summed[key] = [0] * len(VALUE_COLUMNS)
+            for j, d in moves:
                 total[j] += d
     keys = sorted(summed)
     values = older_values(clock, now, bucket, {w for w, _ in pairs})
@@ -143,32 +143,45 @@ async def _count_group(
     values["long_keys"] = sorted(
         {q.key for item in items for q in item.reads.queries if q.window_seconds > HOUR}
     )
-    values["rows"] = to_json([[k, *summed[k]] for k in keys]).decode()
+    values["rows"] = to_json([[k, *summed[k]] for k in keys])  # bytes: store/base.py's codec
     sql, names = _statement(pairs)
     apg = await driver(conn)
     rows = await apg.fetch(sql, *(values[name] for name in names))
-    if rows[0]["policy_version"] != version:
+    if rows[0][0] != version:  # policy_version
         return [None] * len(items)
-    after = {row["key"]: row for row in rows if row["key"] is not None}
+    # Rows read by index (the statement's column order), not by name: ~10 reads per attempt.
+    after = {row[1]: row for row in rows if row[1] is not None}
     running = {
-        key: [int(after[key][c]) - summed[key][j] for j, c in enumerate(VALUE_COLUMNS)]
-        for key in keys
+        key: [t - s for t, s in zip(after[key][2:_OLDER], summed[key], strict=True)] for key in keys
     }
+    columns = _columns(pairs, shapes)
     out: list[Totals | None] = []
     for item, per_key in zip(items, deltas, strict=True):
         own: dict[str, list[int]] = {}  # its keys' running totals, this attempt included
-        for key, row in per_key.items():
+        for key, moves in per_key.items():
             current = running[key]
-            for j, d in enumerate(row):
-                if d:
-                    current[j] += d
+            for j, d in moves:
+                current[j] += d
             own[key] = current.copy()
-        out.append(_window_sums(item.reads.queries, own, after))
+        out.append(_window_sums(item.reads.queries, own, after, columns))
     return out
 
 
+Columns = dict[tuple[int, Measure], tuple[tuple[int, int | None], ...]]
+"""Per (window, measure): each column it sums, as its index in VALUE_COLUMNS and the index
+of its older buckets' sum in the statement's rows (None: the window is the current bucket)."""
+
+
+def _columns(pairs: Pairs, shapes: set[tuple[int, Measure]]) -> Columns:
+    at = {pair: _OLDER + i for i, pair in enumerate(pairs)}
+    return {(w, m): tuple((_INDEX[c], at.get((w, c))) for c in READS[m]) for w, m in shapes}
+
+
 def _window_sums(
-    queries: Sequence[WindowQuery], own: Mapping[str, list[int]], after: Mapping[str, Any]
+    queries: Sequence[WindowQuery],
+    own: Mapping[str, list[int]],
+    after: Mapping[str, Any],
+    columns: Columns,
 ) -> Totals:
     """What pg_counters.window_sums reads from a row of the attempt's own running totals
     and its key's older buckets' sums (a key the attempt did not count reads 0)."""
@@ -178,25 +191,16 @@ def _window_sums(
         total = 0
         if current is not None:
             row = after[q.key]
-            for j, older in _read_columns(q.measure, q.window_seconds):
-                total += current[j] + int(row.get(older) or 0)
+            for j, older in columns[q.window_seconds, q.measure]:
+                total += current[j] if older is None else current[j] + row[older]
         out[q] = total
     return out
 
 
-@cache
-def _read_columns(measure: Measure, window: int) -> tuple[tuple[int, str], ...]:
-    """Each column a window of `measure` sums: its index in VALUE_COLUMNS, and the name of
-    its older buckets' sum in the statement's rows."""
-    return tuple((_INDEX[c], f"{c}_{window}") for c in READS[measure])
-
-
-def _pairs(clock: BucketClock, items: Sequence[CountItem], bucket: int, now: Any) -> Pairs:
-    """Every (window, column) any attempt of the group reads before the current bucket."""
-    wanted = {
-        (q.window_seconds, c)
-        for item in items
-        for q in item.reads.queries
-        for c in READS[q.measure]
-    }
-    return tuple(sorted((w, c) for w, c in wanted if clock.oldest(now, w) < bucket))
+def _pairs(
+    clock: BucketClock, shapes: set[tuple[int, Measure]], bucket: int, now: datetime
+) -> Pairs:
+    """Every (window, column) the group's (window, measure) read before the current bucket."""
+    current = clock.bucket(now)
+    reach = {w: clock.first(current, w) < bucket for w in {w for w, _ in shapes}}
+    return tuple(sorted({(w, c) for w, m in shapes if reach[w] for c in READS[m]}))

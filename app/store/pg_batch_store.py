@@ -13,10 +13,9 @@ keys must be distinct within one statement (`store_batch` splits a batch that re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,9 +34,9 @@ from app.store.pg_fastpath import (
 from app.store.rows import CallbackClaim, MatchRow, RequestRow
 
 
-@dataclass(frozen=True, slots=True)
-class StoreItem:
-    """One decided request event, as pg_fastpath.store_decision takes it."""
+class StoreItem(NamedTuple):
+    """One decided request event, as pg_fastpath.store_decision takes it (a named tuple:
+    one per request event, see counter_model.Reads)."""
 
     claim: CallbackClaim
     verification: RequestRow
@@ -168,7 +167,7 @@ async def _store(conn: AsyncConnection, items: Sequence[StoreItem]) -> list[int 
         args += (_json(settle),)
     apg = await driver(conn)
     rows = await apg.fetch(_statement(bool(settle)), *args)
-    return [None if row["id"] is None else int(row["id"]) for row in rows]
+    return [row[1] for row in rows]  # claim.id: a bigint (None: a redelivery), by index
 
 
 def _json(value: Any, exclude: dict[str, set[str]] | None = None) -> bytes:

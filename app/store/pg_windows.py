@@ -110,7 +110,9 @@ def older_joins(
         for v, c in pairs:
             if v == w:
                 sums[w, c] += f" + coalesce(hours.{c}_{w}, 0) + coalesce(edge{i}.{c}, 0)"
-    return "".join(sql), [f"{total} AS {c}_{w}" for (w, c), total in sums.items()]
+    # bigint, not sum()'s numeric: asyncpg decodes a numeric into a Decimal (~2k
+    # instructions each, ~10 per attempt), a bigint straight into an int
+    return "".join(sql), [f"({total})::bigint AS {c}_{w}" for (w, c), total in sums.items()]
 
 
 def older_values(

@@ -100,7 +100,7 @@ def _renamed(item: StoreItem, tag: str) -> StoreItem:
     shadow = [dataclasses.replace(m, verification_id=vid) for m in item.shadow]
     assert item.settle is not None
     keys = tuple(k.replace(str(old).removeprefix("v-"), tag) for k in item.settle.keys)
-    settle = dataclasses.replace(item.settle, keys=keys)
+    settle = item.settle._replace(keys=keys)
     verification = dataclasses.replace(item.verification, id=vid)
     return StoreItem(claim=claim, verification=verification, shadow=shadow, settle=settle)
 
@@ -167,8 +167,7 @@ async def test_a_batch_stores_what_the_one_event_statement_stores(
     single = _renamed(batch[0], "s1")
     # One of the batch given its decision encoded already, as the request path does.
     encoded = pg_fastpath.encode("decision", batch[1].verification.decision)
-    batch[1] = dataclasses.replace(
-        batch[1],
+    batch[1] = batch[1]._replace(
         verification=dataclasses.replace(batch[1].verification, decision={}),
         decision_json=encoded,
     )

@@ -5,7 +5,6 @@ by every claiming statement, under concurrent duplicates too, and for rows store
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -97,7 +96,7 @@ async def pg_url(postgres_database: str) -> str:
 
 
 def _request(tag: str) -> StoreItem:
-    return dataclasses.replace(_item(tag, awkward=False), settle=None)
+    return _item(tag, awkward=False)._replace(settle=None)
 
 
 @pytest.mark.postgres

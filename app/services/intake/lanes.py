@@ -17,7 +17,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,9 +46,9 @@ class _Skipped(enum.Enum):
     LATE = "late"
 
 
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    """An attempt waiting for its counting batch, and whether it was answered meanwhile."""
+class _Queued(NamedTuple):
+    """An attempt waiting for its counting batch, and whether it was answered meanwhile
+    (a named tuple: one per request event, see counter_model.Reads)."""
 
     item: CountItem
     late: asyncio.Event
