@@ -62,8 +62,12 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines += _ratios(rows)
     lines += _with_without(rows)
     lines += [_console(row) for row in rows if row.get("console")]
+    lines += [_overload(row) for row in rows if row.get("connection_cap")]
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
     lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
+    lines.append("      as Sinch does (each request at its time, on a free connection or a new")
+    lines.append("      one: bench/scheduled.py), latency from the scheduled send; then half")
+    lines.append("      the closed-loop req/s (the load dropping): see the overload lines")
     lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
     seeded = [row["seeded"] for row in rows if row.get("seeded")]
     if seeded:
@@ -80,6 +84,35 @@ def driver(row: dict[str, Any]) -> str:
     name = str(row.get("driver", "python"))
     cpu = row.get("driver_cpu")
     return f"{name} {cpu:g}" if cpu is not None else name
+
+
+def _overload(row: dict[str, Any]) -> str:
+    """The over-capacity phase as Sinch sees it, and what followed the drop in load."""
+    share = f"{100 * row['fallbacks'] / row['requests']:.1f}%" if row["requests"] else "-"
+    text = (
+        f"overload, {row['target']}: offered {row['offered_rps']:g} req/s, answered "
+        f"{row['rps']:g} req/s within the window, fallback {share}; from the scheduled send "
+        f"p50 {row['p50_ms']} p99 {row['p99_ms']} max {row['max_ms']} ms, "
+        f"{_pct(row['within_deadline'])} within the deadline; connections opened "
+        f"{row['connections_opened']} (cap {row['connection_cap']}, busiest "
+        f"{row['connections_busiest']}), requests that waited for one "
+        f"{row['waited_for_connection']}"
+    )
+    after, settled = row.get("after_drop"), row.get("settled")
+    if after and settled:
+        dropped = row.get("fallbacks_by_window", {})
+        fallbacks = dropped.get("drop", 0) + dropped.get("settled", 0)
+        text += (
+            f"\n  then {after['offered_rps']:g} req/s: {fallbacks} fallbacks; from 1 s after the "
+            f"drop p50 {settled['p50_ms']} p99 {settled['p99_ms']} max {settled['max_ms']} ms, "
+            f"{_pct(settled['within_deadline'])} within the deadline; the last answer past it "
+            f"was sent {row['recovered_after_s']:g} s after the drop"
+        )
+    return text
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
 
 
 def _console(row: dict[str, Any]) -> str:
