@@ -64,10 +64,10 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines += [_console(row) for row in rows if row.get("console")]
     lines += [_overload(row) for row in rows if row.get("connection_cap")]
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
-    lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
-    lines.append("      as Sinch does (each request at its time, on a free connection or a new")
-    lines.append("      one: bench/scheduled.py), latency from the scheduled send; then half")
-    lines.append("      the closed-loop req/s (the load dropping): see the overload lines")
+    lines.append("      the last VerifyGuard row of each store offers twice its closed-loop")
+    lines.append("      req/s (--overload-factor) as Sinch does (each request at its time, on a")
+    lines.append("      free connection or a new one: bench/scheduled.py), latency from the")
+    lines.append("      scheduled send; then half the closed-loop req/s: see the overload lines")
     lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
     seeded = [row["seeded"] for row in rows if row.get("seeded")]
     if seeded:
@@ -98,10 +98,14 @@ def _overload(row: dict[str, Any]) -> str:
         f"{row['connections_busiest']}), requests that waited for one "
         f"{row['waited_for_connection']}"
     )
+    windows = row.get("by_window", {})
+    server = windows.get("start", {})
+    if server.get("server_answers"):
+        share = server["server_within_deadline"] / server["server_answers"]
+        text += f"; the server's own timing (from receipt): {_pct(share)} within the deadline"
     after, settled = row.get("after_drop"), row.get("settled")
     if after and settled:
-        dropped = row.get("fallbacks_by_window", {})
-        fallbacks = dropped.get("drop", 0) + dropped.get("settled", 0)
+        fallbacks = sum(windows.get(w, {}).get("fallbacks") or 0 for w in ("drop", "settled"))
         text += (
             f"\n  then {after['offered_rps']:g} req/s: {fallbacks} fallbacks; from 1 s after the "
             f"drop p50 {settled['p50_ms']} p99 {settled['p99_ms']} max {settled['max_ms']} ms, "

@@ -111,7 +111,7 @@ def measure(
         seeded = None
         if target.factory == VERIFYGUARD_FACTORY:
             seeded = history.seed_verified(port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
-        fallbacks = Fallbacks(port)
+        fallbacks = Fallbacks(port, args.deadline_ms / 1000)
         if not rate and _use_wrk(args):
             result = wrk.closed_loop(
                 server.pid, port, workdir=workdir, key=KEY, secret=SECRET, path=CALLBACK_PATH,
@@ -137,13 +137,15 @@ def _console(target: Target, port: int, every: float) -> Iterator[console.Pollin
 
 class Fallbacks:
     """Fallback answers during the measured phase (not the warm-up), from /metrics; with
-    marks (the overload phase's "drop" and "settled"), also between each and the next."""
+    marks (the overload phase's "drop" and "settled"), also between each and the next, with
+    how many answers the server timed within `deadline` of their receipt (its histogram)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, deadline: float = 0.4) -> None:
         self.port = port
+        self.deadline = deadline
         self.counted: int | None = None
         self._before: float | None = None
-        self.marks: list[tuple[str, float | None]] = []
+        self.marks: list[tuple[str, float | None, tuple[float, float] | None]] = []
 
     def phase(self, started: bool) -> None:
         now = _fallbacks(self.port)
@@ -153,15 +155,49 @@ class Fallbacks:
         if not started and now is not None and self._before is not None:
             self.counted = round(now - self._before)
 
-    def mark(self, name: str, now: float | None = None) -> None:
-        self.marks.append((name, _fallbacks(self.port) if now is None else now))
+    def mark(self, name: str, fallbacks: float | None = None) -> None:
+        if fallbacks is None:
+            fallbacks = _fallbacks(self.port)
+        self.marks.append((name, fallbacks, _timed(self.port, self.deadline)))
 
-    def between(self) -> dict[str, int]:
-        """Fallbacks from each mark to the next, by the first's name ("start": the phase)."""
-        pairs = zip(self.marks, self.marks[1:], strict=False)
-        return {
-            a: round(b - a_n) for (a, a_n), (_, b) in pairs if a_n is not None and b is not None
-        }
+    def between(self) -> dict[str, dict[str, int | None]]:
+        """From each mark to the next, by the first's name ("start": the phase): fallbacks,
+        answers the server timed, and of those, within the deadline from their receipt."""
+        windows: dict[str, dict[str, int | None]] = {}
+        for (name, f0, t0), (_, f1, t1) in zip(self.marks, self.marks[1:], strict=False):
+            windows[name] = {
+                "fallbacks": round(f1 - f0) if f0 is not None and f1 is not None else None,
+                "server_answers": round(t1[0] - t0[0]) if t0 and t1 else None,
+                "server_within_deadline": round(t1[1] - t0[1]) if t0 and t1 else None,
+            }
+        return windows
+
+
+def _timed(port: int, deadline: float) -> tuple[float, float] | None:
+    """Request events the server answered so far, and of those within `deadline` of their
+    receipt (verifyguard_decision_seconds); None without such a histogram or bucket."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    except (OSError, ValueError):
+        return None
+    count, within = 0.0, None
+    for family in text_string_to_metric_families(text):
+        if family.name != "verifyguard_decision_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                count += sample.value
+            elif sample.name.endswith("_bucket") and _le(sample.labels) == deadline:
+                within = (within or 0.0) + sample.value
+    return None if within is None else (count, within)
+
+
+def _le(labels: dict[str, str]) -> float | None:
+    try:
+        return float(labels.get("le", ""))
+    except ValueError:
+        return None
 
 
 def _fallbacks(port: int) -> float | None:
@@ -189,9 +225,9 @@ def _drive(
     port: int,
     *,
     rate: float,
-    then: float,
     args: argparse.Namespace,
     fallbacks: Fallbacks,
+    then: float = 0.0,
 ) -> dict[str, Any]:
     duration = args.fixed_duration if rate else args.duration
     command = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--key", KEY]
@@ -216,8 +252,8 @@ def _drive(
     result: dict[str, Any] = json.loads(loadgen.stdout.readline())
     if len(fallbacks.marks) > 2:
         between = fallbacks.between()
-        result["fallbacks_by_window"] = between
-        result["fallbacks"] = between.get("start")  # the over-capacity window's own
+        result["by_window"] = between
+        result["fallbacks"] = between["start"]["fallbacks"]  # the over-capacity window's own
     loadgen.wait(timeout=30)
     result["server_cpu"] = round((procs.cpu_seconds(pid) - cpu) / wall, 2)
     result["postgres_cpu"] = round(procs.cpu_used(db_cpu, procs.postgres_cpu()) / wall, 2)
@@ -258,7 +294,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     # Past capacity: twice what the closed loop answered, offered as Sinch
                     # does; then half of it (a load it carries), to see it recover.
                     closed = phases[0]["rps"]
-                    rates.append((round(min(args.max_rps, 2 * closed)), round(closed / 2)))
+                    over = round(min(args.max_rps, args.overload_factor * closed))
+                    rates.append((over, round(closed / 2)))
     return rows
 
 
@@ -406,6 +443,12 @@ def main(argv: list[str] | None = None) -> None:
         dest="overload",
         action="store_false",
         help="skip the phase at twice the closed-loop throughput",
+    )
+    parser.add_argument(
+        "--overload-factor",
+        type=float,
+        default=2.0,
+        help="the overload phase offers this many times the closed loop's req/s",
     )
     parser.add_argument(
         "--overload-connections",
