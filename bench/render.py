@@ -52,8 +52,8 @@ def render(rows: list[dict[str, Any]]) -> str:
         cells = {**row, "load": load, "denied": denied}
         if row["requests"]:
             cells["deny_share"] = f"{100 * denied / row['requests']:.0f}%"
-        if row.get("fallbacks") is not None and row["requests"]:
-            cells["fallback_share"] = f"{100 * row['fallbacks'] / row['requests']:.1f}%"
+        if row.get("fallbacks") is not None and _answered(row):
+            cells["fallback_share"] = f"{100 * row['fallbacks'] / _answered(row):.1f}%"
         if row.get("rps"):  # CPU time per answer: the figure that does not depend on the load
             cells["cpu_per_request"] = round(1000 * row["server_cpu"] / row["rps"], 2)
         lines.append(
@@ -86,9 +86,17 @@ def driver(row: dict[str, Any]) -> str:
     return f"{name} {cpu:g}" if cpu is not None else name
 
 
+def _answered(row: dict[str, Any]) -> int:
+    """What the fallbacks are a share of: the answers the server gave while they were
+    counted (the overload window's, from its metrics: past capacity, the answers to the
+    requests sent in the window come later), else the answers the load generator got."""
+    server = row.get("by_window", {}).get("start", {}).get("server_answers")
+    return int(server or row["requests"])
+
+
 def _overload(row: dict[str, Any]) -> str:
     """The over-capacity phase as Sinch sees it, and what followed the drop in load."""
-    share = f"{100 * row['fallbacks'] / row['requests']:.1f}%" if row["requests"] else "-"
+    share = f"{100 * row['fallbacks'] / _answered(row):.1f}%" if _answered(row) else "-"
     text = (
         f"overload, {row['target']}: offered {row['offered_rps']:g} req/s, answered "
         f"{row['rps']:g} req/s within the window, fallback {share}; from the scheduled send "

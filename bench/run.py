@@ -138,7 +138,10 @@ def _console(target: Target, port: int, every: float) -> Iterator[console.Pollin
 class Fallbacks:
     """Fallback answers during the measured phase (not the warm-up), from /metrics; with
     marks (the overload phase's "drop" and "settled"), also between each and the next, with
-    how many answers the server timed within `deadline` of their receipt (its histogram)."""
+    how many answers the server timed within `deadline` of their receipt (its histogram).
+    A mark is read when /metrics answers: past capacity that request queues with the load,
+    so the overload window's figures run on until the backlog is through (its "drop" read
+    then finds little left: the window covers the answers to the overload's requests)."""
 
     def __init__(self, port: int, deadline: float = 0.4) -> None:
         self.port = port
