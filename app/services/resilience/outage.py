@@ -97,6 +97,7 @@ class Outage:
         self.spool = spool
         self.local = local
         self._replayer = replayer
+        self.admission = replayer.admission  # replay waits while it is pressed
         self._engines = engines
         self._prober = prober
         self._reporter = reporter
@@ -274,7 +275,7 @@ class Outage:
         # Not while request events queue or were shed a moment ago: replay would wait for
         # them anyway, and a wake-up per shed answer cost as much as a tenth of it. The
         # supervisor looks again once that has passed (QUIET_AFTER).
-        if not self.down and not self._replayer.admission.pressed:
+        if not self.down and not self.admission.pressed:
             self._kick.set()
 
     async def _supervise(self) -> None:
