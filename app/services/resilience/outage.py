@@ -36,6 +36,9 @@ that finds entries (writing one while up kicks a tick; `Intake.drain` replays at
 Replay (replay.py) writes entries oldest first, one replay at a time; an entry leaves the
 spool once its transaction committed, and the inbox's dedupe keys make a repeat harmless.
 A degraded decision is stored marked so and counted then (the database never saw it).
+A request admission shed was spooled with only what was received and what Sinch was told
+(past capacity most answers are those, and their CPU is the admitted decisions' loss):
+replay derives its facts and fallback decision, and stores what the old entry held.
 An entry that keeps failing is parked; an outage error stops the replay and trips.
 
 Supersede. A late decision may already be storing when its deadline passes: it is then
