@@ -52,7 +52,7 @@ def phase(url: str, workdir: Path, args: argparse.Namespace, *, backtest: bool) 
             answer.raise_for_status()
             started = answer.json()
         fallbacks = Fallbacks(port)
-        result = _drive(server.pid, port, rate=args.rate, args=args, phase=fallbacks.phase)
+        result = _drive(server.pid, port, rate=args.rate, args=args, fallbacks=fallbacks)
         result["fallbacks"] = fallbacks.counted
         result["load"] = [round(x, 2) for x in os.getloadavg()]
         if started is not None:

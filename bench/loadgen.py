@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import scheduled
 from bench.payloads import signed_requests
 
 
@@ -123,6 +124,8 @@ async def _phase(load: Load, args: argparse.Namespace, until: float) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.connection_cap:
+        return await scheduled_run(args)
     count = int((args.rate or args.max_rps) * (args.duration + args.warmup) * 1.1) + 100
     requests = signed_requests(
         count, host=f"{args.host}:{args.port}", path=args.path, key=args.key,
@@ -143,6 +146,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+async def scheduled_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Sinch's way (bench/scheduled.py): a warm-up at the carried rate, `duration` at
+    `rate`, then (with --then-rate) `then_seconds` at the carried rate; marks "start",
+    "drop" and "settled" (`settle` s after the drop) as each begins."""
+    carried = args.then_rate or args.rate
+    segments = [
+        scheduled.Segment(carried, args.warmup),
+        scheduled.Segment(args.rate, args.duration, "start"),
+    ]
+    if args.then_rate:
+        settle = min(args.settle, args.then_seconds)
+        segments.append(scheduled.Segment(carried, settle, "drop"))
+        segments.append(scheduled.Segment(carried, args.then_seconds - settle, "settled"))
+    count = int(sum(s.rate * s.seconds for s in segments) * 1.05) + 100
+    requests = signed_requests(
+        count, host=f"{args.host}:{args.port}", path=args.path, key=args.key,
+        secret=args.secret, seed=args.seed,
+    )  # fmt: skip
+    load = Load(requests)
+    answers, pool, started = await scheduled.offer(
+        args.host, args.port, segments, cap=args.connection_cap, take=load.take,
+        exchange=exchange, on_mark=lambda mark: print(mark, flush=True),
+    )  # fmt: skip
+    print("end", flush=True)
+    deadline = args.deadline_ms / 1000
+    begins = started + args.warmup
+    drop = begins + args.duration
+    summary = scheduled.window(answers, begins, drop, deadline=deadline)
+    summary |= {"elapsed_s": args.duration, **pool.stats()}
+    summary["reused_requests"] = max(0, load.next - len(requests))
+    if args.then_rate:
+        ends = drop + args.then_seconds
+        summary["after_drop"] = scheduled.window(answers, drop, ends, deadline=deadline)
+        summary["settled"] = scheduled.window(answers, drop + settle, ends, deadline=deadline)
+        summary["recovered_after_s"] = scheduled.recovered_after(answers, drop, deadline=deadline)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -156,6 +197,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="offered req/s; 0: closed loop")
     parser.add_argument("--max-rps", type=float, default=4000.0, help="closed loop: pre-sign per s")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--connection-cap", type=int, default=0,
+        help="with --rate: send each request at its time on a free connection or a new one, "
+        "up to this many (Sinch's way: bench/scheduled.py); 0: --connections, each waiting",
+    )  # fmt: skip
+    parser.add_argument("--then-rate", type=float, default=0.0, help="with --connection-cap: "
+        "then this rate for --then-seconds (the load dropping)")  # fmt: skip
+    parser.add_argument("--then-seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="s after the drop not counted as settled"
+    )
+    parser.add_argument(
+        "--deadline-ms", type=float, default=400.0, help="answers within it are counted"
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -52,8 +52,8 @@ def render(rows: list[dict[str, Any]]) -> str:
         cells = {**row, "load": load, "denied": denied}
         if row["requests"]:
             cells["deny_share"] = f"{100 * denied / row['requests']:.0f}%"
-        if row.get("fallbacks") is not None and row["requests"]:
-            cells["fallback_share"] = f"{100 * row['fallbacks'] / row['requests']:.1f}%"
+        if row.get("fallbacks") is not None and _answered(row):
+            cells["fallback_share"] = f"{100 * row['fallbacks'] / _answered(row):.1f}%"
         if row.get("rps"):  # CPU time per answer: the figure that does not depend on the load
             cells["cpu_per_request"] = round(1000 * row["server_cpu"] / row["rps"], 2)
         lines.append(
@@ -62,8 +62,12 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines += _ratios(rows)
     lines += _with_without(rows)
     lines += [_console(row) for row in rows if row.get("console")]
+    lines += [_overload(row) for row in rows if row.get("connection_cap")]
     lines.append("load: closed loop = 64 connections, as fast as answered (driver, its CPU);")
-    lines.append("      the last VerifyGuard row of each store offers twice its closed-loop req/s")
+    lines.append("      the last VerifyGuard row of each store offers twice its closed-loop")
+    lines.append("      req/s (--overload-factor) as Sinch does (each request at its time, on a")
+    lines.append("      free connection or a new one: bench/scheduled.py), latency from the")
+    lines.append("      scheduled send; then half the closed-loop req/s: see the overload lines")
     lines.append("fallback: answers that were the fallback (shed, late or failed), of all answered")
     seeded = [row["seeded"] for row in rows if row.get("seeded")]
     if seeded:
@@ -80,6 +84,47 @@ def driver(row: dict[str, Any]) -> str:
     name = str(row.get("driver", "python"))
     cpu = row.get("driver_cpu")
     return f"{name} {cpu:g}" if cpu is not None else name
+
+
+def _answered(row: dict[str, Any]) -> int:
+    """What the fallbacks are a share of: the answers the server gave while they were
+    counted (the overload window's, from its metrics: past capacity, the answers to the
+    requests sent in the window come later), else the answers the load generator got."""
+    server = row.get("by_window", {}).get("start", {}).get("server_answers")
+    return int(server or row["requests"])
+
+
+def _overload(row: dict[str, Any]) -> str:
+    """The over-capacity phase as Sinch sees it, and what followed the drop in load."""
+    share = f"{100 * row['fallbacks'] / _answered(row):.1f}%" if _answered(row) else "-"
+    text = (
+        f"overload, {row['target']}: offered {row['offered_rps']:g} req/s, answered "
+        f"{row['rps']:g} req/s within the window, fallback {share}; from the scheduled send "
+        f"p50 {row['p50_ms']} p99 {row['p99_ms']} max {row['max_ms']} ms, "
+        f"{_pct(row['within_deadline'])} within the deadline; connections opened "
+        f"{row['connections_opened']} (cap {row['connection_cap']}, busiest "
+        f"{row['connections_busiest']}), requests that waited for one "
+        f"{row['waited_for_connection']}"
+    )
+    windows = row.get("by_window", {})
+    server = windows.get("start", {})
+    if server.get("server_answers"):
+        share = server["server_within_deadline"] / server["server_answers"]
+        text += f"; the server's own timing (from receipt): {_pct(share)} within the deadline"
+    after, settled = row.get("after_drop"), row.get("settled")
+    if after and settled:
+        fallbacks = sum(windows.get(w, {}).get("fallbacks") or 0 for w in ("drop", "settled"))
+        text += (
+            f"\n  then {after['offered_rps']:g} req/s: {fallbacks} fallbacks; from 1 s after the "
+            f"drop p50 {settled['p50_ms']} p99 {settled['p99_ms']} max {settled['max_ms']} ms, "
+            f"{_pct(settled['within_deadline'])} within the deadline; the last answer past it "
+            f"was sent {row['recovered_after_s']:g} s after the drop"
+        )
+    return text
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
 
 
 def _console(row: dict[str, Any]) -> str:

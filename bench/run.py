@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +89,10 @@ def postgres_database(admin_dsn: str, prefix: str = "vg_bench_") -> Iterator[str
 
 
 def measure(
-    target: Target, workdir: Path, *, rate: float, args: argparse.Namespace
+    target: Target, workdir: Path, *, rate: float, args: argparse.Namespace, then: float = 0.0
 ) -> dict[str, Any]:
-    """One phase against a freshly started server: closed loop if `rate` is 0. For
+    """One phase against a freshly started server: closed loop if `rate` is 0; with `then`,
+    `rate` offered as Sinch does and then `then` req/s (the load dropping). For
     VerifyGuard, also how many answers were the fallback (from its /metrics)."""
     port = args.port or procs.free_port()
     mark = "-console" if target.console else ""
@@ -110,7 +111,7 @@ def measure(
         seeded = None
         if target.factory == VERIFYGUARD_FACTORY:
             seeded = history.seed_verified(port, key=KEY, secret=SECRET, path=CALLBACK_PATH)
-        fallbacks = Fallbacks(port)
+        fallbacks = Fallbacks(port, args.deadline_ms / 1000)
         if not rate and _use_wrk(args):
             result = wrk.closed_loop(
                 server.pid, port, workdir=workdir, key=KEY, secret=SECRET, path=CALLBACK_PATH,
@@ -118,8 +119,8 @@ def measure(
                 seed=uuid.uuid4().int % 10**9, phase=fallbacks.phase,
             )  # fmt: skip
         else:
-            result = _drive(server.pid, port, rate=rate, args=args, phase=fallbacks.phase)
-    result["fallbacks"] = fallbacks.counted
+            result = _drive(server.pid, port, rate=rate, then=then, args=args, fallbacks=fallbacks)
+    result.setdefault("fallbacks", fallbacks.counted)
     result["seeded"] = seeded
     result["console"] = seen.summary if seen else None
     return result
@@ -135,19 +136,71 @@ def _console(target: Target, port: int, every: float) -> Iterator[console.Pollin
 
 
 class Fallbacks:
-    """Fallback answers during the measured phase (not the warm-up), from /metrics."""
+    """Fallback answers during the measured phase (not the warm-up), from /metrics; with
+    marks (the overload phase's "drop" and "settled"), also between each and the next, with
+    how many answers the server timed within `deadline` of their receipt (its histogram).
+    A mark is read when /metrics answers: past capacity that request queues with the load,
+    so the overload window's figures run on until the backlog is through (its "drop" read
+    then finds little left: the window covers the answers to the overload's requests)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, deadline: float = 0.4) -> None:
         self.port = port
+        self.deadline = deadline
         self.counted: int | None = None
         self._before: float | None = None
+        self.marks: list[tuple[str, float | None, tuple[float, float] | None]] = []
 
     def phase(self, started: bool) -> None:
         now = _fallbacks(self.port)
         if started:
             self._before = now
-        elif now is not None and self._before is not None:
+        self.mark("start" if started else "end", now)
+        if not started and now is not None and self._before is not None:
             self.counted = round(now - self._before)
+
+    def mark(self, name: str, fallbacks: float | None = None) -> None:
+        if fallbacks is None:
+            fallbacks = _fallbacks(self.port)
+        self.marks.append((name, fallbacks, _timed(self.port, self.deadline)))
+
+    def between(self) -> dict[str, dict[str, int | None]]:
+        """From each mark to the next, by the first's name ("start": the phase): fallbacks,
+        answers the server timed, and of those, within the deadline from their receipt."""
+        windows: dict[str, dict[str, int | None]] = {}
+        for (name, f0, t0), (_, f1, t1) in zip(self.marks, self.marks[1:], strict=False):
+            windows[name] = {
+                "fallbacks": round(f1 - f0) if f0 is not None and f1 is not None else None,
+                "server_answers": round(t1[0] - t0[0]) if t0 and t1 else None,
+                "server_within_deadline": round(t1[1] - t0[1]) if t0 and t1 else None,
+            }
+        return windows
+
+
+def _timed(port: int, deadline: float) -> tuple[float, float] | None:
+    """Request events the server answered so far, and of those within `deadline` of their
+    receipt (verifyguard_decision_seconds); None without such a histogram or bucket."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    except (OSError, ValueError):
+        return None
+    count, within = 0.0, None
+    for family in text_string_to_metric_families(text):
+        if family.name != "verifyguard_decision_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                count += sample.value
+            elif sample.name.endswith("_bucket") and _le(sample.labels) == deadline:
+                within = (within or 0.0) + sample.value
+    return None if within is None else (count, within)
+
+
+def _le(labels: dict[str, str]) -> float | None:
+    try:
+        return float(labels.get("le", ""))
+    except ValueError:
+        return None
 
 
 def _fallbacks(port: int) -> float | None:
@@ -171,23 +224,39 @@ def _use_wrk(args: argparse.Namespace) -> bool:
 
 
 def _drive(
-    pid: int, port: int, *, rate: float, args: argparse.Namespace, phase: Callable[[bool], None]
+    pid: int,
+    port: int,
+    *,
+    rate: float,
+    args: argparse.Namespace,
+    fallbacks: Fallbacks,
+    then: float = 0.0,
 ) -> dict[str, Any]:
     duration = args.fixed_duration if rate else args.duration
     command = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--key", KEY]
     command += ["--secret", SECRET, "--duration", str(duration), "--rate", str(rate)]
     command += ["--connections", str(args.connections), "--seed", str(uuid.uuid4().int % 10**9)]
     command += ["--max-rps", str(args.max_rps)]
+    if then:  # Sinch's way, then the load drops: bench/scheduled.py
+        command += ["--connection-cap", str(args.overload_connections)]
+        command += ["--then-rate", str(then), "--then-seconds", str(args.recovery_seconds)]
+        command += ["--deadline-ms", str(args.deadline_ms)]
     loadgen = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
     assert loadgen.stdout is not None
     _expect(loadgen.stdout.readline(), "start")
-    phase(True)
+    fallbacks.phase(True)
     cpu, db_cpu, started = procs.cpu_seconds(pid), procs.postgres_cpu(), time.monotonic()
     redis_cpu = procs.redis_cpu()
-    _expect(loadgen.stdout.readline(), "end")
+    while (line := loadgen.stdout.readline().strip()) in ("drop", "settled"):
+        fallbacks.mark(line)
+    _expect(line, "end")
     wall = time.monotonic() - started
-    phase(False)
+    fallbacks.phase(False)
     result: dict[str, Any] = json.loads(loadgen.stdout.readline())
+    if len(fallbacks.marks) > 2:
+        between = fallbacks.between()
+        result["by_window"] = between
+        result["fallbacks"] = between["start"]["fallbacks"]  # the over-capacity window's own
     loadgen.wait(timeout=30)
     result["server_cpu"] = round((procs.cpu_seconds(pid) - cpu) / wall, 2)
     result["postgres_cpu"] = round(procs.cpu_used(db_cpu, procs.postgres_cpu()) / wall, 2)
@@ -213,30 +282,41 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     ):
         workdir = Path(tmp)
         for target in _targets(args, dsn):
-            rates = [] if args.no_closed_loop else [0.0]
-            rates += args.rates or [args.rate]
+            rates = [(0.0, 0.0)] if not args.no_closed_loop else []
+            rates += [(rate, 0.0) for rate in args.rates or [args.rate]]
             while rates:
-                rate = rates.pop(0)
+                rate, then = rates.pop(0)
                 rounds = args.console_rounds if args.console else 0
                 phases = [
-                    _phase(variant, workdir, rate=rate, args=args, order=order)
+                    _phase(variant, workdir, rate=rate, then=then, args=args, order=order)
                     for order, variant in enumerate(_variants(target, rounds))
                 ]
                 rows += phases
                 vg = target.factory == "app.main:create_app"
                 if not rate and vg and args.overload:
-                    # Past capacity: twice what the closed loop answered, offered steadily.
-                    rates.append(round(min(args.max_rps, 2 * phases[0]["rps"])))
+                    # Past capacity: twice what the closed loop answered, offered as Sinch
+                    # does; then half of it (a load it carries), to see it recover.
+                    closed = phases[0]["rps"]
+                    over = round(min(args.max_rps, args.overload_factor * closed))
+                    rates.append((over, round(closed / 2)))
     return rows
 
 
 def _phase(
-    target: Target, workdir: Path, *, rate: float, args: argparse.Namespace, order: int
+    target: Target,
+    workdir: Path,
+    *,
+    rate: float,
+    then: float,
+    args: argparse.Namespace,
+    order: int,
 ) -> dict[str, Any]:
     load = "closed loop" if not rate else f"{rate:g} req/s"
+    load += f", then {then:g} req/s" if then else ""
     print(f"… {target.name}, {load}", file=sys.stderr, flush=True)
     with fresh_store(target, workdir, args) as fresh:
-        row = {"target": target.name, **measure(fresh, workdir, rate=rate, args=args)}
+        measured = measure(fresh, workdir, rate=rate, then=then, args=args)
+        row = {"target": target.name, **measured}
     row["order"] = order
     return row
 
@@ -366,6 +446,33 @@ def main(argv: list[str] | None = None) -> None:
         dest="overload",
         action="store_false",
         help="skip the phase at twice the closed-loop throughput",
+    )
+    parser.add_argument(
+        "--overload-factor",
+        type=float,
+        default=2.0,
+        help="the overload phase offers this many times the closed loop's req/s",
+    )
+    parser.add_argument(
+        "--overload-connections",
+        type=int,
+        default=1024,
+        help="the overload phase's cap on connections (bench/scheduled.py; the server's "
+        "backlog is uvicorn's 2048, its open files `ulimit -n`)",
+    )
+    parser.add_argument(
+        "--recovery-seconds",
+        type=float,
+        default=6.0,
+        help="after the overload phase, seconds at half the closed-loop req/s (the first "
+        "one not counted as settled)",
+    )
+    parser.add_argument(
+        "--deadline-ms",
+        type=float,
+        default=400.0,
+        help="the server's decision deadline (VERIFYGUARD_DECISION_DEADLINE_MS): the "
+        "overload phase counts the answers within it",
     )
     parser.add_argument(
         "--console",

@@ -58,6 +58,7 @@ WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a 
 # so their mean matters, not their spread — less the largest one, a stall's)
 PROOF = 0.5  # of its budget a probe took at most to prove one more can be in flight
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
+PRESSED = 0.5  # of a newcomer's headroom the estimate fills when background work waits
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -94,6 +95,7 @@ class Admission:
         self._holds: deque[float] = deque([hold], maxlen=WINDOW)
         self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
         self._shed_at = float("-inf")
+        self._limit = float("inf")  # the last newcomer's budget * HEADROOM
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
@@ -101,7 +103,8 @@ class Admission:
         now = self._clock()
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
-        fits = expected <= budget * HEADROOM
+        self._limit = budget * HEADROOM
+        fits = expected <= self._limit
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
         # behind lanes that have held their decisions past the headroom already (stalled).
@@ -141,9 +144,19 @@ class Admission:
 
     @property
     def pressed(self) -> bool:
-        """Decisions are queueing, or some were shed a moment ago: background work waits."""
-        recently = time.monotonic() - self._shed_at < QUIET_AFTER
-        return recently or self.in_flight >= self.lanes
+        """Decisions are queueing, or some were shed a moment ago: background work waits.
+
+        With whole holds (PostgreSQL's batches) more decisions in flight than lanes is how
+        the lanes are used, not a queue: a steady load below capacity always has them, and
+        replay waited behind it for as long as it lasted. There decisions queue when what
+        they take lately fills more than PRESSED of a newcomer's headroom; background work
+        stops there, before admission sheds, and what it adds to the holds stops it too."""
+        if time.monotonic() - self._shed_at < QUIET_AFTER:
+            return True
+        if self.whole:
+            expected = self.hold + 2 * self.overhead
+            return self.in_flight > 0 and expected > self._limit * PRESSED
+        return self.in_flight >= self.lanes
 
     def timed(self, counting: Counting) -> Counting:
         """`counting` that reports how long each connection was held."""

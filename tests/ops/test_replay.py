@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
 from app.rules.facts import derive_facts
+from app.services.admission import Ticket
 from app.services.intake.deliveries import Delivery
 from app.services.resilience import Outage
 from app.services.resilience.entries import (
@@ -25,7 +26,7 @@ from app.services.resilience.entries import (
 from app.sinch import samples
 from app.store.models import CallbackRow, CounterRow, VerificationRow
 from app.store.spool import Spool
-from tests.conftest import make_settings
+from tests.conftest import _truncate, make_settings
 from tests.ops.outage import guard, settled
 from tests.ops.scrape import sample
 from tests.support import TEST_APP_KEY, SinchSender
@@ -186,3 +187,91 @@ async def test_spooled_decisions_replay_together_on_sqlites_writer(
         )
         assert await _scalar(engine, stored) == len(events)
     assert 1 <= len(commits) <= 4, f"{len(commits)} transactions for {len(events)} entries"
+
+
+def _in_flight(outage: Outage, *, hold: float, most: int = 1000) -> list[Ticket]:
+    """Decisions taken in flight (at most `most`) while each takes `hold`, until one is not."""
+    admission = outage.admission
+    admission.hold = hold
+    tickets = []
+    while len(tickets) < most and (ticket := admission.admit(1.0)) is not None:
+        tickets.append(ticket)
+    return tickets
+
+
+async def test_a_shed_request_is_spooled_as_received_and_stored_as_its_decision_would_be(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Past capacity most answers are shed ones: each is spooled with what was received and
+    what Sinch was told, not with facts and a decision document (derived again on replay),
+    and is stored with the facts the decision would have had."""
+    event = samples.request_event(number=NUMBER)
+    async with guard(database_url, tmp_path) as (app, sinch):
+        outage = _outage(app)
+        admission = outage.admission
+        async with outage._replaying:  # the replay's own lock: the entry stays to be read
+            tickets = _in_flight(outage, hold=10.0)  # none fits: the next is shed
+            answer = (await sinch.post(event)).json()
+            for ticket in tickets:
+                admission.release(ticket, now=ticket.started)
+            (entry,) = await outage.spool.head(10)
+        assert entry.kind == DECISION
+        assert "facts" not in entry.payload and "decision" not in entry.payload
+        admission.hold = 0.002
+        await settled(app)
+        row = VerificationRow.__table__.c
+        columns = (row.action, row.decided_by, row.answer, row.country, row.number_type, row.number)
+        async with app.state.runtime.engine.connect() as conn:
+            stored = (await conn.execute(select(*columns).where(row.id == event["id"]))).one()
+    facts = derive_facts(
+        method="sms",
+        endpoint=NUMBER,
+        price_amount=0.0453,
+        price_currency="EUR",
+        rate_amount=0.0,
+        rate_currency="EUR",
+        reference=None,
+        custom=None,
+        application=TEST_APP_KEY,
+        now=datetime.now(UTC),
+    )
+    assert tuple(stored) == (
+        answer["action"],
+        "fallback",
+        answer,
+        facts.country,
+        facts.number_type,
+        facts.number,
+    )
+
+
+async def test_replay_runs_beside_postgresqls_batched_decisions_in_flight(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL decisions are admitted whole, many in flight at once, far more than
+    lanes under a steady load below capacity: replay waited for fewer than lanes in flight,
+    so the spool was not written back for as long as the load lasted. It waits while what
+    decisions take lately nears their headroom (or some were shed), not for a count."""
+    await _truncate(postgres_database)
+    events = [samples.request_event(number=f"+4670{n}") for n in range(2000000, 2000005)]
+    async with guard(postgres_database, tmp_path) as (app, _sinch):
+        outage = _outage(app)
+        admission = outage.admission
+        assert admission.whole
+        async with outage._replaying:
+            for event in events:
+                entry = await _spooled_decision(outage, event)
+                await outage.spool.append(DECISION, entry.to_json())
+            tickets = _in_flight(outage, hold=0.002, most=2 * admission.lanes)
+        assert admission.in_flight > admission.lanes, "a steady load, no queue"
+        await outage.replay()  # (or the supervisor's, woken by the appends)
+        assert outage.spool.depth == 0
+        admission.hold = 0.6  # what decisions take nears their headroom: replay waits
+        await outage.spool.append(DECISION, entry.to_json())
+        assert await outage.replay() == 0
+        assert outage.spool.depth == 1
+        for ticket in tickets:
+            admission.release(ticket, now=ticket.started)
+        admission.hold = 0.002
+        await outage.replay()
+        assert outage.spool.depth == 0

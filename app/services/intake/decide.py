@@ -72,8 +72,7 @@ class Decider:
         budget = self.outage.budget - max(0.0, queued)
         ticket = self.admission.admit(budget)  # see services/admission.py
         if ticket is None:
-            facts = _facts(event, delivery)
-            return await self.outage.fallback(delivery, event, facts, started, cause="overload")
+            return await self.outage.fallback(delivery, event, None, started, cause="overload")
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         work.add_done_callback(lambda _: self.admission.release(ticket))

@@ -58,31 +58,43 @@ class SpooledDecision:
 
     `degraded`: decided without the database (stored marked so, and counted on replay, as
     the database never saw it); otherwise a fallback the database may have counted already.
+    `facts` None: a fallback given without deriving them (admission shed it: its answer must
+    cost as little as possible, as past capacity most answers are those); the entry then
+    holds only the fallback's action, and replay derives the facts from the event as
+    received (the same the decision would have had: nothing counted, its receipt time).
     """
 
     delivery: Delivery
-    facts: Facts
+    facts: Facts | None
     decision: Decision
     answer: dict[str, Any]
     elapsed_ms: float
     degraded: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "delivery": delivery_to_json(self.delivery),
-            "facts": facts_to_json(self.facts),
-            "decision": self.decision.model_dump(mode="json"),
             "answer": self.answer,
             "elapsed_ms": self.elapsed_ms,
             "degraded": self.degraded,
         }
+        if self.facts is None:  # a plain Decision.fallback: its action says it all
+            document["fallback"] = self.decision.action
+        else:
+            document["facts"] = facts_to_json(self.facts)
+            document["decision"] = self.decision.model_dump(mode="json")
+        return document
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> SpooledDecision:
         return cls(
             delivery=delivery_from_json(document["delivery"]),
-            facts=facts_from_json(document["facts"]),
-            decision=Decision.model_validate(document["decision"]),
+            facts=facts_from_json(document["facts"]) if "facts" in document else None,
+            decision=(
+                Decision.fallback(document["fallback"])
+                if "fallback" in document
+                else Decision.model_validate(document["decision"])
+            ),
             answer=document["answer"],
             elapsed_ms=float(document["elapsed_ms"]),
             degraded=bool(document["degraded"]),

@@ -36,6 +36,9 @@ that finds entries (writing one while up kicks a tick; `Intake.drain` replays at
 Replay (replay.py) writes entries oldest first, one replay at a time; an entry leaves the
 spool once its transaction committed, and the inbox's dedupe keys make a repeat harmless.
 A degraded decision is stored marked so and counted then (the database never saw it).
+A request admission shed was spooled with only what was received and what Sinch was told
+(past capacity most answers are those, and their CPU is the admitted decisions' loss):
+replay derives its facts and fallback decision, and stores what the old entry held.
 An entry that keeps failing is parked; an outage error stops the replay and trips.
 
 Supersede. A late decision may already be storing when its deadline passes: it is then
@@ -58,6 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.decision import Decision
 from app.rules.facts import Facts
+from app.services.admission import QUIET_AFTER
 from app.services.intake.answers import build_answer
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.reporting import Reporter
@@ -96,6 +100,7 @@ class Outage:
         self.spool = spool
         self.local = local
         self._replayer = replayer
+        self.admission = replayer.admission  # replay waits while it is pressed
         self._engines = engines
         self._prober = prober
         self._reporter = reporter
@@ -111,6 +116,7 @@ class Outage:
         self._replaying = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._late: set[asyncio.Future[Reply]] = set()
+        self._fallback = Decision.fallback(settings.fallback_action)
 
     async def start(self) -> None:
         """Open the spool; what a previous run left in it is replayed in the background."""
@@ -173,13 +179,19 @@ class Outage:
         self,
         delivery: Delivery,
         event: VerificationRequestEvent,
-        facts: Facts,
+        facts: Facts | None,
         started: float,
         *,
         cause: str,
     ) -> Reply:
-        """A missed deadline or an internal failure: the fallback, spooled, then answered."""
-        decision = Decision.fallback(self.settings.fallback_action)
+        """A missed deadline or an internal failure: the fallback, spooled, then answered.
+
+        `facts` None (a request admission shed): past capacity most answers are these, and
+        each one's CPU is taken from the decisions admitted, so it is spooled as received
+        and its facts are derived on replay (entries.py)."""
+        decision = self._fallback
+        if decision.action != self.settings.fallback_action:  # settings may be changed
+            decision = self._fallback = Decision.fallback(self.settings.fallback_action)
         self._metrics.fallbacks.labels(cause).inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=False)
         self._reporter.decision_made(event.id, decision, started, outcome="fallback")
@@ -241,7 +253,7 @@ class Outage:
         self,
         delivery: Delivery,
         event: VerificationRequestEvent,
-        facts: Facts,
+        facts: Facts | None,
         decision: Decision,
         started: float,
         *,
@@ -263,13 +275,19 @@ class Outage:
         await self.spool.append(kind, payload, key=key)
         self._metrics.spool_writes.labels(kind).inc()
         self._metrics.spool_depth.set(self.spool.depth)
-        if not self.down:
+        # Not while request events queue or were shed a moment ago: replay would wait for
+        # them anyway, and a wake-up per shed answer cost as much as a tenth of it. The
+        # supervisor looks again once that has passed (QUIET_AFTER).
+        if not self.down and not self.admission.pressed:
             self._kick.set()
 
     async def _supervise(self) -> None:
         while not self._stopping:
+            wait = self._interval
+            if self.spool.depth and not self.down:  # entries replay left for live requests
+                wait = min(wait, QUIET_AFTER)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._interval)
+                await asyncio.wait_for(self._kick.wait(), wait)
             self._kick.clear()
             if self._stopping:
                 return

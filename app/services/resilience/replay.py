@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.services.admission import Admission
 from app.services.aggregates import Aggregator
 from app.services.intake.deliveries import Delivery, Reply
+from app.services.intake.event_facts import event_facts
 from app.services.intake.records import callback_row, match_rows, request_row
 from app.services.policy.cache import PolicyCache
 from app.services.resilience.entries import DECISION, SpooledDecision, delivery_from_json
@@ -125,8 +126,11 @@ class Replayer:
         return "duplicate" if reply.duplicate else "stored"
 
     async def _decision(self, spooled: SpooledDecision) -> str:
-        delivery, facts, decision = spooled.delivery, spooled.facts, spooled.decision
+        delivery, decision = spooled.delivery, spooled.decision
         event = VerificationRequestEvent.model_validate_json(delivery.body)
+        facts = spooled.facts
+        if facts is None:  # shed: what the decision would have started from (decide.py)
+            facts = event_facts(event, application=delivery.app_key, now=delivery.received_at)
         row = request_row(
             event,
             delivery,
