@@ -22,10 +22,16 @@ async def test_every_lane_stores_the_document_as_pydantic_encodes_it(guard: Sinc
         assert (await guard.post(event)).status_code == 200
     runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
     ids = [event["id"] for event in events]
-    raw = text("SELECT CAST(decision AS TEXT) FROM verifications WHERE id = :id")
+    raw = text(
+        "SELECT CAST(decision AS TEXT), "
+        + ("typeof(decision)" if runtime.engine.dialect.name == "sqlite" else "'text'")
+        + " FROM verifications WHERE id = :id"
+    )
     async with runtime.engine.connect() as conn:
         for verification_id in ids:
-            stored = (await conn.execute(raw, {"id": verification_id})).scalar_one()
+            stored, kind = (await conn.execute(raw, {"id": verification_id})).one()
+            assert kind == "text"  # on SQLite: not a BLOB (json_extract would read it as JSONB)
+            assert "\u00d7" in stored  # the trace's non-ASCII (a multiplication sign) as itself
             document = json.loads(stored)
             assert stored == to_json(document).decode()
             assert document["trace"] and document["facts"]["number"]
