@@ -86,10 +86,11 @@ class Lane(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OnConnection:
-    """Every statement of the decision on the connection its scope gave it."""
+    """Every statement of the decision on the connection its scope gave it (SQLite's: the
+    group commit's, or with Redis counters a connection of its own: scope.py)."""
 
     conn: AsyncConnection
-    stores_json: ClassVar[bool] = False
+    stores_json: ClassVar[bool] = True
 
     async def count(
         self,
@@ -108,6 +109,7 @@ class OnConnection:
             verification=item.verification,
             shadow=item.shadow,
             settle=item.settle,
+            decision_json=item.decision_json,
         )
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
