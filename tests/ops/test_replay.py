@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
-from app.rules.facts import derive_facts
+from app.rules.facts import Facts, derive_facts
 from app.services.admission import Ticket
 from app.services.intake.deliveries import Delivery
 from app.services.resilience import Outage
@@ -43,10 +43,9 @@ def _outage(app: Any) -> Outage:
     return outage
 
 
-async def _spooled_decision(outage: Outage, event: dict[str, Any]) -> SpooledDecision:
-    """What the outage path spools: decided from memory, marked degraded."""
-    delivery = _delivery(event)
-    facts = derive_facts(
+def _event_facts(now: datetime) -> Facts:
+    """The facts of the tests' request event (NUMBER, TEST_APP_KEY) at `now`."""
+    return derive_facts(
         method="sms",
         endpoint=NUMBER,
         price_amount=0.0453,
@@ -56,8 +55,14 @@ async def _spooled_decision(outage: Outage, event: dict[str, Any]) -> SpooledDec
         reference=None,
         custom=None,
         application=TEST_APP_KEY,
-        now=delivery.received_at,
+        now=now,
     )
+
+
+async def _spooled_decision(outage: Outage, event: dict[str, Any]) -> SpooledDecision:
+    """What the outage path spools: decided from memory, marked degraded."""
+    delivery = _delivery(event)
+    facts = _event_facts(delivery.received_at)
     decision, facts = await outage.local.decide(facts)
     return SpooledDecision(delivery, facts, decision, {"action": decision.action}, 1.0, True)
 
@@ -223,18 +228,7 @@ async def test_a_shed_request_is_spooled_as_received_and_stored_as_its_decision_
         columns = (row.action, row.decided_by, row.answer, row.country, row.number_type, row.number)
         async with app.state.runtime.engine.connect() as conn:
             stored = (await conn.execute(select(*columns).where(row.id == event["id"]))).one()
-    facts = derive_facts(
-        method="sms",
-        endpoint=NUMBER,
-        price_amount=0.0453,
-        price_currency="EUR",
-        rate_amount=0.0,
-        rate_currency="EUR",
-        reference=None,
-        custom=None,
-        application=TEST_APP_KEY,
-        now=datetime.now(UTC),
-    )
+    facts = _event_facts(datetime.now(UTC))
     assert tuple(stored) == (
         answer["action"],
         "fallback",
