@@ -173,7 +173,7 @@ class Decider:
         allowed = decision.action == "allow"
         settle = counted.settle_in_store(allowed=allowed)
         elapsed = (time.perf_counter() - started) * 1000
-        encoded = decision_json(decision, facts) if lane.stores_json else None
+        encoded = decision_json(decision, facts)  # every lane stores it encoded
         item = StoreItem(
             claim=callback_row(
                 delivery,
@@ -190,7 +190,7 @@ class Decider:
                 answer,
                 callback_id=None,
                 elapsed_ms=elapsed,
-                document=encoded is None,
+                document=False,
             ),
             shadow=match_rows(event.id, decision, delivery.received_at),
             settle=settle,

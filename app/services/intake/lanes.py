@@ -17,7 +17,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,9 +55,6 @@ class _Queued(NamedTuple):
 
 
 class Lane(Protocol):
-    stores_json: ClassVar[bool]
-    """Whether `store` takes the decision document encoded (`StoreItem.decision_json`)."""
-
     async def count(
         self,
         aggregator: Aggregator,
@@ -90,7 +87,6 @@ class OnConnection:
     group commit's, or with Redis counters a connection of its own: scope.py)."""
 
     conn: AsyncConnection
-    stores_json: ClassVar[bool] = True
 
     async def count(
         self,
@@ -145,7 +141,6 @@ class PgBatches(StoreBatched):
     clock: BucketClock
     on_counted: Callable[[int, float], None] | None = None
     on_stored: Callable[[int, float], None] | None = None
-    stores_json: ClassVar[bool] = True
     counts: Batcher[_Queued, Totals | _Skipped | None] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
 

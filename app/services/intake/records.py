@@ -69,7 +69,7 @@ def request_row(
     """The decided verification (`inbox.store_decision` links it to the claim it stores).
 
     `document=False` leaves `decision` empty, for a store given it already encoded
-    (`decision_json`, on PostgreSQL's batches): building the dict only to encode it cost
+    (`decision_json`, as every lane does): building the dict only to encode it cost
     ~20 µs a decision."""
     price, rate, now = event.price, event.rate, delivery.received_at
     return RequestRow(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counted, Counting
@@ -48,7 +48,6 @@ class RedisBatches(StoreBatched):
     lend: Counting
     """A held connection for a batch (or a decision's rare extra work)."""
     on_stored: Callable[[int, float], None] | None = None
-    stores_json: ClassVar[bool] = True
     versions: Batcher[None, int] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
 
