@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from bench.loadgen import exchange
-from bench.scheduled import Segment, offer
+from bench.scheduled import Answer, Pool, Segment, offer
 
 REQUEST = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
 BODY = b'{"action":"allow"}'
@@ -57,30 +57,30 @@ async def serving(held: Held) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
 
 
-async def test_a_request_finding_every_connection_busy_goes_out_on_a_new_one() -> None:
+async def _five_at_once(*, cap: int, answered_after: int) -> tuple[list[Answer], Pool]:
+    """Five requests offered at once with at most `cap` connections, to a server that
+    answers none before `answered_after` of them arrived: the answers and the pool."""
     held = Held()
     async with serving(held) as port, asyncio.timeout(60):  # a hang guard, not a measure
-        # Nothing is answered before all five arrived: only five connections get them there.
-        releaser = asyncio.create_task(_release_after(held, 5))
+        releaser = asyncio.create_task(_release_after(held, answered_after))
         answers, pool, _ = await offer(
-            "127.0.0.1", port, [Segment(AT_ONCE, 5 / AT_ONCE)], cap=64,
+            "127.0.0.1", port, [Segment(AT_ONCE, 5 / AT_ONCE)], cap=cap,
             take=lambda: REQUEST, exchange=exchange,
         )  # fmt: skip
         await releaser
+    return answers, pool
+
+
+async def test_a_request_finding_every_connection_busy_goes_out_on_a_new_one() -> None:
+    # Nothing is answered before all five arrived: only five connections get them there.
+    answers, pool = await _five_at_once(cap=64, answered_after=5)
     assert [a.status for a in answers] == [b"200"] * 5
     assert all(a.allowed for a in answers)
     assert (pool.opened, pool.waited) == (5, 0)
 
 
 async def test_past_the_cap_a_request_waits_for_a_connection_and_is_counted() -> None:
-    held = Held()
-    async with serving(held) as port, asyncio.timeout(60):
-        releaser = asyncio.create_task(_release_after(held, 2))
-        answers, pool, _ = await offer(
-            "127.0.0.1", port, [Segment(AT_ONCE, 5 / AT_ONCE)], cap=2,
-            take=lambda: REQUEST, exchange=exchange,
-        )  # fmt: skip
-        await releaser
+    answers, pool = await _five_at_once(cap=2, answered_after=2)
     assert [a.status for a in answers] == [b"200"] * 5
     assert (pool.opened, pool.waited, pool.busiest) == (2, 3, 2)
 
