@@ -24,6 +24,11 @@ VERIFYGUARD_OUTAGE_PROBE_INTERVAL_MS=60000 VERIFYGUARD_STATS_ROLLUP_INTERVAL_SEC
         --count 500 --rounds 1 --concurrency 1
     grep ^totals: cg.out    # divided by --count: instructions per request event
 
+With --shed every measured request event is refused by admission (its estimate set past
+any budget before the measured rounds: what a request past capacity gets), so the figure
+is a shed answer's cost: the HTTP side, the signature, the fallback, the spool and the
+reporting. The events answered before the rounds (the history, the warm-up) are decided.
+
 With --redis URL (PostgreSQL only) the counters live in Redis (a prefix of its own, deleted
 afterwards). Each row then also gives, per 1,000 request events, the CPU seconds of the
 bench database's PostgreSQL backends (/proc: this host's server) and its transactions, and,
@@ -207,6 +212,8 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             await _history(client, rng)
             for event in legit_request_events(rng, 200):
                 await _post(client, event)
+            if args.shed:
+                _shed_everything(app.state.runtime.outage.admission)
             for _ in range(args.rounds):
                 signed = [
                     _body_and_headers(event) for event in legit_request_events(rng, args.count)
@@ -229,6 +236,13 @@ async def _measure(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.redis:
         await _delete_keys(args.redis, prefix)
     return rows
+
+
+def _shed_everything(admission: Any) -> None:
+    """Admission's own refusal for every request event from now on: a hold past any budget,
+    and no proof that more fit (its public estimate; nothing else patched)."""
+    admission.hold = float("inf")
+    admission.proven = 0.0
 
 
 async def _delete_keys(url: str, prefix: str) -> None:
@@ -259,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1, help="request events in flight")
+    parser.add_argument(
+        "--shed", action="store_true", help="admission refuses every measured request event"
+    )
     parser.add_argument("--redis", default=None, help="counters in this Redis (--store postgres)")
     args = parser.parse_args(argv)
     if args.redis and args.store != "postgres":
