@@ -87,8 +87,12 @@ class Spool:
 
     async def append(self, kind: str, payload: dict[str, Any], *, key: str | None = None) -> int:
         """Durable (fsynced) when this returns; the entry's sequence number."""
+        return await self.append_encoded(kind, json.dumps(payload), key=key)
+
+    async def append_encoded(self, kind: str, payload: str, *, key: str | None = None) -> int:
+        """`append`, of a payload already encoded as a JSON object's text."""
         loop = asyncio.get_running_loop()
-        job = _Job(loop.create_future(), loop, append=(kind, json.dumps(payload), key))
+        job = _Job(loop.create_future(), loop, append=(kind, payload, key))
         if key is not None:
             self._keys[key] += 1  # counted at once: a later event queues behind from now
         self._jobs.put(job)
@@ -238,16 +242,28 @@ def _execute(db: sqlite3.Connection, batch: list[_Job]) -> None:
         else:
             results = _append_all(db, [job.append for job in batch if job.append])
     except Exception as exc:
-        for job in batch:
-            _resolve(job, None, exc)
+        _resolve(batch, [None] * len(batch), exc)
         return
+    _resolve(batch, results, None)
+
+
+def _resolve(batch: list[_Job], results: list[Any], error: BaseException | None) -> None:
+    """Settle a group's futures with one hop to each loop that waits: one wake-up of it, not
+    one per append (68k -> 53k instructions an append, 32 appending at once; a shed answer
+    appends one)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
     for job, result in zip(batch, results, strict=True):
-        _resolve(job, result, None)
+        by_loop.setdefault(job.loop, []).append((job.future, result))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_all, settled, error)
 
 
-def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+def _settle_all(
+    settled: list[tuple[asyncio.Future[Any], Any]], error: BaseException | None
+) -> None:
+    for future, result in settled:
+        _settle(future, result, error)
 
 
 def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str, str | None]]) -> list[int]:
