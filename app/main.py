@@ -51,7 +51,6 @@ from app.services.resilience.entries import entry_key
 from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import TOGETHER, Replayer
-from app.services.resilience.replay import Store as ReplayStore
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_sessionmaker
@@ -118,7 +117,7 @@ def build_runtime(settings: Settings) -> Runtime:
     router = Router(engine=engine, outcomes=outcomes)
     engines = [e for e in (engine, counter_engine) if e is not None]
     replays = group or PerRequest(counting)
-    outage = _outage(shared, engines=engines, store=router.store, decisions=replays)
+    outage = _outage(shared, engines=engines, callbacks=router, decisions=replays)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -184,7 +183,7 @@ def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldC
 
 
 def _outage(
-    shared: _Shared, *, engines: list[AsyncEngine], store: ReplayStore, decisions: Scope
+    shared: _Shared, *, engines: list[AsyncEngine], callbacks: Router, decisions: Scope
 ) -> Outage:
     """The breaker, with its local decider (counting in memory), spool, replay and probe;
     spooled decisions are replayed into `decisions` (SQLite: the group commit, TOGETHER at
@@ -199,7 +198,7 @@ def _outage(
         policies=shared.policies,
         aggregator=shared.aggregator,
         metrics=shared.reporter.metrics,
-        store=store,
+        callbacks=callbacks,
     )
     counters = MemoryCounters(settings.counter_bucket_seconds, settings.counter_retention_seconds)
     local = LocalDecider(

@@ -44,6 +44,7 @@ def _callgrind(state: str) -> None:
 async def _measure(url: str, args: argparse.Namespace) -> list[float]:
     from app.main import create_app
     from app.rules.decision import Decision
+    from app.services.admission import Ticket
     from app.services.intake.answers import build_answer
     from app.services.intake.deliveries import Delivery, Reply
     from app.sinch.events import VerificationRequestEvent
@@ -58,13 +59,24 @@ async def _measure(url: str, args: argparse.Namespace) -> list[float]:
         runtime = app.state.runtime
         reporter, answers = runtime.intake._reporter, runtime.settings.answers
 
+        admission = runtime.outage.admission
+
         async def decided(delivery: Delivery, event: VerificationRequestEvent) -> Reply:
             started = time.perf_counter()
             body = build_answer(method=event.method, decision=decision, defaults=answers)
             reporter.decision_made(event.id, decision, started, outcome="decided")
             return Reply(body=body)
 
-        runtime.intake._decide = decided  # the decision's own work left out, on purpose
+        async def admitted(
+            delivery: Delivery, event: VerificationRequestEvent, ticket: Ticket | None
+        ) -> Reply:
+            if ticket is not None:  # asked before the parse (intake/dispatch.py)
+                admission.release(ticket)
+            return await decided(delivery, event)
+
+        # The decision's own work left out, on purpose.
+        runtime.intake._decide = decided
+        runtime.intake._decide_admitted = admitted
         for _ in range(args.rounds):
             signed = [_body_and_headers(e) for e in legit_request_events(rng, args.count)]
             answered: dict[str, Any] = {}

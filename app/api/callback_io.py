@@ -112,7 +112,9 @@ def answer_messages(reply: Reply, request_id: str) -> tuple[Message, Message]:
     """A reply without an error as ASGI messages: what starlette's JSONResponse (a body) or
     Response (none) would send, with the request id header as the middleware adds it."""
     status = reply.status
-    body = b"" if reply.body is None else to_json(reply.body)
+    body = reply.encoded
+    if body is None:
+        body = b"" if reply.body is None else to_json(reply.body)
     headers: list[tuple[bytes, bytes]] = []
     if not (status < 200 or status in (204, 304)):
         headers.append((b"content-length", str(len(body)).encode()))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 
 import structlog
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.decision import Decision
 from app.rules.engine import evaluate
 from app.rules.facts import Facts
-from app.services.admission import Admission
+from app.services.admission import Admission, Ticket
 from app.services.aggregates import Aggregator
 from app.services.baselines import BaselineCache
 from app.services.intake.answers import build_answer
@@ -62,22 +61,36 @@ class Decider:
     baselines: BaselineCache = field(default_factory=BaselineCache)
     _late: set[asyncio.Task[Reply]] = field(default_factory=set, init=False)
 
+    def admit(self, delivery: Delivery) -> Ticket | None:
+        """Admission's ticket for a request event received as `delivery` (services/
+        admission.py); None: answer it with the fallback now. Asked before the event is
+        parsed (intake/dispatch.py), or by `decide` if it was not."""
+        # The deadline runs from receipt: time spent queueing before this point counts (by
+        # the epoch seconds: 1.5k instructions fewer than a datetime's difference).
+        queued = time.time() - delivery.received_at.timestamp()
+        return self.admission.admit(self.outage.budget - max(0.0, queued))
+
     async def decide(self, delivery: Delivery, event: VerificationRequestEvent) -> Reply:
         """The answer within the deadline; without the database, from memory or the fallback."""
-        started = time.perf_counter()
         if self.outage.down:
+            started = time.perf_counter()
             return await self.outage.decide(delivery, event, _facts(event, delivery), started)
-        # The deadline runs from receipt: time spent queueing before this point counts.
-        queued = (datetime.now(UTC) - delivery.received_at).total_seconds()
-        budget = self.outage.budget - max(0.0, queued)
-        ticket = self.admission.admit(budget)  # see services/admission.py
+        return await self.decide_admitted(delivery, event, self.admit(delivery))
+
+    async def decide_admitted(
+        self, delivery: Delivery, event: VerificationRequestEvent, ticket: Ticket | None
+    ) -> Reply:
+        """`decide`, admission asked already while the database was up (`admit`, before the
+        event was parsed: intake/dispatch.py); `ticket` its answer."""
+        started = time.perf_counter()
         if ticket is None:
             return await self.outage.fallback(delivery, event, None, started, cause="overload")
+        admitted = ticket
         late = asyncio.Event()
         work = asyncio.create_task(self._decide(delivery, event, started, late))
-        work.add_done_callback(lambda _: self.admission.release(ticket))
+        work.add_done_callback(lambda _: self.admission.release(admitted))
         # Waited for, never cancelled (a late decision still stores what it decided).
-        await _until_done(work, budget)
+        await _until_done(work, admitted.budget)
         if work.done():
             # Also when it finished as the wait ended (one loop turn ran both): its answer
             # is the one stored and reported, so it is the one Sinch gets.

@@ -26,3 +26,4 @@ class Reply:
     body: dict[str, Any] | None = None
     error: AppError | None = None
     duplicate: bool = False
+    encoded: bytes | None = None  # `body` as sent, when encoded once for many (a shed answer)

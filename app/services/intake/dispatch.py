@@ -17,7 +17,7 @@ from app.services.intake.decide import Decider
 from app.services.intake.deliveries import Delivery, Reply
 from app.services.intake.records import callback_row
 from app.services.intake.reporting import Reporter
-from app.services.intake.routing import Router
+from app.services.intake.routing import Router, names_request, request_id
 from app.services.resilience import Outage
 from app.settings import Settings
 from app.store import inbox
@@ -45,6 +45,8 @@ class Intake:
         self._router = router
         self._route = router.route
         self._decide = decider.decide
+        self._admit = decider.admit
+        self._decide_admitted = decider.decide_admitted
         self._decider = decider
         self._outage = outage
         self._reporter = reporter
@@ -67,9 +69,23 @@ class Intake:
 
     async def receive(self, delivery: Delivery) -> Reply:
         started = time.perf_counter()
-        route = self._route(delivery)
-        if route.request is not None:
-            return await self._decide(delivery, route.request)
+        if self._outage.down or not names_request(delivery.body):
+            route = self._route(delivery)
+            if route.request is not None:
+                return await self._decide(delivery, route.request)
+        else:
+            # Admission before the parse: past capacity a request event plainly one (its id
+            # read without parsing it) is shed unread (resilience/outage.py `shed`).
+            ticket = self._admit(delivery)
+            if ticket is None and self._outage.sheds_unread:
+                ident = request_id(delivery.body)
+                if ident is not None:
+                    return await self._outage.shed(delivery, ident, started)
+            route = self._route(delivery)
+            if route.request is not None:
+                return await self._decide_admitted(delivery, route.request, ticket)
+            if ticket is not None:  # invalid after all (Sinch's own error): not decided
+                self._decider.admission.release(ticket)
         assert route.store is not None
         spooled = False
         try:
@@ -89,6 +105,7 @@ class Intake:
     async def drain(self) -> None:
         """Let late decisions finish, and write what the spool holds (the app runs on)."""
         await self._decider.drain()
+        self._outage.flush_report()
         await self._outage.flush()
 
     async def close(self) -> None:

@@ -57,6 +57,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.decision import Decision
@@ -70,10 +71,12 @@ from app.services.resilience.entries import (
     DECISION,
     SpooledDecision,
     delivery_to_json,
+    shed_entry,
 )
 from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
 from app.services.resilience.replay import Replayer
+from app.services.resilience.shed import ShedReport
 from app.settings import Settings
 from app.sinch.events import VerificationRequestEvent
 from app.store import recovery
@@ -117,6 +120,11 @@ class Outage:
         self._task: asyncio.Task[None] | None = None
         self._late: set[asyncio.Future[Reply]] = set()
         self._fallback = Decision.fallback(settings.fallback_action)
+        self._shed = ShedReport(metrics=self._metrics, spool_depth=lambda: self.spool.depth)
+        # The deny, whatever the event: built and encoded once (`shed`).
+        deny = Decision.fallback("deny")
+        self._deny = build_answer(method="", decision=deny, defaults=settings.answers)
+        self._deny_bytes = to_json(self._deny)
 
     async def start(self) -> None:
         """Open the spool; what a previous run left in it is replayed in the background."""
@@ -133,6 +141,7 @@ class Outage:
             return
         self._stopping = True
         self._kick.set()
+        self._shed.flush()
         # Late stores hold connections: they return them before the pools close.
         pending: set[asyncio.Future[Any]] = {self._task, *self._late}
         await asyncio.wait(pending, timeout=flush_within)
@@ -175,6 +184,37 @@ class Outage:
         self._reporter.decision_made(event.id, decision, started, outcome=outcome)
         return reply
 
+    @property
+    def sheds_unread(self) -> bool:
+        """Whether a request event admission refuses is answered before it is parsed
+        (`shed`): while the database is up and the fallback is a deny, the same answer
+        whatever the event (an allow carries its method's settings)."""
+        return not self.down and self.settings.fallback_action == "deny"
+
+    async def shed(self, delivery: Delivery, verification_id: str, started: float) -> Reply:
+        """A request event admission refused before it was parsed (intake/dispatch.py): the
+        deny, spooled with the body as received (replay parses it: replay.py), then answered
+        from bytes encoded once; counted, and logged once an interval (shed.py).
+
+        Past capacity most answers are these, and each one's CPU is taken from the
+        decisions admitted: `bench.request_cpu --shed` (no HTTP server: ~160k of it is the
+        bench, the ASGI side and the signature), 536k instructions an answer when it was
+        parsed first, its answer built and encoded, its entry encoded by `json.dumps`, and
+        reported by a log line and five metric updates; 295k so."""
+        decision = self._current_fallback()  # a deny (`sheds_unread`)
+        elapsed = (time.perf_counter() - started) * 1000
+        entry = shed_entry(delivery, self._deny_bytes, elapsed, decision.action)
+        spooled = False
+        try:
+            await self.spool.append_encoded(DECISION, entry, key=verification_id)
+            spooled = True
+        except Exception:
+            # Never a 5xx to Sinch on a request event, even when the disk fails us too.
+            log.exception("spool.write_failed")
+        # No replay kicked: it waits while requests are shed (`_append`'s note).
+        self._shed.answered(verification_id, decision, started, spooled=spooled)
+        return Reply(body=self._deny.copy(), encoded=self._deny_bytes)
+
     async def fallback(
         self,
         delivery: Delivery,
@@ -186,16 +226,28 @@ class Outage:
     ) -> Reply:
         """A missed deadline or an internal failure: the fallback, spooled, then answered.
 
-        `facts` None (a request admission shed): past capacity most answers are these, and
-        each one's CPU is taken from the decisions admitted, so it is spooled as received
-        and its facts are derived on replay (entries.py)."""
-        decision = self._fallback
-        if decision.action != self.settings.fallback_action:  # settings may be changed
-            decision = self._fallback = Decision.fallback(self.settings.fallback_action)
+        `facts` None (a request admission shed after its parse: it was not plainly one, or
+        the fallback is an allow, `shed`): spooled as received, its facts derived on replay
+        (entries.py), and reported as `shed` reports."""
+        decision = self._current_fallback()
+        if facts is None:
+            reply = await self._answer(delivery, event, None, decision, started, degraded=False)
+            self._shed.answered(event.id, decision, started, spooled=False)  # `_answer`'s
+            return reply
         self._metrics.fallbacks.labels(cause).inc()
         reply = await self._answer(delivery, event, facts, decision, started, degraded=False)
         self._reporter.decision_made(event.id, decision, started, outcome="fallback")
         return reply
+
+    def flush_report(self) -> None:
+        """The shed answers not yet logged and counted (shed.py): now."""
+        self._shed.flush()
+
+    def _current_fallback(self) -> Decision:
+        decision = self._fallback
+        if decision.action != self.settings.fallback_action:  # settings may be changed
+            decision = self._fallback = Decision.fallback(self.settings.fallback_action)
+        return decision
 
     async def keep(
         self,

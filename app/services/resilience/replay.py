@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,12 +35,22 @@ from app.store import inbox, recovery, stats_rollup
 from app.store.rows import RequestRow
 from app.store.spool import Spool, SpoolEntry
 
+if TYPE_CHECKING:  # routing imports the lanes, which import resilience
+    from app.services.intake.routing import Route
+
 log = structlog.get_logger()
 BATCH = 200
 TOGETHER = 32  # entries replayed at once where `decisions` batches them (SQLite)
 ATTEMPTS = 3
-Store = Callable[[Delivery], Awaitable[Reply]]  # stores a callback as intake would
 T = TypeVar("T")
+
+
+class Callbacks(Protocol):
+    """Routes and stores a callback as intake would have (intake/routing.py's Router)."""
+
+    def route(self, delivery: Delivery, *, answered: int = 400) -> Route: ...
+
+    async def store(self, delivery: Delivery) -> Reply: ...
 
 
 class Scope(Protocol):
@@ -55,7 +65,7 @@ class Replayer:
 
     spool: Spool
     metrics: Metrics
-    store: Store
+    callbacks: Callbacks
     decisions: Scope
     """Where a spooled decision is written: a transaction (SQLite: the group commit's)."""
     policies: PolicyCache
@@ -122,15 +132,21 @@ class Replayer:
     async def _apply(self, entry: SpoolEntry) -> str:
         if entry.kind == DECISION:
             return await self._decision(SpooledDecision.from_json(entry.payload))
-        reply = await self.store(delivery_from_json(entry.payload["delivery"]))
+        reply = await self.callbacks.store(delivery_from_json(entry.payload["delivery"]))
         return "duplicate" if reply.duplicate else "stored"
 
     async def _decision(self, spooled: SpooledDecision) -> str:
         delivery, decision = spooled.delivery, spooled.decision
-        event = VerificationRequestEvent.model_validate_json(delivery.body)
         facts = spooled.facts
-        if facts is None:  # shed: what the decision would have started from (decide.py)
+        if facts is None:  # shed, maybe before its parse: routed now, as it would have been
+            route = self.callbacks.route(delivery, answered=200)
+            if route.request is None:
+                return await self._refused(route, spooled)
+            event = route.request
+            # What the decision would have started from (decide.py).
             facts = event_facts(event, application=delivery.app_key, now=delivery.received_at)
+        else:
+            event = VerificationRequestEvent.model_validate_json(delivery.body)
         row = request_row(
             event,
             delivery,
@@ -162,6 +178,23 @@ class Replayer:
             return "stored"
 
         return await self.decisions.run(store)
+
+    async def _refused(self, route: Route, spooled: SpooledDecision) -> str:
+        """A body shed before its parse that is no valid request event after all (a field
+        missing or malformed; rarer still, another event): stored as its route stores it,
+        an invalid one raw with its error code, as answered (200, the fallback: Sinch's
+        answer was not to wait for the parse). Nothing was decided."""
+        assert route.store is not None
+        await route.store()
+        error = route.reply.error
+        log.warning(
+            "spool.shed_not_a_request",
+            verification_id=route.verification_id,
+            event_type=route.event,
+            error_code=None if error is None else error.code,
+            answered=spooled.answer.get("action"),
+        )
+        return "invalid" if route.event == "invalid" else "stored"
 
     async def _supersede(
         self, conn: AsyncConnection, key: str, delivery: Delivery, row: RequestRow
