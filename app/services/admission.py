@@ -38,6 +38,22 @@ the queue instead of when it leaves): a newcomer waits for one of them to finish
 each lane's has been in flight past the headroom, it gets the fallback at once. That cannot
 shut the gate for longer than the stall: the moment a lane's decision is through, its age
 is gone, and a free lane is always tried.
+
+None of that sees the queue before receipt. The process is CPU-bound: past capacity the
+event loop's turns grow, requests wait unread in their sockets (the deadline runs from
+receipt), and the model, fed by decisions' own times, admitted until decisions took most of
+their budget — a queue of seconds as Sinch sees it. So a gate comes first, on the loop's
+lag (services/loop_lag.py) and the decisions' sojourn: while the least wait of the last
+turns (unread, plus the least a decision released in them took) stands above TARGET — tens
+of ms, not the budget — the share of request events shed grows (an integral controller: it
+settles at whatever share the excess needs, cheap shed answers included), and while it
+stands below, the share falls twice as fast, to nothing. Least, not mean, is CoDel's test for
+a standing queue: one long turn (a collection, the process descheduled), or a closed loop's
+64 quick decisions in flight, do not raise it. It cannot lock in: the share only grows while
+the loop itself is late, which shed answers alone keep it only past what no admission can
+help (over ~2.5x capacity); and at most MOST is shed by it. A request admitted has its
+budget less the loop's last lag (what it likely waited unread), so it is answered, decided or
+not, within the deadline as Sinch counts it.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ from itertools import islice
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.aggregates import Counting
+from app.services.loop_lag import LoopLag
 
 HEADROOM = 0.8  # of the budget a queue may fill: the rest absorbs the estimate's error
 WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a sum of holds,
@@ -59,6 +76,10 @@ WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a 
 PROOF = 0.5  # of its budget a probe took at most to prove one more can be in flight
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
 PRESSED = 0.5  # of a newcomer's headroom the estimate fills when background work waits
+TARGET = 0.100  # seconds of standing wait (unread + deciding) past which the gate sheds
+STEER = 0.2  # seconds for the shed share to move by 1 at a floor of twice TARGET
+STEP = 0.1  # seconds one lag sample steers for at most
+MOST = 0.95  # of the request events the gate sheds at most: the rest still try the model
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,6 +100,7 @@ class Admission:
         lanes: int,
         hold: float = 0.002,
         whole: bool = False,
+        lag: LoopLag | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.lanes = lanes
@@ -96,11 +118,22 @@ class Admission:
         self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
         self._shed_at = float("-inf")
         self._limit = float("inf")  # the last newcomer's budget * HEADROOM
+        self.lag = lag
+        self.shedding = 0.0  # the share of request events the gate sheds (lag's floor)
+        self._steered = 0  # the lag samples the share has taken in
+        self._steered_at = float("-inf")  # when the last of them was taken
+        self._credit = 1.0  # admissions the gate owes: grows by 1 - shedding a request
+        self._took: deque[tuple[float, float]] = deque()  # (released at, took) lately
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
         flight until `release`, late work included); None: answer with the fallback now."""
         now = self._clock()
+        if self.lag is not None:
+            budget -= self._gated()
+            if budget <= 0.0:
+                self._shed_at = time.monotonic()
+                return None
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         self._limit = budget * HEADROOM
@@ -117,6 +150,50 @@ class Admission:
         self._shed_at = time.monotonic()
         return None
 
+    def _gated(self) -> float:
+        """How long a newcomer waited unread (the loop's lag), or the whole budget if the
+        gate sheds it: past capacity the loop runs late and the share shed grows until it
+        no longer does (a controller on the lag's floor: integral, so it settles at
+        whatever share the excess needs, and drops back to nothing when the load does)."""
+        lag = self.lag
+        assert lag is not None
+        lag.watch()
+        if lag.samples != self._steered:
+            self._steer(lag)
+        if self.shedding > 0.0:
+            self._credit += 1.0 - self.shedding
+            if self._credit < 1.0:
+                return float("inf")
+            self._credit -= 1.0
+        return lag.late
+
+    def _steer(self, lag: LoopLag) -> None:
+        """Move the shed share by how far the lag's floor is from TARGET, for as long as it
+        was (since the last sample taken in, at most STEP)."""
+        self._steered = lag.samples
+        sojourn = self.sojourn(lag.at, lag.since)
+        error = min(1.0, (lag.floor + sojourn - TARGET) / TARGET)  # at least -1
+        seconds = min(STEP, lag.at - self._steered_at)
+        self._steered_at = lag.at
+        # Down twice as fast as up: once the load drops, what is left of the share sheds
+        # request events the process could decide (the loop on time says so).
+        share = self.shedding + error * seconds / (STEER if error > 0 else STEER / 2)
+        self.shedding = min(MOST, max(0.0, share))
+        if self.shedding == 0.0:
+            self._credit = 1.0
+
+    def sojourn(self, now: float, since: float) -> float:
+        """The least time an admitted decision took of those released since `since` (a
+        standing queue inside the server); none released: the oldest in flight's age."""
+        took = self._took
+        while took and took[0][0] < since:
+            took.popleft()
+        if took:
+            return min(seconds for _, seconds in took)
+        if self._tickets:
+            return now - next(iter(self._tickets)).started
+        return 0.0
+
     def release(self, ticket: Ticket | None = None, *, now: float | None = None) -> None:
         """An admitted decision's work ended (late work included); with its ticket, what it
         took tells whether `proven` grows (a probe on time) or halves (late)."""
@@ -126,7 +203,12 @@ class Admission:
                 del self._tickets[next(iter(self._tickets))]
             return
         self._tickets.pop(ticket, None)
-        took = (self._clock() if now is None else now) - ticket.started
+        ended = self._clock() if now is None else now
+        took = ended - ticket.started
+        if self.lag is not None:  # for `sojourn`: since the lag's oldest probe
+            self._took.append((ended, took))
+            while self._took[0][0] < self.lag.since:
+                self._took.popleft()
         if self.whole:
             self.record(1, took)
         if took > ticket.budget:
