@@ -49,7 +49,10 @@ of ms, not the budget — the share of request events shed grows (an integral co
 settles at whatever share the excess needs, cheap shed answers included), and while it
 stands below, the share falls twice as fast, to nothing. Least, not mean, is CoDel's test for
 a standing queue: one long turn (a collection, the process descheduled), or a closed loop's
-64 quick decisions in flight, do not raise it. It cannot lock in: the share only grows while
+64 quick decisions in flight, do not raise it; and only while request events arrive (at
+least `lanes` in those turns) does it count, not for a few slow ones on a shared machine;
+and only once it has stood above TARGET for INTERVAL (CoDel's again: decisions a stall held
+all end at once, late, and are no queue). It cannot lock in: the share only grows while
 the loop itself is late, which shed answers alone keep it only past what no admission can
 help (over ~2.5x capacity); and at most MOST is shed by it. A request admitted has its
 budget less the loop's last lag (what it likely waited unread), so it is answered, decided or
@@ -68,7 +71,7 @@ from itertools import islice
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.aggregates import Counting
-from app.services.loop_lag import LoopLag
+from app.services.loop_lag import TURNS, LoopLag
 
 HEADROOM = 0.8  # of the budget a queue may fill: the rest absorbs the estimate's error
 WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a sum of holds,
@@ -79,6 +82,7 @@ PRESSED = 0.5  # of a newcomer's headroom the estimate fills when background wor
 TARGET = 0.100  # seconds of standing wait (unread + deciding) past which the gate sheds
 STEER = 0.2  # seconds for the shed share to move by 1 at a floor of twice TARGET
 STEP = 0.1  # seconds one lag sample steers for at most
+INTERVAL = 0.1  # seconds the wait must stand above TARGET before the share grows
 MOST = 0.95  # of the request events the gate sheds at most: the rest still try the model
 
 
@@ -124,6 +128,10 @@ class Admission:
         self._steered_at = float("-inf")  # when the last of them was taken
         self._credit = 1.0  # admissions the gate owes: grows by 1 - shedding a request
         self._took: deque[tuple[float, float]] = deque()  # (released at, took) lately
+        self._arrived = 0  # request events since the last lag sample taken in
+        self._above_since = float("inf")  # since when the wait has stood above TARGET
+        self._busy = False  # request events arrive: the loop's lag is theirs to wait
+        self._arrivals: deque[int] = deque(maxlen=TURNS)  # ... over the last samples
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
@@ -151,13 +159,13 @@ class Admission:
         return None
 
     def _gated(self) -> float:
-        """How long a newcomer waited unread (the loop's lag), or the whole budget if the
-        gate sheds it: past capacity the loop runs late and the share shed grows until it
-        no longer does (a controller on the lag's floor: integral, so it settles at
-        whatever share the excess needs, and drops back to nothing when the load does)."""
+        """How long a newcomer waited unread (the loop's lag, while request events arrive;
+        a lone one after a long turn of an otherwise quiet loop was not in it), or the whole
+        budget if the gate sheds it (the share `_steer` sets)."""
         lag = self.lag
         assert lag is not None
         lag.watch()
+        self._arrived += 1
         if lag.samples != self._steered:
             self._steer(lag)
         if self.shedding > 0.0:
@@ -165,14 +173,27 @@ class Admission:
             if self._credit < 1.0:
                 return float("inf")
             self._credit -= 1.0
-        return lag.late
+        return lag.late if self._busy else 0.0
 
     def _steer(self, lag: LoopLag) -> None:
-        """Move the shed share by how far the lag's floor is from TARGET, for as long as it
-        was (since the last sample taken in, at most STEP)."""
+        """Move the shed share by how far the standing wait (the lag's floor and the
+        decisions' sojourn) is from TARGET, for as long as it was (since the last sample
+        taken in, at most STEP): integral, so it settles at whatever share the excess
+        needs, and drops back to nothing when the load does."""
         self._steered = lag.samples
-        sojourn = self.sojourn(lag.at, lag.since)
-        error = min(1.0, (lag.floor + sojourn - TARGET) / TARGET)  # at least -1
+        # Only a queue of request events can be shed away: not one slow decision, nor a
+        # loop made late by other processes while this one has little to do.
+        self._arrivals.append(self._arrived)
+        self._arrived = 0
+        self._busy = busy = sum(self._arrivals) >= max(2, self.lanes)
+        wait = lag.floor + self.sojourn(lag.since) if busy else 0.0
+        error = min(1.0, (wait - TARGET) / TARGET)  # at least -1
+        if error <= 0.0:
+            self._above_since = float("inf")
+        elif self._above_since == float("inf"):
+            self._above_since = lag.at
+        if error > 0.0 and lag.at - self._above_since < INTERVAL:
+            error = 0.0  # not standing yet
         seconds = min(STEP, lag.at - self._steered_at)
         self._steered_at = lag.at
         # Down twice as fast as up: once the load drops, what is left of the share sheds
@@ -182,17 +203,13 @@ class Admission:
         if self.shedding == 0.0:
             self._credit = 1.0
 
-    def sojourn(self, now: float, since: float) -> float:
+    def sojourn(self, since: float) -> float:
         """The least time an admitted decision took of those released since `since` (a
-        standing queue inside the server); none released: the oldest in flight's age."""
+        standing queue inside the server; none released: none seen, the stall check's)."""
         took = self._took
         while took and took[0][0] < since:
             took.popleft()
-        if took:
-            return min(seconds for _, seconds in took)
-        if self._tickets:
-            return now - next(iter(self._tickets)).started
-        return 0.0
+        return min((seconds for _, seconds in took), default=0.0)
 
     def release(self, ticket: Ticket | None = None, *, now: float | None = None) -> None:
         """An admitted decision's work ended (late work included); with its ticket, what it
