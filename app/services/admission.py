@@ -46,9 +46,9 @@ their budget — a queue of seconds as Sinch sees it. So a gate comes first, on 
 lag (services/loop_lag.py) and the decisions' sojourn: while the least wait of the last
 turns (unread, plus the least a decision released in them took) stands above TARGET — well
 under the budget, yet above what a closed loop's 64 in flight stand at on a slow, shared
-machine (~110 ms at 580 req/s: a target of 100 ms shed 16 % of such a closed loop) — the share of request events shed grows (an integral controller: it
-settles at whatever share the excess needs, cheap shed answers included), and while it
-stands below, the share falls twice as fast, to nothing. Least, not mean, is CoDel's test for
+machine (~110 ms at 580 req/s: a target of 100 ms shed 16 % of such a closed loop) — the
+share of request events shed grows (an integral controller: it settles at whatever share
+the excess needs, cheap shed answers included), and while it stands below, the share falls twice as fast, to nothing. Least, not mean, is CoDel's test for
 a standing queue: one long turn (a collection, the process descheduled), or a closed loop's
 64 quick decisions in flight, do not raise it; and only while request events arrive (at
 least `lanes` in those turns) does it count, not for a few slow ones on a shared machine;
