@@ -48,16 +48,17 @@ turns (unread, plus the least a decision released in them took) stands above TAR
 under the budget, yet above what a closed loop's 64 in flight stand at on a slow, shared
 machine (~110 ms at 580 req/s: a target of 100 ms shed 16 % of such a closed loop) — the
 share of request events shed grows (an integral controller: it settles at whatever share
-the excess needs, cheap shed answers included), and while it stands below, the share falls twice as fast, to nothing. Least, not mean, is CoDel's test for
-a standing queue: one long turn (a collection, the process descheduled), or a closed loop's
-64 quick decisions in flight, do not raise it; and only while request events arrive (at
-least `lanes` in those turns) does it count, not for a few slow ones on a shared machine;
-and only once it has stood above TARGET for INTERVAL (CoDel's again: decisions a stall held
-all end at once, late, and are no queue). It cannot lock in: the share only grows while
-the loop itself is late, which shed answers alone keep it only past what no admission can
-help (over ~2.5x capacity); and at most MOST is shed by it. A request admitted has its
-budget less the loop's last lag (what it likely waited unread), so it is answered, decided or
-not, within the deadline as Sinch counts it.
+the excess needs, cheap shed answers included), and while it stands below, the share falls
+twice as fast, to nothing. Least, not mean, is CoDel's test for a standing queue: one long
+turn (a collection, the process descheduled), or a closed loop's 64 quick decisions in
+flight, do not raise it; and only while request events arrive (at least `lanes` in those
+turns) does it count, not for a few slow ones on a shared machine; and only once it has
+stood above TARGET for INTERVAL (CoDel's again: decisions a stall held all end at once,
+late, and are no queue). It cannot lock in: the share only grows while the loop itself is
+late, which shed answers alone keep it only past what no admission can help (over ~2.5x
+capacity); and at most MOST is shed by it. A request admitted has its budget less the
+loop's last lag (what it likely waited unread), so it is answered, decided or not, within
+the deadline as Sinch counts it.
 """
 
 from __future__ import annotations
