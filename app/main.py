@@ -44,6 +44,7 @@ from app.services.intake.redis_batches import RedisBatches
 from app.services.intake.reporting import Reporter
 from app.services.intake.routing import Router
 from app.services.intake.scope import Batched, Decisions, PerRequest, Scope, Transactional
+from app.services.loop_lag import LoopLag
 from app.services.policy.cache import PolicyCache
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
@@ -97,7 +98,7 @@ def build_runtime(settings: Settings) -> Runtime:
     engine, counter_engine, held = _engines(settings)
     batched = held is not None  # group commit on PostgreSQL (counters inside or in Redis)
     lanes = 1 if held is None else settings.database_pool_size
-    admission = Admission(lanes=lanes, whole=batched)
+    admission = Admission(lanes=lanes, whole=batched, lag=LoopLag())
     counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))

@@ -106,6 +106,12 @@ def _overload(row: dict[str, Any]) -> str:
         f"{row['connections_busiest']}), requests that waited for one "
         f"{row['waited_for_connection']}"
     )
+    if row.get("unsent_p50_ms") is not None:  # the generator's own part (bench/scheduled.py)
+        text += (
+            f"; the load generator ({row['driver_cpu']:g} CPU) wrote requests late by p50 "
+            f"{row['unsent_p50_ms']} p99 {row['unsent_p99_ms']} ms, "
+            f"{_pct(row['within_deadline_from_write'])} within the deadline from the write"
+        )
     windows = row.get("by_window", {})
     server = windows.get("start", {})
     if server.get("server_answers"):

@@ -8,6 +8,11 @@ Sinch has no such queue, so neither does this, up to `cap` connections (a bench'
 sockets, far above what a server within its deadline needs: rate x deadline); a request
 that finds all `cap` busy waits for the first to free, and is counted (`waited`).
 
+This generator shares the machine (and its own event loop) with what it measures: past
+capacity it may itself send late. Each answer keeps how late its request was written
+(`unsent`: the generator's lag and the wait for a connection), and the pool the generator's
+CPU, so a report tells the server's share of the latency from the generator's.
+
 The load comes in segments (an over-capacity one, then one the server can carry) on the
 same connections, scheduled back to back: the load drops while the first segment's answers
 are still due, as it would. Latency is from each request's scheduled send time.
@@ -41,6 +46,7 @@ class Answer:
     latency: float  # from the scheduled send time to the answer's end
     status: bytes
     allowed: bool
+    unsent: float = 0.0  # from the scheduled send time to the request's write
 
 
 @dataclass(slots=True)
@@ -56,8 +62,9 @@ class Pool:
     connect_errors: int = 0
     reopened: int = 0  # idle connections found closed by the server, replaced
     backlog: deque[float] = field(default_factory=deque)
+    cpu: float = 0.0  # the generator's CPU seconds a second while it offered
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return {
             "connection_cap": self.cap,
             "connections_opened": self.opened,
@@ -65,6 +72,7 @@ class Pool:
             "waited_for_connection": self.waited,
             "connect_errors": self.connect_errors,
             "connections_reopened": self.reopened,
+            "driver_cpu": round(self.cpu, 2),
         }
 
 
@@ -96,6 +104,7 @@ async def offer(
                     return
                 pool.opened += 1
             reader, writer = conn
+            unsent = time.perf_counter() - scheduled
             try:
                 reply = await exchange(reader, writer, take())
             except (OSError, asyncio.IncompleteReadError):
@@ -108,7 +117,7 @@ async def offer(
                 answers.append(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
             else:
                 latency = time.perf_counter() - scheduled
-                answers.append(Answer(scheduled, latency, reply[:3], b'"allow"' in reply))
+                answers.append(Answer(scheduled, latency, reply[:3], b'"allow"' in reply, unsent))
             if not pool.backlog:
                 break
             scheduled, retry = pool.backlog.popleft(), conn is not None
@@ -132,7 +141,7 @@ async def offer(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     begins = start
     for segment in segments:
         if segment.mark:
@@ -143,6 +152,7 @@ async def offer(
         await asyncio.gather(*list(tasks))
     for _, writer in pool.idle:
         writer.close()
+    pool.cpu = (time.process_time() - cpu) / (time.perf_counter() - start)
     return answers, pool, start
 
 
@@ -164,6 +174,8 @@ def window(answers: list[Answer], begins: float, ends: float, *, deadline: float
     mine = [a for a in answers if begins <= a.scheduled < ends]
     seconds = ends - begins
     ok = sorted(a.latency for a in mine if a.status == b"200")
+    unsent = sorted(a.unsent for a in mine if a.status == b"200")
+    served = [a.latency - a.unsent for a in mine if a.status == b"200"]
     arrived = sum(begins <= a.scheduled + a.latency < ends for a in answers if a.status == b"200")
 
     def pct(q: float) -> float | None:
@@ -180,6 +192,13 @@ def window(answers: list[Answer], begins: float, ends: float, *, deadline: float
         "p999_ms": pct(0.999),
         "max_ms": round(1000 * ok[-1], 2) if ok else None,
         "within_deadline": round(sum(s <= deadline for s in ok) / len(ok), 4) if ok else None,
+        # The generator's own part: how late requests were written (its lag, or no free
+        # connection), and the share within `deadline` from the write (the server's part).
+        "unsent_p50_ms": round(1000 * unsent[len(unsent) // 2], 2) if ok else None,
+        "unsent_p99_ms": round(1000 * unsent[int(0.99 * (len(unsent) - 1))], 2) if ok else None,
+        "within_deadline_from_write": (
+            round(sum(s <= deadline for s in served) / len(served), 4) if ok else None
+        ),
     }
 
 

@@ -38,6 +38,27 @@ the queue instead of when it leaves): a newcomer waits for one of them to finish
 each lane's has been in flight past the headroom, it gets the fallback at once. That cannot
 shut the gate for longer than the stall: the moment a lane's decision is through, its age
 is gone, and a free lane is always tried.
+
+None of that sees the queue before receipt. The process is CPU-bound: past capacity the
+event loop's turns grow, requests wait unread in their sockets (the deadline runs from
+receipt), and the model, fed by decisions' own times, admitted until decisions took most of
+their budget — a queue of seconds as Sinch sees it. So a gate comes first, on the loop's
+lag (services/loop_lag.py) and the decisions' sojourn: while the least wait of the last
+turns (unread, plus the least a decision released in them took) stands above TARGET — well
+under the budget, yet above what a closed loop's 64 in flight stand at on a slow, shared
+machine (~110 ms at 580 req/s: a target of 100 ms shed 16 % of such a closed loop) — the
+share of request events shed grows (an integral controller: it settles at whatever share
+the excess needs, cheap shed answers included), and while it stands below, the share falls
+twice as fast, to nothing. Least, not mean, is CoDel's test for a standing queue: one long
+turn (a collection, the process descheduled), or a closed loop's 64 quick decisions in
+flight, do not raise it; and only while request events arrive (at least `lanes` in those
+turns) does it count, not for a few slow ones on a shared machine; and only once it has
+stood above TARGET for INTERVAL (CoDel's again: decisions a stall held all end at once,
+late, and are no queue). It cannot lock in: the share only grows while the loop itself is
+late, which shed answers alone keep it only past what no admission can help (over ~2.5x
+capacity); and at most MOST is shed by it. A request admitted has its budget less the
+loop's last lag (what it likely waited unread), so it is answered, decided or not, within
+the deadline as Sinch counts it.
 """
 
 from __future__ import annotations
@@ -52,6 +73,7 @@ from itertools import islice
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.aggregates import Counting
+from app.services.loop_lag import TURNS, LoopLag
 
 HEADROOM = 0.8  # of the budget a queue may fill: the rest absorbs the estimate's error
 WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a sum of holds,
@@ -59,6 +81,11 @@ WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a 
 PROOF = 0.5  # of its budget a probe took at most to prove one more can be in flight
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
 PRESSED = 0.5  # of a newcomer's headroom the estimate fills when background work waits
+TARGET = 0.150  # seconds of standing wait (unread + deciding) past which the gate sheds
+STEER = 0.2  # seconds for the shed share to move by 1 at a floor of twice TARGET
+STEP = 0.1  # seconds one lag sample steers for at most
+INTERVAL = 0.1  # seconds the wait must stand above TARGET before the share grows
+MOST = 0.95  # of the request events the gate sheds at most: the rest still try the model
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,6 +106,7 @@ class Admission:
         lanes: int,
         hold: float = 0.002,
         whole: bool = False,
+        lag: LoopLag | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.lanes = lanes
@@ -96,11 +124,26 @@ class Admission:
         self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
         self._shed_at = float("-inf")
         self._limit = float("inf")  # the last newcomer's budget * HEADROOM
+        self.lag = lag
+        self.shedding = 0.0  # the share of request events the gate sheds (lag's floor)
+        self._steered = 0  # the lag samples the share has taken in
+        self._steered_at = float("-inf")  # when the last of them was taken
+        self._credit = 1.0  # admissions the gate owes: grows by 1 - shedding a request
+        self._took: deque[tuple[float, float]] = deque()  # (released at, took) lately
+        self._arrived = 0  # request events since the last lag sample taken in
+        self._above_since = float("inf")  # since when the wait has stood above TARGET
+        self._busy = False  # request events arrive: the loop's lag is theirs to wait
+        self._arrivals: deque[int] = deque(maxlen=TURNS)  # ... over the last samples
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
         flight until `release`, late work included); None: answer with the fallback now."""
         now = self._clock()
+        if self.lag is not None:
+            budget -= self._gated()
+            if budget <= 0.0:
+                self._shed_at = time.monotonic()
+                return None
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         self._limit = budget * HEADROOM
@@ -117,6 +160,59 @@ class Admission:
         self._shed_at = time.monotonic()
         return None
 
+    def _gated(self) -> float:
+        """How long a newcomer waited unread (the loop's lag, while request events arrive;
+        a lone one after a long turn of an otherwise quiet loop was not in it), or the whole
+        budget if the gate sheds it (the share `_steer` sets)."""
+        lag = self.lag
+        assert lag is not None
+        lag.watch()
+        self._arrived += 1
+        if lag.samples != self._steered:
+            self._steer(lag)
+        if self.shedding > 0.0:
+            self._credit += 1.0 - self.shedding
+            if self._credit < 1.0:
+                return float("inf")
+            self._credit -= 1.0
+        return lag.late if self._busy else 0.0
+
+    def _steer(self, lag: LoopLag) -> None:
+        """Move the shed share by how far the standing wait (the lag's floor and the
+        decisions' sojourn) is from TARGET, for as long as it was (since the last sample
+        taken in, at most STEP): integral, so it settles at whatever share the excess
+        needs, and drops back to nothing when the load does."""
+        self._steered = lag.samples
+        # Only a queue of request events can be shed away: not one slow decision, nor a
+        # loop made late by other processes while this one has little to do.
+        self._arrivals.append(self._arrived)
+        self._arrived = 0
+        self._busy = busy = sum(self._arrivals) >= max(2, self.lanes)
+        wait = lag.floor + self.sojourn(lag.since) if busy else 0.0
+        error = min(1.0, (wait - TARGET) / TARGET)  # at least -1
+        if error <= 0.0:
+            self._above_since = float("inf")
+        elif self._above_since == float("inf"):
+            self._above_since = lag.at
+        if error > 0.0 and lag.at - self._above_since < INTERVAL:
+            error = 0.0  # not standing yet
+        seconds = min(STEP, lag.at - self._steered_at)
+        self._steered_at = lag.at
+        # Down twice as fast as up: once the load drops, what is left of the share sheds
+        # request events the process could decide (the loop on time says so).
+        share = self.shedding + error * seconds / (STEER if error > 0 else STEER / 2)
+        self.shedding = min(MOST, max(0.0, share))
+        if self.shedding == 0.0:
+            self._credit = 1.0
+
+    def sojourn(self, since: float) -> float:
+        """The least time an admitted decision took of those released since `since` (a
+        standing queue inside the server; none released: none seen, the stall check's)."""
+        took = self._took
+        while took and took[0][0] < since:
+            took.popleft()
+        return min((seconds for _, seconds in took), default=0.0)
+
     def release(self, ticket: Ticket | None = None, *, now: float | None = None) -> None:
         """An admitted decision's work ended (late work included); with its ticket, what it
         took tells whether `proven` grows (a probe on time) or halves (late)."""
@@ -126,7 +222,12 @@ class Admission:
                 del self._tickets[next(iter(self._tickets))]
             return
         self._tickets.pop(ticket, None)
-        took = (self._clock() if now is None else now) - ticket.started
+        ended = self._clock() if now is None else now
+        took = ended - ticket.started
+        if self.lag is not None:  # for `sojourn`: since the lag's oldest probe
+            self._took.append((ended, took))
+            while self._took[0][0] < self.lag.since:
+                self._took.popleft()
         if self.whole:
             self.record(1, took)
         if took > ticket.budget:

@@ -96,14 +96,23 @@ async def test_a_burst_past_capacity_sheds_the_excess_and_recovers(
     finally:
         await engine.dispose()
 
-    shed, late = during.get((FALLBACKS, "overload"), 0.0), during.get((FALLBACKS, "deadline"), 0.0)
+    shed, timed_out = (
+        during.get((FALLBACKS, "overload"), 0.0),
+        during.get((FALLBACKS, "deadline"), 0.0),
+    )
     seconds = sorted(seconds for _, seconds, _ in burst)
-    p99 = seconds[int(len(seconds) * 0.99)]
-    assert p99 <= DEADLINE_MS / 1000 + MARGIN, f"p99 {p99:.3f}s"
-    assert len(burst) - shed - late > len(burst) / 10, "nearly everything was the fallback"
+    # Left to queue, answers come at the deadline (the median at it) and past it; admitted
+    # in time, well before it. Not a p99: on a shared machine the server process may be
+    # descheduled for a moment, and 1 % of 3 s of answers is 30 ms of them.
+    median, late = seconds[len(seconds) // 2], sum(s > DEADLINE_MS / 1000 + MARGIN for s in seconds)
+    assert median <= DEADLINE_MS / 1000 / 2, f"median {median:.3f}s: queued to the deadline"
+    assert late <= len(seconds) / 50, f"{late} of {len(seconds)} answered past the deadline"
+    assert len(burst) - shed - timed_out > len(burst) / 10, "nearly everything was the fallback"
     # What could not be decided in time was answered up front, not left to time out (a
     # first wave may time out while the estimate of the decisions' cost is learnt).
-    assert late <= max(shed / 4, CONNECTIONS), f"{late:.0f} timed out in the queue, {shed:.0f} shed"
+    assert timed_out <= max(shed / 4, CONNECTIONS), (
+        f"{timed_out:.0f} timed out in the queue, {shed:.0f} shed"
+    )
     assert shed_after == shed, "still shedding after the burst"
     # Decided by the rules (the burst may have tripped some), not answered by the fallback.
     assert all(stored[ident]["reason"] != "fallback" for ident, _, _ in after)

@@ -15,7 +15,8 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.main import create_app
-from app.services.admission import PROOF, Admission, Ticket
+from app.services.admission import PROOF, TARGET, Admission, Ticket
+from app.services.loop_lag import IDLE_AFTER, PERIOD, LoopLag
 from app.sinch import samples
 from tests.conftest import make_settings
 from tests.support import SinchSender
@@ -185,3 +186,133 @@ def test_a_steady_load_under_capacity_is_never_shed() -> None:
             assert ticket, f"shed with {admission.in_flight} in flight"
             in_flight.append(ticket)
         clock.now += 0.010
+
+
+def _lagging(clock: _Clock) -> tuple[Admission, LoopLag]:
+    lag = LoopLag(clock=clock)
+    return Admission(lanes=8, whole=True, lag=lag, clock=clock), lag
+
+
+def _turns(admission: Admission, lag: LoopLag, clock: _Clock, *, late: float, turns: int) -> int:
+    """`turns` probes `late` seconds late, a probe every PERIOD + `late`, with ten request
+    events admitted (and released at once) between two; how many of them were shed."""
+    shed = 0
+    for _ in range(turns):
+        clock.now += PERIOD + late
+        lag.record(clock.now, late)
+        for _ in range(10):
+            ticket = admission.admit(BUDGET)
+            if ticket is None:
+                shed += 1
+            else:
+                admission.release(ticket, now=clock.now + 0.005)
+    return shed
+
+
+def test_a_loop_late_turn_after_turn_sheds_most_and_nothing_once_it_is_not() -> None:
+    """Past capacity the event loop runs later and later (requests wait unread in their
+    sockets, where the deadline cannot see them): the share shed grows while it does; the
+    moment the loop is on time again, nothing is shed."""
+    clock = _Clock()
+    admission, lag = _lagging(clock)
+    _turns(admission, lag, clock, late=3 * TARGET, turns=20)
+    assert _turns(admission, lag, clock, late=3 * TARGET, turns=10) >= 0.9 * 100
+    _turns(admission, lag, clock, late=0.0, turns=12)  # 0.12 s on time
+    assert _turns(admission, lag, clock, late=0.0, turns=10) == 0
+    assert admission.shedding == 0.0
+
+
+def test_the_gate_settles_where_the_excess_is_shed_not_at_all_or_nothing() -> None:
+    """The loop is late in proportion to what is admitted past capacity (a queue that only
+    grows while more is admitted than the loop can serve): the share shed settles near what
+    keeps it at TARGET, and answers go on being decided."""
+    clock = _Clock()
+    admission, lag = _lagging(clock)
+    admitted = []
+    for _ in range(400):
+        # Capacity: 3 of every 10 request events; a standing queue grows past it.
+        late = max(0.0, TARGET * (1 + (admission.in_flight - 3) / 3))
+        clock.now += PERIOD
+        lag.record(clock.now, late)
+        for ticket in list(admission._tickets):
+            admission.release(ticket, now=clock.now)
+        admitted.append(sum(admission.admit(BUDGET) is not None for _ in range(10)))
+    settled = admitted[200:]
+    assert 1 <= sum(settled) / len(settled) <= 5
+
+
+def test_one_long_turn_sheds_nothing_and_takes_what_it_waited_from_the_budget() -> None:
+    """A collection or a descheduled process makes one turn of the loop long: not a
+    standing queue, so nothing is shed for it; the request events read after it waited
+    that long unread, and have that much less budget (their deadline runs from Sinch's
+    send, as near as the process can tell)."""
+    clock = _Clock()
+    admission, lag = _lagging(clock)
+    _turns(admission, lag, clock, late=0.002, turns=10)
+    clock.now += 0.150
+    lag.record(clock.now, 0.150)
+    ticket = admission.admit(BUDGET)
+    assert ticket is not None and ticket.budget == BUDGET - 0.150
+    admission.release(ticket, now=clock.now + 0.005)
+    assert _turns(admission, lag, clock, late=0.002, turns=10) == 0
+    assert admission.shedding == 0.0
+
+
+def test_a_standing_queue_inside_the_server_sheds_though_the_loop_is_on_time() -> None:
+    """Decisions wait for their batches (the database, not the event loop, is behind): every
+    one released lately took long, so the gate sheds; quick ones, however many in flight at
+    once (a closed loop's 64), do not make it shed."""
+    clock = _Clock()
+    admission, lag = _lagging(clock)
+    for _ in range(40):
+        clock.now += PERIOD
+        lag.record(clock.now, 0.001)
+        tickets = [admission.admit(BUDGET) for _ in range(64)]
+        for ticket in tickets:
+            if ticket is not None:
+                admission.release(ticket, now=clock.now + 0.030)
+    assert admission.shedding == 0.0, "a closed loop's quick decisions were taken for a queue"
+    for _ in range(40):
+        clock.now += PERIOD
+        lag.record(clock.now, 0.001)
+        for _ in range(10):
+            ticket = admission.admit(BUDGET)
+            if ticket is not None:
+                admission.release(ticket, now=clock.now + 2.5 * TARGET)
+    assert admission.shedding > 0.5
+
+
+def test_a_few_slow_decisions_on_a_late_loop_are_no_queue_to_shed() -> None:
+    """Other processes take the CPU (a shared machine): the loop runs late and the odd
+    request event takes long, but there are too few to make a queue: none is shed."""
+    clock = _Clock()
+    admission, lag = _lagging(clock)
+    for turn in range(100):
+        clock.now += PERIOD + 0.2
+        lag.record(clock.now, 0.2)
+        if turn % 3 == 0:
+            ticket = admission.admit(BUDGET * 4)
+            assert ticket is not None
+            admission.release(ticket, now=clock.now + 0.3)
+    assert admission.shedding == 0.0
+
+
+async def test_the_probe_runs_while_watched_and_stops_when_not() -> None:
+    clock = _Clock()
+    clock.now = time.perf_counter()
+    lag = LoopLag(clock=clock)
+    lag.watch()
+    await asyncio.sleep(0)  # the probe's first turn is due a period later: it ran not yet
+    assert lag.samples == 0
+    clock.now += PERIOD + 0.25
+    await asyncio.sleep(PERIOD)  # due after the probe's turn: it ran, 0.25 s late by `clock`
+    assert lag.samples == 1 and lag.late >= 0.25
+    clock.now += IDLE_AFTER + 1.0  # nobody asked for a while: the next probe is the last
+    await asyncio.sleep(PERIOD * 2)
+    ran = lag.samples
+    await asyncio.sleep(PERIOD * 3)
+    assert lag.samples == ran and lag.late == 0.0
+    lag.watch()  # asked again: it starts again
+    await asyncio.sleep(PERIOD * 2)
+    assert lag.samples > ran
+    lag.stop()

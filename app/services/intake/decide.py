@@ -90,7 +90,7 @@ class Decider:
         work = asyncio.create_task(self._decide(delivery, event, started, late))
         work.add_done_callback(lambda _: self.admission.release(admitted))
         # Waited for, never cancelled (a late decision still stores what it decided).
-        await _until_done(work, admitted.budget)
+        await _until_done(work, admitted.budget)  # less what it waited unread (admission)
         if work.done():
             # Also when it finished as the wait ended (one loop turn ran both): its answer
             # is the one stored and reported, so it is the one Sinch gets.
