@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import structlog
 from prometheus_client import Counter
 
+from app import logs
 from app.metrics import Metrics, rule_label
 from app.rules.decision import Decision
 
 log = structlog.get_logger()
-# `log.info` on structlog's lazy proxy looks "info" up on the proxy first, and that lookup
-# fails (an AttributeError, its message formatted) before the proxy's __getattr__ binds;
-# `log.bind()` is the proxy's own bind, the same (cached) logger without the failed lookup.
 
 
 class Reporter:
@@ -46,16 +43,18 @@ class Reporter:
         if outcome != "duplicate":
             key = (decision.action, decision.reason, decision.rule, decision.mode)
             (self._decisions.get(key) or self._decision(key)).inc()
-        log.bind().info(
+        logs.info(
             "decision.made",
-            event_type="request",
-            verification_id=verification_id,
-            action=action or decision.action,
-            reason=decision.reason,
-            rule=decision.rule,
-            mode=decision.mode,
-            outcome=outcome,
-            latency_ms=round(seconds * 1000, 2),
+            {
+                "event_type": "request",
+                "verification_id": verification_id,
+                "action": action or decision.action,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "mode": decision.mode,
+                "outcome": outcome,
+                "latency_ms": round(seconds * 1000, 2),
+            },
         )
 
     def callback_received(
@@ -63,14 +62,15 @@ class Reporter:
     ) -> None:
         """Any other callback (result, receipt, unknown or unparseable)."""
         self.metrics.callbacks.labels(event, outcome).inc()
-        fields: dict[str, Any] = {"latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-        log.bind().info(
+        logs.info(
             "callback.received",
-            event_type=event,
-            verification_id=verification_id,
-            status=status,
-            outcome=outcome,
-            **fields,
+            {
+                "event_type": event,
+                "verification_id": verification_id,
+                "status": status,
+                "outcome": outcome,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
         )
 
     def rejected(self, cause: str, app_key: str | None) -> None:
