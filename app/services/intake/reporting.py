@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import structlog
-from prometheus_client import Counter
 
 from app import logs
 from app.metrics import Metrics, rule_label
@@ -15,13 +14,15 @@ log = structlog.get_logger()
 
 
 class Reporter:
-    """Reports callbacks to one app's metrics; label children are resolved once, then reused."""
+    """Reports callbacks to one app's metrics."""
 
     def __init__(self, *, metrics: Metrics) -> None:
         self.metrics = metrics
         self._seconds = metrics.decision_seconds
-        self._requests: dict[str, Counter] = {}  # by outcome
-        self._decisions: dict[tuple[str, str, str | None, str], Counter] = {}
+        self._callbacks = metrics.callbacks
+        self._decisions = metrics.decisions
+        # A decision's label values by (action, reason, rule, mode): its rule as labelled.
+        self._labels: dict[tuple[str, str, str | None, str], tuple[str, str, str, str]] = {}
 
     def decision_made(
         self,
@@ -38,11 +39,10 @@ class Reporter:
         """
         seconds = time.perf_counter() - started
         self._seconds.observe(seconds)
-        # The children looked up here, the helpers called only for a label set's first time.
-        (self._requests.get(outcome) or self._request(outcome)).inc()
+        self._callbacks.inc(("request", outcome))
         if outcome != "duplicate":
             key = (decision.action, decision.reason, decision.rule, decision.mode)
-            (self._decisions.get(key) or self._decision(key)).inc()
+            self._decisions.inc(self._labels.get(key) or self._labelled(key))
         logs.info(
             "decision.made",
             {
@@ -61,7 +61,7 @@ class Reporter:
         self, event: str, verification_id: str | None, status: int, outcome: str, started: float
     ) -> None:
         """Any other callback (result, receipt, unknown or unparseable)."""
-        self.metrics.callbacks.labels(event, outcome).inc()
+        self._callbacks.inc((event, outcome))
         logs.info(
             "callback.received",
             {
@@ -78,13 +78,7 @@ class Reporter:
         self.metrics.signature_failures.labels(cause).inc()
         log.warning("callback.rejected", cause=cause, app_key=app_key)
 
-    def _request(self, outcome: str) -> Counter:
-        child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
-        return child
-
-    def _decision(self, key: tuple[str, str, str | None, str]) -> Counter:
+    def _labelled(self, key: tuple[str, str, str | None, str]) -> tuple[str, str, str, str]:
         action, reason, rule, mode = key
-        child = self._decisions[key] = self.metrics.decisions.labels(
-            action, reason, rule_label(rule), mode
-        )
-        return child
+        labels = self._labels[key] = (action, reason, rule_label(rule), mode)
+        return labels
