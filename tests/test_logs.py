@@ -16,7 +16,15 @@ from typing import Any
 
 import structlog
 
-from app.logs import _json, _JsonLine, _mask_values, _UtcTimestamp, configure_logging
+from app import logs
+from app.logs import (
+    _json,
+    _JsonLine,
+    _mask_values,
+    _UtcTimestamp,
+    bind_request_id,
+    configure_logging,
+)
 
 ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
@@ -183,3 +191,46 @@ def test_a_json_line_is_what_structlogs_processors_made() -> None:
     for name, event in events:
         expected = _processor_chain_line(name, dict(event))
         assert _without_timestamp(line(None, name, dict(event))) == _without_timestamp(expected)
+
+
+def test_info_writes_the_line_structlogs_logger_writes() -> None:
+    """`logs.info` skips the bound logger's call, not a processor: the request id merged (a
+    key the line passes wins), numbers masked, the keys in the same order."""
+    fields: list[dict[str, Any]] = [
+        {"event_type": "request", "verification_id": "v-1", "rule": None, "latency_ms": 3.12},
+        {"verification_id": "+46701234567", "reason": "range +4412345678901", "status": 200},
+        {"request_id": "passed", "outcome": "decided", "event_type": "request"},
+        {"text": 'ünïcode \u2028 "quoted" \\ \x01', "amount": float("inf"), "n": None},
+    ]
+
+    async def both() -> None:
+        bind_request_id("req-17")
+        for each in fields:
+            structlog.get_logger().info("decision.made", **dict(each))
+            logs.info("decision.made", dict(each))
+
+    with captured() as stream:
+        asyncio.run(both())
+    lines = stream.getvalue().split("\n")[:-1]  # (not splitlines: U+2028 is in a line)
+    assert len(lines) == 2 * len(fields)
+    for through_structlog, direct in zip(lines[::2], lines[1::2], strict=True):
+        assert _without_timestamp(direct) == _without_timestamp(through_structlog)
+    assert json.loads(lines[1])["request_id"] == "req-17"
+    assert json.loads(lines[5])["request_id"] == "passed"
+    assert "+46701234567" not in stream.getvalue()
+
+
+def test_info_below_the_level_writes_nothing_and_the_console_goes_through_structlog() -> None:
+    counting, saved = CountingStream(), sys.stderr
+    sys.stderr = counting
+    try:
+        configure_logging(json_logs=True, level="WARNING")
+        logs.info("decision.made", {"action": "allow"})
+        assert counting.getvalue() == ""
+        configure_logging(json_logs=False)
+        with structlog.testing.capture_logs() as captured_lines:
+            logs.info("decision.made", {"action": "allow"})
+    finally:
+        sys.stderr = saved
+        structlog.reset_defaults()
+    assert captured_lines == [{"action": "allow", "event": "decision.made", "log_level": "info"}]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -191,3 +191,26 @@ async def test_a_batch_stores_what_the_one_event_statement_stores(
     assert by_batch["verification"]["decided_at"] == NOW
     other = await _stored(conn, "v-b2", ("number:b2",))
     assert other["verification"]["decision_text"] == encoded
+
+
+async def test_rows_stamped_other_than_at_receipt_keep_their_own_times(
+    conn: AsyncConnection,
+) -> None:
+    """A batch whose verification rows are all created, requested and decided at their claim's
+    receipt sends those times once (the claim's); a row with times of its own keeps them, and
+    so do the others of its batch."""
+    own = _item("t1", awkward=False)
+    times = (NOW - timedelta(hours=1), NOW - timedelta(minutes=30), NOW + timedelta(seconds=5))
+    row = dataclasses.replace(
+        own.verification, created_at=times[0], requested_at=times[1], decided_at=times[2]
+    )
+    at_receipt = _item("t2", awkward=True)
+    await store_batch(conn, [own._replace(verification=row), at_receipt])
+    await store_batch(conn, [_item("t3", awkward=False)])
+    stamped = ("created_at", "requested_at", "decided_at")
+    first = (await _stored(conn, "v-t1", ()))["verification"]
+    assert tuple(first[c] for c in stamped) == times
+    for vid in ("v-t2", "v-t3"):
+        stored = await _stored(conn, vid, ())
+        assert stored["claim"]["received_at"] == NOW
+        assert tuple(stored["verification"][c] for c in stamped) == (NOW, NOW, NOW)

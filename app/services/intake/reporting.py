@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import structlog
-from prometheus_client import Counter
 
+from app import logs
 from app.metrics import Metrics, rule_label
 from app.rules.decision import Decision
 
 log = structlog.get_logger()
-# `log.info` on structlog's lazy proxy looks "info" up on the proxy first, and that lookup
-# fails (an AttributeError, its message formatted) before the proxy's __getattr__ binds;
-# `log.bind()` is the proxy's own bind, the same (cached) logger without the failed lookup.
 
 
 class Reporter:
-    """Reports callbacks to one app's metrics; label children are resolved once, then reused."""
+    """Reports callbacks to one app's metrics."""
 
     def __init__(self, *, metrics: Metrics) -> None:
         self.metrics = metrics
         self._seconds = metrics.decision_seconds
-        self._requests: dict[str, Counter] = {}  # by outcome
-        self._decisions: dict[tuple[str, str, str | None, str], Counter] = {}
+        self._callbacks = metrics.callbacks
+        self._decisions = metrics.decisions
+        # A decision's label values by (action, reason, rule, mode): its rule as labelled.
+        self._labels: dict[tuple[str, str, str | None, str], tuple[str, str, str, str]] = {}
 
     def decision_made(
         self,
@@ -41,36 +39,38 @@ class Reporter:
         """
         seconds = time.perf_counter() - started
         self._seconds.observe(seconds)
-        # The children looked up here, the helpers called only for a label set's first time.
-        (self._requests.get(outcome) or self._request(outcome)).inc()
+        self._callbacks.inc(("request", outcome))
         if outcome != "duplicate":
             key = (decision.action, decision.reason, decision.rule, decision.mode)
-            (self._decisions.get(key) or self._decision(key)).inc()
-        log.bind().info(
+            self._decisions.inc(self._labels.get(key) or self._labelled(key))
+        logs.info(
             "decision.made",
-            event_type="request",
-            verification_id=verification_id,
-            action=action or decision.action,
-            reason=decision.reason,
-            rule=decision.rule,
-            mode=decision.mode,
-            outcome=outcome,
-            latency_ms=round(seconds * 1000, 2),
+            {
+                "event_type": "request",
+                "verification_id": verification_id,
+                "action": action or decision.action,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "mode": decision.mode,
+                "outcome": outcome,
+                "latency_ms": round(seconds * 1000, 2),
+            },
         )
 
     def callback_received(
         self, event: str, verification_id: str | None, status: int, outcome: str, started: float
     ) -> None:
         """Any other callback (result, receipt, unknown or unparseable)."""
-        self.metrics.callbacks.labels(event, outcome).inc()
-        fields: dict[str, Any] = {"latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-        log.bind().info(
+        self._callbacks.inc((event, outcome))
+        logs.info(
             "callback.received",
-            event_type=event,
-            verification_id=verification_id,
-            status=status,
-            outcome=outcome,
-            **fields,
+            {
+                "event_type": event,
+                "verification_id": verification_id,
+                "status": status,
+                "outcome": outcome,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
         )
 
     def rejected(self, cause: str, app_key: str | None) -> None:
@@ -78,13 +78,7 @@ class Reporter:
         self.metrics.signature_failures.labels(cause).inc()
         log.warning("callback.rejected", cause=cause, app_key=app_key)
 
-    def _request(self, outcome: str) -> Counter:
-        child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
-        return child
-
-    def _decision(self, key: tuple[str, str, str | None, str]) -> Counter:
+    def _labelled(self, key: tuple[str, str, str | None, str]) -> tuple[str, str, str, str]:
         action, reason, rule, mode = key
-        child = self._decisions[key] = self.metrics.decisions.labels(
-            action, reason, rule_label(rule), mode
-        )
-        return child
+        labels = self._labels[key] = (action, reason, rule_label(rule), mode)
+        return labels
