@@ -7,23 +7,16 @@ policy holds tens of rules, not thousands.
 
 from __future__ import annotations
 
-import math
-import time
-from bisect import bisect_left
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    Metric,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.utils import floatToGoString
 
 from app.gc_settings import PauseCollector
 
@@ -40,30 +33,30 @@ class Metrics:
         PauseCollector(registry)  # each collection's pause, by generation
         PlatformCollector(registry=registry)
         ProcessCollector(registry=registry)
-        self.callbacks = Counts(
+        self.callbacks = Counter(
             "verifyguard_callbacks",
             "Callbacks received, by event type and outcome.",
-            ("event", "outcome"),
+            ["event", "outcome"],
+            registry=registry,
         )
-        self.decisions = Counts(
+        self.decisions = Counter(
             "verifyguard_decisions",
             "Request events decided, by answer, reason code, deciding rule and what decided.",
-            ("action", "reason", "rule", "mode"),
+            ["action", "reason", "rule", "mode"],
+            registry=registry,
         )
-        registry.register(self.callbacks)
-        registry.register(self.decisions)
         self.signature_failures = Counter(
             "verifyguard_signature_failures",
             "Callbacks rejected before anything was decided, by cause.",
             ["cause"],
             registry=registry,
         )
-        self.decision_seconds = Seconds(
+        self.decision_seconds = Histogram(
             "verifyguard_decision_seconds",
             "Time from receiving a request event to its answer being ready.",
-            DECISION_BUCKETS,
+            buckets=DECISION_BUCKETS,
+            registry=registry,
         )
-        registry.register(self.decision_seconds)
         self.outcome_batch_size = Histogram(
             "verifyguard_outcome_batch_size",
             "Results and SMS receipts stored together in one transaction (PostgreSQL).",
@@ -170,78 +163,6 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text format of this app's registry."""
         return generate_latest(self.registry)
-
-
-class Counts:
-    """A labelled counter for the lines counted once per callback: `inc` adds one to a label
-    set's count in a dict, and the registry reads the counts as the client's counter family
-    when scraped (a custom collector: prometheus_client's own extension point). The same
-    samples as a `Counter` (`_total` and `_created` per label set, the set created when first
-    counted); `Counter.labels(...).inc()` went through three method calls and a lock (~4.5k
-    instructions under callgrind against ~0.4k), twice per request event. Counted and read
-    on the event loop's thread (the /metrics handler is async)."""
-
-    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
-        self._name, self._documentation, self._labels = name, documentation, labels
-        self._counts: dict[tuple[str, ...], float] = {}
-        self._created: dict[tuple[str, ...], float] = {}
-
-    def inc(self, values: tuple[str, ...]) -> None:
-        """One more for the label values `values` (in the order of the labels' names)."""
-        counts = self._counts
-        if values in counts:
-            counts[values] += 1
-        else:
-            counts[values] = 1.0
-            self._created[values] = time.time()
-
-    def value(self, values: tuple[str, ...]) -> float:
-        return self._counts.get(values, 0.0)
-
-    def describe(self) -> list[Metric]:
-        return [CounterMetricFamily(self._name, self._documentation, labels=self._labels)]
-
-    def collect(self) -> list[Metric]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
-        created = self._created
-        for values, count in list(self._counts.items()):
-            family.add_metric(values, count, created=created[values])
-        return [family]
-
-
-class Seconds:
-    """An unlabelled histogram observed once per request event, kept as `Counts` keeps its
-    counts (a count per bucket and a sum, read as the client's histogram family when
-    scraped): the same samples as a `Histogram` with these buckets. `Histogram.observe`
-    went through two method calls and a lock per bucket touched (~8.7k instructions under
-    callgrind against ~2k)."""
-
-    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
-        self._name, self._documentation = name, documentation
-        self._bounds = buckets  # the upper bounds; +Inf is the last count's
-        # `le` as the client writes it (its helper has no annotations)
-        self._les = [floatToGoString(b) for b in (*buckets, math.inf)]  # type: ignore[no-untyped-call]
-        self._counts = [0.0] * (len(buckets) + 1)
-        self._sum = 0.0
-        self._created = time.time()
-
-    def observe(self, seconds: float) -> None:
-        # The first bucket whose bound is at least `seconds`, as Histogram.observe's `<=`.
-        self._counts[bisect_left(self._bounds, seconds)] += 1
-        self._sum += seconds
-
-    def describe(self) -> list[Metric]:
-        return [HistogramMetricFamily(self._name, self._documentation)]
-
-    def collect(self) -> list[Metric]:
-        family = HistogramMetricFamily(self._name, self._documentation)
-        cumulative, total = [], 0.0
-        for le, count in zip(self._les, self._counts, strict=True):
-            total += count
-            cumulative.append((le, total))
-        family.add_metric([], cumulative, self._sum)
-        family.add_sample(f"{self._name}_created", {}, self._created)
-        return [family]
 
 
 def rule_label(rule: str | None) -> str:

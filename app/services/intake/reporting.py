@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import structlog
+from prometheus_client import Counter
 
 from app import logs
 from app.metrics import Metrics, rule_label
@@ -14,15 +15,13 @@ log = structlog.get_logger()
 
 
 class Reporter:
-    """Reports callbacks to one app's metrics."""
+    """Reports callbacks to one app's metrics; label children are resolved once, then reused."""
 
     def __init__(self, *, metrics: Metrics) -> None:
         self.metrics = metrics
         self._seconds = metrics.decision_seconds
-        self._callbacks = metrics.callbacks
-        self._decisions = metrics.decisions
-        # A decision's label values by (action, reason, rule, mode): its rule as labelled.
-        self._labels: dict[tuple[str, str, str | None, str], tuple[str, str, str, str]] = {}
+        self._requests: dict[str, Counter] = {}  # by outcome
+        self._decisions: dict[tuple[str, str, str | None, str], Counter] = {}
 
     def decision_made(
         self,
@@ -39,10 +38,11 @@ class Reporter:
         """
         seconds = time.perf_counter() - started
         self._seconds.observe(seconds)
-        self._callbacks.inc(("request", outcome))
+        # The children looked up here, the helpers called only for a label set's first time.
+        (self._requests.get(outcome) or self._request(outcome)).inc()
         if outcome != "duplicate":
             key = (decision.action, decision.reason, decision.rule, decision.mode)
-            self._decisions.inc(self._labels.get(key) or self._labelled(key))
+            (self._decisions.get(key) or self._decision(key)).inc()
         logs.info(
             "decision.made",
             {
@@ -61,7 +61,7 @@ class Reporter:
         self, event: str, verification_id: str | None, status: int, outcome: str, started: float
     ) -> None:
         """Any other callback (result, receipt, unknown or unparseable)."""
-        self._callbacks.inc((event, outcome))
+        self.metrics.callbacks.labels(event, outcome).inc()
         logs.info(
             "callback.received",
             {
@@ -78,7 +78,13 @@ class Reporter:
         self.metrics.signature_failures.labels(cause).inc()
         log.warning("callback.rejected", cause=cause, app_key=app_key)
 
-    def _labelled(self, key: tuple[str, str, str | None, str]) -> tuple[str, str, str, str]:
+    def _request(self, outcome: str) -> Counter:
+        child = self._requests[outcome] = self.metrics.callbacks.labels("request", outcome)
+        return child
+
+    def _decision(self, key: tuple[str, str, str | None, str]) -> Counter:
         action, reason, rule, mode = key
-        labels = self._labels[key] = (action, reason, rule_label(rule), mode)
-        return labels
+        child = self._decisions[key] = self.metrics.decisions.labels(
+            action, reason, rule_label(rule), mode
+        )
+        return child
