@@ -27,7 +27,7 @@ from app.gc_settings import server_gc
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.services import baselines as baseline_refresh
-from app.services.admission import Admission
+from app.services.admission import TARGET_SHARE, Admission
 from app.services.aggregates import Aggregator, Counting, counting_scope
 from app.services.alerts.jobs import AlertJobs
 from app.services.audit import retention
@@ -51,6 +51,7 @@ from app.services.resilience import Outage
 from app.services.resilience.entries import entry_key
 from app.services.resilience.errors import is_outage
 from app.services.resilience.local import LocalDecider
+from app.services.resilience.outage import decision_budget
 from app.services.resilience.replay import TOGETHER, Replayer
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
@@ -98,7 +99,8 @@ def build_runtime(settings: Settings) -> Runtime:
     engine, counter_engine, held = _engines(settings)
     batched = held is not None  # group commit on PostgreSQL (counters inside or in Redis)
     lanes = 1 if held is None else settings.database_pool_size
-    admission = Admission(lanes=lanes, whole=batched, lag=LoopLag())
+    target = TARGET_SHARE * decision_budget(settings.decision_deadline_ms)
+    admission = Admission(lanes=lanes, whole=batched, lag=LoopLag(), target=target)
     counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))

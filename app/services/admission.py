@@ -81,7 +81,10 @@ WINDOW = 16  # samples the estimates are taken over (means: a queue's wait is a 
 PROOF = 0.5  # of its budget a probe took at most to prove one more can be in flight
 QUIET_AFTER = 1.0  # seconds after the last shed request before replay may run again
 PRESSED = 0.5  # of a newcomer's headroom the estimate fills when background work waits
-TARGET = 0.150  # seconds of standing wait (unread + deciding) past which the gate sheds
+TARGET = 0.150  # seconds of standing wait (unread + deciding) past which the gate sheds, at
+# the default deadline's 300 ms budget; in proportion to another (TARGET_SHARE): a queue's
+# harm is how much of the deadline it takes (with 10 s, as under valgrind, 150 ms is none)
+TARGET_SHARE = 0.5
 STEER = 0.2  # seconds for the shed share to move by 1 at a floor of twice TARGET
 STEP = 0.1  # seconds one lag sample steers for at most
 INTERVAL = 0.1  # seconds the wait must stand above TARGET before the share grows
@@ -107,6 +110,7 @@ class Admission:
         hold: float = 0.002,
         whole: bool = False,
         lag: LoopLag | None = None,
+        target: float = TARGET,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.lanes = lanes
@@ -125,6 +129,7 @@ class Admission:
         self._shed_at = float("-inf")
         self._limit = float("inf")  # the last newcomer's budget * HEADROOM
         self.lag = lag
+        self.target = target  # the gate's (TARGET)
         self.shedding = 0.0  # the share of request events the gate sheds (lag's floor)
         self._steered = 0  # the lag samples the share has taken in
         self._steered_at = float("-inf")  # when the last of them was taken
@@ -189,7 +194,7 @@ class Admission:
         self._arrived = 0
         self._busy = busy = sum(self._arrivals) >= max(2, self.lanes)
         wait = lag.floor + self.sojourn(lag.since) if busy else 0.0
-        error = min(1.0, (wait - TARGET) / TARGET)  # at least -1
+        error = min(1.0, (wait - self.target) / self.target)  # at least -1
         if error <= 0.0:
             self._above_since = float("inf")
         elif self._above_since == float("inf"):

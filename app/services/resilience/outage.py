@@ -87,6 +87,12 @@ log = structlog.get_logger()
 RESERVE = 0.1  # seconds of the deadline kept for deciding locally and writing the spool
 
 
+def decision_budget(deadline_ms: int) -> float:
+    """Seconds a decision may take: the deadline less RESERVE, at least half of it."""
+    deadline = deadline_ms / 1000
+    return max(deadline - RESERVE, deadline / 2)
+
+
 class Outage:
     def __init__(
         self,
@@ -109,8 +115,7 @@ class Outage:
         self._reporter = reporter
         self._metrics = reporter.metrics
         self.down = False
-        deadline = settings.decision_deadline_ms / 1000
-        self.budget = max(deadline - RESERVE, deadline / 2)
+        self.budget = decision_budget(settings.decision_deadline_ms)
         self.store_budget = settings.store_deadline_ms / 1000
         self._interval = settings.outage_probe_interval_ms / 1000
         self._kick = asyncio.Event()
