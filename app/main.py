@@ -100,11 +100,15 @@ def build_runtime(settings: Settings) -> Runtime:
     batched = held is not None  # group commit on PostgreSQL (counters inside or in Redis)
     lanes = 1 if held is None else settings.database_pool_size
     target = TARGET_SHARE * decision_budget(settings.decision_deadline_ms)
-    admission = Admission(lanes=lanes, whole=batched, lag=LoopLag(), target=target)
+    lag = LoopLag()
+    admission = Admission(lanes=lanes, whole=batched, lag=lag, target=target)
     counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
     aggregator = Aggregator(counter_backend(settings))
     reporter = Reporter(metrics=Metrics())
+    # Read when scraped: nothing on the request path.
+    reporter.metrics.admission_shed_share.set_function(lambda: admission.shedding)
+    reporter.metrics.event_loop_lag.set_function(lambda: lag.floor)
     baselines = BaselineCache()
     shared = _Shared(
         settings, engine, counting, admission, policies, aggregator, reporter, baselines

@@ -142,6 +142,18 @@ class Metrics:
             "Entries in the local spool waiting to be written to the database.",
             registry=registry,
         )
+        self.admission_shed_share = Gauge(
+            "verifyguard_admission_shed_share",
+            "The share of request events admission's gate sheds now (0 to 0.95): it grows"
+            " while the event loop and the decisions wait past their target.",
+            registry=registry,
+        )
+        self.event_loop_lag = Gauge(
+            "verifyguard_event_loop_lag_seconds",
+            "How late the event loop runs what falls due, the least of its last turns while"
+            " request events arrive: about how long a request waits unread.",
+            registry=registry,
+        )
         self.spool_writes = Counter(
             "verifyguard_spool_writes",
             "Entries written to the local spool, by kind.",

@@ -89,7 +89,8 @@ async def test_a_burst_past_capacity_sheds_the_excess_and_recovers(
                 headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
                 reply = await client.post(CALLBACK_PATH, content=body, headers=headers)
                 after.append((json.loads(body)["id"], 0.0, reply.json()))
-            shed_after = (await _metrics(client)).get((FALLBACKS, "overload"), 0.0)
+            final = await _metrics(client)
+            shed_after = final.get((FALLBACKS, "overload"), 0.0)
     engine = create_engine(database_url)
     try:
         stored = await stored_requests(engine, [ident for ident, _, _ in burst + after])
@@ -114,6 +115,9 @@ async def test_a_burst_past_capacity_sheds_the_excess_and_recovers(
         f"{timed_out:.0f} timed out in the queue, {shed:.0f} shed"
     )
     assert shed_after == shed, "still shedding after the burst"
+    # The gate's state is scraped (read when scraped), and back at nothing once the loop is.
+    assert ("verifyguard_event_loop_lag_seconds", "") in during
+    assert final[("verifyguard_admission_shed_share", "")] == 0.0, "the gate still sheds"
     # Decided by the rules (the burst may have tripped some), not answered by the fallback.
     assert all(stored[ident]["reason"] != "fallback" for ident, _, _ in after)
     assert len(stored) == len(burst) + len(after), "an event was lost"
