@@ -230,9 +230,10 @@ class Admission:
         ended = self._clock() if now is None else now
         took = ended - ticket.started
         if self.lag is not None:  # for `sojourn`: since the lag's oldest probe
-            self._took.append((ended, took))
-            while self._took[0][0] < self.lag.since:
-                self._took.popleft()
+            recent, since = self._took, self.lag.since
+            recent.append((ended, took))
+            while recent and recent[0][0] < since:  # `now` given may be before the probes'
+                recent.popleft()
         if self.whole:
             self.record(1, took)
         if took > ticket.budget:
