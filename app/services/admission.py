@@ -152,7 +152,9 @@ class Admission:
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         self._limit = budget * HEADROOM
-        fits = expected <= self._limit
+        # Whole decisions (PostgreSQL's batches) are held to the gate's target too: each one
+        # admitted holds its HTTP connection that long, and Sinch's connections are finite.
+        fits = expected <= (min(self._limit, self.target) if self.whole else self._limit)
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
         # behind lanes that have held their decisions past the headroom already (stalled).
