@@ -316,3 +316,18 @@ async def test_the_probe_runs_while_watched_and_stops_when_not() -> None:
     await asyncio.sleep(PERIOD * 2)
     assert lag.samples > ran
     lag.stop()
+
+
+def test_whole_decisions_are_held_to_the_gates_target_not_most_of_the_budget() -> None:
+    """On PostgreSQL each admitted decision holds its HTTP connection while it takes: past
+    capacity, decisions that take 200 ms of a 300 ms budget are not admitted beyond the
+    lanes when the target is 150 ms (80 % of the budget, 240 ms, admitted them all)."""
+    admission = Admission(lanes=2, whole=True, target=0.150)
+    for _ in range(20):
+        admission.record(1, 0.200)
+    admitted = [admission.admit(0.300) for _ in range(10)]
+    assert sum(ticket is not None for ticket in admitted) == 2, "only the lanes' probes"
+    fast = Admission(lanes=2, whole=True, target=0.150)
+    for _ in range(20):
+        fast.record(1, 0.020)
+    assert all(fast.admit(0.300) for _ in range(10)), "decisions within the target: all in"
