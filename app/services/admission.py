@@ -59,6 +59,13 @@ late, which shed answers alone keep it only past what no admission can help (ove
 capacity); and at most MOST is shed by it. A request admitted has its budget less the
 loop's last lag (what it likely waited unread), so it is answered, decided or not, within
 the deadline as Sinch counts it.
+
+TARGET is the default deadline's; another deadline scales it (TARGET_SHARE of the decision
+budget: a queue harms by how much of the deadline it takes). With whole decisions
+(PostgreSQL's batches) the model also holds what decisions lately took to the target, not
+to HEADROOM of the budget: each admitted decision holds its HTTP connection while it takes,
+and past capacity decisions of 200 ms (well within 80 % of the budget) kept all of a
+sender's connections busy while the excess waited in front of the server, out of sight.
 """
 
 from __future__ import annotations
