@@ -63,9 +63,12 @@ the deadline as Sinch counts it.
 TARGET is the default deadline's; another deadline scales it (TARGET_SHARE of the decision
 budget: a queue harms by how much of the deadline it takes). With whole decisions
 (PostgreSQL's batches) the model also holds what decisions lately took to the target, not
-to HEADROOM of the budget: each admitted decision holds its HTTP connection while it takes,
-and past capacity decisions of 200 ms (well within 80 % of the budget) kept all of a
-sender's connections busy while the excess waited in front of the server, out of sight.
+to HEADROOM of the budget, once CROWD lanes' worth are in flight: each admitted decision
+holds its HTTP connection while it takes, and past capacity decisions of 200 ms (well
+within 80 % of the budget) kept all of a sender's connections busy while the excess waited
+in front of the server, out of sight. Not with a few in flight: right after a stall the
+estimate still holds the stall's samples (a test's 200 ms stall left it at 98 ms against
+a 100 ms target), and a handful of newcomers would be shed for them.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ STEER = 0.2  # seconds for the shed share to move by 1 at a floor of twice TARGE
 STEP = 0.1  # seconds one lag sample steers for at most
 INTERVAL = 0.1  # seconds the wait must stand above TARGET before the share grows
 MOST = 0.95  # of the request events the gate sheds at most: the rest still try the model
+CROWD = 4  # lanes' worth of whole decisions in flight past which each is held to the target
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -159,9 +163,12 @@ class Admission:
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = rounds * self.hold + 2 * self.overhead
         self._limit = budget * HEADROOM
-        # Whole decisions (PostgreSQL's batches) are held to the gate's target too: each one
-        # admitted holds its HTTP connection that long, and Sinch's connections are finite.
-        fits = expected <= (min(self._limit, self.target) if self.whole else self._limit)
+        # Whole decisions (PostgreSQL's batches) are held to the gate's target too once a
+        # crowd is in flight: each one admitted holds its HTTP connection that long, and
+        # Sinch's connections are finite. Not a few: right after a stall the estimate holds
+        # the stall's samples, and a handful of newcomers would be shed for them.
+        crowded = self.whole and self.in_flight >= CROWD * self.lanes
+        fits = expected <= (min(self._limit, self.target) if crowded else self._limit)
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
         # behind lanes that have held their decisions past the headroom already (stalled).
