@@ -167,7 +167,7 @@ async def scheduled_run(args: argparse.Namespace) -> dict[str, Any]:
     load = Load(requests)
     answers, pool, started = await scheduled.offer(
         args.host, args.port, segments, cap=args.connection_cap, take=load.take,
-        exchange=exchange, on_mark=lambda mark: print(mark, flush=True),
+        on_mark=lambda mark: print(mark, flush=True),
     )  # fmt: skip
     print("end", flush=True)
     deadline = args.deadline_ms / 1000

@@ -25,10 +25,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-Exchange = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Any]
+import httptools
+
+# The scheduler's shortest sleep: requests due within it go out together when it ends (the
+# event loop's timers are in milliseconds; shorter sleeps only spin the loop).
+TICK = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +57,15 @@ class Pool:
     """The connections: idle ones reused (last freed first), new ones opened up to `cap`."""
 
     cap: int
-    idle: list[Connection] = field(default_factory=list)
+    idle: list[_Connection] = field(default_factory=list)
     open: int = 0
     opened: int = 0
     busiest: int = 0  # connections in use at once, at most
     waited: int = 0  # requests that found all `cap` connections busy
     connect_errors: int = 0
-    reopened: int = 0  # idle connections found closed by the server, replaced
+    # Connections the server closed while idle (dropped: a new one is opened when needed),
+    # or under a request written on a reused one (sent again on a new one, once).
+    reopened: int = 0
     backlog: deque[float] = field(default_factory=deque)
     cpu: float = 0.0  # the generator's CPU seconds a second while it offered
 
@@ -83,89 +88,222 @@ async def offer(
     *,
     cap: int,
     take: Callable[[], bytes],
-    exchange: Exchange,
     on_mark: Callable[[str], None] = lambda mark: None,
 ) -> tuple[list[Answer], Pool, float]:
     """Offer `segments` one after another; every answer, the pool, and the start time."""
-    pool = Pool(cap)
-    answers: list[Answer] = []
-    tasks: set[asyncio.Task[None]] = set()
+    offering = _Offer(host, port, segments, cap=cap, take=take, on_mark=on_mark)
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        await offering.run(start)
+    finally:
+        offering.close()
+    pool = offering.pool
+    pool.cpu = (time.process_time() - cpu) / (time.perf_counter() - start)
+    return offering.answers, pool, start
 
-    async def send(scheduled: float, conn: Connection | None) -> None:
-        retry = conn is not None  # an idle connection the server may have closed meanwhile
-        while True:
-            if conn is None:
-                try:
-                    conn = await asyncio.open_connection(host, port)
-                except OSError:
-                    pool.connect_errors += 1
-                    pool.open -= 1
-                    answers.append(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
-                    return
-                pool.opened += 1
-            reader, writer = conn
-            unsent = time.perf_counter() - scheduled
-            try:
-                reply = await exchange(reader, writer, take())
-            except (OSError, asyncio.IncompleteReadError):
-                writer.close()
-                conn = None  # the server closed it: open another
-                if retry:  # as an HTTP client does for a stale keep-alive connection
-                    retry = False
-                    pool.reopened += 1
-                    continue
-                answers.append(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
-            else:
-                latency = time.perf_counter() - scheduled
-                answers.append(Answer(scheduled, latency, reply[:3], b'"allow"' in reply, unsent))
-            if not pool.backlog:
-                break
-            scheduled, retry = pool.backlog.popleft(), conn is not None
-        if conn is None:
-            pool.open -= 1
-        else:
-            pool.idle.append(conn)
 
-    def dispatch(scheduled: float) -> None:
+class _Offer:
+    """The schedule and the connections as event loop callbacks: no task per request, one
+    per connection opened (its connect)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        segments: list[Segment],
+        *,
+        cap: int,
+        take: Callable[[], bytes],
+        on_mark: Callable[[str], None],
+    ) -> None:
+        self.host, self.port, self.take, self.on_mark = host, port, take, on_mark
+        self.segments = deque(segments)
+        self.pool = Pool(cap)
+        self.answers: list[Answer] = []
+        self.live: set[_Connection] = set()
+        self.connecting: set[asyncio.Task[None]] = set()
+        self.pending = 0  # requests dispatched and not yet answered
+        self.scheduling = True
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
+        self.begins = 0.0
+        self.sent = 0  # of the current segment
+        self.marked = False
+        self.closed = False
+
+    async def run(self, start: float) -> None:
+        self.begins = start
+        self.tick()
+        await self.done
+
+    def close(self) -> None:
+        """Every connection closed (what is in flight is not answered)."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        for task in self.connecting:
+            task.cancel()
+        for conn in list(self.live):
+            conn.transport.close()
+
+    def tick(self) -> None:
+        """Dispatch every request due by now; sleep until the next one is (at least a tick)."""
+        self.timer = None
+        now = time.perf_counter()
+        while self.segments:
+            segment = self.segments[0]
+            if now < self.begins:  # the next segment's mark goes out on its time
+                self.timer = self.loop.call_later(self.begins - now, self.tick)
+                return
+            if not self.marked:
+                self.marked = True
+                if segment.mark:
+                    self.on_mark(segment.mark)
+            total = int(segment.rate * segment.seconds)
+            due = min(total, int((now - self.begins) * segment.rate) + 1)
+            for i in range(self.sent, due):
+                self.dispatch(self.begins + i / segment.rate)
+            self.sent = max(self.sent, due)
+            if self.sent < total:
+                wake = self.begins + self.sent / segment.rate - time.perf_counter()
+                self.timer = self.loop.call_later(max(TICK, wake), self.tick)
+                return
+            self.segments.popleft()
+            self.begins += segment.seconds
+            self.sent, self.marked = 0, False
+        self.scheduling = False
+        self.finish_if_done()
+
+    def dispatch(self, scheduled: float) -> None:
+        pool = self.pool
+        self.pending += 1
         if pool.idle:
-            conn: Connection | None = pool.idle.pop()
+            pool.idle.pop().send(scheduled, retry=True)
         elif pool.open < pool.cap:
             pool.open += 1
-            conn = None
+            self.connect(scheduled)
         else:
             pool.waited += 1
             pool.backlog.append(scheduled)
             return
         pool.busiest = max(pool.busiest, pool.open - len(pool.idle))
-        task = asyncio.create_task(send(scheduled, conn))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
 
-    start, cpu = time.perf_counter(), time.process_time()
-    begins = start
-    for segment in segments:
-        if segment.mark:
-            on_mark(segment.mark)
-        await _schedule(segment, begins, dispatch)
-        begins += segment.seconds
-    while tasks:
-        await asyncio.gather(*list(tasks))
-    for _, writer in pool.idle:
-        writer.close()
-    pool.cpu = (time.process_time() - cpu) / (time.perf_counter() - start)
-    return answers, pool, start
+    def connect(self, scheduled: float) -> None:
+        """A new connection (its slot taken) on which `scheduled` goes out once it is up."""
+        task = self.loop.create_task(self._connect(scheduled))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
+
+    async def _connect(self, scheduled: float) -> None:
+        try:
+            await self.loop.create_connection(
+                lambda: _Connection(self, scheduled), self.host, self.port
+            )
+        except OSError:
+            self.pool.connect_errors += 1
+            self.answer(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
+            self.release()
+
+    def answered(self, conn: _Connection, answer: Answer) -> None:
+        """`conn`'s answer is in: it takes the next waiting request, or goes idle."""
+        self.answer(answer)
+        if not conn.keep_alive:
+            conn.transport.close()  # the server said so: lost() frees its slot
+        elif self.pool.backlog:
+            conn.send(self.pool.backlog.popleft(), retry=True)
+        else:
+            self.pool.idle.append(conn)
+        self.finish_if_done()
+
+    def lost(self, conn: _Connection, scheduled: float | None, retry: bool) -> None:
+        """The server closed `conn`: its request, if any, is sent again on a new connection
+        (once, if `conn` was reused: as an HTTP client does for a stale keep-alive
+        connection) or fails; its slot goes to a waiting request or is freed."""
+        pool = self.pool
+        self.live.discard(conn)
+        if self.closed:
+            return
+        if scheduled is None:
+            if conn in pool.idle:
+                pool.idle.remove(conn)
+                pool.reopened += 1
+            self.release()
+        elif retry:
+            pool.reopened += 1
+            self.connect(scheduled)
+        else:
+            self.answer(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
+            self.release()
+        self.finish_if_done()
+
+    def release(self) -> None:
+        """A connection's slot is free: a waiting request opens a new one in it."""
+        if self.pool.backlog:
+            self.connect(self.pool.backlog.popleft())
+        else:
+            self.pool.open -= 1
+
+    def answer(self, answer: Answer) -> None:
+        self.answers.append(answer)
+        self.pending -= 1
+
+    def finish_if_done(self) -> None:
+        if not self.scheduling and not self.pending and not self.done.done():
+            self.done.set_result(None)
 
 
-async def _schedule(segment: Segment, begins: float, dispatch: Callable[[float], None]) -> None:
-    """Dispatch each request of `segment` at its time (those already due at once)."""
-    total = int(segment.rate * segment.seconds)
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - begins) * segment.rate) + 1)
-        for i in range(sent, due):
-            dispatch(begins + i / segment.rate)
-        sent = due
-        await asyncio.sleep(max(0.0, begins + sent / segment.rate - time.perf_counter()))
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight; its answers parsed by
+    httptools."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, offering: _Offer, scheduled: float) -> None:
+        self.offering = offering
+        self.parser = httptools.HttpResponseParser(self)
+        self.scheduled: float | None = scheduled  # the request in flight's, if one is
+        self.retry = False
+        self.unsent = 0.0
+        self.body = b""
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.offering.pool.opened += 1
+        self.offering.live.add(self)
+        assert self.scheduled is not None
+        self.send(self.scheduled, retry=False)
+
+    def send(self, scheduled: float, *, retry: bool) -> None:
+        self.scheduled, self.retry, self.body = scheduled, retry, b""
+        self.unsent = time.perf_counter() - scheduled
+        self.transport.write(self.offering.take())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        scheduled = self.scheduled
+        if scheduled is None:  # an answer to no request
+            self.transport.close()
+            return
+        self.scheduled = None
+        latency = time.perf_counter() - scheduled
+        status = b"%d" % self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        allowed = b'"allow"' in self.body
+        self.offering.answered(self, Answer(scheduled, latency, status, allowed, self.unsent))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        scheduled, self.scheduled = self.scheduled, None
+        self.offering.lost(self, scheduled, self.retry)
 
 
 def window(answers: list[Answer], begins: float, ends: float, *, deadline: float) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from bench.loadgen import exchange
 from bench.scheduled import Answer, Pool, Segment, offer
 
 REQUEST = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
@@ -65,7 +64,7 @@ async def _five_at_once(*, cap: int, answered_after: int) -> tuple[list[Answer],
         releaser = asyncio.create_task(_release_after(held, answered_after))
         answers, pool, _ = await offer(
             "127.0.0.1", port, [Segment(AT_ONCE, 5 / AT_ONCE)], cap=cap,
-            take=lambda: REQUEST, exchange=exchange,
+            take=lambda: REQUEST,
         )  # fmt: skip
         await releaser
     return answers, pool
@@ -93,7 +92,7 @@ async def test_a_connection_the_server_closed_is_replaced_not_an_error() -> None
         # (closed by the server meanwhile), or, on a slow machine, opens one of its own.
         answers, pool, _ = await offer(
             "127.0.0.1", port, [Segment(1.0, 1.0), Segment(1.0, 1.0)], cap=8,
-            take=lambda: REQUEST, exchange=exchange,
+            take=lambda: REQUEST,
         )  # fmt: skip
     assert [a.status for a in answers] == [b"200", b"200"]
     assert pool.connect_errors == 0
