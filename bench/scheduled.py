@@ -29,8 +29,9 @@ from typing import Any, cast
 
 import httptools
 
-# The scheduler's shortest sleep: requests due within it go out together when it ends (the
-# event loop's timers are in milliseconds; shorter sleeps only spin the loop).
+# The scheduler's shortest sleep: requests due within it go out together when it ends, or
+# when an answer comes in first (the event loop's timers are in milliseconds; shorter sleeps
+# only spin the loop).
 TICK = 0.001
 
 
@@ -127,6 +128,7 @@ class _Offer:
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
+        self.next_due = float("inf")  # when the request after the last dispatched is due
         self.begins = 0.0
         self.sent = 0  # of the current segment
         self.marked = False
@@ -154,6 +156,7 @@ class _Offer:
         while self.segments:
             segment = self.segments[0]
             if now < self.begins:  # the next segment's mark goes out on its time
+                self.next_due = self.begins
                 self.timer = self.loop.call_later(self.begins - now, self.tick)
                 return
             if not self.marked:
@@ -166,8 +169,9 @@ class _Offer:
                 self.dispatch(self.begins + i / segment.rate)
             self.sent = max(self.sent, due)
             if self.sent < total:
-                wake = self.begins + self.sent / segment.rate - time.perf_counter()
-                self.timer = self.loop.call_later(max(TICK, wake), self.tick)
+                self.next_due = self.begins + self.sent / segment.rate
+                wake = max(TICK, self.next_due - time.perf_counter())
+                self.timer = self.loop.call_later(wake, self.tick)
                 return
             self.segments.popleft()
             self.begins += segment.seconds
@@ -214,7 +218,9 @@ class _Offer:
             conn.send(self.pool.backlog.popleft(), retry=True)
         else:
             self.pool.idle.append(conn)
-        self.finish_if_done()
+        if self.timer is not None and answer.scheduled + answer.latency >= self.next_due:
+            self.timer.cancel()  # a request is due: out now rather than at the tick's end
+            self.tick()
 
     def lost(self, conn: _Connection, scheduled: float | None, retry: bool) -> None:
         """The server closed `conn`: its request, if any, is sent again on a new connection
@@ -235,7 +241,6 @@ class _Offer:
         else:
             self.answer(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
             self.release()
-        self.finish_if_done()
 
     def release(self) -> None:
         """A connection's slot is free: a waiting request opens a new one in it."""
@@ -247,6 +252,7 @@ class _Offer:
     def answer(self, answer: Answer) -> None:
         self.answers.append(answer)
         self.pending -= 1
+        self.finish_if_done()
 
     def finish_if_done(self) -> None:
         if not self.scheduling and not self.pending and not self.done.done():
