@@ -6,6 +6,8 @@ server that holds its answers until the test lets them go."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,12 +28,15 @@ class Held:
     received: int = 0
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     close_after_answer: bool = False
+    close_on_request: int = 0  # closes a connection unanswered on its request number this
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
+            for number in itertools.count(1):
                 await reader.readuntil(b"\r\n\r\n")
                 await reader.readexactly(2)
+                if number == self.close_on_request:
+                    break
                 async with self.arrived:
                     self.received += 1
                     self.arrived.notify_all()
@@ -56,17 +61,23 @@ async def serving(held: Held) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
 
 
+async def _at_once(held: Held, port: int, count: int, *, cap: int) -> tuple[list[Answer], Pool]:
+    """`count` requests offered at once with at most `cap` connections."""
+    answers, pool, _ = await offer(
+        "127.0.0.1", port, [Segment(AT_ONCE, count / AT_ONCE)], cap=cap, take=lambda: REQUEST
+    )
+    return answers, pool
+
+
 async def _five_at_once(*, cap: int, answered_after: int) -> tuple[list[Answer], Pool]:
     """Five requests offered at once with at most `cap` connections, to a server that
     answers none before `answered_after` of them arrived: the answers and the pool."""
     held = Held()
     async with serving(held) as port, asyncio.timeout(60):  # a hang guard, not a measure
         releaser = asyncio.create_task(_release_after(held, answered_after))
-        answers, pool, _ = await offer(
-            "127.0.0.1", port, [Segment(AT_ONCE, 5 / AT_ONCE)], cap=cap,
-            take=lambda: REQUEST,
-        )  # fmt: skip
+        answers, pool = await _at_once(held, port, 5, cap=cap)
         await releaser
+    assert all(0 <= a.unsent <= a.latency for a in answers)
     return answers, pool
 
 
@@ -97,6 +108,52 @@ async def test_a_connection_the_server_closed_is_replaced_not_an_error() -> None
     assert [a.status for a in answers] == [b"200", b"200"]
     assert pool.connect_errors == 0
     assert pool.opened == 2
+
+
+async def test_a_request_on_a_reused_connection_the_server_closes_is_sent_again_once() -> None:
+    # One connection allowed: the second request waits, then goes out on the first's
+    # connection, which the server closes under it (a stale keep-alive connection).
+    held = Held(close_on_request=2)
+    held.release.set()
+    async with serving(held) as port, asyncio.timeout(60):
+        answers, pool = await _at_once(held, port, 2, cap=1)
+    assert [a.status for a in answers] == [b"200", b"200"]
+    assert (pool.waited, pool.reopened, pool.opened, pool.connect_errors) == (1, 1, 2, 0)
+
+
+async def test_a_request_a_new_connection_drops_fails_and_the_next_waiting_gets_the_slot() -> None:
+    # Every connection closed on its first request: no retry on a new connection (only a
+    # reused one may be stale), and the waiting request goes out on a new one of its own.
+    held = Held(close_on_request=1)
+    async with serving(held) as port, asyncio.timeout(60):
+        answers, pool = await _at_once(held, port, 2, cap=1)
+    assert [a.status for a in answers] == [b"", b""]
+    assert (pool.waited, pool.reopened, pool.opened, pool.open) == (1, 0, 2, 0)
+
+
+async def test_every_request_offered_is_answered_even_when_no_connection_can_be_opened() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with asyncio.timeout(60):
+        answers, pool = await _at_once(Held(), port, 3, cap=2)
+    assert [a.status for a in answers] == [b"", b"", b""]
+    assert (pool.connect_errors, pool.waited, pool.opened, pool.open) == (3, 1, 0, 0)
+
+
+async def test_each_segment_is_marked_as_it_begins_and_every_request_answered() -> None:
+    held = Held()
+    held.release.set()
+    marks: list[str] = []
+    async with serving(held) as port, asyncio.timeout(60):
+        segments = [Segment(AT_ONCE, 3 / AT_ONCE), Segment(AT_ONCE, 2 / AT_ONCE, "start")]
+        segments.append(Segment(AT_ONCE, 4 / AT_ONCE, "drop"))
+        answers, _, start = await offer(
+            "127.0.0.1", port, segments, cap=8, take=lambda: REQUEST, on_mark=marks.append
+        )
+    assert marks == ["start", "drop"]
+    assert len(answers) == 9
+    assert sorted(a.scheduled for a in answers)[0] == start
 
 
 async def _release_after(held: Held, count: int) -> None:
