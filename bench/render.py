@@ -112,6 +112,11 @@ def _overload(row: dict[str, Any]) -> str:
             f"{row['unsent_p50_ms']} p99 {row['unsent_p99_ms']} ms, "
             f"{_pct(row['within_deadline_from_write'])} within the deadline from the write"
         )
+    if row.get("lag_p50_ms") is not None:  # late to its schedule, before any connection wait
+        text += (
+            f"; its own lag in dispatching them p50 {row['lag_p50_ms']} p99 "
+            f"{row['lag_p99_ms']} ms (the rest of the lateness: waiting for a connection)"
+        )
     windows = row.get("by_window", {})
     server = windows.get("start", {})
     if server.get("server_answers"):

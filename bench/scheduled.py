@@ -46,11 +46,14 @@ class Segment:
 
 @dataclass(slots=True)
 class Answer:
+    """A request's answer (while it is in flight: the request, its answer fields unset)."""
+
     scheduled: float
     latency: float  # from the scheduled send time to the answer's end
     status: bytes
     allowed: bool
     unsent: float = 0.0  # from the scheduled send time to the request's write
+    lag: float = 0.0  # from the scheduled send time to its dispatch: the generator's own
 
 
 @dataclass(slots=True)
@@ -67,7 +70,7 @@ class Pool:
     # Connections the server closed while idle (dropped: a new one is opened when needed),
     # or under a request written on a reused one (sent again on a new one, once).
     reopened: int = 0
-    backlog: deque[float] = field(default_factory=deque)
+    backlog: deque[Answer] = field(default_factory=deque)  # requests waiting
     cpu: float = 0.0  # the generator's CPU seconds a second while it offered
 
     def stats(self) -> dict[str, float]:
@@ -166,7 +169,8 @@ class _Offer:
             total = int(segment.rate * segment.seconds)
             due = min(total, int((now - self.begins) * segment.rate) + 1)
             for i in range(self.sent, due):
-                self.dispatch(self.begins + i / segment.rate)
+                scheduled = self.begins + i / segment.rate
+                self.dispatch(Answer(scheduled, 0.0, b"", False, lag=now - scheduled))
             self.sent = max(self.sent, due)
             if self.sent < total:
                 self.next_due = self.begins + self.sent / segment.rate
@@ -179,34 +183,34 @@ class _Offer:
         self.scheduling = False
         self.finish_if_done()
 
-    def dispatch(self, scheduled: float) -> None:
+    def dispatch(self, request: Answer) -> None:
         pool = self.pool
         self.pending += 1
         if pool.idle:
-            pool.idle.pop().send(scheduled, retry=True)
+            pool.idle.pop().send(request, retry=True)
         elif pool.open < pool.cap:
             pool.open += 1
-            self.connect(scheduled)
+            self.connect(request)
         else:
             pool.waited += 1
-            pool.backlog.append(scheduled)
+            pool.backlog.append(request)
             return
         pool.busiest = max(pool.busiest, pool.open - len(pool.idle))
 
-    def connect(self, scheduled: float) -> None:
-        """A new connection (its slot taken) on which `scheduled` goes out once it is up."""
-        task = self.loop.create_task(self._connect(scheduled))
+    def connect(self, request: Answer) -> None:
+        """A new connection (its slot taken) on which `request` goes out once it is up."""
+        task = self.loop.create_task(self._connect(request))
         self.connecting.add(task)
         task.add_done_callback(self.connecting.discard)
 
-    async def _connect(self, scheduled: float) -> None:
+    async def _connect(self, request: Answer) -> None:
         try:
             await self.loop.create_connection(
-                lambda: _Connection(self, scheduled), self.host, self.port
+                lambda: _Connection(self, request), self.host, self.port
             )
         except OSError:
             self.pool.connect_errors += 1
-            self.answer(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
+            self.failed(request)
             self.release()
 
     def answered(self, conn: _Connection, answer: Answer) -> None:
@@ -222,7 +226,7 @@ class _Offer:
             self.timer.cancel()  # a request is due: out now rather than at the tick's end
             self.tick()
 
-    def lost(self, conn: _Connection, scheduled: float | None, retry: bool) -> None:
+    def lost(self, conn: _Connection, request: Answer | None, retry: bool) -> None:
         """The server closed `conn`: its request, if any, is sent again on a new connection
         (once, if `conn` was reused: as an HTTP client does for a stale keep-alive
         connection) or fails; its slot goes to a waiting request or is freed."""
@@ -230,16 +234,16 @@ class _Offer:
         self.live.discard(conn)
         if self.closed:
             return
-        if scheduled is None:
+        if request is None:
             if conn in pool.idle:
                 pool.idle.remove(conn)
                 pool.reopened += 1
             self.release()
         elif retry:
             pool.reopened += 1
-            self.connect(scheduled)
+            self.connect(request)
         else:
-            self.answer(Answer(scheduled, time.perf_counter() - scheduled, b"", False))
+            self.failed(request)
             self.release()
 
     def release(self) -> None:
@@ -248,6 +252,10 @@ class _Offer:
             self.connect(self.pool.backlog.popleft())
         else:
             self.pool.open -= 1
+
+    def failed(self, request: Answer) -> None:
+        request.latency = time.perf_counter() - request.scheduled
+        self.answer(request)
 
     def answer(self, answer: Answer) -> None:
         self.answers.append(answer)
@@ -265,12 +273,11 @@ class _Connection(asyncio.Protocol):
 
     transport: asyncio.Transport
 
-    def __init__(self, offering: _Offer, scheduled: float) -> None:
+    def __init__(self, offering: _Offer, request: Answer) -> None:
         self.offering = offering
         self.parser = httptools.HttpResponseParser(self)
-        self.scheduled: float | None = scheduled  # the request in flight's, if one is
+        self.request: Answer | None = request  # the one in flight, if one is
         self.retry = False
-        self.unsent = 0.0
         self.body = b""
         self.keep_alive = True
 
@@ -278,12 +285,12 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.offering.pool.opened += 1
         self.offering.live.add(self)
-        assert self.scheduled is not None
-        self.send(self.scheduled, retry=False)
+        assert self.request is not None
+        self.send(self.request, retry=False)
 
-    def send(self, scheduled: float, *, retry: bool) -> None:
-        self.scheduled, self.retry, self.body = scheduled, retry, b""
-        self.unsent = time.perf_counter() - scheduled
+    def send(self, request: Answer, *, retry: bool) -> None:
+        self.request, self.retry, self.body = request, retry, b""
+        request.unsent = time.perf_counter() - request.scheduled
         self.transport.write(self.offering.take())
 
     def data_received(self, data: bytes) -> None:
@@ -296,20 +303,19 @@ class _Connection(asyncio.Protocol):
         self.body += body
 
     def on_message_complete(self) -> None:
-        scheduled = self.scheduled
-        if scheduled is None:  # an answer to no request
+        answer, self.request = self.request, None
+        if answer is None:  # an answer to no request
             self.transport.close()
             return
-        self.scheduled = None
-        latency = time.perf_counter() - scheduled
-        status = b"%d" % self.parser.get_status_code()
+        answer.latency = time.perf_counter() - answer.scheduled
+        answer.status = b"%d" % self.parser.get_status_code()
+        answer.allowed = b'"allow"' in self.body
         self.keep_alive = self.parser.should_keep_alive()
-        allowed = b'"allow"' in self.body
-        self.offering.answered(self, Answer(scheduled, latency, status, allowed, self.unsent))
+        self.offering.answered(self, answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        scheduled, self.scheduled = self.scheduled, None
-        self.offering.lost(self, scheduled, self.retry)
+        request, self.request = self.request, None
+        self.offering.lost(self, request, self.retry)
 
 
 def window(answers: list[Answer], begins: float, ends: float, *, deadline: float) -> dict[str, Any]:
@@ -319,6 +325,7 @@ def window(answers: list[Answer], begins: float, ends: float, *, deadline: float
     seconds = ends - begins
     ok = sorted(a.latency for a in mine if a.status == b"200")
     unsent = sorted(a.unsent for a in mine if a.status == b"200")
+    lag = sorted(a.lag for a in mine if a.status == b"200")
     served = [a.latency - a.unsent for a in mine if a.status == b"200"]
     arrived = sum(begins <= a.scheduled + a.latency < ends for a in answers if a.status == b"200")
 
@@ -340,6 +347,9 @@ def window(answers: list[Answer], begins: float, ends: float, *, deadline: float
         # connection), and the share within `deadline` from the write (the server's part).
         "unsent_p50_ms": round(1000 * unsent[len(unsent) // 2], 2) if ok else None,
         "unsent_p99_ms": round(1000 * unsent[int(0.99 * (len(unsent) - 1))], 2) if ok else None,
+        # Of which the scheduler's own (dispatched late), before any wait for a connection.
+        "lag_p50_ms": round(1000 * lag[len(lag) // 2], 2) if ok else None,
+        "lag_p99_ms": round(1000 * lag[int(0.99 * (len(lag) - 1))], 2) if ok else None,
         "within_deadline_from_write": (
             round(sum(s <= deadline for s in served) / len(served), 4) if ok else None
         ),
