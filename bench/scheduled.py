@@ -9,9 +9,12 @@ sockets, far above what a server within its deadline needs: rate x deadline); a 
 that finds all `cap` busy waits for the first to free, and is counted (`waited`).
 
 This generator shares the machine (and its own event loop) with what it measures: past
-capacity it may itself send late. Each answer keeps how late its request was written
-(`unsent`: the generator's lag and the wait for a connection), and the pool the generator's
-CPU, so a report tells the server's share of the latency from the generator's.
+capacity it may itself send late, and the CPU it takes is the server's. So it runs as event
+loop callbacks: connections are protocols whose answers httptools parses, no task per
+request, and the scheduler dispatches what is due each millisecond tick or answer. Each
+answer keeps how late its request was dispatched (`lag`, the generator's own) and written
+(`unsent`: the lag and the wait for a connection), and the pool the generator's CPU, so a
+report tells the server's share of the latency from the generator's.
 
 The load comes in segments (an over-capacity one, then one the server can carry) on the
 same connections, scheduled back to back: the load drops while the first segment's answers
