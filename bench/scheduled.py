@@ -70,9 +70,8 @@ class Pool:
     busiest: int = 0  # connections in use at once, at most
     waited: int = 0  # requests that found all `cap` connections busy
     connect_errors: int = 0
-    # Connections the server closed while idle (dropped: a new one is opened when needed),
-    # or under a request written on a reused one (sent again on a new one, once).
-    reopened: int = 0
+    reopened: int = 0  # reused connections the server closed under a request, sent again
+    dropped: int = 0  # idle connections the server closed (a new one opened when needed)
     backlog: deque[Answer] = field(default_factory=deque)  # requests waiting
     cpu: float = 0.0  # the generator's CPU seconds a second while it offered
 
@@ -84,6 +83,7 @@ class Pool:
             "waited_for_connection": self.waited,
             "connect_errors": self.connect_errors,
             "connections_reopened": self.reopened,
+            "connections_dropped_idle": self.dropped,
             "driver_cpu": round(self.cpu, 2),
         }
 
@@ -240,7 +240,7 @@ class _Offer:
         if request is None:
             if conn in pool.idle:
                 pool.idle.remove(conn)
-                pool.reopened += 1
+                pool.dropped += 1
             self.release()
         elif retry:
             pool.reopened += 1
