@@ -19,6 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -201,7 +202,10 @@ class Spool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # A statement cached for each group size (`_insert_sql`), and the others'.
+    db = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=_GROUP + 32
+    )
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=10000")
@@ -267,16 +271,18 @@ def _settle_all(
 
 
 def _append_all(db: sqlite3.Connection, rows: list[tuple[str, str, str | None]]) -> list[int]:
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        seqs = []
-        for kind, payload, key in rows:
-            cursor = db.execute(
-                "INSERT INTO spool (kind, payload, key) VALUES (:kind, :payload, :key)",
-                {"kind": kind, "payload": payload, "key": key},
-            )
-            seqs.append(int(cursor.lastrowid or 0))
-    return seqs
+    """A group's rows as one INSERT: one transaction (one fsync) and one step of SQLite, so
+    the writer takes the GIL back once a group, not once a row (each a hand-off with the
+    event loop's thread while it is busy: 3 futex calls a shed answer at 1,500 a second).
+    The only writer, one statement: the rows' sequence numbers follow one another."""
+    values = [value for row in rows for value in row]
+    last = int(db.execute(_insert_sql(len(rows)), values).lastrowid or 0)
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+@lru_cache(maxsize=_GROUP)
+def _insert_sql(count: int) -> str:
+    return "INSERT INTO spool (kind, payload, key) VALUES " + ", ".join(["(?, ?, ?)"] * count)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
