@@ -16,6 +16,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ _SCHEMA = (
     "payload TEXT NOT NULL, error TEXT)",
 )
 _GROUP = 512
+PACE = 0.004  # seconds between the starts of two groups of appends, at least (`_run`)
 T = TypeVar("T")
 KeyOf = Callable[[str, dict[str, Any]], str | None]
 """The key of an entry written before entries had one (a spool file from an older version)."""
@@ -54,8 +56,9 @@ class _Job:
 class Spool:
     """Append, read the oldest entries, remove them once the database has them."""
 
-    def __init__(self, path: Path, *, key_of: KeyOf | None = None) -> None:
+    def __init__(self, path: Path, *, key_of: KeyOf | None = None, pace: float = PACE) -> None:
         self.path = path
+        self._pace = pace
         self.depth = 0
         self._key_of = key_of
         self._keys: Counter[str] = Counter()
@@ -176,12 +179,18 @@ class Spool:
         db = _connect(self.path)
         held: _Job | None = None
         stop = False
+        written = float("-inf")  # when the last group of appends was taken
         try:
             while not stop:
                 job = held or self._jobs.get()
                 held = None
                 if job is None:
                     break
+                if job.append is not None:
+                    # Under a steady stream of appends, one group a PACE at most: the
+                    # rest wait for it (sleeping, the GIL free), and share its fsync.
+                    time.sleep(max(0.0, written + self._pace - time.monotonic()))
+                    written = time.monotonic()
                 batch = [job]
                 while job.append is not None and len(batch) < _GROUP:
                     try:
