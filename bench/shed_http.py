@@ -14,6 +14,7 @@ neither always runs on a warmer machine; each must hold this file (the factory).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from bench import procs
+from bench.loadgen import exchange
+from bench.payloads import signed_requests
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, postgres_database, verifyguard
 
 
@@ -79,7 +82,35 @@ def _round(app_dir: Path, args: argparse.Namespace, workdir: Path, n: int) -> di
             cwd=cwd,
             app_dir=app_dir,
         ) as server:
-            return _drive(server.pid, args, workdir / f"profile-{n}-{app_dir.name}.txt")
+            row = _drive(server.pid, args, workdir / f"profile-{n}-{app_dir.name}.txt")
+            if args.connection_cost:
+                row |= asyncio.run(_connection_cost(server.pid, args.port, args.connection_cost))
+            return row
+
+
+async def _connection_cost(pid: int, port: int, count: int) -> dict[str, float]:
+    """The server's CPU per request, `count` of them one after another on one keep-alive
+    connection, then each on a connection of its own (opened, used once, closed)."""
+    requests = signed_requests(
+        2 * count, host=f"127.0.0.1:{port}", path=CALLBACK_PATH, key=KEY, secret=SECRET, seed=7
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    cpu = procs.cpu_seconds(pid)
+    for request in requests[:count]:
+        await exchange(reader, writer, request)
+    kept = procs.cpu_seconds(pid) - cpu
+    writer.close()
+    cpu = procs.cpu_seconds(pid)
+    for request in requests[count:]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await exchange(reader, writer, request)
+        writer.close()
+        await writer.wait_closed()
+    fresh = procs.cpu_seconds(pid) - cpu
+    return {
+        "kept_alive_ms_per_request": round(kept * 1000 / count, 3),
+        "new_connection_ms_per_request": round(fresh * 1000 / count, 3),
+    }
 
 
 def _drive(pid: int, args: argparse.Namespace, profile: Path) -> dict[str, Any]:
@@ -130,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connection-cap", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2, help="per checkout")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--connection-cost", type=int, default=0, help="then N requests kept alive, N on new ones"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep logs/profiles here")
     args = parser.parse_args(argv)
     args.port = args.port or procs.free_port()

@@ -182,6 +182,8 @@ class Spool:
 
     def _run(self) -> None:
         db = _connect(self.path)
+        # A group is one INSERT (`_append_all`): within this SQLite's limit on parameters.
+        most = min(_GROUP, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 3)
         held: _Job | None = None
         stop = False
         written = float("-inf")  # when the last group of appends was taken
@@ -197,7 +199,7 @@ class Spool:
                     time.sleep(max(0.0, written + self._pace - time.monotonic()))
                     written = time.monotonic()
                 batch = [job]
-                while job.append is not None and len(batch) < _GROUP:
+                while job.append is not None and len(batch) < most:
                     try:
                         following = self._jobs.get_nowait()
                     except queue.Empty:
