@@ -212,7 +212,10 @@ class Spool:
                         batch.append(following)
                         continue
                     break
-                self.groups += _execute(db, batch)
+                results, error = _execute(db, batch)
+                if error is None and job.append is not None:
+                    self.groups += 1  # before its appends return: they see it counted
+                _resolve(batch, results, error)
         finally:
             db.close()
 
@@ -254,19 +257,15 @@ def _keys_of(db: sqlite3.Connection, seqs: Sequence[int]) -> list[str | None]:
     return keys
 
 
-def _execute(db: sqlite3.Connection, batch: list[_Job]) -> int:
-    """Run a job, or write a group of appends (1: it was written)."""
+def _execute(db: sqlite3.Connection, batch: list[_Job]) -> tuple[list[Any], Exception | None]:
+    """Run a job, or write a group of appends: each one's result, or the error."""
     try:
         if batch[0].append is None:
             assert batch[0].work is not None
-            results: list[Any] = [batch[0].work(db)]
-        else:
-            results = _append_all(db, [job.append for job in batch if job.append])
+            return [batch[0].work(db)], None
+        return _append_all(db, [job.append for job in batch if job.append]), None
     except Exception as exc:
-        _resolve(batch, [None] * len(batch), exc)
-        return 0
-    _resolve(batch, results, None)
-    return int(batch[0].append is not None)
+        return [None] * len(batch), exc
 
 
 def _resolve(batch: list[_Job], results: list[Any], error: BaseException | None) -> None:
