@@ -8,7 +8,9 @@ row: the server process's CPU seconds (/proc, all its threads) per 1,000 request
 in the measured window, its context switches per request, and the connections the
 generator opened. With --app-dir A --app-dir B the checkouts alternate (A B B A ...), so
 neither always runs on a warmer machine; each must hold this file (the factory). With
---profile DIR the server is sampled by py-spy (raw, native frames) during the window.
+--profile the server is sampled by py-spy (raw, native frames; it slows the server) during
+the window. With --connection-cost N, then N requests one after another on one keep-alive
+connection and N each on a new connection: the server's CPU per request of each.
 """
 
 from __future__ import annotations
