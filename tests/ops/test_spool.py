@@ -39,6 +39,23 @@ async def test_concurrent_appends_are_all_written_once_in_sequence(tmp_path: Pat
         await spool.close()
 
 
+async def test_appends_made_while_a_group_waits_out_its_pace_share_it(tmp_path: Path) -> None:
+    """A lone append is written at once; the next group waits until PACE after it, and what
+    is appended meanwhile joins it: one transaction (one fsync) for both."""
+    spool = Spool(tmp_path / "spool.db", pace=0.5)
+    await spool.open()
+    try:
+        await spool.append("callback", {"n": 0})
+        second = asyncio.ensure_future(spool.append("callback", {"n": 1}))
+        await asyncio.sleep(0)  # the writer takes it, and waits out the pace
+        third = asyncio.ensure_future(spool.append("callback", {"n": 2}))
+        assert await asyncio.gather(second, third) == [2, 3]
+        assert spool.groups == 2
+        assert [e.payload["n"] for e in await spool.head(5)] == [0, 1, 2]
+    finally:
+        await spool.close()
+
+
 async def test_an_appended_entry_is_on_disk_before_append_returns(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db")
     await spool.open()
