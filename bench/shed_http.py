@@ -55,11 +55,6 @@ def create_shedding_app() -> FastAPI:
     return app
 
 
-def _user_system(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / procs.TICKS, int(fields[12]) / procs.TICKS
-
-
 def _switches(pid: int) -> int:
     total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -129,9 +124,9 @@ def _drive(pid: int, args: argparse.Namespace, profile: Path) -> dict[str, Any]:
         spy_cmd += ["-f", "raw", "-o", str(profile), "--pid", str(pid)]
         spy_cmd += ["-d", str(int(args.duration))]
         spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    (user, system), switches, began = _user_system(pid), _switches(pid), time.monotonic()
+    (user, system), switches, began = procs.user_system(pid), _switches(pid), time.monotonic()
     assert loadgen.stdout.readline().strip() == "end"
-    user_after, system_after = _user_system(pid)
+    user_after, system_after = procs.user_system(pid)
     user, system = user_after - user, system_after - system
     cpu, switches = user + system, _switches(pid) - switches
     wall = time.monotonic() - began
@@ -139,7 +134,7 @@ def _drive(pid: int, args: argparse.Namespace, profile: Path) -> dict[str, Any]:
     loadgen.wait(timeout=30)
     if spy is not None:
         spy.wait(timeout=60)
-    answered = max(1, int(summary.get("requests", 0) or summary.get("answers", 0) or 1))
+    answered = max(1, int(summary["requests"]))
     return {
         "cpu_s_per_1000": round(cpu * 1000 / answered, 3),
         "user_ms_per_request": round(user * 1000 / answered, 3),
