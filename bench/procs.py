@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.cli.serve import EVENT_LOOP
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -29,16 +31,29 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in BENCH_PORTS={os.environ['BENCH_PORTS']}")
 
 
+VERIFYGUARD_FACTORY = "app.main:create_app"
+
+
 @contextmanager
 def uvicorn_server(
-    factory: str, *, port: int, env: Mapping[str, str], log: Path, cwd: Path, app_dir: Path
+    factory: str,
+    *,
+    port: int,
+    env: Mapping[str, str],
+    log: Path,
+    cwd: Path,
+    app_dir: Path,
+    loop: str | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """One uvicorn worker serving `factory` (module:function) until the block ends; `cwd`
-    keeps a developer's `.env` out, `app_dir` is where `factory` is imported from."""
+    keeps a developer's `.env` out, `app_dir` is where `factory` is imported from. The event
+    loop: `loop`, else VerifyGuard's as `verifyguard serve` runs it and uvloop (the fastest)
+    for any other app (the baselines)."""
+    loop = loop or (EVENT_LOOP if factory == VERIFYGUARD_FACTORY else "uvloop")
     command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
     command += ["--app-dir", str(app_dir)]
     command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level"]
-    command += ["warning", "--loop", "uvloop", "--http", "httptools"]
+    command += ["warning", "--loop", loop, "--http", "httptools"]
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, env={**os.environ, **env}, cwd=cwd, stdout=output, stderr=subprocess.STDOUT

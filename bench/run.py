@@ -30,13 +30,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
 from bench import console, history, procs, wrk
+from bench.procs import VERIFYGUARD_FACTORY
 from bench.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "0b0c7a54-bench-4c1e-9d2f-5c7a1e000001"
 CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
-VERIFYGUARD_FACTORY = "app.main:create_app"
 CONSOLE_TOKEN = secrets.token_urlsafe(24)  # --console signs in with it
 TARGETS = ("baseline", "postgres", "redis", "sqlite")
 
@@ -104,8 +104,9 @@ def measure(
     cwd.mkdir(exist_ok=True)
     with (
         procs.uvicorn_server(
-            target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=args.app_dir
-        ) as server,
+            target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=args.app_dir,
+            loop=args.server_loop if target.factory == VERIFYGUARD_FACTORY else None,
+        ) as server,  # fmt: skip
         _console(target, port, args.console_overview_every) as seen,
     ):
         seeded = None
@@ -292,7 +293,7 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for order, variant in enumerate(_variants(target, rounds))
                 ]
                 rows += phases
-                vg = target.factory == "app.main:create_app"
+                vg = target.factory == VERIFYGUARD_FACTORY
                 if not rate and vg and args.overload:
                     # Past capacity: twice what the closed loop answered, offered as Sinch
                     # does; then half of it (a load it carries), to see it recover.
@@ -324,7 +325,7 @@ def _phase(
 def _variants(target: Target, rounds: int) -> list[Target]:
     """The target alone; with --console, `rounds` pairs of it without and with a console,
     alternating which goes first (A B B A …), so neither always runs on a warmer machine."""
-    if rounds <= 0 or target.factory != "app.main:create_app":
+    if rounds <= 0 or target.factory != VERIFYGUARD_FACTORY:
         return [target]
     twin = dataclasses.replace(target, name=f"{target.name} + console", console=True)
     pairs = [(target, twin) if i % 2 == 0 else (twin, target) for i in range(rounds)]
@@ -334,7 +335,7 @@ def _variants(target: Target, rounds: int) -> list[Target]:
 @contextmanager
 def fresh_store(target: Target, workdir: Path, args: argparse.Namespace) -> Iterator[Target]:
     """The target on an empty, migrated database of its own (the baseline: as it is)."""
-    if target.factory != "app.main:create_app":
+    if target.factory != VERIFYGUARD_FACTORY:
         yield target
         return
     if target.database == "sqlite":
@@ -497,6 +498,12 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=ROOT,
         help="serve the app of another checkout (a same-run comparison with a former version)",
+    )
+    parser.add_argument(
+        "--server-loop",
+        choices=["asyncio", "uvloop"],
+        help="VerifyGuard's event loop (default: the one `verifyguard serve` runs it on; the"
+        " baselines run on uvloop), e.g. a former version as it was served",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument(
