@@ -32,6 +32,7 @@ def free_port() -> int:
 
 
 VERIFYGUARD_FACTORY = "app.main:create_app"
+BASELINE_MODULE = "bench.baseline:"
 
 
 @contextmanager
@@ -47,9 +48,9 @@ def uvicorn_server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """One uvicorn worker serving `factory` (module:function) until the block ends; `cwd`
     keeps a developer's `.env` out, `app_dir` is where `factory` is imported from. The event
-    loop: `loop`, else VerifyGuard's as `verifyguard serve` runs it and uvloop (the fastest)
-    for any other app (the baselines)."""
-    loop = loop or (EVENT_LOOP if factory == VERIFYGUARD_FACTORY else "uvloop")
+    loop: `loop`, else uvloop (the fastest) for the bare baselines and the one `verifyguard
+    serve` runs on for VerifyGuard and the benches' wrappers of it."""
+    loop = loop or ("uvloop" if factory.startswith(BASELINE_MODULE) else EVENT_LOOP)
     command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
     command += ["--app-dir", str(app_dir)]
     command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level"]

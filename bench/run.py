@@ -104,9 +104,14 @@ def measure(
     cwd.mkdir(exist_ok=True)
     with (
         procs.uvicorn_server(
-            target.factory, port=port, env=target.env, log=log, cwd=cwd, app_dir=args.app_dir,
+            target.factory,
+            port=port,
+            env=target.env,
+            log=log,
+            cwd=cwd,
+            app_dir=args.app_dir,
             loop=args.server_loop if target.factory == VERIFYGUARD_FACTORY else None,
-        ) as server,  # fmt: skip
+        ) as server,
         _console(target, port, args.console_overview_every) as seen,
     ):
         seeded = None
