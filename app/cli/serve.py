@@ -9,19 +9,12 @@ from typing import Any
 import typer
 import uvicorn
 
+from app.cli import listen
 from app.cli.common import run_with_engine
 from app.settings import Settings
 from app.store.migrate import SchemaNotCurrentError, require_head
 
 CODE_VARIABLE = "VERIFYGUARD_CONSOLE_SIGN_IN_CODE"
-
-# The standard library's event loop, not uvloop. uvloop's libuv accepts one new connection
-# per turn of the loop (libuv #3696); when an attack doubles the load, Sinch (or the proxy
-# in front) opens hundreds of connections at once and their requests waited unread in the
-# kernel's accept queue, out of the deadline's sight, for seconds. asyncio's loop accepts
-# what is waiting (up to the backlog) at each wakeup, so admission sees every request and
-# sheds what cannot be decided in time. docs/operations.md has the measurements.
-EVENT_LOOP = "asyncio"
 
 
 def serve(
@@ -42,13 +35,25 @@ def serve(
     except SchemaNotCurrentError as exc:
         typer.secho(f"refusing to start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    try:
+        sockets = listen.listening_sockets(host, port)
+    except OSError as exc:
+        typer.secho(
+            f"cannot listen on {host}:{port}: {exc.strerror}", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1) from None
     if Settings().environment == "development":
         _sign_in_link(host, port)
-    uvicorn.run(**uvicorn_settings(host, port, workers, worker_timeout))
+    config = uvicorn.Config(**uvicorn_settings(host, port, workers, worker_timeout))
+    try:
+        listen.run(config, sockets)
+    except listen.StartupFailed:
+        raise typer.Exit(3) from None  # uvicorn's exit status for it
 
 
 def uvicorn_settings(host: str, port: int, workers: int, worker_timeout: int) -> dict[str, Any]:
-    """What `serve` runs uvicorn with (uvicorn.run's and uvicorn.Config's arguments)."""
+    """What `serve` configures uvicorn with (uvicorn.Config's arguments): on uvloop (the
+    "auto" loop), on the sockets of app/cli/listen.py."""
     return {
         "app": "app.main:create_app",
         "factory": True,
@@ -59,7 +64,6 @@ def uvicorn_settings(host: str, port: int, workers: int, worker_timeout: int) ->
         "log_level": "warning",
         "access_log": False,
         "proxy_headers": True,
-        "loop": EVENT_LOOP,
     }
 
 
