@@ -11,8 +11,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.cli.serve import EVENT_LOOP
-
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -44,17 +42,22 @@ def uvicorn_server(
     log: Path,
     cwd: Path,
     app_dir: Path,
-    loop: str | None = None,
+    listeners: int | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """One uvicorn worker serving `factory` (module:function) until the block ends; `cwd`
-    keeps a developer's `.env` out, `app_dir` is where `factory` is imported from. The event
-    loop: `loop`, else uvloop (the fastest) for the bare baselines and the one `verifyguard
-    serve` runs on for VerifyGuard and the benches' wrappers of it."""
-    loop = loop or ("uvloop" if factory.startswith(BASELINE_MODULE) else EVENT_LOOP)
-    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
-    command += ["--app-dir", str(app_dir)]
-    command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level"]
-    command += ["warning", "--loop", loop, "--http", "httptools"]
+    keeps a developer's `.env` out, `app_dir` is where `factory` is imported from. The bare
+    baselines on uvloop, one socket; VerifyGuard and the benches' wrappers of it as that
+    checkout's `verifyguard serve` serves (bench/serve_app.py), on `listeners` sockets if
+    given."""
+    if factory.startswith(BASELINE_MODULE):
+        command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
+        command += ["--app-dir", str(app_dir), "--port", str(port), "--workers", "1"]
+        command += ["--no-access-log", "--log-level", "warning", "--loop", "uvloop"]
+        command += ["--http", "httptools"]
+    else:
+        launcher = Path(__file__).with_name("serve_app.py")
+        command = [sys.executable, str(launcher), factory, "--app-dir", str(app_dir)]
+        command += ["--port", str(port)] + (["--listeners", str(listeners)] if listeners else [])
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, env={**os.environ, **env}, cwd=cwd, stdout=output, stderr=subprocess.STDOUT

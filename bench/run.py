@@ -110,7 +110,7 @@ def measure(
             log=log,
             cwd=cwd,
             app_dir=args.app_dir,
-            loop=args.server_loop if target.factory == VERIFYGUARD_FACTORY else None,
+            listeners=args.server_listeners,
         ) as server,
         _console(target, port, args.console_overview_every) as seen,
     ):
@@ -505,10 +505,10 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the app of another checkout (a same-run comparison with a former version)",
     )
     parser.add_argument(
-        "--server-loop",
-        choices=["asyncio", "uvloop"],
-        help="VerifyGuard's event loop (default: the one `verifyguard serve` runs it on; the"
-        " baselines run on uvloop), e.g. a former version as it was served",
+        "--server-listeners",
+        type=int,
+        help="VerifyGuard's listening sockets (default: as `verifyguard serve` listens;"
+        " 1: one socket, as before 2026-12-06)",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument(
