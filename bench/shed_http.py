@@ -1,17 +1,17 @@
 """`python -m bench.shed_http`: the server's CPU per shed answer on the real HTTP path.
 
-uvicorn as bench/run.py starts it (one worker, the loop `verifyguard serve` uses,
-httptools), serving the app with admission refusing every request event from its start
-(`create_shedding_app`: the estimate bench.request_cpu --shed sets), on PostgreSQL;
+uvicorn as bench/run.py starts it (one worker, uvloop, httptools, the listening sockets of
+`verifyguard serve`), serving the app with admission refusing every request event from its
+start (`create_shedding_app`: the estimate bench.request_cpu --shed sets), on PostgreSQL;
 bench/loadgen.py offers --rate req/s Sinch's way (a request on a free keep-alive connection
-or a new one, up to --connection-cap). Each
-row: the server process's CPU seconds (/proc, all its threads) per 1,000 requests answered
-in the measured window, its context switches per request, and the connections the
-generator opened. With --app-dir A --app-dir B the checkouts alternate (A B B A ...), so
-neither always runs on a warmer machine; each must hold this file (the factory). With
---profile the server is sampled by py-spy (raw, native frames; it slows the server) during
-the window. With --connection-cost N, then N requests one after another on one keep-alive
-connection and N each on a new connection: the server's CPU per request of each.
+or a new one, up to --connection-cap). Each row: the server process's CPU seconds (/proc,
+all its threads) per 1,000 requests answered in the measured window, its context switches
+per request, and the connections the generator opened. With --app-dir A --app-dir B the
+checkouts alternate (A B B A ...), so neither always runs on a warmer machine; each must
+hold this file (the factory). With --profile the server is sampled by py-spy (raw, native
+frames; it slows the server) during the window. With --connection-cost N, then N requests
+one after another on one keep-alive connection and N each on a new connection: the server's
+CPU per request of each.
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def test_the_serving_sockets_take_a_waiting_burst_in_a_few_turns_of_the_loop() -
             server.close()
             loop.run_until_complete(server.wait_closed())
     finally:
-        for client in clients:
-            client.close()
+        for sock in clients + sockets:
+            sock.close()
         loop.close()
     # On one socket uvloop takes BURST + 1 turns; on 64 the kernel spreads the 256 over
     # them, the fullest holding about a dozen (10 to 14 turns in six runs).
