@@ -27,9 +27,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(database_url: str, workdir: Path, **env: str) -> Iterator[str]:
+def served(database_url: str, workdir: Path, *options: str, **env: str) -> Iterator[str]:
     """The server's base URL once it is ready, until the block ends. It runs in `workdir`
-    (its spool and `server.log` there); `env` adds or overrides settings."""
+    (its spool and `server.log` there); `options` go to `serve`, `env` adds or overrides
+    settings."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     settings = {
@@ -41,6 +42,7 @@ def served(database_url: str, workdir: Path, **env: str) -> Iterator[str]:
         **env,
     }
     command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += options
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

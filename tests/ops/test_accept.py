@@ -5,7 +5,8 @@ connections at once. uvloop accepts one per turn of its loop on a listening sock
 socket their requests waited unread in the kernel's accept queue, where neither the deadline
 nor admission sees them, for seconds (`make bench`'s overload phase on PostgreSQL; the
 figures in docs/operations.md). `verifyguard serve` listens on many sockets that share the
-port, each accepted from once per turn (app/cli/listen.py).
+port, each accepted from once per turn (app/cli/listen.py), in one process or in each of
+`--workers`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
 from app.cli.listen import LISTENERS, listening_sockets
 from app.cli.serve import uvicorn_settings
-from tests.support import TEST_APP_KEY, TEST_APP_SECRET
+from app.sinch import samples
+from app.store.base import create_engine
+from tests.ops.outage import stored_requests
+from tests.support import TEST_APP_KEY, TEST_APP_SECRET, SinchSender
+from tests.support_server import CALLBACK_PATH, served
 
 BURST = 256
 
@@ -115,3 +121,26 @@ def test_serve_on_a_port_in_use_exits_with_a_clear_error(
         )
     assert done.returncode == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+
+
+async def test_serve_with_workers_answers_on_the_shared_sockets(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    database = tmp_path / "verifyguard.db"
+    shutil.copy(sqlite_template, database)
+    url = f"sqlite+aiosqlite:///{database}"
+    with served(url, tmp_path / "served", "--workers", "2") as base:
+        answers = []
+        for n in range(16):  # each on a connection of its own: any worker, any socket
+            event = samples.request_event(number=f"+4670{1234500 + n}")
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                reply = await SinchSender(client, path=CALLBACK_PATH).post(event)
+            answers.append((event["id"], reply))
+    assert [r.status_code for _, r in answers] == [200] * 16
+    assert all(r.json()["action"] == "allow" for _, r in answers)
+    engine = create_engine(url)
+    try:
+        stored = await stored_requests(engine, [ident for ident, _ in answers])
+    finally:
+        await engine.dispose()
+    assert len(stored) == 16, "a request event was not stored"
