@@ -24,15 +24,19 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, help="sockets on the port (default: serve's)")
     args = parser.parse_args()
     sys.path[0] = str(args.app_dir)  # this file's directory out: bench/wave.py is not `wave`
-    settings = {"app": args.factory, "factory": True, "host": "127.0.0.1", "port": args.port}
-    settings |= {"log_level": "warning", "access_log": False, "http": "httptools"}
     try:
         from app.cli import listen
+        from app.cli.serve import uvicorn_settings
     except ImportError:
-        uvicorn.run(**settings, loop="uvloop")
+        uvicorn.run(
+            args.factory, factory=True, host="127.0.0.1", port=args.port, log_level="warning",
+            access_log=False, http="httptools", loop="uvloop",
+        )  # fmt: skip
         return
+    settings = uvicorn_settings("127.0.0.1", args.port, workers=1, worker_timeout=60)
+    config = uvicorn.Config(**(settings | {"app": args.factory, "http": "httptools"}))
     count = args.listeners or listen.LISTENERS
-    listen.run(uvicorn.Config(**settings), listen.listening_sockets("127.0.0.1", args.port, count))
+    listen.run(config, listen.listening_sockets("127.0.0.1", args.port, count))
 
 
 if __name__ == "__main__":

@@ -33,14 +33,7 @@ def served(database_url: str, workdir: Path, *options: str, **env: str) -> Itera
     settings."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    settings = {
-        "VERIFYGUARD_DATABASE_URL": database_url,
-        "VERIFYGUARD_SINCH_APPS": json.dumps({TEST_APP_KEY: TEST_APP_SECRET}),
-        "VERIFYGUARD_ENVIRONMENT": "test",
-        "VERIFYGUARD_LOG_LEVEL": "WARNING",
-        "VERIFYGUARD_SPOOL_DIR": str(workdir / "spool"),
-        **env,
-    }
+    settings = server_settings(database_url, workdir) | env
     command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += options
     log_path = workdir / "server.log"
@@ -55,6 +48,17 @@ def served(database_url: str, workdir: Path, *options: str, **env: str) -> Itera
         finally:
             process.terminate()
             process.wait(timeout=15)
+
+
+def server_settings(database_url: str, workdir: Path) -> dict[str, str]:
+    """The environment a test's `verifyguard serve` runs with (its spool in `workdir`)."""
+    return {
+        "VERIFYGUARD_DATABASE_URL": database_url,
+        "VERIFYGUARD_SINCH_APPS": json.dumps({TEST_APP_KEY: TEST_APP_SECRET}),
+        "VERIFYGUARD_ENVIRONMENT": "test",
+        "VERIFYGUARD_LOG_LEVEL": "WARNING",
+        "VERIFYGUARD_SPOOL_DIR": str(workdir / "spool"),
+    }
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -12,7 +12,6 @@ port, each accepted from once per turn (app/cli/listen.py), in one process or in
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -29,8 +28,8 @@ from app.cli.serve import uvicorn_settings
 from app.sinch import samples
 from app.store.base import create_engine
 from tests.ops.outage import stored_requests
-from tests.support import TEST_APP_KEY, TEST_APP_SECRET, SinchSender
-from tests.support_server import CALLBACK_PATH, served
+from tests.support import SinchSender
+from tests.support_server import CALLBACK_PATH, served, server_settings
 
 BURST = 256
 
@@ -107,12 +106,7 @@ def test_serve_on_a_port_in_use_exits_with_a_clear_error(
 ) -> None:
     database = tmp_path / "verifyguard.db"
     shutil.copy(sqlite_template, database)
-    env = os.environ | {
-        "VERIFYGUARD_ENVIRONMENT": "test",
-        "VERIFYGUARD_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "VERIFYGUARD_SINCH_APPS": json.dumps({TEST_APP_KEY: TEST_APP_SECRET}),
-        "VERIFYGUARD_SPOOL_DIR": str(tmp_path / "spool"),
-    }
+    env = os.environ | server_settings(f"sqlite+aiosqlite:///{database}", tmp_path)
     with socket.create_server(("127.0.0.1", 0)) as other:
         port = other.getsockname()[1]
         command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
