@@ -290,6 +290,9 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         for target in _targets(args, dsn):
             rates = [(0.0, 0.0)] if not args.no_closed_loop else []
             rates += [(rate, 0.0) for rate in args.rates or [args.rate]]
+            vg = target.factory == VERIFYGUARD_FACTORY
+            if args.no_closed_loop and args.overload_rate and vg and args.overload:
+                rates.append((args.overload_rate, round(args.overload_rate / 4)))
             while rates:
                 rate, then = rates.pop(0)
                 rounds = args.console_rounds if args.console else 0
@@ -298,12 +301,13 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for order, variant in enumerate(_variants(target, rounds))
                 ]
                 rows += phases
-                vg = target.factory == VERIFYGUARD_FACTORY
                 if not rate and vg and args.overload:
                     # Past capacity: twice what the closed loop answered, offered as Sinch
                     # does; then half of it (a load it carries), to see it recover.
                     closed = phases[0]["rps"]
                     over = round(min(args.max_rps, args.overload_factor * closed))
+                    if args.overload_rate:  # the same load for every version compared
+                        over, closed = round(args.overload_rate), args.overload_rate / 2
                     rates.append((over, round(closed / 2)))
     return rows
 
@@ -458,6 +462,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=2.0,
         help="the overload phase offers this many times the closed loop's req/s",
+    )
+    parser.add_argument(
+        "--overload-rate",
+        type=float,
+        default=0.0,
+        help="offer this many req/s in the overload phase instead (then a quarter of it), "
+        "the same for every version compared; with --no-closed-loop, that phase only",
     )
     parser.add_argument(
         "--overload-connections",
