@@ -50,6 +50,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
+BUSY_TIMEOUT_MS = 5000  # SQLite: how long a statement waits for another connection's lock
+
+
 def create_engine(
     url: str,
     *,
@@ -65,9 +68,17 @@ def create_engine(
     """
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and a queue in asyncio beats
-        # threads fighting over the file lock with second-long busy waits.
+        # threads fighting over the file lock with second-long busy waits. Group commit
+        # runs a batch's statements on the event loop's thread between aiosqlite's calls on
+        # its own (store/group_commit.py): a checkout is exclusive, and its holder awaits
+        # each call, so the two threads never use the connection at once.
         engine = create_async_engine(
-            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30
+            url,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+            connect_args={"check_same_thread": False},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -116,7 +127,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -17,11 +17,24 @@ batches — and runs the whole batch on the connection's thread: BEGIN IMMEDIATE
 cut at exactly its limit), a failing one undone alone (`_run_batch`: savepoints, when one
 fails); then one COMMIT for all. No result is released before that commit.
 
-`work` runs there to completion without the event loop: its connection is a
+`work` runs to completion without yielding to the event loop: its connection is a
 `ThreadConnection`, whose `execute` runs the statement at once on a synchronous
 SQLAlchemy connection over the same sqlite3 connection, so every `await` in it completes
 without suspending. Work that does suspend (it awaited something else) fails with
 `Suspended` and is rolled back; nothing on the request path does.
+
+Where a batch runs. Its works run on the event loop's own thread, and only the COMMIT
+(the file's writes, now and then a checkpoint) on the connection's thread. They ran there
+too, but two threads busy in one process share the GIL: past capacity the loop answered
+the excess while the writer, giving the GIL up around each SQLite call and waiting for it
+back, spent half its time in a batch waiting — it decided ~2 ms a decision where it needs
+~1, and the excess got the fallback along with much of what the writer should have
+decided. On the loop's thread a batch's statements hand nothing over. The loop serves no
+one while a batch runs, so a batch holds at most about SLICE of work (by what works took
+lately), and the commit's I/O still runs beside the loop. A batch never waits on the
+loop's thread for another connection's write lock (a CLI, a backup): BEGIN IMMEDIATE is
+tried without the busy timeout, and if the lock is taken, the batch runs on the
+connection's thread as before, waiting there.
 
 What every work of a batch would read alike is read once: the batch holds the write lock,
 so nothing changes it meanwhile. `prologue` (the composition root's: the policy version)
@@ -44,6 +57,7 @@ waits): a request event never waits for more than OTHERS of them, and they never
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,15 +65,18 @@ from typing import Any, TypeVar, cast
 
 from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
+from app.store.base import BUSY_TIMEOUT_MS
 from app.store.thread_connection import Suspended, ThreadConnection, awaited, drive
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
+SLICE = 0.02  # seconds of work a batch holds the event loop for, by what works took lately
 FILL = 16  # other works in a batch that has request events in it: a bound on their delay
 OTHERS = 32  # other works in a batch without: what a request event arriving meanwhile waits for
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
@@ -94,6 +111,8 @@ class GroupCommit:
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _sync: dict[int, Engine] = field(default_factory=dict, init=False)
+    _per_work: float = field(default=0.0, init=False)
+    """Seconds a work took lately on the loop's thread (0: none measured yet)."""
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work`'s result (or exception) once its transaction committed (or rolled back)."""
@@ -150,9 +169,11 @@ class GroupCommit:
     def _take(self) -> list[_Job]:
         """Request events first (BATCH at most), then the others: FILL while a request event
         is in the batch, so they never starve; OTHERS when none is (a request event that
-        arrives meanwhile waits for that batch)."""
-        batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-        room = FILL if batch else OTHERS
+        arrives meanwhile waits for that batch). Fewer when works took long lately: about
+        SLICE of work in all (the loop's thread runs it), and one other at least."""
+        size = BATCH if self._per_work <= SLICE / BATCH else max(1, int(SLICE / self._per_work))
+        batch, self._queue = self._queue[:size], self._queue[size:]
+        room = min(FILL if batch else OTHERS, max(1, size - len(batch)))  # one at least
         others, self._others = self._others[:room], self._others[room:]
         return batch + others
 
@@ -160,10 +181,23 @@ class GroupCommit:
         started = time.perf_counter()
         inner = 0.0
         prologue = self.prologue if any(j.primed for j in batch) else None
+        works = [j.work for j in batch]
         try:
-            inner, outcomes = await _run_on_thread(
-                driver, _run_batch, sync, prologue, [j.work for j in batch]
-            )
+            here = _run_here(sync, prologue, works)
+            if here is None:  # another connection holds the write lock: wait on the thread
+                inner, outcomes = await _run_on_thread(driver, _run_batch, sync, prologue, works)
+            else:
+                conn, outcomes = here
+                ran = time.perf_counter() - started
+                self._per_work = (
+                    ran / len(batch)
+                    if not self._per_work
+                    else (0.8 * self._per_work + 0.2 * ran / len(batch))
+                )
+                try:
+                    inner = ran + await _run_on_thread(driver, _timed_commit, conn)
+                finally:
+                    conn.close()  # after a failed COMMIT: its ROLLBACK
         except Exception as exc:  # the transaction failed as a whole: nothing is stored
             outcomes = [_Outcome(error=exc)] * len(batch)
         if self.on_batch is not None:
@@ -208,7 +242,9 @@ async def _run_on_thread(driver: Any, function: Callable[..., T], *args: Any) ->
     """`function(*args)` on the thread of an aiosqlite connection, between its statements.
 
     aiosqlite runs everything on a connection through `_execute` on the thread that owns
-    it; that is the one place a function may touch the sqlite3 connection safely. The
+    it, one call at a time. Besides those calls, only the group commit's own batches touch
+    the sqlite3 connection, from the event loop's thread while it holds the checkout and
+    awaits no call (`_run_here`; store/base.py lets it: `check_same_thread`). The
     pinned aiosqlite range in pyproject.toml keeps this private method where it is, and
     every SQLite test runs through it.
     """
@@ -232,21 +268,71 @@ def _run_batch(
     """
     started = time.perf_counter()
     with engine.connect() as sync:
+        sync.exec_driver_sql("BEGIN IMMEDIATE")
         outcomes = _attempt(sync, prologue, works, isolated=False)
         if outcomes is None:
             sync.rollback()
+            sync.exec_driver_sql("BEGIN IMMEDIATE")
             outcomes = _attempt(sync, prologue, works, isolated=True)
         assert outcomes is not None
         sync.commit()
     return time.perf_counter() - started, outcomes
 
 
+def _run_here(
+    engine: Engine, prologue: Work | None, works: list[PrimedWork]
+) -> tuple[Connection, list[_Outcome]] | None:
+    """`_run_batch` up to its COMMIT, on this thread (the event loop's), the transaction
+    left open on the connection returned; None, having waited for nothing, if another
+    connection holds the write lock (what ran is rolled back)."""
+    sync = engine.connect()
+    try:
+        if _begin_at_once(sync):
+            outcomes = _attempt(sync, prologue, works, isolated=False)
+            if outcomes is not None:
+                return sync, outcomes
+            sync.rollback()
+            if _begin_at_once(sync):
+                outcomes = _attempt(sync, prologue, works, isolated=True)
+                assert outcomes is not None
+                return sync, outcomes
+    except BaseException:
+        sync.close()
+        raise
+    sync.close()
+    return None
+
+
+def _begin_at_once(sync: Connection) -> bool:
+    """BEGIN IMMEDIATE without the busy timeout: False if another connection holds the
+    write lock (SQLITE_BUSY) instead of waiting for it."""
+    raw = sync.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        sync.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+            return False
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return True
+
+
+def _timed_commit(sync: Connection) -> float:
+    """COMMIT (on the connection's thread); the seconds it took."""
+    started = time.perf_counter()
+    sync.commit()
+    return time.perf_counter() - started
+
+
 def _attempt(
     sync: Connection, prologue: Work | None, works: list[PrimedWork], *, isolated: bool
 ) -> list[_Outcome] | None:
     """Run the batch in a new transaction, left open; None: a work failed after writing, or
-    a deferred write failed (only when not `isolated`: the caller rolls back)."""
-    sync.exec_driver_sql("BEGIN IMMEDIATE")
+    a deferred write failed (only when not `isolated`: the caller rolls back). The
+    caller began the transaction."""
     conn = ThreadConnection(sync)
     primed = drive(awaited(prologue(cast(AsyncConnection, conn)))) if prologue else None
     outcomes: list[_Outcome] = []

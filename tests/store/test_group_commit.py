@@ -1,12 +1,16 @@
 """Group commit on SQLite (store/group_commit.py): request events that arrive together
-share one transaction on the writer's thread, each in order and isolated from the others'
-failures, and none is answered before the transaction committed."""
+share one transaction, each in order and isolated from the others' failures, and none is
+answered before the transaction committed; the works run on the event loop's thread, in
+batches it is held for a bounded time, and never wait there for another connection's lock."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import shutil
+import sqlite3
+import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.main import create_app
 from app.sinch import samples
 from app.store.base import create_engine
-from app.store.group_commit import BATCH, OTHERS, GroupCommit, Suspended
+from app.store.group_commit import BATCH, OTHERS, SLICE, GroupCommit, Suspended
 from tests.conftest import make_settings
 from tests.services.test_velocity import ALLOWED_LIMIT, NUMBER_LIMIT, _install, _policy
 from tests.support import SinchSender
@@ -283,3 +287,76 @@ async def test_a_request_event_waits_for_a_bounded_batch_of_other_work(
     await asyncio.gather(*others)
     await group.close()
     assert ran.index("request") == OTHERS
+
+
+async def test_works_run_on_the_event_loops_thread(sqlite: AsyncEngine) -> None:
+    """A batch's statements hand nothing over to another thread (the GIL they shared made
+    the writer wait half its time past capacity): only the COMMIT runs on the connection's."""
+    threads: list[int] = []
+
+    async def where(conn: AsyncConnection) -> int:
+        threads.append(threading.get_ident())
+        return await _add(conn, "here")
+
+    group = GroupCommit(sqlite)
+    totals = await asyncio.gather(*(group.run(where) for _ in range(20)))
+    await group.close()
+    assert sorted(totals) == list(range(1, 21))
+    assert set(threads) == {threading.get_ident()}
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_off_the_event_loop(
+    sqlite: AsyncEngine, tmp_path: Path
+) -> None:
+    """Another connection (a CLI, a backup) holding the write lock: the batch does not wait
+    for it on the event loop's thread (that would stall every answer for the busy timeout)
+    but on the connection's, while the loop runs on; then it commits."""
+    begins: list[int] = []  # the threads each BEGIN of the group's connection started on
+
+    def traced(statement: str) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(threading.get_ident())
+
+    async with sqlite.connect() as conn:  # the pool's one connection: the group's too
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.set_trace_callback(traced)
+    loop_thread = threading.get_ident()
+    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    group = GroupCommit(sqlite)
+    try:
+        waiting = asyncio.create_task(group.run(lambda c: _add(c, "locked")))
+        for _ in range(10_000):  # until a BEGIN waits off the loop's thread
+            if any(thread != loop_thread for thread in begins):
+                break
+            await asyncio.sleep(0.001)
+        assert begins[:1] == [loop_thread], "tried on the loop's thread first"
+        assert any(thread != loop_thread for thread in begins), "never waited elsewhere"
+        assert not waiting.done(), "it went ahead of the lock"
+        other.execute("COMMIT")
+        assert await waiting == 1
+        assert await group.run(lambda c: _add(c, "locked")) == 2, "the next batch works"
+        assert begins[-1] == loop_thread, "and runs on the loop's thread again"
+    finally:
+        other.close()
+        await group.close()
+
+
+async def test_a_batch_holds_the_event_loop_for_about_a_slice(sqlite: AsyncEngine) -> None:
+    """Works that took long lately make the next batches smaller (SLICE): the loop answers
+    between them. The first batch, with nothing measured yet, takes what is queued."""
+    sizes: list[int] = []
+    took = SLICE / 5  # each work: a fifth of a slice, or more
+
+    async def slow(conn: AsyncConnection) -> int:
+        time.sleep(took)  # noqa: ASYNC251 (a batch's work blocks the loop: what is bounded)
+        return await _add(conn, "slow")
+
+    group = GroupCommit(sqlite, on_batch=lambda size, *_: sizes.append(size))
+    assert await group.run(slow) == 1
+    totals = await asyncio.gather(*(group.run(slow) for _ in range(40)))
+    await group.close()
+    assert sorted(totals) == list(range(2, 42))
+    assert sizes[0] == 1 and sum(sizes) == 41
+    assert max(sizes[1:]) <= 5, sizes
