@@ -1,5 +1,5 @@
 """Group commit on SQLite: request events that arrive together are decided in one
-transaction, in one call to the thread that owns the database connection.
+transaction, with one hop to the thread that owns the database connection (its COMMIT).
 
 SQLite has one writer, and the app holds one connection to it (store/base.py); aiosqlite
 runs every statement on that connection's thread. Decided one at a time, each request
@@ -12,8 +12,8 @@ as the load rose.
 `GroupCommit.run(work)` queues `work` (an async function of a connection, the same code
 the request path runs everywhere else) and returns its result once its transaction has
 committed. One task takes whatever is queued — a lone request alone, at once; a burst in
-batches — and runs the whole batch on the connection's thread: BEGIN IMMEDIATE, then each
-`work` in arrival order, so each sees the counts of those before it (a burst to one key is
+batches — and runs the whole batch (where: below): BEGIN IMMEDIATE, then each `work` in
+arrival order, so each sees the counts of those before it (a burst to one key is
 cut at exactly its limit), a failing one undone alone (`_run_batch`: savepoints, when one
 fails); then one COMMIT for all. No result is released before that commit.
 
