@@ -194,10 +194,10 @@ class GroupCommit:
                     if not self._per_work
                     else (0.8 * self._per_work + 0.2 * ran / len(batch))
                 )
-                try:
-                    inner = ran + await _run_on_thread(driver, _timed_commit, conn)
-                finally:
-                    conn.close()  # after a failed COMMIT: its ROLLBACK
+                # Closed there too (after a failed COMMIT: its ROLLBACK), so that nothing on
+                # this thread touches the connection while that call may still run (this
+                # task cancelled at shutdown).
+                inner = ran + await _run_on_thread(driver, _commit_and_close, conn)
         except Exception as exc:  # the transaction failed as a whole: nothing is stored
             outcomes = [_Outcome(error=exc)] * len(batch)
         if self.on_batch is not None:
@@ -320,11 +320,14 @@ def _begin_at_once(sync: Connection) -> bool:
     return True
 
 
-def _timed_commit(sync: Connection) -> float:
-    """COMMIT (on the connection's thread); the seconds it took."""
+def _commit_and_close(sync: Connection) -> float:
+    """COMMIT and close (on the connection's thread); the seconds the COMMIT took."""
     started = time.perf_counter()
-    sync.commit()
-    return time.perf_counter() - started
+    try:
+        sync.commit()
+        return time.perf_counter() - started
+    finally:
+        sync.close()
 
 
 def _attempt(
