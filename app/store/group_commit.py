@@ -76,7 +76,8 @@ T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 PrimedWork = Callable[[AsyncConnection, Any], Awaitable[Any]]
 BATCH = 128  # decisions per transaction at most: a bound on how long the writer is held
-SLICE = 0.05  # seconds of work a batch holds the event loop for, by what works took lately
+SLICE = 0.05  # seconds of request events' work a batch holds the event loop for, by what
+# works took lately
 FILL = 16  # other works in a batch that has request events in it: a bound on their delay
 OTHERS = 32  # other works in a batch without: what a request event arriving meanwhile waits for
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
@@ -169,11 +170,12 @@ class GroupCommit:
     def _take(self) -> list[_Job]:
         """Request events first (BATCH at most), then the others: FILL while a request event
         is in the batch, so they never starve; OTHERS when none is (a request event that
-        arrives meanwhile waits for that batch). Fewer when works took long lately: about
-        SLICE of work in all (the loop's thread runs it), and one other at least."""
+        arrives meanwhile waits for that batch). Fewer request events when works took long
+        lately: about SLICE of them (the loop's thread runs them; the others are cheap, and
+        their counts bound them)."""
         size = BATCH if self._per_work <= SLICE / BATCH else max(1, int(SLICE / self._per_work))
         batch, self._queue = self._queue[:size], self._queue[size:]
-        room = min(FILL if batch else OTHERS, max(1, size - len(batch)))  # one at least
+        room = FILL if batch else OTHERS
         others, self._others = self._others[:room], self._others[room:]
         return batch + others
 

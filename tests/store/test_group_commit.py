@@ -344,18 +344,19 @@ async def test_a_lock_held_elsewhere_is_waited_for_off_the_event_loop(
 
 
 async def test_a_batch_holds_the_event_loop_for_about_a_slice(sqlite: AsyncEngine) -> None:
-    """Works that took long lately make the next batches smaller (SLICE): the loop answers
-    between them. The first batch, with nothing measured yet, takes what is queued."""
+    """Request events whose works took long lately make the next batches smaller (SLICE):
+    the loop answers between them. The first batch, with nothing measured yet, takes what is
+    queued."""
     sizes: list[int] = []
     took = SLICE / 5  # each work: a fifth of a slice, or more
 
-    async def slow(conn: AsyncConnection) -> int:
+    async def slow(conn: AsyncConnection, _primed: Any) -> int:
         time.sleep(took)  # noqa: ASYNC251 (a batch's work blocks the loop: what is bounded)
         return await _add(conn, "slow")
 
     group = GroupCommit(sqlite, on_batch=lambda size, *_: sizes.append(size))
-    assert await group.run(slow) == 1
-    totals = await asyncio.gather(*(group.run(slow) for _ in range(40)))
+    assert await group.run_primed(slow) == 1
+    totals = await asyncio.gather(*(group.run_primed(slow) for _ in range(40)))
     await group.close()
     assert sorted(totals) == list(range(2, 42))
     assert sizes[0] == 1 and sum(sizes) == 41
