@@ -47,7 +47,7 @@ def served(database_url: str, workdir: Path, *options: str, **env: str) -> Itera
             yield base
         finally:
             process.terminate()
-            process.wait(timeout=15)
+            process.wait(timeout=60)  # a loaded CI machine: shutdown took over 15 s once
 
 
 def server_settings(database_url: str, workdir: Path) -> dict[str, str]:
