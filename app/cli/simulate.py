@@ -208,8 +208,8 @@ async def _play(
 def _run_fast(main: Coroutine[Any, Any, T]) -> T:
     """`main` on uvloop where it is installed (it comes with uvicorn[standard]): the
     simulator's event loop is most of its CPU per event. With the server's collector
-    settings (app/gc_settings.py): the schedule, the signed events and the modules frozen
-    out of the collector's reach and young collections rarer. With the defaults, a
+    settings (app/gc_settings.py): the schedule and the modules frozen out of the
+    collector's reach and young collections rarer. With the defaults, a
     `range-pumping --rate 300` run paused in 7 full collections of up to 165 ms (754 ms in
     all, 1.4 s with the younger ones): each pause sent the events due meanwhile in one clump,
     which the server, past its capacity for that moment, partly answered with the fallback
