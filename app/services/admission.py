@@ -11,10 +11,14 @@ so after the burst had passed.
 So a request is admitted only when the decisions already in flight leave it time: each
 lane (connection) serves one decision at a time, each holds it for about `hold` (a moving
 average of what holds took lately, under the load there is), and a newcomer would wait
-for its share of those ahead of it. A request that would not make its budget gets the
-fallback now, for the cost of answering; the rest are decided within their deadline; and
-the moment the load drops, nothing is shed. Replay of the spool yields while decisions
-queue (`pressed`), so the fallback's write-back never competes with live requests.
+for its share of those ahead of it. On SQLite's writer, decisions come in batches, and a
+batch also costs something of its own (`fixed`, learnt: batches of one against big ones),
+so a burst after a quiet spell is admitted by what its decisions will cost in the big
+batches it makes, not by what a quiet server's batches of one cost each. A request that
+would not make its budget gets the fallback now, for the cost of answering; the rest are
+decided within their deadline; and the moment the load drops, nothing is shed. Replay of
+the spool yields while decisions queue (`pressed`), so the fallback's write-back never
+competes with live requests.
 
 The estimate must not shut the gate on itself. It did ("lock-in", docs/operations.md): one
 stalled batch raised the moving averages, every request but one in flight was shed, the
@@ -100,6 +104,10 @@ STEP = 0.1  # seconds one lag sample steers for at most
 INTERVAL = 0.1  # seconds the wait must stand above TARGET before the share grows
 MOST = 0.95  # of the request events the gate sheds at most: the rest still try the model
 CROWD = 4  # lanes' worth of whole decisions in flight past which each is held to the target
+BIG = 16  # decisions in a batch from which its seconds per decision are a decision's own cost
+FIXED_MOST = 4.0  # decisions' worth a batch's own cost is taken as at most (a wrong estimate
+# admits at most five times too many into a queue behind batches of one)
+LEARNT = 4  # batches of one and big batches each seen before a batch's own cost is learnt
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -130,13 +138,16 @@ class Admission:
         (PostgreSQL group commit, where a newcomer waits for about two batches and for the
         event loop's turns, not for a lane): one is admitted if those took lately fit."""
         self.hold = hold
-        self.overhead = 0.0  # a batch's fixed cost (group commit), paid by the current and the next
+        self.fixed = 0.0
+        """What a batch costs beyond its decisions, in decisions (SQLite's group commit, not
+        whole decisions): learnt from batches of one against big ones (`_learn_fixed`)."""
+        self._lone: deque[float] = deque(maxlen=WINDOW)  # seconds batches of one took
+        self._big: deque[float] = deque(maxlen=WINDOW)  # seconds a decision, in batches of BIG+
         self.proven = float(lanes)  # in flight at once that recently finished on time
         self.in_flight = 0
         self._clock = clock
         self._tickets: dict[Ticket, None] = {}  # in flight, oldest first
-        self._holds: deque[float] = deque([hold], maxlen=WINDOW)
-        self._overheads: deque[float] = deque([0.0], maxlen=WINDOW)
+        self._batches: deque[tuple[int, float]] = deque([(1, hold)], maxlen=WINDOW)
         self._shed_at = float("-inf")
         self._limit = float("inf")  # the last newcomer's budget * HEADROOM
         self.lag = lag
@@ -161,7 +172,7 @@ class Admission:
                 self._shed_at = time.monotonic()
                 return None
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
-        expected = rounds * self.hold + 2 * self.overhead
+        expected = (rounds + self.fixed) * self.hold
         self._limit = budget * HEADROOM
         # Whole decisions (PostgreSQL's batches) are held to the gate's target too once a
         # crowd is in flight: each one admitted holds its HTTP connection that long, and
@@ -277,8 +288,7 @@ class Admission:
         if time.monotonic() - self._shed_at < QUIET_AFTER:
             return True
         if self.whole:
-            expected = self.hold + 2 * self.overhead
-            return self.in_flight > 0 and expected > self._limit * PRESSED
+            return self.in_flight > 0 and self.hold > self._limit * PRESSED
         return self.in_flight >= self.lanes
 
     def timed(self, counting: Counting) -> Counting:
@@ -299,11 +309,39 @@ class Admission:
 
     def record(self, decisions: int, seconds: float, *, overhead: float = 0.0) -> None:
         """`decisions` held a lane for `seconds` one after another; a batch of them also
-        cost `overhead` (the hops to and from the writer's thread: whatever its size)."""
-        self._holds.append(seconds / decisions)
-        self._overheads.append(overhead)
-        self.hold = _mean_but_largest(self._holds)
-        self.overhead = _mean_but_largest(self._overheads)
+        waited `overhead` for its hops to and from the writer's thread. That wait is the
+        event loop's turn: under a burst, what the loop runs meanwhile (the burst's requests
+        read and answered) is as long as the batch itself, and the writer drains no faster
+        than both; so it counts in the batch's time, per decision, not once per queue."""
+        seconds += overhead
+        if not self.whole:
+            if decisions == 1:
+                self._lone.append(seconds)
+            elif decisions >= BIG:
+                self._big.append(seconds / decisions)
+            self._learn_fixed()
+        self._batches.append((decisions, seconds))
+        fixed = self.fixed  # each batch's seconds less its own cost, per decision
+        self.hold = _mean_but_largest(deque(t / (n + fixed) for n, t in self._batches))
+
+    def _learn_fixed(self) -> None:
+        """A batch's own cost, in decisions: what a batch of one took against what a
+        decision took in big batches (SQLite's group commit: its BEGIN, its policy version
+        read, the first statements' warm-up of a transaction, its COMMIT, its hops — two to
+        three times a decision's own cost on the developer's machine). Batches of one are
+        all a quiet server sees, so without this a burst after a quiet spell was admitted
+        as if each of its decisions cost a whole batch of one: flash crowds that the writer
+        decided in 130 to 200 ms had a quarter to a half of them shed. Both means leave their
+        largest out, as `hold` does; until LEARNT of each were seen the cost is taken as
+        none (each decision of a burst as dear as a batch of one: shedding more, as
+        before); bounded by FIXED_MOST. Whole decisions (PostgreSQL) have none: each is
+        timed from its admission to its release, whatever its batch."""
+        if len(self._lone) < LEARNT or len(self._big) < LEARNT:
+            return
+        each = _mean_but_largest(self._big)
+        if each > 0.0:
+            ratio = _mean_but_largest(self._lone) / each - 1.0
+            self.fixed = min(FIXED_MOST, max(0.0, ratio))
 
 
 def _mean_but_largest(samples: deque[float]) -> float:
