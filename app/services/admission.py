@@ -327,8 +327,9 @@ class Admission:
     def _learn_fixed(self) -> None:
         """A batch's own cost, in decisions: what a batch of one took against what a
         decision took in big batches (SQLite's group commit: its BEGIN, its policy version
-        read, the first statements' warm-up of a transaction, its COMMIT, its hops — two to
-        three times a decision's own cost on the developer's machine). Batches of one are
+        read, the first statements' warm-up of a transaction, its COMMIT, its hops — about
+        twice a decision's own cost on the developer's machine, 0.7 to 3 times as the load
+        went). Batches of one are
         all a quiet server sees, so without this a burst after a quiet spell was admitted
         as if each of its decisions cost a whole batch of one: flash crowds that the writer
         decided in 130 to 200 ms had a quarter to a half of them shed. Both means leave their
