@@ -346,7 +346,8 @@ class Admission:
 
 
 def _mean_but_largest(samples: deque[float]) -> float:
-    """The mean of `samples` without the largest one (the first is the initial guess)."""
+    """The mean of `samples` without the largest one (a window of `hold`s starts with its
+    initial guess)."""
     if len(samples) == 1:
         return samples[0]
     return (sum(samples) - max(samples)) / (len(samples) - 1)
