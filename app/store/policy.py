@@ -14,6 +14,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
+from app.store.locks import lock_rows
 from app.store.models import ListEntryRow, ListRow, PolicyStateRow, RuleRevisionRow, RuleRow
 from app.store.policy_rows import LoadedPolicy, PolicyEntry, PolicyList, RuleRevision, StoredRule
 from app.store.thread_connection import run_beside
@@ -28,8 +29,7 @@ async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> 
     if conn.dialect.name == "postgresql" and not for_update:
         return await pg_fastpath.policy_version(conn)
     if for_update:
-        if conn.dialect.name == "sqlite":
-            await conn.execute(_TAKE_WRITE_LOCK)
+        await lock_rows(conn, state, state.c.id == 1)  # SQLite: serialises policy changes
         return int((await conn.execute(_VERSION.with_for_update())).scalar_one())
     # Each SQLite group commit's batch reads it first (its prologue): one statement, built
     # once and run on the cursor there (store/sqlite_statements.py); no deferred write
@@ -38,13 +38,6 @@ async def policy_version(conn: AsyncConnection, *, for_update: bool = False) -> 
 
 
 _VERSION = select(state.c.version).where(state.c.id == 1)
-# SQLite has no row locks (FOR UPDATE is left out), and its driver begins a transaction only
-# at the first write: a read-check-write ran its reads outside any transaction, so two
-# processes both saw version 0 and both installed the starter policy (the second's rules
-# collided; a `serve --workers 2` worker failed to start). A write that changes nothing,
-# first, takes the database's write lock (waiting for another writer's commit, up to the
-# busy timeout), so what is read after it stays current until this transaction ends.
-_TAKE_WRITE_LOCK = update(state).where(state.c.id == 1).values(version=state.c.version)
 
 
 async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | None) -> int:
