@@ -11,6 +11,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.alert_rows import AlertEvent, AlertStateRecord, Containment, Notification
+from app.store.locks import lock_rows
 from app.store.models import (
     AlertEventRow,
     AlertStateRow,
@@ -109,8 +110,10 @@ async def containment_rows(
 async def containment_row(
     conn: AsyncConnection, containment_id: int, *, for_update: bool = False
 ) -> Containment | None:
-    stmt = select(containments).where(containments.c.id == containment_id)
+    where = containments.c.id == containment_id
+    stmt = select(containments).where(where)
     if for_update:
+        await lock_rows(conn, containments, where)  # SQLite: two workers' lifts, extends
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).mappings().first()
     return Containment(**row) if row is not None else None
