@@ -19,32 +19,23 @@ import argparse
 import asyncio
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench import history, procs, scheduled
 from bench.payloads import signed_requests
-from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, fresh_store, verifyguard
-
-
-def causes(port: int) -> dict[str, float]:
-    """Fallback answers so far, by cause (verifyguard_fallback_answers_total)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "verifyguard_fallback_answers":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    cause = sample.labels.get("cause", "")
-                    found[cause] = found.get(cause, 0.0) + sample.value
-    return found
+from bench.run import (
+    CALLBACK_PATH,
+    KEY,
+    ROOT,
+    SECRET,
+    fallbacks_by_cause,
+    fresh_store,
+    verifyguard,
+)
 
 
 async def flash(port: int, rate: float, seconds: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -61,28 +52,21 @@ async def flash(port: int, rate: float, seconds: float, args: argparse.Namespace
             seed=uuid.uuid4().int % 10**9,
         )
     )  # fmt: skip
-    before = causes(port)
+    before = fallbacks_by_cause(port)
     answers, pool, started = await scheduled.offer(
         "127.0.0.1", port, segments, cap=args.connection_cap, take=lambda: next(requests)
     )
-    after = causes(port)
+    after = fallbacks_by_cause(port)
     begins = started + args.quiet_seconds
     window = scheduled.window(answers, begins, begins + seconds, deadline=args.deadline_ms / 1000)
-    return {
+    return window | {
         "flash": f"{rate:g}/s x {seconds:g} s",
-        "requests": window["requests"] + window["errors"],
+        "requests": window["requests"] + window["errors"],  # offered in the flash
         "fallbacks": {
             cause: round(total - before.get(cause, 0.0))
             for cause, total in after.items()
             if total > before.get(cause, 0.0)
         },
-        "p50_ms": window["p50_ms"],
-        "p99_ms": window["p99_ms"],
-        "max_ms": window["max_ms"],
-        "within_deadline": window["within_deadline"],
-        "within_deadline_from_write": window["within_deadline_from_write"],
-        "unsent_p99_ms": window["unsent_p99_ms"],
-        "errors": window["errors"],
         "connections_opened": pool.opened,
     }
 

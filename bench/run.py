@@ -212,15 +212,23 @@ def _le(labels: dict[str, str]) -> float | None:
 def _fallbacks(port: int) -> float | None:
     """Fallback answers so far; None where there are no such metrics (the baseline)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            text = reply.read().decode()
+        return sum(fallbacks_by_cause(port).values())
     except (OSError, ValueError):
         return None  # the baseline has no metrics
-    total = 0.0
+
+
+def fallbacks_by_cause(port: int) -> dict[str, float]:
+    """Fallback answers so far, by cause (verifyguard_fallback_answers_total)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name == "verifyguard_fallback_answers":
-            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return total
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    cause = sample.labels.get("cause", "")
+                    found[cause] = found.get(cause, 0.0) + sample.value
+    return found
 
 
 def _use_wrk(args: argparse.Namespace) -> bool:
