@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -322,20 +322,19 @@ class Admission:
             self._learn_fixed()
         self._batches.append((decisions, seconds))
         fixed = self.fixed  # each batch's seconds less its own cost, per decision
-        self.hold = _mean_but_largest(deque(t / (n + fixed) for n, t in self._batches))
+        self.hold = _mean_but_largest([t / (n + fixed) for n, t in self._batches])
 
     def _learn_fixed(self) -> None:
         """A batch's own cost, in decisions: what a batch of one took against what a
         decision took in big batches (SQLite's group commit: its BEGIN, its policy version
         read, the first statements' warm-up of a transaction, its COMMIT, its hops — about
         twice a decision's own cost on the developer's machine, 0.7 to 3 times as the load
-        went). Batches of one are
-        all a quiet server sees, so without this a burst after a quiet spell was admitted
-        as if each of its decisions cost a whole batch of one: flash crowds that the writer
-        decided in 130 to 200 ms had a quarter to a half of them shed. Both means leave their
-        largest out, as `hold` does; until LEARNT of each were seen the cost is taken as
-        none (each decision of a burst as dear as a batch of one: shedding more, as
-        before); bounded by FIXED_MOST. Whole decisions (PostgreSQL) have none: each is
+        went). Batches of one are all a quiet server sees, so without this a burst after a
+        quiet spell was admitted as if each of its decisions cost a whole batch of one:
+        flash crowds that the writer decided in 130 to 200 ms had a quarter to a half of
+        them shed. Both means leave their largest out, as `hold` does; until LEARNT of each
+        were seen the cost is taken as none (each decision of a burst as dear as a batch of
+        one: shedding more, as before); bounded by FIXED_MOST. Whole decisions (PostgreSQL) have none: each is
         timed from its admission to its release, whatever its batch."""
         if len(self._lone) < LEARNT or len(self._big) < LEARNT:
             return
@@ -345,7 +344,7 @@ class Admission:
             self.fixed = min(FIXED_MOST, max(0.0, ratio))
 
 
-def _mean_but_largest(samples: deque[float]) -> float:
+def _mean_but_largest(samples: Sequence[float]) -> float:
     """The mean of `samples` without the largest one (a window of `hold`s starts with its
     initial guess)."""
     if len(samples) == 1:
