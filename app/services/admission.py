@@ -334,8 +334,8 @@ class Admission:
         flash crowds that the writer decided in 130 to 200 ms had a quarter to a half of
         them shed. Both means leave their largest out, as `hold` does; until LEARNT of each
         were seen the cost is taken as none (each decision of a burst as dear as a batch of
-        one: shedding more, as before); bounded by FIXED_MOST. Whole decisions (PostgreSQL) have none: each is
-        timed from its admission to its release, whatever its batch."""
+        one: shedding more, as before); bounded by FIXED_MOST. Whole decisions (PostgreSQL)
+        have none: each is timed from its admission to its release, whatever its batch."""
         if len(self._lone) < LEARNT or len(self._big) < LEARNT:
             return
         each = _mean_but_largest(self._big)
