@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -78,9 +78,11 @@ def create_engine(
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
+            pool_reset_on_return=None,  # _rollback_if_open instead
             connect_args={"check_same_thread": False},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     connect_args: dict[str, Any] = {}
@@ -130,6 +132,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _rollback_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    """The pool's reset of a connection checked in, on SQLite: a ROLLBACK only if a
+    transaction is open. The default reset rolls back at every check-in, and under aiosqlite
+    each is a hop to the connection's thread and back to the event loop: for a group commit
+    batch of one (store/group_commit.py), which checks the connection in after its COMMIT,
+    that was one of its two hops. SQLite knows whether a transaction is open (autocommit
+    mode, read here beside the thread: a checkout is exclusive, and its holder awaited each
+    call), so nothing else changes: an open one is still rolled back. A connection
+    discarded outside the event loop (`asyncio_safe` False) is not touched, as by default."""
+    if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
