@@ -152,9 +152,10 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         """Batches back to back on one checked-out connection, for up to HOLD seconds: each
-        batch is then one hop to the writer's thread and back, where checking the
-        connection out and in (its reset is a ROLLBACK on that thread) added another, and
-        answers waited for it. Under load every hop waits for a turn of a busy event loop."""
+        batch is then one hop to the writer's thread and back (its COMMIT), and checking the
+        connection out and in is paid once. The check-in sends no ROLLBACK after a COMMIT
+        (store/base.py `_rollback_if_open`: it was another hop). Under load every hop waits
+        for a turn of a busy event loop."""
         until = time.perf_counter() + HOLD
         batch = self._take()
         try:
