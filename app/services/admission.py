@@ -14,7 +14,8 @@ average of what holds took lately, under the load there is), and a newcomer woul
 for its share of those ahead of it. On SQLite's writer, decisions come in batches, and a
 batch also costs something of its own (`fixed`, learnt: batches of one against big ones),
 so a burst after a quiet spell is admitted by what its decisions will cost in the big
-batches it makes, not by what a quiet server's batches of one cost each. A request that
+batches it makes, not by what a quiet server's batches of one cost each — until a decision
+admitted so is late, which says the writer drains slower than that here (a slow CPU). A request that
 would not make its budget gets the fallback now, for the cost of answering; the rest are
 decided within their deadline; and the moment the load drops, nothing is shed. Replay of
 the spool yields while decisions queue (`pressed`), so the fallback's write-back never
@@ -108,6 +109,7 @@ BIG = 16  # decisions in a batch from which its seconds per decision are a decis
 FIXED_MOST = 4.0  # decisions' worth a batch's own cost is taken as at most (a wrong estimate
 # admits at most five times too many into a queue behind batches of one)
 LEARNT = 4  # batches of one and big batches each seen before a batch's own cost is learnt
+DISTRUST = 300.0  # seconds a batch's own cost counts as none after a decision was late with it
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -141,6 +143,7 @@ class Admission:
         self.fixed = 0.0
         """What a batch costs beyond its decisions, in decisions (SQLite's group commit, not
         whole decisions): learnt from batches of one against big ones (`_learn_fixed`)."""
+        self._distrusted_until = float("-inf")  # `fixed` counts as none until then
         self._lone: deque[float] = deque(maxlen=WINDOW)  # seconds batches of one took
         self._big: deque[float] = deque(maxlen=WINDOW)  # seconds a decision, in batches of BIG+
         self.proven = float(lanes)  # in flight at once that recently finished on time
@@ -265,6 +268,10 @@ class Admission:
             self.record(1, took)
         if took > ticket.budget:
             self.proven = max(float(self.lanes), self.proven / 2)
+            if self.fixed > 0.0:  # admitted by batches cheaper than the writer drained them
+                self._distrusted_until = ended + DISTRUST
+                self.fixed = 0.0
+                self.hold = self._hold()
         elif ticket.probe and took <= ticket.budget * PROOF:
             self.proven += 1.0 / self.proven  # one more per round of `proven` on time
 
@@ -321,8 +328,13 @@ class Admission:
                 self._big.append(seconds / decisions)
             self._learn_fixed()
         self._batches.append((decisions, seconds))
-        fixed = self.fixed  # each batch's seconds less its own cost, per decision
-        self.hold = _mean_but_largest([t / (n + fixed) for n, t in self._batches])
+        self.hold = self._hold()
+
+    def _hold(self) -> float:
+        """What a decision holds the lane for: each recent batch's seconds less its own cost,
+        per decision."""
+        fixed = self.fixed
+        return _mean_but_largest([t / (n + fixed) for n, t in self._batches])
 
     def _learn_fixed(self) -> None:
         """A batch's own cost, in decisions: what a batch of one took against what a
@@ -335,8 +347,18 @@ class Admission:
         them shed. Both means leave their largest out, as `hold` does; until LEARNT of each
         were seen the cost is taken as none (each decision of a burst as dear as a batch of
         one: shedding more, as before); bounded by FIXED_MOST. Whole decisions (PostgreSQL)
-        have none: each is timed from its admission to its release, whatever its batch."""
+        have none: each is timed from its admission to its release, whatever its batch.
+
+        A decision that ends past its budget while the cost counts says the writer drained
+        the queue slower than the big batches promised (on a slow CPU the burst's own
+        requests, read and answered on the loop meanwhile, cost more than the batches' hops
+        show): the cost then counts as none for DISTRUST seconds, each decision of a burst as
+        dear as a batch of one again (on a CPU three times slower than the developer's, flash
+        crowds had 95 to 205 decisions a flash answered late with the cost learnt, and none
+        but the largest flash's without it)."""
         if len(self._lone) < LEARNT or len(self._big) < LEARNT:
+            return
+        if self._clock() < self._distrusted_until:
             return
         each = _mean_but_largest(self._big)
         if each > 0.0:

@@ -19,6 +19,7 @@ from app.main import create_app
 from app.services.admission import (
     BIG,
     CROWD,
+    DISTRUST,
     FIXED_MOST,
     LEARNT,
     PROOF,
@@ -166,6 +167,30 @@ def test_a_batchs_own_cost_is_bounded_and_whole_decisions_have_none() -> None:
         whole.record(1, LONE)
         whole.record(BIG, BIG * EACH)
     assert whole.fixed == 0.0
+
+
+def test_a_late_decision_makes_the_learnt_batch_cost_count_as_none_for_a_while() -> None:
+    """On a slow CPU a burst's big batches drain slower than they promise (the burst's own
+    requests are read and answered on the loop meanwhile): a decision admitted by the learnt
+    cost that ends late makes it count as none, each decision of a burst as dear as a batch
+    of one again, for DISTRUST seconds, whatever batches come meanwhile; then it is learnt
+    again."""
+    clock = _Clock()
+    admission = Admission(lanes=1, clock=clock)
+    _quiet_after_a_burst(admission)
+    assert admission.fixed == pytest.approx(LONE / EACH - 1)
+    tickets = _fill(admission)
+    admission.release(tickets[0], now=clock.now + 1.5 * BUDGET)  # the writer fell behind
+    for ticket in tickets[1:]:
+        admission.release(ticket, now=clock.now + 0.5 * BUDGET)
+    assert admission.fixed == 0.0
+    clock.now += DISTRUST / 2
+    _quiet_after_a_burst(admission)  # more bursts meanwhile teach it nothing
+    assert admission.fixed == 0.0
+    assert len(_fill(admission)) <= 0.8 * BUDGET / LONE + 1  # as if it never saw a big batch
+    clock.now += DISTRUST / 2 + 2 * BUDGET  # past the late decision's end + DISTRUST
+    _quiet_after_a_burst(admission)
+    assert admission.fixed == pytest.approx(LONE / EACH - 1)
 
 
 def test_the_loops_wait_for_a_batch_counts_as_its_decisions_time() -> None:
