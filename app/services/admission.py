@@ -354,7 +354,7 @@ class Admission:
         requests, read and answered on the loop meanwhile, cost more than the batches' hops
         show): the cost then counts as none for DISTRUST seconds, each decision of a burst as
         dear as a batch of one again (on a CPU three times slower than the developer's, flash
-        crowds had 95 to 205 decisions a flash answered late with the cost learnt, and none
+        crowds had up to 230 decisions a flash answered late with the cost learnt, and none
         but the largest flash's without it)."""
         if len(self._lone) < LEARNT or len(self._big) < LEARNT:
             return
