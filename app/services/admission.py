@@ -15,11 +15,11 @@ for its share of those ahead of it. On SQLite's writer, decisions come in batche
 batch also costs something of its own (`fixed`, learnt: batches of one against big ones),
 so a burst after a quiet spell is admitted by what its decisions will cost in the big
 batches it makes, not by what a quiet server's batches of one cost each — until a decision
-admitted so is late, which says the writer drains slower than that here (a slow CPU). A request that
-would not make its budget gets the fallback now, for the cost of answering; the rest are
-decided within their deadline; and the moment the load drops, nothing is shed. Replay of
-the spool yields while decisions queue (`pressed`), so the fallback's write-back never
-competes with live requests.
+admitted so is late, which says the writer drains slower than that here (a slow CPU). A
+request that would not make its budget gets the fallback now, for the cost of answering;
+the rest are decided within their deadline; and the moment the load drops, nothing is
+shed. Replay of the spool yields while decisions queue (`pressed`), so the fallback's
+write-back never competes with live requests.
 
 The estimate must not shut the gate on itself. It did ("lock-in", docs/operations.md): one
 stalled batch raised the moving averages, every request but one in flight was shed, the
