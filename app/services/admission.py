@@ -74,6 +74,14 @@ within 80 % of the budget) kept all of a sender's connections busy while the exc
 in front of the server, out of sight. Not with a few in flight: right after a stall the
 estimate still holds the stall's samples (a test's 200 ms stall left it at 98 ms against
 a 100 ms target), and a handful of newcomers would be shed for them.
+
+What decisions took shows a crowd's wait only once those admitted into it are released, a
+batch's all at once: past capacity the crowd grew meanwhile (to 500 in flight at twice
+capacity), the estimate swung between 30 and 460 ms, and the tail of each swing ended past
+its budget (1,300 to 3,200 decisions in 10 s). So a crowd's newcomer is also admitted only
+if those ahead of it drain within its headroom, by Little's law: in flight times `drain`,
+the seconds a crowd lately took to release one more, timed only while a crowd is in flight
+(a quiet server's releases are its arrivals, not what it can drain).
 """
 
 from __future__ import annotations
@@ -110,6 +118,7 @@ FIXED_MOST = 4.0  # decisions' worth a batch's own cost is taken as at most (a w
 # admits at most five times too many into a queue behind batches of one)
 LEARNT = 4  # batches of one and big batches each seen before a batch's own cost is learnt
 DISTRUST = 300.0  # seconds a batch's own cost counts as none after a decision was late with it
+DRAIN_SECONDS = 1.0  # of crowds in flight their drain rate is taken over (halved past it)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -164,6 +173,13 @@ class Admission:
         self._above_since = float("inf")  # since when the wait has stood above TARGET
         self._busy = False  # request events arrive: the loop's lag is theirs to wait
         self._arrivals: deque[int] = deque(maxlen=TURNS)  # ... over the last samples
+        self._crowd_mark: float | None = None  # a crowd is in flight: its last release, or
+        # when it gathered (None: no crowd)
+        self._crowd_seconds = 0.0  # crowds were in flight this long, lately,
+        self._crowd_released = 0.0  # ... and this many of their decisions were released
+        self.drain = 0.0
+        """Seconds a crowd of whole decisions takes to release one more, lately (0: not
+        known yet): a newcomer behind `in_flight` of them waits about that many times."""
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
@@ -183,12 +199,16 @@ class Admission:
         # the stall's samples, and a handful of newcomers would be shed for them.
         crowded = self.whole and self.in_flight >= CROWD * self.lanes
         fits = expected <= (min(self._limit, self.target) if crowded else self._limit)
+        if crowded:  # behind every one in flight (Little's law), before their times show it
+            fits = fits and (self.in_flight + 1) * self.drain <= self._limit
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
         # behind lanes that have held their decisions past the headroom already (stalled).
         stalled = self.waited(now) > budget * HEADROOM
         if not stalled and (fits or self.in_flight < self.proven):
             self.in_flight += 1
+            if self.whole and self.in_flight == CROWD * self.lanes:
+                self._crowd_mark = now  # a crowd gathers: its drain is timed from here
             ticket = Ticket(budget, now, probe=not fits)
             self._tickets[ticket] = None
             return ticket
@@ -266,6 +286,7 @@ class Admission:
                 recent.popleft()
         if self.whole:
             self.record(1, took)
+            self._drained(ended)
         if took > ticket.budget:
             self.proven = max(float(self.lanes), self.proven / 2)
             if self.fixed > 0.0:  # admitted by batches cheaper than the writer drained them
@@ -274,6 +295,25 @@ class Admission:
                 self.hold = self._hold()
         elif ticket.probe and took <= ticket.budget * PROOF:
             self.proven += 1.0 / self.proven  # one more per round of `proven` on time
+
+    def _drained(self, ended: float) -> None:
+        """A whole decision released at `ended`, the time since the last release (or since
+        a crowd gathered) counted while a crowd was in flight: what the server drains a
+        second while it has a queue, the shed answers' cost included, over about the last
+        DRAIN_SECONDS of crowds (halved past it). Decisions' own times show a queue only once
+        the ones admitted into it are released, all of a batch at once: past capacity in
+        flight grew meanwhile, and those admitted then ended past their budget."""
+        crowd = CROWD * self.lanes
+        if self.in_flight + 1 < crowd or self._crowd_mark is None:
+            return
+        self._crowd_seconds += ended - self._crowd_mark
+        self._crowd_released += 1.0
+        self._crowd_mark = ended if self.in_flight >= crowd else None
+        if self._crowd_released >= WINDOW:
+            self.drain = self._crowd_seconds / self._crowd_released
+        if self._crowd_seconds > DRAIN_SECONDS:
+            self._crowd_seconds /= 2.0
+            self._crowd_released /= 2.0
 
     def waited(self, now: float) -> float:
         """How long the decisions on the lanes have been in flight: the youngest of the

@@ -20,6 +20,7 @@ from app.services.admission import (
     BIG,
     CROWD,
     DISTRUST,
+    DRAIN_SECONDS,
     FIXED_MOST,
     LEARNT,
     PROOF,
@@ -428,3 +429,66 @@ def test_whole_decisions_are_held_to_the_gates_target_not_most_of_the_budget() -
     for _ in range(20):
         fast.record(1, 0.020)
     assert all(fast.admit(0.300) for _ in range(3 * CROWD * 2)), "within the target: all in"
+
+
+def _crowd(
+    clock: _Clock, *, lanes: int, gap: float, releases: int
+) -> tuple[Admission, list[Ticket]]:
+    """Whole decisions with a crowd (CROWD lanes' worth) in flight, one released every
+    `gap` seconds and one admitted in its place, `releases` times: quick decisions (their
+    times fit the target), so only how fast the crowd drains can shed."""
+    admission = Admission(lanes=lanes, whole=True, target=0.150, clock=clock)
+    tickets = _admitted(admission, CROWD * lanes)
+    _drain(admission, tickets, clock, gap=gap, releases=releases)
+    return admission, tickets
+
+
+def _drain(
+    admission: Admission, tickets: list[Ticket], clock: _Clock, *, gap: float, releases: int
+) -> None:
+    for _ in range(releases):
+        clock.now += gap
+        admission.release(tickets.pop(0))
+        ticket = admission.admit(BUDGET)
+        assert ticket, "a crowd that drains on time is not shed"
+        tickets.append(ticket)
+
+
+def test_a_crowd_is_admitted_only_as_far_as_it_drains_within_the_headroom() -> None:
+    """Past capacity, decisions admitted into a growing crowd show their wait only when
+    they are released: admitted by what decisions took lately, the crowd grew for that long
+    and its tail ended past the budget. A crowd that releases one decision every 2 ms
+    admits a newcomer only while the ones ahead of it drain within its headroom (80 % of
+    400 ms: 160 in flight), though every decision released took well within the target."""
+    clock = _Clock()
+    admission, _ = _crowd(clock, lanes=2, gap=0.002, releases=200)
+    assert admission.hold < 0.150 / 4, "the decisions' own times fit the target"
+    assert admission.drain == pytest.approx(0.002)
+    _admitted(admission, 1000)
+    assert admission.in_flight == pytest.approx(0.8 * BUDGET / 0.002, abs=1)
+
+
+def test_the_drain_is_timed_only_while_a_crowd_is_in_flight() -> None:
+    """Releases far apart with a few in flight are a quiet server's arrivals, not its
+    drain: they set none, and a burst after them is admitted by what decisions take."""
+    clock = _Clock()
+    admission = Admission(lanes=2, whole=True, target=0.150, clock=clock)
+    for _ in range(100):
+        ticket = admission.admit(BUDGET)
+        assert ticket
+        clock.now += 0.010
+        admission.release(ticket)
+        clock.now += 1.0
+    assert admission.drain == 0.0
+    assert len(_admitted(admission, 500)) == 500
+
+
+def test_a_crowds_drain_follows_a_server_that_slowed_down() -> None:
+    """The drain is taken over about the last DRAIN_SECONDS of crowds: a server that drains
+    three times slower than a moment ago (a slower machine, costlier shed answers) admits
+    by its new rate within a few seconds of crowds, not by the old."""
+    clock = _Clock()
+    admission, tickets = _crowd(clock, lanes=2, gap=0.001, releases=2000)
+    assert admission.drain == pytest.approx(0.001)
+    _drain(admission, tickets, clock, gap=0.003, releases=int(3 * DRAIN_SECONDS / 0.003))
+    assert admission.drain == pytest.approx(0.003, rel=0.2)
