@@ -78,10 +78,13 @@ a 100 ms target), and a handful of newcomers would be shed for them.
 What decisions took shows a crowd's wait only once those admitted into it are released, a
 batch's all at once: past capacity the crowd grew meanwhile (to 500 in flight at twice
 capacity), the estimate swung between 30 and 460 ms, and the tail of each swing ended past
-its budget (1,300 to 3,200 decisions in 10 s). So a crowd's newcomer is also admitted only
-if those ahead of it drain within its headroom, by Little's law: in flight times `drain`,
-the seconds a crowd lately took to release one more, timed only while a crowd is in flight
-(a quiet server's releases are its arrivals, not what it can drain).
+its budget (1,300 to 3,200 decisions in 10 s). So once crowds have stood for SUSTAINED, a
+crowd's newcomer is also admitted only if those ahead of it drain within its headroom, by
+Little's law: in flight times `drain`, the seconds a crowd lately took to release one more,
+timed only while a crowd is in flight (a quiet server's releases are its arrivals, not what
+it can drain). Not in a flash: Little's law is a steady state's, and a flash's drain counts
+the small batches it starts with (a flash of 600 in 0.1 s, decided within 260 ms by what
+decisions took, had a third of it shed by its drain).
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ FIXED_MOST = 4.0  # decisions' worth a batch's own cost is taken as at most (a w
 # admits at most five times too many into a queue behind batches of one)
 LEARNT = 4  # batches of one and big batches each seen before a batch's own cost is learnt
 DISTRUST = 300.0  # seconds a batch's own cost counts as none after a decision was late with it
+SUSTAINED = 1.0  # seconds crowds must have stood before their drain admits (not a flash's)
+GAP = 0.5  # seconds without a crowd that end its standing
 DRAIN_SECONDS = 1.0  # of crowds in flight their drain rate is taken over (halved past it)
 
 
@@ -177,6 +182,8 @@ class Admission:
         # when it gathered (None: no crowd)
         self._crowd_seconds = 0.0  # crowds were in flight this long, lately,
         self._crowd_released = 0.0  # ... and this many of their decisions were released
+        self._crowded_at = float("-inf")  # when a newcomer last found a crowd in flight
+        self._crowd_since = float("inf")  # ... and since when crowds have stood (GAP apart)
         self.drain = 0.0
         """Seconds a crowd of whole decisions takes to release one more, lately (0: not
         known yet): a newcomer behind `in_flight` of them waits about that many times."""
@@ -199,7 +206,7 @@ class Admission:
         # the stall's samples, and a handful of newcomers would be shed for them.
         crowded = self.whole and self.in_flight >= CROWD * self.lanes
         fits = expected <= (min(self._limit, self.target) if crowded else self._limit)
-        if crowded:  # behind every one in flight (Little's law), before their times show it
+        if crowded and self._sustained(now):  # behind every one in flight (Little's law)
             fits = fits and (self.in_flight + 1) * self.drain <= self._limit
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
@@ -295,6 +302,14 @@ class Admission:
                 self.hold = self._hold()
         elif ticket.probe and took <= ticket.budget * PROOF:
             self.proven += 1.0 / self.proven  # one more per round of `proven` on time
+
+    def _sustained(self, now: float) -> bool:
+        """A crowd is in flight (the caller knows) and crowds have stood for SUSTAINED, with
+        no gap between them longer than GAP: a steady state, where Little's law holds."""
+        if now - self._crowded_at > GAP:
+            self._crowd_since = now
+        self._crowded_at = now
+        return now - self._crowd_since >= SUSTAINED
 
     def _drained(self, ended: float) -> None:
         """A whole decision released at `ended`, the time since the last release (or since

@@ -22,8 +22,10 @@ from app.services.admission import (
     DISTRUST,
     DRAIN_SECONDS,
     FIXED_MOST,
+    GAP,
     LEARNT,
     PROOF,
+    SUSTAINED,
     TARGET,
     WINDOW,
     Admission,
@@ -434,11 +436,11 @@ def test_whole_decisions_are_held_to_the_gates_target_not_most_of_the_budget() -
 def _crowd(
     clock: _Clock, *, lanes: int, gap: float, releases: int
 ) -> tuple[Admission, list[Ticket]]:
-    """Whole decisions with a crowd (CROWD lanes' worth) in flight, one released every
+    """Whole decisions with a crowd (past CROWD lanes' worth) in flight, one released every
     `gap` seconds and one admitted in its place, `releases` times: quick decisions (their
     times fit the target), so only how fast the crowd drains can shed."""
     admission = Admission(lanes=lanes, whole=True, target=0.150, clock=clock)
-    tickets = _admitted(admission, CROWD * lanes)
+    tickets = _admitted(admission, CROWD * lanes + 1)
     _drain(admission, tickets, clock, gap=gap, releases=releases)
     return admission, tickets
 
@@ -454,18 +456,32 @@ def _drain(
         tickets.append(ticket)
 
 
-def test_a_crowd_is_admitted_only_as_far_as_it_drains_within_the_headroom() -> None:
+def test_a_standing_crowd_is_admitted_only_as_far_as_it_drains_within_the_headroom() -> None:
     """Past capacity, decisions admitted into a growing crowd show their wait only when
     they are released: admitted by what decisions took lately, the crowd grew for that long
-    and its tail ended past the budget. A crowd that releases one decision every 2 ms
-    admits a newcomer only while the ones ahead of it drain within its headroom (80 % of
-    400 ms: 160 in flight), though every decision released took well within the target."""
+    and its tail ended past the budget. Once crowds have stood for SUSTAINED, a crowd that
+    releases one decision every 2 ms admits a newcomer only while the ones ahead of it drain
+    within its headroom (80 % of 400 ms: 160 in flight), though every decision released
+    took well within the target."""
     clock = _Clock()
-    admission, _ = _crowd(clock, lanes=2, gap=0.002, releases=200)
+    admission, _ = _crowd(clock, lanes=2, gap=0.002, releases=int(SUSTAINED / 0.002) + 10)
     assert admission.hold < 0.150 / 4, "the decisions' own times fit the target"
     assert admission.drain == pytest.approx(0.002)
     _admitted(admission, 1000)
     assert admission.in_flight == pytest.approx(0.8 * BUDGET / 0.002, abs=1)
+
+
+def test_a_flash_crowd_is_admitted_by_what_decisions_take_not_by_its_drain() -> None:
+    """A crowd that has stood for less than SUSTAINED is a flash: its drain, timed from
+    when it gathered, counts a quiet server's small first batches, and a flash the server
+    decides within the deadline (600 in 0.1 s, all of them within 260 ms) had a third of it
+    shed by it. Its newcomers are admitted by what decisions took, as before the drain."""
+    clock = _Clock()
+    admission, tickets = _crowd(clock, lanes=2, gap=0.002, releases=int(SUSTAINED / 0.002) + 10)
+    while tickets:  # the standing crowd drains away, and the server is quiet
+        admission.release(tickets.pop())
+    clock.now += 2 * GAP
+    assert len(_admitted(admission, 1000)) == 1000, "a flash: by what decisions take"
 
 
 def test_the_drain_is_timed_only_while_a_crowd_is_in_flight() -> None:
