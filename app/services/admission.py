@@ -149,6 +149,7 @@ class Admission:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.lanes = lanes
+        self._crowd = CROWD * lanes  # whole decisions in flight from which they are a crowd
         self.whole = whole
         """Holds are whole decisions, admitted to released, under the load there is
         (PostgreSQL group commit, where a newcomer waits for about two batches and for the
@@ -204,7 +205,7 @@ class Admission:
         # crowd is in flight: each one admitted holds its HTTP connection that long, and
         # Sinch's connections are finite. Not a few: right after a stall the estimate holds
         # the stall's samples, and a handful of newcomers would be shed for them.
-        crowded = self.whole and self.in_flight >= CROWD * self.lanes
+        crowded = self.whole and self.in_flight >= self._crowd
         fits = expected <= (min(self._limit, self.target) if crowded else self._limit)
         if crowded and self._sustained(now):  # behind every one in flight (Little's law)
             fits = fits and (self.in_flight + 1) * self.drain <= self._limit
@@ -214,7 +215,7 @@ class Admission:
         stalled = self.waited(now) > budget * HEADROOM
         if not stalled and (fits or self.in_flight < self.proven):
             self.in_flight += 1
-            if self.whole and self.in_flight == CROWD * self.lanes:
+            if self.whole and self.in_flight == self._crowd:
                 self._crowd_mark = now  # a crowd gathers: its drain is timed from here
             ticket = Ticket(budget, now, probe=not fits)
             self._tickets[ticket] = None
@@ -318,12 +319,11 @@ class Admission:
         DRAIN_SECONDS of crowds (halved past it). Decisions' own times show a queue only once
         the ones admitted into it are released, all of a batch at once: past capacity in
         flight grew meanwhile, and those admitted then ended past their budget."""
-        crowd = CROWD * self.lanes
-        if self.in_flight + 1 < crowd or self._crowd_mark is None:
+        if self.in_flight + 1 < self._crowd or self._crowd_mark is None:
             return
         self._crowd_seconds += ended - self._crowd_mark
         self._crowd_released += 1.0
-        self._crowd_mark = ended if self.in_flight >= crowd else None
+        self._crowd_mark = ended if self.in_flight >= self._crowd else None
         if self._crowd_released >= WINDOW:
             self.drain = self._crowd_seconds / self._crowd_released
         if self._crowd_seconds > DRAIN_SECONDS:
