@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         ),
     ]
     for row in rows:
-        load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else f"closed, {driver(row)}"
+        load = f"{row['offered_rps']:g} req/s" if row["offered_rps"] else _closed(row)
         denied = row["requests"] - row["allowed"]
         cells = {**row, "load": load, "denied": denied}
         if row["requests"]:
@@ -207,19 +208,37 @@ def _cell(value: Any, width: int, index: int) -> str:
     return f"{text:<{width}}" if index == 0 else f"{text:>{width}}"
 
 
+def _closed(row: dict[str, Any]) -> str:
+    """A closed-loop row's load cell: its round (when there are several) and its driver."""
+    return f"closed {row['round']}, {driver(row)}" if row.get("round") else f"closed, {driver(row)}"
+
+
 def _ratios(rows: list[dict[str, Any]]) -> list[str]:
-    closed = {row["target"]: row for row in rows if not row["offered_rps"]}
-    base = closed.get("baseline (postgres)")
-    lines = []
-    for name, row in closed.items():
-        if base is None or row is base or not base["rps"]:
+    """Each VerifyGuard closed loop against the baseline of its own round (bench.run
+    `--rounds`: the machine's speed drifts between rounds), and the median over rounds."""
+    rounds: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if not row["offered_rps"]:
+            rounds.setdefault(row.get("round") or 1, {})[row["target"]] = row
+    pairs: dict[str, list[tuple[float, float | None]]] = {}
+    for closed in rounds.values():
+        base = closed.get("baseline (postgres)")
+        if base is None or not base["rps"]:
             continue
+        for name, row in closed.items():
+            if row is not base:
+                p99 = row["p99_ms"] / base["p99_ms"] if row["p99_ms"] and base["p99_ms"] else None
+                pairs.setdefault(name, []).append((row["rps"] / base["rps"], p99))
+    lines = []
+    for name, found in pairs.items():
+        throughput = ", ".join(f"{t:.2f}x" for t, _ in found)
+        p99s = [p for _, p in found if p is not None]
+        p99 = ", ".join(f"{p:.1f}x" for p in p99s) or "n/a"
+        if len(found) > 1:
+            throughput += f" (median {statistics.median(t for t, _ in found):.2f}x)"
+            p99 += f" (median {statistics.median(p99s):.1f}x)" if p99s else ""
         lines.append(
-            f"{name} / baseline: {row['rps'] / base['rps']:.2f}x the throughput, "
-            f"{_ratio(row['p99_ms'], base['p99_ms'])} the p99 (closed loop)"
+            f"{name} / baseline: {throughput} the throughput, {p99} the p99 (closed loop"
+            + (", each round against its own baseline)" if len(found) > 1 else ")")
         )
     return lines
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    return f"{value / base:.1f}x" if value and base else "n/a"

@@ -12,17 +12,18 @@ import base64
 import dataclasses
 import json
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import redis
@@ -39,6 +40,7 @@ CALLBACK_PATH = "/sinch/verification/events"
 SECRET = base64.b64encode(secrets.token_bytes(32)).decode()  # a throwaway app per run
 CONSOLE_TOKEN = secrets.token_urlsafe(24)  # --console signs in with it
 TARGETS = ("baseline", "postgres", "redis", "sqlite")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,36 +290,61 @@ def _expect(line: str, word: str) -> None:
 def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every phase of a VerifyGuard target on a database of its own, created and migrated
     just before it: no phase inherits the verifications and counters of the one before it
-    (the starter's unverified-attempt rules would deny most of a second phase's attempts)."""
+    (the starter's unverified-attempt rules would deny most of a second phase's attempts).
+
+    The closed loops come first, in --rounds rounds of every target, each round in the
+    reverse order of the one before (A B, B A, …): this machine's speed drifts by a third
+    within minutes, so each VerifyGuard closed loop is compared with the baseline of its own
+    round, a few minutes apart at most (render.py `_ratios`). Then each VerifyGuard target's
+    offered rates, and its overload phase from its closed loops' median."""
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp,
         postgres_database(args.postgres, args.database_prefix) as dsn,
     ):
         workdir = Path(tmp)
-        for target in _targets(args, dsn):
-            rates = [(0.0, 0.0)] if not args.no_closed_loop else []
-            rates += [(rate, 0.0) for rate in args.rates or [args.rate]]
+        targets = _targets(args, dsn)
+        closed: dict[str, list[float]] = {}
+        for round_, target in in_rounds(targets, 0 if args.no_closed_loop else args.rounds):
+            for row in _phases(target, workdir, rate=0.0, then=0.0, args=args):
+                row["round"] = round_
+                closed.setdefault(row["target"], []).append(row["rps"])
+                rows.append(row)
+        for target in targets:
             vg = target.factory == VERIFYGUARD_FACTORY
-            if args.no_closed_loop and args.overload_rate and vg and args.overload:
+            rates = [(rate, 0.0) for rate in args.rates or [args.rate]]
+            if vg and args.overload and args.overload_rate:  # the same for every version
                 rates.append((args.overload_rate, round(args.overload_rate / 4)))
-            while rates:
-                rate, then = rates.pop(0)
-                rounds = args.console_rounds if args.console else 0
-                phases = [
-                    _phase(variant, workdir, rate=rate, then=then, args=args, order=order)
-                    for order, variant in enumerate(_variants(target, rounds))
-                ]
-                rows += phases
-                if not rate and vg and args.overload:
-                    # Past capacity: twice what the closed loop answered, offered as Sinch
-                    # does; then half of it (a load it carries), to see it recover.
-                    closed = phases[0]["rps"]
-                    over = round(min(args.max_rps, args.overload_factor * closed))
-                    if args.overload_rate:  # the same load for every version compared
-                        over, closed = round(args.overload_rate), args.overload_rate / 2
-                    rates.append((over, round(closed / 2)))
+            elif vg and args.overload and closed.get(target.name):
+                # Past capacity: twice what the closed loop answered, offered as Sinch
+                # does; then half of it (a load it carries), to see it recover.
+                answered = statistics.median(closed[target.name])
+                over = round(min(args.max_rps, args.overload_factor * answered))
+                rates.append((over, round(answered / 2)))
+            for rate, then in rates:
+                rows += _phases(target, workdir, rate=rate, then=then, args=args)
     return rows
+
+
+def in_rounds(targets: Sequence[T], rounds: int) -> list[tuple[int, T]]:
+    """The closed loops' order: `rounds` rounds (numbered from 1) of every target, each in
+    the reverse order of the one before, so that no target always runs first or last."""
+    return [
+        (round_, target)
+        for round_ in range(1, rounds + 1)
+        for target in (targets if round_ % 2 else targets[::-1])
+    ]
+
+
+def _phases(
+    target: Target, workdir: Path, *, rate: float, then: float, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The phase at `rate` (0: closed loop), or with --console its pairs without and with."""
+    rounds = args.console_rounds if args.console else 0
+    return [
+        _phase(variant, workdir, rate=rate, then=then, args=args, order=order)
+        for order, variant in enumerate(_variants(target, rounds))
+    ]
 
 
 def _phase(
@@ -447,6 +474,13 @@ def main(argv: list[str] | None = None) -> None:
         "one of its own",
     )
     parser.add_argument("--no-closed-loop", action="store_true", help="offered rates only")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="closed-loop rounds of every target (A B, then B A, …): each VerifyGuard closed "
+        "loop is compared with its own round's baseline",
+    )
     parser.add_argument(
         "--database-prefix", default="vg_bench_", help="name prefix of the PostgreSQL database"
     )
