@@ -125,9 +125,11 @@ def _overload(row: dict[str, Any]) -> str:
         text += f"; the server's own timing (from receipt): {_pct(share)} within the deadline"
     after, settled = row.get("after_drop"), row.get("settled")
     if after and settled:
-        fallbacks = sum(windows.get(w, {}).get("fallbacks") or 0 for w in ("drop", "settled"))
+        later = windows.get("settled", {}).get("fallbacks") or 0
+        fallbacks = (windows.get("drop", {}).get("fallbacks") or 0) + later
         text += (
-            f"\n  then {after['offered_rps']:g} req/s: {fallbacks} fallbacks; from 1 s after the "
+            f"\n  then {after['offered_rps']:g} req/s: {fallbacks} fallbacks ({later} after its "
+            f"first second); from 1 s after the "
             f"drop p50 {settled['p50_ms']} p99 {settled['p99_ms']} max {settled['max_ms']} ms, "
             f"{_pct(settled['within_deadline'])} within the deadline; the last answer past it "
             f"was sent {row['recovered_after_s']:g} s after the drop"

@@ -85,3 +85,28 @@ def test_a_single_round_reads_as_before() -> None:
         "verifyguard (sqlite) / baseline: 0.25x the throughput, 1.5x the p99 (closed loop)"
     ]
     assert "closed, wrk" in render(rows)
+
+
+def test_the_recovery_line_says_which_fallbacks_came_after_the_first_second() -> None:
+    row = _closed("verifyguard (postgres)", 1900, 300, None) | {
+        "offered_rps": 4000,
+        "fallbacks": 20000,
+        "max_ms": 390,
+        "within_deadline": 1.0,
+        "connections_opened": 1024,
+        "connection_cap": 1024,
+        "connections_busiest": 1000,
+        "waited_for_connection": 0,
+        "by_window": {
+            "start": {"fallbacks": 20000, "server_answers": 40000, "server_within_deadline": 40000},
+            "drop": {"fallbacks": 290, "server_answers": 1000, "server_within_deadline": 1000},
+            "settled": {"fallbacks": 7, "server_answers": 5000, "server_within_deadline": 5000},
+        },
+        "after_drop": {"offered_rps": 1000},
+        "settled": {"p50_ms": 15, "p99_ms": 40, "max_ms": 60, "within_deadline": 1.0},
+        "recovered_after_s": 0,
+    }
+
+    [line] = [line for line in render([row]).splitlines() if line.startswith("  then")]
+
+    assert line.startswith("  then 1000 req/s: 297 fallbacks (7 after its first second); ")
