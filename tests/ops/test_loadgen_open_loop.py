@@ -10,9 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from bench.loadgen import run
-
-BODY = b'{"action":"allow"}'
-ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
+from tests.support_http import ALLOW_ANSWER, read_request
 
 
 @contextlib.asynccontextmanager
@@ -24,14 +22,8 @@ async def _responder(opened: list[int]) -> AsyncIterator[int]:
         opened.append(1)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.partition(b":")[2])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
-                writer.write(ANSWER)
+                await read_request(reader)
+                writer.write(ALLOW_ANSWER)
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)

@@ -21,6 +21,7 @@ from app.simulator.runner import Runner
 from app.simulator.scenarios import generate
 from app.sinch import samples
 from tests.support import TEST_APP_KEY, TEST_APP_SECRET
+from tests.support_http import ALLOW_ANSWER, read_request
 from tests.support_server import served
 
 
@@ -95,15 +96,8 @@ async def _answers_once_per_connection() -> AsyncIterator[str]:
     (as a server does with a keep-alive connection idle past its timeout)."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        body = b'{"action":"allow"}'
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await read_request(reader)
+        writer.write(ALLOW_ANSWER)
         await writer.drain()
         writer.close()
 
