@@ -66,8 +66,8 @@ class Load:
         self.next = 0
         self.results = Results()
         self.measured_from = 0.0
-        """The open loop's: answers to requests scheduled before it are the warm-up's."""
-        self.warmup = Results()
+        """The open loop's: answers to requests scheduled before it (the warm-up's) are not
+        recorded."""
 
     def take(self) -> bytes:
         request = self.requests[self.next % len(self.requests)]
@@ -75,13 +75,13 @@ class Load:
         return request
 
     def record(self, reply: bytes, latency: float, scheduled: float | None = None) -> None:
-        warm = scheduled is not None and scheduled < self.measured_from
-        results = self.warmup if warm else self.results
+        if scheduled is not None and scheduled < self.measured_from:
+            return
         if reply.startswith(b"200"):
-            results.latencies.append(latency)
-            results.allowed += b'"allow"' in reply
+            self.results.latencies.append(latency)
+            self.results.allowed += b'"allow"' in reply
         else:
-            results.errors += 1
+            self.results.errors += 1
 
 
 async def closed_loop(load: Load, host: str, port: int, connections: int, until: float) -> None:
