@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from bench.loadgen import run
+from bench.run import CALLBACK_PATH, KEY, SECRET
 from tests.support_http import ALLOW_ANSWER, read_request
 
 
@@ -35,9 +36,9 @@ def _args(port: int) -> argparse.Namespace:
     return argparse.Namespace(
         host="127.0.0.1",
         port=port,
-        path="/sinch/verification/events",
-        key="0b0c7a54-bench-4c1e-9d2f-5c7a1e000001",
-        secret="c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=",
+        path=CALLBACK_PATH,
+        key=KEY,
+        secret=SECRET,
         duration=0.5,
         warmup=0.3,
         connections=4,
