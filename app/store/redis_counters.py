@@ -73,12 +73,14 @@ _STORED = {column: _FIELDS[columns[0]] for columns in READS.values() for column 
 #
 # ARGV: prefix, bucket size, ttl, hour (0: minute hashes only), the calls as one string of
 # 8-byte integers (`_encode`), then the strings they name (number k: ARGV[5 + k]): counter
-# keys, fields and field lists. A call is its changes' count, each change as its bucket, key
-# count, keys, delta count and (field, delta) pairs, then its current bucket, read count and
-# reads, each as its key, first bucket and fields joined by "," (the measure's column
-# fields: day hashes read the first, the old layout all). Decoding JSON into tables was a
-# third of the script's cost, and then splitting decimal tokens a third. Returns, per
-# call, its totals joined by ",", and the calls joined by "|".
+# keys, fields and field lists. A call is its changes' count, the policy version it counts
+# under (-1: any), each change as its bucket, key count, keys, delta count and (field,
+# delta) pairs, then its current bucket, read count and reads, each as its key, first
+# bucket and fields joined by "," (the measure's column fields: day hashes read the first,
+# the old layout all). Decoding JSON into tables was a third of the script's cost, and then
+# splitting decimal tokens a third. Returns, per call, its totals joined by "," ("!": the
+# policy is not at its version, nothing counted), and the calls joined by "|". The version
+# is the live policy's as the `policy-version` key holds it (policy_version_key.py).
 _SCRIPT = """
 -- What a run plans and names that depends only on the bucket size and hour (the windows'
 -- fields, the fields' names, the measures' column lists), kept from run to run where the
@@ -115,6 +117,15 @@ local day = 86400
 local fmt = string.format
 local hours_marker, days_marker = prefix .. 'hours-from', prefix .. 'days-from'
 local trusted, days, expiring = nil, nil, {}
+-- The live policy's version (false: not kept), read once a run, where a call checks it.
+local version = nil
+local function live(expected)
+  if expected < 0 then return true end
+  if version == nil then
+    version = tonumber(redis.call('GET', prefix .. 'policy-version')) or false
+  end
+  return expected == version
+end
 local function expire(name, seconds)
   if not expiring[name] then
     if redis.call('TTL', name) < 0 then redis.call('EXPIRE', name, seconds) end
@@ -526,6 +537,7 @@ local results, keys, firsts, columns, names, fs, ds = {}, {}, {}, {}, {}, {}, {}
 while more() do
   local changes = number()
   if changes < 0 then break end -- the padding
+  local counted = live(number())
   for _ = 1, changes do
     local bucket = number()
     local nk = number()
@@ -535,7 +547,7 @@ while more() do
       fs[i] = ARGV[5 + number()]
       ds[i] = number()
     end
-    apply(bucket, names, nk, fs, ds, nd)
+    if counted then apply(bucket, names, nk, fs, ds, nd) end
   end
   local current, n = number(), number()
   for q = 1, n do
@@ -543,7 +555,11 @@ while more() do
     firsts[q] = number()
     columns[q] = columns_of(ARGV[5 + number()])
   end
-  results[#results + 1] = n > 0 and read(current, n, keys, firsts, columns) or ''
+  if not counted then
+    results[#results + 1] = '!'
+  else
+    results[#results + 1] = n > 0 and read(current, n, keys, firsts, columns) or ''
+  end
 end
 flush()
 return table.concat(results, '|')
@@ -553,17 +569,27 @@ end
 HOUR = 3600
 CHUNK = 64  # numbers the script unpacks at a time (its CHUNK)
 BATCH = 256  # calls per script run at most: as many as a PostgreSQL batch (intake/lanes.py)
+ANY_VERSION = -1  # a call that counts whatever the policy's version
+STALE = "!"  # a call's result where the policy was not at its version: nothing counted
 
 
 class RedisCounters:
-    """Counters shared by every worker and host through one Redis primary."""
+    """Counters shared by every worker and host through one Redis primary.
 
-    capabilities = Capabilities()
+    `checks_version`: `observe` counts only if the policy is still at the version given, as
+    the prefix's `policy-version` key holds it (kept by services/policy/published.py)."""
 
     def __init__(
-        self, redis: Redis, *, bucket_seconds: int, retention_seconds: int, prefix: str = "vg:c:"
+        self,
+        redis: Redis,
+        *,
+        bucket_seconds: int,
+        retention_seconds: int,
+        prefix: str = "vg:c:",
+        checks_version: bool = False,
     ) -> None:
         self.redis = redis
+        self.capabilities = Capabilities(checks_policy_version=checks_version)
         self.clock = BucketClock(bucket_seconds)
         self.ttl = retention_seconds + 2 * bucket_seconds
         self.prefix = prefix
@@ -601,18 +627,23 @@ class RedisCounters:
 
     async def apply(self, conn: Any, changes: Changes) -> None:
         if stored := _changes(changes):
-            await self._pipe.call([stored, 0, []])
+            await self._pipe.call([stored, ANY_VERSION, 0, []])
 
     async def observe(
         self, conn: Any, changes: Changes, reads: Reads, *, version: int | None = None
     ) -> Totals | None:
-        assert version is None, "Redis counters cannot check the policy version"
-        return await self._run(_changes(changes), reads)
+        assert version is None or self.capabilities.checks_policy_version
+        checked = ANY_VERSION if version is None else version
+        return await self._run(_changes(changes), reads, checked)
 
     async def read(self, conn: Any, reads: Reads) -> Totals:
-        return await self._run([], reads) if reads.queries else {}
+        if not reads.queries:
+            return {}
+        totals = await self._run([], reads, ANY_VERSION)
+        assert totals is not None  # no version to check
+        return totals
 
-    async def _run(self, changes: list[Any], reads: Reads) -> Totals:
+    async def _run(self, changes: list[Any], reads: Reads, version: int) -> Totals | None:
         queries = reads.queries
         current = self.clock.bucket(reads.now)
         spans = self._spans
@@ -624,7 +655,9 @@ class RedisCounters:
                     reads.now, q.window_seconds
                 )
             wanted.append((q.key, current - span, _READ_FIELDS[q.measure]))
-        raw = await self._pipe.call([changes, current, wanted])
+        raw = await self._pipe.call([changes, version, current, wanted])
+        if raw == STALE:
+            return None
         if not queries:
             return {}
         return dict(zip(queries, map(int, raw.split(",")), strict=True))
@@ -642,8 +675,8 @@ def _encode(counters: RedisCounters, calls: list[list[Any]]) -> list[str | int |
     once, the numbers naming it by its place."""
     names: dict[str, int] = {}
     out: list[int] = []
-    for changes, current, wanted in calls:
-        out.append(len(changes))
+    for changes, version, current, wanted in calls:
+        out += (len(changes), version)
         for bucket, keys, deltas in changes:
             out += (bucket, len(keys))
             out += [names.setdefault(k, len(names) + 1) for k in keys]

@@ -112,7 +112,7 @@ def args(counters: Any, calls: list[list[Any]]) -> list[str | int]:
     list."""
     old = [
         [changes, current, [[k, b, fields.split(",")] for k, b, fields in wanted]]
-        for changes, current, wanted in calls
+        for changes, _version, current, wanted in calls
     ]
     payload = json.dumps(old, separators=(",", ":"))
     return [counters.prefix, counters.clock.size, counters.ttl, counters.hour, payload]

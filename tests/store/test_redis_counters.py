@@ -166,6 +166,40 @@ async def test_a_runs_calls_go_as_8_byte_integers_and_read_back_exactly(
     assert max(len(s) for s in client.streams) > 8 * 64  # a run of several chunks
 
 
+async def test_a_call_counts_only_under_the_policy_version_redis_keeps(
+    redis_url: str,
+) -> None:
+    """Calls in one run, each under the version it was planned for: those at the version
+    the `policy-version` key holds count and read; the others (an older version, or none
+    kept at all) count nothing and come back None; calls that check no version count."""
+    client = CountingRedis.from_url(redis_url)
+    async with redis_counters(client, NOW) as plain:
+        backend = RedisCounters(
+            client,
+            bucket_seconds=60,
+            retention_seconds=86_400,
+            prefix=plain.prefix,
+            checks_version=True,
+        )
+        assert backend.capabilities.checks_policy_version
+        reads = Reads(READS, NOW)
+        attempts = [_attempt(i) for i in range(6)]
+        unkept = await backend.observe(None, attempts[0].counted(), reads, version=7)
+        assert unkept is None
+        await client.set(f"{plain.prefix}policy-version", 7)
+        client.runs = 0
+        seen = await asyncio.gather(
+            *(
+                backend.observe(None, a.counted(), reads, version=v)
+                for a, v in zip(attempts, [7, 6, 7, None, 8, 7], strict=True)
+            )
+        )
+        assert client.runs <= 2, "the calls did not share runs"
+        assert [t is None for t in seen] == [False, True, False, False, True, False]
+        assert sorted(t[READS[0]] for t in seen if t) == [1, 2, 3, 4]
+        assert (await backend.read(None, reads))[READS[0]] == 4
+
+
 STARTER_READS = [  # the windows the starter policy reads for one attempt (app/rules/starter.py)
     ("country", 86_400, "attempts"),
     ("range", 3600, "attempts"),
