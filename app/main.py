@@ -46,6 +46,7 @@ from app.services.intake.routing import Router
 from app.services.intake.scope import Batched, Decisions, PerRequest, Scope, Transactional
 from app.services.loop_lag import LoopLag
 from app.services.policy.cache import PolicyCache
+from app.services.policy.published import PublishedVersion
 from app.services.policy.starter import install_starter_policy
 from app.services.resilience import Outage
 from app.services.resilience.entries import entry_key
@@ -64,6 +65,7 @@ from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
 from app.store.pg_outcomes import Write, Written, write_outcomes
 from app.store.policy import policy_version
+from app.store.policy_version_key import PolicyVersionKey
 from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
@@ -82,16 +84,26 @@ def sinch_apps(settings: Settings) -> dict[str, bytes]:
     return apps
 
 
-def counter_backend(settings: Settings) -> CounterBackend:
-    """Redis when configured (shared by every worker and host), else the SQL database."""
+def counter_backend(settings: Settings, *, checks_version: bool = False) -> CounterBackend:
+    """Redis when configured (shared by every worker and host), else the SQL database.
+    `checks_version`: Redis's counting script checks the policy's version (its key kept by
+    `PublishedVersion`)."""
     if settings.redis_url:
         return RedisCounters(
             Redis.from_url(settings.redis_url),
             bucket_seconds=settings.counter_bucket_seconds,
             retention_seconds=settings.counter_retention_seconds,
-            prefix=f"{settings.redis_prefix}c:",
+            prefix=settings.counter_prefix,
+            checks_version=checks_version,
         )
     return SqlCounters(settings.counter_bucket_seconds)
+
+
+def published_version(engine: AsyncEngine, backend: CounterBackend) -> PublishedVersion | None:
+    """Where Redis's counting script checks the policy's version: what keeps its key."""
+    if not (isinstance(backend, RedisCounters) and backend.capabilities.checks_policy_version):
+        return None
+    return PublishedVersion(engine, PolicyVersionKey(backend.redis, prefix=backend.prefix))
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -104,14 +116,17 @@ def build_runtime(settings: Settings) -> Runtime:
     admission = Admission(lanes=lanes, whole=batched, lag=lag, target=target)
     counting = admission.timed(counting_scope(engine, held))
     policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
-    aggregator = Aggregator(counter_backend(settings))
+    # With the decisions in PostgreSQL, counters in Redis check the policy's version there
+    # (intake/redis_batches.py); on SQLite each request reads it in its transaction.
+    aggregator = Aggregator(counter_backend(settings, checks_version=held is not None))
+    published = published_version(engine, aggregator.backend)
     reporter = Reporter(metrics=Metrics())
     # Read when scraped: nothing on the request path.
     reporter.metrics.admission_shed_share.set_function(lambda: admission.shedding)
     reporter.metrics.event_loop_lag.set_function(lambda: lag.floor)
     baselines = BaselineCache()
     shared = _Shared(
-        settings, engine, counting, admission, policies, aggregator, reporter, baselines
+        settings, engine, counting, admission, policies, aggregator, reporter, baselines, published
     )
     group = _group_commit(shared)
     outcomes = Outcomes(
@@ -148,6 +163,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         baselines=baselines,
         backtests=_backtests(settings, engine),
+        published=published,
     )
 
 
@@ -173,6 +189,7 @@ class _Shared:
     aggregator: Aggregator
     reporter: Reporter
     baselines: BaselineCache
+    published: PublishedVersion | None
 
 
 def _engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine | None, HeldConnections | None]:
@@ -264,8 +281,8 @@ def _decisions(
     def on_stored(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)
 
-    if shared.settings.redis_url:
-        return RedisBatches(held.lend, on_stored=on_stored)
+    if shared.published is not None:
+        return RedisBatches(held.lend, shared.published, on_stored=on_stored)
     clock = shared.aggregator.backend.clock
     return PgBatches(held.lend, clock, on_counted=on_counted, on_stored=on_stored)
 
@@ -353,6 +370,14 @@ def baseline_task(runtime: Runtime) -> asyncio.Task[None]:
     return asyncio.create_task(work, name="verifyguard-baselines")
 
 
+def published_task(runtime: Runtime) -> asyncio.Task[None] | None:
+    """The policy's version in Redis kept to the database's (services/policy/published.py)."""
+    if runtime.published is None:
+        return None
+    work = runtime.published.run_periodically(paused=lambda: runtime.outage.down)
+    return asyncio.create_task(work, name="verifyguard-policy-version")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
@@ -411,7 +436,12 @@ async def _start(runtime: Runtime) -> list[asyncio.Task[None] | None]:
     """The runtime opened; the background jobs, started."""
     await open_runtime(runtime, now=datetime.now(UTC))
     await runtime.alerts.start(paused=lambda: runtime.outage.down)
-    return [retention_task(runtime), rollup_task(runtime), baseline_task(runtime)]
+    return [
+        retention_task(runtime),
+        rollup_task(runtime),
+        baseline_task(runtime),
+        published_task(runtime),
+    ]
 
 
 async def open_runtime(runtime: Runtime, *, now: datetime) -> None:
@@ -424,6 +454,8 @@ async def open_runtime(runtime: Runtime, *, now: datetime) -> None:
     await baseline_refresh.refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
     await runtime.intake.start()
     await runtime.aggregator.start()
+    if runtime.published is not None:
+        await runtime.published.publish()
     if runtime.held is not None:
         await runtime.held.open()
 

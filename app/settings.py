@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @property
+    def counter_prefix(self) -> str:
+        """The Redis counters' keys' prefix (and the policy version's key's)."""
+        return f"{self.redis_prefix}c:"
+
+    @property
     def signed_path(self) -> str:
         """The path Sinch signed; differs from the served path behind a rewriting proxy."""
         return self.callback_signed_path or self.callback_path

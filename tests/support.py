@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.rules.model import Policy
+from app.services.policy.admin import replace_policy
 from app.sinch.signature import callback_headers
 from app.store.base import create_engine
 from app.store.redis_counters import RedisCounters
@@ -60,6 +62,20 @@ async def engine_on_empty(url: str, tables: str) -> AsyncIterator[AsyncEngine]:
         async with engine.begin() as conn:
             await conn.execute(truncate)
         await engine.dispose()
+
+
+async def install_policy(runtime: Any, policy: Policy, *, now: datetime | None = None) -> None:
+    """`policy` made the live one as the admin API makes it: committed, then told to the
+    counters in Redis where they check its version (services/policy/published.py)."""
+    async with runtime.engine.begin() as conn:
+        await replace_policy(conn, policy=policy, now=now or datetime.now(UTC), actor="test")
+    await policy_told(runtime)
+
+
+async def policy_told(runtime: Any) -> None:
+    """After a policy change a test committed itself: what the admin API does next."""
+    if runtime.published is not None:
+        await runtime.published.publish()
 
 
 @asynccontextmanager

@@ -16,10 +16,12 @@ from app.services.backtest.launcher import Backtests
 from app.services.baselines import BaselineCache
 from app.services.intake.dispatch import Intake
 from app.services.policy.cache import PolicyCache
+from app.services.policy.published import PublishedVersion
 from app.services.resilience import Outage
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier
 from app.store.held import HeldConnections
+from app.store.policy import changed_on
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Runtime:
     alerts: AlertJobs
     baselines: BaselineCache
     backtests: Backtests
+    published: PublishedVersion | None = None
+    """Where Redis's counting script checks the policy's version: tells it of changes."""
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -53,9 +57,14 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent."""
-    async with runtime.sessions() as session, session.begin():
-        yield session
+    """One transaction per request: committed before the response is sent; a policy change
+    it made, told to the counters in Redis before that too (services/policy/published.py)."""
+    async with runtime.sessions() as session:
+        async with session.begin():
+            yield session
+            changed = changed_on(await session.connection())
+        if changed and runtime.published is not None:
+            await runtime.published.changed()
 
 
 # scope="function": the transaction ends (commits) when the handler returns, before the

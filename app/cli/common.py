@@ -7,12 +7,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.devapp import load_or_create_dev_app
+from app.services.policy.published import PublishedVersion
 from app.settings import Settings
 from app.simulator.callback import CallbackTarget
 from app.store.base import create_engine
+from app.store.policy import changed_on
+from app.store.policy_version_key import PolicyVersionKey
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -33,13 +37,32 @@ def run_with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
 
 def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction against the configured database."""
+    """Run `work` in one committed transaction against the configured database; a policy
+    change it made, told to the counters in Redis (services/policy/published.py)."""
 
     async def in_transaction(engine: AsyncEngine) -> T:
         async with engine.begin() as conn:
-            return await work(conn)
+            result = await work(conn)
+            changed = changed_on(conn)
+        if changed:
+            await publish_policy(engine, Settings())
+        return result
 
     return run_with_engine(in_transaction)
+
+
+async def publish_policy(engine: AsyncEngine, settings: Settings) -> None:
+    """Where request events are counted in Redis and decided in PostgreSQL, the policy's
+    version kept there raised to the database's (the servers' own check would within a
+    second: this makes the change apply to the next request event)."""
+    if not settings.redis_url or settings.is_sqlite:
+        return
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        key = PolicyVersionKey(redis, prefix=settings.counter_prefix)
+        await PublishedVersion(engine, key).changed()
+    finally:
+        await redis.aclose()
 
 
 def callback_credentials(

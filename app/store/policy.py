@@ -41,14 +41,27 @@ _VERSION = select(state.c.version).where(state.c.id == 1)
 
 
 async def bump_version(conn: AsyncConnection, *, now: datetime, actor: str | None) -> int:
-    """Mark the policy changed; every worker reloads it on its next request."""
+    """Mark the policy changed; every worker reloads it on its next request. The connection
+    is marked too (`changed_on`), for whoever commits it to tell the counters in Redis."""
     stmt = (
         update(state)
         .where(state.c.id == 1)
         .values(version=state.c.version + 1, updated_at=now, updated_by=actor)
         .returning(state.c.version)
     )
-    return int((await conn.execute(stmt)).scalar_one())
+    version = int((await conn.execute(stmt)).scalar_one())
+    conn.info[_CHANGED] = True
+    return version
+
+
+_CHANGED = "verifyguard.policy_changed"
+
+
+def changed_on(conn: AsyncConnection) -> bool:
+    """Whether a policy change was made on `conn` since last asked (the mark is cleared). A
+    mark left by a transaction rolled back reads as a change: telling the counters the
+    committed version again is harmless."""
+    return bool(conn.info.pop(_CHANGED, False))
 
 
 async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:

@@ -16,11 +16,10 @@ from sqlalchemy import select
 from app.rules.model import Policy
 from app.services.baselines import refresh_live
 from app.services.intake.event_facts import event_facts
-from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.sinch.events import VerificationRequestEvent
 from app.store.models import VerificationRow
-from tests.support import SinchSender
+from tests.support import SinchSender, install_policy
 
 ADAPTIVE = {
     "name": "block-unverified",
@@ -130,8 +129,7 @@ async def _install(sender: SinchSender, floor: int = 2) -> None:
     rule: Any = ADAPTIVE | {}
     rule["when"] = {"velocity": ADAPTIVE["when"]["velocity"] | {"limit": LIMIT | {"floor": floor}}}  # type: ignore[index]
     policy = Policy.model_validate({"rules": [rule], "default_action": "allow"})
-    async with _runtime(sender).engine.begin() as conn:
-        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+    await install_policy(_runtime(sender), policy)
 
 
 async def _last_decision(sender: SinchSender) -> str:

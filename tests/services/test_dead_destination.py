@@ -22,7 +22,7 @@ from app.sinch import samples
 from app.sinch.events import REQUEST_EVENT, VerificationRequestEvent
 from app.store.models import VerificationRow
 from app.store.tables import callbacks, verifications
-from tests.support import SinchSender
+from tests.support import SinchSender, policy_told
 
 DEAD = {
     "name": "dead",
@@ -70,6 +70,7 @@ async def _setup(sender: SinchSender, *, history: str | None) -> None:
             row |= {"number": f"{history}99999", "country": _country(history), "action": "deny"}
             row |= {"request_callback_id": callback_id}
             await conn.execute(insert(verifications).values(**row))
+    await policy_told(runtime)
     await refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
 
 

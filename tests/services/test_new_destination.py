@@ -15,11 +15,10 @@ from sqlalchemy import select
 from app.rules.starter import starter_policy
 from app.services.baselines import refresh_live
 from app.services.intake.event_facts import event_facts
-from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.sinch.events import VerificationRequestEvent
 from app.store.models import VerificationRow
-from tests.support import SinchSender
+from tests.support import SinchSender, install_policy
 
 SOLOMON = "+67774"  # Solomon Islands mobiles: +677 74x xxxx
 FIJI = "+67970"  # Fiji mobiles: +679 70x xxxx
@@ -32,8 +31,7 @@ def _runtime(sender: SinchSender) -> Any:
 async def _starter(sender: SinchSender) -> None:
     runtime = _runtime(sender)
     now = datetime.now(UTC)
-    async with runtime.engine.begin() as conn:
-        await replace_policy(conn, policy=starter_policy(), now=now, actor="test")
+    await install_policy(runtime, starter_policy(), now=now)
     await refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
 
 

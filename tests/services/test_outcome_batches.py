@@ -19,12 +19,11 @@ from sqlalchemy import func, select
 
 from app.rules.model import Policy
 from app.services.intake.batching import Batcher
-from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.models import CallbackRow, VerificationRow
 from app.store.pg_outcomes import DeliveryWrite, ResultWrite, Write, Written, write_outcomes
 from app.store.rows import CallbackClaim, DeliveryRow, ResultRow
-from tests.support import SinchSender
+from tests.support import SinchSender, install_policy
 
 CONVERSION = {
     "name": "conversion",
@@ -42,8 +41,7 @@ def _runtime(sender: SinchSender) -> Any:
 
 async def _install(sender: SinchSender) -> None:
     policy = Policy.model_validate({"rules": [CONVERSION], "default_action": "allow"})
-    async with _runtime(sender).engine.begin() as conn:
-        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+    await install_policy(_runtime(sender), policy)
 
 
 def _batches(sender: SinchSender) -> list[float]:

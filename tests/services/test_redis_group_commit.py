@@ -1,7 +1,6 @@
 """Group commit on PostgreSQL with the counters in Redis (intake/redis_batches.py).
 
-Request events that arrive together share a read of the policy version and one storing
-statement with one commit; each is counted by an atomic Redis script run, so concurrent
+Request events that arrive together share one storing statement with one commit; each is counted by an atomic Redis script run, so concurrent
 bursts at one key are still cut at exactly the limit, and each is settled in Redis once
 its decision is stored (an allowed one's answer without waiting for that).
 """
@@ -26,12 +25,11 @@ from app.main import create_app
 from app.rules.model import Policy
 from app.services.aggregates import Counted
 from app.services.intake.redis_batches import RedisBatches
-from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.counter_model import Attempt, Reads, WindowQuery
 from app.store.models import CounterRow, VerificationRow
 from tests.conftest import _truncate, make_settings
-from tests.support import SinchSender
+from tests.support import SinchSender, install_policy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -79,10 +77,10 @@ def _sample(sender: SinchSender, name: str) -> float:
 
 
 async def _install(sender: SinchSender, *rules: dict[str, Any], default: str = "allow") -> None:
-    """The policy, changed: the next request reads the new version and reloads it."""
+    """The policy, changed as the admin API changes it (its version told to Redis once
+    committed): the next request finds the new version there and reloads it."""
     policy = Policy.model_validate({"rules": list(rules), "default_action": default})
-    async with _runtime(sender).engine.begin() as conn:
-        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+    await install_policy(_runtime(sender), policy)
 
 
 def _number() -> str:
@@ -251,22 +249,45 @@ async def test_a_redelivery_in_the_same_batch_is_answered_as_a_duplicate(
     assert Counter(await _post_all(guard, later)) == Counter(allow=4, deny=1)
 
 
-async def test_a_lone_request_is_read_and_stored_alone(guard: SinchSender) -> None:
-    """No collection window: its version read and its store batch hold it alone."""
+async def test_a_lone_request_is_counted_and_stored_alone(guard: SinchSender) -> None:
+    """No collection window: its script run and its store batch hold it alone, and nothing
+    reads the policy's version from PostgreSQL (Redis holds it)."""
     await _install(guard, NUMBER_LIMIT)
     assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
     batches = _batches(guard)
     sizes: list[int] = []
-    batches.versions.on_batch = batches.stores.on_batch = sizes.append
+    batches.stores.on_batch = sizes.append
+    runtime = _runtime(guard)
+    calls: list[int] = []
+    pipe = runtime.aggregator.backend._pipe
+    send = pipe._send
+
+    async def spy(runs: list[Any]) -> list[str]:
+        calls.append(len(runs))
+        return cast(list[str], await send(runs))
+
+    pipe._send = spy
+    lent: list[int] = []
+    lend = batches.lend
+
+    def counted_lend() -> Any:
+        lent.append(1)
+        return lend()
+
+    batches.lend = counted_lend
     assert await _post_all(guard, [samples.request_event(number=_number())]) == ["allow"]
-    assert sizes == [1, 1]
+    assert sizes == [1]
+    assert calls == [1]
+    assert lent == [], "a connection was lent beside the store batch's"
 
 
-async def test_a_decision_late_before_its_version_read_counts_nothing(
+async def test_a_count_waits_for_no_connection(
     postgres_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """Answered with the fallback while its batch waited for a connection: once one is
-    free, it neither counts in Redis nor stores (the spooled fallback is what is stored)."""
+    """With every connection taken, request events are still counted in Redis at once, under
+    the policy's version kept there (no version read waits for a connection), and answered
+    with the fallback when the deadline passes; as any decision late after its count
+    (resilience/outage.py), their attempts stay counted."""
     await _truncate(postgres_database)
     settings = make_settings(
         postgres_database,
@@ -285,20 +306,24 @@ async def test_a_decision_late_before_its_version_read_counts_nothing(
             runtime = app.state.runtime
             number = _number()
             assert await _post_all(sender, [samples.request_event(number=number)]) == ["allow"]
-            observed: list[str] = []
+            observed: list[int | None] = []
             observe = runtime.aggregator.backend.observe
 
             async def spy(conn: Any, changes: Any, reads: Any, **options: Any) -> Any:
-                observed.append("counted")
-                return await observe(conn, changes, reads, **options)
+                totals = await observe(conn, changes, reads, **options)
+                observed.append(None if totals is None else options.get("version"))
+                return totals
 
             runtime.aggregator.backend.observe = spy
+            version = runtime.policies.loaded.version
             events = [samples.request_event(number=number) for _ in range(5)]
             async with runtime.counting(), runtime.counting():  # every connection taken
                 answers = await _post_all(sender, events)
+                assert observed == [version] * 5, "a count waited for a connection"
             await runtime.intake.drain()
             assert answers == ["deny"] * 5  # the fallback
-            assert observed == [], "late decisions counted after the connections came back"
-            # Only the first attempt counts: 4 more fit under the limit of 5.
-            later = [samples.request_event(number=number) for _ in range(5)]
-            assert Counter(await _post_all(sender, later)) == Counter(allow=4, deny=1)
+            # 1 + 5 attempts counted: the limit of 5 is reached.
+            later = [samples.request_event(number=number) for _ in range(2)]
+            assert await _post_all(sender, later) == ["deny", "deny"]
+            fresh = samples.request_event(number=_number())
+            assert await _post_all(sender, [fresh]) == ["allow"]  # decided, not the fallback

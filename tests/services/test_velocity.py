@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from app.rules.model import Policy
-from app.services.policy.admin import replace_policy
 from app.sinch import samples
 from app.store.models import CounterRow, VerificationRow
-from tests.support import SinchSender
+from tests.support import SinchSender, install_policy
 
 
 def _policy(*rules: dict[str, Any]) -> Policy:
@@ -57,8 +55,7 @@ CONVERSION = {
 
 async def _install(sender: SinchSender, policy: Policy) -> None:
     runtime = sender.client.app.state.runtime  # type: ignore[attr-defined]
-    async with runtime.engine.begin() as conn:
-        await replace_policy(conn, policy=policy, now=datetime.now(UTC), actor="test")
+    await install_policy(runtime, policy)
 
 
 def _number() -> str:

@@ -4,11 +4,11 @@ The attempt is counted and its windows read first (aggregates.py), then the inbo
 the verification row, its shadow matches and the attempt's settle are stored, durably
 before the answer leaves. How those reach the database is the lane's (lanes.py): on
 PostgreSQL in batches shared with the request events that arrive together (one counting and
-one storing statement per batch; with Redis counters, one version read, the Redis script
-runs and one storing statement: redis_batches.py), on SQLite in one transaction shared
-likewise, on SQLite with Redis counters on a connection of its own. A redelivery's count
-is taken back. The deadline, late decisions and answering without the database:
-resilience/outage.py tells it whole.
+one storing statement per batch; with Redis counters, the Redis script runs, which check
+the policy's version there, and one storing statement: redis_batches.py), on SQLite in one
+transaction shared likewise, on SQLite with Redis counters on a connection of its own. A
+redelivery's count is taken back. The deadline, late decisions and answering without the
+database: resilience/outage.py tells it whole.
 """
 
 from __future__ import annotations

@@ -1,22 +1,24 @@
 """Group commit on PostgreSQL with the counters in Redis.
 
-Request events that arrive together share one read of the live policy version, are
-counted through the Redis backend (whose script runs already carry the calls of concurrent
-callers together, each atomic: a burst is still cut at exactly its limit), and share one
-storing statement with one commit (lanes.store_batches). A denied attempt's settle (or a
-redelivery's forgetting) goes to Redis after its store batch committed, and its answer
-waits for it; an allowed one's writes nothing (its hold is its allowed count already:
-counter_model) and is not made at all.
+Request events that arrive together are counted through the Redis backend (whose script
+runs carry the calls of concurrent callers together, each atomic: a burst is still cut at
+exactly its limit), and share one storing statement with one commit (lanes.store_batches).
+A denied attempt's settle (or a redelivery's forgetting) goes to Redis after its store
+batch committed, and its answer waits for it; an allowed one's writes nothing (its hold is
+its allowed count already: counter_model) and is not made at all.
 
-The version is read by a batch that starts after the request arrived (a `Batcher`: while
-one read is in flight the next gathers), so a policy changed before a request arrived is
-the one it is decided under, as when each request read the version itself.
+Each is counted under the policy compiled last only if Redis holds that policy's version,
+checked by the counting script itself (services/policy/published.py keeps the key: raised
+by every change before it is answered), so a policy changed before a request arrived is
+the one it is decided under, with no read of the version from PostgreSQL. A request that
+finds the key missing or at another version reads the version on a connection of its own,
+raises the key to it, and is counted under that version's policy (reloaded if need be).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -24,15 +26,13 @@ from app.rules.facts import Facts
 from app.services.aggregates import Aggregator, Counted, Counting
 from app.services.intake.batching import Batcher
 from app.services.intake.lanes import (
-    BATCH,
     Lane,
     Late,
     StoreBatched,
-    not_outage,
-    observe_batched,
     store_batches,
 )
 from app.services.policy.cache import PolicyCache
+from app.services.policy.published import PublishedVersion
 from app.store.counter_model import Changes, Reads, Totals
 from app.store.pg_batch_store import StoreItem
 from app.store.policy import policy_version
@@ -47,14 +47,11 @@ class RedisBatches(StoreBatched):
 
     lend: Counting
     """A held connection for a batch (or a decision's rare extra work)."""
+    published: PublishedVersion
     on_stored: Callable[[int, float], None] | None = None
-    versions: Batcher[None, int] = field(init=False)
     stores: Batcher[StoreItem, int | None] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.versions = Batcher(
-            self._read_version, limit=BATCH, name="verifyguard-versions", split=not_outage
-        )
         self.stores = store_batches(self.lend, on_stored=self.on_stored)
 
     async def decide(self, work: Callable[[Lane, int | None], Awaitable[T]]) -> T:
@@ -68,25 +65,21 @@ class RedisBatches(StoreBatched):
         version: int | None,
         late: asyncio.Event,
     ) -> Counted:
-        live = await self.versions.submit(None)
-        if late.is_set():
-            raise Late("the deadline passed before the policy version was read")
-
         async def count(changes: Changes, reads: Reads, cached: int) -> Totals | None:
-            if cached != live:
-                return None
-            return await aggregator.backend.observe(None, changes, reads)
+            return await aggregator.backend.observe(None, changes, reads, version=cached)
 
-        return await observe_batched(aggregator, count, policies, facts, self.lend)
+        counted = await aggregator.observe_through(count, policies, facts)
+        if counted is not None:
+            return counted
+        async with self.lend() as conn:
+            live = await policy_version(conn)
+            if late.is_set():
+                raise Late("the deadline passed before the policy version was read")
+            await self.published.raise_to(live)
+            return await aggregator.observe_live(conn, policies, facts, version=live)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:
         await counted.finish(None, allowed=allowed, duplicate=duplicate)
 
     async def close(self) -> None:
-        await self.versions.close()
         await self.stores.close()
-
-    async def _read_version(self, waiting: Sequence[None]) -> list[int]:
-        async with self.lend() as conn:
-            version = await policy_version(conn)
-        return [version] * len(waiting)
