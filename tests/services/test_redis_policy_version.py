@@ -25,9 +25,11 @@ from app.main import create_app
 from app.rules.model import Policy
 from app.services.policy import published
 from app.services.policy.admin import replace_policy
+from app.services.policy.published import PublishedVersion
 from app.services.tokens import issue_token
 from app.sinch import samples
 from app.store import policy as policy_store
+from app.store.policy_version_key import PolicyVersionKey
 from tests.conftest import _truncate, make_settings
 from tests.support import SinchSender
 
@@ -217,3 +219,23 @@ def test_the_cli_tells_redis_of_its_change(
 
     version = run_in_transaction(bump)
     assert asyncio.run(kept()) == str(version).encode()
+
+
+async def test_a_change_is_made_though_redis_cannot_be_told(deployment: Deployment) -> None:
+    """Redis away as the change commits: the change is answered as made (logged, no 5xx), and
+    a worker's reconcile raises the key once Redis answers again."""
+    a, b = deployment.workers
+    assert (await a.put_policy(ALLOW_ALL, deployment.admin)).status_code == 200
+    assert await b.action() == "allow"
+    told = a.runtime.published
+    away = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    a.runtime.published = PublishedVersion(told.engine, PolicyVersionKey(away, prefix="x:"))
+    try:
+        response = await a.put_policy(BLOCK_SE, deployment.admin)
+    finally:
+        a.runtime.published = told
+        await away.aclose()
+    assert response.status_code == 200, response.text
+    assert await deployment.kept() == await deployment.version() - 1
+    await b.runtime.published.reconcile()
+    assert [await a.action(), await b.action()] == ["deny", "deny"]
