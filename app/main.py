@@ -282,7 +282,8 @@ def _decisions(
         metrics.batch_size.observe(size)
 
     if shared.published is not None:
-        return RedisBatches(held.lend, shared.published, on_stored=on_stored)
+        missed = metrics.version_misses.inc
+        return RedisBatches(held.lend, shared.published, on_stored=on_stored, on_missed=missed)
     clock = shared.aggregator.backend.clock
     return PgBatches(held.lend, clock, on_counted=on_counted, on_stored=on_stored)
 

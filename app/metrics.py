@@ -76,6 +76,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
+        self.version_misses = Counter(
+            "verifyguard_policy_version_misses",
+            "Request events whose count in Redis found the policy's version there other than "
+            "the compiled one's, or none: each read the version from the database instead.",
+            registry=registry,
+        )
         self._outage_metrics(registry)
         self._spool_metrics(registry)
         self.retention_rows = Counter(

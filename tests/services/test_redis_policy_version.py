@@ -63,6 +63,11 @@ class Worker:
     async def put_policy(self, policy: dict[str, Any], admin: dict[str, str]) -> Response:
         return await self.sender.client.put("/admin/policy", json=policy, headers=admin)
 
+    def misses(self) -> float:
+        """Request events counted on the slow path (verifyguard_policy_version_misses)."""
+        registry = self.runtime.metrics.registry
+        return float(registry.get_sample_value("verifyguard_policy_version_misses_total"))
+
 
 @dataclass
 class Deployment:
@@ -135,9 +140,13 @@ async def test_a_change_through_the_api_applies_on_every_worker_at_once(
     response = await a.put_policy(BLOCK_SE, deployment.admin)
     assert response.status_code == 200, response.text
     assert await deployment.kept() == await deployment.version()
+    misses = b.misses()
     # b compiled the old policy and has not read the version since: Redis tells it.
     assert [await b.action(), await a.action()] == ["deny", "deny"]
     assert b.runtime.policies.loaded.version == await deployment.version()
+    assert b.misses() == misses + 1  # then the fast path again
+    assert await b.action() == "deny"
+    assert b.misses() == misses + 1
 
 
 async def test_a_change_in_sql_applies_after_the_reconcile(deployment: Deployment) -> None:
@@ -170,8 +179,10 @@ async def test_a_key_ahead_of_the_database_is_lowered(deployment: Deployment) ->
     assert (await a.put_policy(BLOCK_SE, deployment.admin)).status_code == 200
     version = await deployment.version()
     await deployment.redis.set(deployment.key, version + 5)
-    assert [await a.action(), await b.action()] == ["deny", "deny"]
+    misses = b.misses()
+    assert [await a.action(), await b.action(), await b.action()] == ["deny"] * 3
     assert await deployment.kept() == version + 5
+    assert b.misses() == misses + 2  # every request, until the reconcile
     await a.runtime.published.reconcile()
     assert await deployment.kept() == version
     calls: list[int] = []

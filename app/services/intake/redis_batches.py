@@ -49,6 +49,8 @@ class RedisBatches(StoreBatched):
     """A held connection for a batch (or a decision's rare extra work)."""
     published: PublishedVersion
     on_stored: Callable[[int, float], None] | None = None
+    on_missed: Callable[[], None] | None = None
+    """Called for each request event counted on the slow path (the version read)."""
     stores: Batcher[StoreItem, int | None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ class RedisBatches(StoreBatched):
         counted = await aggregator.observe_through(count, policies, facts)
         if counted is not None:
             return counted
+        if self.on_missed is not None:
+            self.on_missed()
         async with self.lend() as conn:
             live = await policy_version(conn)
             if late.is_set():
