@@ -79,7 +79,7 @@ class RedisBatches(StoreBatched):
             live = await policy_version(conn)
             if late.is_set():
                 raise Late("the deadline passed before the policy version was read")
-            await self.published.raise_to(live)
+            await self.published.key.raise_to(live)
             return await aggregator.observe_live(conn, policies, facts, version=live)
 
     async def finish(self, counted: Counted, *, allowed: bool, duplicate: bool) -> None:

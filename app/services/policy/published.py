@@ -58,10 +58,6 @@ class PublishedVersion:
         except Exception:
             log.warning("policy.version_publish_failed", exc_info=True)
 
-    async def raise_to(self, version: int) -> None:
-        """`version`, read from the database just now, kept unless a newer one is."""
-        await self.key.raise_to(version)
-
     async def reconcile(self) -> None:
         """The key made the database's version (see the module docstring)."""
         async with self.engine.connect() as conn:
