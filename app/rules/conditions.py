@@ -7,6 +7,7 @@ A condition is a JSON object told apart by its one key: `all`, `any`, `not`, `fi
 from __future__ import annotations
 
 import re
+import threading
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     Tag,
     ValidationInfo,
     field_validator,
@@ -45,13 +47,28 @@ class Frozen(BaseModel):
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        """U+0000 in text is refused: PostgreSQL cannot store it (nor would anyone mean it)."""
+    def _no_nul(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """U+0000 in text is refused: PostgreSQL cannot store it (nor would anyone mean it).
+
+        The outermost model walks everything it was given, once; the models nested in it are
+        validated from parts of that, so they do not walk their parts again (a policy with
+        long lists walked each entry three times: the policy, its list, the entry)."""
+        if getattr(_walking, "active", False):
+            return handler(data)
         if _has_nul(data):
             raise ValueError("text must not contain the NUL character (U+0000)")
-        return data
+        _walking.active = True
+        try:
+            return handler(data)
+        finally:
+            _walking.active = False
+
+
+# Set while a model validates what its walk covered (per thread: validation runs on the
+# event loop's thread and, on SQLite, on the writer's).
+_walking = threading.local()
 
 
 def _has_nul(value: Any) -> bool:

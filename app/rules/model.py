@@ -64,6 +64,7 @@ Mode = Literal["enforce", "shadow", "off"]
 CodeType = Literal["Numeric", "Alpha", "Alphanumeric"]
 E164 = r"^\+[1-9]\d{1,14}$"
 _PREFIX = re.compile(r"^\+?[0-9]{1,15}$")
+_COMPACT = re.compile(r"\+[0-9]{1,15}")  # a value as `_value` leaves it
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 
 
@@ -131,6 +132,8 @@ class ListEntry(Frozen):
     @field_validator("value")
     @classmethod
     def _value(cls, value: str) -> str:
+        if _COMPACT.fullmatch(value):  # as stored: lists are loaded with every policy change
+            return value
         compact = re.sub(r"[\s().-]", "", value)
         if not _PREFIX.match(compact):
             raise ValueError(f"list entry {value!r} is not a number or a digit prefix")

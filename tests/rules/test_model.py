@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.rules.durations import format_duration, parse_duration
-from app.rules.model import NamedList, Policy, Rule
+from app.rules.model import ListEntry, NamedList, Policy, Rule
 from app.rules.starter import starter_policy
 
 BASE: dict[str, Any] = {"name": "r", "action": "deny", "reason": "some_reason"}
@@ -180,6 +180,38 @@ def test_naive_list_expiry_is_taken_as_utc() -> None:
         }
     )
     assert named.entries[0].expires_at == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_list_values_are_compacted_and_stored_ones_kept() -> None:
+    entries = [{"value": "46 (70) 123-45"}, {"value": "+4670"}, {"value": "4470"}]
+    named = NamedList.model_validate({"name": "l", "kind": "prefix", "entries": entries})
+    assert [entry.value for entry in named.entries] == ["+467012345", "+4670", "+4470"]
+    with pytest.raises(ValidationError, match="not a number or a digit prefix"):
+        NamedList.model_validate({"name": "l", "kind": "prefix", "entries": [{"value": "+1x"}]})
+
+
+def _with_nul_in(where: str) -> dict[str, Any]:
+    entry = {"value": "+46701234567", "note": "a\u0000b" if where == "entry" else ""}
+    listed = {"name": "blocklist" if where != "list" else "block\u0000", "kind": "number"}
+    return {"lists": [listed | {"entries": [entry]}], "rules": []}
+
+
+@pytest.mark.parametrize("where", ["entry", "list"])
+def test_nul_is_refused_at_any_depth(where: str) -> None:
+    """The outermost model walks the whole document once (conditions.Frozen); what is nested
+    is not walked again, and still nothing with a NUL gets through."""
+    document = _with_nul_in(where)
+    with pytest.raises(ValidationError, match="NUL character"):
+        Policy.model_validate(document)
+    with pytest.raises(ValidationError, match="NUL character"):
+        NamedList.model_validate(document["lists"][0])
+    # Each model checks for itself when it is the outermost one; a walk that failed or
+    # finished leaves none of them unchecked.
+    with pytest.raises(ValidationError, match="NUL character"):
+        ListEntry.model_validate({"value": "+46701234567", "note": "\u0000"})
+    assert Policy.model_validate({"lists": [{"name": "l", "kind": "number"}]}).lists[0].name == "l"
+    with pytest.raises(ValidationError, match="NUL character"):
+        ListEntry(value="+46701234567", note="x\u0000")
 
 
 def test_values_are_normalised() -> None:
