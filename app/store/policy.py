@@ -68,11 +68,12 @@ async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:
     """Everything needed to build the Policy model: version, default, rules, lists."""
     version_row = (await conn.execute(select(state).where(state.c.id == 1))).mappings().one()
     list_rows = (await conn.execute(select(lists).order_by(lists.c.name))).mappings().all()
-    entry_rows = (await conn.execute(select(entries).order_by(entries.c.id))).mappings().all()
+    used = (entries.c.list_id, entries.c.value, entries.c.note, entries.c.expires_at)
+    entry_rows = (await conn.execute(select(*used).order_by(entries.c.id))).all()
     by_list: dict[int, list[PolicyEntry]] = {row["id"]: [] for row in list_rows}
-    for entry in entry_rows:
-        by_list.setdefault(entry["list_id"], []).append(
-            PolicyEntry(value=entry["value"], note=entry["note"], expires_at=entry["expires_at"])
+    for list_id, value, note, expires_at in entry_rows:  # tuples: lists run to many thousands
+        by_list.setdefault(list_id, []).append(
+            PolicyEntry(value=value, note=note, expires_at=expires_at)
         )
     return LoadedPolicy(
         version=int(version_row["version"]),

@@ -8,7 +8,7 @@ active containments ride along on the compiled policy (`contain`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,7 @@ from app.rules.containment import NONE, Containments
 from app.rules.engine import CompiledPolicy, compile_policy
 from app.rules.model import Action, Policy
 from app.store import policy as policy_store
+from app.store.policy_rows import PolicyList
 
 
 class PolicyCache:
@@ -64,9 +65,21 @@ async def live_policy(
     return Policy.model_validate(
         {
             "rules": [rule.loaded() for rule in loaded.rules],
-            "lists": [asdict(named) for named in loaded.lists],
+            "lists": [_list_document(named) for named in loaded.lists],
             "default_action": loaded.default_action or default_action,
             "timezone": timezone,
             **(loaded.alerting or {}),
         }
     )
+
+
+def _list_document(named: PolicyList) -> dict[str, Any]:
+    """`asdict(named)` without its deep copy of each entry (~0.3 s for 40,000)."""
+    return {
+        "name": named.name,
+        "kind": named.kind,
+        "description": named.description,
+        "entries": [
+            {"value": e.value, "note": e.note, "expires_at": e.expires_at} for e in named.entries
+        ],
+    }
