@@ -115,12 +115,16 @@ def build_runtime(settings: Settings) -> Runtime:
     lag = LoopLag()
     admission = Admission(lanes=lanes, whole=batched, lag=lag, target=target)
     counting = admission.timed(counting_scope(engine, held))
-    policies = PolicyCache(default_action=settings.default_action, timezone=settings.timezone)
+    reporter = Reporter(metrics=Metrics())
+    policies = PolicyCache(
+        default_action=settings.default_action,
+        timezone=settings.timezone,
+        on_loaded=reporter.metrics.policy_loads.inc,
+    )
     # With the decisions in PostgreSQL, counters in Redis check the policy's version there
     # (intake/redis_batches.py); on SQLite each request reads it in its transaction.
     aggregator = Aggregator(counter_backend(settings, checks_version=held is not None))
     published = published_version(engine, aggregator.backend)
-    reporter = Reporter(metrics=Metrics())
     # Read when scraped: nothing on the request path.
     reporter.metrics.admission_shed_share.set_function(lambda: admission.shedding)
     reporter.metrics.event_loop_lag.set_function(lambda: lag.floor)

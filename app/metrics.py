@@ -82,6 +82,12 @@ class Metrics:
             "the compiled one's, or none: each read the version from the database instead.",
             registry=registry,
         )
+        self.policy_loads = Counter(
+            "verifyguard_policy_loads",
+            "Policies loaded from the database and compiled: one per policy change and process, "
+            "shared by the requests in flight when it changed.",
+            registry=registry,
+        )
         self._outage_metrics(registry)
         self._spool_metrics(registry)
         self.retention_rows = Counter(

@@ -65,7 +65,7 @@ class AlertJobs:
         self._led = False  # took the lease at least once: hand it back on stop
         self._paused: Callable[[], bool] = lambda: False
         # Evaluation and delivery read the policy through it: loaded once per version.
-        self._live = LivePolicy(default_action=settings.default_action)
+        self._live = LivePolicy(default_action=settings.default_action, policies=policies)
 
     @property
     def _ttl(self) -> timedelta:

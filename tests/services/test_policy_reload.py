@@ -1,0 +1,121 @@
+"""A policy change under load: the request events in flight share one reload
+(services/policy/cache.py), on every store, and each is decided under the new policy.
+
+Before, each request event that found the version moved loaded and compiled the policy on
+its own: with long lists, tens of seconds of the event loop after every edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+
+from app.main import create_app
+from app.rules.model import Policy
+from app.services.alerts.live import LivePolicy
+from app.sinch import samples
+from tests.conftest import _truncate, make_settings
+from tests.support import SinchSender, install_policy
+
+BURST = 48
+BLOCKED = [f"+4670{n:07d}" for n in range(2000)]  # a long-ish list, loaded with the policy
+
+
+def _policy(*, block_sweden: bool) -> Policy:
+    rules: list[dict[str, Any]] = [
+        {
+            "name": "blocklist",
+            "action": "deny",
+            "reason": "blocklisted",
+            "when": {"in_list": "blocklist"},
+        }
+    ]
+    if block_sweden:
+        rules.append(
+            {
+                "name": "sweden-block",
+                "action": "deny",
+                "reason": "country_blocked",
+                "when": {"field": "country", "op": "eq", "value": "SE"},
+            }
+        )
+    entries = [{"value": number} for number in BLOCKED]
+    lists = [{"name": "blocklist", "kind": "number", "entries": entries}]
+    return Policy.model_validate({"rules": rules, "lists": lists, "default_action": "allow"})
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> tuple[str, dict[str, Any]]:
+    """The database's URL and the settings for the store: SQLite, PostgreSQL, or PostgreSQL
+    with the counters in Redis."""
+    if request.param == "sqlite":
+        shutil.copy(sqlite_template, tmp_path / "verifyguard.db")
+        return f"sqlite+aiosqlite:///{tmp_path / 'verifyguard.db'}", {}
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate(url))
+    if request.param == "redis":
+        return url, {"redis_url": request.getfixturevalue("redis_url")}
+    return url, {}
+
+
+@pytest.fixture
+async def guard(store: tuple[str, dict[str, Any]], tmp_path: Path) -> AsyncIterator[SinchSender]:
+    url, overrides = store
+    settings = make_settings(url, tmp_path, decision_deadline_ms=5000, **overrides)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield SinchSender(http, path=settings.callback_path)
+
+
+def _runtime(sender: SinchSender) -> Any:
+    return sender.client.app.state.runtime  # type: ignore[attr-defined]
+
+
+def _loads(sender: SinchSender) -> float:
+    registry = _runtime(sender).metrics.registry
+    return float(registry.get_sample_value("verifyguard_policy_loads_total") or 0.0)
+
+
+async def _burst(sender: SinchSender) -> list[str]:
+    numbers = [f"+4673{random.randint(1_000_000, 9_999_999)}" for _ in range(BURST)]
+    replies = await asyncio.gather(*(sender.post(samples.request_event(number=n)) for n in numbers))
+    assert {reply.status_code for reply in replies} == {200}
+    return [reply.json()["action"] for reply in replies]
+
+
+async def test_a_burst_after_a_change_shares_one_load(guard: SinchSender) -> None:
+    runtime = _runtime(guard)
+    await install_policy(runtime, _policy(block_sweden=False))
+    assert set(await _burst(guard)) == {"allow"}
+    before = _loads(guard)
+
+    await install_policy(runtime, _policy(block_sweden=True), now=datetime.now(UTC))
+    assert set(await _burst(guard)) == {"deny"}  # every one under the new policy
+    assert _loads(guard) - before == 1
+
+    # The alert jobs read the same policy (alerts/live.py): no load of their own.
+    live = LivePolicy(default_action="allow", policies=runtime.policies)
+    async with runtime.engine.connect() as conn:
+        assert await live.read(conn) is runtime.policies.loaded.policy
+    assert _loads(guard) - before == 1
+    blocked = await guard.post(samples.request_event(number=BLOCKED[7]))
+    assert blocked.json()["action"] == "deny"
