@@ -10,7 +10,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Row, RowMapping, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import pg_fastpath
@@ -64,12 +64,16 @@ def changed_on(conn: AsyncConnection) -> bool:
     return bool(conn.info.pop(_CHANGED, False))
 
 
-async def load_policy_rows(conn: AsyncConnection) -> LoadedPolicy:
-    """Everything needed to build the Policy model: version, default, rules, lists."""
+async def load_policy_rows(conn: AsyncConnection, *, with_lists: bool = True) -> LoadedPolicy:
+    """Everything needed to build the Policy model: version, default, rules, lists (none
+    without `with_lists`: the caller reads them itself, services/policy/held_lists.py)."""
     version_row = (await conn.execute(select(state).where(state.c.id == 1))).mappings().one()
-    list_rows = (await conn.execute(select(lists).order_by(lists.c.name))).mappings().all()
-    used = (entries.c.list_id, entries.c.value, entries.c.note, entries.c.expires_at)
-    entry_rows = (await conn.execute(select(*used).order_by(entries.c.id))).all()
+    list_rows: Sequence[RowMapping] = ()
+    entry_rows: Sequence[Row[Any]] = ()
+    if with_lists:
+        list_rows = (await conn.execute(select(lists).order_by(lists.c.name))).mappings().all()
+        used = (entries.c.list_id, entries.c.value, entries.c.note, entries.c.expires_at)
+        entry_rows = (await conn.execute(select(*used).order_by(entries.c.id))).all()
     by_list: dict[int, list[PolicyEntry]] = {row["id"]: [] for row in list_rows}
     for list_id, value, note, expires_at in entry_rows:  # tuples: lists run to many thousands
         by_list.setdefault(list_id, []).append(

@@ -19,12 +19,13 @@ from tests.alerts.receiver import Receiver
 
 @contextmanager
 def entry_reads(client: AsyncClient) -> Iterator[list[str]]:
-    """The statements reading the lists' entries (the whole policy's load) while open."""
+    """The policy's loads while open: each reads the lists' tallies once (and then what
+    entries changed: services/policy/held_lists.py)."""
     engine = runtime_of(client).engine.sync_engine
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "FROM list_entries" in statement:
+        if "FROM list_entries GROUP BY" in statement:
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", before)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.rules.containment import NONE, Containments
 from app.rules.engine import CompiledPolicy, compile_policy
 from app.rules.model import Action, Policy
+from app.services.policy.held_lists import HeldLists
 from app.store import policy as policy_store
 from app.store.policy_rows import PolicyList
 from app.store.thread_connection import ThreadConnection
@@ -42,6 +43,8 @@ class PolicyCache:
         self._compiled: CompiledPolicy | None = None
         self._version = -1
         self._containments = NONE
+        self.lists = HeldLists()
+        """The lists of the last load, reused by the next where they did not change."""
         # Loads under way, by version: None once one failed (its waiters load their own).
         self._loading: dict[int, asyncio.Future[CompiledPolicy | None]] = {}
 
@@ -89,7 +92,7 @@ class PolicyCache:
 
     async def _load(self, conn: AsyncConnection, version: int) -> CompiledPolicy:
         policy = await live_policy(
-            conn, default_action=self._default_action, timezone=self._timezone
+            conn, default_action=self._default_action, timezone=self._timezone, held=self.lists
         )
         compiled = compile_policy(policy, version=version)
         compiled = dataclasses.replace(compiled, containments=self._containments)
@@ -101,14 +104,24 @@ class PolicyCache:
 
 
 async def live_policy(
-    conn: AsyncConnection, *, default_action: Action, timezone: str = "UTC"
+    conn: AsyncConnection,
+    *,
+    default_action: Action,
+    timezone: str = "UTC",
+    held: HeldLists | None = None,
 ) -> Policy:
-    """The stored policy (`default_action` applies when none was ever set)."""
-    loaded = await policy_store.load_policy_rows(conn)
+    """The stored policy (`default_action` applies when none was ever set); its lists
+    through `held` if given, which reuses those of its load before (held_lists.py)."""
+    loaded = await policy_store.load_policy_rows(conn, with_lists=held is None)
+    named: list[Any] = (
+        await held.load(conn)
+        if held is not None
+        else [_list_document(named) for named in loaded.lists]
+    )
     return Policy.model_validate(
         {
             "rules": [rule.loaded() for rule in loaded.rules],
-            "lists": [_list_document(named) for named in loaded.lists],
+            "lists": named,
             "default_action": loaded.default_action or default_action,
             "timezone": timezone,
             **(loaded.alerting or {}),
