@@ -25,14 +25,19 @@ DOCS = "docs/admin.md"
 
 @router.get("", response_class=HTMLResponse)
 async def alerts_page(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, now: NowDep
+    request: Request,
+    user: UserDep,
+    console: ConsoleDep,
+    conn: ConnDep,
+    now: NowDep,
+    runtime: RuntimeDep,
 ) -> Response:
     feature = FEATURES["alerts"]
     if not available(request.app, "alerts"):
         return render(
             request, console, user, "feature.html", page="Alerts", feature=feature, available=False
         )
-    board = await alerts_board.board(conn, default=console.settings.default_action)
+    board = await alerts_board.board(conn, policies=runtime.policies)
     reveal = reading(request, console, user).reveal
     return render(
         request,

@@ -13,7 +13,7 @@ from app.api.admin_deps import ConnDep, NowDep
 from app.api.deps import RuntimeDep
 from app.errors import AppError, Conflict, Unprocessable
 from app.services.backtest import jobs
-from app.services.policy.cache import live_policy
+from app.services.policy.cache import PolicyCache
 from app.services.policy.io import dump_document, load_document
 from app.store.backtests import BacktestRecord
 from app.web.auth import AdminChangeDep, ConsoleDep, User, UserDep
@@ -27,7 +27,12 @@ SINCE = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(d
 
 @router.get("", response_class=HTMLResponse)
 async def backtest_page(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep, now: NowDep
+    request: Request,
+    user: UserDep,
+    console: ConsoleDep,
+    conn: ConnDep,
+    now: NowDep,
+    runtime: RuntimeDep,
 ) -> Response:
     if not available(request.app, "backtest"):
         feature = FEATURES["backtest"]
@@ -40,7 +45,7 @@ async def backtest_page(
             feature=feature,
             available=False,
         )
-    text = await live_yaml(conn, console)
+    text = await live_yaml(conn, runtime.policies)
     return await _page(request, console, user, conn, now, text=text, since="24h")
 
 
@@ -125,13 +130,10 @@ async def cancel(backtest_id: int, user: AdminChangeDep, conn: ConnDep, now: Now
     return back("/backtest", notice=f"Backtest {run.id} asked to stop (by {user.principal.name}).")
 
 
-async def live_yaml(conn: ConnDep, console: Console) -> str:
+async def live_yaml(conn: ConnDep, policies: PolicyCache) -> str:
     """The live policy as YAML, without its lists (a candidate without lists uses the live
-    ones, so the form stays short)."""
-    settings = console.settings
-    live = await live_policy(
-        conn, default_action=settings.default_action, timezone=settings.timezone
-    )
+    ones, so the form stays short); as the request path has it compiled, not loaded again."""
+    live = (await policies.current(conn)).policy
     document = live.model_dump(mode="json", exclude_none=True, exclude={"lists"})
     return dump_document(document, "yaml")
 

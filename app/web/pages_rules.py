@@ -16,7 +16,6 @@ from app.rules.model import Mode
 from app.services.audit.queries import AuditFilter
 from app.services.audit.stats import stats
 from app.services.policy import rules as rules_admin
-from app.services.policy.cache import live_policy
 from app.services.policy.evaluate import evaluate_event
 from app.web import rule_edit
 from app.web.auth import AdminChangeDep, ConsoleDep, User, UserDep
@@ -117,10 +116,7 @@ async def _dry_run(
     if event is None:
         return None, errors
     current = await rules_admin.get_rule(conn, rule_id=rule_id)
-    settings = runtime.settings
-    live = await live_policy(
-        conn, default_action=settings.default_action, timezone=settings.timezone
-    )
+    live = (await runtime.policies.current(conn)).policy  # compiled already: no load
     try:
         candidate = rule_edit.with_rule(live, rule, replacing=current.name)
     except ValidationError as exc:
@@ -133,7 +129,7 @@ async def _dry_run(
         now=now,
         policies=runtime.policies,
         aggregator=runtime.aggregator,
-        settings=settings,
+        settings=runtime.settings,
     )
     return result, []
 

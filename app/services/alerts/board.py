@@ -9,8 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.rules.alerts import Alert
-from app.rules.model import Action
-from app.services.policy.cache import live_policy
+from app.services.policy.cache import PolicyCache
 from app.store import alerts as store
 from app.store.alert_rows import AlertEvent, Containment, Notification
 
@@ -44,8 +43,10 @@ class Summary:
     proposed: int
 
 
-async def board(conn: AsyncConnection, *, default: Action, limit: int = HISTORY) -> Board:
-    policy = await live_policy(conn, default_action=default)
+async def board(conn: AsyncConnection, *, policies: PolicyCache, limit: int = HISTORY) -> Board:
+    """The alerts page's contents; the policy as the request path has it compiled (a load of
+    its own took the event loop for as long as its lists took to read: policy/held_lists.py)."""
+    policy = (await policies.current(conn)).policy
     events = await store.event_rows(conn, alert=None, since=None, limit=limit)
     firing = [f for alert in policy.alerts for f in await _firing(conn, alert, events)]
     return Board(
