@@ -64,6 +64,7 @@ Mode = Literal["enforce", "shadow", "off"]
 CodeType = Literal["Numeric", "Alpha", "Alphanumeric"]
 E164 = r"^\+[1-9]\d{1,14}$"
 _PREFIX = re.compile(r"^\+?[0-9]{1,15}$")
+_E164_LINES = re.compile(r"(?:\+[1-9]\d{1,14}\n)*")
 _COMPACT = re.compile(r"\+[0-9]{1,15}")  # a value as `_value` leaves it
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 
@@ -158,7 +159,12 @@ class NamedList(Frozen):
 
     @model_validator(mode="after")
     def _numbers_are_e164(self) -> NamedList:
-        if self.kind == "number":
+        # One match over every value, one per line (a value holds no whitespace: `_value`):
+        # this runs again whenever a policy is validated with the list in it, and a match
+        # per entry was ~10 ms a list of 20,000.
+        if self.kind == "number" and not _E164_LINES.fullmatch(
+            "".join(entry.value + "\n" for entry in self.entries)
+        ):
             for entry in self.entries:
                 if not re.match(E164, entry.value):
                     raise ValueError(f"list {self.name!r}: {entry.value!r} is not E.164")

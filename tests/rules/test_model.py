@@ -159,11 +159,24 @@ def test_duplicate_list_names() -> None:
     assert "duplicate list name 'l'" in policy_error({"lists": [named, named]})
 
 
+def _among_valid(value: str) -> list[dict[str, str]]:
+    """`value` between two valid numbers: the one named is the one that is not."""
+    return [{"value": "+46701234567"}, {"value": value}, {"value": "+46701234568"}]
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
         ({"timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"lists": [{"name": "l", "kind": "number", "entries": [{"value": "+0701"}]}]}, "E.164"),
+        (
+            {"lists": [{"name": "l", "kind": "number", "entries": _among_valid("+0701")}]},
+            "'+0701' is not E.164",
+        ),
+        (
+            {"lists": [{"name": "l", "kind": "number", "entries": _among_valid("+1")}]},
+            "'+1' is not E.164",
+        ),
         ({"lists": [{"name": "l", "kind": "prefix", "entries": [{"value": "+44a"}]}]}, "prefix"),
     ],
 )
