@@ -99,8 +99,16 @@ class CompiledPolicy:
     containments: Containments = NONE
 
 
-def compile_policy(policy: Policy, *, version: int | str | None = None) -> CompiledPolicy:
-    """Compile once per policy change; rules with mode `off` are left out entirely."""
+def compile_policy(
+    policy: Policy, *, version: int | str | None = None, previous: CompiledPolicy | None = None
+) -> CompiledPolicy:
+    """Compile once per policy change; rules with mode `off` are left out entirely. A list
+    that is the very one `previous` was compiled from keeps its compiled lookup."""
+    kept = (
+        {id(named): previous.lists[named.name] for named in previous.policy.lists}
+        if previous
+        else {}
+    )
     active = sorted(
         (rule for rule in policy.rules if rule.mode != "off"),
         key=lambda rule: (rule.priority, rule.name),
@@ -113,7 +121,7 @@ def compile_policy(policy: Policy, *, version: int | str | None = None) -> Compi
     return CompiledPolicy(
         policy=policy,
         rules=tuple(_compile_rule(rule) for rule in active),
-        lists={named.name: compile_list(named) for named in policy.lists},
+        lists={named.name: kept.get(id(named)) or compile_list(named) for named in policy.lists},
         aggregates=specs,
         counter_keys=frozenset(spec.counter_key for spec in specs),
         zone=ZoneInfo(policy.timezone),

@@ -11,6 +11,7 @@ import pytest
 from app.rules.containment import Block, compile_containments
 from app.rules.engine import Decision, compile_policy, evaluate, replay
 from app.rules.facts import facts_from_json, facts_to_json
+from app.rules.model import ListEntry
 
 from .factories import NOW, SE_MOBILE, decide, make_facts, make_policy, make_rule
 
@@ -97,6 +98,22 @@ def test_prefix_list_trace_names_the_entry() -> None:
     policy = make_policy(make_rule({"in_list": "ranges"}), lists=LISTS)
     text = decide(policy, make_facts()).trace[0].conditions[0].text
     assert text == f"number {SE_MOBILE} in list ranges (entry +4670): true"
+
+
+def test_a_list_compiled_before_is_kept_and_a_changed_one_compiled_again() -> None:
+    policy = make_policy(make_rule({"in_list": "ranges"}), lists=LISTS)
+    first = compile_policy(policy, version=1)
+    grown = [
+        named.model_copy(update={"entries": [*named.entries, ListEntry(value="+4673")]})
+        if named.name == "ranges"
+        else named
+        for named in policy.lists
+    ]
+    second = compile_policy(policy.model_copy(update={"lists": grown}), version=2, previous=first)
+    for name, compiled in second.lists.items():
+        assert (compiled is first.lists[name]) is (name != "ranges")
+    assert evaluate(second, make_facts(endpoint="+46731234567")).rule == "r1"
+    assert evaluate(first, make_facts(endpoint="+46731234567")).rule is None
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,7 @@ class PolicyCache:
         policy = await live_policy(
             conn, default_action=self._default_action, timezone=self._timezone, held=self.lists
         )
-        compiled = compile_policy(policy, version=version)
+        compiled = compile_policy(policy, version=version, previous=self._compiled)
         compiled = dataclasses.replace(compiled, containments=self._containments)
         if version >= self._version:  # a slower reload of an older version stays its own
             self._compiled, self._version = compiled, version
