@@ -79,7 +79,8 @@ class Metrics:
         self.version_misses = Counter(
             "verifyguard_policy_version_misses",
             "Request events whose count in Redis found the policy's version there other than "
-            "the compiled one's, or none: each read the version from the database instead.",
+            "the compiled one's (they share one load of the policy at that version), or none "
+            "(each reads the version from the database).",
             registry=registry,
         )
         self.policy_loads = Counter(

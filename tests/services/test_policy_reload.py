@@ -21,6 +21,7 @@ from httpx import ASGITransport, AsyncClient
 from app.main import create_app
 from app.rules.model import Policy
 from app.services.alerts.live import LivePolicy
+from app.services.intake.redis_batches import RedisBatches
 from app.sinch import samples
 from tests.conftest import _truncate, make_settings
 from tests.support import SinchSender, install_policy
@@ -119,3 +120,25 @@ async def test_a_burst_after_a_change_shares_one_load(guard: SinchSender) -> Non
     assert _loads(guard) - before == 1
     blocked = await guard.post(samples.request_event(number=BLOCKED[7]))
     assert blocked.json()["action"] == "deny"
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_mode_borrows_one_connection_for_a_change(guard: SinchSender) -> None:
+    """With the counters in Redis, the request events that find the version kept there moved
+    load the policy at that version together, on one connection; before, each borrowed one
+    to read the version from PostgreSQL and held it while the load ran."""
+    runtime = _runtime(guard)
+    await install_policy(runtime, _policy(block_sweden=False))
+    assert set(await _burst(guard)) == {"allow"}
+    batches = runtime.intake._decider.scope
+    assert isinstance(batches, RedisBatches)
+    lend, lent = batches.lend, []
+
+    def counted() -> Any:
+        lent.append(1)
+        return lend()
+
+    batches.lend = counted  # the slow path's (the store batches hold their own)
+    await install_policy(runtime, _policy(block_sweden=True))
+    assert set(await _burst(guard)) == {"deny"}
+    assert len(lent) == 1

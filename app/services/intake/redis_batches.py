@@ -11,8 +11,11 @@ Each is counted under the policy compiled last only if Redis holds that policy's
 checked by the counting script itself (services/policy/published.py keeps the key: raised
 by every change before it is answered), so a policy changed before a request arrived is
 the one it is decided under, with no read of the version from PostgreSQL. A request that
-finds the key missing or at another version reads the version on a connection of its own,
-raises the key to it, and is counted under that version's policy (reloaded if need be).
+finds the key at another version is counted under the policy at the version kept: the
+request events that found it moved share one load of it, on one connection (before, each
+borrowed a connection to read the version, and held it while the load ran). One that finds
+no key kept, or the key moved again meanwhile, reads the version on a connection of its
+own, raises the key to it, and is counted under that version's policy.
 """
 
 from __future__ import annotations
@@ -75,7 +78,19 @@ class RedisBatches(StoreBatched):
             return counted
         if self.on_missed is not None:
             self.on_missed()
-        async with self.lend() as conn:
+        kept = await self.published.key.get()
+        cached = policies.loaded
+        if kept is not None and (cached is None or cached.version != kept):
+            # A change moved it: the policy at the version kept (a committed one), loaded
+            # once for every request event that found it moved, on one connection.
+            loaded = await policies.at(kept, self.lend)
+            if late.is_set():
+                raise Late("the deadline passed while the policy was loaded")
+            if loaded is not None:  # None: the database is not at the version kept
+                counted = await aggregator.observe_through(count, policies, facts)
+                if counted is not None:
+                    return counted
+        async with self.lend() as conn:  # none kept, or it moved again: the database's
             live = await policy_version(conn)
             if late.is_set():
                 raise Late("the deadline passed before the policy version was read")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,6 +28,8 @@ from app.services.policy.held_lists import HeldLists
 from app.store import policy as policy_store
 from app.store.policy_rows import PolicyList
 from app.store.thread_connection import ThreadConnection
+
+Lend = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class PolicyCache:
@@ -72,19 +75,43 @@ class PolicyCache:
             return self._compiled
         if isinstance(conn, ThreadConnection):
             return await self._load(conn, version)
+        compiled = await self._once(version, lambda: self._load(conn, version))
+        # None: the load waited for failed (or found the database elsewhere): load on `conn`
+        return compiled if compiled is not None else await self._load(conn, version)
+
+    async def at(self, version: int, lend: Lend) -> CompiledPolicy | None:
+        """The policy at `version`, a version known without reading the database (Redis keeps
+        the committed one: intake/redis_batches.py): the one compiled, or a load of it under
+        way waited for; else loaded on a connection from `lend`, taken for the load alone.
+        None if the database is not at `version` (the key ahead of a restored database, or
+        behind a change made in SQL): the caller reads the version itself."""
+        if self._compiled is not None and version == self._version:
+            return self._compiled
+
+        async def load() -> CompiledPolicy | None:
+            async with lend() as conn:
+                if await policy_store.policy_version(conn) != version:
+                    return None
+                return await self._load(conn, version)
+
+        return await self._once(version, load)
+
+    async def _once(
+        self, version: int, load: Callable[[], Awaitable[CompiledPolicy | None]]
+    ) -> CompiledPolicy | None:
+        """`load` run by the first caller for `version`; those that come while it runs wait
+        for its result (None: it failed, or found the database at another version)."""
         loading = self._loading.get(version)
         if loading is not None:
             # Shielded: a waiter cancelled (shutdown) leaves the load to the others.
             shared = await asyncio.shield(loading)
-            if shared is None:  # the load failed, on its connection: try on this one
-                return await self._load(conn, version)
             fresher = self._compiled if self._version == version else None  # contain()'s
-            return fresher if fresher is not None else shared
+            return fresher if shared is not None and fresher is not None else shared
         loading = asyncio.get_running_loop().create_future()
-        self._loading[version] = loading
+        self._loading[version] = loading  # before the first await: the others find it
         compiled = None
         try:
-            compiled = await self._load(conn, version)
+            compiled = await load()
         finally:
             del self._loading[version]
             loading.set_result(compiled)
