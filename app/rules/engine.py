@@ -25,7 +25,7 @@ from app.rules.containment import NONE, Block, Containments, exempt
 from app.rules.decision import ConditionTrace, Decision, RuleMatch, TraceEntry
 from app.rules.facts import Facts, facts_from_json
 from app.rules.lists import CompiledList, compile_list
-from app.rules.model import Action, AnswerOverrides, Policy, Rule
+from app.rules.model import Action, AnswerOverrides, NamedList, Policy, Rule
 from app.rules.nodes import Env, Node, compile_condition
 from app.rules.render import render
 
@@ -103,9 +103,10 @@ def compile_policy(
     policy: Policy, *, version: int | str | None = None, previous: CompiledPolicy | None = None
 ) -> CompiledPolicy:
     """Compile once per policy change; rules with mode `off` are left out entirely. A list
-    that is the very one `previous` was compiled from keeps its compiled lookup."""
-    kept = (
-        {id(named): previous.lists[named.name] for named in previous.policy.lists}
+    that is the very one `previous` was compiled from keeps its compiled lookup; one that
+    grew from it adds only its new entries to a copy (compile_list)."""
+    before = (
+        {named.name: (named, previous.lists[named.name]) for named in previous.policy.lists}
         if previous
         else {}
     )
@@ -121,7 +122,7 @@ def compile_policy(
     return CompiledPolicy(
         policy=policy,
         rules=tuple(_compile_rule(rule) for rule in active),
-        lists={named.name: kept.get(id(named)) or compile_list(named) for named in policy.lists},
+        lists={named.name: _list(named, before.get(named.name)) for named in policy.lists},
         aggregates=specs,
         counter_keys=frozenset(spec.counter_key for spec in specs),
         zone=ZoneInfo(policy.timezone),
@@ -130,6 +131,12 @@ def compile_policy(
         baselines=baselines,
         histories=frozenset(h for rule in active for h in histories_for(rule.when)),
     )
+
+
+def _list(named: NamedList, before: tuple[NamedList, CompiledList] | None) -> CompiledList:
+    if before is not None and before[0] is named:
+        return before[1]  # the very list compiled before
+    return compile_list(named, grown_from=before)
 
 
 def _compile_rule(rule: Rule) -> CompiledRule:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.rules.model import NamedList
+from app.rules.model import ListEntry, NamedList
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,25 @@ class CompiledList:
         return expires is None or expires > now
 
 
-def compile_list(named: NamedList) -> CompiledList:
-    """Duplicate values keep the longest-lived entry."""
+def compile_list(
+    named: NamedList, *, grown_from: tuple[NamedList, CompiledList] | None = None
+) -> CompiledList:
+    """Duplicate values keep the longest-lived entry. `grown_from`: a list compiled before;
+    if `named` holds its very entries and then more (a list that gained entries), its lookup
+    is copied and only the entries after them are added (the same lookup: which entry lives
+    longest does not depend on their order)."""
     entries: dict[str, datetime | None] = {}
-    for entry in named.entries:
+    rest: Sequence[ListEntry] = named.entries
+    if grown_from is not None:
+        before, compiled = grown_from
+        held = len(before.entries)
+        if (
+            before.kind == named.kind
+            and held <= len(named.entries)
+            and all(map(operator.is_, before.entries, named.entries[:held]))
+        ):
+            entries, rest = dict(compiled.entries), named.entries[held:]
+    for entry in rest:
         value, expires = entry.value, entry.expires_at
         entries[value] = _later(entries[value], expires) if value in entries else expires
     return CompiledList(named.name, named.kind, entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from app.rules.containment import Block, compile_containments
 from app.rules.engine import Decision, compile_policy, evaluate, replay
 from app.rules.facts import facts_from_json, facts_to_json
-from app.rules.model import ListEntry
+from app.rules.lists import compile_list
+from app.rules.model import ListEntry, NamedList
 
 from .factories import NOW, SE_MOBILE, decide, make_facts, make_policy, make_rule
 
@@ -114,6 +116,30 @@ def test_a_list_compiled_before_is_kept_and_a_changed_one_compiled_again() -> No
         assert (compiled is first.lists[name]) is (name != "ranges")
     assert evaluate(second, make_facts(endpoint="+46731234567")).rule == "r1"
     assert evaluate(first, make_facts(endpoint="+46731234567")).rule is None
+
+
+def test_a_grown_list_compiles_to_what_it_would_from_scratch() -> None:
+    """Added entries go into a copy of the lookup compiled before, when the list holds that
+    one's very entries first; otherwise (an entry replaced, the kind changed) from scratch.
+    Either way the lookup is a whole compile's, duplicates keeping the longest-lived."""
+    rng = random.Random(5)
+    hours = [None, *(NOW + timedelta(hours=h) for h in range(-3, 4))]
+
+    def entries(n: int) -> list[ListEntry]:
+        values = [f"+4670{rng.randrange(40):02d}" for _ in range(n)]  # duplicates, often
+        return [ListEntry(value=v, expires_at=rng.choice(hours)) for v in values]
+
+    for _ in range(50):
+        kind = rng.choice(["number", "prefix"])
+        base = NamedList(name="l", kind=kind, entries=entries(rng.randrange(0, 30)))
+        grown = base.model_copy(update={"entries": [*base.entries, *entries(rng.randrange(5))]})
+        replaced = grown.model_copy(
+            update={"entries": [*entries(1), *grown.entries[1:]] if grown.entries else []}
+        )
+        other = grown.model_copy(update={"kind": "prefix" if kind == "number" else "number"})
+        for candidate in (grown, replaced, other):
+            compiled = compile_list(candidate, grown_from=(base, compile_list(base)))
+            assert compiled == compile_list(candidate)
 
 
 @pytest.mark.parametrize(
