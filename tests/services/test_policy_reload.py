@@ -1,5 +1,6 @@
 """A policy change under load: the request events in flight share one reload
-(services/policy/cache.py), on every store, and each is decided under the new policy.
+(services/policy/cache.py), on every store and with the counters in Redis (the `guard`
+fixture of tests/services/conftest.py), and each is decided under the new policy.
 
 Before, each request event that found the version moved loaded and compiled the policy on
 its own: with long lists, tens of seconds of the event loop after every edit.
@@ -9,21 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
 
-from app.main import create_app
 from app.rules.model import Policy
 from app.services.alerts.live import LivePolicy
 from app.services.intake.redis_batches import RedisBatches
 from app.sinch import samples
-from tests.conftest import _truncate, make_settings
 from tests.support import SinchSender, install_policy
 
 BURST = 48
@@ -51,40 +46,6 @@ def _policy(*, block_sweden: bool) -> Policy:
     entries = [{"value": number} for number in BLOCKED]
     lists = [{"name": "blocklist", "kind": "number", "entries": entries}]
     return Policy.model_validate({"rules": rules, "lists": lists, "default_action": "allow"})
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
-    ]
-)
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> tuple[str, dict[str, Any]]:
-    """The database's URL and the settings for the store: SQLite, PostgreSQL, or PostgreSQL
-    with the counters in Redis."""
-    if request.param == "sqlite":
-        shutil.copy(sqlite_template, tmp_path / "verifyguard.db")
-        return f"sqlite+aiosqlite:///{tmp_path / 'verifyguard.db'}", {}
-    url: str = request.getfixturevalue("postgres_database")
-    asyncio.run(_truncate(url))
-    if request.param == "redis":
-        return url, {"redis_url": request.getfixturevalue("redis_url")}
-    return url, {}
-
-
-@pytest.fixture
-async def guard(store: tuple[str, dict[str, Any]], tmp_path: Path) -> AsyncIterator[SinchSender]:
-    url, overrides = store
-    settings = make_settings(url, tmp_path, decision_deadline_ms=5000, **overrides)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield SinchSender(http, path=settings.callback_path)
 
 
 def _runtime(sender: SinchSender) -> Any:
@@ -122,7 +83,11 @@ async def test_a_burst_after_a_change_shares_one_load(guard: SinchSender) -> Non
     assert blocked.json()["action"] == "deny"
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    "counters", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True
+)
 async def test_redis_mode_borrows_one_connection_for_a_change(guard: SinchSender) -> None:
     """With the counters in Redis, the request events that find the version kept there moved
     load the policy at that version together, on one connection; before, each borrowed one
