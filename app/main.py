@@ -56,7 +56,7 @@ from app.services.resilience.outage import decision_budget
 from app.services.resilience.replay import TOGETHER, Replayer
 from app.settings import Settings
 from app.sinch.signature import SignatureVerifier, decode_secret
-from app.store.base import create_engine, create_sessionmaker
+from app.store.base import create_engine, create_reader, create_sessionmaker
 from app.store.counter_model import CounterBackend
 from app.store.counters import SqlCounters
 from app.store.group_commit import GroupCommit
@@ -147,6 +147,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         engine=engine,
+        reader=create_reader(engine),
         counter_engine=counter_engine,
         held=held,
         counting=counting,
@@ -365,7 +366,7 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
 def baseline_task(runtime: Runtime) -> asyncio.Task[None]:
     """Adaptive limits' verified baselines, refreshed in the background."""
     work = baseline_refresh.run_periodically(
-        runtime.engine,
+        runtime.reader,
         runtime.policies,
         runtime.baselines,
         interval=runtime.settings.baseline_refresh_seconds,
@@ -456,7 +457,7 @@ async def open_runtime(runtime: Runtime, *, now: datetime) -> None:
     await install_starter_policy(runtime.engine, now=now)
     async with runtime.engine.connect() as conn:
         await runtime.policies.current(conn)
-    await baseline_refresh.refresh_live(runtime.engine, runtime.policies, runtime.baselines, now)
+    await baseline_refresh.refresh_live(runtime.reader, runtime.policies, runtime.baselines, now)
     await runtime.intake.start()
     await runtime.aggregator.start()
     if runtime.published is not None:
@@ -481,5 +482,7 @@ async def close_runtime(runtime: Runtime) -> None:
     if runtime.held is not None:
         await runtime.held.close()
     await runtime.engine.dispose()
+    if runtime.reader is not runtime.engine:
+        await runtime.reader.dispose()
     if runtime.counter_engine is not None:
         await runtime.counter_engine.dispose()

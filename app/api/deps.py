@@ -30,6 +30,8 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine
+    reader: AsyncEngine
+    """What background jobs read through (store/base.py `create_reader`)."""
     counter_engine: AsyncEngine | None
     held: HeldConnections | None
     counting: Counting

@@ -178,13 +178,14 @@ class BaselineCache:
 async def refresh_live(
     engine: AsyncEngine, policies: PolicyCache, cache: BaselineCache, now: datetime
 ) -> None:
-    """Refresh `cache` for the live policy; no collection of the garbage collector while
-    it runs (app/gc_settings.py: its changes and rows are freed as it drops them)."""
+    """Refresh `cache` for the live policy, read through `engine` (the runtime's reader:
+    on SQLite not the request path's connection); no collection of the garbage collector
+    while it runs (app/gc_settings.py: its changes and rows are freed as it drops them)."""
     with young_collections_paused():
         async with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # One snapshot: the changes, the edges and any full read agree (SQLite: the
-                # app's one connection already sees no write in between).
+                # reader's transaction is one, store/base.py `create_reader`).
                 conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             policy = await policies.current(conn)
             read = await cache.read(conn, policy, now)

@@ -154,7 +154,7 @@ class _Jobs:
     async def _run(self, name: str, moment: datetime) -> None:
         runtime = self._runtime
         if name == "baselines":
-            await refresh_live(runtime.engine, runtime.policies, runtime.baselines, moment)
+            await refresh_live(runtime.reader, runtime.policies, runtime.baselines, moment)
         elif name == "alerts":
             await runtime.alerts.evaluate_once(moment)
         elif name == "containments":

@@ -1,0 +1,67 @@
+"""A baseline refresh in progress holds no request event back, on every store (the `guard`
+fixture of tests/services/conftest.py).
+
+On SQLite the app has one connection, the request path's (store/base.py). The refresh read
+through it, and under a pumping attack its read of 30 s of claims took 0.33-1 s: every
+request event meanwhile waited for the connection and got the fallback answer. It now reads
+through the runtime's reader (store/base.py `create_reader`): a connection of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.rules.engine import CompiledPolicy
+from app.services.baselines import Read, refresh_live
+from app.sinch import samples
+from tests.support import SinchSender
+
+BURST = 16
+
+
+def _fallbacks(runtime: Any) -> float:
+    registry = runtime.metrics.registry
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "verifyguard_fallback_answers"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def test_request_events_are_decided_while_a_refresh_reads(guard: SinchSender) -> None:
+    runtime = guard.client.app.state.runtime  # type: ignore[attr-defined]
+    cache = runtime.baselines
+    reading, release = asyncio.Event(), asyncio.Event()
+    read = cache.read
+
+    async def slow_read(conn: AsyncConnection, policy: CompiledPolicy, now: datetime) -> Read:
+        await conn.execute(text("SELECT count(*) FROM callbacks"))  # its snapshot taken
+        reading.set()
+        await release.wait()  # a long read, as 30 s of an attack's claims
+        return await read(conn, policy, now)
+
+    cache.read = slow_read
+    before = _fallbacks(runtime)
+    refresh = asyncio.create_task(
+        refresh_live(runtime.reader, runtime.policies, cache, datetime.now(UTC))
+    )
+    try:
+        await asyncio.wait_for(reading.wait(), 5)
+        numbers = [f"+4673{n:07d}" for n in range(1_234_500, 1_234_500 + BURST)]
+        replies = await asyncio.gather(
+            *(guard.post(samples.request_event(number=n)) for n in numbers)
+        )
+        assert not refresh.done()  # all decided while the refresh still read
+        assert [reply.json()["action"] for reply in replies] == ["allow"] * BURST
+        assert _fallbacks(runtime) == before
+    finally:
+        release.set()
+        await refresh
+    assert cache.refreshed_at is not None
