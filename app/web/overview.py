@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services.audit.documents import StatsRow, StatsTotals
 from app.services.audit.queries import AuditContext, AuditFilter
-from app.services.audit.stats import Breakdown, Bucket, breakdown
+from app.services.audit.stats import Breakdown, Bucket, breakdown, roll_for
 from app.web.chart import Chart, Point, buckets, chart
 
 Period = Literal["24h", "7d", "30d"]
@@ -54,15 +54,18 @@ class Overview:
     ranges: list[dict[str, Any]]
 
 
-async def overview(conn: AsyncConnection, *, ctx: AuditContext, period: str) -> Overview:
+async def overview(
+    conn: AsyncConnection, *, ctx: AuditContext, period: str, roll: bool = True
+) -> Overview:
     """Two reads of the stats service: the period (per bucket and per country, its ranges)
-    and the period before it (totals only, not logged again)."""
+    and the period before it (totals only, not logged again). `roll` False: `roll` ran
+    first on the writer's connection, and `conn` may be a reader's."""
     width, bucket = PERIODS.get(period, PERIODS["24h"])
     until = ctx.at
     since = until - width
-    now = await _breakdown(conn, ctx, since, until, bucket=bucket, top=10)
+    now = await _breakdown(conn, ctx, since, until, bucket=bucket, top=10, roll=roll)
     quiet = dataclasses.replace(ctx, logged=False)
-    before = await _breakdown(conn, quiet, since - width, since, bucket=None, top=0)
+    before = await _breakdown(conn, quiet, since - width, since, bucket=None, top=0, roll=roll)
     return Overview(
         period=period if period in PERIODS else "24h",
         since=since,
@@ -82,6 +85,7 @@ async def _breakdown(
     *,
     bucket: Bucket | None,
     top: int,
+    roll: bool,
 ) -> Breakdown:
     return await breakdown(
         conn=conn,
@@ -91,7 +95,16 @@ async def _breakdown(
         group_by="country" if bucket else None,
         range_digits=6,
         top=top,
+        roll=roll,
     )
+
+
+async def roll(conn: AsyncConnection, *, period: str, at: datetime) -> None:
+    """The hourly rollup made exact for `overview(..., roll=False)` at `at` (a write)."""
+    width, bucket = PERIODS.get(period, PERIODS["24h"])
+    since = at - width
+    await roll_for(conn, AuditFilter(since=since, until=at), bucket=bucket, now=at)
+    await roll_for(conn, AuditFilter(since=since - width, until=since), bucket=None, now=at)
 
 
 def metrics(current: StatsTotals, previous: StatsTotals) -> list[Metric]:

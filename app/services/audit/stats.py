@@ -93,12 +93,14 @@ async def breakdown(
     group_by: GroupBy | None,
     range_digits: int,
     top: int,
+    roll: bool = True,
 ) -> Breakdown:
     """`stats` for a dashboard, logged once: per bucket and per group, the totals, the top
-    denied ranges."""
+    denied ranges. `roll` False: the rollup was refreshed already (`roll_for`, on another
+    connection), and `conn` may be a reader's (nothing written)."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
-    parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
+    parts = await _parts(conn, window, bucket=bucket, now=ctx.at, roll=roll)
     by_bucket: list[StatsCell] = []
     by_group: list[StatsCell] = []
     for part, rolled in parts:
@@ -142,19 +144,49 @@ async def _views(
     )
 
 
+async def roll_for(
+    conn: AsyncConnection, filters: AuditFilter, *, bucket: Bucket | None, now: datetime
+) -> None:
+    """The hourly rollup made exact for what `breakdown(..., roll=False)` reads of this
+    window (a write: on the writer's connection)."""
+    span = _rolled_span(_window(filters, now=now, bucket=bucket), bucket=bucket, now=now)
+    if span is not None:
+        await rollup.refresh(conn, *span)
+
+
+def _rolled_span(
+    window: AuditFilter, *, bucket: Bucket | None, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The window's settled whole hours, read from the rollup; None: none is."""
+    assert window.since is not None
+    assert window.until is not None
+    first = rollup.ceil_hour(window.since)
+    last = min(rollup.floor_hour(window.until), rollup.settled_until(now))
+    if not store.rollable(window, bucket) or first >= last:
+        return None
+    return first, last
+
+
 async def _parts(
-    conn: AsyncConnection, window: AuditFilter, *, bucket: Bucket | None, now: datetime
+    conn: AsyncConnection,
+    window: AuditFilter,
+    *,
+    bucket: Bucket | None,
+    now: datetime,
+    roll: bool = True,
 ) -> list[tuple[AuditFilter, bool]]:
     """The window as (part, rolled) pieces: its settled whole hours from the hourly rollup
-    (refreshed first), the edges and the last, unsettled hours from the rows themselves."""
+    (refreshed first unless `roll` is False), the edges and the last, unsettled hours from
+    the rows themselves."""
     since, until = window.since, window.until
     assert since is not None
     assert until is not None
-    first = rollup.ceil_hour(since)
-    last = min(rollup.floor_hour(until), rollup.settled_until(now))
-    if not store.rollable(window, bucket) or first >= last:
+    span = _rolled_span(window, bucket=bucket, now=now)
+    if span is None:
         return [(window, False)]
-    await rollup.refresh(conn, first, last)
+    first, last = span
+    if roll:
+        await rollup.refresh(conn, first, last)
     pieces = [(since, first, False), (first, last, True), (last, until, False)]
     return [
         (dataclasses.replace(window, since=start, until=end), rolled)
