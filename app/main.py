@@ -70,6 +70,7 @@ from app.store.recovery import Prober
 from app.store.redis_counters import RedisCounters
 from app.store.spool import Spool
 from app.web import close_console, install_console, warm_up_task
+from app.web.overview_cache import Engines
 
 log = structlog.get_logger()
 
@@ -427,7 +428,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         background: list[asyncio.Task[None] | None] = []
         try:
             background = await _start(runtime)
-            background.append(warm_up_task(app, runtime.engine))
+            background.append(warm_up_task(app, Engines(runtime.engine, runtime.reader)))
             with server_gc():
                 log.info("app.started", callback_path=settings.callback_path)
                 yield

@@ -8,7 +8,6 @@ import asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from app.web import (
@@ -23,6 +22,7 @@ from app.web import (
 from app.web.auth import SignInRequired
 from app.web.console import HERE, Console, build_console
 from app.web.headers import SecurityHeaders
+from app.web.overview_cache import Engines
 from app.web.warm import warm
 
 __all__ = ["close_console", "install_console", "warm_up_task"]
@@ -45,13 +45,13 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         app.include_router(module.router)
 
 
-def warm_up_task(app: FastAPI, engine: AsyncEngine) -> asyncio.Task[None] | None:
+def warm_up_task(app: FastAPI, engines: Engines) -> asyncio.Task[None] | None:
     """The console warmed in the background once the app is up (app/web/warm.py)."""
     console: Console = app.state.console
     if not console.settings.console_warm_up:
         console.warmed.set()
         return None
-    return asyncio.create_task(warm(console, engine), name="verifyguard-console-warm-up")
+    return asyncio.create_task(warm(console, engines), name="verifyguard-console-warm-up")
 
 
 async def close_console(app: FastAPI) -> None:

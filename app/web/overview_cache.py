@@ -29,10 +29,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.services.audit.queries import AuditContext, record
 from app.services.audit.view import mask_deep
 from app.services.tokens import Principal
-from app.web.overview import PERIODS, Overview, overview
+from app.web.overview import PERIODS, Overview, overview, roll
 
 log = structlog.get_logger()
 _KEEPER = Principal(token_id=None, name="console overview", role="auditor")
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """The runtime's engine (writes) and its reader (store/base.py `create_reader`)."""
+
+    writer: AsyncEngine
+    reader: AsyncEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +59,7 @@ class OverviewCache:
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def read(
-        self, conn: AsyncConnection, engine: AsyncEngine, *, ctx: AuditContext, period: str
+        self, conn: AsyncConnection, engines: Engines, *, ctx: AuditContext, period: str
     ) -> Overview:
         period = period if period in PERIODS else "24h"
         kept = self._kept.get(period)
@@ -61,38 +69,46 @@ class OverviewCache:
         else:
             await record(conn, ctx=ctx)
             if age >= self.fresh_for:
-                self._start(engine, period)
+                self._start(engines, period)
             result = kept.overview
         return result if ctx.reveal else _masked(result)
 
-    async def refresh(self, engine: AsyncEngine, period: str) -> None:
-        """Compute a period's overview on a connection of its own (not logged)."""
+    async def refresh(self, engines: Engines, period: str) -> None:
+        """Compute a period's overview on connections of its own (not logged): the rollup
+        made exact on the writer (a short transaction, the usual case two statements), then
+        the reads on the reader, on SQLite not the request path's one connection (under
+        attack they read the last hour's attempts, about a second)."""
         ctx = AuditContext(_KEEPER, "GET", "/", {"period": period}, _now(), False, logged=False)
-        async with engine.begin() as conn:
-            await self._compute(conn, ctx=ctx, period=period)
+        async with engines.writer.begin() as conn:
+            await roll(conn, period=period, at=ctx.at)
+        async with engines.reader.begin() as conn:
+            await self._compute(conn, ctx=ctx, period=period, roll=False)
 
     async def close(self) -> None:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
-    async def _compute(self, conn: AsyncConnection, *, ctx: AuditContext, period: str) -> Overview:
+    async def _compute(
+        self, conn: AsyncConnection, *, ctx: AuditContext, period: str, roll: bool = True
+    ) -> Overview:
         started = time.monotonic()
-        result = await overview(conn, ctx=dataclasses.replace(ctx, reveal=True), period=period)
+        revealed = dataclasses.replace(ctx, reveal=True)
+        result = await overview(conn, ctx=revealed, period=period, roll=roll)
         took = time.monotonic() - started
         self._kept[period] = _Kept(result, started, took)
         return result
 
-    def _start(self, engine: AsyncEngine, period: str) -> None:
+    def _start(self, engines: Engines, period: str) -> None:
         if period in self._running:
             return
-        task = asyncio.create_task(self._refresh_quietly(engine, period))
+        task = asyncio.create_task(self._refresh_quietly(engines, period))
         self._running[period] = task
         task.add_done_callback(lambda _: self._running.pop(period, None))
 
-    async def _refresh_quietly(self, engine: AsyncEngine, period: str) -> None:
+    async def _refresh_quietly(self, engines: Engines, period: str) -> None:
         try:
-            await self.refresh(engine, period)
+            await self.refresh(engines, period)
         except asyncio.CancelledError:
             raise
         except Exception:

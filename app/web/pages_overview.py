@@ -18,6 +18,7 @@ from app.web.auth import AdminChangeDep, ConsoleDep, User, UserDep
 from app.web.common import ConsoleRoute, back, reading, render
 from app.web.console import Console
 from app.web.features import FEATURES, available
+from app.web.overview_cache import Engines
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 BLOCK_FOR = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -61,7 +62,8 @@ async def _panels(
     poll: bool,
 ) -> dict[str, Any]:
     ctx = reading(request, console, user, poll=poll)
-    data = await console.overview.read(conn, runtime.engine, ctx=ctx, period=period)
+    engines = Engines(runtime.engine, runtime.reader)
+    data = await console.overview.read(conn, engines, ctx=ctx, period=period)
     on = available(request.app, "alerts")
     alerts = {
         "available": on,

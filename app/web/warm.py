@@ -10,26 +10,26 @@ import time
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.audit import queries as audit
 from app.services.audit.queries import AuditContext, AuditFilter
 from app.services.tokens import Principal
 from app.web.console import Console
 from app.web.overview import PERIODS
+from app.web.overview_cache import Engines
 
 log = structlog.get_logger()
 DELAY = 1.0  # seconds after start-up: the first callbacks come first
 _WARMER = Principal(token_id=None, name="console warm-up", role="auditor")
 
 
-async def warm(console: Console, engine: AsyncEngine, *, delay: float = DELAY) -> None:
+async def warm(console: Console, engines: Engines, *, delay: float = DELAY) -> None:
     """Never fails the app: a failed warm-up leaves the first request to do it."""
     try:
         await asyncio.sleep(delay)
         started = time.perf_counter()
         await asyncio.to_thread(compile_templates, console)
-        await _read_once(console, engine)
+        await _read_once(console, engines)
         log.info("console.warmed", seconds=round(time.perf_counter() - started, 3))
     except asyncio.CancelledError:
         raise
@@ -45,11 +45,12 @@ def compile_templates(console: Console) -> None:
         env.get_template(name)
 
 
-async def _read_once(console: Console, engine: AsyncEngine) -> None:
-    """Each overview period (kept if slow, see overview_cache.py) and the feed's first page."""
+async def _read_once(console: Console, engines: Engines) -> None:
+    """Each overview period (kept if slow, see overview_cache.py) and the feed's first page,
+    read through the reader (on SQLite not the request path's one connection)."""
     for period in PERIODS:
-        await console.overview.refresh(engine, period)
+        await console.overview.refresh(engines, period)
     now = datetime.now(UTC)
     ctx = AuditContext(_WARMER, "GET", "/", {}, now, reveal=False, logged=False)
-    async with engine.begin() as conn:
+    async with engines.reader.begin() as conn:
         await audit.search(conn=conn, ctx=ctx, filters=AuditFilter(), cursor=None, limit=50)

@@ -1,0 +1,127 @@
+"""The console's overview recomputed in the background holds no request event back
+(app/web/overview_cache.py), on SQLite and PostgreSQL.
+
+Under attack an overview reads the last hour's attempts, about a second; once it is slow it
+is kept and recomputed in the background every `fresh_for` while a console is open. On
+SQLite that recomputation ran on the app's one connection, the request path's: every
+request event meanwhile waited for it. It now reads through the runtime's reader
+(store/base.py `create_reader`), as the console's warm-up does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.main import create_app
+from app.services.audit.queries import AuditContext
+from app.services.tokens import Principal
+from app.sinch import samples
+from app.store import stats_rollup as rollup
+from app.web import overview_cache
+from app.web.overview import Overview
+from tests.audit.rows import insert_rows, row
+from tests.conftest import make_settings
+from tests.support import SinchSender
+from tests.web.conftest import BOOTSTRAP, sign_in
+
+FRESH = 0.2
+BURST = 16
+
+
+async def test_request_events_are_decided_while_the_overview_recomputes(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        bootstrap_token=BOOTSTRAP,
+        console_overview_slow_ms=0,  # every overview kept, recomputed in the background
+        console_overview_fresh_seconds=FRESH,
+    )
+    computing, release = asyncio.Event(), asyncio.Event()
+    compute = overview_cache.overview
+
+    async def slow_overview(conn: AsyncConnection, **kwargs: Any) -> Overview:
+        if kwargs["ctx"].logged:  # a page's own read: as it was
+            return await compute(conn, **kwargs)
+        await conn.execute(text("SELECT count(*) FROM verifications"))  # its snapshot taken
+        computing.set()
+        await release.wait()  # a long read, as an hour of an attack's attempts
+        return await compute(conn, **kwargs)
+
+    monkeypatch.setattr(overview_cache, "overview", slow_overview)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            AsyncClient(transport=transport, base_url="http://verifyguard.test") as console,
+            AsyncClient(transport=transport, base_url="http://verifyguard.test") as sinch,
+        ):
+            await sign_in(console, BOOTSTRAP)
+            assert (await console.get("/")).status_code == 200  # computed, kept
+            await asyncio.sleep(FRESH + 0.05)
+            assert (await console.get("/")).status_code == 200  # kept; recomputation started
+            await asyncio.wait_for(computing.wait(), 5)
+            sender = SinchSender(sinch, path=settings.callback_path)
+            numbers = [f"+4673{n:07d}" for n in range(2_345_600, 2_345_600 + BURST)]
+            try:
+                replies = await asyncio.gather(
+                    *(sender.post(samples.request_event(number=n)) for n in numbers)
+                )
+                assert not release.is_set()
+                assert [reply.json()["action"] for reply in replies] == ["allow"] * BURST
+            finally:
+                release.set()
+
+
+async def test_an_overview_read_beside_the_writer_is_exact(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The background computation rolls the settled hours on the writer, then reads on the
+    reader (`roll=False`): the same overview as one computed on the writer, also after a
+    late write into a settled hour (a dirty hour, rolled again)."""
+    app = create_app(make_settings(database_url, tmp_path))
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        engines = overview_cache.Engines(runtime.engine, runtime.reader)
+        cache = overview_cache.OverviewCache()
+        at = datetime.now(UTC) - timedelta(hours=3)  # a settled hour
+        await insert_rows(runtime.engine, [_row(at, "+46701234567", "allow")])
+        for late in (False, True):
+            if late:  # a row of that hour written late: the hour marked dirty
+                await insert_rows(runtime.engine, [_row(at, "+2348031234567", "deny")])
+                async with runtime.engine.begin() as conn:
+                    await rollup.mark_late(conn, at)
+            await cache.refresh(engines, "24h")
+            kept = cache._kept["24h"].overview
+            ctx = dataclasses.replace(_CTX, at=kept.until)
+            async with runtime.engine.begin() as conn:
+                direct = await overview_cache.overview(conn, ctx=ctx, period="24h")
+            assert kept.metrics == direct.metrics
+            assert kept.countries == direct.countries
+            attempts = next(m for m in kept.metrics if m.label == "Attempts")
+            assert attempts.value == (2 if late else 1)
+
+
+_CTX = AuditContext(
+    Principal(token_id=None, name="test", role="auditor"),
+    "GET",
+    "/",
+    {},
+    datetime.now(UTC),
+    reveal=True,
+    logged=False,
+)
+
+
+def _row(at: datetime, number: str, action: str) -> dict[str, object]:
+    return row(requested_at=at, created_at=at, number=number, action=action)
