@@ -12,7 +12,9 @@ database computes one overview per period per `fresh_for` per worker however man
 are open. A quick overview (the usual case) is never kept: always exact.
 
 Every read is still logged (or, for a poll, now and then) and masked for auditors: the kept
-overview is read unmasked, and masked per request.
+overview is read unmasked, and masked per request. The log entry is written first, in a short
+transaction on the writer, with the rollup's refresh; a computation's reads run on the
+runtime's reader: on SQLite the writer is the request path's one connection.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.services.audit.queries import AuditContext, record
+from app.services.audit.queries import AuditContext, record_apart
 from app.services.audit.view import mask_deep
 from app.services.tokens import Principal
 from app.web.overview import PERIODS, Overview, overview, roll
@@ -58,16 +60,16 @@ class OverviewCache:
     _kept: dict[str, _Kept] = field(default_factory=dict)
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    async def read(
-        self, conn: AsyncConnection, engines: Engines, *, ctx: AuditContext, period: str
-    ) -> Overview:
+    async def read(self, engines: Engines, *, ctx: AuditContext, period: str) -> Overview:
+        """The overview, the read logged first on the writer; computed (the rollup made
+        exact on the writer, the reads on the reader) or kept."""
         period = period if period in PERIODS else "24h"
         kept = self._kept.get(period)
         age = None if kept is None else time.monotonic() - kept.at
+        quiet = await record_apart(engines.writer, ctx)
         if kept is None or age is None or kept.took < self.slow or age >= self.max_age:
-            result = await self._compute(conn, ctx=ctx, period=period)
+            result = await self._compute_apart(engines, ctx=quiet, period=period)
         else:
-            await record(conn, ctx=ctx)
             if age >= self.fresh_for:
                 self._start(engines, period)
             result = kept.overview
@@ -79,10 +81,13 @@ class OverviewCache:
         the reads on the reader, on SQLite not the request path's one connection (under
         attack they read the last hour's attempts, about a second)."""
         ctx = AuditContext(_KEEPER, "GET", "/", {"period": period}, _now(), False, logged=False)
+        await self._compute_apart(engines, ctx=ctx, period=period)
+
+    async def _compute_apart(self, engines: Engines, *, ctx: AuditContext, period: str) -> Overview:
         async with engines.writer.begin() as conn:
             await roll(conn, period=period, at=ctx.at)
         async with engines.reader.begin() as conn:
-            await self._compute(conn, ctx=ctx, period=period, roll=False)
+            return await self._compute(conn, ctx=ctx, period=period, roll=False)
 
     async def close(self) -> None:
         for task in list(self._running.values()):
@@ -90,7 +95,7 @@ class OverviewCache:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _compute(
-        self, conn: AsyncConnection, *, ctx: AuditContext, period: str, roll: bool = True
+        self, conn: AsyncConnection, *, ctx: AuditContext, period: str, roll: bool
     ) -> Overview:
         started = time.monotonic()
         revealed = dataclasses.replace(ctx, reveal=True)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.api.admin_deps import ConnDep
 from app.api.audit_schemas import SearchQuery
+from app.api.deps import Runtime, RuntimeDep
 from app.errors import Unprocessable
 from app.services.audit import queries as audit
 from app.web.auth import ConsoleDep, UserDep
@@ -34,10 +35,10 @@ def search_query(request: Request) -> tuple[SearchQuery, dict[str, str]]:
 
 @router.get("", response_class=HTMLResponse)
 async def decisions_page(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep
+    request: Request, user: UserDep, console: ConsoleDep, runtime: RuntimeDep
 ) -> Response:
     query, chosen = search_query(request)
-    page = await _page(request, console, user, conn, query)
+    page = await _page(request, console, user, runtime, query)
     return render(
         request, console, user, "decisions.html", page="Decisions", items=page, chosen=chosen
     )
@@ -45,11 +46,11 @@ async def decisions_page(
 
 @router.get("/rows", response_class=HTMLResponse)
 async def decision_rows(
-    request: Request, user: UserDep, console: ConsoleDep, conn: ConnDep
+    request: Request, user: UserDep, console: ConsoleDep, runtime: RuntimeDep
 ) -> Response:
     """The feed's rows alone: what the page polls for (logged now and then, see polls.py)."""
     query, _ = search_query(request)
-    page = await _page(request, console, user, conn, query, poll=True)
+    page = await _page(request, console, user, runtime, query, poll=True)
     return render(request, console, user, "decision_rows.html", items=page)
 
 
@@ -75,15 +76,18 @@ async def _page(
     request: Request,
     console: Any,
     user: Any,
-    conn: ConnDep,
+    runtime: Runtime,
     query: SearchQuery,
     *,
     poll: bool = False,
 ) -> list[Any]:
-    ctx = reading(request, console, user, poll=poll)
-    found = await audit.search(
-        conn=conn, ctx=ctx, filters=query.to_filter(), cursor=None, limit=query.limit
-    )
+    """Read through the runtime's reader, the read logged apart first: the feed polls every
+    2 s, and on SQLite the writer is the request path's one connection."""
+    ctx = await audit.record_apart(runtime.engine, reading(request, console, user, poll=poll))
+    async with runtime.reader.connect() as conn:
+        found = await audit.search(
+            conn=conn, ctx=ctx, filters=query.to_filter(), cursor=None, limit=query.limit
+        )
     return list(found["items"])
 
 

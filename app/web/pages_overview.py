@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.admin_deps import ConnDep, NowDep
 from app.api.deps import Runtime, RuntimeDep
@@ -29,11 +28,10 @@ async def overview_page(
     request: Request,
     user: UserDep,
     console: ConsoleDep,
-    conn: ConnDep,
     runtime: RuntimeDep,
     period: str = "24h",
 ) -> Response:
-    context = await _panels(request, user, console, conn, runtime, period, poll=False)
+    context = await _panels(request, user, console, runtime, period, poll=False)
     return render(request, console, user, "overview.html", page="Overview", **context)
 
 
@@ -42,12 +40,11 @@ async def overview_panels(
     request: Request,
     user: UserDep,
     console: ConsoleDep,
-    conn: ConnDep,
     runtime: RuntimeDep,
     period: str = "24h",
 ) -> Response:
     """The overview's panels alone: what the page polls for (logged now and then)."""
-    context = await _panels(request, user, console, conn, runtime, period, poll=True)
+    context = await _panels(request, user, console, runtime, period, poll=True)
     return render(request, console, user, "overview_panels.html", **context)
 
 
@@ -55,21 +52,22 @@ async def _panels(
     request: Request,
     user: User,
     console: Console,
-    conn: AsyncConnection,
     runtime: Runtime,
     period: str,
     *,
     poll: bool,
 ) -> dict[str, Any]:
+    """Read through the runtime's reader, the read logged apart (overview_cache.py): the
+    request path's writer is not held while the page reads and renders."""
     ctx = reading(request, console, user, poll=poll)
     engines = Engines(runtime.engine, runtime.reader)
-    data = await console.overview.read(conn, engines, ctx=ctx, period=period)
+    data = await console.overview.read(engines, ctx=ctx, period=period)
     on = available(request.app, "alerts")
-    alerts = {
-        "available": on,
-        "feature": FEATURES["alerts"],
-        "summary": await alerts_board.summary(conn) if on else None,
-    }
+    summary = None
+    if on:
+        async with runtime.reader.connect() as conn:
+            summary = await alerts_board.summary(conn)
+    alerts = {"available": on, "feature": FEATURES["alerts"], "summary": summary}
     sort = request.query_params.get("sort", "attempts")
     return {
         "o": data,

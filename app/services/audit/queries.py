@@ -6,7 +6,7 @@ are logged by `record_refusal` in a transaction of their own, after the first ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +82,16 @@ async def record(conn: AsyncConnection, *, ctx: AuditContext, status: int = 200)
             status=status,
         ),
     )
+
+
+async def record_apart(engine: AsyncEngine, ctx: AuditContext) -> AuditContext:
+    """Log a read in a short transaction of its own, before the read runs on another
+    connection (the runtime's reader: on SQLite not the request path's one connection, held
+    otherwise while the page reads and renders). Returns the context to read with, logged."""
+    if ctx.logged:
+        async with engine.begin() as conn:
+            await record(conn, ctx=ctx)
+    return replace(ctx, logged=False)
 
 
 async def record_refusal(*, engine: AsyncEngine, ctx: AuditContext, status: int) -> None:

@@ -1,11 +1,14 @@
-"""The console's overview recomputed in the background holds no request event back
-(app/web/overview_cache.py), on SQLite and PostgreSQL.
+"""The console's reads hold no request event back, on SQLite and PostgreSQL: the overview
+recomputed in the background (app/web/overview_cache.py) and the decisions feed, which a
+console polls every 2 s.
 
 Under attack an overview reads the last hour's attempts, about a second; once it is slow it
 is kept and recomputed in the background every `fresh_for` while a console is open. On
 SQLite that recomputation ran on the app's one connection, the request path's: every
 request event meanwhile waited for it. It now reads through the runtime's reader
-(store/base.py `create_reader`), as the console's warm-up does.
+(store/base.py `create_reader`), as the console's warm-up does. The feed held the writer
+for the whole request (its read, its page's render): it now logs the read in a short
+transaction first, then reads on the reader.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from app.main import create_app
 from app.services.audit.queries import AuditContext
 from app.services.tokens import Principal
 from app.sinch import samples
+from app.store import audit as store_audit
 from app.store import stats_rollup as rollup
 from app.web import overview_cache
 from app.web.overview import Overview
@@ -48,10 +52,11 @@ async def test_request_events_are_decided_while_the_overview_recomputes(
         console_overview_fresh_seconds=FRESH,
     )
     computing, release = asyncio.Event(), asyncio.Event()
-    compute = overview_cache.overview
+    compute, calls = overview_cache.overview, []
 
     async def slow_overview(conn: AsyncConnection, **kwargs: Any) -> Overview:
-        if kwargs["ctx"].logged:  # a page's own read: as it was
+        calls.append(kwargs["period"])
+        if len(calls) == 1:  # the first page's own computation: as it was
             return await compute(conn, **kwargs)
         await conn.execute(text("SELECT count(*) FROM verifications"))  # its snapshot taken
         computing.set()
@@ -125,3 +130,40 @@ _CTX = AuditContext(
 
 def _row(at: datetime, number: str, action: str) -> dict[str, object]:
     return row(requested_at=at, created_at=at, number=number, action=action)
+
+
+async def test_request_events_are_decided_while_the_feed_reads(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(database_url, tmp_path, bootstrap_token=BOOTSTRAP)
+    reading, release = asyncio.Event(), asyncio.Event()
+    search = store_audit.search
+
+    async def slow_search(conn: AsyncConnection, *args: Any, **kwargs: Any) -> Any:
+        await conn.execute(text("SELECT count(*) FROM verifications"))
+        reading.set()
+        await release.wait()  # a long read
+        return await search(conn, *args, **kwargs)
+
+    monkeypatch.setattr(store_audit, "search", slow_search)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            AsyncClient(transport=transport, base_url="http://verifyguard.test") as console,
+            AsyncClient(transport=transport, base_url="http://verifyguard.test") as sinch,
+        ):
+            await sign_in(console, BOOTSTRAP)
+            feed = asyncio.create_task(console.get("/decisions/rows"))
+            await asyncio.wait_for(reading.wait(), 5)
+            sender = SinchSender(sinch, path=settings.callback_path)
+            numbers = [f"+4673{n:07d}" for n in range(3_456_700, 3_456_700 + BURST)]
+            try:
+                replies = await asyncio.gather(
+                    *(sender.post(samples.request_event(number=n)) for n in numbers)
+                )
+                assert not feed.done()
+                assert [reply.json()["action"] for reply in replies] == ["allow"] * BURST
+            finally:
+                release.set()
+            assert (await feed).status_code == 200
