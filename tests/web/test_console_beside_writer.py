@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.main import create_app
 from app.services.audit.queries import AuditContext
 from app.services.tokens import Principal
+from app.settings import Settings
 from app.sinch import samples
 from app.store import audit as store_audit
 from app.store import stats_rollup as rollup
@@ -64,28 +67,16 @@ async def test_request_events_are_decided_while_the_overview_recomputes(
         return await compute(conn, **kwargs)
 
     monkeypatch.setattr(overview_cache, "overview", slow_overview)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with (
-            AsyncClient(transport=transport, base_url="http://verifyguard.test") as console,
-            AsyncClient(transport=transport, base_url="http://verifyguard.test") as sinch,
-        ):
-            await sign_in(console, BOOTSTRAP)
-            assert (await console.get("/")).status_code == 200  # computed, kept
-            await asyncio.sleep(FRESH + 0.05)
-            assert (await console.get("/")).status_code == 200  # kept; recomputation started
-            await asyncio.wait_for(computing.wait(), 5)
-            sender = SinchSender(sinch, path=settings.callback_path)
-            numbers = [f"+4673{n:07d}" for n in range(2_345_600, 2_345_600 + BURST)]
-            try:
-                replies = await asyncio.gather(
-                    *(sender.post(samples.request_event(number=n)) for n in numbers)
-                )
-                assert not release.is_set()
-                assert [reply.json()["action"] for reply in replies] == ["allow"] * BURST
-            finally:
-                release.set()
+    async with _console_and_sinch(settings) as (console, sender):
+        assert (await console.get("/")).status_code == 200  # computed, kept
+        await asyncio.sleep(FRESH + 0.05)
+        assert (await console.get("/")).status_code == 200  # kept; recomputation started
+        await asyncio.wait_for(computing.wait(), 5)
+        try:
+            assert await _burst(sender, first=2_345_600) == ["allow"] * BURST
+            assert not release.is_set()  # all decided while it still read
+        finally:
+            release.set()
 
 
 async def test_an_overview_read_beside_the_writer_is_exact(
@@ -146,6 +137,20 @@ async def test_request_events_are_decided_while_the_feed_reads(
         return await search(conn, *args, **kwargs)
 
     monkeypatch.setattr(store_audit, "search", slow_search)
+    async with _console_and_sinch(settings) as (console, sender):
+        feed = asyncio.create_task(console.get("/decisions/rows"))
+        await asyncio.wait_for(reading.wait(), 5)
+        try:
+            assert await _burst(sender, first=3_456_700) == ["allow"] * BURST
+            assert not feed.done()  # all decided while it still read
+        finally:
+            release.set()
+        assert (await feed).status_code == 200
+
+
+@asynccontextmanager
+async def _console_and_sinch(settings: Settings) -> AsyncIterator[tuple[AsyncClient, SinchSender]]:
+    """The app, a console signed in, and Sinch's side."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app, raise_app_exceptions=False)
@@ -154,16 +159,11 @@ async def test_request_events_are_decided_while_the_feed_reads(
             AsyncClient(transport=transport, base_url="http://verifyguard.test") as sinch,
         ):
             await sign_in(console, BOOTSTRAP)
-            feed = asyncio.create_task(console.get("/decisions/rows"))
-            await asyncio.wait_for(reading.wait(), 5)
-            sender = SinchSender(sinch, path=settings.callback_path)
-            numbers = [f"+4673{n:07d}" for n in range(3_456_700, 3_456_700 + BURST)]
-            try:
-                replies = await asyncio.gather(
-                    *(sender.post(samples.request_event(number=n)) for n in numbers)
-                )
-                assert not feed.done()
-                assert [reply.json()["action"] for reply in replies] == ["allow"] * BURST
-            finally:
-                release.set()
-            assert (await feed).status_code == 200
+            yield console, SinchSender(sinch, path=settings.callback_path)
+
+
+async def _burst(sender: SinchSender, *, first: int) -> list[str]:
+    """BURST request events to distinct ordinary mobiles at once: each one's action."""
+    numbers = [f"+4673{n:07d}" for n in range(first, first + BURST)]
+    replies = await asyncio.gather(*(sender.post(samples.request_event(number=n)) for n in numbers))
+    return [reply.json()["action"] for reply in replies]
