@@ -31,7 +31,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     reader: AsyncEngine
-    """What background jobs read through (store/base.py `create_reader`)."""
+    """What background jobs and the console's pages read through (store/base.py
+    `create_reader`)."""
     counter_engine: AsyncEngine | None
     held: HeldConnections | None
     counting: Counting

@@ -107,7 +107,8 @@ def create_engine(
 
 
 def create_reader(engine: AsyncEngine) -> AsyncEngine:
-    """The engine background jobs read through: `engine` itself, except on a SQLite file.
+    """The engine background jobs and the console's pages read through: `engine` itself,
+    except on a SQLite file.
 
     There the app holds one connection (above), and the request path's group commit runs on
     it (store/group_commit.py): a background job's reads on it held every decision back for

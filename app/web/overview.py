@@ -58,8 +58,8 @@ async def overview(
     conn: AsyncConnection, *, ctx: AuditContext, period: str, roll: bool = True
 ) -> Overview:
     """Two reads of the stats service: the period (per bucket and per country, its ranges)
-    and the period before it (totals only, not logged again). `roll` False: `roll` ran
-    first on the writer's connection, and `conn` may be a reader's."""
+    and the period before it (totals only, not logged again). `roll` False:
+    `refresh_rollup` ran first on the writer's connection, and `conn` may be a reader's."""
     width, bucket = PERIODS.get(period, PERIODS["24h"])
     until = ctx.at
     since = until - width
@@ -99,7 +99,7 @@ async def _breakdown(
     )
 
 
-async def roll(conn: AsyncConnection, *, period: str, at: datetime) -> None:
+async def refresh_rollup(conn: AsyncConnection, *, period: str, at: datetime) -> None:
     """The hourly rollup made exact for `overview(..., roll=False)` at `at` (a write)."""
     width, bucket = PERIODS.get(period, PERIODS["24h"])
     since = at - width

@@ -13,8 +13,8 @@ are open. A quick overview (the usual case) is never kept: always exact.
 
 Every read is still logged (or, for a poll, now and then) and masked for auditors: the kept
 overview is read unmasked, and masked per request. The log entry is written first, in a short
-transaction on the writer, with the rollup's refresh; a computation's reads run on the
-runtime's reader: on SQLite the writer is the request path's one connection.
+transaction on the writer, and a computation refreshes the rollup in another; its reads run
+on the runtime's reader: on SQLite the writer is the request path's one connection.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.services.audit.queries import AuditContext, record_apart
 from app.services.audit.view import mask_deep
 from app.services.tokens import Principal
-from app.web.overview import PERIODS, Overview, overview, roll
+from app.web.overview import PERIODS, Overview, overview, refresh_rollup
 
 log = structlog.get_logger()
 _KEEPER = Principal(token_id=None, name="console overview", role="auditor")
@@ -85,7 +85,7 @@ class OverviewCache:
 
     async def _compute_apart(self, engines: Engines, *, ctx: AuditContext, period: str) -> Overview:
         async with engines.writer.begin() as conn:
-            await roll(conn, period=period, at=ctx.at)
+            await refresh_rollup(conn, period=period, at=ctx.at)
         async with engines.reader.begin() as conn:
             return await self._compute(conn, ctx=ctx, period=period, roll=False)
 
