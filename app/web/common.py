@@ -17,6 +17,7 @@ from app.errors import AppError
 from app.services.audit.queries import AuditContext, audit_context
 from app.web.auth import User
 from app.web.console import Console
+from app.web.features import FEATURES
 
 
 class ConsoleRoute(APIRoute):
@@ -36,6 +37,17 @@ class ConsoleRoute(APIRoute):
                 )
 
         return console_handler
+
+
+def feature_missing(
+    request: Request, console: Console, user: User, key: str, page: str
+) -> HTMLResponse:
+    """The page of a feature the app does not serve (features.py): what it is, and that it
+    is not here."""
+    feature = FEATURES[key]
+    return render(
+        request, console, user, "feature.html", page=page, feature=feature, available=False
+    )
 
 
 def render(

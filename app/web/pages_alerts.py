@@ -15,8 +15,8 @@ from app.services.alerts import board as alerts_board
 from app.services.alerts import containments as service
 from app.web import alerts_view
 from app.web.auth import AdminChangeDep, ConsoleDep, UserDep
-from app.web.common import ConsoleRoute, back, reading, render
-from app.web.features import FEATURES, available
+from app.web.common import ConsoleRoute, back, feature_missing, reading, render
+from app.web.features import available
 
 router = APIRouter(prefix="/alerts", route_class=ConsoleRoute, include_in_schema=False)
 EXTEND_FOR = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
@@ -32,11 +32,8 @@ async def alerts_page(
     now: NowDep,
     runtime: RuntimeDep,
 ) -> Response:
-    feature = FEATURES["alerts"]
     if not available(request.app, "alerts"):
-        return render(
-            request, console, user, "feature.html", page="Alerts", feature=feature, available=False
-        )
+        return feature_missing(request, console, user, "alerts", page="Alerts")
     board = await alerts_board.board(conn, policies=runtime.policies)
     reveal = reading(request, console, user).reveal
     return render(

@@ -17,9 +17,9 @@ from app.services.policy.cache import PolicyCache
 from app.services.policy.io import dump_document, load_document
 from app.store.backtests import BacktestRecord
 from app.web.auth import AdminChangeDep, ConsoleDep, User, UserDep
-from app.web.common import ConsoleRoute, back, render
+from app.web.common import ConsoleRoute, back, feature_missing, render
 from app.web.console import Console
-from app.web.features import FEATURES, available
+from app.web.features import available
 
 router = APIRouter(prefix="/backtest", route_class=ConsoleRoute, include_in_schema=False)
 SINCE = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -35,16 +35,7 @@ async def backtest_page(
     runtime: RuntimeDep,
 ) -> Response:
     if not available(request.app, "backtest"):
-        feature = FEATURES["backtest"]
-        return render(
-            request,
-            console,
-            user,
-            "feature.html",
-            page="Backtest",
-            feature=feature,
-            available=False,
-        )
+        return feature_missing(request, console, user, "backtest", page="Backtest")
     text = await live_yaml(conn, runtime.policies)
     return await _page(request, console, user, conn, now, text=text, since="24h")
 
