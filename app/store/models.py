@@ -290,12 +290,14 @@ class StatsShadowHourRow(_HourDimensions, Base):
 
 
 class StatsHourStateRow(Base):
-    """Which hours `stats_hourly` holds, and which a late write made stale (dirty)."""
+    """Which hours `stats_hourly` holds, and which a late write made stale (dirty); `version`
+    counts the late writes (what rolling an hour apart from the writer compares)."""
 
     __tablename__ = "stats_hours"
 
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     dirty: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
     __table_args__ = (
         Index(

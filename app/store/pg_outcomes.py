@@ -131,7 +131,7 @@ def _delivery_sql() -> str:
 
 MARK_LATE_SQL = (
     "INSERT INTO stats_hours (hour, dirty) SELECT unnest($1::timestamptz[]), true "
-    "ON CONFLICT (hour) DO UPDATE SET dirty = true"
+    "ON CONFLICT (hour) DO UPDATE SET dirty = true, version = stats_hours.version + 1"
 )
 
 

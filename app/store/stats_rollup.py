@@ -82,7 +82,8 @@ async def mark_late(
     if requested_at is None or requested_at >= (now or datetime.now(UTC)) - LATE:
         return
     stmt = insert_for(conn, hours).values(hour=floor_hour(requested_at), dirty=True)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["hour"], set_={"dirty": True}))
+    bumped = {"dirty": True, "version": hours.c.version + 1}
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["hour"], set_=bumped))
 
 
 async def forget_before(conn: AsyncConnection, before: datetime) -> None:
