@@ -20,7 +20,16 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.audit_stats import (
@@ -103,17 +112,29 @@ async def refresh(conn: AsyncConnection, since: datetime, until: datetime) -> in
         for table in TABLES:
             await conn.execute(delete(table).where(table.c.hour.in_(dirty)))
         await _roll(conn, dirty)
-    earliest = await earliest_request(conn)
-    if earliest is None:
-        return len(dirty)
-    start = max(since, floor_hour(earliest))
-    if start >= until or await _count_hours(conn, start, until) == (until - start) // HOUR:
-        return len(dirty)  # every hour rolled: the usual case, without reading them
-    known = await _known_hours(conn, start, until)
-    missing = [hour for hour in _hours(start, until) if hour not in known]
-    claimed = await _claim(conn, missing)
+    claimed = await _claim(conn, await missing_hours(conn, since, until))
     await _roll(conn, claimed)
     return len(dirty) + len(claimed)
+
+
+async def missing_hours(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:
+    """The hours in [since, until) with verifications and no `stats_hours` row (never rolled);
+    two small reads when there is none, the usual case."""
+    earliest = await earliest_request(conn)
+    if earliest is None:
+        return []
+    start = max(since, floor_hour(earliest))
+    if start >= until or await _count_hours(conn, start, until) == (until - start) // HOUR:
+        return []
+    known = await _known_hours(conn, start, until)
+    return [hour for hour in _hours(start, until) if hour not in known]
+
+
+async def dirty_hours(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:
+    stmt = select(hours.c.hour).where(
+        hours.c.dirty.is_(True), hours.c.hour >= since, hours.c.hour < until
+    )
+    return sorted((await conn.execute(stmt)).scalars())
 
 
 async def earliest_request(conn: AsyncConnection) -> datetime | None:
@@ -161,39 +182,48 @@ async def _claim(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[date
 async def _roll(conn: AsyncConnection, claimed: Sequence[datetime]) -> None:
     """Aggregate the verifications of the claimed hours, one statement per run of hours."""
     for since, until in _runs(claimed):
-        await conn.execute(_roll_statement(conn.dialect.name, since, until))
-        await conn.execute(_roll_shadow_statement(conn.dialect.name, since, until))
-        await conn.execute(_roll_country_statement(since, until))
-        await conn.execute(_roll_range_statement(conn.dialect.name, since, until))
+        dialect = conn.dialect.name
+        await conn.execute(
+            insert(rollup).from_select(ROLLUP_NAMES, rollup_query(dialect, since, until))
+        )
+        shadow = shadow_query(dialect, since, until)
+        await conn.execute(insert(shadow_rollup).from_select(SHADOW_NAMES, shadow))
+        await conn.execute(roll_country_statement(since, until))
+        ranges = range_query(dialect, since, until)
+        await conn.execute(insert(range_rollup).from_select(RANGE_NAMES, ranges))
 
 
-def _roll_statement(dialect: str, since: datetime, until: datetime) -> Any:
+ROLLUP_NAMES = ["hour", *DIMENSIONS, *MEASURES]
+SHADOW_NAMES = ["hour", "shadow_rule", *DIMENSIONS, *SHADOW_MEASURES]
+RANGE_NAMES = ["hour", "country", "range", "denied"]
+
+
+def rollup_query(dialect: str, since: datetime, until: datetime) -> Select[Any]:
+    """`stats_hourly`'s rows of [since, until), in ROLLUP_NAMES' order."""
     c = verifications.c
     hour = _hour_of(dialect, c.requested_at).label("hour")
     dims = [c[name] for name in DIMENSIONS]
-    query = (
+    return (
         select(hour, *dims, *measures(c))
         .where(c.requested_at >= since, c.requested_at < until)
         .group_by(hour, *dims)
     )
-    return insert(rollup).from_select(["hour", *DIMENSIONS, *MEASURES], query)
 
 
-def _roll_shadow_statement(dialect: str, since: datetime, until: datetime) -> Any:
+def shadow_query(dialect: str, since: datetime, until: datetime) -> Select[Any]:
+    """`stats_shadow_hourly`'s rows of [since, until), in SHADOW_NAMES' order."""
     c, m = verifications.c, matches.c
     hour = _hour_of(dialect, c.requested_at).label("hour")
     dims = [c[name] for name in DIMENSIONS]
-    query = (
+    return (
         select(hour, m.rule_name, *dims, *shadow_measures(c, m))
         .select_from(matched_with_verification())
         .where(c.requested_at >= since, c.requested_at < until, *matched_within(since, until))
         .group_by(hour, m.rule_name, *dims)
     )
-    names = ["hour", "shadow_rule", *DIMENSIONS, *SHADOW_MEASURES]
-    return insert(shadow_rollup).from_select(names, query)
 
 
-def _roll_country_statement(since: datetime, until: datetime) -> Any:
+def roll_country_statement(since: datetime, until: datetime) -> Any:
     """From the hours just rolled into stats_hourly (far fewer rows than the verifications)."""
     r = rollup.c
     keys = [r.hour, r.country, r.price_currency]
@@ -203,12 +233,13 @@ def _roll_country_statement(since: datetime, until: datetime) -> Any:
     return insert(country_rollup).from_select(names, query)
 
 
-def _roll_range_statement(dialect: str, since: datetime, until: datetime) -> Any:
-    """Denied rows only: read through the partial index on denied verifications."""
+def range_query(dialect: str, since: datetime, until: datetime) -> Select[Any]:
+    """`stats_range_hourly`'s rows of [since, until), in RANGE_NAMES' order: denied rows
+    only, read through the partial index on denied verifications."""
     c = verifications.c
     hour = _hour_of(dialect, c.requested_at).label("hour")
     prefix = range_of(c.number, ROLLED_RANGE_DIGITS).label("range")
-    query = (
+    return (
         select(hour, c.country, prefix, func.count().label("denied"))
         .where(
             c.requested_at >= since,
@@ -219,7 +250,6 @@ def _roll_range_statement(dialect: str, since: datetime, until: datetime) -> Any
         )
         .group_by(hour, c.country, prefix)
     )
-    return insert(range_rollup).from_select(["hour", "country", "range", "denied"], query)
 
 
 def _hour_of(dialect: str, at: ColumnElement[Any]) -> ColumnElement[Any]:
