@@ -357,6 +357,7 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         return None
     work = stats_rollup.run_periodically(
         runtime.engine,
+        runtime.reader,
         interval=interval,
         now=lambda: datetime.now(UTC),
         paused=lambda: runtime.outage.down,

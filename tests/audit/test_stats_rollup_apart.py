@@ -1,0 +1,205 @@
+"""Rolling hours apart from the writer (app/services/audit/rollup.py `refresh_apart`): the
+same rollup as rolling on the writer, and exact when a late write lands between an hour's
+read and its store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.services.audit import rollup as service
+from app.sinch import samples
+from app.store import stats_rollup, stats_rollup_apart
+from app.store.models import VerificationMatchRow, VerificationRow
+from app.store.stats_rollup import TABLES
+from app.store.tables import rollup_hours
+from tests.audit.rows import BASE, insert_rows, row
+from tests.audit.test_stats_rollup import _random_matches, _random_rows
+from tests.support import SinchSender
+
+SINCE, UNTIL = BASE - timedelta(days=1), BASE + timedelta(days=2)
+Dump = dict[str, list[tuple[Any, ...]]]
+
+
+def _reader(client: AsyncClient) -> AsyncEngine:
+    return client.app.state.runtime.reader  # type: ignore[attr-defined,no-any-return]
+
+
+async def _dump(engine: AsyncEngine) -> Dump:
+    """Every rollup table's rows, comparable across the two ways of rolling them."""
+    out: Dump = {}
+    async with engine.connect() as conn:
+        for table in TABLES:
+            columns = [c for c in table.c if c.name != "id"]  # ids differ, by insertion order
+            rows = (await conn.execute(select(*columns))).all()
+            out[table.name] = sorted((tuple(_plain(v) for v in r) for r in rows), key=repr)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+async def _rolled_on_the_writer(engine: AsyncEngine) -> Dump:
+    """What `stats_rollup.refresh` makes of the same rows, from nothing."""
+    async with engine.begin() as conn:
+        for table in (*TABLES, rollup_hours):
+            await conn.execute(delete(table))
+        await stats_rollup.refresh(conn, SINCE, UNTIL)
+    return await _dump(engine)
+
+
+async def _dirty(engine: AsyncEngine) -> list[datetime]:
+    async with engine.connect() as conn:
+        return await stats_rollup.dirty_hours(conn, SINCE, UNTIL)
+
+
+async def _late_result(conn: AsyncConnection, hour: datetime, status: str) -> None:
+    """A very late result for one verification of `hour`, as the intake writes it."""
+    row_id = (
+        await conn.execute(
+            select(VerificationRow.id)
+            .where(VerificationRow.requested_at >= hour)
+            .where(VerificationRow.requested_at < hour + timedelta(hours=1))
+            .order_by(VerificationRow.id)
+            .limit(1)
+        )
+    ).scalar_one()
+    values = {"status": status}
+    await conn.execute(update(VerificationRow).where(VerificationRow.id == row_id).values(values))
+    await stats_rollup.mark_late(conn, hour + timedelta(minutes=1))
+
+
+async def _rows(engine: AsyncEngine, seed: int) -> None:
+    rows = _random_rows(300, seed=seed)
+    await insert_rows(engine, rows)
+    async with engine.begin() as conn:
+        await conn.execute(insert(VerificationMatchRow), _random_matches(rows, seed=seed))
+
+
+async def test_rolled_apart_equals_rolled_on_the_writer(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    await _rows(engine, seed=11)
+    reader = _reader(client)
+
+    rolled = await service.refresh_apart(engine, reader, SINCE, UNTIL)
+    assert rolled == 72  # every hour of the three days: none was rolled
+    apart = await _dump(engine)
+    assert apart["stats_hourly"], "the hours were rolled"
+    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 0
+    assert apart == await _rolled_on_the_writer(engine)
+
+    # Dirty hours rolled again apart: the late results' hours hold their new statuses.
+    async with engine.begin() as conn:
+        for hours in (3, 30, 31):
+            await _late_result(conn, BASE + timedelta(hours=hours), "SUCCESSFUL")
+    assert len(await _dirty(engine)) == 3
+    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 3
+    assert await _dirty(engine) == []
+    again = await _dump(engine)
+    assert again != apart
+    assert again == await _rolled_on_the_writer(engine)
+
+
+@pytest.mark.parametrize("overtaken", [1, 10])
+async def test_a_late_write_during_an_hours_read_is_rolled_too(
+    client: AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, overtaken: int
+) -> None:
+    """A late write lands after the hour's aggregates were read, `overtaken` times: the hour
+    is read again (1) or, overtaken every time, rolled on the writer (10); never stored
+    stale with its dirty mark taken."""
+    await _rows(engine, seed=12)
+    reader = _reader(client)
+    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 72
+    hour = BASE + timedelta(hours=5)
+    async with engine.begin() as conn:
+        await _late_result(conn, hour, "FAIL")
+    read_hour = stats_rollup_apart.read_hour
+    writes = iter(["SUCCESSFUL", "FAIL"] * overtaken)
+    late = 0
+
+    async def overtaken_read(conn: AsyncConnection, at: datetime) -> Any:
+        nonlocal late
+        read = await read_hour(conn, at)
+        if at == hour and late < overtaken:
+            late += 1
+            async with engine.begin() as writer:
+                await _late_result(writer, hour, next(writes))
+        return read
+
+    monkeypatch.setattr(stats_rollup_apart, "read_hour", overtaken_read)
+    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 1
+    assert late == min(overtaken, service.PASSES)
+    assert await _dirty(engine) == []
+    monkeypatch.undo()
+    assert await _dump(engine) == await _rolled_on_the_writer(engine)
+    async with engine.connect() as conn:
+        version = (
+            await conn.execute(select(rollup_hours.c.version).where(rollup_hours.c.hour == hour))
+        ).scalar_one()
+    assert version == 0  # rolled from nothing by _rolled_on_the_writer
+
+
+async def test_an_hour_rolled_meanwhile_is_not_stored_twice(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    """Two refreshes read the same never-rolled hour; the second store finds it claimed."""
+    await _rows(engine, seed=13)
+    hour = BASE + timedelta(hours=2)
+    reader = _reader(client)
+    async with reader.connect() as conn:
+        first = await stats_rollup_apart.read_hour(conn, hour)
+        second = await stats_rollup_apart.read_hour(conn, hour)
+    assert first is not None
+    assert second is not None
+    assert first.version is None
+    async with engine.begin() as conn:
+        assert await stats_rollup_apart.store_hour(conn, first)
+    async with engine.begin() as conn:
+        assert not await stats_rollup_apart.store_hour(conn, second)
+    async with engine.connect() as conn:
+        table = TABLES[0]
+        stored = await conn.execute(select(func.sum(table.c.attempts)))
+        attempts = stored.scalar_one()
+    in_hour = sum(
+        1
+        for r in _random_rows(300, seed=13)
+        if hour <= r["requested_at"] < hour + timedelta(hours=1)
+    )
+    assert attempts == in_hour
+
+
+async def test_each_late_result_moves_its_hours_version(
+    client: AsyncClient, engine: AsyncEngine, sinch: SinchSender
+) -> None:
+    """Through the intake (on PostgreSQL its asyncpg batch): what `store_hour` compares."""
+    numbers = ["+46701234233", "+46701234234"]
+    old = [
+        row(requested_at=BASE + timedelta(minutes=5 + n), number=n_) for n, n_ in enumerate(numbers)
+    ]
+    await insert_rows(engine, old)
+    assert await service.refresh_apart(engine, _reader(client), SINCE, UNTIL) > 0
+    for verification in old:
+        result = samples.result_event(
+            verification_id=verification["id"], number=verification["number"]
+        )
+        assert (await sinch.post(result)).status_code == 200
+    async with engine.connect() as conn:
+        state = (
+            await conn.execute(
+                select(rollup_hours.c.dirty, rollup_hours.c.version).where(
+                    rollup_hours.c.hour == BASE
+                )
+            )
+        ).one()
+    assert (state.dirty, state.version) == (True, 2)
