@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.audit.documents import StatsRow, StatsTotals
 from app.services.audit.queries import AuditContext, AuditFilter
@@ -99,12 +99,17 @@ async def _breakdown(
     )
 
 
-async def refresh_rollup(conn: AsyncConnection, *, period: str, at: datetime) -> None:
-    """The hourly rollup made exact for `overview(..., roll=False)` at `at` (a write)."""
+async def refresh_rollup(
+    writer: AsyncEngine, reader: AsyncEngine, *, period: str, at: datetime
+) -> None:
+    """The hourly rollup made exact for `overview(..., roll=False)` at `at`: read on the
+    reader, stored through the writer (`roll_for`)."""
     width, bucket = PERIODS.get(period, PERIODS["24h"])
     since = at - width
-    await roll_for(conn, AuditFilter(since=since, until=at), bucket=bucket, now=at)
-    await roll_for(conn, AuditFilter(since=since - width, until=since), bucket=None, now=at)
+    current = AuditFilter(since=since, until=at)
+    previous = AuditFilter(since=since - width, until=since)
+    await roll_for(writer, reader, current, bucket=bucket, now=at)
+    await roll_for(writer, reader, previous, bucket=None, now=at)
 
 
 def metrics(current: StatsTotals, previous: StatsTotals) -> list[Metric]:

@@ -84,8 +84,7 @@ class OverviewCache:
         await self._compute_apart(engines, ctx=ctx, period=period)
 
     async def _compute_apart(self, engines: Engines, *, ctx: AuditContext, period: str) -> Overview:
-        async with engines.writer.begin() as conn:
-            await refresh_rollup(conn, period=period, at=ctx.at)
+        await refresh_rollup(engines.writer, engines.reader, period=period, at=ctx.at)
         async with engines.reader.begin() as conn:
             return await self._compute(conn, ctx=ctx, period=period, roll=False)
 

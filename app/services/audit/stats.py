@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest
 from app.services.audit.documents import (
@@ -23,6 +23,7 @@ from app.services.audit.documents import (
     StatsTotals,
 )
 from app.services.audit.queries import AuditContext, record
+from app.services.audit.rollup import refresh_apart
 from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
 from app.store import stats_rollup as rollup
@@ -145,13 +146,18 @@ async def _views(
 
 
 async def roll_for(
-    conn: AsyncConnection, filters: AuditFilter, *, bucket: Bucket | None, now: datetime
+    writer: AsyncEngine,
+    reader: AsyncEngine,
+    filters: AuditFilter,
+    *,
+    bucket: Bucket | None,
+    now: datetime,
 ) -> None:
     """The hourly rollup made exact for what `breakdown(..., roll=False)` reads of this
-    window (a write: on the writer's connection)."""
+    window: aggregated on the reader, stored through the writer (`refresh_apart`)."""
     span = _rolled_span(_window(filters, now=now, bucket=bucket), bucket=bucket, now=now)
     if span is not None:
-        await rollup.refresh(conn, *span)
+        await refresh_apart(writer, reader, *span)
 
 
 def _rolled_span(
