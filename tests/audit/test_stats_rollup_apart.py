@@ -4,6 +4,7 @@ read and its store."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,3 +204,40 @@ async def test_each_late_result_moves_its_hours_version(
             )
         ).one()
     assert (state.dirty, state.version) == (True, 2)
+
+
+async def test_the_stats_api_rolls_apart_from_the_writer(
+    client: AsyncClient,
+    admin: dict[str, str],
+    engine: AsyncEngine,
+    sinch: SinchSender,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GET /audit/stats over a settled hour never rolled: request events are decided while
+    the hour is read (on SQLite the writer is their one connection), then the stats count it."""
+    rows = _random_rows(300, seed=14)
+    await insert_rows(engine, rows)
+    reading, release = asyncio.Event(), asyncio.Event()
+    read_hour = stats_rollup_apart.read_hour
+
+    async def slow_read(conn: AsyncConnection, hour: datetime) -> Any:
+        reading.set()
+        await release.wait()
+        return await read_hour(conn, hour)
+
+    monkeypatch.setattr(stats_rollup_apart, "read_hour", slow_read)
+    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
+    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
+    try:
+        await asyncio.wait_for(reading.wait(), 5)
+        numbers = [f"+4673{n:07d}" for n in range(3_234_500, 3_234_508)]
+        replies = await asyncio.gather(
+            *(sinch.post(samples.request_event(number=n)) for n in numbers)
+        )
+        assert not asked.done()
+        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
+    finally:
+        release.set()
+    response = await asked
+    assert response.status_code == 200, response.text
+    assert response.json()["totals"]["attempts"] == len(rows)
