@@ -16,17 +16,18 @@ from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.admin_common import cli_actor
-from app.cli.common import run_in_transaction
+from app.cli.common import run_in_transaction, run_with_engines
 from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
+from app.services.audit import stats as audit_stats
 from app.services.audit.documents import TimelineDoc, VerificationDoc
 from app.services.audit.queries import AuditContext, AuditFilter
 
@@ -48,11 +49,24 @@ def _context(command: str, query: dict[str, Any], *, mask: bool) -> AuditContext
 
 
 def _run(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    return _guarded(lambda: run_in_transaction(work))
+
+
+def _guarded(work: Callable[[], T]) -> T:
+    """`work`'s result; an error of the app's printed, and the command failed."""
     try:
-        return run_in_transaction(work)
+        return work()
     except AppError as exc:
         typer.secho(exc.detail, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+
+
+async def _roll_for(
+    writer: AsyncEngine, reader: AsyncEngine, query: StatsQuery, ctx: AuditContext
+) -> None:
+    """The stats' rollup made exact apart from the writer (as the API's `stats_connection`):
+    the stats' own transaction then finds nothing to roll."""
+    await audit_stats.roll_for(writer, reader, query.to_filter(), bucket=query.bucket, now=ctx.at)
 
 
 def _stats_query(pairs: list[str], **extra: Any) -> StatsQuery:
@@ -189,6 +203,7 @@ def stats(
     extra = {"bucket": bucket, "group_by": group_by, "range_digits": range_digits}
     query = _stats_query(filters, **{k: v for k, v in extra.items() if v is not None})
     ctx = _context("stats", {"filters": filters, **extra}, mask=mask)
+    _guarded(lambda: run_with_engines(lambda writer, reader: _roll_for(writer, reader, query, ctx)))
     result = _run(lambda conn: stats_for(query, conn=conn, ctx=ctx))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -200,5 +215,8 @@ def stats(
 def rollup() -> None:
     """Roll up every settled hour for stats now (the server does it every few minutes)."""
     started = time.perf_counter()
-    rolled = _run(lambda conn: stats_rollup.roll_settled(conn, now=datetime.now(UTC)))
+    now = datetime.now(UTC)
+    rolled = run_with_engines(
+        lambda writer, reader: stats_rollup.roll_settled(writer, reader, now=now)
+    )
     typer.echo(f"rolled up {rolled} hours in {time.perf_counter() - started:.1f} s")

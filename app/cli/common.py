@@ -14,7 +14,7 @@ from app.devapp import load_or_create_dev_app
 from app.services.policy.published import PublishedVersion
 from app.settings import Settings
 from app.simulator.callback import CallbackTarget
-from app.store.base import create_engine
+from app.store.base import create_engine, create_reader
 from app.store.policy import changed_on
 from app.store.policy_version_key import PolicyVersionKey
 
@@ -34,6 +34,21 @@ def run_with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
             await engine.dispose()
 
     return asyncio.run(runner())
+
+
+def run_with_engines(work: Callable[[AsyncEngine, AsyncEngine], Awaitable[T]]) -> T:
+    """`run_with_engine` with a reader beside the engine (store/base.py `create_reader`: on
+    a SQLite file a connection of its own, so that a long read holds no write back)."""
+
+    async def with_reader(engine: AsyncEngine) -> T:
+        reader = create_reader(engine)
+        try:
+            return await work(engine, reader)
+        finally:
+            if reader is not engine:
+                await reader.dispose()
+
+    return run_with_engine(with_reader)
 
 
 def run_in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

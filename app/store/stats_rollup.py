@@ -181,7 +181,7 @@ async def _claim(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[date
 
 async def _roll(conn: AsyncConnection, claimed: Sequence[datetime]) -> None:
     """Aggregate the verifications of the claimed hours, one statement per run of hours."""
-    for since, until in _runs(claimed):
+    for since, until in runs(claimed):
         dialect = conn.dialect.name
         await conn.execute(
             insert(rollup).from_select(ROLLUP_NAMES, rollup_query(dialect, since, until))
@@ -266,7 +266,7 @@ def _hours(since: datetime, until: datetime) -> Iterator[datetime]:
         hour += HOUR
 
 
-def _runs(sorted_hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
+def runs(sorted_hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
     """[(since, until)] covering consecutive hours."""
     runs: list[list[datetime]] = []
     for hour in sorted_hours:

@@ -1,12 +1,14 @@
-"""Rolling a settled hour apart from the writer: its aggregates read on a reader's
-connection, then stored in a short transaction of the writer if the hour did not change.
+"""Rolling settled hours apart from the writer: their aggregates read on a reader's
+connection, then stored in short transactions of the writer, each hour if it did not change.
 
 `stats_rollup.refresh` aggregates with INSERT … SELECT in the writer's transaction. On
 SQLite that transaction holds the one connection the request path writes through, and an
 hour of a pumping attack (about a million verifications) takes seconds to aggregate: every
 request event meanwhile would get the fallback answer. Here the reading is done on a
 reader (`store/base.py` `create_reader`; PostgreSQL's pool), and the writer only stores
-the result: a few hundred rows.
+the result: a few hundred rows an hour. Hours are read a run of consecutive ones per
+statement (`read_hours`) and stored several per transaction (`store_hours`), so that the
+thousands of empty hours an upgrade finds unrolled cost a few statements, not thousands.
 
 A late write to the hour between the read and the store (`stats_rollup.mark_late`: a
 replayed request, a very late result) adds one to the hour's `version` in the same
@@ -14,14 +16,15 @@ transaction as the write. The hour's state is read before its aggregates, so any
 aggregates miss moved the version after it was read; the store compares and, if it moved,
 stores nothing (`store_hour` False) and the hour stays to be rolled again. Under READ
 COMMITTED (PostgreSQL's default, a snapshot per statement) the order alone makes this hold:
-a later statement sees at least what an earlier one saw.
+a later statement sees at least what an earlier one saw. Each hour is compared and stored
+in one transaction: a failed comparison costs that hour, not its neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -34,61 +37,91 @@ from app.store.tables import rollup_hours as hours
 from app.store.upsert import insert_for
 
 Rows = list[dict[str, Any]]
-_ROLLUP, _SHADOW, _RANGE = rolling.ROLLUP_NAMES, rolling.SHADOW_NAMES, rolling.RANGE_NAMES
+_QUERIES = (
+    (rollup, rolling.rollup_query, rolling.ROLLUP_NAMES),
+    (shadow_rollup, rolling.shadow_query, rolling.SHADOW_NAMES),
+    (range_rollup, rolling.range_query, rolling.RANGE_NAMES),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RolledHour:
-    """An hour's aggregates as read, and the state they were read at (`version` None: the
-    hour was never rolled)."""
+    """An hour's aggregates as read, per rollup table, and the state they were read at
+    (`version` None: the hour was never rolled)."""
 
     hour: datetime
     version: int | None
-    rows: Rows
-    shadow: Rows
-    ranges: Rows
+    rows: dict[str, Rows]
+
+    @property
+    def size(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
 
 
 async def pending(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:
     """The hours of [since, until) to roll: dirty ones and those never rolled."""
     dirty = await rolling.dirty_hours(conn, since, until)
-    return sorted({*dirty, *await rolling.missing_hours(conn, since, until)})
+    missing = await rolling.missing_hours(conn, since, until)
+    return sorted({_hour(hour) for hour in (*dirty, *missing)})
 
 
-async def read_hour(conn: AsyncConnection, hour: datetime) -> RolledHour | None:
-    """On a reader: the hour's state, then its aggregates; None: rolled and clean."""
-    state = (
-        await conn.execute(select(hours.c.dirty, hours.c.version).where(hours.c.hour == hour))
-    ).one_or_none()
-    if state is not None and not state.dirty:
-        return None
-    dialect, until = conn.dialect.name, hour + HOUR
-    return RolledHour(
-        hour=hour,
-        version=None if state is None else int(state.version),
-        rows=await _rows(conn, rolling.rollup_query(dialect, hour, until), _ROLLUP, hour),
-        shadow=await _rows(conn, rolling.shadow_query(dialect, hour, until), _SHADOW, hour),
-        ranges=await _rows(conn, rolling.range_query(dialect, hour, until), _RANGE, hour),
+async def read_hours(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[RolledHour]:
+    """On a reader: the hours' states, then their aggregates, one statement per table and
+    run of consecutive hours. Hours rolled and clean meanwhile are left out."""
+    if not wanted:
+        return []
+    first, last = min(wanted), max(wanted) + HOUR
+    stmt = select(hours.c.hour, hours.c.dirty, hours.c.version).where(
+        hours.c.hour >= first, hours.c.hour < last
     )
+    states = {_hour(r.hour): r for r in await conn.execute(stmt)}
+    reads: dict[datetime, RolledHour] = {}
+    for hour in sorted(wanted):
+        state = states.get(hour)
+        if state is None or state.dirty:
+            version = None if state is None else int(state.version)
+            reads[hour] = RolledHour(hour, version, {table.name: [] for table, _, _ in _QUERIES})
+    dialect = conn.dialect.name
+    for since, until in rolling.runs(sorted(reads)):
+        for table, query, names in _QUERIES:
+            for row in await conn.execute(query(dialect, since, until)):
+                values = dict(zip(names, row, strict=True))
+                values["hour"] = _hour(values["hour"])  # SQLite computes it as text
+                reads[values["hour"]].rows[table.name].append(values)
+    return list(reads.values())
 
 
-async def store_hour(conn: AsyncConnection, read: RolledHour) -> bool:
-    """On the writer: the hour's rollup replaced by `read`, if its state is still the one
-    read; False: it changed meanwhile (or another refresh rolled it), nothing stored."""
-    if not await _claim(conn, read):
-        return False
-    hour = read.hour
+def batches(reads: Sequence[RolledHour], rows: int) -> Iterator[list[RolledHour]]:
+    """The reads in order, grouped into stores of about `rows` rows (an hour whole)."""
+    batch: list[RolledHour] = []
+    size = 0
+    for read in reads:
+        if batch and size + read.size > rows:
+            yield batch
+            batch, size = [], 0
+        batch.append(read)
+        size += read.size
+    if batch:
+        yield batch
+
+
+async def store_hours(conn: AsyncConnection, reads: Sequence[RolledHour]) -> int:
+    """On the writer: each hour's rollup replaced by its read, if the hour's state is still
+    the one read; the others (a late write, or another refresh, came first) are left.
+    Returns the hours stored."""
+    stored = [read for read in reads if await _claim(conn, read)]
+    claimed = [read.hour for read in stored]
+    if not claimed:
+        return 0
     for table in TABLES:
-        await conn.execute(delete(table).where(table.c.hour == hour))
-    for table, rows in (
-        (rollup, read.rows),
-        (shadow_rollup, read.shadow),
-        (range_rollup, read.ranges),
-    ):
+        await conn.execute(delete(table).where(table.c.hour.in_(claimed)))
+    for table, _, _ in _QUERIES:
+        rows = [row for read in stored for row in read.rows[table.name]]
         if rows:
             await conn.execute(insert(table), rows)
-    await conn.execute(rolling.roll_country_statement(hour, hour + HOUR))
-    return True
+    for since, until in rolling.runs(claimed):
+        await conn.execute(rolling.roll_country_statement(since, until))
+    return len(claimed)
 
 
 async def _claim(conn: AsyncConnection, read: RolledHour) -> bool:
@@ -115,9 +148,7 @@ async def _claim(conn: AsyncConnection, read: RolledHour) -> bool:
     return (await conn.execute(stmt)).first() is not None
 
 
-async def _rows(conn: AsyncConnection, query: Any, names: Sequence[str], hour: datetime) -> Rows:
-    """The query's rows by column name. Each query is of one hour: its `hour` column (on
-    SQLite the text the database computed) is replaced by that hour as a datetime."""
-    return [
-        dict(zip(names, row, strict=True)) | {"hour": hour} for row in await conn.execute(query)
-    ]
+def _hour(value: datetime | str) -> datetime:
+    """An hour as read: PostgreSQL's aware datetime; SQLite's text or naive datetime, UTC."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -5,6 +5,7 @@ read and its store."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from app.services.audit import rollup as service
 from app.sinch import samples
 from app.store import stats_rollup, stats_rollup_apart
 from app.store.models import VerificationMatchRow, VerificationRow
-from app.store.stats_rollup import TABLES
+from app.store.stats_rollup import HOUR, TABLES
 from app.store.tables import rollup_hours
 from tests.audit.rows import BASE, insert_rows, row
 from tests.audit.test_stats_rollup import _random_matches, _random_rows
@@ -116,74 +117,75 @@ async def test_rolled_apart_equals_rolled_on_the_writer(
 async def test_a_late_write_during_an_hours_read_is_rolled_too(
     client: AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, overtaken: int
 ) -> None:
-    """A late write lands after the hour's aggregates were read, `overtaken` times: the hour
-    is read again (1) or, overtaken every time, rolled on the writer (10); never stored
-    stale with its dirty mark taken."""
+    """A late write lands in one of two dirty hours after their aggregates were read,
+    `overtaken` times: that hour is read again (1) or, overtaken every time, rolled on the
+    writer (10); never stored stale with its dirty mark taken. Its neighbour, read and
+    stored with it, is stored the first time."""
     await _rows(engine, seed=12)
     reader = _reader(client)
     assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 72
-    hour = BASE + timedelta(hours=5)
+    hour, neighbour = BASE + timedelta(hours=5), BASE + timedelta(hours=6)
     async with engine.begin() as conn:
         await _late_result(conn, hour, "FAIL")
-    read_hour = stats_rollup_apart.read_hour
+        await _late_result(conn, neighbour, "FAIL")
+    read_hours = stats_rollup_apart.read_hours
     writes = iter(["SUCCESSFUL", "FAIL"] * overtaken)
     late = 0
+    stored: list[list[datetime]] = []
+    store_hours = stats_rollup_apart.store_hours
 
-    async def overtaken_read(conn: AsyncConnection, at: datetime) -> Any:
+    async def overtaken_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
         nonlocal late
-        read = await read_hour(conn, at)
-        if at == hour and late < overtaken:
+        reads = await read_hours(conn, wanted)
+        if hour in wanted and late < overtaken:
             late += 1
             async with engine.begin() as writer:
                 await _late_result(writer, hour, next(writes))
-        return read
+        return reads
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hour", overtaken_read)
-    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 1
+    async def seen_store(conn: AsyncConnection, reads: Sequence[Any]) -> int:
+        stored.append([read.hour for read in reads])
+        return await store_hours(conn, reads)
+
+    monkeypatch.setattr(stats_rollup_apart, "read_hours", overtaken_read)
+    monkeypatch.setattr(stats_rollup_apart, "store_hours", seen_store)
+    assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 2
     assert late == min(overtaken, service.PASSES)
+    assert stored[0] == [hour, neighbour]  # read and stored together
     assert await _dirty(engine) == []
     monkeypatch.undo()
     assert await _dump(engine) == await _rolled_on_the_writer(engine)
-    async with engine.connect() as conn:
-        version = (
-            await conn.execute(select(rollup_hours.c.version).where(rollup_hours.c.hour == hour))
-        ).scalar_one()
-    assert version == 0  # rolled from nothing by _rolled_on_the_writer
 
 
-async def test_an_hour_rolled_meanwhile_is_not_stored_twice(
+async def test_hours_rolled_meanwhile_are_not_stored_twice(
     client: AsyncClient, engine: AsyncEngine
 ) -> None:
-    """Two refreshes read the same never-rolled hour; the second store finds it claimed."""
+    """Two refreshes read the same never-rolled hours; the second store finds them claimed."""
     await _rows(engine, seed=13)
-    hour = BASE + timedelta(hours=2)
+    hours = [BASE + timedelta(hours=2), BASE + timedelta(hours=3)]
     reader = _reader(client)
     async with reader.connect() as conn:
-        first = await stats_rollup_apart.read_hour(conn, hour)
-        second = await stats_rollup_apart.read_hour(conn, hour)
-    assert first is not None
-    assert second is not None
-    assert first.version is None
+        first = await stats_rollup_apart.read_hours(conn, hours)
+        second = await stats_rollup_apart.read_hours(conn, hours)
+    assert [read.version for read in first] == [None, None]
     async with engine.begin() as conn:
-        assert await stats_rollup_apart.store_hour(conn, first)
+        assert await stats_rollup_apart.store_hours(conn, first) == 2
     async with engine.begin() as conn:
-        assert not await stats_rollup_apart.store_hour(conn, second)
+        assert await stats_rollup_apart.store_hours(conn, second) == 0
     async with engine.connect() as conn:
         table = TABLES[0]
         stored = await conn.execute(select(func.sum(table.c.attempts)))
         attempts = stored.scalar_one()
-    in_hour = sum(
-        1
-        for r in _random_rows(300, seed=13)
-        if hour <= r["requested_at"] < hour + timedelta(hours=1)
+    in_hours = sum(
+        1 for r in _random_rows(300, seed=13) if hours[0] <= r["requested_at"] < hours[1] + HOUR
     )
-    assert attempts == in_hour
+    assert attempts == in_hours
 
 
 async def test_each_late_result_moves_its_hours_version(
     client: AsyncClient, engine: AsyncEngine, sinch: SinchSender
 ) -> None:
-    """Through the intake (on PostgreSQL its asyncpg batch): what `store_hour` compares."""
+    """Through the intake (on PostgreSQL its asyncpg batch): what `store_hours` compares."""
     numbers = ["+46701234233", "+46701234234"]
     old = [
         row(requested_at=BASE + timedelta(minutes=5 + n), number=n_) for n, n_ in enumerate(numbers)
@@ -218,14 +220,14 @@ async def test_the_stats_api_rolls_apart_from_the_writer(
     rows = _random_rows(300, seed=14)
     await insert_rows(engine, rows)
     reading, release = asyncio.Event(), asyncio.Event()
-    read_hour = stats_rollup_apart.read_hour
+    read_hours = stats_rollup_apart.read_hours
 
-    async def slow_read(conn: AsyncConnection, hour: datetime) -> Any:
+    async def slow_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
         reading.set()
         await release.wait()
-        return await read_hour(conn, hour)
+        return await read_hours(conn, wanted)
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hour", slow_read)
+    monkeypatch.setattr(stats_rollup_apart, "read_hours", slow_read)
     window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
     asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
     try:

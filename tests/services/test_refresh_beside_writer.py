@@ -10,6 +10,7 @@ through the runtime's reader (store/base.py `create_reader`): a connection of it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,15 +82,15 @@ async def test_request_events_are_decided_while_the_rollup_reads_an_hour(
         runtime.engine, [row(requested_at=BASE + timedelta(minutes=m)) for m in range(60)]
     )
     reading, release = asyncio.Event(), asyncio.Event()
-    read_hour = stats_rollup_apart.read_hour
+    read_hours = stats_rollup_apart.read_hours
 
-    async def slow_read(conn: AsyncConnection, hour: datetime) -> Any:
+    async def slow_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
         await conn.execute(text("SELECT count(*) FROM verifications"))  # its snapshot taken
         reading.set()
         await release.wait()
-        return await read_hour(conn, hour)
+        return await read_hours(conn, wanted)
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hour", slow_read)
+    monkeypatch.setattr(stats_rollup_apart, "read_hours", slow_read)
     before = _fallbacks(runtime)
     since = BASE - timedelta(hours=1)
     refresh = asyncio.create_task(

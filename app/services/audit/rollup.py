@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.periodic import every
 from app.store import stats_rollup as store
@@ -22,37 +22,43 @@ from app.store import stats_rollup_apart as apart
 log = structlog.get_logger()
 
 PASSES = 2  # reads of an hour a late write may overtake before the writer rolls it itself
+READ_HOURS = 24  # hours read in one reader's transaction (an attack's hour: seconds)
+STORE_ROWS = 5_000  # rollup rows stored in one writer's transaction (tens of milliseconds)
 
 
-async def roll_settled(conn: AsyncConnection, *, now: datetime) -> int:
-    """Roll every settled hour not rolled yet, and the dirty ones; returns the hours rolled."""
-    earliest = await store.earliest_request(conn)
+async def roll_settled(writer: AsyncEngine, reader: AsyncEngine, *, now: datetime) -> int:
+    """Roll every settled hour not rolled yet, and the dirty ones, apart from the writer;
+    returns the hours rolled."""
+    async with reader.connect() as conn:
+        earliest = await store.earliest_request(conn)
     if earliest is None:
         return 0
-    return await store.refresh(conn, store.floor_hour(earliest), store.settled_until(now))
+    since, until = store.floor_hour(earliest), store.settled_until(now)
+    return await refresh_apart(writer, reader, since, until)
 
 
 async def refresh_apart(
     writer: AsyncEngine, reader: AsyncEngine, since: datetime, until: datetime
 ) -> int:
     """`store.refresh` of [since, until), its reading on the reader: the writer is held only
-    to store each hour's few hundred rows. Returns the hours rolled.
+    to store the aggregates, STORE_ROWS rows at a time. Returns the hours rolled.
 
-    An hour a late write changed while it was read is read again; after PASSES the writer
-    rolls what is left itself (as `store.refresh` does), so that the rollup is exact when
-    this returns, as a stats read that follows expects."""
+    Hours are read READ_HOURS at a time (a reader's transaction each). An hour a late write
+    changed while it was read is read again; after PASSES the writer rolls what is left
+    itself (as `store.refresh` does), so that the rollup is exact when this returns, as a
+    stats read that follows expects."""
     rolled = 0
     for _ in range(PASSES):
         async with reader.connect() as conn:
             wanted = await apart.pending(conn, since, until)
         if not wanted:
             return rolled
-        for hour in wanted:
+        for start in range(0, len(wanted), READ_HOURS):
             async with reader.connect() as conn:
-                read = await apart.read_hour(conn, hour)
-            if read is not None:
+                reads = await apart.read_hours(conn, wanted[start : start + READ_HOURS])
+            for batch in apart.batches(reads, STORE_ROWS):
                 async with writer.begin() as conn:
-                    rolled += await apart.store_hour(conn, read)
+                    rolled += await apart.store_hours(conn, batch)
     async with writer.begin() as conn:
         return rolled + await store.refresh(conn, since, until)
 
@@ -68,12 +74,7 @@ async def run_periodically(
     """The app's roller: every `interval` seconds, unless the database is down."""
 
     async def roll() -> None:
-        async with reader.connect() as conn:
-            earliest = await store.earliest_request(conn)
-        if earliest is None:
-            return
-        since, until = store.floor_hour(earliest), store.settled_until(now())
-        rolled = await refresh_apart(writer, reader, since, until)
+        rolled = await roll_settled(writer, reader, now=now())
         if rolled:
             log.info("stats.rolled", hours=rolled)
 
