@@ -112,7 +112,7 @@ async def refresh(conn: AsyncConnection, since: datetime, until: datetime) -> in
         for table in TABLES:
             await conn.execute(delete(table).where(table.c.hour.in_(dirty)))
         await _roll(conn, dirty)
-    claimed = await _claim(conn, await missing_hours(conn, since, until))
+    claimed = await claim(conn, await missing_hours(conn, since, until))
     await _roll(conn, claimed)
     return len(dirty) + len(claimed)
 
@@ -164,7 +164,7 @@ async def _known_hours(conn: AsyncConnection, since: datetime, until: datetime) 
     return set((await conn.execute(stmt)).scalars())
 
 
-async def _claim(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[datetime]:
+async def claim(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[datetime]:
     """Claim hours nobody rolled yet; a concurrent refresh waits here, then claims nothing."""
     claimed: list[datetime] = []
     for start in range(0, len(wanted), 1000):

@@ -1,62 +1,84 @@
 """Rolling settled hours apart from the writer: their aggregates read on a reader's
-connection, then stored in short transactions of the writer, each hour if it did not change.
+connection, in slices, then stored in short transactions of the writer, each hour only if
+it did not change meanwhile.
 
 `stats_rollup.refresh` aggregates with INSERT … SELECT in the writer's transaction. On
 SQLite that transaction holds the one connection the request path writes through, and an
 hour of a pumping attack (about a million verifications) takes seconds to aggregate: every
 request event meanwhile would get the fallback answer. Here the reading is done on a
 reader (`store/base.py` `create_reader`; PostgreSQL's pool), and the writer only stores
-the result: a few hundred rows an hour. Hours are read a run of consecutive ones per
-statement (`read_hours`) and stored several per transaction (`store_hours`), so that the
-thousands of empty hours an upgrade finds unrolled cost a few statements, not thousands.
+the result: a few hundred rows an hour, a few thousand under a range-pumping attack.
 
-A late write to the hour between the read and the store (`stats_rollup.mark_late`: a
+The reads are short too. While a read transaction is open, SQLite cannot copy the
+write-ahead log back past what it sees (store/checkpoints.py): one five-second read let the
+log grow by 180,000 frames, and copying them back afterwards stalled the writer. So the
+verifications are read about SLICE_ROWS at a time (`pieces`: consecutive small hours
+together, a big hour in equal slices), each read a transaction of its own, and the slices'
+counts and sums are added up here (every measure is a count or a sum). The hours with
+verifications are found first by look-ups in the time index (`occupied`), so the
+thousands of empty hours an upgrade finds unrolled cost a statement or two.
+
+A late write to an hour between its reads and its store (`stats_rollup.mark_late`: a
 replayed request, a very late result) adds one to the hour's `version` in the same
-transaction as the write. The hour's state is read before its aggregates, so any write the
-aggregates miss moved the version after it was read; the store compares and, if it moved,
-stores nothing (`store_hour` False) and the hour stays to be rolled again. Under READ
-COMMITTED (PostgreSQL's default, a snapshot per statement) the order alone makes this hold:
-a later statement sees at least what an earlier one saw. Each hour is compared and stored
-in one transaction: a failed comparison costs that hour, not its neighbours.
+transaction as the write. The hour's state is read before its slices, so any write a slice
+misses moved the version after it was read; the store compares and, if it moved, stores
+nothing for that hour (`store_hours`), and it stays to be rolled again. A slice may also see
+a write the version read did not (a later snapshot): the comparison fails then too, and the
+hour is read again, never stored stale. Each hour is compared and stored in one
+transaction: a failed comparison costs that hour, not its neighbours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import stats_rollup as rolling
 from app.store.stats_rollup import HOUR, TABLES
-from app.store.tables import range_rollup, rollup, shadow_rollup
+from app.store.tables import range_rollup, rollup, shadow_rollup, verifications
 from app.store.tables import rollup_hours as hours
-from app.store.upsert import insert_for
 
-Rows = list[tuple[Any, ...]]  # in the database's own forms: stored back as read
+SLICE_ROWS = 100_000  # verifications per read at most (~0.5 s; an attack's hour: 10 reads)
+Key = tuple[Any, ...]  # a rollup row's hour and dimensions, in the database's own forms
+Sums = list[Any]  # its measures: counts and sums, None where a sum had no rows
+# Each rollup table: its query, its columns (keys first), how many of them are keys.
 _QUERIES = (
-    (rollup, rolling.rollup_query, rolling.ROLLUP_NAMES),
-    (shadow_rollup, rolling.shadow_query, rolling.SHADOW_NAMES),
-    (range_rollup, rolling.range_query, rolling.RANGE_NAMES),
+    (rollup, rolling.rollup_query, rolling.ROLLUP_NAMES, 1 + len(rolling.DIMENSIONS)),
+    (shadow_rollup, rolling.shadow_query, rolling.SHADOW_NAMES, 2 + len(rolling.DIMENSIONS)),
+    (range_rollup, rolling.range_query, rolling.RANGE_NAMES, 3),
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RolledHour:
-    """An hour's aggregates as read, per rollup table, and the state they were read at
-    (`version` None: the hour was never rolled)."""
+    """An hour's aggregates as read so far, per rollup table, and the state they were read
+    at (`version` None: the hour was never rolled)."""
 
     hour: datetime
     version: int | None
-    rows: dict[str, Rows]
+    rows: dict[str, dict[Key, Sums]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
+
+    def add(self, table: str, row: Sequence[Any], keys: int) -> None:
+        """One slice's row, added to the hour's row of the same keys."""
+        kept = self.rows.setdefault(table, {})
+        key, sums = tuple(row[:keys]), list(row[keys:])
+        before = kept.get(key)
+        if before is None:
+            kept[key] = sums
+            return
+        for n, value in enumerate(sums):
+            if value is not None:
+                before[n] = value if before[n] is None else before[n] + value
 
 
 async def pending(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:
@@ -66,28 +88,87 @@ async def pending(conn: AsyncConnection, since: datetime, until: datetime) -> li
     return sorted({_hour(hour) for hour in (*dirty, *missing)})
 
 
-async def read_hours(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[RolledHour]:
-    """On a reader: the hours' states, then their aggregates, one statement per table and
-    run of consecutive hours. Hours rolled and clean meanwhile are left out."""
+async def read_states(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[RolledHour]:
+    """On a reader, before any slice: the hours' states, nothing read yet. Hours rolled and
+    clean meanwhile are left out."""
     if not wanted:
         return []
-    first, last = min(wanted), max(wanted) + HOUR
     stmt = select(hours.c.hour, hours.c.dirty, hours.c.version).where(
-        hours.c.hour >= first, hours.c.hour < last
+        hours.c.hour >= min(wanted), hours.c.hour < max(wanted) + HOUR
     )
     states = {_hour(r.hour): r for r in await conn.execute(stmt)}
-    reads: dict[datetime, RolledHour] = {}
+    reads: list[RolledHour] = []
     for hour in sorted(wanted):
         state = states.get(hour)
         if state is None or state.dirty:
-            version = None if state is None else int(state.version)
-            reads[hour] = RolledHour(hour, version, {table.name: [] for table, _, _ in _QUERIES})
+            reads.append(RolledHour(hour, None if state is None else int(state.version)))
+    return reads
+
+
+async def occupied(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[datetime]:
+    """The hours of `wanted` with verifications: a look-up in the time index per hour with
+    some (between `wanted`'s first and last), none per empty one."""
+    if not wanted:
+        return []
+    wanted_set, last = set(wanted), max(wanted) + HOUR
+    found: list[datetime] = []
+    at: datetime | None = min(wanted)
+    while at is not None and at < last:
+        hour = await _first_after(conn, at, last)
+        if hour is not None and hour in wanted_set:
+            found.append(hour)
+        at = None if hour is None else hour + HOUR
+    return found
+
+
+async def _first_after(conn: AsyncConnection, since: datetime, until: datetime) -> datetime | None:
+    """The hour of the first verification requested in [since, until) (one look-up in the
+    time index); None: there is none."""
+    c = verifications.c
+    stmt = select(func.min(c.requested_at)).where(c.requested_at >= since, c.requested_at < until)
+    first = (await conn.execute(stmt)).scalar()
+    return None if first is None else rolling.floor_hour(_hour(first))
+
+
+async def count_hour(conn: AsyncConnection, hour: datetime) -> int:
+    c = verifications.c
+    stmt = select(func.count()).where(c.requested_at >= hour, c.requested_at < hour + HOUR)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+def pieces(counts: dict[datetime, int]) -> list[tuple[datetime, datetime]]:
+    """The reads that cover the hours counted (in order), each of about SLICE_ROWS
+    verifications at most: consecutive small hours together, a big one in equal slices."""
+    out: list[tuple[datetime, datetime]] = []
+    rows = 0
+    for hour in sorted(counts):
+        count = counts[hour]
+        if count > SLICE_ROWS:
+            parts = -(-count // SLICE_ROWS)
+            step = HOUR / parts
+            out += [(hour + step * n, hour + step * (n + 1)) for n in range(parts - 1)]
+            out.append((hour + step * (parts - 1), hour + HOUR))
+            rows = SLICE_ROWS  # nothing joins a slice
+        elif out and out[-1][1] == hour and rows + count <= SLICE_ROWS:
+            out[-1] = (out[-1][0], hour + HOUR)
+            rows += count
+        else:
+            out.append((hour, hour + HOUR))
+            rows = count
+    return out
+
+
+async def read_piece(
+    conn: AsyncConnection, reads: dict[datetime, RolledHour], since: datetime, until: datetime
+) -> None:
+    """On a reader: the verifications of [since, until) (whole hours, or a slice of one),
+    added to what was read of their hours."""
     dialect = conn.dialect.name
-    for since, until in rolling.runs(sorted(reads)):
-        for table, query, _ in _QUERIES:
-            for row in await conn.execute(query(dialect, since, until)):
-                reads[_hour(row[0])].rows[table.name].append(tuple(row))
-    return list(reads.values())
+    for table, query, _, keys in _QUERIES:
+        for row in await conn.execute(query(dialect, since, until)):
+            read = reads.get(_hour(row[0]))
+            if read is not None:  # an hour rolled and clean meanwhile: not stored again
+                read.add(table.name, row, keys)
 
 
 def batches(reads: Sequence[RolledHour], rows: int) -> Iterator[list[RolledHour]]:
@@ -108,14 +189,20 @@ async def store_hours(conn: AsyncConnection, reads: Sequence[RolledHour]) -> int
     """On the writer: each hour's rollup replaced by its read, if the hour's state is still
     the one read; the others (a late write, or another refresh, came first) are left.
     Returns the hours stored."""
-    stored = [read for read in reads if await _claim(conn, read)]
+    fresh = {
+        _hour(hour)
+        for hour in await rolling.claim(conn, [r.hour for r in reads if r.version is None])
+    }
+    stored = [read for read in reads if read.hour in fresh or await _clean(conn, read)]
     claimed = [read.hour for read in stored]
     if not claimed:
         return 0
     for table in TABLES:
         await conn.execute(delete(table).where(table.c.hour.in_(claimed)))
-    for table, _, names in _QUERIES:
-        rows = [row for read in stored for row in read.rows[table.name]]
+    for table, _, names, _ in _QUERIES:
+        rows = [
+            (*key, *sums) for read in stored for key, sums in read.rows.get(table.name, {}).items()
+        ]
         if rows:
             sql, order = _insert(conn.dialect, table, names)
             if order != list(range(len(names))):
@@ -126,27 +213,16 @@ async def store_hours(conn: AsyncConnection, reads: Sequence[RolledHour]) -> int
     return len(claimed)
 
 
-async def _claim(conn: AsyncConnection, read: RolledHour) -> bool:
-    """Never rolled: the hour's row inserted (a concurrent refresh or late write that made
-    one first wins). Dirty: made clean if its version is the one read."""
+async def _clean(conn: AsyncConnection, read: RolledHour) -> bool:
+    """A dirty hour made clean, if its version is still the one read."""
     if read.version is None:
-        stmt: Any = (
-            insert_for(conn, hours)
-            .values(hour=read.hour, dirty=False)
-            .on_conflict_do_nothing(index_elements=["hour"])
-            .returning(hours.c.hour)
-        )
-    else:
-        stmt = (
-            update(hours)
-            .where(
-                hours.c.hour == read.hour,
-                hours.c.dirty.is_(True),
-                hours.c.version == read.version,
-            )
-            .values(dirty=False)
-            .returning(hours.c.hour)
-        )
+        return False  # never rolled, and `rolling.claim` found it taken
+    stmt = (
+        update(hours)
+        .where(hours.c.hour == read.hour, hours.c.dirty.is_(True), hours.c.version == read.version)
+        .values(dirty=False)
+        .returning(hours.c.hour)
+    )
     return (await conn.execute(stmt)).first() is not None
 
 

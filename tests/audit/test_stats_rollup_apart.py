@@ -88,9 +88,13 @@ async def _rows(engine: AsyncEngine, seed: int) -> None:
         await conn.execute(insert(VerificationMatchRow), _random_matches(rows, seed=seed))
 
 
+@pytest.mark.parametrize("slice_rows", [stats_rollup_apart.SLICE_ROWS, 3])
 async def test_rolled_apart_equals_rolled_on_the_writer(
-    client: AsyncClient, engine: AsyncEngine
+    client: AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, slice_rows: int
 ) -> None:
+    """Hours read whole, several together (the usual size), or each in slices of 3 rows
+    added up (an attack's hour): the same rows as rolling on the writer."""
+    monkeypatch.setattr(stats_rollup_apart, "SLICE_ROWS", slice_rows)
     await _rows(engine, seed=11)
     reader = _reader(client)
 
@@ -128,26 +132,27 @@ async def test_a_late_write_during_an_hours_read_is_rolled_too(
     async with engine.begin() as conn:
         await _late_result(conn, hour, "FAIL")
         await _late_result(conn, neighbour, "FAIL")
-    read_hours = stats_rollup_apart.read_hours
+    read_piece = stats_rollup_apart.read_piece
     writes = iter(["SUCCESSFUL", "FAIL"] * overtaken)
     late = 0
     stored: list[list[datetime]] = []
     store_hours = stats_rollup_apart.store_hours
 
-    async def overtaken_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
+    async def overtaken_read(
+        conn: AsyncConnection, reads: Any, since: datetime, until: datetime
+    ) -> None:
         nonlocal late
-        reads = await read_hours(conn, wanted)
-        if hour in wanted and late < overtaken:
-            late += 1
+        await read_piece(conn, reads, since, until)
+        if since <= hour < until and late < overtaken:
+            late += 1  # after the hour was read
             async with engine.begin() as writer:
                 await _late_result(writer, hour, next(writes))
-        return reads
 
     async def seen_store(conn: AsyncConnection, reads: Sequence[Any]) -> int:
         stored.append([read.hour for read in reads])
         return await store_hours(conn, reads)
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hours", overtaken_read)
+    monkeypatch.setattr(stats_rollup_apart, "read_piece", overtaken_read)
     monkeypatch.setattr(stats_rollup_apart, "store_hours", seen_store)
     assert await service.refresh_apart(engine, reader, SINCE, UNTIL) == 2
     assert late == min(overtaken, service.PASSES)
@@ -164,10 +169,16 @@ async def test_hours_rolled_meanwhile_are_not_stored_twice(
     await _rows(engine, seed=13)
     hours = [BASE + timedelta(hours=2), BASE + timedelta(hours=3)]
     reader = _reader(client)
-    async with reader.connect() as conn:
-        first = await stats_rollup_apart.read_hours(conn, hours)
-        second = await stats_rollup_apart.read_hours(conn, hours)
-    assert [read.version for read in first] == [None, None]
+
+    async def read() -> list[stats_rollup_apart.RolledHour]:
+        async with reader.connect() as conn:
+            reads = await stats_rollup_apart.read_states(conn, hours)
+            by_hour = {one.hour: one for one in reads}
+            await stats_rollup_apart.read_piece(conn, by_hour, hours[0], hours[1] + HOUR)
+        return reads
+
+    first, second = await read(), await read()
+    assert [one.version for one in first] == [None, None]
     async with engine.begin() as conn:
         assert await stats_rollup_apart.store_hours(conn, first) == 2
     async with engine.begin() as conn:
@@ -220,14 +231,16 @@ async def test_the_stats_api_rolls_apart_from_the_writer(
     rows = _random_rows(300, seed=14)
     await insert_rows(engine, rows)
     reading, release = asyncio.Event(), asyncio.Event()
-    read_hours = stats_rollup_apart.read_hours
+    read_piece = stats_rollup_apart.read_piece
 
-    async def slow_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
+    async def slow_read(
+        conn: AsyncConnection, reads: Any, since: datetime, until: datetime
+    ) -> None:
         reading.set()
         await release.wait()
-        return await read_hours(conn, wanted)
+        await read_piece(conn, reads, since, until)
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hours", slow_read)
+    monkeypatch.setattr(stats_rollup_apart, "read_piece", slow_read)
     window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
     asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
     try:
@@ -243,3 +256,17 @@ async def test_the_stats_api_rolls_apart_from_the_writer(
     response = await asked
     assert response.status_code == 200, response.text
     assert response.json()["totals"]["attempts"] == len(rows)
+
+
+def test_pieces_join_small_hours_and_slice_big_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats_rollup_apart, "SLICE_ROWS", 100)
+    h = [BASE + HOUR * n for n in range(6)]
+    counts = {h[0]: 40, h[1]: 50, h[2]: 30, h[3]: 250, h[5]: 10}  # h[4] empty
+    assert stats_rollup_apart.pieces(counts) == [
+        (h[0], h[2]),  # 90 rows together
+        (h[2], h[3]),  # 30 more would pass 100
+        (h[3], h[3] + HOUR / 3),  # 250 rows: three equal slices
+        (h[3] + HOUR / 3, h[3] + 2 * HOUR / 3),
+        (h[3] + 2 * HOUR / 3, h[4]),
+        (h[5], h[5] + HOUR),  # not joined across the empty hour
+    ]

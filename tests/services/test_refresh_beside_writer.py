@@ -10,7 +10,6 @@ through the runtime's reader (store/base.py `create_reader`): a connection of it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,15 +81,17 @@ async def test_request_events_are_decided_while_the_rollup_reads_an_hour(
         runtime.engine, [row(requested_at=BASE + timedelta(minutes=m)) for m in range(60)]
     )
     reading, release = asyncio.Event(), asyncio.Event()
-    read_hours = stats_rollup_apart.read_hours
+    read_piece = stats_rollup_apart.read_piece
 
-    async def slow_read(conn: AsyncConnection, wanted: Sequence[datetime]) -> Any:
+    async def slow_read(
+        conn: AsyncConnection, reads: Any, since: datetime, until: datetime
+    ) -> None:
         await conn.execute(text("SELECT count(*) FROM verifications"))  # its snapshot taken
         reading.set()
         await release.wait()
-        return await read_hours(conn, wanted)
+        await read_piece(conn, reads, since, until)
 
-    monkeypatch.setattr(stats_rollup_apart, "read_hours", slow_read)
+    monkeypatch.setattr(stats_rollup_apart, "read_piece", slow_read)
     before = _fallbacks(runtime)
     since = BASE - timedelta(hours=1)
     refresh = asyncio.create_task(

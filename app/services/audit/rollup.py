@@ -9,6 +9,8 @@ the reader, and the writer only stores them, in a short transaction per hour.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -24,6 +26,9 @@ log = structlog.get_logger()
 PASSES = 2  # reads of an hour a late write may overtake before the writer rolls it itself
 READ_HOURS = 24  # hours read in one reader's transaction (an attack's hour: seconds)
 STORE_ROWS = 5_000  # rollup rows stored in one writer's transaction (tens of milliseconds)
+# After each read, a rest as long as the read took: an attack's hour (5 s of a core) reads
+# over twice that, leaving the request path the CPU it needs on a small machine.
+REST = 1.0
 
 
 async def roll_settled(writer: AsyncEngine, reader: AsyncEngine, *, now: datetime) -> int:
@@ -43,10 +48,11 @@ async def refresh_apart(
     """`store.refresh` of [since, until), its reading on the reader: the writer is held only
     to store the aggregates, STORE_ROWS rows at a time. Returns the hours rolled.
 
-    Hours are read READ_HOURS at a time (a reader's transaction each). An hour a late write
-    changed while it was read is read again; after PASSES the writer rolls what is left
-    itself (as `store.refresh` does), so that the rollup is exact when this returns, as a
-    stats read that follows expects."""
+    Hours are taken READ_HOURS at a time: their states read, then each with verifications
+    a slice at a time, each read a short transaction of its own (store/stats_rollup_apart.py
+    says why). An hour a late write changed while it was read is read again; after PASSES
+    the writer rolls what is left itself (as `store.refresh` does), so that the rollup is
+    exact when this returns, as a stats read that follows expects."""
     rolled = 0
     for _ in range(PASSES):
         async with reader.connect() as conn:
@@ -54,13 +60,31 @@ async def refresh_apart(
         if not wanted:
             return rolled
         for start in range(0, len(wanted), READ_HOURS):
-            async with reader.connect() as conn:
-                reads = await apart.read_hours(conn, wanted[start : start + READ_HOURS])
+            reads = await _read(reader, wanted[start : start + READ_HOURS])
             for batch in apart.batches(reads, STORE_ROWS):
                 async with writer.begin() as conn:
                     rolled += await apart.store_hours(conn, batch)
     async with writer.begin() as conn:
         return rolled + await store.refresh(conn, since, until)
+
+
+async def _read(reader: AsyncEngine, hours: list[datetime]) -> list[apart.RolledHour]:
+    """The hours' states first; then which have verifications, how many, and those read
+    in pieces of about SLICE_ROWS: each a short reader's transaction."""
+    async with reader.connect() as conn:
+        reads = await apart.read_states(conn, hours)
+        busy = await apart.occupied(conn, [read.hour for read in reads])
+    counts: dict[datetime, int] = {}
+    for hour in busy:
+        async with reader.connect() as conn:
+            counts[hour] = await apart.count_hour(conn, hour)
+    by_hour = {read.hour: read for read in reads}
+    for since, until in apart.pieces(counts):
+        started = time.monotonic()
+        async with reader.connect() as conn:
+            await apart.read_piece(conn, by_hour, since, until)
+        await asyncio.sleep((time.monotonic() - started) * REST)
+    return reads
 
 
 async def run_periodically(
