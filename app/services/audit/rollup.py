@@ -3,8 +3,8 @@
 Stats queries refresh the hours they read anyway, so this only moves that work off the first
 query after an hour settles (or after an upgrade, when nothing is rolled yet).
 
-The app rolls apart from its writer (`refresh_apart`): each hour's aggregates are read on
-the reader, and the writer only stores them, in a short transaction per hour.
+The app rolls apart from its writer (`refresh_apart`): the hours' aggregates are read on
+the reader, and the writer only stores them, in short transactions.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from app.store import stats_rollup_apart as apart
 log = structlog.get_logger()
 
 PASSES = 2  # reads of an hour a late write may overtake before the writer rolls it itself
-READ_HOURS = 24  # hours read in one reader's transaction (an attack's hour: seconds)
+READ_HOURS = 24  # hours planned together: their states read in one reader's transaction
 STORE_ROWS = 5_000  # rollup rows stored in one writer's transaction (tens of milliseconds)
 # After each read, a rest as long as the read took: an attack's hour (5 s of a core) reads
 # over twice that, leaving the request path the CPU it needs on a small machine.
@@ -48,11 +48,12 @@ async def refresh_apart(
     """`store.refresh` of [since, until), its reading on the reader: the writer is held only
     to store the aggregates, STORE_ROWS rows at a time. Returns the hours rolled.
 
-    Hours are taken READ_HOURS at a time: their states read, then each with verifications
-    a slice at a time, each read a short transaction of its own (store/stats_rollup_apart.py
-    says why). An hour a late write changed while it was read is read again; after PASSES
-    the writer rolls what is left itself (as `store.refresh` does), so that the rollup is
-    exact when this returns, as a stats read that follows expects."""
+    Hours are taken READ_HOURS at a time: their states read, then their verifications in
+    reads of about SLICE_ROWS, each a short transaction of its own followed by a rest as
+    long (store/stats_rollup_apart.py says why). An hour a late write changed while it was
+    read is read again; after PASSES the writer rolls what is left itself (as
+    `store.refresh` does), so that the rollup is exact when this returns, as a stats read
+    that follows expects."""
     rolled = 0
     for _ in range(PASSES):
         async with reader.connect() as conn:
