@@ -143,27 +143,21 @@ async def export_verifications(
     return StreamingResponse(out.chunks, media_type=out.media_type, headers=disposition)
 
 
-async def stats_connection(
-    q: Annotated[StatsQuery, Query()], ctx: Ctx, runtime: RuntimeDep, session: SessionDep
-) -> AsyncConnection:
-    """The request's transaction, opened once the window's hourly rollup is exact. The
-    rollup is made so apart from the writer (`roll_for`: an attack's hour is read on the
-    reader, seconds of a SQLite writer's time otherwise); the stats' own refresh then finds
-    nothing to do."""
-    await audit_stats.roll_for(
-        runtime.engine, runtime.reader, q.to_filter(), bucket=q.bucket, now=ctx.at
-    )
-    return await session.connection()
-
-
 @router.get("/stats", response_model=StatsRead, responses=problem_responses(400, 422))
 async def verification_stats(
-    q: Annotated[StatsQuery, Query()],
-    conn: Annotated[AsyncConnection, Depends(stats_connection)],
-    ctx: Ctx,
+    q: Annotated[StatsQuery, Query()], ctx: Ctx, runtime: RuntimeDep
 ) -> StatsDoc:
     """Attempts, decisions, outcomes and spend per time bucket and group."""
-    return await stats_for(q, conn=conn, ctx=ctx)
+    return await audit_stats.stats_apart(
+        runtime.engine,
+        runtime.reader,
+        ctx=ctx,
+        filters=q.to_filter(),
+        bucket=q.bucket,
+        group_by=q.group_by,
+        range_digits=q.range_digits,
+        top=q.top,
+    )
 
 
 async def stats_for(q: StatsQuery, *, conn: AsyncConnection, ctx: AuditContext) -> StatsDoc:

@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.audit import rollup as service
 from app.sinch import samples
+from app.store import audit_stats as audit_stats_store
 from app.store import stats_rollup, stats_rollup_apart
 from app.store.models import VerificationMatchRow, VerificationRow
 from app.store.stats_rollup import HOUR, TABLES
 from app.store.tables import rollup_hours
-from tests.audit.rows import BASE, insert_rows, row
+from tests.audit.rows import BASE, audit_log, insert_rows, row
 from tests.audit.test_stats_rollup import _random_matches, _random_rows
 from tests.support import SinchSender
 
@@ -270,3 +271,46 @@ def test_pieces_join_small_hours_and_slice_big_ones(monkeypatch: pytest.MonkeyPa
         (h[3] + 2 * HOUR / 3, h[4]),
         (h[5], h[5] + HOUR),  # not joined across the empty hour
     ]
+
+
+async def test_the_stats_api_reads_beside_the_writer(
+    client: AsyncClient,
+    admin: dict[str, str],
+    engine: AsyncEngine,
+    sinch: SinchSender,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GET /audit/stats reads its rows (under attack, a million of the last hour) while
+    request events are decided beside it, and logs the query once, after it answered; a
+    refused query is logged once, as refused."""
+    await insert_rows(engine, _random_rows(50, seed=15))
+    reading, release = asyncio.Event(), asyncio.Event()
+    grouped = audit_stats_store.grouped
+
+    async def slow_grouped(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        await release.wait()
+        return await grouped(*args, **kwargs)
+
+    monkeypatch.setattr(audit_stats_store, "grouped", slow_grouped)
+    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
+    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
+    try:
+        await asyncio.wait_for(reading.wait(), 5)
+        numbers = [f"+4673{n:07d}" for n in range(4_234_500, 4_234_508)]
+        replies = await asyncio.gather(
+            *(sinch.post(samples.request_event(number=n)) for n in numbers)
+        )
+        assert not asked.done()
+        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
+    finally:
+        release.set()
+    response = await asked
+    assert response.status_code == 200, response.text
+    assert response.json()["totals"]["attempts"] == 50
+
+    backwards = {"since": UNTIL.isoformat(), "until": SINCE.isoformat()}
+    refused = await client.get("/audit/stats", params=backwards, headers=admin)
+    assert refused.status_code == 400
+    logged = [(e["path"], e["status"]) for e in await audit_log(engine)]
+    assert logged == [("/audit/stats", 200), ("/audit/stats", 400)]

@@ -30,7 +30,7 @@ from app.store import stats_rollup as rollup
 from app.store.audit import AuditFilter
 from app.store.audit_stats import Bucket, DeniedRange, GroupBy, ShadowCell, StatsCell
 
-__all__ = ["Breakdown", "Bucket", "GroupBy", "breakdown", "stats"]
+__all__ = ["Breakdown", "Bucket", "GroupBy", "breakdown", "stats", "stats_apart"]
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_BUCKETS = 10_000
@@ -46,13 +46,16 @@ async def stats(
     group_by: GroupBy | None,
     range_digits: int,
     top: int,
+    roll: bool = True,
 ) -> StatsDoc:
-    """Stats over the filtered window, plus the top denied number ranges and shadow rules."""
+    """Stats over the filtered window, plus the top denied number ranges and shadow rules.
+    `roll` False: the rollup was made exact already (`roll_for`), and `conn` may be a
+    reader's."""
     await record(conn, ctx=ctx)
     window = _window(filters, now=ctx.at, bucket=bucket)
     cells: list[StatsCell] = []
     shadow: list[ShadowCell] = []
-    parts = await _parts(conn, window, bucket=bucket, now=ctx.at)
+    parts = await _parts(conn, window, bucket=bucket, now=ctx.at, roll=roll)
     for part, rolled in parts:
         cells += await store.grouped(conn, part, bucket=bucket, group_by=group_by, rolled=rolled)
         shadow += await store.shadow_rules(conn, part, rolled=rolled)
@@ -70,6 +73,40 @@ async def stats(
         "shadowRules": _shadow_rows(shadow),
     }
     return result if ctx.reveal else mask_deep(result)
+
+
+async def stats_apart(
+    writer: AsyncEngine,
+    reader: AsyncEngine,
+    *,
+    ctx: AuditContext,
+    filters: AuditFilter,
+    bucket: Bucket | None,
+    group_by: GroupBy | None,
+    range_digits: int,
+    top: int,
+) -> StatsDoc:
+    """`stats`, read beside the writer: the rollup made exact apart from it (`roll_for`),
+    the rows read on the reader (on SQLite the writer is the one connection request events
+    are decided on, and an attack's last hour is a million rows to read), then the query
+    logged in a short transaction of the writer. A query that fails is not logged here (the
+    caller logs its refusal), as when it ran in one transaction."""
+    await roll_for(writer, reader, filters, bucket=bucket, now=ctx.at)
+    async with reader.connect() as conn:
+        result = await stats(
+            conn=conn,
+            ctx=dataclasses.replace(ctx, logged=False),
+            filters=filters,
+            bucket=bucket,
+            group_by=group_by,
+            range_digits=range_digits,
+            top=top,
+            roll=False,
+        )
+    if ctx.logged:
+        async with writer.begin() as conn:
+            await record(conn, ctx=ctx)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
