@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.audit_schemas import (
     ExportQuery,
@@ -148,22 +148,16 @@ async def verification_stats(
     q: Annotated[StatsQuery, Query()], ctx: Ctx, runtime: RuntimeDep
 ) -> StatsDoc:
     """Attempts, decisions, outcomes and spend per time bucket and group."""
+    return await stats_for(q, writer=runtime.engine, reader=runtime.reader, ctx=ctx)
+
+
+async def stats_for(
+    q: StatsQuery, *, writer: AsyncEngine, reader: AsyncEngine, ctx: AuditContext
+) -> StatsDoc:
+    """The stats a query asks for (also `verifyguard audit stats`), read beside the writer."""
     return await audit_stats.stats_apart(
-        runtime.engine,
-        runtime.reader,
-        ctx=ctx,
-        filters=q.to_filter(),
-        bucket=q.bucket,
-        group_by=q.group_by,
-        range_digits=q.range_digits,
-        top=q.top,
-    )
-
-
-async def stats_for(q: StatsQuery, *, conn: AsyncConnection, ctx: AuditContext) -> StatsDoc:
-    """The stats a query asks for (also `verifyguard audit stats`)."""
-    return await audit_stats.stats(
-        conn=conn,
+        writer,
+        reader,
         ctx=ctx,
         filters=q.to_filter(),
         bucket=q.bucket,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
@@ -27,7 +27,6 @@ from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
 from app.services.audit import rollup as stats_rollup
-from app.services.audit import stats as audit_stats
 from app.services.audit.documents import TimelineDoc, VerificationDoc
 from app.services.audit.queries import AuditContext, AuditFilter
 
@@ -59,14 +58,6 @@ def _guarded(work: Callable[[], T]) -> T:
     except AppError as exc:
         typer.secho(exc.detail, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-
-
-async def _roll_for(
-    writer: AsyncEngine, reader: AsyncEngine, query: StatsQuery, ctx: AuditContext
-) -> None:
-    """The stats' rollup made exact apart from the writer (as the API's `stats_connection`):
-    the stats' own transaction then finds nothing to roll."""
-    await audit_stats.roll_for(writer, reader, query.to_filter(), bucket=query.bucket, now=ctx.at)
 
 
 def _stats_query(pairs: list[str], **extra: Any) -> StatsQuery:
@@ -203,8 +194,11 @@ def stats(
     extra = {"bucket": bucket, "group_by": group_by, "range_digits": range_digits}
     query = _stats_query(filters, **{k: v for k, v in extra.items() if v is not None})
     ctx = _context("stats", {"filters": filters, **extra}, mask=mask)
-    _guarded(lambda: run_with_engines(lambda writer, reader: _roll_for(writer, reader, query, ctx)))
-    result = _run(lambda conn: stats_for(query, conn=conn, ctx=ctx))
+    result = _guarded(
+        lambda: run_with_engines(
+            lambda writer, reader: stats_for(query, writer=writer, reader=reader, ctx=ctx)
+        )
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
