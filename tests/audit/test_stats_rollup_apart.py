@@ -242,19 +242,7 @@ async def test_the_stats_api_rolls_apart_from_the_writer(
         await read_piece(conn, reads, since, until)
 
     monkeypatch.setattr(stats_rollup_apart, "read_piece", slow_read)
-    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
-    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
-    try:
-        await asyncio.wait_for(reading.wait(), 5)
-        numbers = [f"+4673{n:07d}" for n in range(3_234_500, 3_234_508)]
-        replies = await asyncio.gather(
-            *(sinch.post(samples.request_event(number=n)) for n in numbers)
-        )
-        assert not asked.done()
-        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
-    finally:
-        release.set()
-    response = await asked
+    response = await _asked_beside_requests(client, admin, sinch, reading, release, 3_234_500)
     assert response.status_code == 200, response.text
     assert response.json()["totals"]["attempts"] == len(rows)
 
@@ -293,19 +281,7 @@ async def test_the_stats_api_reads_beside_the_writer(
         return await grouped(*args, **kwargs)
 
     monkeypatch.setattr(audit_stats_store, "grouped", slow_grouped)
-    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
-    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
-    try:
-        await asyncio.wait_for(reading.wait(), 5)
-        numbers = [f"+4673{n:07d}" for n in range(4_234_500, 4_234_508)]
-        replies = await asyncio.gather(
-            *(sinch.post(samples.request_event(number=n)) for n in numbers)
-        )
-        assert not asked.done()
-        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
-    finally:
-        release.set()
-    response = await asked
+    response = await _asked_beside_requests(client, admin, sinch, reading, release, 4_234_500)
     assert response.status_code == 200, response.text
     assert response.json()["totals"]["attempts"] == 50
 
@@ -314,3 +290,28 @@ async def test_the_stats_api_reads_beside_the_writer(
     assert refused.status_code == 400
     logged = [(e["path"], e["status"]) for e in await audit_log(engine)]
     assert logged == [("/audit/stats", 200), ("/audit/stats", 400)]
+
+
+async def _asked_beside_requests(
+    client: AsyncClient,
+    admin: dict[str, str],
+    sinch: SinchSender,
+    reading: asyncio.Event,
+    release: asyncio.Event,
+    first: int,
+) -> Any:
+    """GET /audit/stats over the test's window; once its read is parked (`reading`), eight
+    request events are all decided (allow) before it answers; then it is released."""
+    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
+    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
+    try:
+        await asyncio.wait_for(reading.wait(), 5)
+        numbers = [f"+4673{n:07d}" for n in range(first, first + 8)]
+        replies = await asyncio.gather(
+            *(sinch.post(samples.request_event(number=n)) for n in numbers)
+        )
+        assert not asked.done()
+        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
+    finally:
+        release.set()
+    return await asked
