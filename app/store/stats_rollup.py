@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -137,11 +137,25 @@ async def dirty_hours(conn: AsyncConnection, since: datetime, until: datetime) -
     return sorted((await conn.execute(stmt)).scalars())
 
 
-async def earliest_request(conn: AsyncConnection) -> datetime | None:
-    value = (await conn.execute(select(func.min(verifications.c.requested_at)))).scalar()
-    if isinstance(value, str):  # SQLite returns the aggregate untyped
-        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return cast(datetime | None, value)
+async def earliest_request(
+    conn: AsyncConnection, since: datetime | None = None, until: datetime | None = None
+) -> datetime | None:
+    """The first verification's request time (in [since, until) when given: one look-up in
+    the time index)."""
+    c = verifications.c
+    stmt = select(func.min(c.requested_at))
+    if since is not None:
+        stmt = stmt.where(c.requested_at >= since)
+    if until is not None:
+        stmt = stmt.where(c.requested_at < until)
+    value = (await conn.execute(stmt)).scalar()
+    return None if value is None else as_utc(value)  # SQLite returns the aggregate untyped
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A time as read: PostgreSQL's aware datetime; SQLite's text or naive datetime, UTC."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 async def _take_dirty(conn: AsyncConnection, since: datetime, until: datetime) -> list[datetime]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
@@ -85,7 +85,7 @@ async def pending(conn: AsyncConnection, since: datetime, until: datetime) -> li
     """The hours of [since, until) to roll: dirty ones and those never rolled."""
     dirty = await rolling.dirty_hours(conn, since, until)
     missing = await rolling.missing_hours(conn, since, until)
-    return sorted({_hour(hour) for hour in (*dirty, *missing)})
+    return sorted({rolling.as_utc(hour) for hour in (*dirty, *missing)})
 
 
 async def read_states(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[RolledHour]:
@@ -96,7 +96,7 @@ async def read_states(conn: AsyncConnection, wanted: Sequence[datetime]) -> list
     stmt = select(hours.c.hour, hours.c.dirty, hours.c.version).where(
         hours.c.hour >= min(wanted), hours.c.hour < max(wanted) + HOUR
     )
-    states = {_hour(r.hour): r for r in await conn.execute(stmt)}
+    states = {rolling.as_utc(r.hour): r for r in await conn.execute(stmt)}
     reads: list[RolledHour] = []
     for hour in sorted(wanted):
         state = states.get(hour)
@@ -114,20 +114,12 @@ async def occupied(conn: AsyncConnection, wanted: Sequence[datetime]) -> list[da
     found: list[datetime] = []
     at: datetime | None = min(wanted)
     while at is not None and at < last:
-        hour = await _first_after(conn, at, last)
+        first = await rolling.earliest_request(conn, at, last)
+        hour = None if first is None else rolling.floor_hour(first)
         if hour is not None and hour in wanted_set:
             found.append(hour)
         at = None if hour is None else hour + HOUR
     return found
-
-
-async def _first_after(conn: AsyncConnection, since: datetime, until: datetime) -> datetime | None:
-    """The hour of the first verification requested in [since, until) (one look-up in the
-    time index); None: there is none."""
-    c = verifications.c
-    stmt = select(func.min(c.requested_at)).where(c.requested_at >= since, c.requested_at < until)
-    first = (await conn.execute(stmt)).scalar()
-    return None if first is None else rolling.floor_hour(_hour(first))
 
 
 async def count_hour(conn: AsyncConnection, hour: datetime) -> int:
@@ -166,7 +158,7 @@ async def read_piece(
     dialect = conn.dialect.name
     for table, query, _, keys in _QUERIES:
         for row in await conn.execute(query(dialect, since, until)):
-            read = reads.get(_hour(row[0]))
+            read = reads.get(rolling.as_utc(row[0]))
             if read is not None:  # an hour rolled and clean meanwhile: not stored again
                 read.add(table.name, row, keys)
 
@@ -190,7 +182,7 @@ async def store_hours(conn: AsyncConnection, reads: Sequence[RolledHour]) -> int
     the one read; the others (a late write, or another refresh, came first) are left.
     Returns the hours stored."""
     fresh = {
-        _hour(hour)
+        rolling.as_utc(hour)
         for hour in await rolling.claim(conn, [r.hour for r in reads if r.version is None])
     }
     stored = [read for read in reads if read.hour in fresh or await _clean(conn, read)]
@@ -235,9 +227,3 @@ def _insert(dialect: Dialect, table: Table, names: Sequence[str]) -> tuple[str, 
     stmt = insert(table).inline().values({name: bindparam(name) for name in names})
     compiled = stmt.compile(dialect=dialect)
     return str(compiled), [list(names).index(name) for name in compiled.positiontup or ()]
-
-
-def _hour(value: datetime | str) -> datetime:
-    """An hour as read: PostgreSQL's aware datetime; SQLite's text or naive datetime, UTC."""
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
