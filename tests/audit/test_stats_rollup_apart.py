@@ -4,7 +4,6 @@ read and its store."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,11 +20,13 @@ from app.store import stats_rollup, stats_rollup_apart
 from app.store.models import VerificationMatchRow, VerificationRow
 from app.store.stats_rollup import HOUR, TABLES
 from app.store.tables import rollup_hours
+from tests.audit.beside_writer import asked_beside_requests, park
 from tests.audit.rows import BASE, audit_log, insert_rows, row
 from tests.audit.test_stats_rollup import _random_matches, _random_rows
 from tests.support import SinchSender
 
 SINCE, UNTIL = BASE - timedelta(days=1), BASE + timedelta(days=2)
+WINDOW = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
 Dump = dict[str, list[tuple[Any, ...]]]
 
 
@@ -231,18 +232,10 @@ async def test_the_stats_api_rolls_apart_from_the_writer(
     the hour is read (on SQLite the writer is their one connection), then the stats count it."""
     rows = _random_rows(300, seed=14)
     await insert_rows(engine, rows)
-    reading, release = asyncio.Event(), asyncio.Event()
-    read_piece = stats_rollup_apart.read_piece
-
-    async def slow_read(
-        conn: AsyncConnection, reads: Any, since: datetime, until: datetime
-    ) -> None:
-        reading.set()
-        await release.wait()
-        await read_piece(conn, reads, since, until)
-
-    monkeypatch.setattr(stats_rollup_apart, "read_piece", slow_read)
-    response = await _asked_beside_requests(client, admin, sinch, reading, release, 3_234_500)
+    parked = park(monkeypatch, stats_rollup_apart, "read_piece")
+    response = await asked_beside_requests(
+        client, admin, sinch, parked, "/audit/stats", WINDOW, first=3_234_500
+    )
     assert response.status_code == 200, response.text
     assert response.json()["totals"]["attempts"] == len(rows)
 
@@ -272,16 +265,10 @@ async def test_the_stats_api_reads_beside_the_writer(
     request events are decided beside it, and logs the query once, after it answered; a
     refused query is logged once, as refused."""
     await insert_rows(engine, _random_rows(50, seed=15))
-    reading, release = asyncio.Event(), asyncio.Event()
-    grouped = audit_stats_store.grouped
-
-    async def slow_grouped(*args: Any, **kwargs: Any) -> Any:
-        reading.set()
-        await release.wait()
-        return await grouped(*args, **kwargs)
-
-    monkeypatch.setattr(audit_stats_store, "grouped", slow_grouped)
-    response = await _asked_beside_requests(client, admin, sinch, reading, release, 4_234_500)
+    parked = park(monkeypatch, audit_stats_store, "grouped")
+    response = await asked_beside_requests(
+        client, admin, sinch, parked, "/audit/stats", WINDOW, first=4_234_500
+    )
     assert response.status_code == 200, response.text
     assert response.json()["totals"]["attempts"] == 50
 
@@ -290,28 +277,3 @@ async def test_the_stats_api_reads_beside_the_writer(
     assert refused.status_code == 400
     logged = [(e["path"], e["status"]) for e in await audit_log(engine)]
     assert logged == [("/audit/stats", 200), ("/audit/stats", 400)]
-
-
-async def _asked_beside_requests(
-    client: AsyncClient,
-    admin: dict[str, str],
-    sinch: SinchSender,
-    reading: asyncio.Event,
-    release: asyncio.Event,
-    first: int,
-) -> Any:
-    """GET /audit/stats over the test's window; once its read is parked (`reading`), eight
-    request events are all decided (allow) before it answers; then it is released."""
-    window = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
-    asked = asyncio.create_task(client.get("/audit/stats", params=window, headers=admin))
-    try:
-        await asyncio.wait_for(reading.wait(), 5)
-        numbers = [f"+4673{n:07d}" for n in range(first, first + 8)]
-        replies = await asyncio.gather(
-            *(sinch.post(samples.request_event(number=n)) for n in numbers)
-        )
-        assert not asked.done()
-        assert [reply.json()["action"] for reply in replies] == ["allow"] * len(numbers)
-    finally:
-        release.set()
-    return await asked

@@ -1,14 +1,16 @@
 """Audit use cases: look-ups, search pages and timelines; every query is itself logged.
 
-Successful queries are logged in the caller's transaction; refused ones (404, 400, 422)
+Successful queries are logged in the caller's transaction, or, read beside the writer
+(`read_apart`), in a short one of the writer's after the read; refused ones (404, 400, 422)
 are logged by `record_refusal` in a transaction of their own, after the first rolled back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,12 +26,14 @@ from app.store.audit import AuditFilter
 from app.store.audit_rows import AuditLogEntry
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 __all__ = [
     "AuditContext",
     "AuditFilter",
     "audit_context",
     "lookup",
+    "read_apart",
     "record",
     "record_refusal",
     "search",
@@ -92,6 +96,29 @@ async def record_apart(engine: AsyncEngine, ctx: AuditContext) -> AuditContext:
         async with engine.begin() as conn:
             await record(conn, ctx=ctx)
     return replace(ctx, logged=False)
+
+
+async def read_apart(
+    writer: AsyncEngine,
+    reader: AsyncEngine,
+    ctx: AuditContext,
+    read: Callable[[AsyncConnection, AuditContext], Awaitable[T]],
+) -> T:
+    """`read` on the reader, then the query logged in a short transaction of the writer.
+
+    On a SQLite file the writer is the one connection request events are decided on (their
+    group commit), and an auditor's search whose filter few rows match reads the whole
+    table: under an attack a million rows, a second or more, every decision meanwhile the
+    fallback. The reader (store/base.py `create_reader`) reads beside it; elsewhere it is the
+    writer's engine, and the read takes a connection of its own as before. A read that
+    fails is not logged here: the caller logs its refusal, as when both were one
+    transaction."""
+    async with reader.connect() as conn:
+        result = await read(conn, replace(ctx, logged=False))
+    if ctx.logged:
+        async with writer.begin() as conn:
+            await record(conn, ctx=ctx)
+    return result
 
 
 async def record_refusal(*, engine: AsyncEngine, ctx: AuditContext, status: int) -> None:

@@ -22,7 +22,7 @@ from app.services.audit.documents import (
     StatsRow,
     StatsTotals,
 )
-from app.services.audit.queries import AuditContext, record
+from app.services.audit.queries import AuditContext, read_apart, record
 from app.services.audit.rollup import refresh_apart
 from app.services.audit.view import mask_deep
 from app.store import audit_stats as store
@@ -92,21 +92,21 @@ async def stats_apart(
     logged in a short transaction of the writer. A query that fails is not logged here (the
     caller logs its refusal), as when it ran in one transaction."""
     await roll_for(writer, reader, filters, bucket=bucket, now=ctx.at)
-    async with reader.connect() as conn:
-        result = await stats(
+    return await read_apart(
+        writer,
+        reader,
+        ctx,
+        lambda conn, quiet: stats(
             conn=conn,
-            ctx=dataclasses.replace(ctx, logged=False),
+            ctx=quiet,
             filters=filters,
             bucket=bucket,
             group_by=group_by,
             range_digits=range_digits,
             top=top,
             roll=False,
-        )
-    if ctx.logged:
-        async with writer.begin() as conn:
-            await record(conn, ctx=ctx)
-    return result
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
