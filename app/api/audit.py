@@ -1,14 +1,16 @@
 """/audit endpoints: look-ups, search, timeline, export and stats, for auditors and admins.
 
-Each request runs in one transaction that commits before the response starts (so an
-export's rows stream on connections of their own); refused queries are logged too.
+Each read runs on the runtime's reader (on a SQLite file beside the one connection request
+events are decided on: an attack's million rows searched hold no decision back), and the
+query is logged after it in a short transaction of the writer (an export's before its rows
+stream, each chunk on a reader connection of its own); refused queries are logged too.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +28,7 @@ from app.api.audit_schemas import (
     e164,
 )
 from app.api.auth import AuditorDep
-from app.api.deps import RuntimeDep, SessionDep
+from app.api.deps import Runtime, RuntimeDep
 from app.api.problems import problem_responses
 from app.errors import AppError
 from app.services.audit import export as audit_export
@@ -46,6 +48,7 @@ EXPORTED: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+T = TypeVar("T")
 
 
 async def audit_trail(
@@ -76,37 +79,54 @@ def _status(exc: Exception) -> int:
 Ctx = Annotated[AuditContext, Depends(audit_trail)]
 
 
-async def audit_connection(ctx: Ctx, session: SessionDep) -> AsyncConnection:
-    """The request's transaction, opened once the caller is known (SQLite has one connection);
-    committed as the handler returns, before the response starts."""
-    return await session.connection()
-
-
-Conn = Annotated[AsyncConnection, Depends(audit_connection)]
+def _read(
+    runtime: Runtime,
+    ctx: AuditContext,
+    read: Callable[[AsyncConnection, AuditContext], Awaitable[T]],
+) -> Awaitable[T]:
+    """`read` beside the writer, then logged (`read_apart`)."""
+    return audit.read_apart(runtime.engine, runtime.reader, ctx, read)
 
 
 @router.get(
     "/verifications", response_model=VerificationPage, responses=problem_responses(400, 422)
 )
-async def search_verifications(q: Annotated[SearchQuery, Query()], conn: Conn, ctx: Ctx) -> PageDoc:
+async def search_verifications(
+    q: Annotated[SearchQuery, Query()], ctx: Ctx, runtime: RuntimeDep
+) -> PageDoc:
     """Search verifications, newest first, one page at a time."""
-    return await audit.search(
-        conn=conn, ctx=ctx, filters=q.to_filter(), cursor=q.cursor, limit=q.limit
+    filters = q.to_filter()
+    return await _read(
+        runtime,
+        ctx,
+        lambda conn, c: audit.search(
+            conn=conn, ctx=c, filters=filters, cursor=q.cursor, limit=q.limit
+        ),
     )
 
 
 @router.get("/verifications/id/{verification_id}", response_model=VerificationRead, responses=ONE)
-async def verification_by_id(verification_id: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
+async def verification_by_id(
+    verification_id: str, ctx: Ctx, runtime: RuntimeDep
+) -> VerificationDoc:
     """Look up a verification by its Sinch id."""
-    return await audit.lookup(conn=conn, ctx=ctx, verification_id=verification_id)
+    return await _read(
+        runtime,
+        ctx,
+        lambda conn, c: audit.lookup(conn=conn, ctx=c, verification_id=verification_id),
+    )
 
 
 @router.get(
     "/verifications/reference/{reference:path}", response_model=VerificationRead, responses=ONE
 )
-async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> VerificationDoc:
+async def verification_by_reference(
+    reference: str, ctx: Ctx, runtime: RuntimeDep
+) -> VerificationDoc:
     """Look up the newest verification with this reference."""
-    return await audit.lookup(conn=conn, ctx=ctx, reference=reference)
+    return await _read(
+        runtime, ctx, lambda conn, c: audit.lookup(conn=conn, ctx=c, reference=reference)
+    )
 
 
 @router.get(
@@ -115,16 +135,25 @@ async def verification_by_reference(reference: str, conn: Conn, ctx: Ctx) -> Ver
     responses=problem_responses(404, 422),
 )
 async def verification_by_number(
-    method: str, endpoint: str, conn: Conn, ctx: Ctx
+    method: str, endpoint: str, ctx: Ctx, runtime: RuntimeDep
 ) -> VerificationDoc:
     """Look up the newest verification of this method for this number."""
-    return await audit.lookup(conn=conn, ctx=ctx, method=method.lower(), number=e164(endpoint))
+    number = e164(endpoint)
+    return await _read(
+        runtime,
+        ctx,
+        lambda conn, c: audit.lookup(conn=conn, ctx=c, method=method.lower(), number=number),
+    )
 
 
 @router.get("/verifications/{verification_id}/timeline", response_model=Timeline, responses=ONE)
-async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> TimelineDoc:
+async def verification_timeline(verification_id: str, ctx: Ctx, runtime: RuntimeDep) -> TimelineDoc:
     """Everything about one verification: callbacks as received, decision, trace, results."""
-    return await audit.timeline(conn=conn, ctx=ctx, verification_id=verification_id)
+    return await _read(
+        runtime,
+        ctx,
+        lambda conn, c: audit.timeline(conn=conn, ctx=c, verification_id=verification_id),
+    )
 
 
 @router.get(
@@ -133,11 +162,15 @@ async def verification_timeline(verification_id: str, conn: Conn, ctx: Ctx) -> T
     responses={**EXPORTED, **problem_responses(400, 422)},
 )
 async def export_verifications(
-    q: Annotated[ExportQuery, Query()], conn: Conn, ctx: Ctx, runtime: RuntimeDep
+    q: Annotated[ExportQuery, Query()], ctx: Ctx, runtime: RuntimeDep
 ) -> StreamingResponse:
     """Export the matching verifications as CSV or NDJSON, streamed newest first."""
     out = await audit_export.export(
-        conn=conn, connect=runtime.engine.connect, ctx=ctx, filters=q.to_filter(), fmt=q.format
+        writer=runtime.engine,
+        connect=runtime.reader.connect,
+        ctx=ctx,
+        filters=q.to_filter(),
+        fmt=q.format,
     )
     disposition = {"Content-Disposition": f'attachment; filename="{out.filename}"'}
     return StreamingResponse(out.chunks, media_type=out.media_type, headers=disposition)

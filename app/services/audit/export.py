@@ -1,7 +1,9 @@
 """Streamed CSV / NDJSON export: keyset chunks, each on a short connection, so memory stays flat.
 
-The query is logged in the caller's transaction; rows are then read chunk by chunk, newest
-first, while the response streams. Rows that arrive meanwhile are newer and not included.
+The query is logged in a short transaction of the writer; rows are then read chunk by chunk,
+newest first, while the response streams, each chunk on a connection `connect` opens (the
+runtime's reader: on a SQLite file beside the one connection request events are decided
+on). Rows that arrive meanwhile are newer and not included.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.services.audit.queries import AuditContext, record
+from app.services.audit.queries import AuditContext, record_apart
 from app.services.audit.view import EXPORT_FIELDS, export_row
 from app.store import audit as store
 from app.store.audit import AuditFilter, Cursor
@@ -36,7 +38,7 @@ class Export:
 
 async def export(
     *,
-    conn: AsyncConnection,
+    writer: AsyncEngine,
     connect: Connect,
     ctx: AuditContext,
     filters: AuditFilter,
@@ -44,7 +46,7 @@ async def export(
     chunk_rows: int = CHUNK_ROWS,
 ) -> Export:
     """Log the export, then hand back a stream that reads `chunk_rows` rows at a time."""
-    await record(conn, ctx=ctx)
+    await record_apart(writer, ctx)
     stamp = ctx.at.strftime("%Y%m%dT%H%M%SZ")
     chunks = export_chunks(connect, filters, fmt=fmt, reveal=ctx.reveal, chunk_rows=chunk_rows)
     return Export(_MEDIA[fmt], f"verifications-{stamp}.{fmt}", chunks)
