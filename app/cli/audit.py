@@ -9,20 +9,20 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.audit import stats_for
 from app.api.audit_schemas import StatsQuery
 from app.cli import audit_render as render
 from app.cli.admin_common import cli_actor
-from app.cli.common import run_in_transaction, run_with_engines
+from app.cli.common import run_with_engines
 from app.errors import AppError, error_detail
 from app.services.audit import export as audit_export
 from app.services.audit import queries as audit
@@ -47,8 +47,12 @@ def _context(command: str, query: dict[str, Any], *, mask: bool) -> AuditContext
     return AuditContext(cli_actor(), "CLI", f"audit {command}", query, now, reveal=not mask)
 
 
-def _run(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    return _guarded(lambda: run_in_transaction(work))
+def _read(ctx: AuditContext, read: Callable[[AsyncConnection, AuditContext], Awaitable[T]]) -> T:
+    """`read` beside the writer, then logged (`read_apart`: a server deciding on the same
+    SQLite file is not held back by a long read of this process)."""
+    return _guarded(
+        lambda: run_with_engines(lambda writer, reader: audit.read_apart(writer, reader, ctx, read))
+    )
 
 
 def _guarded(work: Callable[[], T]) -> T:
@@ -95,10 +99,12 @@ def show(
     asked = {"id": verification_id, "reference": reference, "number": number, "method": method}
     ctx = _context("show", {k: v for k, v in asked.items() if v}, mask=mask)
 
-    async def work(conn: AsyncConnection) -> tuple[VerificationDoc, TimelineDoc | None]:
+    async def work(
+        conn: AsyncConnection, quiet: AuditContext
+    ) -> tuple[VerificationDoc, TimelineDoc | None]:
         found = await audit.lookup(
             conn=conn,
-            ctx=ctx,
+            ctx=quiet,
             verification_id=verification_id,
             reference=None if verification_id else reference,
             method=method.lower() if number and not verification_id else None,
@@ -106,9 +112,9 @@ def show(
         )
         if not timeline:
             return found, None
-        return found, await audit.timeline(conn=conn, ctx=ctx, verification_id=found["id"])
+        return found, await audit.timeline(conn=conn, ctx=quiet, verification_id=found["id"])
 
-    found, shown = _run(work)
+    found, shown = _read(ctx, work)
     if as_json:
         typer.echo(json.dumps(shown or found, indent=2, default=str))
     elif shown:
@@ -129,8 +135,11 @@ def search(
     """List verifications, newest first, a page at a time."""
     chosen = _filters(filters)
     ctx = _context("search", {"filters": filters, "limit": limit, "cursor": cursor}, mask=mask)
-    page = _run(
-        lambda conn: audit.search(conn=conn, ctx=ctx, filters=chosen, cursor=cursor, limit=limit)
+    page = _read(
+        ctx,
+        lambda conn, quiet: audit.search(
+            conn=conn, ctx=quiet, filters=chosen, cursor=cursor, limit=limit
+        ),
     )
     if as_json:
         typer.echo(json.dumps(page, indent=2, default=str))
@@ -153,21 +162,17 @@ def export(
     chosen = _filters(filters)
     ctx = _context("export", {"filters": filters, "format": fmt}, mask=mask)
 
-    async def work(conn: AsyncConnection) -> int:
-        @asynccontextmanager
-        async def same_connection() -> AsyncIterator[AsyncConnection]:
-            yield conn
-
+    async def work(writer: AsyncEngine, reader: AsyncEngine) -> int:
         out = await audit_export.export(
-            conn=conn,
-            connect=same_connection,
+            writer=writer,
+            connect=reader.connect,
             ctx=ctx,
             filters=chosen,
             fmt="csv" if fmt == "csv" else "ndjson",
         )
         return await _write(out.chunks, output)
 
-    written = _run(work)
+    written = _guarded(lambda: run_with_engines(work))
     typer.secho(f"{written:,} bytes written", err=True)
 
 
