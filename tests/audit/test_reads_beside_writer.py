@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store import audit as audit_store
-from tests.audit.beside_writer import asked_beside_requests, park
+from tests.support_beside import asked_beside_requests, park
 from tests.audit.rows import audit_log, insert_rows, row
 from tests.support import SinchSender
 

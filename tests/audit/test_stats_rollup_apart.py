@@ -20,7 +20,7 @@ from app.store import stats_rollup, stats_rollup_apart
 from app.store.models import VerificationMatchRow, VerificationRow
 from app.store.stats_rollup import HOUR, TABLES
 from app.store.tables import rollup_hours
-from tests.audit.beside_writer import asked_beside_requests, park
+from tests.support_beside import asked_beside_requests, park
 from tests.audit.rows import BASE, audit_log, insert_rows, row
 from tests.audit.test_stats_rollup import _random_matches, _random_rows
 from tests.support import SinchSender

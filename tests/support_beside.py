@@ -1,5 +1,5 @@
-"""An audit read parked mid-way while request events are decided beside it: on SQLite the
-writer is their one connection, so a read holding it would leave them to the fallback."""
+"""A read parked mid-way while request events are decided beside it: on SQLite the writer
+is their one connection, so a read holding it would leave them to the fallback."""
 
 from __future__ import annotations
 
