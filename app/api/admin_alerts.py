@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.admin_deps import ConnDep, ContainmentId, NowDep
+from app.api.admin_deps import ConnDep, ContainmentId, NowDep, ReadDep
 from app.api.alert_schemas import (
     AlertEventRead,
     ContainmentExtend,
@@ -29,7 +29,7 @@ CHANGE_WITH_BODY = problem_responses(400, 401, 403, 404, 409, 413, 422)
 @router.get("/containments", response_model=list[ContainmentRead], responses=READ)
 async def list_containments(
     _: AuditorDep,
-    conn: ConnDep,
+    conn: ReadDep,
     status: Literal["active", "proposed", "lifted", "expired"] | None = None,
     limit: Limit = 100,
 ) -> list[ContainmentRead]:
@@ -92,7 +92,7 @@ async def extend(
 @router.get("/alerts/events", response_model=list[AlertEventRead], responses=READ)
 async def alert_events(
     _: AuditorDep,
-    conn: ConnDep,
+    conn: ReadDep,
     alert: str | None = None,
     since: datetime | None = None,
     limit: Limit = 100,
@@ -103,7 +103,7 @@ async def alert_events(
 
 
 @router.get("/alerts/notifications", response_model=list[NotificationRead], responses=READ)
-async def notifications(_: AuditorDep, conn: ConnDep, limit: Limit = 100) -> list[NotificationRead]:
+async def notifications(_: AuditorDep, conn: ReadDep, limit: Limit = 100) -> list[NotificationRead]:
     """The notification outbox, newest first: delivered, pending and given up."""
     rows = await service.notifications(conn, limit=limit)
     return [NotificationRead.model_validate(row) for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import UploadFile
 
-from app.api.deps import SessionDep
+from app.api.deps import RuntimeDep, SessionDep
 from app.errors import AppError, BadRequest, Unprocessable
 from app.rules.conditions import INT32_MAX
 from app.services.policy.io import Format, load_document
@@ -25,6 +26,16 @@ class UnsupportedMediaType(AppError):
 async def connection(session: SessionDep) -> AsyncConnection:
     """The request's transaction (committed before the response, rolled back on error)."""
     return await session.connection()
+
+
+async def read_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
+    """A read's connection, on the runtime's reader (store/base.py `create_reader`): on a
+    SQLite file beside the one connection request events are decided on, so reading a
+    blocklist of a hundred thousand entries or a policy's history during an attack holds no
+    decision back; elsewhere the engine's, as a write's. One snapshot; given back before
+    the response is sent."""
+    async with runtime.reader.connect() as conn:
+        yield conn
 
 
 def request_time() -> datetime:
@@ -71,6 +82,7 @@ def _text(body: bytes) -> str:
 
 
 ConnDep = Annotated[AsyncConnection, Depends(connection)]
+ReadDep = Annotated[AsyncConnection, Depends(read_connection, scope="function")]
 NowDep = Annotated[datetime, Depends(request_time)]
 PolicyDocument = Annotated[Any, Depends(policy_document)]
 CsvText = Annotated[str, Depends(csv_text)]

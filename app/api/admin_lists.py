@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from app.api.admin_deps import ConnDep, CsvText, NowDep
+from app.api.admin_deps import ConnDep, CsvText, NowDep, ReadDep
 from app.api.admin_schemas import (
     EntriesAdd,
     EntriesAdded,
@@ -49,7 +49,7 @@ CSV_BODY: dict[str, Any] = {
 
 
 @router.get("", response_model=list[ListSummary])
-async def list_lists(_: AuditorDep, conn: ConnDep, now: NowDep) -> list[ListSummary]:
+async def list_lists(_: AuditorDep, conn: ReadDep, now: NowDep) -> list[ListSummary]:
     """List the named lists with their entry counts."""
     rows = await lists_admin.list_lists(conn, now=now)
     return [ListSummary.model_validate(row) for row in rows]
@@ -62,7 +62,7 @@ async def create_list(body: ListCreate, by: AdminDep, conn: ConnDep, now: NowDep
 
 
 @router.get("/{name}", response_model=ListRead, responses=problem_responses(404))
-async def get_list(name: str, _: AuditorDep, conn: ConnDep, now: NowDep) -> ListRead:
+async def get_list(name: str, _: AuditorDep, conn: ReadDep, now: NowDep) -> ListRead:
     """Read a list with every entry (expired ones are shown as inactive)."""
     return ListRead.model_validate(await lists_admin.get_list(conn, name=name, now=now))
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from app.api.admin_deps import ConnDep, NowDep, PolicyDocument
+from app.api.admin_deps import ConnDep, NowDep, PolicyDocument, ReadDep
 from app.api.admin_schemas import EvaluateRequest, EvaluateResult, ImportResult
 from app.api.auth import AdminDep, AuditorDep
 from app.api.deps import RuntimeDep
@@ -37,7 +37,7 @@ POLICY_ANSWER: dict[int | str, dict[str, Any]] = {
 
 @router.get("/policy", responses={**problem_responses(422), **POLICY_ANSWER})
 async def export_policy(
-    by: AuditorDep, conn: ConnDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
+    by: AuditorDep, conn: ReadDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json"
 ) -> Response:
     """Export the whole policy (rules, lists, default action, channels and alerts) as JSON or
     YAML; channel secrets are shown to admins only."""

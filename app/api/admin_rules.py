@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.admin_deps import ConnDep, NowDep, Revision, RuleId
+from app.api.admin_deps import ConnDep, NowDep, ReadDep, Revision, RuleId
 from app.api.admin_schemas import RevisionRead, RuleCreate, RulePatch, RuleRead, RuleUpdate
 from app.api.auth import AdminDep, AuditorDep
 from app.api.links import links
@@ -29,7 +29,7 @@ CHANGED = {**WRITE_ONE, **links(200, _TO_RULE, rule_id="id", revision="revision"
 
 
 @router.get("", response_model=list[RuleRead])
-async def list_rules(_: AuditorDep, conn: ConnDep) -> list[RuleRead]:
+async def list_rules(_: AuditorDep, conn: ReadDep) -> list[RuleRead]:
     """List rules in evaluation order."""
     return [RuleRead.of(row) for row in await rules_admin.list_rules(conn)]
 
@@ -41,7 +41,7 @@ async def create_rule(body: RuleCreate, by: AdminDep, conn: ConnDep, now: NowDep
 
 
 @router.get("/{rule_id}", response_model=RuleRead, responses=READ_ONE)
-async def get_rule(rule_id: RuleId, _: AuditorDep, conn: ConnDep) -> RuleRead:
+async def get_rule(rule_id: RuleId, _: AuditorDep, conn: ReadDep) -> RuleRead:
     """Read one rule."""
     return RuleRead.of(await rules_admin.get_rule(conn, rule_id=rule_id))
 
@@ -77,7 +77,7 @@ async def delete_rule(rule_id: RuleId, by: AdminDep, conn: ConnDep, now: NowDep)
 
 
 @router.get("/{rule_id}/revisions", response_model=list[RevisionRead], responses=READ_ONE)
-async def list_revisions(rule_id: RuleId, _: AuditorDep, conn: ConnDep) -> list[RevisionRead]:
+async def list_revisions(rule_id: RuleId, _: AuditorDep, conn: ReadDep) -> list[RevisionRead]:
     """A rule's revisions, newest first (also after it was deleted)."""
     rows = await rules_admin.list_revisions(conn, rule_id=rule_id)
     return [RevisionRead.model_validate(row) for row in rows]
