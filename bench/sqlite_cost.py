@@ -8,7 +8,9 @@ a decision. Per request event: statements the server sent (SQLAlchemy's cursor e
 BEGIN included; an executemany is one) and the rows they carried; per 1,000, CPU seconds
 of the server process (from /proc: load-independent where wall-clock rates are not); the
 fallback answers and the group commit's mean batch. Rounds repeat the measured phase on
-the same server.
+the same server. --history-rows first seeds that many verifications of an attack's hour
+three hours back (bench/rollup_hold.py `seed`): the file an attack leaves behind, whose
+indexes no longer fit SQLite's page cache.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import asyncio
 import json
 import os
 import random
+import sqlite3
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.migrate import upgrade
-from bench import history, procs
+from bench import history, procs, rollup_hold
 from bench.callback_cost import _get, _send_all
 from bench.payloads import legit_request_events
 from bench.run import CALLBACK_PATH, KEY, ROOT, SECRET, verifyguard
@@ -103,6 +107,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="vg-sqlite-cost-") as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(url)
+        if args.history_rows:
+            _seed(Path(tmp) / "bench.db", args.history_rows)
         target = verifyguard(url, "sqlite")
         with procs.uvicorn_server(
             "bench.sqlite_cost:counted_app",
@@ -129,6 +135,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             ]
 
 
+def _seed(path: Path, rows: int) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rollup_hold.seed(path, rows, now - timedelta(hours=3))
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE bench_probe")
+    db.commit()
+    db.execute("ANALYZE")
+    db.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=procs.free_port())
@@ -140,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         "--deadline-ms", type=int, default=5000, help="long: admission sheds nothing, all decided"
     )
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to serve")
+    parser.add_argument(
+        "--history-rows", type=int, default=0, help="verifications seeded first (an attack's hour)"
+    )
     args = parser.parse_args(argv)
     for row in run(args):
         print(json.dumps(row), flush=True)
