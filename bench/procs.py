@@ -96,6 +96,15 @@ def cpu_seconds(pid: int) -> float:
     return sum(user_system(pid))
 
 
+def read_calls(pid: int) -> int:
+    """Read system calls a process has made (/proc/<pid>/io `syscr`): on SQLite, each page
+    the page cache missed is one, counted whatever the machine's load."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    raise ValueError("no syscr in /proc/<pid>/io")
+
+
 def user_system(pid: int) -> tuple[float, float]:
     """User and system CPU seconds a process has used, apart."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -42,7 +42,19 @@ STARTER_READS = [  # (key, window, measure): as tests/store/test_redis_counters.
     ("country", 86_400, "successes"),
     ("range", 3600, "successes"),
 ]
-COMMANDS = ("evalsha", "fcall", "hmget", "hset", "hincrby", "ttl", "expire", "hlen", "hgetall", "get", "set")
+COMMANDS = (
+    "evalsha",
+    "fcall",
+    "hmget",
+    "hset",
+    "hincrby",
+    "ttl",
+    "expire",
+    "hlen",
+    "hgetall",
+    "get",
+    "set",
+)
 
 
 async def _cpu(client: Redis) -> float:

@@ -6,7 +6,9 @@ of --connections, measured. The deadline (--deadline-ms) is long enough that adm
 sheds nothing on a loaded machine: every answer is decided, and the figures are the cost of
 a decision. Per request event: statements the server sent (SQLAlchemy's cursor executions,
 BEGIN included; an executemany is one) and the rows they carried; per 1,000, CPU seconds
-of the server process (from /proc: load-independent where wall-clock rates are not); the
+of the server process (from /proc: load-independent where wall-clock rates are not); per
+request event, the server's read system calls (a page SQLite's cache missed is one; socket
+reads too); the
 fallback answers and the group commit's mean batch. Rounds repeat the measured phase on
 the same server. --history-rows first seeds that many verifications of an attack's hour
 three hours back (bench/rollup_hold.py `seed`): the file an attack leaves behind, whose
@@ -82,9 +84,13 @@ def _metrics(port: int) -> dict[str, float]:
 
 async def _phase(port: int, pid: int, events: list[dict[str, Any]], conns: int) -> dict[str, Any]:
     counts0, metrics0 = await _get(port, "/_bench/counts"), _metrics(port)
-    cpu0, started = procs.cpu_seconds(pid), time.perf_counter()
+    cpu0, reads0, started = procs.cpu_seconds(pid), procs.read_calls(pid), time.perf_counter()
     failures = await _send_all(port, events, conns)
-    seconds, cpu1 = time.perf_counter() - started, procs.cpu_seconds(pid)
+    seconds, cpu1, reads1 = (
+        time.perf_counter() - started,
+        procs.cpu_seconds(pid),
+        procs.read_calls(pid),
+    )
     counts1, metrics1 = await _get(port, "/_bench/counts"), _metrics(port)
     per, n = 1000 / len(events), len(events)
     delta = {k: metrics1[k] - metrics0[k] for k in metrics1}
@@ -96,6 +102,7 @@ async def _phase(port: int, pid: int, events: list[dict[str, Any]], conns: int) 
         "server_cpu_s_per_1000": round((cpu1 - cpu0) * per, 3),
         "statements_per_decision": round((counts1["statements"] - counts0["statements"]) / n, 2),
         "rows_per_decision": round((counts1["rows"] - counts0["rows"]) / n, 2),
+        "read_calls_per_decision": round((reads1 - reads0) / n, 1),
         "fallbacks": int(delta["fallbacks"]),
         "mean_batch": round(delta["batch_sum"] / batches, 1) if batches else None,
         "load": os.getloadavg()[0],
