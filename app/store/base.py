@@ -51,15 +51,6 @@ class Base(DeclarativeBase):
 
 
 BUSY_TIMEOUT_MS = 5000  # SQLite: how long a statement waits for another connection's lock
-# The writer's page cache, KiB (SQLite's default is 2,000: about 500 pages). Each request
-# event writes a verification row into a table of ten indexes, several keyed at random (the
-# Sinch id, the number, the reference). On a fresh file they fit the default; an attack's
-# hour leaves a million rows, and then nearly every insert read its index leaves back from
-# the operating system, on the event loop's thread (store/group_commit.py).
-# `python -m bench.sqlite_cost --history-rows 1000000`: 916-975 -> 1,014-1,100 request
-# events a second, server CPU per 1,000 1.25-1.38 -> 1.09-1.21 s (docs/operations.md).
-# Allocated as pages are read, up to this.
-WRITER_CACHE_KIB = 65536
 
 
 def create_engine(
@@ -186,7 +177,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
     cursor.close()
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store.base import WRITER_CACHE_KIB, create_engine, create_reader
+from app.store.base import create_engine, create_reader
 
 COUNT = text("SELECT count(*) FROM lists")
 
@@ -92,17 +92,3 @@ async def test_an_in_memory_database_reads_through_its_engine() -> None:
     engine = create_engine("sqlite+aiosqlite:///:memory:")
     assert create_reader(engine) is engine
     await engine.dispose()
-
-
-async def test_the_writer_and_the_reader_keep_their_settings(
-    engines: tuple[AsyncEngine, AsyncEngine],
-) -> None:
-    """WAL, NORMAL sync, foreign keys and the writer's page cache (store/base.py
-    `WRITER_CACHE_KIB`, measured on a million-row file); the reader reads only."""
-    engine, reader = engines
-    pragmas = ("journal_mode", "synchronous", "foreign_keys", "cache_size")
-    async with engine.connect() as conn:
-        found = [await conn.scalar(text(f"PRAGMA {name}")) for name in pragmas]
-    assert found == ["wal", 1, 1, -WRITER_CACHE_KIB]
-    async with reader.connect() as conn:
-        assert await conn.scalar(text("PRAGMA query_only")) == 1
