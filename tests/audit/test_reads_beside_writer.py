@@ -11,9 +11,9 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store import audit as audit_store
-from tests.support_beside import asked_beside_requests, park
 from tests.audit.rows import audit_log, insert_rows, row
 from tests.support import SinchSender
+from tests.support_beside import asked_beside_requests, park
 
 ID, REFERENCE, NUMBER = "v-beside-1", "signup-beside", "+46701230001"
 READS = {

@@ -20,10 +20,10 @@ from app.store import stats_rollup, stats_rollup_apart
 from app.store.models import VerificationMatchRow, VerificationRow
 from app.store.stats_rollup import HOUR, TABLES
 from app.store.tables import rollup_hours
-from tests.support_beside import asked_beside_requests, park
 from tests.audit.rows import BASE, audit_log, insert_rows, row
 from tests.audit.test_stats_rollup import _random_matches, _random_rows
 from tests.support import SinchSender
+from tests.support_beside import asked_beside_requests, park
 
 SINCE, UNTIL = BASE - timedelta(days=1), BASE + timedelta(days=2)
 WINDOW = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
