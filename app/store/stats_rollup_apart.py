@@ -10,13 +10,14 @@ reader (`store/base.py` `create_reader`; PostgreSQL's pool), and the writer only
 the result: a few hundred rows an hour, a few thousand under a range-pumping attack.
 
 The reads are short too. While a read transaction is open, SQLite cannot copy the
-write-ahead log back past what it sees (store/checkpoints.py): one five-second read let the
-log grow by 180,000 frames, and copying them back afterwards stalled the writer. So the
-verifications are read about SLICE_ROWS at a time (`pieces`: consecutive small hours
-together, a big hour in equal slices), each read a transaction of its own, and the slices'
-counts and sums are added up here (every measure is a count or a sum). The hours with
-verifications are found first by look-ups in the time index (`occupied`), so the
-thousands of empty hours an upgrade finds unrolled cost a statement or two.
+write-ahead log back past what it sees (docs/operations.md, "The stats rollup beside
+SQLite's writer"): one five-second read let the log grow by 180,000 frames, and copying
+them back afterwards stalled the writer. So the verifications are read about SLICE_ROWS at
+a time (`pieces`: consecutive small hours together, a big hour in equal slices), each read
+a transaction of its own, and the slices' counts and sums are added up here (every measure
+is a count or a sum). The hours with verifications are found first by look-ups in the time
+index (`occupied`), so the thousands of empty hours an upgrade finds unrolled cost a
+statement or two.
 
 A late write to an hour between its reads and its store (`stats_rollup.mark_late`: a
 replayed request, a very late result) adds one to the hour's `version` in the same
