@@ -508,3 +508,61 @@ def test_a_crowds_drain_follows_a_server_that_slowed_down() -> None:
     assert admission.drain == pytest.approx(0.001)
     _drain(admission, tickets, clock, gap=0.003, releases=int(3 * DRAIN_SECONDS / 0.003))
     assert admission.drain == pytest.approx(0.003, rel=0.2)
+
+
+def _batched_lane(clock: _Clock, *, each: float, pace: float) -> Admission:
+    """SQLite's writer: one lane fed in batches, whose model (`hold`) says a decision takes
+    `each`, and which has lately released one every `pace` while busy (quiet between)."""
+    admission = Admission(lanes=1, clock=clock)
+    for _ in range(WINDOW):
+        admission.record(BIG * 2, BIG * 2 * each)
+    for _ in range(WINDOW * 2):
+        ticket = admission.admit(BUDGET)
+        assert ticket
+        clock.now += pace
+        admission.release(ticket)
+        clock.now += 0.1  # idle: a quiet lane's gaps are not its pace
+    assert admission.hold == pytest.approx(each)
+    assert admission.pace == pytest.approx(pace)
+    return admission
+
+
+def _clump(admission: Admission, clock: _Clock, size: int, *, batch: int, pace: float) -> None:
+    """`size` request events arrive at once; the lane releases them `batch` at a time, one
+    batch every `batch * pace` seconds, until the oldest in flight is past the headroom."""
+    tickets = _admitted(admission, size)
+    assert len(tickets) == size, "the clump fits the model"
+    while admission.waited(clock.now) <= BUDGET * 0.8:
+        clock.now += batch * pace
+        for _ in range(batch):
+            admission.release(tickets.pop(0))
+
+
+def test_a_clump_draining_off_the_batched_lane_is_no_stall() -> None:
+    """A clump of arrivals on SQLite's writer: its oldest waited for all the batches before
+    it, past the headroom, while a newcomer waits only for those still in flight, which
+    the writer releases a batch at a time (range-pumping's bursts on a file holding an
+    attack's hour shed tens of real users' requests at a time for it). A newcomer is
+    admitted while those in flight drain within its headroom at the lane's pace."""
+    clock = _Clock()
+    admission = _batched_lane(clock, each=0.0005, pace=0.001)
+    _clump(admission, clock, 600, batch=50, pace=0.001)
+    assert admission.in_flight <= 250, "drained to within the headroom at the lane's pace"
+    assert admission.admit(BUDGET), "shed behind a queue that drains in time"
+
+
+def test_a_queue_the_batched_lane_does_not_drain_in_time_still_sheds() -> None:
+    """The same lane with more in flight than it drains within the headroom at its pace
+    (the model, which counts batches' own time only, says they fit): newcomers are shed as
+    before, and so is every newcomer behind a lane that has released nothing for that
+    long."""
+    clock = _Clock()
+    admission = _batched_lane(clock, each=0.00025, pace=0.001)
+    _clump(admission, clock, 1200, batch=50, pace=0.001)
+    assert admission.in_flight > 0.8 * BUDGET / 0.001
+    assert admission.admit(BUDGET) is None, "admitted behind a queue past its headroom"
+    other = _Clock()
+    stalled = _batched_lane(other, each=0.0005, pace=0.001)
+    _admitted(stalled, 100)
+    other.now += BUDGET
+    assert stalled.admit(BUDGET) is None, "admitted behind a lane that released nothing"
