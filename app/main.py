@@ -59,7 +59,7 @@ from app.sinch.signature import SignatureVerifier, decode_secret
 from app.store.base import create_engine, create_reader, create_sessionmaker
 from app.store.counter_model import CounterBackend
 from app.store.counters import SqlCounters
-from app.store.group_commit import GroupCommit
+from app.store.group_commit import OTHERS_GRACE, GroupCommit
 from app.store.held import HeldConnections
 from app.store.memory_counters import MemoryCounters
 from app.store.migrate import require_head
@@ -263,7 +263,8 @@ def _group_commit(shared: _Shared) -> GroupCommit | None:
         batch_size.observe(size)
         admission.record(size, inner, overhead=max(0.0, seconds - inner))
 
-    return GroupCommit(shared.engine, on_batch=on_batch, prologue=policy_version)
+    grace = shared.settings.store_deadline_ms / 1000 * OTHERS_GRACE
+    return GroupCommit(shared.engine, on_batch=on_batch, prologue=policy_version, grace=grace)
 
 
 def _decisions(

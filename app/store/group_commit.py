@@ -52,6 +52,13 @@ request event held it back by as many works, and at saturation that was what tur
 request events into fallbacks. So each batch takes the request events queued first, in
 arrival order, and then at most FILL of the other work (OTHERS when no request event
 waits): a request event never waits for more than OTHERS of them, and they never starve.
+While request events wait beyond the batch taken (a clump: an attack's burst), the other
+work waits for them too, each for up to `grace` after it was queued (the composition
+root's: OTHERS_GRACE of the store deadline; past that deadline it would be spooled). With
+FILL of them in every batch, they took a fifth of the writer while a clump drained, and
+on a file holding an attack's hour range-pumping's clumps outgrew the admission's
+headroom by about that: real users' requests got the fallback. A clump shorter than
+`grace` now has the writer to itself, and the others are at most `grace` later for it.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, TypeVar, cast
 
 from pydantic_core import to_json
@@ -80,6 +88,7 @@ SLICE = 0.05  # seconds of request events' work a batch holds the event loop for
 # works took lately
 FILL = 16  # other works in a batch that has request events in it: a bound on their delay
 OTHERS = 32  # other works in a batch without: what a request event arriving meanwhile waits for
+OTHERS_GRACE = 0.25  # of their store deadline the others wait behind queued request events
 HOLD = 0.1  # seconds the writer keeps the pool's one connection for back-to-back batches
 
 
@@ -88,6 +97,7 @@ class _Job:
     work: PrimedWork
     future: asyncio.Future[Any]
     primed: bool
+    queued: float  # when (time.perf_counter())
 
 
 @dataclass(slots=True)
@@ -105,6 +115,8 @@ class GroupCommit:
     """(size, seconds on the writer's thread, seconds in all): for metrics and admission."""
     prologue: Work | None = None
     """Read once per batch for the works queued with `run_primed` (see the module docstring)."""
+    grace: float = 0.0
+    """Seconds the other works wait behind a clump of request events at most (`_take`)."""
     _queue: list[_Job] = field(default_factory=list, init=False)
     """Request events' work (`run_primed`), in arrival order."""
     _others: list[_Job] = field(default_factory=list, init=False)
@@ -127,7 +139,8 @@ class GroupCommit:
 
     async def _enqueue(self, work: PrimedWork, *, primed: bool) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        (self._queue if primed else self._others).append(_Job(work, future, primed))
+        job = _Job(work, future, primed, time.perf_counter())
+        (self._queue if primed else self._others).append(job)
         self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._writer(), name="verifyguard-group-commit")
@@ -173,12 +186,24 @@ class GroupCommit:
         is in the batch, so they never starve; OTHERS when none is (a request event that
         arrives meanwhile waits for that batch). Fewer request events when works took long
         lately: about SLICE of them (the loop's thread runs them; the others are cheap, and
-        their counts bound them)."""
+        their counts bound them). While request events wait beyond the batch, only the
+        others queued `grace` ago or earlier (a clump has the writer first)."""
         size = BATCH if self._per_work <= SLICE / BATCH else max(1, int(SLICE / self._per_work))
         batch, self._queue = self._queue[:size], self._queue[size:]
         room = FILL if batch else OTHERS
+        if self._queue:  # request events wait beyond this batch: only the others overdue
+            room = min(room, self._overdue(time.perf_counter() - self.grace))
         others, self._others = self._others[:room], self._others[room:]
         return batch + others
+
+    def _overdue(self, since: float) -> int:
+        """How many of the others were queued before `since` (FILL at most)."""
+        n = 0
+        for job in islice(self._others, FILL):
+            if job.queued > since:
+                break
+            n += 1
+        return n
 
     async def _commit(self, driver: Any, sync: Engine, batch: list[_Job]) -> None:
         started = time.perf_counter()

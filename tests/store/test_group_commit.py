@@ -361,3 +361,31 @@ async def test_a_batch_holds_the_event_loop_for_about_a_slice(sqlite: AsyncEngin
     assert sorted(totals) == list(range(2, 42))
     assert sizes[0] == 1 and sum(sizes) == 41
     assert max(sizes[1:]) <= 5, sizes
+
+
+@pytest.mark.parametrize("grace", [0.05, 10.0])
+async def test_other_work_waits_behind_a_queue_of_request_events_for_its_grace_only(
+    sqlite: AsyncEngine, grace: float
+) -> None:
+    """While request events wait beyond the batch taken (a clump), the other work queued
+    waits for them, for up to `grace` (they have a deadline, receipts and results only a
+    store deadline): the writer is the clump's alone for that long, and no longer."""
+    ran: list[str] = []
+
+    def work(name: str, took: float = 0.0) -> Any:
+        async def record(conn: AsyncConnection, *_: Any) -> str:
+            time.sleep(took)  # noqa: ASYNC251 (a batch's work blocks the loop: as it does)
+            ran.append(name)
+            return name
+
+        return record
+
+    group = GroupCommit(sqlite, grace=grace)
+    receipt = asyncio.create_task(group.run(work("receipt")))
+    requests = [group.run_primed(work(f"request-{n}", 0.001)) for n in range(2 * BATCH)]
+    await asyncio.gather(receipt, *requests)
+    await group.close()
+    if grace > 2 * BATCH * 0.001:
+        assert ran.index("receipt") == 2 * BATCH, "not before the clump's request events"
+    else:  # overdue after the first batch (BATCH works of 1 ms each)
+        assert BATCH < ran.index("receipt") < 2 * BATCH
