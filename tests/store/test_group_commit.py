@@ -21,10 +21,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.main import create_app
+from app.main import build_runtime, create_app
 from app.sinch import samples
 from app.store.base import create_engine
-from app.store.group_commit import BATCH, OTHERS, SLICE, GroupCommit, Suspended
+from app.store.group_commit import BATCH, OTHERS, OTHERS_GRACE, SLICE, GroupCommit, Suspended
 from tests.conftest import make_settings
 from tests.services.test_velocity import ALLOWED_LIMIT, NUMBER_LIMIT, _install, _policy
 from tests.support import SinchSender
@@ -389,3 +389,17 @@ async def test_other_work_waits_behind_a_queue_of_request_events_for_its_grace_o
         assert ran.index("receipt") == 2 * BATCH, "not before the clump's request events"
     else:  # overdue after the first batch (BATCH works of 1 ms each)
         assert BATCH < ran.index("receipt") < 2 * BATCH
+
+
+def test_the_apps_others_wait_behind_a_clump_for_a_share_of_their_store_deadline(
+    tmp_path: Path,
+) -> None:
+    """The composition root gives the group commit its grace from the store deadline (a
+    receipt or result stored later than that is spooled): a share of it, whatever it is."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    for deadline_ms in (2000, 600):
+        runtime = build_runtime(make_settings(url, tmp_path, store_deadline_ms=deadline_ms))
+        group = runtime.intake._decider.scope.group
+        assert isinstance(group, GroupCommit)
+        assert group.grace == pytest.approx(deadline_ms / 1000 * OTHERS_GRACE)
+        assert 0.0 < group.grace < deadline_ms / 1000 / 2
