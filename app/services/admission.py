@@ -42,10 +42,7 @@ now, the age of the decisions holding the lanes (CoDel's sojourn time, read at t
 the queue instead of when it leaves): a newcomer waits for one of them to finish, so while
 each lane's has been in flight past the headroom, it gets the fallback at once. That cannot
 shut the gate for longer than the stall: the moment a lane's decision is through, its age
-is gone, and a free lane is always tried. On SQLite's one lane, fed in batches, the oldest's
-age also outlives a clump of arrivals the writer is draining in time: there it counts as a
-stall only while the lane releases nothing, or those in flight would not drain within the
-headroom at the pace it released them lately (`_stalled`).
+is gone, and a free lane is always tried.
 
 None of that sees the queue before receipt. The process is CPU-bound: past capacity the
 event loop's turns grow, requests wait unread in their sockets (the deadline runs from
@@ -191,13 +188,6 @@ class Admission:
         self.drain = 0.0
         """Seconds a crowd of whole decisions takes to release one more, lately (0: not
         known yet): a newcomer behind `in_flight` of them waits about that many times."""
-        self._lane_mark: float | None = None  # the lane is busy (not whole decisions): its
-        # last release, or when it got busy (None: idle)
-        self._lane_seconds = 0.0  # the lane was busy this long, lately, ...
-        self._lane_released = 0.0  # ... and released this many decisions meanwhile
-        self.pace = 0.0
-        """Seconds the busy lane (SQLite's writer) takes to release one more request event,
-        lately, everything it does meanwhile included (0: not known yet)."""
 
     def admit(self, budget: float) -> Ticket | None:
         """A ticket if a decision started now would finish within `budget` seconds (it is in
@@ -222,10 +212,8 @@ class Admission:
         # Fewer in flight than have lately finished on time (at least a free lane: no queue
         # to wait in) is always worth trying, and tells whether the estimate is stale; not
         # behind lanes that have held their decisions past the headroom already (stalled).
-        stalled = self._stalled(now, budget * HEADROOM)
+        stalled = self.waited(now) > budget * HEADROOM
         if not stalled and (fits or self.in_flight < self.proven):
-            if self.in_flight == 0:
-                self._lane_mark = now  # the lane gets busy: its pace is timed from here
             self.in_flight += 1
             if self.whole and self.in_flight == self._crowd:
                 self._crowd_mark = now  # a crowd gathers: its drain is timed from here
@@ -234,38 +222,6 @@ class Admission:
             return ticket
         self._shed_at = time.monotonic()
         return None
-
-    def _stalled(self, now: float, limit: float) -> bool:
-        """The lanes hold decisions in flight past `limit`: a newcomer would wait behind them.
-
-        On whole decisions' lanes (PostgreSQL), the age of those on the lanes says so. On one
-        lane fed in batches (SQLite's writer) the age of the oldest says so only of a stall:
-        after a clump of arrivals the oldest waited for the batches before it, while a
-        newcomer waits for those still in flight, which the lane is draining. So there it is
-        a stall only while the lane has released nothing for `limit` either, or while those
-        in flight would not drain within it at the lane's pace (Little's law: how fast it
-        released while busy, everything it did meanwhile included; a standing queue's wait
-        is its oldest's age by that count too)."""
-        if self.waited(now) <= limit:
-            return False
-        if self.whole or self._lane_mark is None or self.pace == 0.0:
-            return True
-        return now - self._lane_mark > limit or (self.in_flight + 1) * self.pace > limit
-
-    def _paced(self, ended: float) -> None:
-        """A decision released at `ended` from the one batched lane: the time since its last
-        release (or since it got busy) counted, over about the last DRAIN_SECONDS of it busy
-        (halved past it). An idle lane's gaps are its arrivals, not its pace."""
-        if self.whole or self._lane_mark is None:
-            return
-        self._lane_seconds += max(0.0, ended - self._lane_mark)
-        self._lane_released += 1.0
-        self._lane_mark = ended if self.in_flight > 0 else None
-        if self._lane_released >= WINDOW:
-            self.pace = self._lane_seconds / self._lane_released
-        if self._lane_seconds > DRAIN_SECONDS:
-            self._lane_seconds /= 2.0
-            self._lane_released /= 2.0
 
     def _gated(self) -> float:
         """How long a newcomer waited unread (the loop's lag, while request events arrive;
@@ -324,13 +280,12 @@ class Admission:
         """An admitted decision's work ended (late work included); with its ticket, what it
         took tells whether `proven` grows (a probe on time) or halves (late)."""
         self.in_flight -= 1
-        ended = self._clock() if now is None else now
-        self._paced(ended)
         if ticket is None:
             if self._tickets:  # the oldest: decisions finish in the order they came
                 del self._tickets[next(iter(self._tickets))]
             return
         self._tickets.pop(ticket, None)
+        ended = self._clock() if now is None else now
         took = ended - ticket.started
         if self.lag is not None:  # for `sojourn`: since the lag's oldest probe
             recent, since = self._took, self.lag.since
