@@ -8,11 +8,10 @@ a decision. Per request event: statements the server sent (SQLAlchemy's cursor e
 BEGIN included; an executemany is one) and the rows they carried; per 1,000, CPU seconds
 of the server process (from /proc: load-independent where wall-clock rates are not); per
 request event, the server's read system calls (a page SQLite's cache missed is one; socket
-reads too); the
-fallback answers and the group commit's mean batch. Rounds repeat the measured phase on
-the same server. --history-rows first seeds that many verifications of an attack's hour
-three hours back (bench/rollup_hold.py `seed`): the file an attack leaves behind, whose
-indexes no longer fit SQLite's page cache.
+reads too); the fallback answers and the group commit's mean batch. Rounds repeat the
+measured phase on the same server. --history-rows first seeds that many verifications of
+an attack's hour three hours back (bench/rollup_hold.py `seed`): the file an attack leaves
+behind, whose indexes no longer fit SQLite's page cache.
 """
 
 from __future__ import annotations
@@ -26,12 +25,13 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.store import stats_rollup
 from app.store.migrate import upgrade
 from bench import history, procs, rollup_hold
 from bench.callback_cost import _get, _send_all
@@ -143,8 +143,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _seed(path: Path, rows: int) -> None:
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    rollup_hold.seed(path, rows, now - timedelta(hours=3))
+    """`rows` of an attack's hour three hours back, as bench/rollup_hold.py seeds them
+    (less its probe table), then ANALYZE."""
+    hour = stats_rollup.floor_hour(datetime.now(UTC)) - 3 * rollup_hold.HOUR
+    rollup_hold.seed(path, rows, hour)
     db = sqlite3.connect(path)
     db.execute("DROP TABLE bench_probe")
     db.commit()
