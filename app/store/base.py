@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
+from sqlalchemy.util import await_only
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -119,6 +122,12 @@ def create_reader(engine: AsyncEngine) -> AsyncEngine:
     transactions is one snapshot (BEGIN at the first statement, not one per statement as
     the sqlite3 module would), and it cannot write (`query_only`). An in-memory database
     is not shared between connections: it keeps `engine`.
+
+    A long snapshot is caught up after (`_catch_up`): while one is open the WAL cannot be
+    copied back past what it sees, and the writer's next automatic checkpoint copied all
+    that piled up, inside a batch's COMMIT. The baseline refresh's reads under a burst held
+    theirs 2-6 s, and the COMMIT after took 200-230 ms: the stall check shed the requests
+    behind it, real users' (docs/operations.md, "Background work waits out a burst").
     """
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -131,10 +140,12 @@ def create_reader(engine: AsyncEngine) -> AsyncEngine:
         pool_size=2,
         max_overflow=0,
         pool_timeout=30,
+        pool_reset_on_return=None,  # _release_snapshot instead
         connect_args={"check_same_thread": False},
     )
     event.listen(reader.sync_engine, "connect", _sqlite_reader_pragmas)
     event.listen(reader.sync_engine, "begin", _begin_snapshot)
+    event.listen(reader.sync_engine, "reset", _release_snapshot)
     return reader
 
 
@@ -150,6 +161,40 @@ def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_snapshot(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
+    conn.connection.info[_SNAPSHOT_AT] = time.monotonic()
+
+
+_SNAPSHOT_AT = "verifyguard_snapshot_at"
+# Seconds a reader's snapshot lasts from which its connection catches the WAL up once the
+# snapshot is released: about what the writer logs past its automatic checkpoint (1,000
+# pages) at a few hundred request events a second; shorter ones leave it little to copy.
+CATCH_UP_AFTER = 0.2
+
+
+def _release_snapshot(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """A reader's connection checked in: its snapshot's ROLLBACK (the pool's reset, which
+    runs after its listeners, is off for the reader); after a long snapshot, in the same hop
+    to its thread, a PASSIVE checkpoint that copies back what the WAL kept for it. PASSIVE
+    takes no lock the writer waits for, and the writer's own checkpoint, finding one
+    running, skips its turn instead of copying it all inside a COMMIT. In one hop: back on
+    the event loop between the two, a batch's COMMIT came first and copied it all. A
+    connection discarded outside the event loop (`asyncio_safe` False) is not touched, as
+    by default."""
+    began = record.info.pop(_SNAPSHOT_AT, None)
+    if not state.asyncio_safe:
+        return
+    driver = dbapi_connection.driver_connection
+    if began is not None and time.monotonic() - began >= CATCH_UP_AFTER:
+        # aiosqlite's own queue to its thread (as store/group_commit.py `_run_on_thread`).
+        await_only(driver._execute(_roll_back_and_catch_up, driver._conn))
+    elif driver.in_transaction:
+        dbapi_connection.rollback()
+
+
+def _roll_back_and_catch_up(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.rollback()
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _json_takes_bytes(dbapi_connection: Any, _record: Any) -> None:
