@@ -347,6 +347,7 @@ def retention_task(runtime: Runtime) -> asyncio.Task[None] | None:
         now=lambda: datetime.now(UTC),
         paused=lambda: runtime.outage.down,
         metrics=runtime.metrics,
+        busy=lambda: runtime.outage.admission.busy,
     )
     return asyncio.create_task(work, name="verifyguard-retention")
 
@@ -362,6 +363,7 @@ def rollup_task(runtime: Runtime) -> asyncio.Task[None] | None:
         interval=interval,
         now=lambda: datetime.now(UTC),
         paused=lambda: runtime.outage.down,
+        busy=lambda: runtime.outage.admission.busy,
     )
     return asyncio.create_task(work, name="verifyguard-stats-rollup")
 
@@ -375,6 +377,7 @@ def baseline_task(runtime: Runtime) -> asyncio.Task[None]:
         interval=runtime.settings.baseline_refresh_seconds,
         now=lambda: datetime.now(UTC),
         paused=lambda: runtime.outage.down,
+        busy=lambda: runtime.outage.admission.busy,
     )
     return asyncio.create_task(work, name="verifyguard-baselines")
 

@@ -124,6 +124,8 @@ DISTRUST = 300.0  # seconds a batch's own cost counts as none after a decision w
 SUSTAINED = 1.0  # seconds crowds must have stood before their drain admits (not a flash's)
 GAP = 0.5  # seconds without a crowd that end its standing
 DRAIN_SECONDS = 1.0  # of crowds in flight their drain rate is taken over (halved past it)
+BUSY = 0.15  # of a newcomer's headroom its expected wait fills from which a burst is on
+CALM = 0.5  # seconds without that (or a shed) before background work goes on (`busy`)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -167,6 +169,7 @@ class Admission:
         self._tickets: dict[Ticket, None] = {}  # in flight, oldest first
         self._batches: deque[tuple[int, float]] = deque([(1, hold)], maxlen=WINDOW)
         self._shed_at = float("-inf")
+        self._strained_at = float("-inf")  # when a newcomer's expected wait last filled BUSY
         self._limit = float("inf")  # the last newcomer's budget * HEADROOM
         self.lag = lag
         self.target = target  # the gate's (TARGET)
@@ -201,6 +204,8 @@ class Admission:
         rounds = 1 if self.whole else self.in_flight // self.lanes + 1
         expected = (rounds + self.fixed) * self.hold
         self._limit = budget * HEADROOM
+        if expected > self._limit * BUSY:
+            self._strained_at = now
         # Whole decisions (PostgreSQL's batches) are held to the gate's target too once a
         # crowd is in flight: each one admitted holds its HTTP connection that long, and
         # Sinch's connections are finite. Not a few: right after a stall the estimate holds
@@ -352,6 +357,20 @@ class Admission:
         if self.whole:
             return self.in_flight > 0 and self.hold > self._limit * PRESSED
         return self.in_flight >= self.lanes
+
+    @property
+    def busy(self) -> bool:
+        """A burst of request events is on: background work waits (store/turns.py).
+
+        True while the gate sheds, and for CALM after a request was shed or a newcomer's
+        expected wait filled more than BUSY of its headroom (on SQLite's writer, ~35 ms: a
+        steady 300/s on the developer's machine stayed under it but for moments, each burst
+        of range-pumping over it throughout). The baseline refresh that ran into a burst took
+        its reads' CPU (and, on SQLite, the GIL: its rows are built on the reader's thread)
+        from the decisions, and the burst's excess got the fallback: real users too."""
+        if self.shedding > 0.0 or time.monotonic() - self._shed_at < CALM:
+            return True
+        return self._clock() - self._strained_at < CALM
 
     def timed(self, counting: Counting) -> Counting:
         """`counting` that reports how long each connection was held."""

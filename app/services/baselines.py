@@ -37,6 +37,7 @@ from app.services.policy.cache import PolicyCache
 from app.services.verified_counts import VerifiedCounts
 from app.store import changes
 from app.store.changes import Change, Mark
+from app.store.turns import turn
 
 log = structlog.get_logger()
 
@@ -191,7 +192,9 @@ async def refresh_live(
             read = await cache.read(conn, policy, now)
         # Applied once the snapshot is released: it was held while the changes were
         # applied, their slices yielding to the request path (the soak's longest
-        # transactions, 0.1-0.55 s).
+        # transactions, 0.1-0.55 s). A burst that began meanwhile is waited out first,
+        # inside `every` (store/turns.py).
+        await turn()
         await cache.apply(policy, read, now)
         del read  # its changes freed before collections resume
 
@@ -204,10 +207,12 @@ def run_periodically(
     interval: float,
     now: Callable[[], datetime],
     paused: Callable[[], bool],
+    busy: Callable[[], bool] | None = None,
 ) -> Coroutine[Any, Any, None]:
-    """The background refresh, every `interval` seconds while the database is up."""
+    """The background refresh, every `interval` seconds while the database is up; with
+    `busy`, waiting out a burst of request events (services/periodic.py `every`)."""
 
     async def job() -> None:
         await refresh_live(engine, policies, cache, now())
 
-    return every(interval, job, paused=paused, failed="baselines.refresh_failed")
+    return every(interval, job, paused=paused, failed="baselines.refresh_failed", busy=busy)

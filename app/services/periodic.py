@@ -1,5 +1,6 @@
-"""The app's background jobs: one run every `interval` seconds, skipped while paused; their
-work handed to the event loop in slices (`sliced`)."""
+"""The app's background jobs: one run every `interval` seconds, skipped while paused, and
+waiting out a burst of request events (`busy`: store/turns.py); their work handed to the
+event loop in slices (`sliced`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from typing import TypeVar
 
 import structlog
 
+from app.store.turns import Gate, turn, yielding
+
 log = structlog.get_logger()
 T = TypeVar("T")
+# Seconds a run waits for a burst to pass before it starts (no snapshot held yet), at most:
+# the simulator's bursts last 2-4 s; under a load that does not let up the job runs this late.
+BEFORE = 10.0
+# Seconds a run waits in all, at most, at its turns once started (`turn`): bounds how long
+# it holds its snapshot (PostgreSQL's REPEATABLE READ, SQLite's read transaction).
+WITHIN = 3.0
 
 
 async def every(
@@ -19,15 +28,26 @@ async def every(
     *,
     paused: Callable[[], bool],
     failed: str,
+    busy: Callable[[], bool] | None = None,
 ) -> None:
     """Run `job` every `interval` seconds, unless `paused()` (the database is down); a failed
-    run is logged as `failed` and the next one is tried. Runs until cancelled."""
+    run is logged as `failed` and the next one is tried. Runs until cancelled.
+
+    With `busy` (the request path's: services/admission.py `Admission.busy`), a run first
+    waits while it says so (BEFORE seconds at most), and its turns wait too (WITHIN in all)."""
     while True:
         await asyncio.sleep(interval)
         if paused():
             continue
         try:
-            await job()
+            if busy is None:
+                await job()
+                continue
+            await Gate(busy, BEFORE).wait()
+            if paused():
+                continue
+            with yielding(Gate(busy, WITHIN)):
+                await job()
         except Exception:
             log.exception(failed)
 
@@ -39,8 +59,9 @@ SLICE = 500
 
 
 async def sliced(items: Sequence[T], size: int = SLICE) -> AsyncIterator[Sequence[T]]:
-    """`items` in slices of at most `size`, the event loop turning between two of them."""
+    """`items` in slices of at most `size`, the event loop turning between two of them (and
+    waiting while the request path is busy, inside `every`'s runs: store/turns.py)."""
     for start in range(0, len(items), size):
         if start:
-            await asyncio.sleep(0)
+            await turn()
         yield items[start : start + size]

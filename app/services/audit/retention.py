@@ -193,9 +193,11 @@ async def run_periodically(
     key: bytes | None,
     now: Callable[[], datetime],
     paused: Callable[[], bool],
+    busy: Callable[[], bool] | None = None,
     metrics: Metrics,
 ) -> None:
-    """The automatic retention task of the app: every `interval` seconds, unless paused."""
+    """The automatic retention task of the app: every `interval` seconds, unless paused; with
+    `busy`, waiting out a burst of request events (services/periodic.py `every`)."""
     watermark = Watermark()
 
     async def run() -> None:
@@ -218,4 +220,4 @@ async def run_periodically(
             watermark.ran(at, at - older, since)
             log.info("retention.anonymized", verifications=count, since=since)
 
-    await every(interval, run, paused=paused, failed="retention.failed")
+    await every(interval, run, paused=paused, failed="retention.failed", busy=busy)

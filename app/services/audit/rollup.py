@@ -95,12 +95,14 @@ async def run_periodically(
     interval: float,
     now: Callable[[], datetime],
     paused: Callable[[], bool],
+    busy: Callable[[], bool] | None = None,
 ) -> None:
-    """The app's roller: every `interval` seconds, unless the database is down."""
+    """The app's roller: every `interval` seconds, unless the database is down; with `busy`,
+    waiting out a burst of request events (services/periodic.py `every`)."""
 
     async def roll() -> None:
         rolled = await roll_settled(writer, reader, now=now())
         if rolled:
             log.info("stats.rolled", hours=rolled)
 
-    await every(interval, roll, paused=paused, failed="stats.rollup_failed")
+    await every(interval, roll, paused=paused, failed="stats.rollup_failed", busy=busy)
