@@ -17,8 +17,8 @@ T = TypeVar("T")
 # Seconds a run waits for a burst to pass before it starts (no snapshot held yet), at most:
 # the simulator's bursts last 2-4 s; under a load that does not let up the job runs this late.
 BEFORE = 10.0
-# Seconds a run waits in all, at most, at its turns once started (`turn`): bounds how long
-# it holds its snapshot (PostgreSQL's REPEATABLE READ, SQLite's read transaction).
+# Seconds a run waits in all, at most, at its turns once started (`turn`: taken only where
+# it holds no snapshot, as the baseline refresh's apply; store/turns.py).
 WITHIN = 3.0
 
 

@@ -224,7 +224,7 @@ async def test_a_refresh_that_waits_out_a_burst_counts_what_one_that_did_not_cou
     await _run_once(job, busy)
     async with engine.connect() as conn:
         await plain.refresh(conn, POLICY, later)
-    assert looks.count(True) == 6  # its turns (the reads' and the slices') waited
+    assert looks.count(True) == 6  # its turns (the apply's slices) waited
     assert waited.snapshot() == plain.snapshot()
     assert len(waited.snapshot()[NUMBER_HISTORY.id]) == new
     assert len(waited.snapshot()[NUMBER_1H.id]) == new // 2
