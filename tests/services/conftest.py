@@ -1,5 +1,5 @@
 """Fixtures of the service tests: the real app through its ASGI interface, with counters
-in the database or in Redis."""
+in the database or in Redis; an engine on the test database."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
+from app.store.base import create_engine
 from tests.conftest import make_settings
 from tests.support import SinchSender
 
@@ -33,3 +35,10 @@ async def guard(
         async with AsyncClient(transport=transport, base_url="http://verifyguard.test") as http:
             http.app = app  # type: ignore[attr-defined]
             yield SinchSender(http, path=settings.callback_path)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
@@ -25,7 +25,6 @@ from app.services import periodic
 from app.services.admission import BUSY, CALM, HEADROOM, Admission
 from app.services.baselines import BaselineCache
 from app.services.periodic import SLICE, every, sliced
-from app.store.base import create_engine
 from app.store.turns import Gate, turn, yielding
 from tests.conftest import make_settings
 from tests.services.stored_history import request_in, result_in
@@ -187,13 +186,6 @@ async def test_a_jobs_slices_wait_while_a_burst_began_meanwhile() -> None:
     await _run_once(job, busy)
     assert states[0] is False and states[-1] is False
     assert states.count(True) >= 2  # the second slice waited for the burst to pass
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_refresh_that_waits_out_a_burst_counts_what_one_that_did_not_counts(

@@ -5,17 +5,14 @@ read (the inbox claims since), and the answer is the one a scan of the whole win
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import cast
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.aggregates import HistorySpec
 from app.rules.engine import CompiledPolicy
 from app.services.baselines import BaselineCache
-from app.store.base import create_engine
 from app.store.baselines import first_attempts
 from tests.services.stored_history import store_request, store_result
 from tests.services.test_verified_counts import Policy
@@ -33,13 +30,6 @@ async def _store(engine: AsyncEngine, number: str, *, at: datetime, status: str 
     await store_request(engine, ident, number, at=at)
     if status is not None:
         await store_result(engine, ident, status, at=at + timedelta(seconds=1))
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def _refresh(engine: AsyncEngine, seen: BaselineCache, at: timedelta) -> dict[str, float]:

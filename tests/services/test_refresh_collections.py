@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.gc_settings import young_collections_paused
@@ -22,19 +20,11 @@ from app.rules.model import Policy
 from app.services.baselines import BaselineCache, refresh_live
 from app.services.policy.admin import replace_policy
 from app.services.policy.cache import PolicyCache
-from app.store.base import create_engine
 from tests.services.stored_history import request_in, result_in
 from tests.services.test_adaptive_limits import ADAPTIVE
 from tests.store.test_baselines import NOW
 
 NEW = 3000  # verifications since the last refresh, each a success of a new number
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_refresh_runs_no_collection_and_collections_resume_after_it(

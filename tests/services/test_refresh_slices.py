@@ -9,18 +9,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import cast
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.rules.aggregates import BaselineSpec, HistorySpec
 from app.rules.engine import CompiledPolicy
 from app.services.baselines import BaselineCache
 from app.services.periodic import SLICE
-from app.store.base import create_engine
 from tests.services.stored_history import request_in, result_in
 from tests.services.test_verified_counts import Policy
 from tests.store.test_baselines import NOW
@@ -29,13 +26,6 @@ NUMBER_1H = BaselineSpec("number", None, 3_600, None)  # a key per number
 NUMBER_HISTORY = HistorySpec("number", None, 86_400)
 POLICY = cast(CompiledPolicy, Policy({NUMBER_1H: 1}, frozenset({NUMBER_HISTORY})))
 NEW = 2 * SLICE + 300  # verifications since the last refresh, each a new number
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_refresh_adds_at_most_a_slice_of_keys_between_two_loop_turns(

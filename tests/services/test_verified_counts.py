@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -21,7 +21,6 @@ from app.rules.aggregates import BaselineSpec, HistorySpec
 from app.rules.engine import CompiledPolicy
 from app.services.baselines import BaselineCache
 from app.store import changes
-from app.store.base import create_engine
 from app.store.baselines import BaselineQuery, first_attempts, last, same_hour, verified_counts
 from tests.services.stored_history import store_request, store_result
 
@@ -47,13 +46,6 @@ FIRST = Policy({RANGE_14D: 1, COUNTRY_2H: 0, COUNTRY_SAME_HOUR: 0}, frozenset())
 CHANGED = Policy(
     {RANGE_14D: 1, NUMBER_1H: 0, COUNTRY_SAME_HOUR: 0}, frozenset({COUNTRY_1H_HISTORY})
 )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 class History:
