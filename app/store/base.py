@@ -123,7 +123,7 @@ def create_reader(engine: AsyncEngine) -> AsyncEngine:
     the sqlite3 module would), and it cannot write (`query_only`). An in-memory database
     is not shared between connections: it keeps `engine`.
 
-    A long snapshot is caught up after (`_catch_up`): while one is open the WAL cannot be
+    A long snapshot is caught up after (`_release_snapshot`): while one is open the WAL cannot be
     copied back past what it sees, and the writer's next automatic checkpoint copied all
     that piled up, inside a batch's COMMIT. The baseline refresh's reads under a burst held
     theirs 2-6 s, and the COMMIT after took 200-230 ms: the stall check shed the requests
